@@ -1,0 +1,26 @@
+"""Entry point: `resnext-gui` / `python -m resnext_gui` opens the window; `classify` and `weights` are the CLI."""
+
+from __future__ import annotations
+
+import sys
+
+CLI_COMMANDS = ("classify", "weights")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in CLI_COMMANDS:
+        from .cli import main as cli_main
+
+        return cli_main(argv)
+    if "--self-test" in argv:
+        from .selftest import main as selftest_main
+
+        return selftest_main([a for a in argv if a != "--self-test"])
+    from .app import main as app_main
+
+    return app_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

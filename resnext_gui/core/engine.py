@@ -1,0 +1,261 @@
+"""Classifier: photos in, plain Prediction objects out (top-k, Grad-CAMs of those classes, crop, timings)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import torch
+
+from . import cam as cam_mod
+from .errors import ImageError
+from .model import LAYERS, LoadedModel, forward_from, forward_to, load_model, resolve_device
+from .preprocess import Prepared, Source, load_and_prepare
+from .weights import WeightsSource, find_weights
+
+
+@dataclass
+class TopClass:
+    rank: int
+    index: int
+    label: str
+    prob: float
+
+
+@dataclass
+class Prediction:
+    """The answer for one photo: a result, or ``ok=False`` with a specific error message."""
+
+    path: str
+    ok: bool
+    error: str | None = None
+    top: list[TopClass] = field(default_factory=list)
+    cams: np.ndarray | None = None  # (k, h, w) float32 in [0, 1], one map per entry of ``top``
+    layer: str = "layer4"
+    crop: tuple[float, float, float, float] | None = None  # (left, top, right, bottom), full-size photo pixels
+    image_size: tuple[int, int] | None = None  # (width, height) of the oriented photo
+    device: str = "cpu"
+    ms: float = 0.0  # this photo's share of the work: decode + inference + CAMs
+    decode_ms: float = 0.0
+    infer_ms: float = 0.0
+    note: str | None = None  # something worth telling the user (e.g. ran on CPU after a GPU error)
+    image: object = None  # the decoded PIL image (RGB, oriented), when asked for with keep_images
+
+    def to_record(self) -> dict:
+        """The fields of the ``classify`` output (JSON lines / CSV)."""
+        if not self.ok:
+            return {"path": self.path, "ok": False, "error": self.error}
+        record = {
+            "path": self.path,
+            "ok": True,
+            "top": [{"rank": t.rank, "index": t.index, "label": t.label, "prob": round(t.prob, 6)} for t in self.top],
+            "device": self.device,
+            "ms": round(self.ms, 1),
+        }
+        if self.note:
+            record["note"] = self.note
+        return record
+
+
+def _is_device_oom(exc: BaseException) -> bool:
+    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
+    return isinstance(exc, oom) or "out of memory" in str(exc).lower()
+
+
+class Classifier:
+    """ResNeXt-50 on one device: classify photos and explain the top-k classes with Grad-CAM.
+
+    Qt-free and single-threaded from the caller's view (decoding may use a small thread pool).
+    """
+
+    def __init__(
+        self,
+        weights: str | os.PathLike | WeightsSource | None = None,
+        device: str = "auto",
+        layer: str = "layer4",
+        topk: int = 5,
+        fast_decode: bool = True,
+        decode_workers: int = 1,
+    ) -> None:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
+        start = time.perf_counter()
+        self.device = resolve_device(device)
+        source = weights if isinstance(weights, WeightsSource) else find_weights(weights)
+        self.loaded: LoadedModel = load_model(source, self.device)
+        self.load_ms = (time.perf_counter() - start) * 1000.0
+        variant = source.transforms_variant
+        self.transforms = variant.weights.transforms()
+        self.resize = int(self.transforms.resize_size[0])
+        self.crop_size = int(self.transforms.crop_size[0])
+        self.layer = layer
+        self.topk = max(1, min(int(topk), self.loaded.num_classes))
+        self.fast_decode = fast_decode
+        self.decode_workers = max(1, decode_workers)
+        self._cpu_fallback: torch.nn.Module | None = None
+
+    # ---- properties the front ends show ----
+    @property
+    def labels(self) -> list[str]:
+        return self.loaded.labels
+
+    @property
+    def source(self) -> WeightsSource:
+        return self.loaded.source
+
+    # ---- single steps ----
+    def prepare(self, source: Source) -> Prepared:
+        return load_and_prepare(source, self.transforms, self.resize, self.crop_size, self.fast_decode)
+
+    def _run(self, model: torch.nn.Module, batch: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(probabilities (N,k), class indices (N,k), maps (N,k,h,w)) from one forward pass."""
+        if layer == "layer4":
+            with torch.inference_mode():
+                feats = forward_to(model, batch, layer)
+                logits = forward_from(model, feats, layer)
+                probs, classes = torch.softmax(logits.float(), dim=1).topk(self.topk, dim=1)
+                maps = cam_mod.last_stage_cams(feats, model.fc.weight, classes)
+        else:
+            with torch.no_grad():
+                feats = forward_to(model, batch, layer)
+                logits = forward_from(model, feats, layer)
+                probs, classes = torch.softmax(logits.float(), dim=1).topk(self.topk, dim=1)
+            maps = cam_mod.autograd_cams(lambda a: forward_from(model, a, layer), feats, classes)
+        return probs.cpu(), classes.cpu(), maps.float().cpu()
+
+    def predict(self, items: list[Prepared], layer: str | None = None) -> list[Prediction]:
+        """Run the model once over already prepared photos (one batch)."""
+        layer = layer or self.layer
+        start = time.perf_counter()
+        batch = torch.stack([p.tensor for p in items])
+        note = None
+        device = self.device
+        try:
+            probs, classes, maps = self._run(self.loaded.model, batch.to(device), layer)
+        except RuntimeError as exc:
+            if device.type == "cpu" or not _is_device_oom(exc):
+                raise
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+            if self._cpu_fallback is None:
+                import copy
+
+                self._cpu_fallback = copy.deepcopy(self.loaded.model).to("cpu")
+            device = torch.device("cpu")
+            note = f"ran on the CPU: the {self.device.type.upper()} device ran out of memory"
+            probs, classes, maps = self._run(self._cpu_fallback, batch, layer)
+        infer_ms = (time.perf_counter() - start) * 1000.0 / len(items)
+        out = []
+        for i, item in enumerate(items):
+            top = [
+                TopClass(rank + 1, int(c), self.labels[int(c)], float(p))
+                for rank, (p, c) in enumerate(zip(probs[i].tolist(), classes[i].tolist()))
+            ]
+            out.append(
+                Prediction(
+                    path=item.decoded.name,
+                    ok=True,
+                    top=top,
+                    cams=maps[i].numpy(),
+                    layer=layer,
+                    crop=item.crop,
+                    image_size=item.decoded.original_size,
+                    device=device.type,
+                    ms=item.decode_ms + infer_ms,
+                    decode_ms=item.decode_ms,
+                    infer_ms=infer_ms,
+                    note=note,
+                )
+            )
+        return out
+
+    def classify(self, source: Source, keep_image: bool = False, layer: str | None = None) -> Prediction:
+        """One photo, start to finish. Bad input gives ``ok=False`` with the reason, never an exception."""
+        name = "pasted image" if isinstance(source, (bytes, bytearray)) else str(source)
+        try:
+            item = self.prepare(source)
+        except ImageError as exc:
+            return Prediction(path=name, ok=False, error=str(exc))
+        pred = self.predict([item], layer)[0]
+        if keep_image:
+            pred.image = item.decoded.image
+        return pred
+
+    def classify_many(
+        self,
+        sources: Iterable[Source],
+        batch_size: int = 1,
+        keep_images: bool = False,
+        cancelled: Callable[[], bool] | None = None,
+    ) -> Iterator[Prediction]:
+        """Stream predictions in input order; the next photos decode on worker threads meanwhile.
+
+        At most a few photos are decoded ahead, so memory stays flat however long the list is.
+        """
+        batch_size = max(1, batch_size)
+        ahead = batch_size + self.decode_workers + 1
+        sources = iter(sources)
+        pending: deque[tuple[str, Future]] = deque()
+
+        def submit(pool: ThreadPoolExecutor) -> None:
+            while len(pending) < ahead:
+                try:
+                    src = next(sources)
+                except StopIteration:
+                    return
+                name = "pasted image" if isinstance(src, (bytes, bytearray)) else str(src)
+                pending.append((name, pool.submit(self.prepare, src)))
+
+        with ThreadPoolExecutor(self.decode_workers, thread_name_prefix="decode") as pool:
+            try:
+                submit(pool)
+                batch: list[Prepared] = []
+                while pending:
+                    if cancelled and cancelled():
+                        return
+                    name, fut = pending.popleft()
+                    submit(pool)
+                    try:
+                        batch.append(fut.result())
+                        failure = None
+                    except ImageError as exc:
+                        failure = Prediction(path=name, ok=False, error=str(exc))
+                    if batch and (failure or len(batch) >= batch_size or not pending):
+                        yield from self._finish(batch, keep_images)
+                        batch = []
+                    if failure:
+                        yield failure
+            finally:
+                for _, fut in pending:
+                    fut.cancel()
+
+    def _finish(self, batch: list[Prepared], keep_images: bool) -> list[Prediction]:
+        preds = self.predict(batch)
+        for pred, item in zip(preds, batch):
+            if keep_images:
+                pred.image = item.decoded.image
+        return preds
+
+
+def cam_overlay(pred: Prediction, rank: int = 1, cmap: str = "jet", opacity: float = 0.5, heatmap_only: bool = False) -> np.ndarray:
+    """The photo kept in ``pred.image`` with the map of class ``rank`` drawn on the region the model saw."""
+    if pred.image is None or pred.cams is None or pred.crop is None or pred.image_size is None:
+        raise ValueError("this prediction has no image or map to draw (use keep_image=True)")
+    photo = np.asarray(pred.image)
+    sx = photo.shape[1] / pred.image_size[0]
+    sy = photo.shape[0] / pred.image_size[1]
+    left, top, right, bottom = pred.crop
+    rect = (left * sx, top * sy, right * sx, bottom * sy)
+    return cam_mod.overlay(photo, pred.cams[rank - 1], rect, cmap, opacity, heatmap_only)
+
+
+def save_png(array: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(array).save(path, format="PNG")

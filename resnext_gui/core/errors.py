@@ -1,0 +1,25 @@
+"""The core's own exceptions: each carries a message meant for the person using the app."""
+
+
+class ResnextGuiError(Exception):
+    """Base class; str(exc) is a complete, user-facing sentence."""
+
+
+class ImageError(ResnextGuiError):
+    """A file could not be read as a photo (missing, not an image, truncated, too large...)."""
+
+
+class WeightsError(ResnextGuiError):
+    """A checkpoint is missing, unreadable, unsafe, or not a ResNeXt-50 32x4d."""
+
+
+class NoWeightsError(WeightsError):
+    """No weights were found anywhere in the lookup order."""
+
+
+class DownloadError(ResnextGuiError):
+    """A weights download failed or did not verify; nothing was left at the destination."""
+
+
+class DeviceError(ResnextGuiError):
+    """The requested compute device is not available."""

@@ -1,0 +1,229 @@
+"""Build torchvision's ResNeXt-50 32x4d, load a checkpoint safely, find its labels, pick the device."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision.models import resnext50_32x4d
+
+from .errors import DeviceError, WeightsError
+from .weights import DEFAULT_VARIANT, WeightsSource
+
+PARAMETER_COUNT = 25_028_904  # the paper's ResNeXt-50 (32x4d), torchvision's resnext50_32x4d
+LAYERS = ("layer4", "layer3", "layer2")
+
+
+def build_model(num_classes: int = 1000) -> nn.Module:
+    """The untrained network; only ever used with a checkpoint loaded into it."""
+    return resnext50_32x4d(weights=None, num_classes=num_classes)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto``: CUDA, else Apple MPS, else CPU. Asking for a device that is not there is a DeviceError."""
+    name = (name or "auto").lower()
+    mps = getattr(torch.backends, "mps", None)
+    mps_ok = bool(mps and mps.is_available())
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("mps") if mps_ok else torch.device("cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError("CUDA was requested but no CUDA GPU is available (use --device cpu or auto)")
+        return torch.device(name)
+    if name == "mps":
+        if not mps_ok:
+            raise DeviceError("Apple MPS was requested but is not available (use --device cpu or auto)")
+        return torch.device("mps")
+    raise DeviceError(f"unknown device {name!r}: choose auto, cpu, cuda or mps")
+
+
+def describe_device(device: torch.device) -> str:
+    """A short label for the status bar: "CUDA · <GPU name>" or "CPU · N threads"."""
+    if device.type == "cuda":
+        return f"CUDA · {torch.cuda.get_device_name(device)}"
+    if device.type == "mps":
+        return "MPS · Apple GPU"
+    return f"CPU · {torch.get_num_threads()} threads"
+
+
+def _read_state_dict(path: Path) -> tuple[dict, list[str] | None]:
+    """Read tensors and any embedded labels without running code from the file."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WeightsError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
+    if size == 0:
+        raise WeightsError(f"weights file {path} is empty")
+    if path.suffix == ".safetensors":
+        return _read_safetensors(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        text = str(exc)
+        if "global" in text.lower():  # torch's safe unpickler met a class or function it won't build
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+            what = f" ({found.group(1)})" if found else ""
+            raise WeightsError(
+                f"refused to load {path}: besides tensors it holds Python objects{what}, and loading "
+                f"them could run code. Only plain state_dicts (or .safetensors) are accepted"
+            ) from None
+        raise WeightsError(f"weights file {path} is truncated or not a PyTorch checkpoint") from None
+    except Exception as exc:  # the safe unpickler raises KeyError, RuntimeError, EOFError... on bad bytes
+        first = (str(exc).splitlines() or [""])[0][:200] or type(exc).__name__
+        raise WeightsError(f"weights file {path} is truncated or not a PyTorch checkpoint ({first})") from None
+    labels = None
+    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
+        labels = obj.get("labels")
+        obj = obj["state_dict"]
+    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise WeightsError(f"{path} is not a state_dict (a mapping of parameter names to tensors)")
+    if labels is not None and not (isinstance(labels, (list, tuple)) and all(isinstance(x, str) for x in labels)):
+        raise WeightsError(f"{path}: 'labels' must be a list of strings")
+    return obj, list(labels) if labels is not None else None
+
+
+def _read_safetensors(path: Path) -> tuple[dict, list[str] | None]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            meta = handle.metadata() or {}
+        tensors = load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"weights file {path} is truncated or not a safetensors file ({exc})") from None
+    labels = None
+    if "labels" in meta:
+        try:
+            labels = json.loads(meta["labels"])
+        except json.JSONDecodeError:
+            labels = meta["labels"].splitlines()
+        if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
+            raise WeightsError(f"{path}: the 'labels' metadata must be a JSON list of strings")
+    return tensors, labels
+
+
+def _sidecar_labels(path: Path) -> list[str] | None:
+    folder = path.parent
+    txt, js = folder / "labels.txt", folder / "labels.json"
+    if js.is_file():
+        try:
+            data = json.loads(js.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WeightsError(f"cannot read {js}: {exc}") from None
+        if isinstance(data, dict):  # {"0": "cat", "1": "dog"}
+            data = [data[k] for k in sorted(data, key=int)]
+        if not isinstance(data, list):
+            raise WeightsError(f"{js} must hold a list of class names")
+        return [str(x) for x in data]
+    if txt.is_file():
+        try:
+            lines = txt.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise WeightsError(f"cannot read {txt}: {exc}") from None
+        return [line.strip() for line in lines if line.strip()]
+    return None
+
+
+def _check_architecture(state: dict, path: Path) -> int:
+    """Compare keys and shapes with resnext50_32x4d; return the number of classes from fc.weight."""
+    fc = state.get("fc.weight")
+    if fc is None or fc.ndim != 2:
+        raise WeightsError(f"{path} is not a ResNeXt-50 32x4d checkpoint: it has no classifier 'fc.weight'")
+    num_classes = fc.shape[0]
+    reference = build_model(num_classes).state_dict()
+    missing = [k for k in reference if k not in state]
+    unexpected = [k for k in state if k not in reference]
+    wrong = [
+        f"{k} is {tuple(state[k].shape)}, expected {tuple(v.shape)}"
+        for k, v in reference.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing weights (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected weights (e.g. {unexpected[0]})")
+        if wrong:
+            parts.append(f"{len(wrong)} of the wrong shape (e.g. {wrong[0]})")
+        hint = ""
+        conv2 = state.get("layer1.0.conv2.weight")
+        if conv2 is not None and conv2.ndim == 4 and conv2.shape[1] == conv2.shape[0]:
+            hint = " — it looks like a plain ResNet, not a ResNeXt (its 3x3 convolutions are not grouped)"
+        raise WeightsError(f"{path} is not a ResNeXt-50 32x4d checkpoint: {'; '.join(parts)}{hint}")
+    return num_classes
+
+
+@dataclass
+class LoadedModel:
+    """A ready network on its device, with its class names and where its weights came from."""
+
+    model: nn.Module
+    labels: list[str]
+    source: WeightsSource
+    device: torch.device
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.labels)
+
+
+def load_model(source: WeightsSource, device: torch.device | str = "cpu") -> LoadedModel:
+    """Load and check a checkpoint strictly, then move the network to ``device`` in eval mode."""
+    device = torch.device(device) if isinstance(device, str) else device
+    path = Path(source.path)
+    state, labels = _read_state_dict(path)
+    if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
+        state = {k[len("module."):]: v for k, v in state.items()}
+    num_classes = _check_architecture(state, path)
+    if labels is None:
+        labels = _sidecar_labels(path)
+    if labels is None:
+        if num_classes == 1000:
+            labels = list(DEFAULT_VARIANT.weights.meta["categories"])
+        else:
+            labels = [f"class {i}" for i in range(num_classes)]
+    if len(labels) != num_classes:
+        raise WeightsError(f"{path}: the checkpoint has {num_classes} classes but {len(labels)} labels")
+    model = build_model(num_classes)
+    model.load_state_dict(state, strict=True)
+    model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return LoadedModel(model, labels, source, device)
+
+
+def _check_layer(layer: str) -> None:
+    if layer not in LAYERS:
+        raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
+
+
+_STAGES = ("layer1", "layer2", "layer3", "layer4")
+
+
+def forward_to(model: nn.Module, x: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+    """The network from the input up to and including stage ``layer`` (as in torchvision's ResNet.forward)."""
+    _check_layer(layer)
+    x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
+    for name in _STAGES[: _STAGES.index(layer) + 1]:
+        x = getattr(model, name)(x)
+    return x
+
+
+def forward_from(model: nn.Module, feats: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+    """The rest of the network after stage ``layer``: later stages, global average pool, classifier."""
+    _check_layer(layer)
+    x = feats
+    for name in _STAGES[_STAGES.index(layer) + 1 :]:
+        x = getattr(model, name)(x)
+    return model.fc(torch.flatten(model.avgpool(x), 1))

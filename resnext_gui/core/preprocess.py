@@ -1,0 +1,222 @@
+"""File or bytes -> the photo as a viewer shows it (oriented RGB) -> the model's input tensor and crop rectangle."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ImageError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+Source = Union[str, os.PathLike, bytes]
+
+
+@dataclass
+class Decoded:
+    """An oriented RGB photo, possibly decoded at reduced size, and the size of the full photo."""
+
+    image: Image.Image  # mode RGB, EXIF orientation applied
+    original_size: tuple[int, int]  # (width, height) of the oriented photo at full resolution
+    name: str
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Full-resolution pixels per decoded pixel, (x, y); 1.0 unless decoded at reduced size."""
+        return (self.original_size[0] / self.image.width, self.original_size[1] / self.image.height)
+
+
+@dataclass
+class Prepared:
+    """A model-ready tensor plus what the heatmap needs to land on the right pixels."""
+
+    tensor: "object"  # torch.Tensor (3, crop, crop), normalised
+    crop: tuple[float, float, float, float]  # (left, top, right, bottom) in full-resolution photo pixels
+    decoded: Decoded
+    decode_ms: float
+
+
+def _describe_unreadable(data_head: bytes) -> str:
+    if len(data_head) >= 12 and data_head[4:8] == b"ftyp" and data_head[8:12] in (b"heic", b"heix", b"mif1", b"heif"):
+        return "a HEIC/HEIF photo, which this app cannot read: convert it to JPEG or PNG first"
+    if data_head[:5] in (b"<?xml", b"<svg ") or b"<svg" in data_head[:256]:
+        return "an SVG drawing, not a photo: export it as PNG first"
+    return "not an image this app can read (JPEG, PNG, BMP, GIF, WebP, TIFF)"
+
+
+def _open(source: Source) -> tuple[Image.Image, str]:
+    if isinstance(source, (bytes, bytearray)):
+        if not source:
+            raise ImageError("the image data is empty")
+        return Image.open(io.BytesIO(source)), "pasted image"
+    path = Path(source)
+    name = str(path)
+    try:
+        if path.is_dir():
+            raise ImageError(f"{name} is a folder, not an image")
+        if path.stat().st_size == 0:
+            raise ImageError(f"{name} is empty (0 bytes)")
+        return Image.open(path), name
+    except FileNotFoundError:
+        raise ImageError(f"{name} does not exist (was it moved or deleted?)") from None
+    except PermissionError:
+        raise ImageError(f"{name} cannot be read: permission denied") from None
+    except UnidentifiedImageError:
+        with open(path, "rb") as fh:
+            head = fh.read(512)
+        raise ImageError(f"{name} is {_describe_unreadable(head)}") from None
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: 16-bit scaled (not clipped), transparency composited on white."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float32)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        arr = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    if im.mode == "F":
+        arr = np.asarray(im, dtype=np.float32)
+        arr = np.nan_to_num(arr)
+        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        arr = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+        return Image.fromarray(arr).convert("RGB")
+    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        rgba = im.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(white, rgba).convert("RGB")
+    if im.mode == "RGB":
+        return im
+    return im.convert("RGB")
+
+
+def load_image(source: Source, min_side: int | None = None) -> Decoded:
+    """Decode a photo as a viewer shows it: first frame, EXIF orientation applied, RGB.
+
+    ``min_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 size (Pillow's ``draft``, DCT scaling) as long
+    as its shorter side stays at least ``min_side`` pixels. Every failure is an ImageError with a
+    specific message; no other exception escapes.
+    """
+    im = opened = None
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns between 1x and 2x its pixel limit and raises above; refuse both.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            opened, name = _open(source)
+            im = opened
+            full_w, full_h = im.size
+            if min_side and im.format == "JPEG" and min(full_w, full_h) > 2 * min_side:
+                factor = min_side / min(full_w, full_h)
+                im.draft(im.mode, (max(1, int(full_w * factor + 0.999)), max(1, int(full_h * factor + 0.999))))
+            orientation = im.getexif().get(0x0112, 1)
+            im = ImageOps.exif_transpose(im) if orientation != 1 else im
+            im.load()
+            rgb = _to_rgb(im)
+            if rgb is opened:
+                # keep the pixels, let the file go (animated files keep theirs open for other frames)
+                rgb = rgb.copy() if getattr(opened, "is_animated", False) else rgb
+                opened = None if rgb is im else opened
+        if orientation in (5, 6, 7, 8):
+            full_w, full_h = full_h, full_w
+        return Decoded(rgb, (full_w, full_h), name)
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise ImageError(
+            f"{_name(source)} is too large to open safely: {pixels}, over the limit of "
+            f"{Image.MAX_IMAGE_PIXELS:,} (refused as a possible decompression bomb)"
+        ) from None
+    except MemoryError:
+        raise ImageError(f"{_name(source)} is too large to decode in the available memory") from None
+    except OSError as exc:
+        msg = str(exc) or type(exc).__name__
+        if "truncated" in msg or "broken" in msg or "EOF" in msg or "unrecognized data stream" in msg:
+            raise ImageError(f"{_name(source)} is truncated or damaged ({msg})") from None
+        raise ImageError(f"{_name(source)} cannot be decoded ({msg})") from None
+    except Exception as exc:  # Pillow's plugins raise SyntaxError, ValueError, struct.error, ... on bad data
+        raise ImageError(f"{_name(source)} is damaged or not a valid image ({type(exc).__name__}: {exc})") from None
+    finally:
+        if opened is not None:
+            opened.close()
+
+
+def _name(source: Source) -> str:
+    return "pasted image" if isinstance(source, (bytes, bytearray)) else str(source)
+
+
+def crop_rect(size: tuple[int, int], resize: int, crop: int) -> tuple[float, float, float, float]:
+    """The centre crop's rectangle in the coordinates of an image of ``size``.
+
+    Mirrors torchvision's ``resize(shorter side = resize)`` then ``center_crop(crop)``: the crop is taken
+    from the resized image and mapped back, so a heatmap drawn in this rectangle covers the pixels the
+    model saw.
+    """
+    w, h = size
+    if w <= h:
+        new_w, new_h = resize, int(resize * h / w)
+    else:
+        new_w, new_h = int(resize * w / h), resize
+    left = int(round((new_w - crop) / 2.0))
+    top = int(round((new_h - crop) / 2.0))
+    sx, sy = w / new_w, h / new_h
+    return (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+
+
+def prepare(decoded: Decoded, transforms: Callable, resize: int, crop: int) -> "tuple[object, tuple]":
+    """The model tensor (exactly ``transforms(image)``) and the crop in full-resolution coordinates."""
+    tensor = transforms(decoded.image)
+    left, top, right, bottom = crop_rect(decoded.image.size, resize, crop)
+    sx, sy = decoded.scale
+    return tensor, (left * sx, top * sy, right * sx, bottom * sy)
+
+
+def load_and_prepare(source: Source, transforms: Callable, resize: int, crop: int, fast: bool = True) -> Prepared:
+    """Decode and prepare one photo; ``fast`` lets large JPEGs decode at reduced size (>= 2x ``resize``)."""
+    start = time.perf_counter()
+    decoded = load_image(source, min_side=2 * resize if fast else None)
+    tensor, rect = prepare(decoded, transforms, resize, crop)
+    return Prepared(tensor, rect, decoded, (time.perf_counter() - start) * 1000.0)
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def expand_paths(paths, on_error: Callable[[Path, str], None] | None = None) -> list[Path]:
+    """Files as given, and folders searched recursively for image files (sorted); loops are not followed.
+
+    A file named explicitly is always kept (it will get an answer even if it is not an image).
+    """
+    out: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            seen: set[tuple[int, int]] = set()
+            found: list[Path] = []
+            for root, dirs, files in os.walk(p, followlinks=True, onerror=None):
+                try:
+                    st = os.stat(root)
+                    key = (st.st_dev, st.st_ino)
+                except OSError:
+                    dirs[:] = []
+                    continue
+                if key in seen:  # a symlink loop: don't descend again
+                    dirs[:] = []
+                    continue
+                seen.add(key)
+                dirs.sort()
+                found.extend(Path(root) / f for f in files if is_image_name(Path(f)))
+            out.extend(sorted(found))
+        else:
+            out.append(p)
+    return out

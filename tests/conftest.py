@@ -1,0 +1,73 @@
+"""Shared fixtures: offscreen Qt, an isolated offline environment, generated checkpoints and real photos."""
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")  # before anything imports Qt
+
+import socket
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.helpers import make_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def offline(monkeypatch):
+    """Tests never reach the internet: only loopback connections are allowed."""
+    real_connect = socket.socket.connect
+
+    def guarded(self, address):
+        host = address[0] if isinstance(address, tuple) else address
+        if isinstance(host, str) and not (host.startswith("127.") or host in ("localhost", "::1")) and self.family != socket.AF_UNIX:
+            raise OSError(f"test tried to reach {address}: tests run offline")
+        return real_connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path_factory):
+    """No user weights, caches or settings leak in: TORCH_HOME and HOME point at empty folders."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.delenv("RESNEXT_GUI_WEIGHTS", raising=False)
+    return home
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory) -> Path:
+    return make_checkpoint(tmp_path_factory.mktemp("weights") / "resnext50_seed0.pth")
+
+
+def _skimage(name: str) -> np.ndarray:
+    from skimage import data
+
+    return getattr(data, name)()
+
+
+@pytest.fixture(scope="session")
+def photos(tmp_path_factory) -> dict[str, Path]:
+    """Real public-domain photos from scikit-image: lossless PNGs and one JPEG."""
+    folder = tmp_path_factory.mktemp("photos")
+    out = {}
+    for name in ("chelsea", "astronaut", "coffee"):
+        out[name] = folder / f"{name}.png"
+        Image.fromarray(_skimage(name)).save(out[name])
+    out["rocket_jpg"] = folder / "rocket.jpg"
+    Image.fromarray(_skimage("rocket")).save(out["rocket_jpg"], quality=92)
+    return out
+
+
+@pytest.fixture(scope="session")
+def big_jpeg(tmp_path_factory) -> Path:
+    """A 12-megapixel JPEG (4000x3000) made from a real photo, the size phones produce."""
+    path = tmp_path_factory.mktemp("big") / "coffee_12mp.jpg"
+    Image.fromarray(_skimage("coffee")).resize((4000, 3000), Image.Resampling.BICUBIC).save(path, quality=90)
+    return path
+
+

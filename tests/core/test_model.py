@@ -1,0 +1,148 @@
+"""The network is torchvision's resnext50_32x4d, checkpoints load strictly and safely, labels are found."""
+
+import json
+import pickle
+
+import pytest
+import torch
+from torchvision.models import resnet50, resnext50_32x4d
+
+from resnext_gui.core.errors import DeviceError, WeightsError
+from resnext_gui.core.model import PARAMETER_COUNT, build_model, load_model, resolve_device
+from resnext_gui.core.weights import WeightsSource
+from tests.helpers import make_checkpoint
+
+
+def src(path):
+    return WeightsSource(path, "--weights", None)
+
+
+def test_architecture_is_torchvision_resnext50_32x4d():
+    ours = build_model().state_dict()
+    ref = resnext50_32x4d(weights=None).state_dict()
+    assert list(ours) == list(ref)
+    assert all(ours[k].shape == ref[k].shape for k in ref)
+    assert sum(p.numel() for p in build_model().parameters()) == PARAMETER_COUNT == 25_028_904
+    # the paper's block: one grouped 3x3 convolution, cardinality 32, 4 channels per group at stage 1
+    conv = build_model().layer1[0].conv2
+    assert conv.groups == 32 and conv.in_channels == 128
+
+
+def test_torchvision_checkpoint_loads_strictly_with_identical_logits(checkpoint):
+    loaded = load_model(src(checkpoint))
+    ref = resnext50_32x4d(weights=None)
+    ref.load_state_dict(torch.load(checkpoint, weights_only=True))
+    ref.eval()
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        assert torch.equal(loaded.model(x), ref(x))
+    assert not loaded.model.training
+    assert loaded.labels[281] == "tabby"  # ImageNet names from torchvision's weights meta
+
+
+def test_resnet50_checkpoint_is_refused_by_name(tmp_path):
+    path = tmp_path / "resnet50.pth"
+    torch.save(resnet50(weights=None).state_dict(), path)
+    with pytest.raises(WeightsError, match="not a ResNeXt-50 32x4d.*plain ResNet"):
+        load_model(src(path))
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not really a zip", b"hello"], ids=["empty", "bad-zip", "text"])
+def test_empty_or_garbage_checkpoint(tmp_path, content):
+    path = tmp_path / "bad.pth"
+    path.write_bytes(content)
+    with pytest.raises(WeightsError, match="empty|truncated|not a PyTorch checkpoint"):
+        load_model(src(path))
+
+
+def test_truncated_checkpoint(tmp_path, checkpoint):
+    path = tmp_path / "half.pth"
+    path.write_bytes(checkpoint.read_bytes()[: checkpoint.stat().st_size // 2])
+    with pytest.raises(WeightsError, match="truncated"):
+        load_model(src(path))
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_pickle_that_would_run_code_is_refused_without_running(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"fc.weight": torch.zeros(2, 2048), "payload": _RunsCode(marker)}, path)
+    with pytest.raises(WeightsError, match="could run code"):
+        load_model(src(path))
+    assert not marker.exists()
+    # also a raw pickle stream (the legacy format)
+    raw = tmp_path / "evil_raw.pth"
+    raw.write_bytes(pickle.dumps(_RunsCode(marker)))
+    with pytest.raises(WeightsError):
+        load_model(src(raw))
+    assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def ten_class_state():
+    torch.manual_seed(3)
+    return resnext50_32x4d(weights=None, num_classes=10).state_dict()
+
+
+def test_dict_with_state_dict_and_labels(tmp_path, ten_class_state):
+    path = tmp_path / "custom.pth"
+    labels = [f"flower {i}" for i in range(10)]
+    torch.save({"state_dict": ten_class_state, "labels": labels, "epoch": 7}, path)
+    loaded = load_model(src(path))
+    assert loaded.labels == labels and loaded.model.fc.out_features == 10
+
+
+def test_safetensors_with_labels_metadata(tmp_path, ten_class_state):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "custom.safetensors"
+    labels = [f"bird {i}" for i in range(10)]
+    save_file({k: v.contiguous() for k, v in ten_class_state.items()}, path, metadata={"labels": json.dumps(labels)})
+    assert load_model(src(path)).labels == labels
+
+
+def test_sidecar_labels_then_class_n(tmp_path, ten_class_state):
+    path = tmp_path / "plain.pth"
+    torch.save(ten_class_state, path)
+    assert load_model(src(path)).labels == [f"class {i}" for i in range(10)]
+    (tmp_path / "labels.txt").write_text("\n".join(f"dog {i}" for i in range(10)) + "\n", encoding="utf-8")
+    assert load_model(src(path)).labels[3] == "dog 3"
+    (tmp_path / "labels.json").write_text(json.dumps([f"cat {i}" for i in range(10)]), encoding="utf-8")
+    assert load_model(src(path)).labels[3] == "cat 3"  # labels.json wins over labels.txt
+
+
+def test_label_count_must_match_classes(tmp_path, ten_class_state):
+    path = tmp_path / "mismatch.pth"
+    torch.save({"state_dict": ten_class_state, "labels": ["a", "b"]}, path)
+    with pytest.raises(WeightsError, match="10 classes but 2 labels"):
+        load_model(src(path))
+
+
+def test_dataparallel_prefix_is_accepted(tmp_path, ten_class_state):
+    path = tmp_path / "dp.pth"
+    torch.save({f"module.{k}": v for k, v in ten_class_state.items()}, path)
+    assert load_model(src(path)).num_classes == 10
+
+
+def test_device_choice():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(DeviceError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(DeviceError, match="no CUDA GPU"):
+            resolve_device("cuda")
+
+
+def test_other_seed_gives_other_weights(tmp_path, checkpoint):
+    other = make_checkpoint(tmp_path / "seed1.pth", seed=1)
+    a = load_model(src(checkpoint)).model.fc.weight
+    b = load_model(src(other)).model.fc.weight
+    assert not torch.equal(a, b)
