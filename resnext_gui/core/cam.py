@@ -61,7 +61,7 @@ def _jet(x: np.ndarray) -> np.ndarray:
 
 
 def _turbo(x: np.ndarray) -> np.ndarray:
-    # Polynomial fit of Google's Turbo colour map (Mikhailov, 2019), accurate to a few 1/255ths.
+    # Polynomial fit of Google's Turbo colour map (Mikhailov, 2019); loosest at its dark-blue end.
     v4 = np.stack([np.ones_like(x), x, x**2, x**3], axis=-1)
     v2 = np.stack([x**4, x**5], axis=-1)
     r = v4 @ [0.13572138, 4.61539260, -42.66032258, 132.13108234] + v2 @ [-152.94239396, 59.28637943]

@@ -140,7 +140,7 @@ def load_image(source: Source, min_side: int | None = None) -> Decoded:
         raise ImageError(f"{_name(source)} is too large to decode in the available memory") from None
     except OSError as exc:
         msg = str(exc) or type(exc).__name__
-        if "truncated" in msg or "broken" in msg or "EOF" in msg or "unrecognized data stream" in msg:
+        if any(w in msg.lower() for w in ("truncated", "broken", "eof", "unrecognized data stream")):
             raise ImageError(f"{_name(source)} is truncated or damaged ({msg})") from None
         raise ImageError(f"{_name(source)} cannot be decoded ({msg})") from None
     except Exception as exc:  # Pillow's plugins raise SyntaxError, ValueError, struct.error, ... on bad data

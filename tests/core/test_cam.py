@@ -1,0 +1,123 @@
+"""Grad-CAM: closed form = autograd path = an independent hook-based reference; maps land on the crop."""
+
+import numpy as np
+import pytest
+import torch
+from torchvision.models import resnext50_32x4d
+
+from resnext_gui.core import cam
+from resnext_gui.core.engine import Classifier, cam_overlay
+from resnext_gui.core.model import forward_from, forward_to
+
+
+@pytest.fixture(scope="module")
+def clf(checkpoint):
+    return Classifier(checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def batch(clf, photos):
+    return torch.stack([clf.prepare(photos[n]).tensor for n in ("chelsea", "astronaut")])
+
+
+def reference_gradcam(checkpoint, x, layer, classes):
+    """Textbook Grad-CAM on a fresh torchvision model: forward hook for A, tensor hook for dy/dA."""
+    model = resnext50_32x4d(weights=None)
+    model.load_state_dict(torch.load(checkpoint, weights_only=True))
+    model.eval()
+    maps = []
+    for i in range(x.shape[0]):
+        per_image = []
+        for c in classes[i].tolist():
+            store = {}
+
+            def keep(_m, _inp, out):
+                store["A"] = out
+                out.register_hook(lambda g: store.__setitem__("G", g))
+
+            handle = getattr(model, layer).register_forward_hook(keep)
+            logits = model(x[i : i + 1])
+            handle.remove()
+            model.zero_grad()
+            logits[0, c].backward()
+            alpha = store["G"][0].mean(dim=(1, 2))
+            m = torch.relu((alpha[:, None, None] * store["A"][0]).sum(0)).detach()
+            m = (m - m.min()) / (m.max() - m.min()) if m.max() > m.min() else torch.zeros_like(m)
+            per_image.append(m)
+        maps.append(torch.stack(per_image))
+    return torch.stack(maps)
+
+
+def test_fast_path_equals_autograd_path_on_last_stage(clf, batch):
+    model = clf.loaded.model
+    with torch.no_grad():
+        feats = forward_to(model, batch, "layer4")
+        classes = forward_from(model, feats, "layer4").topk(5, dim=1).indices
+    fast = cam.last_stage_cams(feats, model.fc.weight, classes)
+    general = cam.autograd_cams(lambda a: forward_from(model, a, "layer4"), feats, classes)
+    assert fast.shape == (2, 5, 7, 7)
+    assert torch.allclose(fast, general, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("layer,side", [("layer4", 7), ("layer3", 14)])
+def test_engine_maps_equal_independent_reference(clf, checkpoint, batch, layer, side):
+    model = clf.loaded.model
+    with torch.no_grad():
+        classes = model(batch).topk(5, dim=1).indices
+    _, got_classes, maps = clf._run(model, batch, layer)
+    assert torch.equal(got_classes, classes)
+    ref = reference_gradcam(checkpoint, batch, layer, classes)
+    assert maps.shape == (2, 5, side, side)
+    assert torch.allclose(maps, ref, atol=1e-4, rtol=0)
+
+
+def test_all_five_maps_come_from_one_forward_pass(clf, photos):
+    calls = []
+    handle = clf.loaded.model.layer1.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        pred = clf.classify(photos["chelsea"])
+    finally:
+        handle.remove()
+    assert len(calls) == 1 and pred.cams.shape == (5, 7, 7)
+    assert not np.allclose(pred.cams[0], pred.cams[1])  # distinct classes, distinct maps
+
+
+def test_normalisation():
+    raw = torch.tensor([[[-1.0, 0.0], [2.0, 4.0]]])
+    assert cam.normalize_maps(raw).tolist() == [[[0.0, 0.0], [0.5, 1.0]]]
+    for flat in (torch.zeros(1, 3, 3), -torch.ones(1, 3, 3), torch.full((1, 3, 3), 2.0)):
+        out = cam.normalize_maps(flat)
+        assert torch.equal(out, torch.zeros_like(flat)) and not out.isnan().any()
+
+
+def test_colormaps_are_lookup_tables():
+    for name in ("jet", "turbo"):
+        lut = cam.colormap(name)
+        assert lut.shape == (256, 3) and lut.dtype == np.uint8
+        assert lut[32, 2] > lut[32, 0] and lut[-1, 0] > lut[-1, 2]  # from blue to red
+    with pytest.raises(ValueError):
+        cam.colormap("rainbow-unicorn")
+
+
+def test_overlay_covers_exactly_the_crop_rectangle():
+    photo = np.full((300, 400, 3), 100, np.uint8)
+    rect = (50.0, 30.0, 250.0, 230.0)
+    out = cam.overlay(photo, np.ones((7, 7), np.float32), rect, "jet", 0.6)
+    changed = np.any(out != photo, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (50, 30, 250, 230)
+    assert changed[30:230, 50:250].all()
+
+
+def test_prediction_overlay_uses_crop_of_full_photo(clf, big_jpeg):
+    pred = clf.classify(big_jpeg, keep_image=True)
+    assert pred.image_size == (4000, 3000)
+    left, top, right, bottom = pred.crop
+    # landscape 4:3: the crop is the central 3000x3000 square (less the 232->224 border)
+    assert right - left == pytest.approx(3000 * 224 / 232, rel=2e-3)
+    assert (left + right) / 2 == pytest.approx(2000, abs=15) and (top + bottom) / 2 == pytest.approx(1500, abs=15)
+    out = cam_overlay(pred, rank=2, cmap="turbo", opacity=1.0)
+    photo = np.asarray(pred.image)
+    changed = np.any(out != photo, axis=2)
+    sx = photo.shape[1] / 4000
+    assert not changed[:, : int(left * sx) - 1].any() and not changed[:, int(right * sx) + 1 :].any()

@@ -1,0 +1,77 @@
+"""The Classifier streams answers in input order, survives bad files, batches consistently, falls back on OOM."""
+
+import numpy as np
+import pytest
+import torch
+
+from resnext_gui.core.engine import Classifier
+
+
+@pytest.fixture(scope="module")
+def clf(checkpoint):
+    return Classifier(checkpoint, device="cpu")
+
+
+def test_stream_keeps_input_order_with_failures_between(clf, photos, tmp_path):
+    junk = tmp_path / "notes.jpg"
+    junk.write_text("not a photo")
+    inputs = [photos["chelsea"], junk, photos["astronaut"], tmp_path / "missing.png", photos["coffee"]]
+    for batch_size in (1, 2, 4):
+        preds = list(clf.classify_many(inputs, batch_size=batch_size))
+        assert [p.path for p in preds] == [str(p) for p in inputs]
+        assert [p.ok for p in preds] == [True, False, True, False, True]
+        assert "not an image" in preds[1].error and "does not exist" in preds[3].error
+
+
+def test_batched_results_match_single(clf, photos):
+    inputs = [photos[n] for n in ("chelsea", "astronaut", "coffee", "rocket_jpg")]
+    single = [clf.classify(p) for p in inputs]
+    batched = list(clf.classify_many(inputs, batch_size=4))
+    for a, b in zip(single, batched):
+        assert [t.index for t in a.top] == [t.index for t in b.top]
+        assert [t.prob for t in a.top] == pytest.approx([t.prob for t in b.top], rel=1e-4)
+        assert np.allclose(a.cams, b.cams, atol=1e-4)
+
+
+def test_prediction_fields(clf, photos):
+    pred = clf.classify(photos["chelsea"])
+    assert pred.ok and pred.device == "cpu" and pred.layer == "layer4"
+    assert [t.rank for t in pred.top] == [1, 2, 3, 4, 5]
+    probs = [t.prob for t in pred.top]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
+    assert pred.top[0].label == clf.labels[pred.top[0].index]
+    assert pred.cams.dtype == np.float32 and pred.cams.shape == (5, 7, 7)
+    assert pred.cams.min() >= 0 and pred.cams.max() == pytest.approx(1)
+    assert pred.ms > 0 and pred.image_size == (451, 300)
+    assert clf.classify(photos["chelsea"], layer="layer3").cams.shape == (5, 14, 14)
+
+
+def test_bytes_input(clf, photos):
+    pred = clf.classify(photos["coffee"].read_bytes())
+    assert pred.ok and pred.path == "pasted image"
+    assert not clf.classify(b"").ok
+
+
+def test_cancel_stops_the_stream(clf, photos):
+    seen = []
+    inputs = [photos["chelsea"]] * 6
+    for pred in clf.classify_many(inputs, cancelled=lambda: len(seen) >= 2):
+        seen.append(pred)
+    assert len(seen) == 2
+
+
+def test_device_out_of_memory_falls_back_to_cpu_with_a_note(checkpoint, photos, monkeypatch):
+    clf = Classifier(checkpoint, device="cpu")
+    clf.device = torch.device("cuda")  # pretend the model lives on a GPU that then runs out of memory
+    real_run = clf._run
+
+    def run(model, batch, layer):
+        if model is clf.loaded.model:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run(model, batch, layer)
+
+    monkeypatch.setattr(clf, "_run", run)
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)
+    preds = list(clf.classify_many([photos["chelsea"], photos["coffee"]]))
+    assert all(p.ok and p.device == "cpu" for p in preds)
+    assert "ran out of memory" in preds[0].note

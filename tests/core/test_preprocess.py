@@ -1,0 +1,138 @@
+"""Preprocessing equals the weights' own transforms, shows photos as a viewer does, and maps the crop back."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.models import ResNeXt50_32X4D_Weights
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms import functional as F
+
+from resnext_gui.core.errors import ImageError
+from resnext_gui.core.preprocess import crop_rect, expand_paths, load_and_prepare, load_image
+
+V2 = ResNeXt50_32X4D_Weights.IMAGENET1K_V2
+V1 = ResNeXt50_32X4D_Weights.IMAGENET1K_V1
+
+
+@pytest.mark.parametrize("weights,resize", [(V2, 232), (V1, 256)])
+@pytest.mark.parametrize("name", ["chelsea", "astronaut"])
+def test_tensor_equals_weights_transforms_on_lossless_images(photos, name, weights, resize):
+    t = weights.transforms()
+    prepared = load_and_prepare(photos[name], t, resize, 224)
+    with Image.open(photos[name]) as im:
+        expected = t(im.convert("RGB"))
+    assert prepared.tensor.shape == (3, 224, 224)
+    assert torch.equal(prepared.tensor, expected)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    shown = np.zeros((40, 60, 3), np.uint8)  # what a viewer should show: 60 wide, 40 high
+    shown[:, :30] = (255, 0, 0)
+    shown[:20, 30:] = (0, 0, 255)
+    stored = Image.fromarray(shown).transpose(Image.Transpose.ROTATE_90)  # the camera's sensor order
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    path = tmp_path / "rotated.jpg"
+    stored.save(path, quality=100, exif=exif)
+    decoded = load_image(path)
+    assert decoded.original_size == (60, 40) and decoded.image.size == (60, 40)
+    assert np.abs(np.asarray(decoded.image, np.int16) - shown).mean() < 4
+
+
+def test_sixteen_bit_is_scaled_not_clipped(tmp_path):
+    values = np.array([[0, 257, 32896, 65535]], dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")
+    got = np.asarray(load_image(path).image)[0, :, 0]
+    assert got.tolist() == [0, 1, 128, 255]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Image.new("P", (30, 20), 3),
+        lambda: Image.new("LA", (30, 20), (128, 0)),
+        lambda: Image.new("RGBA", (30, 20), (10, 20, 30, 0)),
+        lambda: Image.new("1", (30, 20), 1),
+        lambda: Image.new("CMYK", (30, 20), (0, 255, 255, 0)),
+    ],
+    ids=["palette", "LA", "RGBA", "1-bit", "CMYK"],
+)
+def test_any_mode_becomes_rgb(tmp_path, make):
+    im = make()
+    path = tmp_path / ("x.jpg" if im.mode == "CMYK" else "x.png")
+    im.save(path)
+    decoded = load_image(path)
+    assert decoded.image.mode == "RGB" and decoded.image.size == (30, 20)
+
+
+def test_transparency_is_shown_on_white(tmp_path):
+    path = tmp_path / "clear.png"
+    Image.new("RGBA", (8, 8), (0, 0, 0, 0)).save(path)
+    assert np.asarray(load_image(path).image).min() == 255
+
+
+def test_animated_gif_uses_first_frame(tmp_path):
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
+    path = tmp_path / "anim.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    r, g, b = np.asarray(load_image(path).image)[8, 8]
+    assert r > 200 and g < 50
+
+
+def test_large_jpeg_decodes_reduced_but_at_least_twice_the_target(big_jpeg):
+    t = V2.transforms()
+    fast = load_and_prepare(big_jpeg, t, 232, 224, fast=True)
+    full = load_and_prepare(big_jpeg, t, 232, 224, fast=False)
+    assert full.decoded.image.size == (4000, 3000)
+    assert 2 * 232 <= min(fast.decoded.image.size) < 3000
+    assert fast.decoded.original_size == full.decoded.original_size == (4000, 3000)
+    assert fast.crop == pytest.approx(full.crop, abs=1e-6)
+    # the model input barely changes (on the normalised scale, where one 8-bit step is ~0.017)
+    assert (fast.tensor - full.tensor).abs().mean() < 0.02
+
+
+def _png_header_only(width, height):
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16)) + chunk(b"IEND", b"")
+
+
+def test_decompression_bomb_is_refused(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(40000, 40000))
+    with pytest.raises(ImageError, match="too large.*1,600,000,000 pixels.*decompression bomb"):
+        load_image(path)
+
+
+def test_crop_rect_matches_torchvision_resize_and_center_crop():
+    # A coordinate image: channel 0 holds x, channel 1 holds y. After torchvision's own resize (nearest)
+    # and centre crop, the crop's corner pixels name the original pixels the rectangle must cover.
+    for w, h in [(640, 480), (300, 900), (1000, 1000), (233, 5000)]:
+        ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+        coords = torch.stack([xs, ys])
+        out = F.center_crop(F.resize(coords, [232], interpolation=InterpolationMode.NEAREST), [224])
+        left, top, right, bottom = crop_rect((w, h), 232, 224)
+        sx, sy = (right - left) / 224, (bottom - top) / 224
+        assert abs(out[0, 0, 0].item() - left) <= sx + 1
+        assert abs(out[1, 0, 0].item() - top) <= sy + 1
+        assert abs(out[0, -1, -1].item() + 1 - right) <= sx + 1
+        assert abs(out[1, -1, -1].item() + 1 - bottom) <= sy + 1
+
+
+def test_expand_paths_recurses_sorted_and_keeps_named_files(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for rel in ["a/z.jpg", "a/b/y.PNG", "a/notes.txt", "a/m.webp"]:
+        (tmp_path / rel).write_bytes(b"x")
+    (tmp_path / "a" / "b" / "loop").symlink_to(tmp_path / "a")
+    got = expand_paths([tmp_path / "a", tmp_path / "a" / "notes.txt"])
+    names = [p.relative_to(tmp_path).as_posix() for p in got]
+    assert names == ["a/b/y.PNG", "a/m.webp", "a/z.jpg", "a/notes.txt"]

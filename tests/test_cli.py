@@ -1,0 +1,149 @@
+"""The `classify` and `weights` commands keep their contract, checked as a script would: in a subprocess."""
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from tests.helpers import REPO, WeightsServer, run_cli
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, photos):
+    """A folder with two same-named photos in different subfolders, a non-image, and a loose file."""
+    root = tmp_path_factory.mktemp("tree")
+    (root / "album" / "2024").mkdir(parents=True)
+    shutil.copy(photos["chelsea"], root / "album" / "cat.png")
+    shutil.copy(photos["coffee"], root / "album" / "2024" / "cat.png")
+    (root / "album" / "readme.txt").write_text("skip me")
+    shutil.copy(photos["rocket_jpg"], root / "rocket.jpg")
+    return root
+
+
+def lines(stdout):
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_classify_contract_jsonl(checkpoint, tree, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(tree.joinpath("rocket.jpg").read_bytes()[:300])
+    r = run_cli("classify", "--weights", checkpoint, tree / "album", tree / "rocket.jpg", broken, tmp_path / "nope.png")
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    out = lines(r.stdout)
+    assert [o["path"] for o in out] == [
+        str(tree / "album" / "2024" / "cat.png"),
+        str(tree / "album" / "cat.png"),
+        str(tree / "rocket.jpg"),
+        str(broken),
+        str(tmp_path / "nope.png"),
+    ]
+    assert [o["ok"] for o in out] == [True, True, True, False, False]
+    good = out[0]
+    assert set(good) == {"path", "ok", "top", "device", "ms"}
+    assert [t["rank"] for t in good["top"]] == [1, 2, 3, 4, 5]
+    from torchvision.models import ResNeXt50_32X4D_Weights
+
+    names = ResNeXt50_32X4D_Weights.IMAGENET1K_V2.meta["categories"]
+    assert all(t["label"] == names[t["index"]] for t in good["top"])
+    assert good["device"] == "cpu" and good["ms"] > 0
+    assert "truncated" in out[3]["error"] and "does not exist" in out[4]["error"]
+
+
+def test_classify_csv_topk_and_exit_zero(checkpoint, tree):
+    r = run_cli("classify", "--weights", checkpoint, "--format", "csv", "--topk", "3", tree / "rocket.jpg")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(rows) == 1 and rows[0]["ok"] == "True" and rows[0]["label3"] and "label4" not in rows[0]
+
+
+def test_cam_dir_names_never_collide(checkpoint, tree, tmp_path):
+    cams = tmp_path / "cams"
+    r = run_cli("classify", "--weights", checkpoint, "--cam-dir", cams, "--batch-size", "2", tree / "album")
+    assert r.returncode == 0, r.stderr
+    out = lines(r.stdout)
+    pngs = {o["cam_png"] for o in out}
+    assert len(pngs) == 2 and all(os.path.isfile(p) for p in pngs)
+    for o in out:
+        m = np.load(o["cam_npy"])
+        assert m.shape == (7, 7) and m.dtype == np.float32 and m.min() >= 0 and m.max() == pytest.approx(1)
+
+
+def test_layer_option_sets_map_resolution(checkpoint, tree, tmp_path):
+    r = run_cli("classify", "--weights", checkpoint, "--layer", "layer2", "--cam-dir", tmp_path, tree / "rocket.jpg")
+    assert r.returncode == 0, r.stderr
+    assert np.load(lines(r.stdout)[0]["cam_npy"]).shape == (28, 28)
+
+
+def test_no_weights_exit_2_with_both_ways_out(tree):
+    r = run_cli("classify", tree / "rocket.jpg")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "resnext-gui weights fetch" in r.stderr and "--weights FILE" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_checkpoints_exit_2_without_traceback(tmp_path, tree):
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    other = tmp_path / "resnet18.pth"
+    from torchvision.models import resnet18
+
+    torch.save(resnet18(weights=None).state_dict(), other)
+    for path, words in ((empty, "empty"), (other, "not a ResNeXt-50")):
+        r = run_cli("classify", "--weights", path, tree / "rocket.jpg")
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_cuda_is_a_clear_error(checkpoint, tree):
+    r = run_cli("classify", "--weights", checkpoint, "--device", "cuda", tree / "rocket.jpg")
+    assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_weights_fetch_and_info(tmp_path, checkpoint):
+    payload = checkpoint.read_bytes()
+    name = f"resnext50_32x4d-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    with WeightsServer({name: payload, "resnext50_32x4d-00000000.pth": payload}) as srv:
+        bad = run_cli("weights", "fetch", "--url", f"{srv.base}/resnext50_32x4d-00000000.pth")
+        assert bad.returncode == 2 and "checksum" in bad.stderr
+        cache = tmp_path / "torch" / "hub" / "checkpoints"
+        assert not cache.exists() or list(cache.iterdir()) == []
+        r = run_cli("weights", "fetch", "--url", f"{srv.base}/{name}", env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert r.returncode == 0, r.stderr
+    saved = tmp_path / "torch" / "hub" / "checkpoints" / "resnext50_32x4d-1a0047aa.pth"
+    assert saved.read_bytes() == payload
+    info = run_cli("weights", "info", env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert info.returncode == 0, info.stderr
+    got = json.loads(info.stdout)
+    assert got["path"] == str(saved) and got["origin"] == "torch hub cache" and got["size_bytes"] == len(payload)
+    assert got["variant"] == "IMAGENET1K_V2"
+    # and classify now finds them with no flag at all
+    c = run_cli("classify", REPO / "tests" / "helpers.py", env={"TORCH_HOME": str(tmp_path / "torch")})
+    assert c.returncode == 1 and "not an image" in lines(c.stdout)[0]["error"]
+
+
+def test_ctrl_c_keeps_every_finished_line(checkpoint, tree):
+    photos = [tree / "rocket.jpg"] * 200
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resnext_gui", "classify", "--weights", str(checkpoint), *map(str, photos)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    first = proc.stdout.readline()  # streamed: the first answer arrives while the rest still run
+    assert json.loads(first)["ok"]
+    proc.send_signal(signal.SIGINT)
+    start = time.monotonic()
+    rest, err = proc.communicate(timeout=10)
+    assert time.monotonic() - start < 2.0
+    assert proc.returncode == 130 and "Traceback" not in err
+    done = [json.loads(line) for line in (first + rest).splitlines()]
+    assert 1 <= len(done) < 200 and all(d["ok"] for d in done)
