@@ -107,14 +107,14 @@ class CamWriter:
         return png, npy
 
 
-def _csv_header(k: int) -> list[str]:
+def csv_header(k: int) -> list[str]:
     cols = ["path", "ok", "error", "device", "ms"]
     for r in range(1, k + 1):
         cols += [f"label{r}", f"index{r}", f"prob{r}"]
     return cols + ["cam_png", "cam_npy", "note"]
 
 
-def _csv_row(record: dict, k: int) -> list:
+def csv_row(record: dict, k: int) -> list:
     row = [record["path"], record["ok"], record.get("error", ""), record.get("device", ""), record.get("ms", "")]
     top = record.get("top", [])
     for r in range(k):
@@ -140,7 +140,7 @@ def cmd_classify(args) -> int:
     out = sys.stdout
     writer = csv.writer(out) if args.format == "csv" else None
     if writer:
-        writer.writerow(_csv_header(clf.topk))
+        writer.writerow(csv_header(clf.topk))
     progress = Progress(len(paths))
     failed = 0
     try:
@@ -155,7 +155,7 @@ def cmd_classify(args) -> int:
             pred.image = None
             failed += 0 if record["ok"] else 1
             if writer:
-                writer.writerow(_csv_row(record, clf.topk))
+                writer.writerow(csv_row(record, clf.topk))
             else:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
             out.flush()
@@ -187,7 +187,7 @@ def cmd_weights(args) -> int:
             sys.stderr.write(f"{pct}{done / 2**20:7.1f} MB{end}")
             sys.stderr.flush()
 
-        print(f"Downloading {variant.describe()} from {args.url or variant.url}", file=sys.stderr)
+        print(f"Downloading {variant.describe()} from {args.url or os.environ.get(W.ENV_MIRROR) or variant.url}", file=sys.stderr)
         try:
             path = W.fetch(variant, url=args.url, progress=show)
         except ResnextGuiError as exc:

@@ -18,6 +18,7 @@ from torchvision.models import ResNeXt50_32X4D_Weights
 from .errors import DownloadError, NoWeightsError, WeightsError
 
 ENV_WEIGHTS = "RESNEXT_GUI_WEIGHTS"
+ENV_MIRROR = "RESNEXT_GUI_WEIGHTS_URL"  # a mirror of the official file, for networks that can't reach the original
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 
@@ -234,9 +235,10 @@ def fetch(
 ) -> Path:
     """Download an official checkpoint into the torch hub cache (where torchvision looks too).
 
-    ``url`` points at a mirror; as with torch.hub, the sha256 prefix in the URL's file name is checked.
+    ``url`` (or $RESNEXT_GUI_WEIGHTS_URL) points at a mirror; as with torch.hub, the sha256 prefix in
+    the URL's file name is checked.
     """
-    url = url or variant.url
+    url = url or os.environ.get(ENV_MIRROR) or variant.url
     expected = hash_prefix_of(url.rsplit("/", 1)[-1])
     if not expected:
         raise DownloadError(

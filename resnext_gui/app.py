@@ -1,0 +1,71 @@
+"""Start the desktop app: window first, then the worker thread that imports torch and loads the model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+
+STARTED = time.perf_counter()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="resnext-gui",
+        description="ResNeXt-50 image classifier with Grad-CAM heatmaps. "
+        "Subcommands for scripts: `resnext-gui classify --help`, `resnext-gui weights --help`.",
+    )
+    p.add_argument("paths", nargs="*", metavar="PHOTO_OR_FOLDER", help="photos or folders to classify at start")
+    p.add_argument("--weights", metavar="FILE", help="checkpoint to use (.pth or .safetensors)")
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="compute device (default: last used, else auto)")
+    p.add_argument("--self-test", action="store_true", help="headless check of the installation; prints JSON, exit 0 when fine")
+    p.add_argument("--startup-report", action="store_true", help=argparse.SUPPRESS)  # timings for tests and benchmarks
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from .ui.main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("resnext-gui")
+    app.setOrganizationName("resnext-gui")
+    app.setApplicationDisplayName("ResNeXt Classifier")
+    app.setDesktopFileName("resnext-gui")
+    window = MainWindow(weights=args.weights, device=args.device)
+
+    if args.startup_report:
+        def report(event: str, **extra) -> None:
+            print(json.dumps({"event": event, "s": round(time.perf_counter() - STARTED, 3),
+                              "torch_loaded": "torch" in sys.modules, **extra}), flush=True)
+
+        window.shown.connect(lambda: report("window"))
+        window.modelStateChanged.connect(lambda state: (report("model", state=state), window.close()))
+
+    # Ctrl+C in the terminal closes the window cleanly; the timer lets Python see the signal.
+    signal.signal(signal.SIGINT, lambda *_: window.close())
+    tick = QTimer()
+    tick.start(200)
+    tick.timeout.connect(lambda: None)
+
+    window.show()
+    QTimer.singleShot(0, window.start)
+    if args.paths:
+        window.add_paths(args.paths)
+    code = app.exec()
+    tick.stop()
+    if window.bridge.thread.isRunning():  # the worker is stuck (e.g. a driver call): don't crash on exit
+        sys.stderr.write("resnext-gui: the inference thread did not stop in time; exiting anyway\n")
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

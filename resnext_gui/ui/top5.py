@@ -1,0 +1,95 @@
+"""The top-5 panel: one clickable row per class with its label, a probability bar and the percentage."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QPainter, QPalette
+from PySide6.QtWidgets import QAbstractButton, QButtonGroup, QLabel, QVBoxLayout, QWidget
+
+
+class ClassRow(QAbstractButton):
+    """A checkable row; the checked one is the class whose heatmap is shown."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setCheckable(True)
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.label, self.prob, self.rank = "", 0.0, 0
+
+    def set_class(self, rank: int, label: str, prob: float) -> None:
+        self.rank, self.label, self.prob = rank, label, prob
+        self.setToolTip(f"#{rank}: {label} — {prob:.2%}. Click to see where the network looked for it.")
+        self.setAccessibleName(f"{label} {prob:.1%}")
+        self.update()
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, self.fontMetrics().height() * 2 + 14)
+
+    def paintEvent(self, event) -> None:  # noqa: N802
+        p = QPainter(self)
+        pal = self.palette()
+        r = QRectF(self.rect()).adjusted(1, 1, -1, -1)
+        if self.isChecked():
+            p.fillRect(r, pal.color(QPalette.ColorRole.Highlight).lighter(170) if pal.color(QPalette.ColorRole.Window).lightness() > 128 else pal.color(QPalette.ColorRole.Highlight).darker(160))
+        elif self.underMouse():
+            p.fillRect(r, pal.color(QPalette.ColorRole.AlternateBase))
+        fh = self.fontMetrics().height()
+        p.setPen(pal.color(QPalette.ColorRole.Text))
+        text_rect = QRectF(r.x() + 8, r.y() + 4, r.width() - 70, fh)
+        font = p.font()
+        font.setBold(self.isChecked())
+        p.setFont(font)
+        p.drawText(text_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                   self.fontMetrics().elidedText(f"{self.rank}. {self.label}", Qt.TextElideMode.ElideRight, int(text_rect.width())))
+        p.drawText(QRectF(r.right() - 66, r.y() + 4, 60, fh), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, f"{self.prob * 100:.1f}%")
+        bar = QRectF(r.x() + 8, r.y() + fh + 8, r.width() - 16, 5)
+        p.fillRect(bar, pal.color(QPalette.ColorRole.Mid))
+        p.fillRect(QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, self.prob)), bar.height()), pal.color(QPalette.ColorRole.Highlight))
+
+
+class Top5Panel(QWidget):
+    classChosen = Signal(int)  # rank, 1-based
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        self.title = QLabel("Top 5")
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        layout.addWidget(self.title)
+        self.group = QButtonGroup(self)
+        self.group.setExclusive(True)
+        self.rows: list[ClassRow] = []
+        for i in range(5):
+            row = ClassRow(self)
+            self.group.addButton(row, i + 1)
+            layout.addWidget(row)
+            self.rows.append(row)
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(self.message)
+        layout.addStretch(1)
+        self.group.idClicked.connect(self.classChosen)
+        self.set_top([])
+
+    def set_top(self, top: list, selected: int = 1, message: str = "") -> None:
+        for i, row in enumerate(self.rows):
+            if i < len(top):
+                rank, _index, label, prob = top[i]
+                row.set_class(rank, label, prob)
+                row.show()
+            else:
+                row.hide()
+        if top:
+            self.rows[min(selected, len(top)) - 1].setChecked(True)
+        self.message.setText(message)
+        self.message.setVisible(bool(message))
+
+    def select(self, rank: int) -> None:
+        if 1 <= rank <= 5 and self.rows[rank - 1].isVisible():
+            self.rows[rank - 1].setChecked(True)
+            self.classChosen.emit(rank)

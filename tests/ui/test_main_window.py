@@ -1,0 +1,268 @@
+"""The desktop window: drops, results, heatmap per class, bad files, Stop/Clear, closing, weights states."""
+
+import csv
+import hashlib
+import json
+import shutil
+import time
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QElapsedTimer, QMimeData, Qt, QTimer, QUrl
+from PySide6.QtGui import QGuiApplication, QImage
+
+from tests.helpers import WeightsServer
+from tests.ui.conftest import MODEL_TIMEOUT, drop, open_window, wait_all_done
+
+
+@pytest.fixture
+def folder(tmp_path, photos):
+    root = tmp_path / "holiday"
+    (root / "day2").mkdir(parents=True)
+    shutil.copy(photos["chelsea"], root / "cat.png")
+    shutil.copy(photos["rocket_jpg"], root / "day2" / "rocket.jpg")
+    (root / "day2" / "broken.jpg").write_bytes(photos["rocket_jpg"].read_bytes()[:500])
+    (root / "notes.txt").write_text("not an image, not collected from a folder")
+    return root
+
+
+def statuses(win):
+    return [(i.name.rsplit("/", 1)[-1], i.status) for i in win.items.values()]
+
+
+def test_drop_files_and_folder_shows_results_and_errors(qtbot, window, folder, photos, tmp_path):
+    bad = tmp_path / "readme.jpg"
+    bad.write_text("hello")
+    ev = drop(window, [photos["coffee"], folder, bad])
+    assert ev.isAccepted()
+    wait_all_done(qtbot, window)
+    assert statuses(window) == [
+        ("coffee.png", "done"), ("cat.png", "done"), ("broken.jpg", "error"), ("rocket.jpg", "done"), ("readme.jpg", "error")
+    ]
+    assert window.gallery.count() == 5
+    errors = [i.result.error for i in window.items.values() if i.status == "error"]
+    assert "truncated" in errors[0] and "not an image" in errors[1]
+    # the selected photo shows its top-5 and the heatmap of class 1
+    window.gallery.setCurrentRow(0)
+    item = window._current_item()
+    assert window.view.has_photo()
+    rows = [r for r in window.top5.rows if r.isVisible()]
+    assert [r.label for r in rows] == [t[2] for t in item.result.top] and len(rows) == 5
+    assert np.array_equal(window.current_map(), item.result.maps[0])
+    # arrow keys move between photos
+    window.gallery.setFocus()
+    qtbot.keyClick(window.gallery, Qt.Key.Key_Right)
+    assert window.gallery.currentRow() == 1
+
+
+def test_clicking_another_class_changes_the_heatmap_at_once(qtbot, window, photos):
+    drop(window, [photos["astronaut"]])
+    wait_all_done(qtbot, window)
+    item = window._current_item()
+    first = window.current_map().copy()
+    with qtbot.assertNotEmitted(window.itemUpdated, wait=0):
+        qtbot.mouseClick(window.top5.rows[2], Qt.MouseButton.LeftButton)
+    assert np.array_equal(window.current_map(), item.result.maps[2])
+    assert not np.array_equal(window.current_map(), first)
+    qtbot.keyClick(window, Qt.Key.Key_4)  # number keys pick a class too
+    assert np.array_equal(window.current_map(), item.result.maps[3])
+
+
+def test_layer_choice_recomputes_in_the_worker(qtbot, window, photos):
+    drop(window, [photos["coffee"]])
+    wait_all_done(qtbot, window)
+    item = window._current_item()
+    assert item.result.layer == "layer4"
+    with qtbot.waitSignal(window.itemUpdated, timeout=60_000):
+        window.layer_box.setCurrentIndex(1)
+    assert item.result.layer == "layer3" and item.result.maps.shape == (5, 224, 224)
+    assert window.gallery.count() == 1
+
+
+def test_stop_drops_pending_work_and_clear_empties(qtbot, window, photos, tmp_path):
+    many = []
+    for i in range(12):
+        p = tmp_path / f"copy{i:02}.png"
+        shutil.copy(photos["chelsea"], p)
+        many.append(p)
+    with qtbot.waitSignal(window.itemUpdated, timeout=60_000):
+        drop(window, many)
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    stopped = [i for i in window.items.values() if i.status == "stopped"]
+    assert stopped, "Esc should stop the photos still waiting"
+    # a photo dropped after Stop is answered, and only after the stopped ones were skipped (FIFO queue)
+    with qtbot.waitSignal(window.itemUpdated, timeout=60_000, check_params_cb=lambda i: window.items[i].name.endswith("coffee.png")):
+        drop(window, [photos["coffee"]])
+    # the photo being computed at Stop (and any result already on its way) still lands; the rest never ran
+    still_stopped = [i for i in stopped if i.status == "stopped"]
+    assert len(still_stopped) >= len(stopped) - 2 and len(still_stopped) >= 8
+    window.clear()
+    assert window.gallery.count() == 0 and not window.items and not window.view.has_photo()
+
+
+def test_closing_mid_batch_exits_quickly_and_cleanly(qtbot, window, photos, tmp_path):
+    many = []
+    for i in range(20):
+        p = tmp_path / f"c{i:02}.png"
+        shutil.copy(photos["astronaut"], p)
+        many.append(p)
+    with qtbot.waitSignal(window.itemUpdated, timeout=60_000):
+        drop(window, many)
+    start = time.monotonic()
+    window.close()
+    assert time.monotonic() - start < 2.0
+    assert not window.bridge.thread.isRunning()
+
+
+def test_gui_thread_never_stalls_over_50ms_during_a_batch(qtbot, window, photos, tmp_path):
+    many = []
+    for i in range(20):
+        p = tmp_path / f"s{i:02}.png"
+        shutil.copy(photos[("chelsea", "astronaut", "coffee")[i % 3]], p)
+        many.append(p)
+    gaps, clock = [], QElapsedTimer()
+    probe = QTimer()
+    probe.setInterval(5)
+
+    def tick():
+        gaps.append(clock.restart())
+
+    probe.timeout.connect(tick)
+    clock.start()
+    probe.start()
+    try:
+        drop(window, many)
+        wait_all_done(qtbot, window)
+    finally:
+        probe.stop()
+    assert len(gaps) > 50
+    assert max(gaps[1:]) < 50, f"event loop stalled for {max(gaps[1:])} ms"
+
+
+def test_remote_url_gets_an_offline_message(qtbot, window):
+    mime = QMimeData()
+    mime.setUrls([QUrl("https://example.com/cat.jpg")])
+    drop(window, mime=mime)
+    (item,) = window.items.values()
+    assert item.status == "error" and "offline app" in item.result.error and "save the image first" in item.result.error
+
+
+def test_image_data_without_a_file_and_paste(qtbot, window, photos):
+    mime = QMimeData()
+    mime.setImageData(QImage(str(photos["coffee"])))
+    drop(window, mime=mime)
+    QGuiApplication.clipboard().setMimeData(_png_mime(photos["chelsea"]))
+    window.activateWindow()
+    qtbot.keyClick(window, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
+    wait_all_done(qtbot, window)
+    assert [(i.name, i.status) for i in window.items.values()] == [("pasted image", "done")] * 2
+    QGuiApplication.clipboard().clear()
+
+
+def _png_mime(path):
+    mime = QMimeData()
+    mime.setData("image/png", path.read_bytes())
+    return mime
+
+
+def test_no_weights_state_waits_then_loads_a_file(qtbot, settings, checkpoint, photos):
+    win = open_window(qtbot, settings, None, state="missing")
+    try:
+        assert win.banner.isVisible() and win.download_button.text() == "Download ImageNet weights (96 MB)"
+        assert "never guesses" in win.banner_text.text()
+        drop(win, [photos["coffee"]])
+        (item,) = win.items.values()
+        assert item.status == "queued" and item.result is None  # no prediction from random weights
+        with qtbot.waitSignal(win.itemUpdated, timeout=MODEL_TIMEOUT):
+            win.load_weights(str(checkpoint))
+        assert item.status == "done" and not win.banner.isVisible()
+    finally:
+        win.close()
+
+
+def test_download_button_fetches_verifies_and_loads(qtbot, settings, checkpoint, photos, monkeypatch):
+    payload = checkpoint.read_bytes()
+    name = f"resnext50_32x4d-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
+    with WeightsServer({name: payload}) as srv:
+        monkeypatch.setenv("RESNEXT_GUI_WEIGHTS_URL", f"{srv.base}/{name}")
+        win = open_window(qtbot, settings, None, state="missing")
+        try:
+            with qtbot.waitSignal(win.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
+                qtbot.mouseClick(win.download_button, Qt.MouseButton.LeftButton)
+            assert "resnext50_32x4d-1a0047aa.pth" in win.model_info["weights"]
+        finally:
+            win.close()
+
+
+def test_bad_weights_file_keeps_the_previous_model(qtbot, window, tmp_path, photos):
+    bad = tmp_path / "resnet.pth"
+    bad.write_bytes(b"")
+    before = window.model_info
+    with qtbot.waitSignal(window.modelStateChanged, timeout=60_000, check_params_cb=lambda s: s == "failed"):
+        window.load_weights(str(bad))
+    assert window.last_message is not None and "empty" in window.last_message.text()
+    assert "previous model stays" in window.last_message.text()
+    window.last_message.close()
+    drop(window, [photos["coffee"]])
+    wait_all_done(qtbot, window)
+    assert window.model_info is before and list(window.items.values())[0].status == "done"
+
+
+def test_export_matches_classify_fields_and_overlay_saves(qtbot, window, photos, tmp_path):
+    bad = tmp_path / "x.jpg"
+    bad.write_text("no")
+    drop(window, [photos["coffee"], bad])
+    wait_all_done(qtbot, window)
+    window.export_results(str(tmp_path / "r.json"))
+    records = json.loads((tmp_path / "r.json").read_text())
+    assert [r["ok"] for r in records] == [True, False]
+    assert set(records[0]) == {"path", "ok", "top", "device", "ms"} and len(records[0]["top"]) == 5
+    window.export_results(str(tmp_path / "r.csv"))
+    with (tmp_path / "r.csv").open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows[0]["label1"] == records[0]["top"][0]["label"] and rows[1]["error"]
+    window.gallery.setCurrentRow(0)
+    assert window.save_overlay_to(str(tmp_path / "o.png"))
+    saved = QImage(str(tmp_path / "o.png"))
+    assert (saved.width(), saved.height()) == (600, 400)  # coffee.png at its display size
+
+
+def test_preferences_persist(qtbot, settings, checkpoint):
+    win = open_window(qtbot, settings, checkpoint)
+    win.opacity.setValue(80)
+    win.cmap.setCurrentText("turbo")
+    win._set_mode("heatmap")
+    win.close()
+    again = open_window(qtbot, settings, checkpoint)
+    try:
+        assert again.opacity.value() == 80 and again.cmap.currentText() == "turbo" and again.view.mode == "heatmap"
+    finally:
+        again.close()
+
+
+def test_device_menu_and_status_bar(qtbot, window):
+    assert window.device_label.text().startswith("CPU · ")
+    assert "seed0" in window.weights_label.text()
+    import torch
+
+    if not torch.cuda.is_available():
+        assert not window.cuda_action.isEnabled() and "No CUDA" in window.cuda_action.toolTip()
+
+
+def test_gallery_memory_is_bounded(qtbot, window, photos, tmp_path):
+    from resnext_gui.ui.main_window import DISPLAY_CACHE
+
+    many = []
+    for i in range(DISPLAY_CACHE + 4):
+        p = tmp_path / f"m{i:02}.png"
+        shutil.copy(photos["coffee"], p)
+        many.append(p)
+    drop(window, many)
+    wait_all_done(qtbot, window)
+    assert len(window.displays) == DISPLAY_CACHE
+    # an evicted photo (the first ones) is decoded again when selected
+    assert window.gallery.currentRow() == 0
+    with qtbot.waitSignal(window.itemUpdated, timeout=30_000):
+        window.gallery.setCurrentRow(1)
+    assert window.view.has_photo()
