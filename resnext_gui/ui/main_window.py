@@ -138,8 +138,8 @@ class MainWindow(QMainWindow):
         self.gallery.setMovement(QListWidget.Movement.Static)
         self.gallery.setIconSize(QSize(96, 96))
         self.gallery.setGridSize(QSize(124, 150))
-        self.gallery.setWordWrap(True)
-        self.gallery.setUniformItemSizes(True)
+        self.gallery.setWordWrap(False)
+        self.gallery.setUniformItemSizes(True)  # every entry has an icon and two lines of text
         self.gallery.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.gallery.setAcceptDrops(False)
         self.gallery.setDragEnabled(False)
@@ -360,7 +360,7 @@ class MainWindow(QMainWindow):
         gen = self.bridge.generation
         for source, name in sources:
             item = Item(self.bridge.new_id(), None if isinstance(source, QImage) else source, name)
-            item.widget = QListWidgetItem(_badge("…", QColor(130, 130, 130)), self._short(name))
+            item.widget = QListWidgetItem(_badge("…", QColor(130, 130, 130)), f"{self._short(name)}\nwaiting")
             item.widget.setData(Qt.ItemDataRole.UserRole, item.item_id)
             item.widget.setToolTip(f"{name}\n{self._waiting_word()}")
             self.gallery.addItem(item.widget)
@@ -610,6 +610,7 @@ class MainWindow(QMainWindow):
             if item.status == "queued":
                 item.status = "stopped"
                 item.widget.setIcon(_badge("■", QColor(120, 120, 120)))
+                item.widget.setText(f"{self._short(item.name)}\nstopped")
                 item.widget.setToolTip(f"{item.name}\nStopped before it was classified")
                 stopped += 1
         self.batch_total = self.batch_done = 0
