@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--layer", default="layer4", choices=["layer4", "layer3", "layer2"], help="Grad-CAM stage (default layer4)")
     c.add_argument("--batch-size", type=int, default=1, metavar="N", help="photos per forward pass (default 1)")
     c.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
+    c.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="bf16: faster on CPUs with bfloat16 support, slightly different numbers (see benchmarks)")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
 
     w = sub.add_parser("weights", help="download or inspect the model weights")
@@ -131,7 +133,7 @@ def cmd_classify(args) -> int:
         print("resnext-gui classify: --topk and --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     try:
-        clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk)
+        clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision)
     except ResnextGuiError as exc:
         print(f"resnext-gui: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -2,9 +2,11 @@
 
 import http.server
 import os
+import struct
 import subprocess
 import sys
 import threading
+import zlib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,3 +77,70 @@ class WeightsServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+def make_mixed_folder(root: Path, photo: Path) -> dict[str, bool]:
+    """A folder of what real photo folders hold: broken files and valid-but-odd images.
+
+    Returns {relative path: whether it should classify}. ``photo`` is a real RGB photo to derive from.
+    """
+    import numpy as np
+    from PIL import Image
+
+    root.mkdir(parents=True, exist_ok=True)
+    base = Image.open(photo).convert("RGB")
+    expect: dict[str, bool] = {}
+
+    def save(name, im, ok=True, **kw):
+        im.save(root / name, **kw)
+        expect[name] = ok
+
+    def raw(name, data, ok=False):
+        (root / name).write_bytes(data)
+        expect[name] = ok
+
+    jpeg = root / "_tmp.jpg"
+    base.save(jpeg, quality=90)
+    jpeg_bytes = jpeg.read_bytes()
+    jpeg.unlink()
+    png = root / "_tmp.png"
+    base.save(png)
+    png_bytes = png.read_bytes()
+    png.unlink()
+
+    # broken
+    raw("empty.jpg", b"")
+    raw("text named as photo.jpg", b"Dear diary, today I renamed a text file.\n")
+    raw("truncated.jpg", jpeg_bytes[: len(jpeg_bytes) // 3])
+    raw("truncated.png", png_bytes[: len(png_bytes) // 3])
+    raw("heic renamed.jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64)
+    ihdr = struct.pack(">IIBBBBB", 40000, 40000, 8, 2, 0, 0, 0)
+    raw("bomb.png", b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(b"\0" * 64)) + _chunk(b"IEND", b""))
+    # valid but odd
+    gray16 = (np.linspace(0, 65535, 64 * 48).reshape(48, 64)).astype(np.uint16)
+    save("gray16.png", Image.fromarray(gray16))
+    pal = base.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
+    save("palette transparent.png", pal, transparency=0)
+    save("la.png", base.convert("LA"))
+    save("rgba.png", base.convert("RGBA"))
+    save("bilevel.png", base.convert("1"))
+    save("cmyk.jpg", base.convert("CMYK"), quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    save("rotated.jpg", base.transpose(Image.Transpose.ROTATE_90), exif=exif, quality=90)
+    frames = [base, base.transpose(Image.Transpose.FLIP_LEFT_RIGHT)]
+    save("animated.gif", frames[0], save_all=True, append_images=frames[1:], duration=80, loop=0)
+    save("animated.webp", frames[0], save_all=True, append_images=frames[1:], duration=80, loop=0)
+    save("scan.tif", base)
+    save("old.bmp", base)
+    save("dot.png", Image.new("RGB", (1, 1), (200, 30, 30)))
+    save("sliver.png", base.resize((3, 900)))
+    save("big 8000x6000.jpg", base.resize((8000, 6000)), quality=85)
+    save("Ünïcödé 写真 photo.png", base)
+    (root / "sub dir").mkdir(exist_ok=True)
+    save("sub dir/  spaces  .jpg", base, quality=90)
+    return expect
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))

@@ -203,12 +203,14 @@ class MainWindow(QMainWindow):
         self.device_label = QLabel("Loading model…")
         self.weights_label = QLabel("")
         self.time_label = QLabel("")
+        self.summary_label = QLabel("")
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(200)
         self.progress.setTextVisible(True)
         self.progress.hide()
         bar.addWidget(self.device_label)
         bar.addWidget(self.weights_label, 1)
+        bar.addPermanentWidget(self.summary_label)
         bar.addPermanentWidget(self.time_label)
         bar.addPermanentWidget(self.progress)
 
@@ -360,7 +362,7 @@ class MainWindow(QMainWindow):
         gen = self.bridge.generation
         for source, name in sources:
             item = Item(self.bridge.new_id(), None if isinstance(source, QImage) else source, name)
-            item.widget = QListWidgetItem(_badge("…", QColor(130, 130, 130)), f"{self._short(name)}\nwaiting")
+            item.widget = QListWidgetItem(_badge("…", QColor(130, 130, 130)), f"waiting\n{self._short(name, 18)}")
             item.widget.setData(Qt.ItemDataRole.UserRole, item.item_id)
             item.widget.setToolTip(f"{name}\n{self._waiting_word()}")
             self.gallery.addItem(item.widget)
@@ -379,12 +381,13 @@ class MainWindow(QMainWindow):
     def _add_error(self, name: str, message: str) -> None:
         item = Item(self.bridge.new_id(), None, name, status="error")
         item.result = ItemResult(item.item_id, False, name, error=message, record={"path": name, "ok": False, "error": message})
-        item.widget = QListWidgetItem(_badge("!", QColor(200, 50, 50)), f"{self._short(name)}\nnot classified")
+        item.widget = QListWidgetItem(_badge("!", QColor(200, 50, 50)), f"not classified\n{self._short(name, 18)}")
         item.widget.setData(Qt.ItemDataRole.UserRole, item.item_id)
         item.widget.setToolTip(f"{name}\n{message}")
         self.gallery.addItem(item.widget)
         self.items[item.item_id] = item
         self.gallery.setCurrentItem(item.widget)
+        self._update_summary()
 
     def add_mime(self, mime) -> bool:
         """Files, folders, image data from other programs, or pasted paths. Returns True if anything came in."""
@@ -476,12 +479,12 @@ class MainWindow(QMainWindow):
         if res.ok:
             label, prob = res.top[0][2], res.top[0][3]
             item.widget.setIcon(QIcon(QPixmap.fromImage(res.thumb)))
-            item.widget.setText(f"{self._short(label, 18)}\n{_percent(prob)}")
+            item.widget.setText(f"{self._short(label, 13)} {_percent(prob)}\n{self._short(item.name, 18)}")
             item.widget.setToolTip(f"{item.name}\n{label} — {prob:.1%}" + (f"\n{res.note}" if res.note else ""))
             self.time_label.setText(f"{res.ms:.0f} ms" + (f" · {res.note}" if res.note else ""))
         else:
             item.widget.setIcon(_badge("!", QColor(200, 50, 50)))
-            item.widget.setText(f"{self._short(item.name)}\nnot classified")
+            item.widget.setText(f"not classified\n{self._short(item.name, 18)}")
             item.widget.setToolTip(f"{item.name}\n{res.error}")
         if not recompute:
             self.batch_done += 1
@@ -503,7 +506,21 @@ class MainWindow(QMainWindow):
         while len(self.displays) > DISPLAY_CACHE:
             self.displays.popitem(last=False)
 
+    def _update_summary(self) -> None:
+        counts = {"done": 0, "error": 0, "queued": 0, "stopped": 0}
+        for item in self.items.values():
+            counts[item.status] += 1
+        parts = [f"{len(self.items)} photo{'s' if len(self.items) != 1 else ''}"] if self.items else []
+        if counts["error"]:
+            parts.append(f"{counts['error']} not classified")
+        if counts["queued"]:
+            parts.append(f"{counts['queued']} waiting")
+        if counts["stopped"]:
+            parts.append(f"{counts['stopped']} stopped")
+        self.summary_label.setText(" · ".join(parts))
+
     def _update_progress(self) -> None:
+        self._update_summary()
         pending = self.batch_total - self.batch_done
         if self.batch_total > 1 and pending > 0:
             self.progress.setRange(0, self.batch_total)
@@ -610,7 +627,7 @@ class MainWindow(QMainWindow):
             if item.status == "queued":
                 item.status = "stopped"
                 item.widget.setIcon(_badge("■", QColor(120, 120, 120)))
-                item.widget.setText(f"{self._short(item.name)}\nstopped")
+                item.widget.setText(f"stopped\n{self._short(item.name, 18)}")
                 item.widget.setToolTip(f"{item.name}\nStopped before it was classified")
                 stopped += 1
         self.batch_total = self.batch_done = 0

@@ -5,6 +5,7 @@ import hashlib
 import json
 import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -266,3 +267,14 @@ def test_gallery_memory_is_bounded(qtbot, window, photos, tmp_path):
     with qtbot.waitSignal(window.itemUpdated, timeout=30_000):
         window.gallery.setCurrentRow(1)
     assert window.view.has_photo()
+
+
+def test_mixed_folder_every_file_accounted_for(qtbot, window, photos, tmp_path):
+    from tests.helpers import make_mixed_folder
+
+    expect = make_mixed_folder(tmp_path / "mixed", photos["chelsea"])
+    drop(window, [tmp_path / "mixed"])
+    wait_all_done(qtbot, window)
+    got = {str(Path(i.name).relative_to(tmp_path / "mixed")): i.status == "done" for i in window.items.values()}
+    assert got == expect
+    assert all(i.result.error for i in window.items.values() if i.status == "error")

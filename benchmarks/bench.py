@@ -1,0 +1,304 @@
+"""Speed benchmark: the photo pipeline against the bare forward pass and the naive way, in one run (`make bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = HERE / "data"
+sys.path.insert(0, str(REPO))
+
+from resnext_gui.core.engine import Classifier  # noqa: E402
+from resnext_gui.core.errors import NoWeightsError  # noqa: E402
+from resnext_gui.core.weights import find_weights  # noqa: E402
+
+
+def median_ms(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def make_photos() -> tuple[list[Path], list[Path]]:
+    """12-megapixel JPEGs (4000x3000, as phones make them) and small PNGs, from scikit-image's public-domain photos."""
+    from skimage import data
+
+    DATA.mkdir(exist_ok=True)
+    names = ["astronaut", "chelsea", "coffee", "rocket", "cat", "immunohistochemistry"]
+    big, small = [], []
+    for i, name in enumerate(names):
+        arr = getattr(data, name)()
+        if arr.ndim == 2:
+            arr = np.stack([arr] * 3, axis=-1)
+        base = Image.fromarray(arr[..., :3])
+        for flip in (False, True):
+            j = DATA / f"{name}{'_flip' if flip else ''}_12mp.jpg"
+            p = DATA / f"{name}{'_flip' if flip else ''}.png"
+            im = base.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if flip else base
+            if not j.exists():
+                size = (4000, 3000) if im.width >= im.height else (3000, 4000)
+                im.resize(size, Image.Resampling.BICUBIC).save(j, quality=90)
+            if not p.exists():
+                im.save(p)
+            big.append(j)
+            small.append(p)
+    return big, small
+
+
+def weights_path() -> tuple[Path, str]:
+    try:
+        src = find_weights()
+        return src.path, src.describe()
+    except NoWeightsError:
+        path = DATA / "generated_seed0.pth"
+        if not path.exists():
+            from torchvision.models import resnext50_32x4d
+
+            torch.manual_seed(0)
+            torch.save(resnext50_32x4d().state_dict(), path)
+        return path, "generated (seeded torchvision init; same speed, meaningless classes)"
+
+
+def naive_loop(model, transforms, paths, device, cam=None, cam_classes=1) -> float:
+    """What a user would write: open, RGB, weights.transforms(), forward, top-5 (+ a CAM library's maps)."""
+    times = []
+    for p in paths:
+        t = time.perf_counter()
+        img = Image.open(p).convert("RGB")
+        x = transforms(img).unsqueeze(0).to(device)
+        if cam is None:
+            with torch.inference_mode():
+                top = model(x).softmax(1).topk(5)
+        else:
+            with torch.no_grad():
+                top = model(x).softmax(1).topk(5)
+            for c in top.indices[0, :cam_classes].tolist():
+                cam.attribute(x, target=c)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+def run_classify(paths, weights, device, extra=()) -> dict:
+    """`resnext-gui classify` as a subprocess: per-photo throughput from line arrival times, RSS sampled."""
+    cmd = [sys.executable, "-m", "resnext_gui", "classify", "--weights", str(weights), "--device", device, *extra, *map(str, paths)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO)
+    rss, stop = [], threading.Event()
+
+    def sample():
+        status = Path(f"/proc/{proc.pid}/status")
+        while not stop.is_set():
+            try:
+                kb = int(next(line for line in status.read_text().splitlines() if line.startswith("VmRSS")).split()[1])
+                rss.append((time.perf_counter(), kb / 1024))
+            except (OSError, StopIteration, ValueError):
+                pass
+            stop.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    arrivals = []
+    for line in proc.stdout:
+        arrivals.append(time.perf_counter())
+        assert json.loads(line)["ok"], line
+    proc.wait()
+    stop.set()
+    sampler.join()
+    n = len(arrivals)
+    per_photo = (arrivals[-1] - arrivals[0]) * 1000 / (n - 1) if n > 1 else float("nan")
+    out = {"n": n, "per_photo_ms": per_photo, "first_ms": (arrivals[0] - start) * 1000, "peak_mb": max((r for _, r in rss), default=0)}
+    if n >= 100 and rss:
+        def rss_at(k):
+            t = arrivals[k]
+            return max((r for ts, r in rss if ts <= t), default=0)
+
+        out["rss_at_10pct_mb"] = rss_at(n // 10)
+        out["rss_at_end_mb"] = rss_at(n - 1)
+    return out
+
+
+def time_to_window(repeats: int = 3) -> tuple[float, float]:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    walls, models = [], []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "resnext_gui", "--startup-report"], stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True, env=env, cwd=REPO)
+        first = json.loads(proc.stdout.readline())
+        walls.append((time.perf_counter() - t) * 1000)
+        assert first["event"] == "window" and not first["torch_loaded"]
+        second = json.loads(proc.stdout.readline())
+        models.append((time.perf_counter() - t) * 1000)
+        proc.wait(60)
+        assert second["event"] == "model"
+    return statistics.median(walls), statistics.median(models)
+
+
+def describe_machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    flags = ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in text)
+    except OSError:
+        pass
+    gpu = f"; GPU {torch.cuda.get_device_name(0)}" if device.type == "cuda" else ""
+    return (f"{cpu} ({os.cpu_count()} cores{'; ' + flags if flags else ''}){gpu}; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} intra-op threads; Python {platform.python_version()}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--soak", type=int, default=500, help="photos for the classify memory/throughput run (default 500)")
+    ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results.md alone")
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    device = torch.device(args.device)
+    big, small = make_photos()
+    weights, weights_desc = weights_path()
+    rows: list[tuple[str, str, str]] = []
+
+    def row(name, ms, ratio="", note=""):
+        rows.append((name, f"{ms:.1f}" if isinstance(ms, float) else str(ms), ratio, note))
+        print(f"{name:<58} {rows[-1][1]:>9}  {ratio:<10} {note}", flush=True)
+
+    t = time.perf_counter()
+    clf = Classifier(weights, device=args.device)
+    load_ms = (time.perf_counter() - t) * 1000
+    model, transforms = clf.loaded.model, clf.transforms
+    x = clf.prepare(big[0]).tensor.unsqueeze(0).to(device)
+
+    def fwd():
+        with torch.inference_mode():
+            model(x)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    bare = median_ms(fwd, 20, warmup=5)
+    print(f"{'measure':<58} {'ms':>9}  {'÷ bare':<10}")
+    row("1. bare forward, batch 1, ready tensor", bare, "1.00")
+
+    naive_big = naive_loop(model, transforms, big, device)
+    row("2a. naive loop, 12-MP JPEG (open→RGB→transforms→top-5)", naive_big, f"{naive_big / bare:.2f}")
+    naive_small = naive_loop(model, transforms, small, device)
+    row("2a. naive loop, small PNG", naive_small, f"{naive_small / bare:.2f}")
+    try:
+        from captum.attr import LayerGradCam
+
+        model_grad = clf.loaded.model
+        for p in model_grad.parameters():
+            p.requires_grad_(False)
+        cam = LayerGradCam(model_grad, model_grad.layer4)
+        naive_cam1 = naive_loop(model_grad, transforms, big[:6], device, cam, 1)
+        row("2b. naive + captum LayerGradCam, top-1 map, 12-MP JPEG", naive_cam1, f"{naive_cam1 / bare:.2f}")
+        naive_cam5 = naive_loop(model_grad, transforms, big[:3], device, cam, 5)
+        row("2b. naive + captum LayerGradCam, all 5 maps, 12-MP JPEG", naive_cam5, f"{naive_cam5 / bare:.2f}")
+    except ImportError:
+        naive_cam5 = float("nan")
+        row("2b. naive + Grad-CAM library", "n/a", "", "pip install captum (make bench installs it)")
+
+    def single(paths):
+        it = iter(paths * 4)
+        return median_ms(lambda: clf.classify(next(it)), len(paths) * 2, warmup=2)
+
+    one_big = single(big)
+    row("3a. project, one photo: 12-MP JPEG → top-5 + 5 maps", one_big, f"{one_big / bare:.2f}", "target ≤ 1.30 (app)")
+    one_small = single(small)
+    row("3a. project, one photo: small PNG → top-5 + 5 maps", one_small, f"{one_small / bare:.2f}")
+
+    def engine_folder(paths, batch_size=1):
+        list(clf.classify_many(paths[:2], batch_size=batch_size))  # warm
+        t = time.perf_counter()
+        n = len(list(clf.classify_many(paths * 2, batch_size=batch_size)))
+        return (time.perf_counter() - t) * 1000 / n
+
+    eng_big = engine_folder(big)
+    row("3b. engine folder, 12-MP JPEG, per photo", eng_big, f"{eng_big / bare:.2f}")
+    eng_big8 = engine_folder(big, 8)
+    row("3b. engine folder, 12-MP JPEG, batch 8, per photo", eng_big8, f"{eng_big8 / bare:.2f}")
+    eng_small = engine_folder(small)
+    row("3b. engine folder, small PNG, per photo", eng_small, f"{eng_small / bare:.2f}")
+
+    soak = [big[i % len(big)] for i in range(args.soak)]
+    cli = run_classify(soak, weights, args.device)
+    row(f"3c. `resnext-gui classify`, {cli['n']} × 12-MP JPEG, per photo", cli["per_photo_ms"],
+        f"{cli['per_photo_ms'] / bare:.2f}", f"target ≤ 1.25; {naive_big / cli['per_photo_ms']:.2f}× faster than 2a (target ≥ 2.2)")
+    cli_small = run_classify(small * 4, weights, args.device)
+    row("3c. `resnext-gui classify`, small PNG, per photo", cli_small["per_photo_ms"], f"{cli_small['per_photo_ms'] / bare:.2f}")
+    if cli.get("rss_at_10pct_mb"):
+        growth = cli["rss_at_end_mb"] - cli["rss_at_10pct_mb"]
+        row(f"4. classify RSS after {cli['n'] // 10} → {cli['n']} photos (MB)", f"{cli['rss_at_10pct_mb']:.0f} → {cli['rss_at_end_mb']:.0f}",
+            "", f"growth {growth:+.0f} MB; peak {cli['peak_mb']:.0f} MB")
+    row("5. model load (checkpoint → ready on device)", load_ms)
+    win, model_ready = time_to_window()
+    row("6. app: launch → window on screen (torch not yet imported)", win, "", "offscreen; target ≤ 1000")
+    row("6. app: launch → model ready in the worker", model_ready)
+
+    agree = "n/a"
+    if device.type == "cpu" or torch.cuda.is_bf16_supported():
+        bf = Classifier(weights, device=args.device, precision="bf16")
+        xb = x.clone()
+
+        def fwd_bf16():
+            with torch.inference_mode(), torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+                bf.loaded.model(xb)
+
+        bf_ms = median_ms(fwd_bf16, 20, warmup=5)
+        same = sum([t.index for t in bf.classify(p).top] == [t.index for t in clf.classify(p).top] for p in big)
+        agree = f"{same}/{len(big)} photos with identical top-5 (classes and order)"
+        row("7. opt-in bf16 autocast forward, batch 1", bf_ms, f"{bf_ms / bare:.2f}", agree)
+
+    total = time.perf_counter() - t_start
+    print(f"\nbenchmark took {total:.0f} s", flush=True)
+    if not args.no_write:
+        lines = [
+            "# Benchmark results",
+            "",
+            f"Last run: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, `make bench` ({total:.0f} s), device `{args.device}`.",
+            "",
+            f"Machine: {describe_machine(device)}.",
+            f"Weights: {weights_desc}.",
+            f"Photos: {len(big)} JPEGs of 12 megapixels (4000×3000, quality 90) and {len(small)} small PNGs (300–512 px), "
+            "made from scikit-image's public-domain photos. Each figure is a median of repeated runs; ratios are "
+            "to the bare forward pass of the same run.",
+            "",
+            "| measure | ms | ÷ bare | note |",
+            "|---|---:|---:|---|",
+            *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+            "",
+        ]
+        (HERE / "results.md").write_text("\n".join(lines), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
