@@ -30,7 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--topk", type=int, default=5, metavar="K", help="classes per image (default 5)")
     c.add_argument("--cam-dir", metavar="DIR", help="write <name>.cam.png (overlay) and <name>.cam.npy (top-1 map)")
     c.add_argument("--layer", default="layer4", choices=["layer4", "layer3", "layer2"], help="Grad-CAM stage (default layer4)")
-    c.add_argument("--batch-size", type=int, default=1, metavar="N", help="photos per forward pass (default 1)")
+    c.add_argument("--batch-size", type=int, default=8, metavar="N",
+                   help="photos per forward pass (default 8: faster per photo on CPUs and GPUs alike)")
     c.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
     c.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: faster on CPUs with bfloat16 support, slightly different numbers (see benchmarks)")
@@ -137,6 +138,13 @@ def cmd_classify(args) -> int:
     except ResnextGuiError as exc:
         print(f"resnext-gui: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if args.precision == "bf16" and clf.device.type == "cpu":
+        import torch
+
+        capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "")()
+        if "AVX512" not in capability.upper():
+            print(f"resnext-gui: note: this CPU ({capability or 'unknown'}) has no native bfloat16; "
+                  "--precision bf16 will be slower than fp32 here", file=sys.stderr)
     paths = expand_paths(args.paths)
     cams = CamWriter(Path(args.cam_dir)) if args.cam_dir else None
     out = sys.stdout

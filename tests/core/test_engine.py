@@ -75,3 +75,39 @@ def test_device_out_of_memory_falls_back_to_cpu_with_a_note(checkpoint, photos, 
     preds = list(clf.classify_many([photos["chelsea"], photos["coffee"]]))
     assert all(p.ok and p.device == "cpu" for p in preds)
     assert "ran out of memory" in preds[0].note
+
+
+@pytest.fixture(scope="module")
+def phone_photos(tmp_path_factory):
+    """12-megapixel JPEGs made from real photos, as in the benchmark."""
+    from PIL import Image
+    from skimage import data
+
+    folder = tmp_path_factory.mktemp("phone")
+    out = []
+    for name in ("astronaut", "rocket", "chelsea"):
+        path = folder / f"{name}.jpg"
+        Image.fromarray(getattr(data, name)()).resize((4000, 3000), Image.Resampling.BICUBIC).save(path, quality=90)
+        out.append(path)
+    return out
+
+
+def test_fast_decode_keeps_the_full_decode_top5(checkpoint, phone_photos):
+    fast = Classifier(checkpoint, device="cpu", fast_decode=True)
+    full = Classifier(checkpoint, device="cpu", fast_decode=False)
+    for path in phone_photos:
+        a, b = fast.classify(path), full.classify(path)
+        assert [t.index for t in a.top] == [t.index for t in b.top], path.name
+        assert a.decode_ms < b.decode_ms  # and it is the faster one
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+def test_inline_and_threaded_decoding_agree(clf, photos, workers, tmp_path):
+    clf.decode_workers = workers
+    try:
+        junk = tmp_path / "junk.png"
+        junk.write_bytes(b"\x89PNG nope")
+        preds = list(clf.classify_many([photos["coffee"], junk, photos["chelsea"]], batch_size=2))
+    finally:
+        clf.decode_workers = None
+    assert [p.ok for p in preds] == [True, False, True]
