@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 CLI_COMMANDS = ("classify", "weights")
@@ -9,6 +10,8 @@ CLI_COMMANDS = ("classify", "weights")
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(os.environ.get(v) for v in ("LC_ALL", "LC_CTYPE", "LANG")):
+        os.environ["LC_CTYPE"] = "C.UTF-8"  # a bare environment: file names are UTF-8, and Qt wants to know
     if argv and argv[0] in CLI_COMMANDS:
         from .cli import main as cli_main
 

@@ -38,6 +38,13 @@ def main(argv: list[str] | None = None) -> int:
     app.setOrganizationName("resnext-gui")
     app.setApplicationDisplayName("ResNeXt Classifier")
     app.setDesktopFileName("resnext-gui")
+    from PySide6.QtGui import QIcon
+
+    from .core.resources import asset
+
+    icon = asset("icon.png")
+    if icon:
+        app.setWindowIcon(QIcon(str(icon)))
     window = MainWindow(weights=args.weights, device=args.device)
 
     if args.startup_report:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -16,6 +15,7 @@ import torch.hub
 from torchvision.models import ResNeXt50_32X4D_Weights
 
 from .errors import DownloadError, NoWeightsError, WeightsError
+from .resources import assets_dirs
 
 ENV_WEIGHTS = "RESNEXT_GUI_WEIGHTS"
 ENV_MIRROR = "RESNEXT_GUI_WEIGHTS_URL"  # a mirror of the official file, for networks that can't reach the original
@@ -99,12 +99,7 @@ def hub_checkpoint_dir() -> Path:
 
 def bundled_weights_dirs() -> list[Path]:
     """Folders that may hold weights shipped with the app (frozen build's data folder, or assets/weights)."""
-    dirs = []
-    frozen_root = getattr(sys, "_MEIPASS", None)
-    if frozen_root:
-        dirs.append(Path(frozen_root) / "assets" / "weights")
-    dirs.append(Path(__file__).resolve().parents[2] / "assets" / "weights")
-    return dirs
+    return [d / "weights" for d in assets_dirs()]
 
 
 def _checkpoint_in(folder: Path) -> Path | None:

@@ -137,7 +137,7 @@ class MainWindow(QMainWindow):
         self.gallery.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.gallery.setMovement(QListWidget.Movement.Static)
         self.gallery.setIconSize(QSize(96, 96))
-        self.gallery.setGridSize(QSize(124, 150))
+        self.gallery.setGridSize(QSize(136, 148))
         self.gallery.setWordWrap(False)
         self.gallery.setUniformItemSizes(True)  # every entry has an icon and two lines of text
         self.gallery.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -479,7 +479,7 @@ class MainWindow(QMainWindow):
         if res.ok:
             label, prob = res.top[0][2], res.top[0][3]
             item.widget.setIcon(QIcon(QPixmap.fromImage(res.thumb)))
-            item.widget.setText(f"{self._short(label, 13)} {_percent(prob)}\n{self._short(item.name, 18)}")
+            item.widget.setText(f"{self._short(label, 12)} {_percent(prob)}\n{self._short(item.name, 18)}")
             item.widget.setToolTip(f"{item.name}\n{label} — {prob:.1%}" + (f"\n{res.note}" if res.note else ""))
             self.time_label.setText(f"{res.ms:.0f} ms" + (f" · {res.note}" if res.note else ""))
         else:

@@ -1,0 +1,101 @@
+"""`resnext-gui --self-test`: a headless check that an installation (or the frozen app) really works."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="resnext-gui --self-test", description=__doc__)
+    ap.add_argument("--weights", metavar="FILE")
+    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    args, _ = ap.parse_known_args(argv)
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"  # headless, also where a display exists
+    summary: dict = {"ok": False, "frozen": bool(getattr(sys, "frozen", False))}
+    stage = "import torch"
+    start = time.perf_counter()
+    try:
+        import torch
+        import torchvision
+
+        summary["versions"] = {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": sys.version.split()[0]}
+        stage = "torchvision operators"  # a build that missed torchvision/_C fails here
+        boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0]])
+        torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
+
+        stage = "weights"
+        from .core.engine import Classifier, cam_overlay
+        from .core.resources import asset
+        from .core.weights import find_weights
+
+        source = find_weights(args.weights)
+        summary["weights"] = {"path": str(source.path), "origin": source.origin,
+                              "variant": source.variant.weights.name if source.variant else None}
+        stage = "model"
+        clf = Classifier(source, device=args.device)
+        summary["device"] = clf.device.type
+        stage = "classify sample photo"
+        sample = asset("sample.jpg")
+        if sample is None:
+            raise RuntimeError("the bundled sample photo (assets/sample.jpg) is missing")
+        pred = clf.classify(sample, keep_image=True)
+        if not pred.ok:
+            raise RuntimeError(pred.error)
+        summary["sample"] = {"top1": pred.top[0].label, "prob": round(pred.top[0].prob, 4), "ms": round(pred.ms, 1)}
+        stage = "Grad-CAM"
+        overlay = cam_overlay(pred, 1)
+        summary["cam"] = {"shape": list(pred.cams.shape), "overlay": list(overlay.shape),
+                          "max": float(pred.cams.max()), "min": float(pred.cams.min())}
+        if pred.cams.shape[0] != len(pred.top) or not 0.0 <= pred.cams.min() <= pred.cams.max() <= 1.0:
+            raise RuntimeError(f"unexpected Grad-CAM maps: {summary['cam']}")
+        stage = "main window"
+        summary["window"] = _window_check(str(source.path), args.device)
+        summary["ok"] = True
+    except Exception as exc:  # the point of a self-test: say what broke, in one line
+        summary["failed_at"] = stage
+        summary["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    print(json.dumps(summary, ensure_ascii=False), flush=True)
+    if not summary["ok"]:
+        print(f"resnext-gui self-test FAILED at {stage}: {summary['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _window_check(weights: str, device: str) -> str:
+    """Open the main window offscreen, let its worker load the model, close it cleanly."""
+    from PySide6.QtCore import QEventLoop, QSettings, QTimer, qInstallMessageHandler
+    from PySide6.QtWidgets import QApplication
+
+    from .ui.main_window import MainWindow
+
+    def quiet(_mode, _context, message: str) -> None:
+        if "propagateSizeHints" not in message:  # the offscreen platform's own remark, not ours
+            sys.stderr.write(message + "\n")
+
+    qInstallMessageHandler(quiet)
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = QSettings(os.path.join(tmp, "settings.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(weights=weights, device=device, settings=settings)
+        states: list[str] = []
+        loop = QEventLoop()
+        window.modelStateChanged.connect(lambda s: (states.append(s), loop.quit()))
+        QTimer.singleShot(120_000, loop.quit)
+        window.show()
+        window.start()
+        loop.exec()
+        window.close()
+        stopped = not window.bridge.thread.isRunning()
+        window.deleteLater()
+        app.processEvents()
+    if states[:1] != ["ready"]:
+        raise RuntimeError(f"the window's worker did not load the model (got {states or 'no answer in 120 s'})")
+    if not stopped:
+        raise RuntimeError("the window's worker thread did not stop")
+    return "opened, model loaded in its worker, closed"
