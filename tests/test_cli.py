@@ -147,3 +147,11 @@ def test_ctrl_c_keeps_every_finished_line(checkpoint, tree):
     assert proc.returncode == 130 and "Traceback" not in err
     done = [json.loads(line) for line in (first + rest).splitlines()]
     assert 1 <= len(done) < 200 and all(d["ok"] for d in done)
+
+
+def test_self_test_from_source(checkpoint):
+    r = run_cli("--self-test", env={"RESNEXT_GUI_WEIGHTS": str(checkpoint)})
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout.splitlines()[-1])
+    assert summary["ok"] and not summary["frozen"] and summary["cam"]["shape"] == [5, 7, 7]
+    assert summary["window"].startswith("opened")
