@@ -278,3 +278,24 @@ def test_mixed_folder_every_file_accounted_for(qtbot, window, photos, tmp_path):
     got = {str(Path(i.name).relative_to(tmp_path / "mixed")): i.status == "done" for i in window.items.values()}
     assert got == expect
     assert all(i.result.error for i in window.items.values() if i.status == "error")
+
+
+def test_gpu_out_of_memory_falls_back_to_cpu_with_a_visible_note(qtbot, window, photos, monkeypatch):
+    import torch
+
+    clf = window.bridge.engine.clf
+    real_run = clf._run
+
+    def run(model, batch, layer):
+        if model is clf.loaded.model:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run(model, batch, layer)
+
+    monkeypatch.setattr(clf, "_run", run)
+    monkeypatch.setattr(clf, "device", torch.device("cuda"))  # as if the model lived on a GPU
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)
+    drop(window, [photos["coffee"], photos["chelsea"]])
+    wait_all_done(qtbot, window)
+    assert [i.status for i in window.items.values()] == ["done", "done"]
+    assert "ran out of memory" in window.time_label.text()
+    assert "ran on the CPU" in window.top5.message.text()
