@@ -79,6 +79,34 @@ class WeightsServer:
         self.thread.join(5)
 
 
+def copies(photos, n: int, folder: Path, prefix: str = "copy") -> list[Path]:
+    """``n`` files cycling through ``photos`` (a batch to drop), named prefix00.png, prefix01.png, ..."""
+    import shutil
+
+    out = []
+    for i in range(n):
+        p = folder / f"{prefix}{i:02}.png"
+        shutil.copy(photos[i % len(photos)], p)
+        out.append(p)
+    return out
+
+
+def fake_gpu_out_of_memory(clf, monkeypatch) -> None:
+    """Make ``clf`` behave as if its model lived on a GPU that runs out of memory on every batch."""
+    import torch
+
+    real_run = clf._run
+
+    def run(model, batch, layer):
+        if model is clf.loaded.model:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_run(model, batch, layer)
+
+    monkeypatch.setattr(clf, "_run", run)
+    monkeypatch.setattr(clf, "device", torch.device("cuda"))
+    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)  # no real device to move to
+
+
 def make_mixed_folder(root: Path, photo: Path) -> dict[str, bool]:
     """A folder of what real photo folders hold: broken files and valid-but-odd images.
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .colormap import COLORMAPS, colorize, colormap  # noqa: F401 (re-exported)
+from .colormap import colorize
 
 
 def normalize_maps(raw: torch.Tensor) -> torch.Tensor:

@@ -6,13 +6,12 @@ import csv
 import json
 import os
 import platform
-import sys
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6 import __version__ as PYSIDE_VERSION
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QAction, QActionGroup, QColor, QGuiApplication, QIcon, QImage, QKeySequence, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -525,7 +524,7 @@ class MainWindow(QMainWindow):
         if self.batch_total > 1 and pending > 0:
             self.progress.setRange(0, self.batch_total)
             self.progress.setValue(self.batch_done)
-            self.progress.setFormat(f"%v / %m")
+            self.progress.setFormat("%v / %m")
             self.progress.show()
         else:
             self.progress.hide()

@@ -6,6 +6,7 @@ import torch
 from torchvision.models import resnext50_32x4d
 
 from resnext_gui.core import cam
+from resnext_gui.core.colormap import colormap
 from resnext_gui.core.engine import Classifier, cam_overlay
 from resnext_gui.core.model import forward_from, forward_to
 
@@ -92,11 +93,11 @@ def test_normalisation():
 
 def test_colormaps_are_lookup_tables():
     for name in ("jet", "turbo"):
-        lut = cam.colormap(name)
+        lut = colormap(name)
         assert lut.shape == (256, 3) and lut.dtype == np.uint8
         assert lut[32, 2] > lut[32, 0] and lut[-1, 0] > lut[-1, 2]  # from blue to red
     with pytest.raises(ValueError):
-        cam.colormap("rainbow-unicorn")
+        colormap("rainbow-unicorn")
 
 
 def test_overlay_covers_exactly_the_crop_rectangle():

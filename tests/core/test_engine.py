@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-import torch
 
 from resnext_gui.core.engine import Classifier
+from tests.helpers import fake_gpu_out_of_memory
 
 
 @pytest.fixture(scope="module")
@@ -62,16 +62,7 @@ def test_cancel_stops_the_stream(clf, photos):
 
 def test_device_out_of_memory_falls_back_to_cpu_with_a_note(checkpoint, photos, monkeypatch):
     clf = Classifier(checkpoint, device="cpu")
-    clf.device = torch.device("cuda")  # pretend the model lives on a GPU that then runs out of memory
-    real_run = clf._run
-
-    def run(model, batch, layer):
-        if model is clf.loaded.model:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_run(model, batch, layer)
-
-    monkeypatch.setattr(clf, "_run", run)
-    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)
+    fake_gpu_out_of_memory(clf, monkeypatch)
     preds = list(clf.classify_many([photos["chelsea"], photos["coffee"]]))
     assert all(p.ok and p.device == "cpu" for p in preds)
     assert "ran out of memory" in preds[0].note

@@ -12,7 +12,7 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, QMimeData, Qt, QTimer, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
 
-from tests.helpers import WeightsServer
+from tests.helpers import WeightsServer, copies, fake_gpu_out_of_memory
 from tests.ui.conftest import MODEL_TIMEOUT, drop, open_window, wait_all_done
 
 
@@ -81,11 +81,7 @@ def test_layer_choice_recomputes_in_the_worker(qtbot, window, photos):
 
 
 def test_stop_drops_pending_work_and_clear_empties(qtbot, window, photos, tmp_path):
-    many = []
-    for i in range(12):
-        p = tmp_path / f"copy{i:02}.png"
-        shutil.copy(photos["chelsea"], p)
-        many.append(p)
+    many = copies([photos["chelsea"]], 12, tmp_path)
     with qtbot.waitSignal(window.itemUpdated, timeout=60_000):
         drop(window, many)
     window.activateWindow()
@@ -103,11 +99,7 @@ def test_stop_drops_pending_work_and_clear_empties(qtbot, window, photos, tmp_pa
 
 
 def test_closing_mid_batch_exits_quickly_and_cleanly(qtbot, window, photos, tmp_path):
-    many = []
-    for i in range(20):
-        p = tmp_path / f"c{i:02}.png"
-        shutil.copy(photos["astronaut"], p)
-        many.append(p)
+    many = copies([photos["astronaut"]], 20, tmp_path)
     with qtbot.waitSignal(window.itemUpdated, timeout=60_000):
         drop(window, many)
     start = time.monotonic()
@@ -117,11 +109,7 @@ def test_closing_mid_batch_exits_quickly_and_cleanly(qtbot, window, photos, tmp_
 
 
 def test_gui_thread_never_stalls_over_50ms_during_a_batch(qtbot, window, photos, tmp_path):
-    many = []
-    for i in range(20):
-        p = tmp_path / f"s{i:02}.png"
-        shutil.copy(photos[("chelsea", "astronaut", "coffee")[i % 3]], p)
-        many.append(p)
+    many = copies([photos[n] for n in ("chelsea", "astronaut", "coffee")], 20, tmp_path)
     gaps, clock = [], QElapsedTimer()
     probe = QTimer()
     probe.setInterval(5)
@@ -254,11 +242,7 @@ def test_device_menu_and_status_bar(qtbot, window):
 def test_gallery_memory_is_bounded(qtbot, window, photos, tmp_path):
     from resnext_gui.ui.main_window import DISPLAY_CACHE
 
-    many = []
-    for i in range(DISPLAY_CACHE + 4):
-        p = tmp_path / f"m{i:02}.png"
-        shutil.copy(photos["coffee"], p)
-        many.append(p)
+    many = copies([photos["coffee"]], DISPLAY_CACHE + 4, tmp_path)
     drop(window, many)
     wait_all_done(qtbot, window)
     assert len(window.displays) == DISPLAY_CACHE
@@ -281,19 +265,7 @@ def test_mixed_folder_every_file_accounted_for(qtbot, window, photos, tmp_path):
 
 
 def test_gpu_out_of_memory_falls_back_to_cpu_with_a_visible_note(qtbot, window, photos, monkeypatch):
-    import torch
-
-    clf = window.bridge.engine.clf
-    real_run = clf._run
-
-    def run(model, batch, layer):
-        if model is clf.loaded.model:
-            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_run(model, batch, layer)
-
-    monkeypatch.setattr(clf, "_run", run)
-    monkeypatch.setattr(clf, "device", torch.device("cuda"))  # as if the model lived on a GPU
-    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)
+    fake_gpu_out_of_memory(window.bridge.engine.clf, monkeypatch)
     drop(window, [photos["coffee"], photos["chelsea"]])
     wait_all_done(qtbot, window)
     assert [i.status for i in window.items.values()] == ["done", "done"]
