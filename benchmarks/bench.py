@@ -178,10 +178,12 @@ def describe_machine(device: torch.device) -> str:
                 break
     except OSError:
         pass
-    flags = ""
+    capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "")()
+    flags = f"torch CPU kernels: {capability}" if capability else ""
     try:
         text = Path("/proc/cpuinfo").read_text()
-        flags = ", ".join(f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in text)
+        native = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in text]
+        flags += f"; {', '.join(native)}" if native else "; no native bfloat16"
     except OSError:
         pass
     gpu = f"; GPU {torch.cuda.get_device_name(0)}" if device.type == "cuda" else ""
