@@ -271,3 +271,13 @@ def test_gpu_out_of_memory_falls_back_to_cpu_with_a_visible_note(qtbot, window, 
     assert [i.status for i in window.items.values()] == ["done", "done"]
     assert "ran out of memory" in window.time_label.text()
     assert "ran on the CPU" in window.top5.message.text()
+
+
+def test_switching_device_reloads_the_model_in_the_worker(qtbot, window, photos):
+    first = window.model_info
+    with qtbot.waitSignal(window.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
+        [a for a in window.device_actions.actions() if a.data() == "auto"][0].trigger()
+    assert window.model_info is not first and window.settings.value("device") == "auto"
+    drop(window, [photos["coffee"]])
+    wait_all_done(qtbot, window)
+    assert list(window.items.values())[0].status == "done"
