@@ -184,7 +184,7 @@ def cmd_weights(args) -> int:
 
     if args.weights_command == "fetch":
         variant = W.VARIANTS[args.variant]
-        bar = Progress(0)
+        tty = sys.stderr.isatty()
         last = [0.0]
 
         def show(done: int, total: int) -> None:
@@ -193,7 +193,7 @@ def cmd_weights(args) -> int:
                 return
             last[0] = now
             pct = f"{100 * done / total:5.1f}% " if total else ""
-            end = "\r" if bar.tty else "\n"
+            end = "\r" if tty else "\n"
             sys.stderr.write(f"{pct}{done / 2**20:7.1f} MB{end}")
             sys.stderr.flush()
 

@@ -93,13 +93,10 @@ def _display_copy(pil_image) -> QImage:
 
 
 def _map_indices(cams: np.ndarray) -> np.ndarray:
-    from PIL import Image
+    """Maps in [0, 1] -> (k, MAP_SIDE, MAP_SIDE) colour-map indices, upsampled as the CLI's overlays are."""
+    from .core.cam import upsample
 
-    out = np.empty((cams.shape[0], MAP_SIDE, MAP_SIDE), np.uint8)
-    for i, m in enumerate(cams):
-        up = np.asarray(Image.fromarray(np.ascontiguousarray(m, np.float32)).resize((MAP_SIDE, MAP_SIDE), Image.Resampling.BILINEAR))
-        out[i] = np.clip(np.rint(up * 255), 0, 255).astype(np.uint8)
-    return out
+    return np.stack([np.clip(np.rint(upsample(m, (MAP_SIDE, MAP_SIDE)) * 255), 0, 255).astype(np.uint8) for m in cams])
 
 
 def qimage_to_png_bytes(image: QImage) -> bytes:

@@ -42,6 +42,7 @@ from ..worker import ClassifyJob, DisplayJob, DownloadJob, ItemResult, LoadJob, 
 from .image_view import ImageView
 from .top5 import Top5Panel
 
+GALLERY_CELL = QSize(132, 144)  # a 96-pixel thumbnail and two lines of text
 DISPLAY_CACHE = 16  # full display copies kept; older photos keep only their thumbnail, map and labels
 IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff")
 LAYERS = [("layer4", "Last stage (7×7, default)"), ("layer3", "Stage before (14×14, finer)")]
@@ -60,7 +61,11 @@ class Item:
 
 
 def _badge(text: str, color: QColor, side: int = 96) -> QIcon:
-    pix = QPixmap(side, side)
+    """A gallery placeholder icon, drawn at the screen's pixel ratio so it stays crisp on HiDPI screens."""
+    screen = QGuiApplication.primaryScreen()
+    ratio = screen.devicePixelRatio() if screen else 1.0
+    pix = QPixmap(int(side * ratio), int(side * ratio))
+    pix.setDevicePixelRatio(ratio)
     pix.fill(Qt.GlobalColor.transparent)
     p = QPainter(pix)
     p.setRenderHint(QPainter.RenderHint.Antialiasing)
@@ -72,7 +77,7 @@ def _badge(text: str, color: QColor, side: int = 96) -> QIcon:
     font.setPixelSize(side // 3)
     font.setBold(True)
     p.setFont(font)
-    p.drawText(pix.rect(), Qt.AlignmentFlag.AlignCenter, text)
+    p.drawText(0, 0, side, side, Qt.AlignmentFlag.AlignCenter, text)
     p.end()
     return QIcon(pix)
 
@@ -136,7 +141,7 @@ class MainWindow(QMainWindow):
         self.gallery.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.gallery.setMovement(QListWidget.Movement.Static)
         self.gallery.setIconSize(QSize(96, 96))
-        self.gallery.setGridSize(QSize(136, 148))
+        self.gallery.setGridSize(GALLERY_CELL + QSize(4, 4))
         self.gallery.setWordWrap(False)
         self.gallery.setUniformItemSizes(True)  # every entry has an icon and two lines of text
         self.gallery.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -193,7 +198,7 @@ class MainWindow(QMainWindow):
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setStretchFactor(2, 0)
-        split.setSizes([280, 720, 260])
+        split.setSizes([300, 700, 260])
         self.splitter = split
         outer.addWidget(split, 1)
         self.setCentralWidget(central)
@@ -361,7 +366,7 @@ class MainWindow(QMainWindow):
         gen = self.bridge.generation
         for source, name in sources:
             item = Item(self.bridge.new_id(), None if isinstance(source, QImage) else source, name)
-            item.widget = QListWidgetItem(_badge("…", QColor(130, 130, 130)), f"waiting\n{self._short(name, 18)}")
+            item.widget = self._gallery_entry(_badge("…", QColor(130, 130, 130)), f"waiting\n{self._short(name, 18)}")
             item.widget.setData(Qt.ItemDataRole.UserRole, item.item_id)
             item.widget.setToolTip(f"{name}\n{self._waiting_word()}")
             self.gallery.addItem(item.widget)
@@ -380,13 +385,19 @@ class MainWindow(QMainWindow):
     def _add_error(self, name: str, message: str) -> None:
         item = Item(self.bridge.new_id(), None, name, status="error")
         item.result = ItemResult(item.item_id, False, name, error=message, record={"path": name, "ok": False, "error": message})
-        item.widget = QListWidgetItem(_badge("!", QColor(200, 50, 50)), f"not classified\n{self._short(name, 18)}")
+        item.widget = self._gallery_entry(_badge("!", QColor(200, 50, 50)), f"not classified\n{self._short(name, 18)}")
         item.widget.setData(Qt.ItemDataRole.UserRole, item.item_id)
         item.widget.setToolTip(f"{name}\n{message}")
         self.gallery.addItem(item.widget)
         self.items[item.item_id] = item
         self.gallery.setCurrentItem(item.widget)
         self._update_summary()
+
+    def _gallery_entry(self, icon: QIcon, text: str) -> QListWidgetItem:
+        entry = QListWidgetItem(icon, text)
+        entry.setSizeHint(GALLERY_CELL)  # every entry the same size, whatever its first text was
+        entry.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
+        return entry
 
     def add_mime(self, mime) -> bool:
         """Files, folders, image data from other programs, or pasted paths. Returns True if anything came in."""
