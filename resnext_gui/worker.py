@@ -133,7 +133,7 @@ class Engine(QObject):
 
         # Thread settings are per thread: set them here, in the thread that runs the model.
         torch.set_num_threads(self.threads or torch.get_num_threads())
-        self._load(LoadJob(self.weights, self.device, explicit=False), initial=True)
+        self._load(LoadJob(self.weights, self.device, explicit=False))
 
     @Slot(object)
     def submit(self, job) -> None:
@@ -156,7 +156,7 @@ class Engine(QObject):
             self.result.emit(ItemResult(item_id, False, str(getattr(job, "source", "")), error=f"internal error: {exc!r}"))
 
     # ---- jobs ----
-    def _load(self, job: LoadJob, initial: bool = False) -> None:
+    def _load(self, job: LoadJob) -> None:
         from .core.engine import Classifier
         from .core.errors import NoWeightsError, ResnextGuiError
 
@@ -166,11 +166,12 @@ class Engine(QObject):
         except NoWeightsError as exc:
             self.modelMissing.emit(str(exc))
             return
-        except ResnextGuiError as exc:
+        except Exception as exc:  # our own errors, and whatever a device driver raises
+            message = str(exc) if isinstance(exc, ResnextGuiError) else f"could not load the model: {exc!r}"
             if self.clf is None and not job.explicit:
-                self.modelMissing.emit(str(exc))
+                self.modelMissing.emit(message)
             else:
-                self.modelFailed.emit(str(exc))
+                self.modelFailed.emit(message)
             return
         self.clf, self.weights, self.device = clf, job.weights, job.device
         self.modelReady.emit(self._info())
