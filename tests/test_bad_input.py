@@ -3,6 +3,7 @@
 import json
 import os
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ from torchvision.models import resnext50_32x4d
 
 from resnext_gui.core.engine import Classifier
 from resnext_gui.core.preprocess import expand_paths
-from tests.helpers import make_mixed_folder, run_cli
+from tests.helpers import REPO, make_mixed_folder, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -53,15 +54,38 @@ def test_file_that_disappears_after_the_scan(checkpoint, photos, tmp_path):
     assert "does not exist" in preds[1].error
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file; permission errors need another user")
-def test_unreadable_file(checkpoint, photos, tmp_path):
+def test_unreadable_file(photos, tmp_path):
+    """A file without read permission. Root reads everything, so as root the check runs as user nobody."""
     import shutil
+    import subprocess
+    import sys
+    import tempfile
 
-    locked = tmp_path / "locked.png"
-    shutil.copy(photos["coffee"], locked)
-    locked.chmod(0)
-    pred = Classifier(checkpoint, device="cpu").classify(locked)
-    assert not pred.ok and "permission denied" in pred.error
+    folder = Path(tempfile.mkdtemp(dir="/tmp" if os.path.isdir("/tmp") else None))
+    try:
+        folder.chmod(0o755)
+        locked = folder / "locked.jpg"
+        shutil.copy(photos["coffee"], locked)
+        locked.chmod(0)
+        code = ("from resnext_gui.core.preprocess import load_image\n"
+                "from resnext_gui.core.errors import ImageError\n"
+                "try:\n    load_image(__import__('sys').argv[1])\nexcept ImageError as e:\n    print(e)\n")
+        prefix = []
+        if os.geteuid() == 0:
+            setpriv = shutil.which("setpriv")
+            if not setpriv:
+                pytest.skip("running as root without setpriv: no way to drop read permission")
+            prefix = [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups"]
+            probe = subprocess.run([*prefix, sys.executable, "-c", "import resnext_gui.core.preprocess"],
+                                   capture_output=True, cwd=REPO, timeout=60)
+            if probe.returncode != 0:
+                pytest.skip("the project is not readable by an unprivileged user on this machine")
+        r = subprocess.run([*prefix, sys.executable, "-c", code, str(locked)], capture_output=True, text=True,
+                           cwd=REPO, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "permission denied" in r.stdout and "Traceback" not in r.stderr
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
