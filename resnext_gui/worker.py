@@ -12,7 +12,7 @@ from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, QThread, Signal, Slo
 from PySide6.QtGui import QImage
 
 DISPLAY_MAX_SIDE = 1280  # the photo kept for the view; the full decode never leaves the worker
-THUMB_SIDE = 96
+THUMB_SIDE = 96  # logical pixels; drawn at the screen's pixel ratio
 MAP_SIDE = 224  # heatmaps are sent upsampled to the model's input size, as 8-bit colour-map indices
 
 
@@ -118,9 +118,11 @@ class Engine(QObject):
     downloadProgress = Signal(int, int)
     downloadDone = Signal(bool, str)
 
-    def __init__(self, cancel_state: "CancelState", weights: str | None, device: str, threads: int | None = None) -> None:
+    def __init__(self, cancel_state: "CancelState", weights: str | None, device: str, threads: int | None = None,
+                 pixel_ratio: float = 1.0) -> None:
         super().__init__()
         self.threads = threads
+        self.pixel_ratio = pixel_ratio
         self.cancel = cancel_state
         self.weights = weights
         self.device = device
@@ -198,12 +200,10 @@ class Engine(QObject):
         }
 
     def _classify(self, job) -> None:
-        if isinstance(job, QImageJob):
-            source = qimage_to_png_bytes(job.image)
-            name = "pasted image"
-        else:
-            source = job.source
-            name = "pasted image" if isinstance(source, (bytes, bytearray)) else str(source)
+        from .core.preprocess import source_name
+
+        source = qimage_to_png_bytes(job.image) if isinstance(job, QImageJob) else job.source
+        name = source_name(source)
         pred = self.clf.classify(source, keep_image=True, layer=job.layer)
         if not pred.ok:
             self.result.emit(ItemResult(job.item_id, False, name, error=pred.error, record=pred.to_record(),
@@ -213,7 +213,9 @@ class Engine(QObject):
         sx = display.width() / pred.image_size[0]
         sy = display.height() / pred.image_size[1]
         left, top, right, bottom = pred.crop
-        thumb = display.scaled(THUMB_SIDE, THUMB_SIDE, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        side = round(THUMB_SIDE * self.pixel_ratio)
+        thumb = display.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+        thumb.setDevicePixelRatio(self.pixel_ratio)
         self.result.emit(
             ItemResult(
                 job.item_id, True, name,
@@ -275,12 +277,13 @@ class WorkerBridge(QObject):
     _submit = Signal(object)
     live: set["WorkerBridge"] = set()  # every running bridge, so tests can prove none is left behind
 
-    def __init__(self, weights: str | None = None, device: str = "auto", parent: QObject | None = None) -> None:
+    def __init__(self, weights: str | None = None, device: str = "auto", parent: QObject | None = None,
+                 pixel_ratio: float = 1.0) -> None:
         super().__init__(parent)
         self.cancel_state = CancelState()
         self.thread = QThread()
         self.thread.setObjectName("resnext-gui inference")
-        self.engine = Engine(self.cancel_state, weights, device)
+        self.engine = Engine(self.cancel_state, weights, device, pixel_ratio=pixel_ratio)
         self.engine.moveToThread(self.thread)
         self.thread.started.connect(self.engine.start)
         self._submit.connect(self.engine.submit)

@@ -16,7 +16,7 @@ import torch
 from . import cam as cam_mod
 from .errors import ImageError
 from .model import LAYERS, LoadedModel, forward_from, forward_to, load_model, resolve_device
-from .preprocess import Prepared, Source, load_and_prepare
+from .preprocess import Prepared, Source, load_and_prepare, source_name
 from .weights import WeightsSource, find_weights
 
 
@@ -211,7 +211,7 @@ class Classifier:
 
     def classify(self, source: Source, keep_image: bool = False, layer: str | None = None) -> Prediction:
         """One photo, start to finish. Bad input gives ``ok=False`` with the reason, never an exception."""
-        name = "pasted image" if isinstance(source, (bytes, bytearray)) else str(source)
+        name = source_name(source)
         try:
             item = self.prepare(source)
         except ImageError as exc:
@@ -244,8 +244,7 @@ class Classifier:
                     src = next(sources)
                 except StopIteration:
                     return
-                name = "pasted image" if isinstance(src, (bytes, bytearray)) else str(src)
-                pending.append((name, pool.submit(self.prepare, src)))
+                pending.append((source_name(src), pool.submit(self.prepare, src)))
 
         executor = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else _Inline()
         with executor as pool:

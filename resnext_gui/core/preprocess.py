@@ -56,7 +56,7 @@ def _open(source: Source) -> tuple[Image.Image, str]:
     if isinstance(source, (bytes, bytearray)):
         if not source:
             raise ImageError("the image data is empty")
-        return Image.open(io.BytesIO(source)), "pasted image"
+        return Image.open(io.BytesIO(source)), source_name(source)
     path = Path(source)
     name = str(path)
     try:
@@ -133,24 +133,25 @@ def load_image(source: Source, min_side: int | None = None) -> Decoded:
         found = re.search(r"\((\d+) pixels\)", str(exc))
         pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
         raise ImageError(
-            f"{_name(source)} is too large to open safely: {pixels}, over the limit of "
+            f"{source_name(source)} is too large to open safely: {pixels}, over the limit of "
             f"{Image.MAX_IMAGE_PIXELS:,} (refused as a possible decompression bomb)"
         ) from None
     except MemoryError:
-        raise ImageError(f"{_name(source)} is too large to decode in the available memory") from None
+        raise ImageError(f"{source_name(source)} is too large to decode in the available memory") from None
     except OSError as exc:
         msg = str(exc) or type(exc).__name__
         if any(w in msg.lower() for w in ("truncated", "broken", "eof", "unrecognized data stream")):
-            raise ImageError(f"{_name(source)} is truncated or damaged ({msg})") from None
-        raise ImageError(f"{_name(source)} cannot be decoded ({msg})") from None
+            raise ImageError(f"{source_name(source)} is truncated or damaged ({msg})") from None
+        raise ImageError(f"{source_name(source)} cannot be decoded ({msg})") from None
     except Exception as exc:  # Pillow's plugins raise SyntaxError, ValueError, struct.error, ... on bad data
-        raise ImageError(f"{_name(source)} is damaged or not a valid image ({type(exc).__name__}: {exc})") from None
+        raise ImageError(f"{source_name(source)} is damaged or not a valid image ({type(exc).__name__}: {exc})") from None
     finally:
         if opened is not None:
             opened.close()
 
 
-def _name(source: Source) -> str:
+def source_name(source: Source) -> str:
+    """How a photo is named in results and messages: its path, or "pasted image" for raw bytes."""
     return "pasted image" if isinstance(source, (bytes, bytearray)) else str(source)
 
 

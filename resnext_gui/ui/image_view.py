@@ -80,14 +80,15 @@ class ImageView(QWidget):
         w, h = pw * scale, ph * scale
         return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
 
-    def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image) -> None:
+    def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image) -> QRectF | None:
+        """Draw the photo into ``target`` and the heatmap over the crop; return the crop's rectangle if drawn."""
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         if isinstance(pixmap_or_image, QPixmap):
             painter.drawPixmap(target, pixmap_or_image, QRectF(pixmap_or_image.rect()))
         else:
             painter.drawImage(target, pixmap_or_image)
         if self.mode == "original" or self._map_image is None or self._crop is None:
-            return
+            return None
         scale = target.width() / self._photo.width()
         left, top, right, bottom = self._crop
         region = QRectF(target.x() + left * scale, target.y() + top * scale, (right - left) * scale, (bottom - top) * scale)
@@ -98,6 +99,7 @@ class ImageView(QWidget):
             painter.setOpacity(self.opacity)
         painter.drawImage(region, self._map_image, QRectF(self._map_image.rect()))
         painter.setOpacity(1.0)
+        return region
 
     def paintEvent(self, event) -> None:  # noqa: N802 (Qt's naming)
         painter = QPainter(self)
@@ -109,14 +111,10 @@ class ImageView(QWidget):
             painter.setFont(font)
             painter.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
             return
-        target = self._fit()
-        self._paint_on(painter, target, self._pixmap)
-        if self.mode != "original" and self._crop is not None and self._map_image is not None:
-            scale = target.width() / self._photo.width()
-            left, top, right, bottom = self._crop
-            pen = QPen(self.palette().color(QPalette.ColorRole.Highlight), 1, Qt.PenStyle.DashLine)
-            painter.setPen(pen)
-            painter.drawRect(QRectF(target.x() + left * scale, target.y() + top * scale, (right - left) * scale, (bottom - top) * scale))
+        region = self._paint_on(painter, self._fit(), self._pixmap)
+        if region is not None:  # outline the region the model saw
+            painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), 1, Qt.PenStyle.DashLine))
+            painter.drawRect(region)
 
     def render_image(self) -> QImage | None:
         """The current composition at the photo's display resolution (what "Save overlay" writes)."""

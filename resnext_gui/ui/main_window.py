@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from ..cli import csv_header, csv_row
 from ..core.colormap import COLORMAPS
-from ..core.preprocess import expand_paths
+from ..core.preprocess import expand_paths, source_name
 from ..worker import ClassifyJob, DisplayJob, DownloadJob, ItemResult, LoadJob, QImageJob, WorkerBridge
 from .image_view import ImageView
 from .top5 import Top5Panel
@@ -107,7 +107,8 @@ class MainWindow(QMainWindow):
         self.last_message: QMessageBox | None = None
         self._shown_once = False
         device = device or str(self.settings.value("device", "auto"))
-        self.bridge = WorkerBridge(weights, device, self)
+        screen = QGuiApplication.primaryScreen()
+        self.bridge = WorkerBridge(weights, device, self, pixel_ratio=screen.devicePixelRatio() if screen else 1.0)
         self.device_choice = device
         self._build()
         self._connect_worker()
@@ -418,7 +419,7 @@ class MainWindow(QMainWindow):
             if mime.hasFormat(fmt):
                 data = bytes(mime.data(fmt))
                 if data:
-                    self._enqueue([(data, "pasted image")])
+                    self._enqueue([(data, source_name(data))])
                     return True
         if mime.hasImage():
             image = mime.imageData()
