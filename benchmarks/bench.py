@@ -22,7 +22,7 @@ REPO = HERE.parent
 DATA = HERE / "data"
 sys.path.insert(0, str(REPO))
 
-from resnext_gui.core.engine import Classifier  # noqa: E402
+from resnext_gui.core.classifier import Classifier  # noqa: E402
 from resnext_gui.core.errors import NoWeightsError  # noqa: E402
 from resnext_gui.core.weights import find_weights  # noqa: E402
 

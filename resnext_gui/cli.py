@@ -101,7 +101,7 @@ class CamWriter:
     def write(self, pred, cmap: str = "jet") -> tuple[Path, Path]:
         import numpy as np
 
-        from .core.engine import cam_overlay, save_png
+        from .core.classifier import cam_overlay, save_png
 
         stem = self._stem(pred.path)
         png, npy = self.folder / f"{stem}.cam.png", self.folder / f"{stem}.cam.npy"
@@ -110,25 +110,11 @@ class CamWriter:
         return png, npy
 
 
-def csv_header(k: int) -> list[str]:
-    cols = ["path", "ok", "error", "device", "ms"]
-    for r in range(1, k + 1):
-        cols += [f"label{r}", f"index{r}", f"prob{r}"]
-    return cols + ["cam_png", "cam_npy", "note"]
-
-
-def csv_row(record: dict, k: int) -> list:
-    row = [record["path"], record["ok"], record.get("error", ""), record.get("device", ""), record.get("ms", "")]
-    top = record.get("top", [])
-    for r in range(k):
-        row += [top[r]["label"], top[r]["index"], top[r]["prob"]] if r < len(top) else ["", "", ""]
-    return row + [record.get("cam_png", ""), record.get("cam_npy", ""), record.get("note", "")]
-
-
 def cmd_classify(args) -> int:
-    from .core.engine import Classifier
+    from .core.classifier import Classifier
     from .core.errors import ResnextGuiError
     from .core.preprocess import expand_paths
+    from .core.records import csv_header, csv_row
 
     if args.topk < 1 or args.batch_size < 1:
         print("resnext-gui classify: --topk and --batch-size must be at least 1", file=sys.stderr)

@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
         torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
 
         stage = "weights"
-        from .core.engine import Classifier, cam_overlay
+        from .core.classifier import Classifier, cam_overlay
         from .core.resources import asset
         from .core.weights import find_weights
 

@@ -159,7 +159,7 @@ class Engine(QObject):
 
     # ---- jobs ----
     def _load(self, job: LoadJob) -> None:
-        from .core.engine import Classifier
+        from .core.classifier import Classifier
         from .core.errors import NoWeightsError, ResnextGuiError
 
         self.loading.emit("Loading model…")

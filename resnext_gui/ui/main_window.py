@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 import platform
 from collections import OrderedDict
@@ -35,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from ..cli import csv_header, csv_row
+from ..core.records import write_records
 from ..core.colormap import COLORMAPS
 from ..core.preprocess import expand_paths, source_name
 from ..worker import ClassifyJob, DisplayJob, DownloadJob, ItemResult, LoadJob, QImageJob, WorkerBridge
@@ -748,15 +746,9 @@ class MainWindow(QMainWindow):
 
     def export_results(self, path: str) -> None:
         records = self.records()
+        fmt = "json" if path.lower().endswith(".json") else "csv"
         try:
-            if path.lower().endswith(".json"):
-                Path(path).write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
-            else:
-                k = max((len(r.get("top", [])) for r in records), default=5)
-                with open(path, "w", newline="", encoding="utf-8") as fh:
-                    writer = csv.writer(fh)
-                    writer.writerow(csv_header(k))
-                    writer.writerows(csv_row(r, k) for r in records)
+            write_records(path, records, fmt)
         except OSError as exc:
             self._message("Export failed", f"Could not write {path}: {exc.strerror or exc}", QMessageBox.Icon.Warning)
             return

@@ -7,7 +7,7 @@ from torchvision.models import resnext50_32x4d
 
 from resnext_gui.core import cam
 from resnext_gui.core.colormap import colormap
-from resnext_gui.core.engine import Classifier, cam_overlay
+from resnext_gui.core.classifier import Classifier, cam_overlay
 from resnext_gui.core.model import forward_from, forward_to
 
 

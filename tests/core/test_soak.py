@@ -1,10 +1,10 @@
-"""A soak test: 1,000 photos through the engine; resident memory stays flat after warm-up."""
+"""A soak test: 1,000 photos through the Classifier; resident memory stays flat after warm-up."""
 
 from pathlib import Path
 
 import pytest
 
-from resnext_gui.core.engine import Classifier
+from resnext_gui.core.classifier import Classifier
 
 
 def rss_mb() -> float:

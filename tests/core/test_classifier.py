@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from resnext_gui.core.engine import Classifier
+from resnext_gui.core.classifier import Classifier
 from tests.helpers import fake_gpu_out_of_memory
 
 
