@@ -113,7 +113,7 @@ class CamWriter:
 def cmd_classify(args) -> int:
     from .core.classifier import Classifier
     from .core.errors import ResnextGuiError
-    from .core.preprocess import expand_paths
+    from .core.paths import expand_paths
     from .core.records import csv_header, csv_row
 
     if args.topk < 1 or args.batch_size < 1:

@@ -10,7 +10,7 @@ import torch
 from torchvision.models import resnext50_32x4d
 
 from resnext_gui.core.classifier import Classifier
-from resnext_gui.core.preprocess import expand_paths
+from resnext_gui.core.paths import expand_paths
 from tests.helpers import REPO, make_mixed_folder, run_cli
 
 

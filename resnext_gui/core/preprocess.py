@@ -16,7 +16,6 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 Source = Union[str, os.PathLike, bytes]
 
 
@@ -187,37 +186,3 @@ def load_and_prepare(source: Source, transforms: Callable, resize: int, crop: in
     decoded = load_image(source, min_side=2 * resize if fast else None)
     tensor, rect = prepare(decoded, transforms, resize, crop)
     return Prepared(tensor, rect, decoded, (time.perf_counter() - start) * 1000.0)
-
-
-def is_image_name(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_SUFFIXES
-
-
-def expand_paths(paths, on_error: Callable[[Path, str], None] | None = None) -> list[Path]:
-    """Files as given, and folders searched recursively for image files (sorted); loops are not followed.
-
-    A file named explicitly is always kept (it will get an answer even if it is not an image).
-    """
-    out: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if p.is_dir():
-            seen: set[tuple[int, int]] = set()
-            found: list[Path] = []
-            for root, dirs, files in os.walk(p, followlinks=True, onerror=None):
-                try:
-                    st = os.stat(root)
-                    key = (st.st_dev, st.st_ino)
-                except OSError:
-                    dirs[:] = []
-                    continue
-                if key in seen:  # a symlink loop: don't descend again
-                    dirs[:] = []
-                    continue
-                seen.add(key)
-                dirs.sort()
-                found.extend(Path(root) / f for f in files if is_image_name(Path(f)))
-            out.extend(sorted(found))
-        else:
-            out.append(p)
-    return out

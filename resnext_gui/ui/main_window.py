@@ -35,7 +35,8 @@ from PySide6.QtWidgets import (
 from .. import __version__
 from ..core.records import write_records
 from ..core.colormap import COLORMAPS
-from ..core.preprocess import expand_paths, source_name
+from ..core.paths import expand_paths
+from ..core.preprocess import source_name
 from ..worker import ClassifyJob, DisplayJob, DownloadJob, ItemResult, LoadJob, QImageJob, WorkerBridge
 from .image_view import ImageView
 from .top5 import Top5Panel

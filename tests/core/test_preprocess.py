@@ -12,7 +12,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as F
 
 from resnext_gui.core.errors import ImageError
-from resnext_gui.core.preprocess import crop_rect, expand_paths, load_and_prepare, load_image
+from resnext_gui.core.paths import expand_paths
+from resnext_gui.core.preprocess import crop_rect, load_and_prepare, load_image
 
 V2 = ResNeXt50_32X4D_Weights.IMAGENET1K_V2
 V1 = ResNeXt50_32X4D_Weights.IMAGENET1K_V1
