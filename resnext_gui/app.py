@@ -34,6 +34,15 @@ def main(argv: list[str] | None = None) -> int:
     from .ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    from .qt_check import binding_problem
+
+    problem = binding_problem()
+    if problem:  # say so now, plainly, rather than crash in the middle of a batch
+        sys.stderr.write(f"resnext-gui: {problem}\n")
+        from PySide6.QtWidgets import QMessageBox
+
+        QMessageBox.critical(None, "resnext-gui cannot start", problem)
+        return 3
     app.setApplicationName("resnext-gui")
     app.setOrganizationName("resnext-gui")
     app.setApplicationDisplayName("ResNeXt Classifier")
@@ -67,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         window.add_paths(args.paths)
     code = app.exec()
     tick.stop()
-    if window.bridge.thread.isRunning():  # the worker is stuck (e.g. a driver call): don't crash on exit
+    if window.worker.is_running():  # the worker is stuck (e.g. a driver call): don't crash on exit
         sys.stderr.write("resnext-gui: the inference thread did not stop in time; exiting anyway\n")
         sys.stderr.flush()
         os._exit(code)

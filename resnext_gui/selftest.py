@@ -53,6 +53,13 @@ def main(argv: list[str] | None = None) -> int:
                           "max": float(pred.cams.max()), "min": float(pred.cams.min())}
         if pred.cams.shape[0] != len(pred.top) or not 0.0 <= pred.cams.min() <= pred.cams.max() <= 1.0:
             raise RuntimeError(f"unexpected Grad-CAM maps: {summary['cam']}")
+        stage = "Qt binding"
+        from .qt_check import binding_problem
+
+        problem = binding_problem()
+        if problem:
+            raise RuntimeError(problem)
+        summary["qt_binding"] = "keeps its references (checked)"
         stage = "main window"
         summary["window"] = _window_check(str(source.path), args.device)
         summary["ok"] = True
@@ -91,7 +98,7 @@ def _window_check(weights: str, device: str) -> str:
         window.start()
         loop.exec()
         window.close()
-        stopped = not window.bridge.thread.isRunning()
+        stopped = not window.worker.is_running()
         window.deleteLater()
         app.processEvents()
     if states[:1] != ["ready"]:

@@ -1,43 +1,59 @@
-"""The Qt bridge: one long-lived QThread owns the engine; jobs go in as queued calls, plain results come out as signals."""
+"""The Qt bridge: one QThread owns the Classifier; jobs go into two lanes (what the user asked for first), typed results come out as signals."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Union
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
+if TYPE_CHECKING:
+    from .core.classifier import Classifier, TopClass
+
 DISPLAY_MAX_SIDE = 1280  # the photo kept for the view; the full decode never leaves the worker
 THUMB_SIDE = 96  # logical pixels; drawn at the screen's pixel ratio
 MAP_SIDE = 224  # heatmaps are sent upsampled to the model's input size, as 8-bit colour-map indices
+
+PhotoSource = Union[str, bytes, QImage]  # a path, encoded image bytes, or image data without a file
 
 
 # ---- jobs (GUI -> worker) ----
 @dataclass
 class ClassifyJob:
+    """A photo of a batch: classified in turn, after anything the user asked for."""
+
     item_id: int
-    source: object  # path (str) or encoded image bytes
+    source: PhotoSource
     layer: str = "layer4"
-    generation: int = 0
 
 
 @dataclass
-class DisplayJob:
-    """Decode a photo again for the view (its earlier display copy was dropped to bound memory)."""
+class RecomputeJob:
+    """The selected photo again, with another Grad-CAM layer."""
 
     item_id: int
-    source: object
+    source: PhotoSource
+    layer: str
+
+
+@dataclass
+class ViewJob:
+    """Decode a photo again for the view (its display copy was dropped to bound memory)."""
+
+    item_id: int
+    source: PhotoSource
 
 
 @dataclass
 class LoadJob:
     weights: str | None = None  # None: the lookup order
     device: str = "auto"
-    explicit: bool = False  # True when the user picked this file: a failure keeps the previous model
+    explicit: bool = False  # True when the user chose it: a failure keeps the previous model
 
 
 @dataclass
@@ -46,50 +62,56 @@ class DownloadJob:
     url: str | None = None
 
 
-@dataclass
-class QImageJob:
-    """Image data that came without a file (dragged from a browser, pasted): encoded in the worker."""
-
-    item_id: int
-    image: QImage
-    layer: str = "layer4"
-    generation: int = 0
+Job = Union[ClassifyJob, RecomputeJob, ViewJob, LoadJob, DownloadJob]
 
 
 # ---- results (worker -> GUI) ----
 @dataclass
-class ItemResult:
+class ModelInfo:
+    device: str  # "CPU · 2 threads", "CUDA · <GPU name>"
+    device_type: str
+    weights: str  # a full description of the weights in use
+    weights_short: str
+    num_classes: int
+    cuda_available: bool
+    load_ms: float
+    versions: dict = field(default_factory=dict)
+    note: str | None = None  # e.g. the device asked for was not available
+
+
+@dataclass
+class PhotoResult:
     item_id: int
     ok: bool
     name: str
     error: str | None = None
-    top: list = field(default_factory=list)  # [(rank, index, label, prob)]
-    maps: np.ndarray | None = None  # (k, MAP_SIDE, MAP_SIDE) uint8
-    crop: tuple | None = None  # (left, top, right, bottom) in display-image pixels
-    display: QImage | None = None
+    top: list[TopClass] = field(default_factory=list)  # the core's own TopClass objects
+    maps: np.ndarray | None = None  # (k, MAP_SIDE, MAP_SIDE) uint8 colour-map indices
+    crop: tuple | None = None  # (left, top, right, bottom) as fractions of the photo's width and height
+    display: QImage | None = None  # the photo at view size (at most DISPLAY_MAX_SIDE)
     thumb: QImage | None = None
     ms: float = 0.0
     device: str = ""
     layer: str = "layer4"
     note: str | None = None
-    record: dict = field(default_factory=dict)  # the `classify` command's fields, for export
-    source: object = None  # set for pasted images: the bytes the worker encoded
+    record: dict = field(default_factory=dict)  # the core's output record (what `classify` prints)
+    encoded: bytes | None = None  # for image data without a file: the PNG the worker made of it
 
 
-def _qimage_from_rgb(arr: np.ndarray) -> QImage:
+def qimage_from_rgb(arr: np.ndarray) -> QImage:
     arr = np.ascontiguousarray(arr)
     h, w = arr.shape[:2]
     return QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()  # own the pixels
 
 
-def _display_copy(pil_image) -> QImage:
+def _display_copy(pil_image: Any) -> QImage:
     from PIL import Image
 
     im = pil_image
     if max(im.size) > DISPLAY_MAX_SIDE:
         im = im.copy()
         im.thumbnail((DISPLAY_MAX_SIDE, DISPLAY_MAX_SIDE), Image.Resampling.BILINEAR)
-    return _qimage_from_rgb(np.asarray(im))
+    return qimage_from_rgb(np.asarray(im))
 
 
 def _map_indices(cams: np.ndarray) -> np.ndarray:
@@ -106,28 +128,73 @@ def qimage_to_png_bytes(image: QImage) -> bytes:
     return bytes(buf.data())
 
 
-class Engine(QObject):
-    """Lives in the worker thread. Imports torch there, so the window is up before torch loads."""
+class JobQueue:
+    """Two lanes shared by the GUI thread and the worker: interactive jobs are always taken first.
 
-    modelReady = Signal(dict)
-    modelMissing = Signal(str)
-    modelFailed = Signal(str)
-    loading = Signal(str)
-    result = Signal(object)
-    display = Signal(int, object)
-    downloadProgress = Signal(int, int)
-    downloadDone = Signal(bool, str)
+    Batch photos wait while there is no model. ``put`` says whether the worker needs waking; the worker
+    keeps itself awake while jobs remain, so at most one wake-up is ever on its way.
+    """
 
-    def __init__(self, cancel_state: "CancelState", weights: str | None, device: str, threads: int | None = None,
-                 pixel_ratio: float = 1.0) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._interactive: deque[Job] = deque()
+        self._batch: deque[ClassifyJob] = deque()
+        self._awake = False
+
+    def put(self, job: Job, interactive: bool) -> bool:
+        with self._lock:
+            (self._interactive if interactive else self._batch).append(job)  # type: ignore[arg-type]
+            wake, self._awake = not self._awake, True
+            return wake
+
+    def take(self, batch_allowed: bool) -> Job | None:
+        with self._lock:
+            if self._interactive:
+                return self._interactive.popleft()
+            if batch_allowed and self._batch:
+                return self._batch.popleft()
+            self._awake = False
+            return None
+
+    def wake_if_needed(self, batch_allowed: bool) -> bool:
+        with self._lock:
+            has_work = bool(self._interactive) or (batch_allowed and bool(self._batch))
+            wake = has_work and not self._awake
+            self._awake = self._awake or wake
+            return wake
+
+    def drop_batch(self) -> list[int]:
+        """Remove the batch photos not yet started; returns their item ids."""
+        with self._lock:
+            dropped = [job.item_id for job in self._batch]
+            self._batch.clear()
+            return dropped
+
+    def pending_batch(self) -> int:
+        with self._lock:
+            return len(self._batch)
+
+
+ClassifierFactory = Callable[[Union[str, None], str], "Classifier"]
+
+
+def _default_factory(weights: str | None, device: str) -> Classifier:
+    from .core.classifier import Classifier
+
+    return Classifier(weights, device=device)
+
+
+class _Runner(QObject):
+    """Lives in the worker thread and does the work; reports through the facade's signals."""
+
+    def __init__(self, out: Worker, queue: JobQueue, factory: ClassifierFactory, weights: str | None, device: str,
+                 pixel_ratio: float, threads: int | None) -> None:
         super().__init__()
-        self.threads = threads
-        self.pixel_ratio = pixel_ratio
-        self.cancel = cancel_state
-        self.weights = weights
-        self.device = device
-        self.clf = None
-        self.waiting: list = []  # jobs that arrived before any usable weights
+        self.out, self.queue, self.factory = out, queue, factory
+        self.weights, self.device = weights, device
+        self.pixel_ratio, self.threads = pixel_ratio, threads
+        self.clf: Any = None
+        self.download_cancelled = threading.Event()
 
     @Slot()
     def start(self) -> None:
@@ -136,188 +203,260 @@ class Engine(QObject):
         # Thread settings are per thread: set them here, in the thread that runs the model.
         torch.set_num_threads(self.threads or torch.get_num_threads())
         self._load(LoadJob(self.weights, self.device, explicit=False))
+        self._kick()
 
-    @Slot(object)
-    def submit(self, job) -> None:
+    @Slot()
+    def tick(self) -> None:
+        """One job, then let the event loop breathe (a stop request is seen between two photos)."""
+        job = self.queue.take(batch_allowed=self.clf is not None)
+        if job is None:
+            return
         try:
-            if isinstance(job, (ClassifyJob, QImageJob)):
-                if job.generation != self.cancel.generation:
-                    return  # stopped or cleared after it was queued
-                if self.clf is None:
-                    self.waiting.append(job)
-                    return
-                self._classify(job)
-            elif isinstance(job, DisplayJob):
-                self._display(job)
-            elif isinstance(job, LoadJob):
-                self._load(job)
-            elif isinstance(job, DownloadJob):
-                self._download(job)
-        except Exception as exc:  # a bug must not kill the worker: report it on the item
-            item_id = getattr(job, "item_id", -1)
-            self.result.emit(ItemResult(item_id, False, str(getattr(job, "source", "")), error=f"internal error: {exc!r}"))
+            self._run(job)
+        except Exception as exc:  # a bug or an unexpected fault must not kill the worker, nor be lost
+            self._fail(job, f"internal error: {exc!r}")
+        self.out._wake.emit()  # queued: the next job comes after pending events
+
+    def _kick(self) -> None:
+        if self.queue.wake_if_needed(batch_allowed=self.clf is not None):
+            self.out._wake.emit()
+
+    def _run(self, job: Job) -> None:
+        if isinstance(job, ClassifyJob):
+            self.out.classified.emit(self._classify(job.item_id, job.source, job.layer))
+        elif isinstance(job, RecomputeJob):
+            if self.clf is None:
+                self.out.recomputeFailed.emit(job.item_id, "No model is loaded.")
+                return
+            res = self._classify(job.item_id, job.source, job.layer)
+            if res.ok:
+                self.out.recomputed.emit(res)
+            else:
+                self.out.recomputeFailed.emit(job.item_id, res.error or "the photo could not be read again")
+        elif isinstance(job, ViewJob):
+            self._view(job)
+        elif isinstance(job, LoadJob):
+            self._load(job)
+        elif isinstance(job, DownloadJob):
+            self._download(job)
+
+    def _fail(self, job: Job, message: str) -> None:
+        """Every job kind has its own failure channel, so the window never waits on a lost answer."""
+        if isinstance(job, ClassifyJob):
+            self.out.classified.emit(PhotoResult(job.item_id, False, _name_of(job.source), error=message,
+                                                 record={"path": _name_of(job.source), "ok": False, "error": message}))
+        elif isinstance(job, RecomputeJob):
+            self.out.recomputeFailed.emit(job.item_id, message)
+        elif isinstance(job, ViewJob):
+            self.out.viewFailed.emit(job.item_id, message)
+        elif isinstance(job, LoadJob):
+            self.out.modelFailed.emit(message)
+        elif isinstance(job, DownloadJob):
+            self.out.downloadFinished.emit(False, message)
 
     # ---- jobs ----
     def _load(self, job: LoadJob) -> None:
-        from .core.classifier import Classifier
-        from .core.errors import NoWeightsError, ResnextGuiError
+        from .core.errors import DeviceError, NoWeightsError, ResnextGuiError
+        from .core.model import resolve_device
 
-        self.loading.emit("Loading model…")
+        self.out.loading.emit("Loading model…")
+        device, note = job.device, None
         try:
-            clf = Classifier(job.weights, device=job.device)
+            resolve_device(device)
+        except DeviceError as exc:  # e.g. CUDA remembered from another session, no GPU here now
+            device, note = "cpu", f"{exc} Using the CPU."
+        try:
+            clf = self.factory(job.weights, device)
+            info = self._info(clf, note)
         except NoWeightsError as exc:
-            self.modelMissing.emit(str(exc))
+            self.out.modelMissing.emit(str(exc))
             return
         except Exception as exc:  # our own errors, and whatever a device driver raises
             message = str(exc) if isinstance(exc, ResnextGuiError) else f"could not load the model: {exc!r}"
             if self.clf is None and not job.explicit:
-                self.modelMissing.emit(message)
+                self.out.modelMissing.emit(message)
             else:
-                self.modelFailed.emit(message)
+                self.out.modelFailed.emit(message)
             return
         self.clf, self.weights, self.device = clf, job.weights, job.device
-        self.modelReady.emit(self._info())
-        waiting, self.waiting = self.waiting, []
-        for queued in waiting:
-            self.submit(queued)
+        self.out.modelReady.emit(info)
+        self._kick()
 
-    def _info(self) -> dict:
+    def _info(self, clf: Any, note: str | None) -> ModelInfo:
         import torch
         import torchvision
 
         from .core.model import describe_device
 
-        clf = self.clf
-        return {
-            "device": describe_device(clf.device),
-            "device_type": clf.device.type,
-            "weights": clf.source.describe(),
-            "weights_short": clf.source.variant.describe() if clf.source.variant else clf.source.path.name,
-            "num_classes": len(clf.labels),
-            "cuda_available": torch.cuda.is_available(),
-            "load_ms": clf.load_ms,
-            "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__},
-        }
+        source = clf.source
+        return ModelInfo(
+            device=describe_device(clf.device),
+            device_type=clf.device.type,
+            weights=source.describe(),
+            weights_short=source.variant.describe() if source.variant else source.path.name,
+            num_classes=len(clf.labels),
+            cuda_available=torch.cuda.is_available(),
+            load_ms=clf.load_ms,
+            versions={"torch": torch.__version__, "torchvision": torchvision.__version__},
+            note=note,
+        )
 
-    def _classify(self, job) -> None:
-        from .core.preprocess import source_name
-
-        source = qimage_to_png_bytes(job.image) if isinstance(job, QImageJob) else job.source
-        name = source_name(source)
-        pred = self.clf.classify(source, keep_image=True, layer=job.layer)
+    def _classify(self, item_id: int, source: PhotoSource, layer: str) -> PhotoResult:
+        encoded = qimage_to_png_bytes(source) if isinstance(source, QImage) else None
+        data = encoded if encoded is not None else source
+        pred = self.clf.classify(data, keep_image=True, layer=layer)
+        name = pred.path
         if not pred.ok:
-            self.result.emit(ItemResult(job.item_id, False, name, error=pred.error, record=pred.to_record(),
-                                        source=source if isinstance(job, QImageJob) else None))
-            return
+            return PhotoResult(item_id, False, name, error=pred.error, record=pred.to_record(), encoded=encoded)
         display = _display_copy(pred.image)
-        sx = display.width() / pred.image_size[0]
-        sy = display.height() / pred.image_size[1]
+        width, height = pred.image_size
         left, top, right, bottom = pred.crop
         side = round(THUMB_SIDE * self.pixel_ratio)
         thumb = display.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
         thumb.setDevicePixelRatio(self.pixel_ratio)
-        self.result.emit(
-            ItemResult(
-                job.item_id, True, name,
-                top=[(t.rank, t.index, t.label, t.prob) for t in pred.top],
-                maps=_map_indices(pred.cams),
-                crop=(left * sx, top * sy, right * sx, bottom * sy),
-                display=display, thumb=thumb, ms=pred.ms, device=pred.device, layer=pred.layer,
-                note=pred.note, record=pred.to_record(),
-                source=source if isinstance(job, QImageJob) else None,
-            )
+        return PhotoResult(
+            item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams),
+            crop=(left / width, top / height, right / width, bottom / height),
+            display=display, thumb=thumb, ms=pred.ms, device=pred.device, layer=pred.layer,
+            note=pred.note, record=pred.to_record(), encoded=encoded,
         )
 
-    def _display(self, job: DisplayJob) -> None:
+    def _view(self, job: ViewJob) -> None:
         from .core.errors import ImageError
         from .core.preprocess import load_image
 
+        source = qimage_to_png_bytes(job.source) if isinstance(job.source, QImage) else job.source
         try:
-            decoded = load_image(job.source, min_side=DISPLAY_MAX_SIDE)
-        except ImageError:
+            decoded = load_image(source, min_side=DISPLAY_MAX_SIDE)
+        except ImageError as exc:
+            self.out.viewFailed.emit(job.item_id, str(exc))
             return
-        self.display.emit(job.item_id, _display_copy(decoded.image))
+        self.out.viewReady.emit(job.item_id, _display_copy(decoded.image))
 
     def _download(self, job: DownloadJob) -> None:
         from .core import weights as W
-        from .core.errors import ResnextGuiError
 
-        self.cancel.download.clear()
+        self.download_cancelled.clear()
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
             now = time.monotonic()
             if now - last[0] >= 0.05 or done == total:
                 last[0] = now
-                self.downloadProgress.emit(done, total)
+                self.out.downloadProgress.emit(done, total)
 
         try:
-            path = W.fetch(W.VARIANTS[job.variant], url=job.url, progress=progress, cancelled=self.cancel.download.is_set)
+            path = W.fetch(W.VARIANTS[job.variant], url=job.url, progress=progress,
+                           cancelled=self.download_cancelled.is_set)
         except W.DownloadCancelled:
-            self.downloadDone.emit(False, "Download cancelled; nothing was saved.")
+            self.out.downloadFinished.emit(False, "Download cancelled; nothing was saved.")
             return
-        except ResnextGuiError as exc:
-            self.downloadDone.emit(False, str(exc))
+        except Exception as exc:  # a network or disk fault of any kind ends the download with a message
+            from .core.errors import ResnextGuiError
+
+            text = str(exc) if isinstance(exc, ResnextGuiError) else f"the download failed: {exc!r}"
+            self.out.downloadFinished.emit(False, text)
             return
-        self.downloadDone.emit(True, str(path))
+        self.out.downloadFinished.emit(True, str(path))
         self._load(LoadJob(None, self.device))
 
 
-class CancelState:
-    """Shared between threads: the current job generation (bumped to drop queued work) and a download flag."""
+def _name_of(source: PhotoSource) -> str:
+    if isinstance(source, QImage):
+        return "image data"
+    from .core.preprocess import source_name
 
-    def __init__(self) -> None:
-        self.generation = 0
-        self.download = threading.Event()
+    return source_name(source)
 
 
-class WorkerBridge(QObject):
-    """GUI-side owner of the worker thread: submit jobs, cancel pending ones, stop cleanly."""
+class Worker(QObject):
+    """The window's only way to the model: a typed API in, signals out (delivered on the GUI thread).
 
-    _submit = Signal(object)
-    live: set["WorkerBridge"] = set()  # every running bridge, so tests can prove none is left behind
+    One QThread runs one job at a time. What the user asks for (a view, a recompute, weights, device,
+    download) goes before the next batch photo; the photo being computed always finishes first.
+    """
+
+    loading = Signal(str)
+    modelReady = Signal(object)  # ModelInfo
+    modelMissing = Signal(str)
+    modelFailed = Signal(str)
+    classified = Signal(object)  # PhotoResult (ok or not)
+    recomputed = Signal(object)  # PhotoResult
+    recomputeFailed = Signal(int, str)
+    viewReady = Signal(int, object)  # item id, QImage
+    viewFailed = Signal(int, str)
+    downloadProgress = Signal(int, int)
+    downloadFinished = Signal(bool, str)  # ok, saved path or the reason
+    _wake = Signal()
+
+    live: set[Worker] = set()  # every running worker, so tests can prove none is left behind
 
     def __init__(self, weights: str | None = None, device: str = "auto", parent: QObject | None = None,
-                 pixel_ratio: float = 1.0) -> None:
+                 pixel_ratio: float = 1.0, threads: int | None = None,
+                 classifier_factory: ClassifierFactory | None = None) -> None:
         super().__init__(parent)
-        self.cancel_state = CancelState()
-        self.thread = QThread()
-        self.thread.setObjectName("resnext-gui inference")
-        self.engine = Engine(self.cancel_state, weights, device, pixel_ratio=pixel_ratio)
-        self.engine.moveToThread(self.thread)
-        self.thread.started.connect(self.engine.start)
-        self._submit.connect(self.engine.submit)
-        self.thread.finished.connect(self.engine.deleteLater)
-        self._ids = itertools.count(1)
+        self._queue = JobQueue()
+        self._thread = QThread()
+        self._thread.setObjectName("resnext-gui inference")
+        self._runner = _Runner(self, self._queue, classifier_factory or _default_factory, weights, device,
+                               pixel_ratio, threads)
+        self._runner.moveToThread(self._thread)
+        self._thread.started.connect(self._runner.start)
+        self._wake.connect(self._runner.tick, Qt.ConnectionType.QueuedConnection)
+        self._thread.finished.connect(self._runner.deleteLater)
+        self.weights = weights  # the file asked for last (None: the lookup order)
 
+    # ---- life cycle ----
     def start(self) -> None:
-        WorkerBridge.live.add(self)
-        self.thread.start()
+        Worker.live.add(self)
+        self._thread.start()
 
-    def new_id(self) -> int:
-        return next(self._ids)
-
-    @property
-    def generation(self) -> int:
-        return self.cancel_state.generation
-
-    def submit(self, job) -> None:
-        self._submit.emit(job)
-
-    def cancel_pending(self) -> None:
-        """Queued photos are dropped; the one being computed finishes (a fraction of a second)."""
-        self.cancel_state.generation += 1
-
-    def cancel_download(self) -> None:
-        self.cancel_state.download.set()
+    def is_running(self) -> bool:
+        return self._thread.isRunning()
 
     def stop(self, timeout_ms: int = 20000) -> bool:
         """Drop queued work and end the thread. Mid-batch this takes one photo's time; while torch is
         still being imported it can take a few seconds (an import can't be interrupted)."""
-        self.cancel_pending()
-        self.cancel_download()
-        self.thread.quit()
-        finished = self.thread.wait(timeout_ms)
+        self._queue.drop_batch()
+        self._runner.download_cancelled.set()
+        self._thread.quit()
+        finished = self._thread.wait(timeout_ms)
         if finished:
-            WorkerBridge.live.discard(self)
+            Worker.live.discard(self)
         return finished
+
+    # ---- requests ----
+    def _put(self, job: Job, interactive: bool) -> None:
+        if self._queue.put(job, interactive):
+            self._wake.emit()
+
+    def classify(self, item_id: int, source: PhotoSource, layer: str = "layer4") -> None:
+        self._put(ClassifyJob(item_id, _own(source), layer), interactive=False)
+
+    def recompute(self, item_id: int, source: PhotoSource, layer: str) -> None:
+        self._put(RecomputeJob(item_id, _own(source), layer), interactive=True)
+
+    def view(self, item_id: int, source: PhotoSource) -> None:
+        self._put(ViewJob(item_id, _own(source)), interactive=True)
+
+    def load(self, weights: str | None, device: str, explicit: bool = True) -> None:
+        """Switch weights or device; takes effect for every photo still waiting."""
+        self.weights = weights
+        self._put(LoadJob(weights, device, explicit), interactive=True)
+
+    def download(self, variant: str = "v2", url: str | None = None) -> None:
+        self._put(DownloadJob(variant, url), interactive=True)
+
+    def cancel_download(self) -> None:
+        self._runner.download_cancelled.set()
+
+    def cancel_batch(self) -> list[int]:
+        """Drop the batch photos not yet started (the one being computed finishes); returns their ids."""
+        return self._queue.drop_batch()
+
+    def pending(self) -> int:
+        return self._queue.pending_batch()
+
+
+def _own(source: PhotoSource) -> PhotoSource:
+    return source.copy() if isinstance(source, QImage) else source  # a QImage crossing threads gets its own pixels

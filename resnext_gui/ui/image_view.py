@@ -31,6 +31,7 @@ class ImageView(QWidget):
 
     # ---- state ----
     def set_photo(self, image: QImage | None, crop: tuple | None = None) -> None:
+        """``crop``: the region the model saw, as fractions (left, top, right, bottom) of the photo."""
         self._photo, self._crop = image, crop
         self._pixmap = QPixmap.fromImage(image) if image is not None else None
         self.update()
@@ -89,9 +90,9 @@ class ImageView(QWidget):
             painter.drawImage(target, pixmap_or_image)
         if self.mode == "original" or self._map_image is None or self._crop is None:
             return None
-        scale = target.width() / self._photo.width()
-        left, top, right, bottom = self._crop
-        region = QRectF(target.x() + left * scale, target.y() + top * scale, (right - left) * scale, (bottom - top) * scale)
+        left, top, right, bottom = self._crop  # fractions of the photo, whatever resolution is shown
+        w, h = target.width(), target.height()
+        region = QRectF(target.x() + left * w, target.y() + top * h, (right - left) * w, (bottom - top) * h)
         if self.mode == "heatmap":
             painter.fillRect(target, QColor(0, 0, 0, 190))
             painter.setOpacity(1.0)

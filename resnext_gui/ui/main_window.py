@@ -1,26 +1,20 @@
-"""The main window: drop zone, gallery of results, photo + heatmap view, top-5 panel, menus and status bar."""
+"""The main window: wires the gallery model, the views and the worker; menus, drops, settings and the status bar."""
 
 from __future__ import annotations
 
-import os
 import platform
-from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6 import __version__ as PYSIDE_VERSION
-from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal
-from PySide6.QtGui import QAction, QActionGroup, QColor, QGuiApplication, QIcon, QImage, QKeySequence, QPainter, QPixmap
+from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QButtonGroup,
     QComboBox,
     QFileDialog,
     QFrame,
     QHBoxLayout,
     QLabel,
-    QListWidget,
-    QListWidgetItem,
     QMainWindow,
     QMessageBox,
     QProgressBar,
@@ -33,84 +27,60 @@ from PySide6.QtWidgets import (
 )
 
 from .. import __version__
-from ..core.records import write_records
 from ..core.colormap import COLORMAPS
-from ..core.paths import expand_paths
-from ..core.preprocess import source_name
-from ..worker import ClassifyJob, DisplayJob, DownloadJob, ItemResult, LoadJob, QImageJob, WorkerBridge
-from .image_view import ImageView
+from ..core.records import write_records
+from ..scanner import FolderScanner
+from ..worker import ModelInfo, PhotoResult, Worker
+from .drops import can_accept, read_mime
+from .gallery import GalleryModel, GalleryView, Photo, Status
+from .image_view import MODES, ImageView
+from .text import plain_tooltip
 from .top5 import Top5Panel
 
-GALLERY_CELL = QSize(132, 144)  # a 96-pixel thumbnail and two lines of text
-DISPLAY_CACHE = 16  # full display copies kept; older photos keep only their thumbnail, map and labels
-IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff")
 LAYERS = [("layer4", "Last stage (7×7, default)"), ("layer3", "Stage before (14×14, finer)")]
+IDLE_HINT = "Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)"
 
 
-@dataclass
-class Item:
-    """One photo in the gallery."""
-
-    item_id: int
-    source: object  # path str, image bytes, or None for data still to be encoded by the worker
-    name: str
-    status: str = "queued"  # queued | done | error | stopped
-    result: ItemResult | None = None
-    widget: QListWidgetItem | None = None
-
-
-def _badge(text: str, color: QColor, side: int = 96) -> QIcon:
-    """A gallery placeholder icon, drawn at the screen's pixel ratio so it stays crisp on HiDPI screens."""
-    screen = QGuiApplication.primaryScreen()
-    ratio = screen.devicePixelRatio() if screen else 1.0
-    pix = QPixmap(int(side * ratio), int(side * ratio))
-    pix.setDevicePixelRatio(ratio)
-    pix.fill(Qt.GlobalColor.transparent)
-    p = QPainter(pix)
-    p.setRenderHint(QPainter.RenderHint.Antialiasing)
-    p.setBrush(color)
-    p.setPen(Qt.PenStyle.NoPen)
-    p.drawRoundedRect(8, 8, side - 16, side - 16, 12, 12)
-    p.setPen(QColor("white"))
-    font = p.font()
-    font.setPixelSize(side // 3)
-    font.setBold(True)
-    p.setFont(font)
-    p.drawText(0, 0, side, side, Qt.AlignmentFlag.AlignCenter, text)
-    p.end()
-    return QIcon(pix)
-
-
-def _percent(prob: float) -> str:
-    return f"{prob:.0%}" if prob >= 0.095 else f"{prob:.1%}"
+def _plain_label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)  # names, labels and paths are never read as HTML
+    return label
 
 
 class MainWindow(QMainWindow):
     shown = Signal()
-    # Emitted on the GUI thread (the worker's own signals arrive from another thread):
+    # Emitted on the GUI thread, after the window has taken the worker's answer in:
     modelStateChanged = Signal(str)  # "ready" | "missing" | "failed"
-    itemUpdated = Signal(int)  # an item got its result, a recomputed result, or its display image
+    photoUpdated = Signal(int)  # a photo got its result, a recomputed result, its full view, or a note
+    scanFinished = Signal(int)  # a drop's files are all in the gallery (how many)
 
-    def __init__(self, weights: str | None = None, device: str | None = None, settings: QSettings | None = None) -> None:
+    def __init__(self, weights: str | None = None, device: str | None = None, settings: QSettings | None = None,
+                 worker: Worker | None = None) -> None:
         super().__init__()
         self.settings = settings or QSettings("resnext-gui", "resnext-gui")
         self.setWindowTitle("ResNeXt Classifier")
         self.setAcceptDrops(True)
-        self.items: dict[int, Item] = {}
-        self.displays: OrderedDict[int, QImage] = OrderedDict()
-        self.model_info: dict | None = None
+        self.model_info: ModelInfo | None = None
         self.model_state = "loading"  # loading | ready | missing
         self.layer = "layer4"
-        self.batch_total = self.batch_done = 0
         self.selected_rank = 1
         self.last_message: QMessageBox | None = None
+        self.download_dialog: QProgressDialog | None = None
         self._shown_once = False
-        device = device or str(self.settings.value("device", "auto"))
+        self._batch = [0, 0]  # photos in the current batch, and how many have their answer
+        self._scans: set[int] = set()  # drops still being listed
+        self._scan_new: dict[int, bool] = {}  # request id -> its first photo still to be selected
+        self._skipped: list[tuple[str, str]] = []
+        self._views_asked: set[int] = set()  # full views on their way
+        self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
+        self.device_choice = device or str(self.settings.value("device", "auto"))
         screen = QGuiApplication.primaryScreen()
-        self.bridge = WorkerBridge(weights, device, self, pixel_ratio=screen.devicePixelRatio() if screen else 1.0)
-        self.device_choice = device
+        self.worker = worker or Worker(weights, self.device_choice, self,
+                                       pixel_ratio=screen.devicePixelRatio() if screen else 1.0)
+        self.scanner = FolderScanner(self)
+        self.photos = GalleryModel(self)
         self._build()
-        self._connect_worker()
+        self._connect()
         self._restore_settings()
 
     # ------------------------------------------------------------------ layout
@@ -134,20 +104,8 @@ class MainWindow(QMainWindow):
         outer.addWidget(self.banner)
 
         split = QSplitter(Qt.Orientation.Horizontal, self)
-        self.gallery = QListWidget(self)
-        self.gallery.setViewMode(QListWidget.ViewMode.IconMode)
-        self.gallery.setFlow(QListWidget.Flow.LeftToRight)
-        self.gallery.setWrapping(True)
-        self.gallery.setResizeMode(QListWidget.ResizeMode.Adjust)
-        self.gallery.setMovement(QListWidget.Movement.Static)
-        self.gallery.setIconSize(QSize(96, 96))
-        self.gallery.setGridSize(GALLERY_CELL + QSize(4, 4))
-        self.gallery.setWordWrap(False)
-        self.gallery.setUniformItemSizes(True)  # every entry has an icon and two lines of text
-        self.gallery.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.gallery.setAcceptDrops(False)
-        self.gallery.setDragEnabled(False)
-        self.gallery.setMinimumWidth(140)
+        self.gallery = GalleryView(self)
+        self.gallery.setModel(self.photos)
         split.addWidget(self.gallery)
 
         self.view = ImageView(self)
@@ -162,7 +120,7 @@ class MainWindow(QMainWindow):
         s.addWidget(QLabel("Show"))
         modes = QHBoxLayout()
         self.mode_group = QButtonGroup(self)
-        for i, (key, text) in enumerate((("original", "Original"), ("overlay", "Overlay"), ("heatmap", "Heatmap"))):
+        for i, (key, text) in enumerate(zip(MODES, ("Original", "Overlay", "Heatmap"))):
             btn = QPushButton(text)
             btn.setCheckable(True)
             btn.setProperty("mode", key)
@@ -204,10 +162,10 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
 
         bar = self.statusBar()
-        self.device_label = QLabel("Loading model…")
-        self.weights_label = QLabel("")
-        self.time_label = QLabel("")
-        self.summary_label = QLabel("")
+        self.device_label = _plain_label("Loading model…")
+        self.weights_label = _plain_label()
+        self.time_label = _plain_label()
+        self.summary_label = _plain_label()
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(200)
         self.progress.setTextVisible(True)
@@ -217,18 +175,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.summary_label)
         bar.addPermanentWidget(self.time_label)
         bar.addPermanentWidget(self.progress)
-
         self._build_menus()
-        self.download_button.clicked.connect(self.download_weights)
-        self.open_weights_button.clicked.connect(self.choose_weights)
-        self.stop_button.clicked.connect(self.stop)
-        self.clear_button.clicked.connect(self.clear)
-        self.gallery.currentItemChanged.connect(self._on_current_changed)
-        self.top5.classChosen.connect(self._on_class_chosen)
-        self.mode_group.idClicked.connect(lambda i: self._set_mode(("original", "overlay", "heatmap")[i]))
-        self.opacity.valueChanged.connect(lambda v: self.view.set_opacity(v / 100))
-        self.cmap.currentTextChanged.connect(self.view.set_colormap)
-        self.layer_box.currentIndexChanged.connect(self._on_layer_changed)
 
     def _action(self, menu, text, slot, shortcut=None, tip=None) -> QAction:
         act = QAction(text, self)
@@ -261,7 +208,7 @@ class MainWindow(QMainWindow):
 
         v = mb.addMenu("&View")
         self.mode_actions = QActionGroup(self)
-        for key, text, sc in (("original", "&Original", "Ctrl+1"), ("overlay", "O&verlay", "Ctrl+2"), ("heatmap", "&Heatmap Only", "Ctrl+3")):
+        for key, text, sc in zip(MODES, ("&Original", "O&verlay", "&Heatmap Only"), ("Ctrl+1", "Ctrl+2", "Ctrl+3")):
             act = self._action(v, text, lambda _=False, k=key: self._set_mode(k), sc)
             act.setCheckable(True)
             act.setData(key)
@@ -286,21 +233,37 @@ class MainWindow(QMainWindow):
         h = mb.addMenu("&Help")
         self._action(h, "&About resnext-gui", self.about)
 
-    # ------------------------------------------------------------------ worker
-    def _connect_worker(self) -> None:
-        eng = self.bridge.engine
-        eng.loading.connect(self._on_loading)
-        eng.modelReady.connect(self._on_model_ready)
-        eng.modelMissing.connect(self._on_model_missing)
-        eng.modelFailed.connect(self._on_model_failed)
-        eng.result.connect(self._on_result)
-        eng.display.connect(self._on_display)
-        eng.downloadProgress.connect(self._on_download_progress)
-        eng.downloadDone.connect(self._on_download_done)
+    def _connect(self) -> None:
+        w = self.worker
+        w.loading.connect(self._on_loading)
+        w.modelReady.connect(self._on_model_ready)
+        w.modelMissing.connect(self._on_model_missing)
+        w.modelFailed.connect(self._on_model_failed)
+        w.classified.connect(self._on_classified)
+        w.recomputed.connect(self._on_recomputed)
+        w.recomputeFailed.connect(self._on_recompute_failed)
+        w.viewReady.connect(self._on_view_ready)
+        w.viewFailed.connect(self._on_view_failed)
+        w.downloadProgress.connect(self._on_download_progress)
+        w.downloadFinished.connect(self._on_download_finished)
+        self.scanner.found.connect(self._on_found)
+        self.scanner.skipped.connect(self._on_skipped)
+        self.scanner.finishedRequest.connect(self._on_scan_finished)
+        self.photos.countsChanged.connect(self._update_summary)
+        self.gallery.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.download_button.clicked.connect(self.download_weights)
+        self.open_weights_button.clicked.connect(self.choose_weights)
+        self.stop_button.clicked.connect(self.stop)
+        self.clear_button.clicked.connect(self.clear)
+        self.top5.classChosen.connect(self._on_class_chosen)
+        self.mode_group.idClicked.connect(lambda i: self._set_mode(MODES[i]))
+        self.opacity.valueChanged.connect(lambda v: self.view.set_opacity(v / 100))
+        self.cmap.currentTextChanged.connect(self.view.set_colormap)
+        self.layer_box.currentIndexChanged.connect(self._on_layer_changed)
 
     def start(self) -> None:
         """Start the worker (it imports torch and loads the model while the window is already up)."""
-        self.bridge.start()
+        self.worker.start()
 
     def showEvent(self, event) -> None:  # noqa: N802
         super().showEvent(event)
@@ -308,23 +271,32 @@ class MainWindow(QMainWindow):
             self._shown_once = True
             self.shown.emit()
 
+    # ------------------------------------------------------------------ the model's state
     def _on_loading(self, text: str) -> None:
-        self.model_state = "loading" if self.model_info is None else self.model_state
         self.device_label.setText(text)
 
-    def _on_model_ready(self, info: dict) -> None:
+    def _on_model_ready(self, info: ModelInfo) -> None:
         self.model_info = info
         self.model_state = "ready"
         self.banner.hide()
-        self.device_label.setText(info["device"])
-        self.weights_label.setText(f"Weights: {info['weights_short']}")
-        self.weights_label.setToolTip(info["weights"])
-        self.cuda_action.setEnabled(info["cuda_available"])
-        self.cuda_action.setToolTip("" if info["cuda_available"] else "No CUDA GPU found on this computer")
-        if not self.items:
-            self.view.set_placeholder("Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)")
-        self._update_waiting_text("Classifying…")
+        self._show_model_info()
+        self.cuda_action.setEnabled(info.cuda_available)
+        self.cuda_action.setToolTip("" if info.cuda_available else "No CUDA GPU found on this computer")
+        if info.note:
+            self.statusBar().showMessage(info.note, 10000)
+        if not len(self.photos):
+            self.view.set_placeholder(IDLE_HINT)
+        self._set_waiting_text()
         self.modelStateChanged.emit("ready")
+
+    def _show_model_info(self) -> None:
+        info = self.model_info
+        if info is None:
+            self.device_label.setText("No model weights" if self.model_state == "missing" else "Loading model…")
+            return
+        self.device_label.setText(info.device)
+        self.weights_label.setText(f"Weights: {info.weights_short}")
+        self.weights_label.setToolTip(plain_tooltip(info.weights))
 
     def _on_model_missing(self, message: str) -> None:
         self.model_state = "missing"
@@ -334,112 +306,89 @@ class MainWindow(QMainWindow):
             "Download the official ImageNet weights (96 MB, checked and stored where torchvision keeps them), "
             "or open a ResNeXt-50 checkpoint you have. Photos you drop now will wait."
         )
-        self.banner_text.setToolTip(message)
+        self.banner_text.setToolTip(plain_tooltip(message))
         self.banner.show()
         self.view.set_placeholder("Waiting for model weights — see the bar above.")
-        self._update_waiting_text("Waiting for weights")
+        self._set_waiting_text()
         self.modelStateChanged.emit("missing")
 
     def _on_model_failed(self, message: str) -> None:
+        self._show_model_info()  # the status bar names the model still in use, not "Loading…"
         still = " The previous model stays in use." if self.model_info else ""
         self._message("Cannot use these weights", message + still, QMessageBox.Icon.Warning)
         self.modelStateChanged.emit("failed")
 
+    def _set_waiting_text(self) -> None:
+        self.photos.set_waiting_text({"missing": "Waiting for weights", "loading": "Waiting for the model"}
+                                     .get(self.model_state, "Classifying…"))
+        cur = self.current_photo()
+        if cur is not None and cur.status is Status.QUEUED:
+            self._show(cur)
+
     def _message(self, title: str, text: str, icon=QMessageBox.Icon.Information) -> None:
         box = QMessageBox(icon, title, text, QMessageBox.StandardButton.Ok, self)
+        box.setTextFormat(Qt.TextFormat.PlainText)
         box.setWindowModality(Qt.WindowModality.WindowModal)
         box.open()
         self.last_message = box
 
     # ------------------------------------------------------------------ adding photos
-    def add_paths(self, paths: list[str]) -> None:
-        files = expand_paths(paths)
-        if paths and not files:
-            self.statusBar().showMessage("No images found in what was dropped.", 5000)
-        self._enqueue([(str(p), str(p)) for p in files])
+    def add_paths(self, paths: list[str]) -> int:
+        """Files and folders: listed on the scanner's thread, added to the gallery as they are found."""
+        request = self.scanner.scan([str(p) for p in paths])
+        self._scans.add(request)
+        self._scan_new[request] = True
+        return request
 
-    def _enqueue(self, sources: list[tuple[object, str]]) -> None:
-        """sources: (path | bytes | QImage, display name)."""
-        if not sources:
+    def _on_found(self, request: int, paths: list[str]) -> None:
+        if request not in self._scans:
+            return  # stopped or cleared meanwhile
+        self._enqueue([(p, p) for p in paths], select=self._scan_new.pop(request, False))
+
+    def _on_skipped(self, request: int, path: str, reason: str) -> None:
+        if request in self._scans:
+            self._skipped.append((path, reason))
+
+    def _on_scan_finished(self, request: int, count: int, cancelled: bool) -> None:
+        if request not in self._scans:
             return
-        first = None
-        gen = self.bridge.generation
-        for source, name in sources:
-            item = Item(self.bridge.new_id(), None if isinstance(source, QImage) else source, name)
-            item.widget = self._gallery_entry(_badge("…", QColor(130, 130, 130)), f"waiting\n{self._short(name, 18)}")
-            item.widget.setData(Qt.ItemDataRole.UserRole, item.item_id)
-            item.widget.setToolTip(f"{name}\n{self._waiting_word()}")
-            self.gallery.addItem(item.widget)
-            self.items[item.item_id] = item
-            if isinstance(source, QImage):
-                self.bridge.submit(QImageJob(item.item_id, source.copy(), self.layer, gen))
-            else:
-                self.bridge.submit(ClassifyJob(item.item_id, source, self.layer, gen))
-            first = first or item
-            self.batch_total += 1
+        self._scans.discard(request)
+        self._scan_new.pop(request, None)
+        notes = []
+        if count == 0 and not cancelled:
+            notes.append("No images found in what was dropped.")
+        if self._skipped:
+            first = self._skipped[0]
+            more = f" (and {len(self._skipped) - 1} more)" if len(self._skipped) > 1 else ""
+            notes.append(f"Skipped {first[0]}: {first[1]}{more}.")
+            self._skipped = []
+        if notes:
+            self.statusBar().showMessage(" ".join(notes), 8000)
+        self.scanFinished.emit(count)
+
+    def _enqueue(self, sources: list[tuple[object, str]], select: bool = True) -> None:
+        new = self.photos.add(sources)  # type: ignore[arg-type]
+        for photo in new:
+            self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+        self._batch[0] += len(new)
         self._update_progress()
-        if self.gallery.currentItem() is None or self._current_item() is None or self._current_item().status != "done":
-            self.gallery.setCurrentItem(first.widget)
-        self.gallery.setFocus()
-
-    def _add_error(self, name: str, message: str) -> None:
-        item = Item(self.bridge.new_id(), None, name, status="error")
-        item.result = ItemResult(item.item_id, False, name, error=message, record={"path": name, "ok": False, "error": message})
-        item.widget = self._gallery_entry(_badge("!", QColor(200, 50, 50)), f"not classified\n{self._short(name, 18)}")
-        item.widget.setData(Qt.ItemDataRole.UserRole, item.item_id)
-        item.widget.setToolTip(f"{name}\n{message}")
-        self.gallery.addItem(item.widget)
-        self.items[item.item_id] = item
-        self.gallery.setCurrentItem(item.widget)
-        self._update_summary()
-
-    def _gallery_entry(self, icon: QIcon, text: str) -> QListWidgetItem:
-        entry = QListWidgetItem(icon, text)
-        entry.setSizeHint(GALLERY_CELL)  # every entry the same size, whatever its first text was
-        entry.setTextAlignment(Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop)
-        return entry
+        if new and (select or not self.gallery.currentIndex().isValid()):
+            self.select(new[0])
+            self.gallery.setFocus()
 
     def add_mime(self, mime) -> bool:
         """Files, folders, image data from other programs, or pasted paths. Returns True if anything came in."""
-        paths, taken = [], False
-        if mime.hasUrls():
-            for url in mime.urls():
-                if url.isLocalFile():
-                    paths.append(url.toLocalFile())
-                elif url.scheme() in ("http", "https", "ftp"):
-                    self._add_error(url.toString(), f"This is an offline app and won't download {url.toString()}: save the image first, then drop the file.")
-                    taken = True
-        if paths:
-            self.add_paths(paths)
-            return True
-        if taken:
-            return True
-        for fmt in IMAGE_MIME:
-            if mime.hasFormat(fmt):
-                data = bytes(mime.data(fmt))
-                if data:
-                    self._enqueue([(data, source_name(data))])
-                    return True
-        if mime.hasImage():
-            image = mime.imageData()
-            if isinstance(image, QImage) and not image.isNull():
-                self._enqueue([(image, "pasted image")])
-                return True
-        if mime.hasText():
-            lines = [ln.strip() for ln in mime.text().splitlines() if ln.strip()]
-            candidates = [ln[7:] if ln.startswith("file://") else ln for ln in lines]
-            if candidates and all(os.path.exists(c) for c in candidates):
-                self.add_paths(candidates)
-                return True
-            urls = [ln for ln in lines if ln.startswith(("http://", "https://"))]
-            for u in urls:
-                self._add_error(u, f"This is an offline app and won't download {u}: save the image first, then drop the file.")
-            return bool(urls)
-        return False
+        dropped = read_mime(mime)
+        if dropped.paths:
+            self.add_paths(dropped.paths)
+        if dropped.data:
+            self._enqueue(list(dropped.data))
+        for what, why in dropped.refused:
+            self.select(self.photos.add_failed(what, why))
+        return bool(dropped)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
-        mime = event.mimeData()
-        if mime.hasUrls() or mime.hasImage() or any(mime.hasFormat(f) for f in IMAGE_MIME):
+        if can_accept(event.mimeData()):
             event.acceptProposedAction()
 
     def dragMoveEvent(self, event) -> None:  # noqa: N802
@@ -470,140 +419,127 @@ class MainWindow(QMainWindow):
             self.settings.setValue("last_folder", folder)
             self.add_paths([folder])
 
-    # ------------------------------------------------------------------ results
-    def _on_result(self, res: ItemResult) -> None:
-        item = self.items.get(res.item_id)
-        if item is None:
+    # ------------------------------------------------------------------ answers from the worker
+    def _on_classified(self, res: PhotoResult) -> None:
+        photo = self.photos.set_result(res)
+        if photo is None:
             return  # cleared meanwhile
-        recompute = item.status == "done"
-        if res.source is not None:
-            item.source = res.source
-        if res.display is not None:
-            self._cache_display(res.item_id, res.display)
-            res.display = None
-        if not recompute or res.ok:
-            if res.thumb is None and item.result is not None:
-                res.thumb = item.result.thumb
-            item.result = res
-        item.status = "done" if res.ok else "error"
+        self._batch[1] += 1
+        self._update_progress()
         if res.ok:
-            label, prob = res.top[0][2], res.top[0][3]
-            item.widget.setIcon(QIcon(QPixmap.fromImage(res.thumb)))
-            item.widget.setText(f"{self._short(label, 12)} {_percent(prob)}\n{self._short(item.name, 18)}")
-            item.widget.setToolTip(f"{item.name}\n{label} — {prob:.1%}" + (f"\n{res.note}" if res.note else ""))
             self.time_label.setText(f"{res.ms:.0f} ms" + (f" · {res.note}" if res.note else ""))
-        else:
-            item.widget.setIcon(_badge("!", QColor(200, 50, 50)))
-            item.widget.setText(f"not classified\n{self._short(item.name, 18)}")
-            item.widget.setToolTip(f"{item.name}\n{res.error}")
-        if not recompute:
-            self.batch_done += 1
-            self._update_progress()
-        if self._current_item() is item:
-            self._show_item(item)
-        self.itemUpdated.emit(item.item_id)
+        self._updated(photo)
 
-    def _on_display(self, item_id: int, image: QImage) -> None:
-        if item_id in self.items:
-            self._cache_display(item_id, image)
-            if self._current_item() is self.items[item_id]:
-                self._show_item(self.items[item_id])
-            self.itemUpdated.emit(item_id)
+    def _on_recomputed(self, res: PhotoResult) -> None:
+        photo = self.photos.set_recomputed(res)
+        if photo is not None:
+            self._updated(photo)
 
-    def _cache_display(self, item_id: int, image: QImage) -> None:
-        self.displays[item_id] = image
-        self.displays.move_to_end(item_id)
-        while len(self.displays) > DISPLAY_CACHE:
-            self.displays.popitem(last=False)
+    def _on_recompute_failed(self, item_id: int, message: str) -> None:
+        photo = self.photos.get(item_id)
+        if photo is not None and photo.result is not None:
+            shown = dict(LAYERS).get(photo.result.layer, photo.result.layer).split(" (")[0].lower()
+            self.photos.set_note(photo, f"Could not compute the new heatmap: {message} Showing the {shown} map.")
+            self._updated(photo)
+
+    def _on_view_ready(self, item_id: int, image: QImage) -> None:
+        self._views_asked.discard(item_id)
+        self.photos.cache_display(item_id, image)
+        photo = self.photos.get(item_id)
+        if photo is not None:
+            self._updated(photo)
+
+    def _on_view_failed(self, item_id: int, message: str) -> None:
+        self._views_asked.discard(item_id)
+        self._views_failed.add(item_id)
+        photo = self.photos.get(item_id)
+        if photo is not None:
+            shown = " Showing its thumbnail." if photo.thumb is not None else ""
+            self.photos.set_note(photo, f"Could not show the full photo: {message}{shown}")
+            self._updated(photo)
+
+    def _updated(self, photo: Photo) -> None:
+        if self.current_photo() is photo:
+            self._show(photo)
+        self.photoUpdated.emit(photo.item_id)
 
     def _update_summary(self) -> None:
-        counts = {"done": 0, "error": 0, "queued": 0, "stopped": 0}
-        for item in self.items.values():
-            counts[item.status] += 1
-        parts = [f"{len(self.items)} photo{'s' if len(self.items) != 1 else ''}"] if self.items else []
-        if counts["error"]:
-            parts.append(f"{counts['error']} not classified")
-        if counts["queued"]:
-            parts.append(f"{counts['queued']} waiting")
-        if counts["stopped"]:
-            parts.append(f"{counts['stopped']} stopped")
+        counts = self.photos.counts()
+        n = len(self.photos)
+        parts = [f"{n} photo{'s' if n != 1 else ''}"] if n else []
+        for status, word in ((Status.FAILED, "not classified"), (Status.QUEUED, "waiting"), (Status.STOPPED, "stopped")):
+            if counts[status]:
+                parts.append(f"{counts[status]} {word}")
         self.summary_label.setText(" · ".join(parts))
 
     def _update_progress(self) -> None:
-        self._update_summary()
-        pending = self.batch_total - self.batch_done
-        if self.batch_total > 1 and pending > 0:
-            self.progress.setRange(0, self.batch_total)
-            self.progress.setValue(self.batch_done)
+        total, done = self._batch
+        if total > 1 and done < total:
+            self.progress.setRange(0, total)
+            self.progress.setValue(done)
             self.progress.setFormat("%v / %m")
             self.progress.show()
         else:
             self.progress.hide()
-        if pending <= 0:
-            self.batch_total = self.batch_done = 0
-
-    def _waiting_word(self) -> str:
-        return {"missing": "Waiting for weights", "loading": "Waiting for the model"}.get(self.model_state, "Classifying…")
-
-    def _update_waiting_text(self, text: str) -> None:
-        for item in self.items.values():
-            if item.status == "queued":
-                item.widget.setToolTip(f"{item.name}\n{text}")
-        cur = self._current_item()
-        if cur is not None and cur.status == "queued":
-            self._show_item(cur)
+        if done >= total:
+            self._batch = [0, 0]
 
     # ------------------------------------------------------------------ selection and view
-    def _current_item(self) -> Item | None:
-        w = self.gallery.currentItem()
-        return self.items.get(w.data(Qt.ItemDataRole.UserRole)) if w is not None else None
+    def current_photo(self) -> Photo | None:
+        return self.photos.photo(self.gallery.currentIndex().row())
 
-    def _on_current_changed(self, current, _previous) -> None:
-        item = self._current_item()
-        if item is not None:
-            self.selected_rank = 1
-            self._show_item(item)
+    def select(self, photo: Photo) -> None:
+        index = self.photos.index(self.photos.row_of(photo))
+        self.gallery.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.gallery.scrollTo(index)
 
-    def _show_item(self, item: Item) -> None:
-        res = item.result
-        if item.status == "queued":
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self.selected_rank = 1
+        photo = self.photos.photo(current.row())
+        if photo is not None:
+            self._views_failed.discard(photo.item_id)  # the file may be back: try again
+            self._show(photo)
+
+    def _show(self, photo: Photo) -> None:
+        res = photo.result
+        if photo.status is Status.FAILED:
             self.view.set_photo(None)
             self.view.set_map(None)
-            self.view.set_placeholder(f"{self._waiting_word()}\n{item.name}")
-            self.top5.set_top([], message="")
+            self.view.set_placeholder(f"Could not classify this file\n\n{photo.error}")
+            self.top5.set_top([], message=photo.error or "")
+            self.top5.title.setText("Top 5")
             return
-        if item.status == "stopped":
-            self.view.set_photo(None)
-            self.view.set_placeholder(f"Stopped before it was classified\n{item.name}")
-            self.top5.set_top([])
-            return
-        if not res.ok:
-            self.view.set_photo(None)
-            self.view.set_map(None)
-            self.view.set_placeholder(f"Could not classify this file\n\n{res.error}")
-            self.top5.set_top([], message=res.error)
-            return
-        display = self.displays.get(item.item_id)
-        if display is None:
-            self.view.set_photo(None)
-            self.view.set_placeholder(f"Loading {item.name}…")
-            if item.source is not None:
-                self.bridge.submit(DisplayJob(item.item_id, item.source))
+        crop = res.crop if res is not None and res.ok else None
+        display = self.photos.display(photo.item_id)
+        if display is not None:
+            self.view.set_photo(display, crop)
         else:
-            self.displays.move_to_end(item.item_id)
-            self.view.set_photo(display, res.crop)
-        rank = min(self.selected_rank, len(res.top))
-        self.view.set_map(res.maps[rank - 1])
-        self.top5.set_top(res.top, rank, message=res.note or "")
-        layer_text = dict(LAYERS).get(res.layer, res.layer)
-        self.top5.title.setText(f"Top {len(res.top)} · heatmap: {layer_text.split(' (')[0].lower()}")
+            # At once: the thumbnail, scaled; the full view follows as soon as the worker is free.
+            self.view.set_photo(photo.thumb.toImage() if photo.thumb is not None else None, crop)
+            self.view.set_placeholder(f"Loading {photo.name}…")
+            if photo.source is not None and photo.item_id not in self._views_asked | self._views_failed:
+                self._views_asked.add(photo.item_id)
+                self.worker.view(photo.item_id, photo.source)  # type: ignore[arg-type]
+        if photo.status is Status.DONE and res is not None:
+            rank = min(self.selected_rank, len(res.top))
+            self.view.set_map(res.maps[rank - 1] if res.maps is not None else None)
+            self.top5.set_top(res.top, rank, message=photo.note or res.note or "")
+            layer_text = dict(LAYERS).get(res.layer, res.layer)
+            self.top5.title.setText(f"Top {len(res.top)} · heatmap: {layer_text.split(' (')[0].lower()}")
+            return
+        self.view.set_map(None)
+        waiting = "Stopped before it was classified" if photo.status is Status.STOPPED else self.photos.waiting_text
+        self.top5.set_top([], message=photo.note or waiting)
+        self.top5.title.setText("Top 5")
+        if display is None and photo.thumb is None and photo.source is None:
+            self.view.set_placeholder(f"{waiting}\n{photo.name}")
 
     def _on_class_chosen(self, rank: int) -> None:
-        item = self._current_item()
-        if item is None or item.result is None or not item.result.ok:
+        photo = self.current_photo()
+        if photo is None or photo.result is None or not photo.result.ok or photo.result.maps is None:
             return
         self.selected_rank = rank
-        self.view.set_map(item.result.maps[rank - 1])
+        self.view.set_map(photo.result.maps[rank - 1])
 
     def current_map(self):
         """The 8-bit heatmap the view shows now (for tests and "Save")."""
@@ -611,8 +547,7 @@ class MainWindow(QMainWindow):
 
     def _set_mode(self, mode: str) -> None:
         self.view.set_mode(mode)
-        idx = ("original", "overlay", "heatmap").index(mode)
-        self.mode_group.button(idx).setChecked(True)
+        self.mode_group.button(MODES.index(mode)).setChecked(True)
         for act in self.mode_actions.actions():
             act.setChecked(act.data() == mode)
         self.opacity.setEnabled(mode == "overlay")
@@ -620,45 +555,39 @@ class MainWindow(QMainWindow):
     def _on_layer_changed(self, index: int) -> None:
         self.layer = self.layer_box.itemData(index)
         self.settings.setValue("layer", self.layer)
-        item = self._current_item()
-        if item is not None and item.status == "done" and item.source is not None:
-            self.bridge.submit(ClassifyJob(item.item_id, item.source, self.layer, self.bridge.generation))
-
-    @staticmethod
-    def _short(text: str, n: int = 16) -> str:
-        text = os.path.basename(text) or text
-        return text if len(text) <= n else text[: n - 1] + "…"
+        photo = self.current_photo()
+        if photo is not None and photo.status is Status.DONE and photo.source is not None:
+            self.worker.recompute(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ stop / clear
     def stop(self) -> None:
-        self.bridge.cancel_pending()
-        stopped = 0
-        for item in self.items.values():
-            if item.status == "queued":
-                item.status = "stopped"
-                item.widget.setIcon(_badge("■", QColor(120, 120, 120)))
-                item.widget.setText(f"stopped\n{self._short(item.name, 18)}")
-                item.widget.setToolTip(f"{item.name}\nStopped before it was classified")
-                stopped += 1
-        self.batch_total = self.batch_done = 0
+        self.scanner.cancel()
+        self._scans.clear()
+        self._scan_new.clear()
+        stopped = self.photos.mark_stopped(self.worker.cancel_batch())
+        self._batch = [0, 0]
         self._update_progress()
         if stopped:
-            self.statusBar().showMessage(f"Stopped: {stopped} photo(s) not classified.", 5000)
-        cur = self._current_item()
+            self.statusBar().showMessage(f"Stopped: {stopped} photo{'s' if stopped != 1 else ''} not classified.", 5000)
+        cur = self.current_photo()
         if cur is not None:
-            self._show_item(cur)
+            self._show(cur)
 
     def clear(self) -> None:
-        self.bridge.cancel_pending()
-        self.gallery.clear()
-        self.items.clear()
-        self.displays.clear()
-        self.batch_total = self.batch_done = 0
+        self.scanner.cancel()
+        self._scans.clear()
+        self._scan_new.clear()
+        self.worker.cancel_batch()
+        self.photos.clear()
+        self._views_asked.clear()
+        self._views_failed.clear()
+        self._batch = [0, 0]
         self._update_progress()
         self.view.set_photo(None)
         self.view.set_map(None)
-        self.view.set_placeholder("Drop photos or folders here")
+        self.view.set_placeholder(IDLE_HINT)
         self.top5.set_top([])
+        self.top5.title.setText("Top 5")
         self.time_label.setText("")
 
     # ------------------------------------------------------------------ weights and device
@@ -668,8 +597,7 @@ class MainWindow(QMainWindow):
             self.load_weights(path)
 
     def load_weights(self, path: str) -> None:
-        self.device_label.setText("Loading model…")
-        self.bridge.submit(LoadJob(path, self.device_choice, explicit=True))
+        self.worker.load(path, self.device_choice)
 
     def set_device(self, device: str) -> None:
         self.device_choice = device
@@ -677,8 +605,7 @@ class MainWindow(QMainWindow):
         for act in self.device_actions.actions():
             act.setChecked(act.data() == device)
         if self.model_info is not None:
-            weights = self.bridge.engine.weights
-            self.bridge.submit(LoadJob(weights, device, explicit=True))
+            self.worker.load(self.worker.weights, device)
 
     def download_weights(self) -> None:
         dlg = QProgressDialog("Downloading the ImageNet weights (96 MB)…", "Cancel", 0, 0, self)
@@ -687,29 +614,26 @@ class MainWindow(QMainWindow):
         dlg.setMinimumDuration(0)
         dlg.setAutoClose(False)
         dlg.setAutoReset(False)
-        dlg.canceled.connect(self.bridge.cancel_download)
+        dlg.canceled.connect(self.worker.cancel_download)
         dlg.show()
         self.download_dialog = dlg
         self.download_button.setEnabled(False)
         self.download_action.setEnabled(False)
-        self.bridge.submit(DownloadJob())
+        self.worker.download()
 
     def _on_download_progress(self, done: int, total: int) -> None:
-        dlg = getattr(self, "download_dialog", None)
-        if dlg is None:
-            return
-        if total:
+        dlg = self.download_dialog
+        if dlg is not None and total:
             dlg.setRange(0, 1000)
             dlg.setValue(int(1000 * done / total))
             dlg.setLabelText(f"Downloading the ImageNet weights… {done / 2**20:.1f} of {total / 2**20:.1f} MB")
 
-    def _on_download_done(self, ok: bool, message: str) -> None:
-        dlg = getattr(self, "download_dialog", None)
+    def _on_download_finished(self, ok: bool, message: str) -> None:
+        dlg, self.download_dialog = self.download_dialog, None
         if dlg is not None:
             dlg.canceled.disconnect()
             dlg.close()
             dlg.deleteLater()
-            self.download_dialog = None
         self.download_button.setEnabled(True)
         self.download_action.setEnabled(True)
         if ok:
@@ -719,11 +643,11 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ save / export
     def save_overlay(self) -> None:
-        item = self._current_item()
-        if item is None or not self.view.has_photo():
+        photo = self.current_photo()
+        if photo is None or not self.view.has_photo():
             self.statusBar().showMessage("Select a classified photo first.", 4000)
             return
-        stem = Path(item.name).stem if item.name != "pasted image" else "pasted"
+        stem = Path(photo.name).stem if photo.name != "pasted image" else "pasted"
         path, _ = QFileDialog.getSaveFileName(self, "Save Overlay", str(Path(self._last_folder()) / f"{stem}.cam.png"), "PNG image (*.png)")
         if path:
             self.save_overlay_to(path)
@@ -735,13 +659,13 @@ class MainWindow(QMainWindow):
         return ok
 
     def records(self) -> list[dict]:
-        return [it.result.record for it in self.items.values() if it.result is not None and it.result.record]
+        return self.photos.records()
 
     def export_dialog(self) -> None:
         if not self.records():
             self.statusBar().showMessage("Nothing to export yet.", 4000)
             return
-        path, chosen = QFileDialog.getSaveFileName(self, "Export Results", str(Path(self._last_folder()) / "results.csv"), "CSV (*.csv);;JSON (*.json)")
+        path, _chosen = QFileDialog.getSaveFileName(self, "Export Results", str(Path(self._last_folder()) / "results.csv"), "CSV (*.csv);;JSON (*.json)")
         if path:
             self.export_results(path)
 
@@ -750,21 +674,24 @@ class MainWindow(QMainWindow):
         fmt = "json" if path.lower().endswith(".json") else "csv"
         try:
             write_records(path, records, fmt)
-        except OSError as exc:
-            self._message("Export failed", f"Could not write {path}: {exc.strerror or exc}", QMessageBox.Icon.Warning)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self._message("Export failed", f"Could not write {path}: {reason}", QMessageBox.Icon.Warning)
             return
         self.statusBar().showMessage(f"Exported {len(records)} results to {path}", 5000)
 
     # ------------------------------------------------------------------ about / settings / close
     def about(self) -> None:
-        info = self.model_info or {}
-        versions = info.get("versions", {})
+        import html
+
+        info = self.model_info
+        versions = info.versions if info else {}
         text = (
             f"<h3>resnext-gui {__version__}</h3>"
             "<p>ResNeXt-50 (32×4d) image classifier — Xie et al., <i>Aggregated Residual Transformations for Deep "
             "Neural Networks</i>, CVPR 2017 — with Grad-CAM heatmaps (Selvaraju et al., ICCV 2017).</p>"
-            f"<p><b>Weights:</b> {info.get('weights', 'none loaded')}<br>"
-            f"<b>Device:</b> {info.get('device', '—')}</p>"
+            f"<p><b>Weights:</b> {html.escape(info.weights if info else 'none loaded')}<br>"
+            f"<b>Device:</b> {html.escape(info.device if info else '—')}</p>"
             f"<p>torch {versions.get('torch', '—')} · torchvision {versions.get('torchvision', '—')} · "
             f"PySide6 {PYSIDE_VERSION} · Python {platform.python_version()}</p>"
         )
@@ -785,7 +712,7 @@ class MainWindow(QMainWindow):
         self.cmap.setCurrentText(cmap if cmap in COLORMAPS else "jet")
         self.view.set_colormap(self.cmap.currentText())
         mode = str(s.value("view_mode", "overlay"))
-        self._set_mode(mode if mode in ("original", "overlay", "heatmap") else "overlay")
+        self._set_mode(mode if mode in MODES else "overlay")
         layer = str(s.value("layer", "layer4"))
         idx = max(0, self.layer_box.findData(layer))
         self.layer_box.blockSignals(True)
@@ -808,5 +735,6 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802
         self.save_settings()
         self.hide()  # gone at once for the user, even if the worker needs a moment to finish its photo
-        self.stopped_cleanly = self.bridge.stop()
+        self.scanner.stop()
+        self.stopped_cleanly = self.worker.stop()
         event.accept()

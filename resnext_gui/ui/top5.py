@@ -6,6 +6,8 @@ from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QPainter, QPalette
 from PySide6.QtWidgets import QAbstractButton, QButtonGroup, QLabel, QVBoxLayout, QWidget
 
+from .text import plain_tooltip
+
 
 class ClassRow(QAbstractButton):
     """A checkable row; the checked one is the class whose heatmap is shown."""
@@ -18,7 +20,7 @@ class ClassRow(QAbstractButton):
 
     def set_class(self, rank: int, label: str, prob: float) -> None:
         self.rank, self.label, self.prob = rank, label, prob
-        self.setToolTip(f"#{rank}: {label} — {prob:.2%}. Click to see where the network looked for it.")
+        self.setToolTip(plain_tooltip(f"#{rank}: {label} — {prob:.2%}. Click to see where the network looked for it."))
         self.setAccessibleName(f"{label} {prob:.1%}")
         self.update()
 
@@ -56,6 +58,7 @@ class Top5Panel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         self.title = QLabel("Top 5")
+        self.title.setTextFormat(Qt.TextFormat.PlainText)
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
@@ -69,6 +72,7 @@ class Top5Panel(QWidget):
             layout.addWidget(row)
             self.rows.append(row)
         self.message = QLabel("")
+        self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         layout.addWidget(self.message)
@@ -77,10 +81,10 @@ class Top5Panel(QWidget):
         self.set_top([])
 
     def set_top(self, top: list, selected: int = 1, message: str = "") -> None:
+        """``top``: the core's TopClass objects, best first."""
         for i, row in enumerate(self.rows):
             if i < len(top):
-                rank, _index, label, prob = top[i]
-                row.set_class(rank, label, prob)
+                row.set_class(top[i].rank, top[i].label, top[i].prob)
                 row.show()
             else:
                 row.hide()

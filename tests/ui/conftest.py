@@ -1,12 +1,14 @@
-"""Fixtures for widget tests: an isolated QSettings file, a running window, and a no-leak guard."""
+"""Fixtures for widget tests: an isolated QSettings file, a running window, drops, and a no-leak guard."""
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
+from resnext_gui.scanner import FolderScanner
+from resnext_gui.ui.gallery import Status
 from resnext_gui.ui.main_window import MainWindow
-from resnext_gui.worker import WorkerBridge
+from resnext_gui.worker import Worker
 
 MODEL_TIMEOUT = 90_000
 
@@ -14,10 +16,10 @@ MODEL_TIMEOUT = 90_000
 @pytest.fixture(autouse=True)
 def no_leaked_threads():
     yield
-    leaked = list(WorkerBridge.live)
-    for bridge in leaked:
-        bridge.stop()
-    assert not leaked, "a test left the inference thread running"
+    leaked = list(Worker.live) + list(FolderScanner.live)
+    for thread in leaked:
+        thread.stop()
+    assert not leaked, "a test left the inference or folder-scan thread running"
 
 
 @pytest.fixture
@@ -25,10 +27,12 @@ def settings(tmp_path):
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
-def open_window(qtbot, settings, weights=None, state="ready"):
-    """Show a window and wait for its model. Tests wait on the window's GUI-thread signals only:
-    pytest-qt's blockers must not be triggered from the worker thread."""
-    win = MainWindow(weights=str(weights) if weights else None, device="cpu", settings=settings)
+def open_window(qtbot, settings, weights=None, state="ready", factory=None):
+    """Show a window and wait for its model. Tests wait on the window's GUI-thread signals only."""
+    worker = Worker(str(weights) if weights else None, "cpu", classifier_factory=factory) if factory else None
+    win = MainWindow(weights=str(weights) if weights else None, device="cpu", settings=settings, worker=worker)
+    if worker is not None:
+        worker.setParent(win)
     qtbot.addWidget(win)
     win.show()
     qtbot.waitExposed(win)
@@ -42,7 +46,7 @@ def window(qtbot, checkpoint, settings):
     win = open_window(qtbot, settings, checkpoint)
     yield win
     win.close()
-    assert not win.bridge.thread.isRunning()
+    assert not win.worker.is_running()
 
 
 def drop(widget, paths=(), mime=None):
@@ -51,7 +55,7 @@ def drop(widget, paths=(), mime=None):
         mime = QMimeData()
         mime.setUrls([QUrl.fromLocalFile(str(p)) for p in paths])
     pos = QPoint(widget.width() // 2, widget.height() // 2)
-    enter = QDragEnterEvent(QPointF(pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    enter = QDragEnterEvent(pos, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(widget, enter)
     assert enter.isAccepted()
     ev = QDropEvent(QPointF(pos), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
@@ -59,5 +63,12 @@ def drop(widget, paths=(), mime=None):
     return ev
 
 
+def drop_and_list(qtbot, win, paths, timeout=60_000):
+    """Drop files or folders and wait until the scanner has put them all in the gallery."""
+    with qtbot.waitSignal(win.scanFinished, timeout=timeout):
+        ev = drop(win, paths)
+    return ev
+
+
 def wait_all_done(qtbot, win, timeout=120_000):
-    qtbot.waitUntil(lambda: win.items and all(i.status != "queued" for i in win.items.values()), timeout=timeout)
+    qtbot.waitUntil(lambda: len(win.photos) and all(p.status is not Status.QUEUED for p in win.photos), timeout=timeout)

@@ -13,7 +13,8 @@ from PySide6.QtCore import QElapsedTimer, QMimeData, Qt, QTimer, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
 
 from tests.helpers import WeightsServer, copies, fake_gpu_out_of_memory
-from tests.ui.conftest import MODEL_TIMEOUT, drop, open_window, wait_all_done
+from resnext_gui.ui.gallery import Status
+from tests.ui.conftest import MODEL_TIMEOUT, drop, drop_and_list, open_window, wait_all_done
 
 
 @pytest.fixture
@@ -28,40 +29,40 @@ def folder(tmp_path, photos):
 
 
 def statuses(win):
-    return [(i.name.rsplit("/", 1)[-1], i.status) for i in win.items.values()]
+    return [(p.name.rsplit("/", 1)[-1], p.status.name.lower()) for p in win.photos]
 
 
 def test_drop_files_and_folder_shows_results_and_errors(qtbot, window, folder, photos, tmp_path):
     bad = tmp_path / "readme.jpg"
     bad.write_text("hello")
-    ev = drop(window, [photos["coffee"], folder, bad])
+    ev = drop_and_list(qtbot, window, [photos["coffee"], folder, bad])
     assert ev.isAccepted()
     wait_all_done(qtbot, window)
     assert statuses(window) == [
-        ("coffee.png", "done"), ("cat.png", "done"), ("broken.jpg", "error"), ("rocket.jpg", "done"), ("readme.jpg", "error")
+        ("coffee.png", "done"), ("cat.png", "done"), ("broken.jpg", "failed"), ("rocket.jpg", "done"), ("readme.jpg", "failed")
     ]
-    assert window.gallery.count() == 5
-    errors = [i.result.error for i in window.items.values() if i.status == "error"]
+    assert window.photos.rowCount() == 5
+    errors = [p.error for p in window.photos if p.status is Status.FAILED]
     assert "truncated" in errors[0] and "not an image" in errors[1]
     # the selected photo shows its top-5 and the heatmap of class 1
-    window.gallery.setCurrentRow(0)
-    item = window._current_item()
+    window.select(window.photos.photo(0))
+    item = window.current_photo()
     assert window.view.has_photo()
     rows = [r for r in window.top5.rows if r.isVisible()]
-    assert [r.label for r in rows] == [t[2] for t in item.result.top] and len(rows) == 5
+    assert [r.label for r in rows] == [t.label for t in item.result.top] and len(rows) == 5
     assert np.array_equal(window.current_map(), item.result.maps[0])
     # arrow keys move between photos
     window.gallery.setFocus()
     qtbot.keyClick(window.gallery, Qt.Key.Key_Right)
-    assert window.gallery.currentRow() == 1
+    assert window.gallery.currentIndex().row() == 1
 
 
 def test_clicking_another_class_changes_the_heatmap_at_once(qtbot, window, photos):
-    drop(window, [photos["astronaut"]])
+    drop_and_list(qtbot, window, [photos["astronaut"]])
     wait_all_done(qtbot, window)
-    item = window._current_item()
+    item = window.current_photo()
     first = window.current_map().copy()
-    with qtbot.assertNotEmitted(window.itemUpdated, wait=0):
+    with qtbot.assertNotEmitted(window.photoUpdated, wait=0):
         qtbot.mouseClick(window.top5.rows[2], Qt.MouseButton.LeftButton)
     assert np.array_equal(window.current_map(), item.result.maps[2])
     assert not np.array_equal(window.current_map(), first)
@@ -70,42 +71,42 @@ def test_clicking_another_class_changes_the_heatmap_at_once(qtbot, window, photo
 
 
 def test_layer_choice_recomputes_in_the_worker(qtbot, window, photos):
-    drop(window, [photos["coffee"]])
+    drop_and_list(qtbot, window, [photos["coffee"]])
     wait_all_done(qtbot, window)
-    item = window._current_item()
+    item = window.current_photo()
     assert item.result.layer == "layer4"
-    with qtbot.waitSignal(window.itemUpdated, timeout=60_000):
+    with qtbot.waitSignal(window.photoUpdated, timeout=60_000, check_params_cb=lambda i: item.result.layer != "layer4"):
         window.layer_box.setCurrentIndex(1)
     assert item.result.layer == "layer3" and item.result.maps.shape == (5, 224, 224)
-    assert window.gallery.count() == 1
+    assert window.photos.rowCount() == 1
 
 
 def test_stop_drops_pending_work_and_clear_empties(qtbot, window, photos, tmp_path):
     many = copies([photos["chelsea"]], 12, tmp_path)
-    with qtbot.waitSignal(window.itemUpdated, timeout=60_000):
+    with qtbot.waitSignal(window.photoUpdated, timeout=60_000):
         drop(window, many)
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_Escape)
-    stopped = [i for i in window.items.values() if i.status == "stopped"]
+    stopped = [p for p in window.photos if p.status is Status.STOPPED]
     assert stopped, "Esc should stop the photos still waiting"
     # a photo dropped after Stop is answered, and only after the stopped ones were skipped (FIFO queue)
-    with qtbot.waitSignal(window.itemUpdated, timeout=60_000, check_params_cb=lambda i: window.items[i].name.endswith("coffee.png")):
+    with qtbot.waitSignal(window.photoUpdated, timeout=60_000, check_params_cb=lambda i: window.photos.get(i).name.endswith("coffee.png")):
         drop(window, [photos["coffee"]])
     # the photo being computed at Stop (and any result already on its way) still lands; the rest never ran
-    still_stopped = [i for i in stopped if i.status == "stopped"]
+    still_stopped = [p for p in stopped if p.status is Status.STOPPED]
     assert len(still_stopped) >= len(stopped) - 2 and len(still_stopped) >= 8
     window.clear()
-    assert window.gallery.count() == 0 and not window.items and not window.view.has_photo()
+    assert window.photos.rowCount() == 0 and not window.view.has_photo()
 
 
 def test_closing_mid_batch_exits_quickly_and_cleanly(qtbot, window, photos, tmp_path):
     many = copies([photos["astronaut"]], 20, tmp_path)
-    with qtbot.waitSignal(window.itemUpdated, timeout=60_000):
+    with qtbot.waitSignal(window.photoUpdated, timeout=60_000):
         drop(window, many)
     start = time.monotonic()
     window.close()
     assert time.monotonic() - start < 2.0
-    assert not window.bridge.thread.isRunning()
+    assert not window.worker.is_running()
 
 
 def test_gui_thread_never_stalls_over_50ms_during_a_batch(qtbot, window, photos, tmp_path):
@@ -133,8 +134,8 @@ def test_remote_url_gets_an_offline_message(qtbot, window):
     mime = QMimeData()
     mime.setUrls([QUrl("https://example.com/cat.jpg")])
     drop(window, mime=mime)
-    (item,) = window.items.values()
-    assert item.status == "error" and "offline app" in item.result.error and "save the image first" in item.result.error
+    (item,) = window.photos
+    assert item.status is Status.FAILED and "offline app" in item.error and "save the image first" in item.error
 
 
 def test_image_data_without_a_file_and_paste(qtbot, window, photos):
@@ -145,7 +146,7 @@ def test_image_data_without_a_file_and_paste(qtbot, window, photos):
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
     wait_all_done(qtbot, window)
-    assert [(i.name, i.status) for i in window.items.values()] == [("pasted image", "done")] * 2
+    assert [(p.name, p.status) for p in window.photos] == [("pasted image", Status.DONE)] * 2
     QGuiApplication.clipboard().clear()
 
 
@@ -160,12 +161,12 @@ def test_no_weights_state_waits_then_loads_a_file(qtbot, settings, checkpoint, p
     try:
         assert win.banner.isVisible() and win.download_button.text() == "Download ImageNet weights (96 MB)"
         assert "never guesses" in win.banner_text.text()
-        drop(win, [photos["coffee"]])
-        (item,) = win.items.values()
-        assert item.status == "queued" and item.result is None  # no prediction from random weights
-        with qtbot.waitSignal(win.itemUpdated, timeout=MODEL_TIMEOUT):
+        drop_and_list(qtbot, win, [photos["coffee"]])
+        (item,) = win.photos
+        assert item.status is Status.QUEUED and item.result is None  # no prediction from random weights
+        with qtbot.waitSignal(win.photoUpdated, timeout=MODEL_TIMEOUT, check_params_cb=lambda i: item.result is not None):
             win.load_weights(str(checkpoint))
-        assert item.status == "done" and not win.banner.isVisible()
+        assert item.status is Status.DONE and not win.banner.isVisible()
     finally:
         win.close()
 
@@ -179,7 +180,7 @@ def test_download_button_fetches_verifies_and_loads(qtbot, settings, checkpoint,
         try:
             with qtbot.waitSignal(win.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
                 qtbot.mouseClick(win.download_button, Qt.MouseButton.LeftButton)
-            assert "resnext50_32x4d-1a0047aa.pth" in win.model_info["weights"]
+            assert "resnext50_32x4d-1a0047aa.pth" in win.model_info.weights
         finally:
             win.close()
 
@@ -193,15 +194,15 @@ def test_bad_weights_file_keeps_the_previous_model(qtbot, window, tmp_path, phot
     assert window.last_message is not None and "empty" in window.last_message.text()
     assert "previous model stays" in window.last_message.text()
     window.last_message.close()
-    drop(window, [photos["coffee"]])
+    drop_and_list(qtbot, window, [photos["coffee"]])
     wait_all_done(qtbot, window)
-    assert window.model_info is before and list(window.items.values())[0].status == "done"
+    assert window.model_info is before and window.photos.photo(0).status is Status.DONE
 
 
 def test_export_matches_classify_fields_and_overlay_saves(qtbot, window, photos, tmp_path):
     bad = tmp_path / "x.jpg"
     bad.write_text("no")
-    drop(window, [photos["coffee"], bad])
+    drop_and_list(qtbot, window, [photos["coffee"], bad])
     wait_all_done(qtbot, window)
     window.export_results(str(tmp_path / "r.json"))
     records = json.loads((tmp_path / "r.json").read_text())
@@ -211,7 +212,7 @@ def test_export_matches_classify_fields_and_overlay_saves(qtbot, window, photos,
     with (tmp_path / "r.csv").open(newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert rows[0]["label1"] == records[0]["top"][0]["label"] and rows[1]["error"]
-    window.gallery.setCurrentRow(0)
+    window.select(window.photos.photo(0))
     assert window.save_overlay_to(str(tmp_path / "o.png"))
     saved = QImage(str(tmp_path / "o.png"))
     assert (saved.width(), saved.height()) == (600, 400)  # coffee.png at its display size
@@ -240,37 +241,50 @@ def test_device_menu_and_status_bar(qtbot, window):
 
 
 def test_gallery_memory_is_bounded(qtbot, window, photos, tmp_path):
-    from resnext_gui.ui.main_window import DISPLAY_CACHE
+    from resnext_gui.ui.gallery import DISPLAY_CACHE
 
     many = copies([photos["coffee"]], DISPLAY_CACHE + 4, tmp_path)
-    drop(window, many)
+    drop_and_list(qtbot, window, many)
     wait_all_done(qtbot, window)
-    assert len(window.displays) == DISPLAY_CACHE
-    # an evicted photo (the first ones) is decoded again when selected
-    assert window.gallery.currentRow() == 0
-    with qtbot.waitSignal(window.itemUpdated, timeout=30_000):
-        window.gallery.setCurrentRow(1)
-    assert window.view.has_photo()
+    assert window.photos.cached_displays() == DISPLAY_CACHE
+    # an evicted photo (the first ones) shows its thumbnail at once, and is decoded again for the full view
+    assert window.gallery.currentIndex().row() == 0
+    with qtbot.waitSignal(window.photoUpdated, timeout=30_000):
+        window.select(window.photos.photo(1))
+        assert window.view.has_photo() and window.view._photo.width() <= 96 * window.devicePixelRatio()
+    assert window.view._photo.width() == 600
 
 
 def test_mixed_folder_every_file_accounted_for(qtbot, window, photos, tmp_path):
     from tests.helpers import make_mixed_folder
 
     expect = make_mixed_folder(tmp_path / "mixed", photos["chelsea"])
-    drop(window, [tmp_path / "mixed"])
+    drop_and_list(qtbot, window, [tmp_path / "mixed"])
     wait_all_done(qtbot, window)
-    got = {str(Path(i.name).relative_to(tmp_path / "mixed")): i.status == "done" for i in window.items.values()}
+    got = {str(Path(p.name).relative_to(tmp_path / "mixed")): p.status is Status.DONE for p in window.photos}
     assert got == expect
-    assert all(i.result.error for i in window.items.values() if i.status == "error")
+    assert all(p.error for p in window.photos if p.status is Status.FAILED)
 
 
-def test_gpu_out_of_memory_falls_back_to_cpu_with_a_visible_note(qtbot, window, photos, monkeypatch):
-    fake_gpu_out_of_memory(window.bridge.engine.clf, monkeypatch)
-    drop(window, [photos["coffee"], photos["chelsea"]])
-    wait_all_done(qtbot, window)
-    assert [i.status for i in window.items.values()] == ["done", "done"]
-    assert "ran out of memory" in window.time_label.text()
-    assert "ran on the CPU" in window.top5.message.text()
+def test_gpu_out_of_memory_falls_back_to_cpu_with_a_visible_note(qtbot, settings, checkpoint, photos, monkeypatch):
+    from resnext_gui.core.classifier import Classifier
+
+    def gpu_that_runs_out(weights, device):
+        clf = Classifier(weights, device=device)
+        fake_gpu_out_of_memory(clf, monkeypatch)
+        return clf
+
+    monkeypatch.setattr("resnext_gui.core.model.describe_device", lambda device: f"{device.type.upper()} · test")
+
+    window = open_window(qtbot, settings, checkpoint, factory=gpu_that_runs_out)
+    try:
+        drop_and_list(qtbot, window, [photos["coffee"], photos["chelsea"]])
+        wait_all_done(qtbot, window)
+        assert [p.status for p in window.photos] == [Status.DONE, Status.DONE]
+        assert "ran out of memory" in window.time_label.text()
+        assert "ran on the CPU" in window.top5.message.text()
+    finally:
+        window.close()
 
 
 def test_switching_device_reloads_the_model_in_the_worker(qtbot, window, photos):
@@ -278,6 +292,6 @@ def test_switching_device_reloads_the_model_in_the_worker(qtbot, window, photos)
     with qtbot.waitSignal(window.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
         [a for a in window.device_actions.actions() if a.data() == "auto"][0].trigger()
     assert window.model_info is not first and window.settings.value("device") == "auto"
-    drop(window, [photos["coffee"]])
+    drop_and_list(qtbot, window, [photos["coffee"]])
     wait_all_done(qtbot, window)
-    assert list(window.items.values())[0].status == "done"
+    assert window.photos.photo(0).status is Status.DONE

@@ -1,0 +1,36 @@
+"""Refuses a Qt binding that loses references to None or True (PySide6 6.12.0 on CPython < 3.12) before it can crash the app."""
+
+from __future__ import annotations
+
+import sys
+
+BAD_RELEASES = ("6.12.0",)
+ADVICE = "Install another release: pip install 'PySide6-Essentials!=6.12.0' (6.11.3 is known to work)."
+
+
+def lost_references(calls: int = 200) -> dict[str, int]:
+    """Make ``calls`` Qt calls that return nothing and ``calls`` signal emits; how many references to
+    None and True went missing meanwhile (0 and 0 on a sound binding)."""
+    from PySide6.QtCore import QObject, Signal
+
+    class Probe(QObject):
+        ping = Signal()
+
+    probe = Probe()
+    none_before, true_before = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(calls):
+        probe.setObjectName("probe")
+    for _ in range(calls):
+        probe.ping.emit()
+    return {"None": none_before - sys.getrefcount(None), "True": true_before - sys.getrefcount(True)}
+
+
+def binding_problem(calls: int = 200) -> str | None:
+    """A plain sentence when the installed binding is one that would crash the app later, else None."""
+    import PySide6
+
+    lost = lost_references(calls)
+    if max(lost.values()) < calls // 2:
+        return None
+    return (f"PySide6 {PySide6.__version__} on Python {sys.version.split()[0]} loses a reference to None on "
+            f"every Qt call ({lost['None']} of {calls} here) and would crash this app within minutes. {ADVICE}")

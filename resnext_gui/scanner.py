@@ -1,0 +1,89 @@
+"""Lists dropped files and folders on a thread of its own, so a huge folder never blocks the window."""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+CHUNK_FILES = 256  # files per batch sent to the window ...
+CHUNK_SECONDS = 0.1  # ... or whatever was found in this long, so the first photos show up at once
+
+
+class FolderScanner(QThread):
+    """One request at a time, in the order asked; each request's files come in chunks as they are found."""
+
+    found = Signal(int, list)  # request id, [path str]
+    skipped = Signal(int, str, str)  # request id, path, reason
+    finishedRequest = Signal(int, int, bool)  # request id, files found, cancelled
+
+    live: set["FolderScanner"] = set()
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("resnext-gui folder scan")
+        self._requests: queue.Queue = queue.Queue()
+        self._ids = itertools.count(1)
+        self._generation = 0  # bumped by cancel(): requests of older generations stop
+        self._lock = threading.Lock()
+
+    def scan(self, paths: list[str]) -> int:
+        request = next(self._ids)
+        with self._lock:
+            generation = self._generation
+        self._requests.put((request, list(paths), generation))
+        if not self.isRunning():
+            FolderScanner.live.add(self)
+            self.start()
+        return request
+
+    def cancel(self) -> None:
+        """Stop listing: the request in progress ends at its next file, waiting ones are dropped."""
+        with self._lock:
+            self._generation += 1
+
+    def stop(self, timeout_ms: int = 5000) -> bool:
+        self.cancel()
+        self._requests.put(None)
+        done = self.wait(timeout_ms) if self.isRunning() else True
+        if done:
+            FolderScanner.live.discard(self)
+        return done
+
+    def _current(self, generation: int) -> bool:
+        with self._lock:
+            return generation == self._generation
+
+    def run(self) -> None:
+        from .core.paths import iter_images
+
+        while True:
+            request = self._requests.get()
+            if request is None:
+                return
+            rid, paths, generation = request
+            count, chunk, last = 0, [], time.monotonic()
+
+            def skip(path: Path, reason: str, rid: int = rid) -> None:
+                self.skipped.emit(rid, str(path), reason)
+
+            cancelled = not self._current(generation)
+            if not cancelled:
+                for path in iter_images(paths, skip):
+                    if not self._current(generation):
+                        cancelled = True
+                        break
+                    chunk.append(str(path))
+                    now = time.monotonic()
+                    if len(chunk) >= CHUNK_FILES or now - last >= CHUNK_SECONDS:
+                        self.found.emit(rid, chunk)
+                        count += len(chunk)
+                        chunk, last = [], now
+            if chunk and not cancelled:
+                self.found.emit(rid, chunk)
+                count += len(chunk)
+            self.finishedRequest.emit(rid, count, cancelled)

@@ -1,0 +1,311 @@
+"""The gallery: a list model of every photo (status, result, thumbnail, the display cache) and its view and delegate."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPixmap
+from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
+
+from ..worker import PhotoResult, PhotoSource, THUMB_SIDE
+from .text import percent, plain_tooltip
+
+CELL = QSize(132, 144)  # a 96-pixel thumbnail and two lines of text
+DISPLAY_CACHE = 24  # full display copies kept; older photos keep their thumbnail, maps and labels
+
+
+class Status(enum.Enum):
+    QUEUED = "waiting"
+    DONE = "done"
+    FAILED = "not classified"
+    STOPPED = "stopped"
+
+
+@dataclass(eq=False)
+class Photo:
+    """One photo in the gallery."""
+
+    item_id: int
+    source: PhotoSource | None  # path, encoded bytes, or image data (until the worker encoded it)
+    name: str
+    status: Status = Status.QUEUED
+    result: PhotoResult | None = None  # without its display copy: that lives in the model's cache
+    thumb: QPixmap | None = None
+    note: str | None = None  # something to tell about this photo now (a failed recompute, a lost file)
+
+    @property
+    def error(self) -> str | None:
+        return self.result.error if self.result is not None and not self.result.ok else None
+
+    def caption(self) -> str:
+        if self.status is Status.DONE and self.result is not None:
+            top = self.result.top[0]
+            return f"{top.label} {percent(top.prob)}"
+        return self.status.value
+
+    def tooltip(self, waiting: str) -> str:
+        if self.status is Status.DONE and self.result is not None:
+            top = self.result.top[0]
+            lines = [self.name, f"{top.label} — {top.prob:.1%}"]
+            if self.result.note:
+                lines.append(self.result.note)
+        elif self.status is Status.FAILED:
+            lines = [self.name, self.error or "could not be classified"]
+        elif self.status is Status.STOPPED:
+            lines = [self.name, "Stopped before it was classified"]
+        else:
+            lines = [self.name, waiting]
+        return "\n".join(lines)
+
+
+StatusRole = Qt.ItemDataRole.UserRole + 1
+PhotoRole = Qt.ItemDataRole.UserRole + 2
+
+
+class GalleryModel(QAbstractListModel):
+    """Every photo dropped, in order. Statuses, counts and the display cache live here, not in widgets."""
+
+    countsChanged = Signal()
+
+    def __init__(self, parent: QObject | None = None, display_cache: int = DISPLAY_CACHE) -> None:
+        super().__init__(parent)
+        self._photos: list[Photo] = []
+        self._rows: dict[int, int] = {}
+        self._ids = itertools.count(1)
+        self._displays: OrderedDict[int, QImage] = OrderedDict()
+        self._counts = {s: 0 for s in Status}  # kept as statuses change: the status bar asks after every photo
+        self.display_cache = display_cache
+        self.waiting_text = "Waiting for the model"
+
+    # ---- Qt model API ----
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._photos)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self._photos):
+            return None
+        photo = self._photos[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return f"{photo.caption()}\n{photo.name}"
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return plain_tooltip(photo.tooltip(self.waiting_text))
+        if role == StatusRole:
+            return photo.status
+        if role == PhotoRole:
+            return photo
+        return None
+
+    # ---- access ----
+    def __len__(self) -> int:
+        return len(self._photos)
+
+    def __iter__(self) -> Iterator[Photo]:
+        return iter(self._photos)
+
+    def photo(self, row: int) -> Photo | None:
+        return self._photos[row] if 0 <= row < len(self._photos) else None
+
+    def get(self, item_id: int) -> Photo | None:
+        row = self._rows.get(item_id)
+        return None if row is None else self._photos[row]
+
+    def row_of(self, photo: Photo) -> int:
+        return self._rows.get(photo.item_id, -1)
+
+    def counts(self) -> dict[Status, int]:
+        return dict(self._counts)
+
+    def _set_status(self, photo: Photo, status: Status) -> None:
+        self._counts[photo.status] -= 1
+        self._counts[status] += 1
+        photo.status = status
+
+    def records(self) -> list[dict]:
+        """What Export writes: the core's record of every photo that has an answer."""
+        return [p.result.record for p in self._photos if p.result is not None and p.result.record]
+
+    # ---- changes ----
+    def add(self, sources: Iterable[tuple[PhotoSource, str]], status: Status = Status.QUEUED) -> list[Photo]:
+        new = [Photo(next(self._ids), source, name, status) for source, name in sources]
+        if new:
+            first = len(self._photos)
+            self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
+            for i, photo in enumerate(new):
+                self._photos.append(photo)
+                self._rows[photo.item_id] = first + i
+            self._counts[status] += len(new)
+            self.endInsertRows()
+            self.countsChanged.emit()
+        return new
+
+    def add_failed(self, name: str, message: str) -> Photo:
+        (photo,) = self.add([(None, name)], Status.FAILED)
+        photo.result = PhotoResult(photo.item_id, False, name, error=message,
+                                   record={"path": name, "ok": False, "error": message})
+        self._changed(photo)
+        return photo
+
+    def set_result(self, res: PhotoResult) -> Photo | None:
+        """A batch answer; returns the photo, or None when it was removed meanwhile."""
+        photo = self.get(res.item_id)
+        if photo is None:
+            return None
+        self._absorb(photo, res)
+        self._set_status(photo, Status.DONE if res.ok else Status.FAILED)
+        photo.note = None
+        self._changed(photo)
+        self.countsChanged.emit()
+        return photo
+
+    def set_recomputed(self, res: PhotoResult) -> Photo | None:
+        photo = self.get(res.item_id)
+        if photo is None or photo.status is not Status.DONE:
+            return None
+        self._absorb(photo, res)
+        photo.note = None
+        self._changed(photo)
+        return photo
+
+    def _absorb(self, photo: Photo, res: PhotoResult) -> None:
+        if res.encoded is not None:
+            photo.source = res.encoded  # image data is kept as the PNG the worker made of it
+        if res.display is not None:
+            self.cache_display(photo.item_id, res.display)
+            res.display = None
+        if res.thumb is not None:
+            photo.thumb = QPixmap.fromImage(res.thumb)
+            res.thumb = None
+        photo.result = res
+
+    def set_note(self, photo: Photo, note: str | None) -> None:
+        photo.note = note
+        self._changed(photo)
+
+    def mark_stopped(self, item_ids: Iterable[int]) -> int:
+        n = 0
+        for item_id in item_ids:
+            photo = self.get(item_id)
+            if photo is not None and photo.status is Status.QUEUED:
+                self._set_status(photo, Status.STOPPED)
+                self._changed(photo)
+                n += 1
+        if n:
+            self.countsChanged.emit()
+        return n
+
+    def set_waiting_text(self, text: str) -> None:
+        self.waiting_text = text
+        if self._photos:
+            self.dataChanged.emit(self.index(0), self.index(len(self._photos) - 1), [Qt.ItemDataRole.ToolTipRole])
+
+    def clear(self) -> None:
+        self.beginResetModel()
+        self._photos.clear()
+        self._rows.clear()
+        self._displays.clear()
+        self._counts = {s: 0 for s in Status}
+        self.endResetModel()
+        self.countsChanged.emit()
+
+    def _changed(self, photo: Photo) -> None:
+        idx = self.index(self._rows[photo.item_id])
+        self.dataChanged.emit(idx, idx)
+
+    # ---- the display cache: full view copies of the most recently seen photos ----
+    def display(self, item_id: int) -> QImage | None:
+        image = self._displays.get(item_id)
+        if image is not None:
+            self._displays.move_to_end(item_id)
+        return image
+
+    def cache_display(self, item_id: int, image: QImage) -> None:
+        if item_id not in self._rows:
+            return
+        self._displays[item_id] = image
+        self._displays.move_to_end(item_id)
+        while len(self._displays) > self.display_cache:
+            self._displays.popitem(last=False)
+
+    def cached_displays(self) -> int:
+        return len(self._displays)
+
+
+BADGES = {Status.QUEUED: ("…", QColor(130, 130, 130)), Status.FAILED: ("!", QColor(200, 50, 50)),
+          Status.STOPPED: ("■", QColor(120, 120, 120))}
+
+
+class GalleryDelegate(QStyledItemDelegate):
+    """Paints a cell: the thumbnail (or a status badge) and two lines, the answer and the file name."""
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
+        return CELL
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        photo: Photo = index.data(PhotoRole)
+        if photo is None:
+            return
+        painter.save()
+        rect = option.rect  # type: ignore[attr-defined]
+        pal = option.palette  # type: ignore[attr-defined]
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)  # type: ignore[attr-defined]
+        if selected:
+            painter.fillRect(rect.adjusted(2, 2, -2, -2), pal.color(QPalette.ColorRole.Highlight))
+        icon = QRect(rect.x() + (rect.width() - THUMB_SIDE) // 2, rect.y() + 4, THUMB_SIDE, THUMB_SIDE)
+        if photo.thumb is not None:
+            size = photo.thumb.deviceIndependentSize().toSize()
+            target = QRect(0, 0, size.width(), size.height())
+            target.moveCenter(icon.center())
+            painter.drawPixmap(target, photo.thumb)
+        if photo.status in BADGES:
+            text, color = BADGES[photo.status]
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(color)
+            badge = icon.adjusted(8, 8, -8, -8) if photo.thumb is None else QRect(icon.right() - 27, icon.y(), 28, 28)
+            painter.drawRoundedRect(badge, 10, 10)
+            font = QFont(option.font)  # type: ignore[attr-defined]
+            font.setPixelSize(badge.height() // 2)
+            font.setBold(True)
+            painter.setFont(font)
+            painter.setPen(QColor("white"))
+            painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+        painter.setFont(option.font)  # type: ignore[attr-defined]
+        painter.setPen(pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
+        fm = option.fontMetrics  # type: ignore[attr-defined]
+        width = rect.width() - 8
+        y = icon.bottom() + 4
+        for line, mode in ((photo.caption(), Qt.TextElideMode.ElideRight), (_basename(photo.name), Qt.TextElideMode.ElideMiddle)):
+            painter.drawText(QRect(rect.x() + 4, y, width, fm.height()), Qt.AlignmentFlag.AlignHCenter,
+                             fm.elidedText(line, mode, width))
+            y += fm.height()
+        painter.restore()
+
+
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1] or name
+
+
+class GalleryView(QListView):
+    """An icon grid that lays out thousands of entries in batches, so the window never waits for it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setViewMode(QListView.ViewMode.IconMode)
+        self.setFlow(QListView.Flow.LeftToRight)
+        self.setWrapping(True)
+        self.setResizeMode(QListView.ResizeMode.Adjust)
+        self.setMovement(QListView.Movement.Static)
+        self.setLayoutMode(QListView.LayoutMode.Batched)
+        self.setBatchSize(200)
+        self.setUniformItemSizes(True)
+        self.setGridSize(CELL + QSize(4, 4))
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setAcceptDrops(False)
+        self.setDragEnabled(False)
+        self.setMinimumWidth(CELL.width() + 24)
+        self.setItemDelegate(GalleryDelegate(self))

@@ -1,0 +1,14 @@
+"""How the window words numbers and shows text from files (names, labels, paths): always as plain text."""
+
+from __future__ import annotations
+
+import html
+
+
+def percent(prob: float) -> str:
+    return f"{prob:.0%}" if prob >= 0.095 else f"{prob:.1%}"
+
+
+def plain_tooltip(text: str) -> str:
+    """A tooltip that shows ``text`` literally: Qt would otherwise render a name such as ``<img src=...>``."""
+    return "<p style='white-space:pre-wrap'>" + html.escape(text).replace("\n", "<br>") + "</p>"

@@ -1,0 +1,51 @@
+"""The gallery model on its own: statuses, counts, the display cache and records, with no model loaded."""
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QImage
+
+from resnext_gui.core.classifier import TopClass
+from resnext_gui.ui.gallery import GalleryModel, Status
+from resnext_gui.worker import PhotoResult
+
+
+def _ok(item_id, label="tabby"):
+    return PhotoResult(item_id, True, f"{item_id}.jpg", top=[TopClass(1, 281, label, 0.8)],
+                       display=QImage(8, 8, QImage.Format.Format_RGB888), record={"path": f"{item_id}.jpg", "ok": True})
+
+
+def test_statuses_counts_and_records(qtbot):
+    model = GalleryModel()
+    photos = model.add([(f"/p/{i}.jpg", f"/p/{i}.jpg") for i in range(4)])
+    assert model.rowCount() == 4 and [p.status for p in model] == [Status.QUEUED] * 4
+    with qtbot.waitSignal(model.dataChanged):
+        model.set_result(_ok(photos[0].item_id))
+    model.set_result(PhotoResult(photos[1].item_id, False, "1.jpg", error="is truncated or damaged",
+                                 record={"path": "1.jpg", "ok": False}))
+    assert model.mark_stopped([photos[2].item_id, photos[0].item_id]) == 1  # a finished photo stays finished
+    counts = model.counts()
+    assert counts == {Status.DONE: 1, Status.FAILED: 1, Status.STOPPED: 1, Status.QUEUED: 1}
+    assert model.index(0).data(Qt.ItemDataRole.DisplayRole).startswith("tabby 80%")
+    assert "is truncated or damaged" in model.index(1).data(Qt.ItemDataRole.ToolTipRole)
+    assert [r["ok"] for r in model.records()] == [True, False]
+    model.clear()
+    assert model.rowCount() == 0 and model.get(photos[0].item_id) is None
+    assert model.set_result(_ok(photos[3].item_id)) is None  # an answer for a cleared photo is dropped
+
+
+def test_display_cache_keeps_the_most_recently_seen(qtbot):
+    model = GalleryModel(display_cache=3)
+    photos = model.add([(f"{i}.jpg", f"{i}.jpg") for i in range(5)])
+    for p in photos:
+        model.set_result(_ok(p.item_id))
+        assert p.result.display is None and p.thumb is None  # the display copy moved into the cache
+    assert model.cached_displays() == 3 and model.display(photos[0].item_id) is None
+    assert model.display(photos[2].item_id) is not None  # touched: now the most recent
+    model.cache_display(photos[0].item_id, QImage(4, 4, QImage.Format.Format_RGB888))
+    assert model.display(photos[3].item_id) is None and model.display(photos[2].item_id) is not None
+
+
+def test_names_are_tooltips_in_plain_text(qtbot):
+    model = GalleryModel()
+    (photo,) = model.add([("<img src=/dev/zero>.jpg", "<img src=/dev/zero>.jpg")])
+    tip = model.index(0).data(Qt.ItemDataRole.ToolTipRole)
+    assert "<img" not in tip and "&lt;img src=/dev/zero&gt;.jpg" in tip

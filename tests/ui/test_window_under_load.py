@@ -1,0 +1,191 @@
+"""The window under real use: big folders, clicks mid-batch, and no state the user can't leave."""
+
+import http.server
+import threading
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QElapsedTimer, Qt, QTimer
+from PySide6.QtWidgets import QMessageBox
+
+from resnext_gui.ui.gallery import Status
+from tests.helpers import copies
+from tests.ui.conftest import MODEL_TIMEOUT, drop_and_list, open_window, wait_all_done
+from tests.ui.fakes import FakeFactory
+
+
+class EventLoopProbe:
+    """A 5 ms timer on the GUI thread; the longest gap between its ticks is how long the window froze."""
+
+    def __init__(self) -> None:
+        self.gaps: list[int] = []
+        self.clock = QElapsedTimer()
+        self.timer = QTimer()
+        self.timer.setInterval(5)
+        self.timer.timeout.connect(lambda: self.gaps.append(self.clock.restart()))
+
+    def __enter__(self):
+        self.clock.start()
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.stop()
+
+    @property
+    def worst(self) -> int:
+        return max(self.gaps[1:], default=0)
+
+
+@pytest.fixture
+def big_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("five_thousand")
+    for sub in range(10):
+        (root / f"roll{sub}").mkdir()
+        for i in range(500):
+            Image.new("RGB", (8, 6), (sub * 20, i % 256, 90)).save(root / f"roll{sub}" / f"img{i:03}.png")
+    return root
+
+
+def test_a_5000_photo_folder_is_listed_without_blocking_the_window(qtbot, settings, big_folder):
+    win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
+    try:
+        with EventLoopProbe() as probe:
+            drop_and_list(qtbot, win, [big_folder], timeout=120_000)
+            qtbot.waitUntil(lambda: win.photos.counts()[Status.DONE] >= 200, timeout=60_000)
+        assert len(win.photos) == 5000
+        assert win.photos.photo(0).name.endswith("roll0/img000.png") and win.photos.photo(4999).name.endswith("roll9/img499.png")
+        assert len(probe.gaps) > 50 and probe.worst < 50, f"event loop stalled for {probe.worst} ms"
+        win.stop()  # the photo being computed finishes; every other one is stopped
+        qtbot.waitUntil(lambda: win.photos.counts()[Status.QUEUED] == 0, timeout=30_000)
+        counts = win.photos.counts()
+        assert counts[Status.QUEUED] == 0 and counts[Status.STOPPED] + counts[Status.DONE] == 5000
+    finally:
+        win.close()
+
+
+def test_an_old_photo_selected_mid_batch_shows_at_once_and_in_full_before_the_batch_ends(qtbot, settings, photos, tmp_path):
+    gate = threading.Event()
+    factory = FakeFactory()
+    win = open_window(qtbot, settings, "fake.pth", factory=factory)
+    try:
+        win.photos.display_cache = 2
+        first = copies([photos["coffee"]], 3, tmp_path, "early")
+        drop_and_list(qtbot, win, first)
+        wait_all_done(qtbot, win)
+        factory.made[0].gate = gate  # the batch that follows is held at its first photo
+        factory.made[0].busy.clear()
+        drop_and_list(qtbot, win, copies([photos["chelsea"]], 6, tmp_path, "late"))
+        qtbot.waitUntil(factory.made[0].busy.is_set)
+        old = win.photos.photo(0)
+        assert win.photos.display(old.item_id) is None  # evicted: only its thumbnail is kept
+        with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: i == old.item_id):
+            win.select(old)
+            assert win.view.has_photo() and win.view._photo.width() < 200  # the thumbnail, at once
+            assert win.current_map() is not None  # and its heatmap
+            gate.set()
+        assert win.view._photo.width() == 600  # the full view, while the batch is still running
+        assert any(p.status is Status.QUEUED for p in win.photos)
+        order = [name for name, _ in factory.made[0].calls]
+        assert order[:4] == [f"early{i:02}.png" for i in range(3)] + ["late00.png"]
+    finally:
+        gate.set()
+        win.close()
+
+
+# ---- states the user must always be able to leave ----
+
+class DroppingChunkedServer:
+    """Serves a chunked response and closes the connection half-way (http.client.IncompleteRead)."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):  # noqa: N802
+                self.send_response(200)
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                self.wfile.write(b"10000\r\n" + b"x" * 0x8000)  # a chunk announced whole, sent by half
+                self.wfile.flush()
+                self.close_connection = True
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/resnext50_32x4d-1a0047aa.pth"
+
+    def __exit__(self, *exc):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+def test_an_interrupted_download_ends_with_a_message_and_download_usable_again(qtbot, settings, monkeypatch, isolated_env):
+    with DroppingChunkedServer() as url:
+        monkeypatch.setenv("RESNEXT_GUI_WEIGHTS_URL", url)
+        win = open_window(qtbot, settings, None, state="missing")
+        try:
+            qtbot.mouseClick(win.download_button, Qt.MouseButton.LeftButton)
+            assert win.download_dialog is not None and not win.download_button.isEnabled()
+            qtbot.waitUntil(lambda: win.download_dialog is None, timeout=30_000)
+            assert win.last_message is not None and win.last_message.windowTitle() == "Download failed"
+            assert win.last_message.text()
+            assert win.download_button.isEnabled() and win.download_action.isEnabled()
+            assert win.model_state == "missing" and win.banner.isVisible()
+            hub = isolated_env / "torch" / "hub" / "checkpoints"
+            assert not hub.exists() or not any(hub.iterdir())  # nothing half-written was left behind
+        finally:
+            win.close()
+
+
+def test_a_refused_weights_file_leaves_the_status_bar_naming_the_model_in_use(qtbot, window, tmp_path):
+    bad = tmp_path / "notes.pth"
+    bad.write_text("not a checkpoint")
+    with qtbot.waitSignal(window.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "failed"):
+        window.load_weights(str(bad))
+    assert window.device_label.text() == window.model_info.device and "Loading" not in window.device_label.text()
+    assert window.last_message.icon() == QMessageBox.Icon.Warning
+
+
+def test_a_photo_deleted_after_it_was_classified_says_so_when_selected(qtbot, settings, photos, tmp_path):
+    win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
+    try:
+        win.photos.display_cache = 1
+        files = copies([photos["coffee"]], 2, tmp_path)
+        drop_and_list(qtbot, win, files)
+        wait_all_done(qtbot, win)
+        first, second = win.photos.photo(0), win.photos.photo(1)
+        win.select(second)
+        assert win.photos.display(first.item_id) is None  # only its thumbnail is kept
+        files[0].unlink()
+        with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: i == first.item_id):
+            win.select(first)
+        assert "does not exist" in win.top5.message.text() and "thumbnail" in win.top5.message.text()
+        assert win.view.has_photo() and len([r for r in win.top5.rows if r.isVisible()]) == 5
+        win.select(second)  # every control still works
+        assert win.top5.message.text() == "" and win.view._photo.width() == 600
+    finally:
+        win.close()
+
+
+def test_a_failed_recompute_says_so_and_keeps_showing_what_is_current(qtbot, settings, photos, tmp_path):
+    win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
+    try:
+        (photo_path,) = copies([photos["coffee"]], 1, tmp_path)
+        drop_and_list(qtbot, win, [photo_path])
+        wait_all_done(qtbot, win)
+        photo = win.current_photo()
+        photo_path.unlink()
+        with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: photo.note is not None):
+            win.layer_box.setCurrentIndex(1)
+        assert photo.result.layer == "layer4"
+        assert "Could not compute the new heatmap" in win.top5.message.text() and "last stage" in win.top5.message.text()
+        assert win.top5.title.text().endswith("heatmap: last stage")
+    finally:
+        win.close()
