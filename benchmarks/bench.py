@@ -140,14 +140,13 @@ def run_classify(paths, weights, device, extra=()) -> dict:
 
 def app_worker_latency(clf, paths) -> float:
     """What the window's worker does for one dropped photo, run directly (no event loop in the way)."""
-    from resnext_gui.worker import CancelState, ClassifyJob, Engine
+    from resnext_gui.worker import JobQueue, _Runner
 
-    engine = Engine(CancelState(), None, "cpu")
-    engine.clf = clf
+    runner = _Runner(None, JobQueue(), lambda w, d: clf, None, "cpu", 1.0, None)
+    runner.clf = clf
     results = []
-    engine.result.connect(results.append)  # direct: same thread
     it = iter(paths * 4)
-    ms = median_ms(lambda: engine._classify(ClassifyJob(0, str(next(it)))), len(paths) * 2, warmup=2)
+    ms = median_ms(lambda: results.append(runner._classify(0, str(next(it)), "layer4")), len(paths) * 2, warmup=2)
     assert results and results[-1].ok
     return ms
 
