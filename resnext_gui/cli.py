@@ -41,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     wsub = w.add_subparsers(dest="weights_command", required=True)
     f = wsub.add_parser("fetch", help="download the official ImageNet weights into the torch hub cache")
     f.add_argument("--variant", default="v2", choices=["v2", "v1"], help="v2: acc@1 81.2 (default); v1: 77.6")
-    f.add_argument("--url", help="download from this mirror instead (its file name must carry the sha256 prefix)")
+    f.add_argument("--url", help="download from this mirror of the official file instead "
+                   "(checked against the variant's own checksum and size)")
     i = wsub.add_parser("info", help="say which weights would be used, from where, and their size")
     i.add_argument("--weights", metavar="FILE", help="checkpoint given on the command line")
     return parser

@@ -110,17 +110,32 @@ def test_missing_cuda_is_a_clear_error(checkpoint, tree):
     assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_weights_fetch_and_info(tmp_path, checkpoint):
+@pytest.fixture
+def checkpoint_is_v2(monkeypatch, checkpoint):
+    """Make the generated checkpoint stand in for the official V2 file (its hash prefix and size)."""
+    import dataclasses
+
+    from resnext_gui.core import weights as W
+
     payload = checkpoint.read_bytes()
-    name = f"resnext50_32x4d-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
-    with WeightsServer({name: payload, "resnext50_32x4d-00000000.pth": payload}) as srv:
-        bad = run_cli("weights", "fetch", "--url", f"{srv.base}/resnext50_32x4d-00000000.pth")
-        assert bad.returncode == 2 and "checksum" in bad.stderr
-        cache = tmp_path / "torch" / "hub" / "checkpoints"
+    fake = dataclasses.replace(W.VARIANTS["v2"], hash_prefix=hashlib.sha256(payload).hexdigest()[:8],
+                               size_bytes=len(payload), sha512=None)
+    monkeypatch.setitem(W.VARIANTS, "v2", fake)
+    return payload
+
+
+def test_weights_fetch_and_info(tmp_path, checkpoint, checkpoint_is_v2, capsys, monkeypatch):
+    from resnext_gui.cli import main
+
+    payload = checkpoint_is_v2
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    with WeightsServer({"mirror.pth": payload, "other.pth": payload[:-1] + b"x"}) as srv:
+        assert main(["weights", "fetch", "--url", f"{srv.base}/other.pth"]) == 2
+        assert "checksum" in capsys.readouterr().err
         assert not cache.exists() or list(cache.iterdir()) == []
-        r = run_cli("weights", "fetch", "--url", f"{srv.base}/{name}", env={"TORCH_HOME": str(tmp_path / "torch")})
-    assert r.returncode == 0, r.stderr
-    saved = tmp_path / "torch" / "hub" / "checkpoints" / "resnext50_32x4d-1a0047aa.pth"
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        assert main(["weights", "fetch", "--url", f"{srv.base}/mirror.pth"]) == 0
+    saved = cache / "resnext50_32x4d-1a0047aa.pth"
     assert saved.read_bytes() == payload
     info = run_cli("weights", "info", env={"TORCH_HOME": str(tmp_path / "torch")})
     assert info.returncode == 0, info.stderr
@@ -130,6 +145,28 @@ def test_weights_fetch_and_info(tmp_path, checkpoint):
     # and classify now finds them with no flag at all
     c = run_cli("classify", REPO / "tests" / "helpers.py", env={"TORCH_HOME": str(tmp_path / "torch")})
     assert c.returncode == 1 and "not an image" in lines(c.stdout)[0]["error"]
+
+
+def test_weights_fetch_failures_are_one_message_and_exit_2(tmp_path, monkeypatch, checkpoint_is_v2, capsys):
+    from resnext_gui.cli import main
+    from resnext_gui.core import weights as W
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with WeightsServer({"mirror.pth": checkpoint_is_v2}) as srv:
+        assert main(["weights", "fetch", "--url", f"{srv.base}/chunked-drop/mirror.pth"]) == 2
+        err = capsys.readouterr().err
+        assert "cut off" in err and "nothing was saved" in err
+        monkeypatch.setenv(W.ENV_MIRROR, f"{srv.base}/{W.VARIANTS['v1'].filename}")
+        assert main(["weights", "fetch", "--variant", "v2"]) == 2  # the URL must not swap the variant
+        assert "names the v1 weights" in capsys.readouterr().err
+    assert not (tmp_path / "torch" / "hub" / "checkpoints").exists() or \
+        list((tmp_path / "torch" / "hub" / "checkpoints").iterdir()) == []
+    blocker = tmp_path / "not a folder"
+    blocker.write_bytes(b"")
+    monkeypatch.delenv(W.ENV_MIRROR)
+    monkeypatch.setenv("TORCH_HOME", str(blocker))
+    assert main(["weights", "fetch", "--url", "http://127.0.0.1:9/mirror.pth"]) == 2
+    assert "cannot save" in capsys.readouterr().err
 
 
 def test_ctrl_c_keeps_every_finished_line(checkpoint, tree):
