@@ -115,7 +115,7 @@ def cmd_classify(args) -> int:
     from .core.classifier import Classifier
     from .core.errors import ResnextGuiError
     from .core.paths import expand_paths
-    from .core.records import csv_header, csv_row
+    from .core.records import csv_header, csv_row, json_line
 
     if args.topk < 1 or args.batch_size < 1:
         print("resnext-gui classify: --topk and --batch-size must be at least 1", file=sys.stderr)
@@ -135,6 +135,10 @@ def cmd_classify(args) -> int:
     paths = expand_paths(args.paths)
     cams = CamWriter(Path(args.cam_dir)) if args.cam_dir else None
     out = sys.stdout
+    try:  # the output is UTF-8 whatever the locale says (file names and labels are not all ASCII)
+        out.reconfigure(encoding="utf-8", errors="replace")
+    except (AttributeError, ValueError, OSError):
+        pass
     writer = csv.writer(out) if args.format == "csv" else None
     if writer:
         writer.writerow(csv_header(clf.topk))
@@ -154,7 +158,7 @@ def cmd_classify(args) -> int:
             if writer:
                 writer.writerow(csv_row(record, clf.topk))
             else:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
+                out.write(json_line(record) + "\n")
             out.flush()
             progress.step(record["ok"])
     except KeyboardInterrupt:

