@@ -6,6 +6,7 @@ import hashlib
 import http.client
 import os
 import socket
+import stat
 import tempfile
 import threading
 import urllib.error
@@ -154,6 +155,23 @@ def candidates(explicit: str | os.PathLike | None = None) -> list[tuple[str, Pat
     return places
 
 
+def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Why ``path`` can't be a checkpoint file though it exists (a folder, a FIFO, a device...); None if it can.
+
+    Checked before anything opens the file: opening a FIFO would wait forever for a writer.
+    """
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+    if stat.S_ISDIR(st.st_mode):
+        return f"{path} is a folder, not a checkpoint file"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file (a pipe, device or socket), not a checkpoint file"
+    return None
+
+
 def find_weights(explicit: str | os.PathLike | None = None) -> WeightsSource:
     """Apply the lookup order: --weights, $RESNEXT_GUI_WEIGHTS, bundled, torch hub cache.
 
@@ -162,6 +180,9 @@ def find_weights(explicit: str | os.PathLike | None = None) -> WeightsSource:
     """
     for origin, path in candidates(explicit):
         if origin in ("--weights", ENV_WEIGHTS):
+            problem = not_a_regular_file(path)
+            if problem:
+                raise WeightsError(f"{problem} (given by {origin})")
             if not path.is_file():
                 raise WeightsError(f"weights file not found: {path} (given by {origin})")
             return WeightsSource(path, origin, variant_of(path))
