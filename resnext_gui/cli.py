@@ -4,13 +4,46 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
+import signal
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: stop as for Ctrl+C, with every finished line written and no half-written file."""
+
+
+class OutputError(Exception):
+    """Standard output can't be written (closed, disk full, I/O error); not a broken pipe."""
+
+
+def _emit(text: str) -> None:
+    """Write and flush one piece of output; a failing stdout becomes an OutputError (a broken pipe stays one)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+        raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
+
+
+def _silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so the interpreter's last flush of what is still buffered can't fail loudly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:
@@ -41,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     wsub = w.add_subparsers(dest="weights_command", required=True)
     f = wsub.add_parser("fetch", help="download the official ImageNet weights into the torch hub cache")
     f.add_argument("--variant", default="v2", choices=["v2", "v1"], help="v2: acc@1 81.2 (default); v1: 77.6")
-    f.add_argument("--url", help="download from this mirror instead (its file name must carry the sha256 prefix)")
+    f.add_argument("--url", help="download from this mirror of the official file instead "
+                   "(checked against the variant's own checksum and size)")
     i = wsub.add_parser("info", help="say which weights would be used, from where, and their size")
     i.add_argument("--weights", metavar="FILE", help="checkpoint given on the command line")
     return parser
@@ -50,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
 class Progress:
     """Progress on stderr: a redrawn bar on a terminal, a line every 10% otherwise. Never on stdout."""
 
-    def __init__(self, total: int, stream=sys.stderr) -> None:
+    def __init__(self, total: int, stream=None) -> None:
+        stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
         self.total, self.stream, self.done, self.failed = total, stream, 0, 0
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
         self.start = time.perf_counter()
@@ -82,15 +117,44 @@ class Progress:
 
 
 class CamWriter:
-    """Writes <name>.cam.png / <name>.cam.npy; two inputs with the same name never overwrite each other."""
+    """Writes <name>.cam.png / <name>.cam.npy: atomically, never through a planted link, never overwriting twice.
+
+    Each file is written to a temporary file in the same folder and renamed over the target name, so a
+    failure (disk full, SIGTERM) leaves no partial or empty file, and a symbolic link planted at the target
+    name is replaced, not followed. Names are made valid UTF-8 and shortened to fit the file system's limit;
+    two inputs with the same name get ``name`` and ``name-2``.
+    """
+
+    MAX_STEM_BYTES = 200  # + "-NN.cam.png" stays well under the usual 255-byte limit
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
         self.used: set[str] = set()
 
+    @staticmethod
+    def check_folder(folder: Path) -> str | None:
+        """Why ``folder`` can't take the maps (checked before the model loads); None if it can."""
+        if folder.exists() and not folder.is_dir():
+            return f"--cam-dir {folder} is not a folder"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"--cam-dir {folder} cannot be created: {exc.strerror or exc}"
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".resnext-gui-", suffix=".probe")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            return f"--cam-dir {folder} is not writable: {exc.strerror or exc}"
+        return None
+
     def _stem(self, path: str) -> str:
-        base = Path(path).stem or "image"
+        from .core.records import valid_text
+
+        base = valid_text(Path(path).stem) or "image"
+        encoded = base.encode("utf-8")
+        if len(encoded) > self.MAX_STEM_BYTES:
+            base = encoded[: self.MAX_STEM_BYTES].decode("utf-8", "ignore") + "~"
         stem, n = base, 1
         while stem.lower() in self.used:
             n += 1
@@ -105,20 +169,86 @@ class CamWriter:
 
         stem = self._stem(pred.path)
         png, npy = self.folder / f"{stem}.cam.png", self.folder / f"{stem}.cam.npy"
-        save_png(cam_overlay(pred, 1, cmap), png)
-        np.save(npy, pred.cams[0].astype(np.float32))
+        overlay = cam_overlay(pred, 1, cmap)
+        cam = pred.cams[0].astype(np.float32)
+        temps: list[str] = []
+        placed: list[Path] = []
+        try:
+            for target, save in ((png, lambda fh: save_png(overlay, fh)), (npy, lambda fh: np.save(fh, cam))):
+                fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".cam-", suffix=".partial")
+                temps.append(tmp)
+                with os.fdopen(fd, "wb") as fh:
+                    save(fh)
+            for tmp, target in zip(temps, (png, npy)):
+                os.replace(tmp, target)  # replaces a link at ``target`` itself, never writes through it
+                placed.append(target)
+        except BaseException:
+            for tmp in temps:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+            for target in placed:  # a map without its partner would be a half answer
+                try:
+                    os.unlink(target)
+                except OSError:
+                    pass
+            raise
         return png, npy
 
 
+def _expand(paths: list[str]) -> tuple[list[Path], int, int]:
+    """The photos to classify, with one stderr warning per folder or link passed over and per empty folder.
+
+    Returns (photos, folders that could not be read, other skips).
+    """
+    from .core.paths import IMAGE_SUFFIXES, expand_paths
+
+    unreadable, skipped = 0, 0
+
+    def on_skip(path: Path, reason: str) -> None:
+        nonlocal unreadable, skipped
+        if reason.startswith("cannot be read"):
+            unreadable += 1
+        else:
+            skipped += 1
+        print(f"resnext-gui: skipped {path}: {reason}", file=sys.stderr)
+
+    found: list[Path] = []
+    for raw in paths:
+        mine = expand_paths([raw], on_skip)
+        if not mine and os.path.isdir(raw):
+            print(f"resnext-gui: warning: {raw} holds no images ({' '.join(IMAGE_SUFFIXES)})", file=sys.stderr)
+        found += mine
+    return found, unreadable, skipped
+
+
 def cmd_classify(args) -> int:
-    from .core.classifier import Classifier
     from .core.errors import ResnextGuiError
-    from .core.paths import expand_paths
-    from .core.records import csv_header, csv_row
+    from .core.records import csv_header, csv_row, json_line
 
     if args.topk < 1 or args.batch_size < 1:
         print("resnext-gui classify: --topk and --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    cams = None
+    if args.cam_dir:
+        problem = CamWriter.check_folder(Path(args.cam_dir))
+        if problem:
+            print(f"resnext-gui: {problem}", file=sys.stderr)
+            return EXIT_USAGE
+        cams = CamWriter(Path(args.cam_dir))
+    paths, unreadable, skipped = _expand(args.paths)
+    if not paths:
+        print("resnext-gui: nothing to classify: no image files were found", file=sys.stderr)
+        return EXIT_SOME_FAILED
+
+    from .core.classifier import MAX_BATCH, Classifier
+
+    if args.batch_size > MAX_BATCH:
+        print(f"resnext-gui: note: --batch-size {args.batch_size} is capped at {MAX_BATCH} "
+              "(larger batches only cost memory)", file=sys.stderr)
+        args.batch_size = MAX_BATCH
+    print("resnext-gui: loading the model…", file=sys.stderr, flush=True)
     try:
         clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision)
     except ResnextGuiError as exc:
@@ -131,37 +261,51 @@ def cmd_classify(args) -> int:
         if "AVX512" not in capability.upper():
             print(f"resnext-gui: note: this CPU ({capability or 'unknown'}) has no native bfloat16; "
                   "--precision bf16 will be slower than fp32 here", file=sys.stderr)
-    paths = expand_paths(args.paths)
-    cams = CamWriter(Path(args.cam_dir)) if args.cam_dir else None
-    out = sys.stdout
-    writer = csv.writer(out) if args.format == "csv" else None
-    if writer:
-        writer.writerow(csv_header(clf.topk))
+    try:  # the output is UTF-8 whatever the locale says (file names and labels are not all ASCII)
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")
+    except (AttributeError, ValueError, OSError):
+        pass
+
+    def csv_text(row: list) -> str:
+        buf = io.StringIO()
+        csv.writer(buf).writerow(row)
+        return buf.getvalue()
+
     progress = Progress(len(paths))
     failed = 0
     try:
+        if args.format == "csv":
+            _emit(csv_text(csv_header(clf.topk)))
         for pred in clf.classify_many(paths, batch_size=args.batch_size, keep_images=cams is not None):
             record = pred.to_record()
             if pred.ok and cams:
                 try:
                     png, npy = cams.write(pred)
                     record["cam_png"], record["cam_npy"] = str(png), str(npy)
-                except OSError as exc:
-                    record = {"path": pred.path, "ok": False, "error": f"cannot write its Grad-CAM: {exc}"}
+                except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
             pred.image = None
             failed += 0 if record["ok"] else 1
-            if writer:
-                writer.writerow(csv_row(record, clf.topk))
-            else:
-                out.write(json.dumps(record, ensure_ascii=False) + "\n")
-            out.flush()
+            _emit(csv_text(csv_row(record, clf.topk)) if args.format == "csv" else json_line(record) + "\n")
             progress.step(record["ok"])
+    except OutputError as exc:
+        _silence_stdout()
+        print(f"resnext-gui: cannot write the results to standard output: {exc}", file=sys.stderr)
+        return EXIT_SOME_FAILED
     except KeyboardInterrupt:
         progress.close()
         print("resnext-gui: interrupted; every finished image was written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Terminated:
+        progress.close()
+        print("resnext-gui: terminated; every finished image was written", file=sys.stderr)
+        return EXIT_TERMINATED
     progress.close()
-    return EXIT_SOME_FAILED if failed else EXIT_OK
+    if unreadable or skipped:
+        print(f"resnext-gui: {unreadable + skipped} folders or links skipped ({unreadable} could not be read)",
+              file=sys.stderr)
+    return EXIT_SOME_FAILED if failed or unreadable else EXIT_OK
 
 
 def cmd_weights(args) -> int:
@@ -208,21 +352,43 @@ def cmd_weights(args) -> int:
         "size_bytes": size,
         "description": source.describe(),
     }
-    print(json.dumps(info, ensure_ascii=False))
+    _emit(json.dumps(info, ensure_ascii=False) + "\n")
     print(f"Would use {source.describe()}, {size / 2**20:.1f} MB", file=sys.stderr)
     return EXIT_OK
 
 
+def _on_sigterm(signum, frame) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if sys.stdout is None:  # started with stdout closed (`>&-`): say so instead of failing on the first line
+        print("resnext-gui: standard output is closed; nowhere to write the results", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         if args.command == "classify":
             return cmd_classify(args)
         return cmd_weights(args)
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        _silence_stdout()
         return EXIT_OK
+    except OutputError as exc:
+        _silence_stdout()
+        print(f"resnext-gui: cannot write to standard output: {exc}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    except KeyboardInterrupt:  # e.g. while the model loads
+        print("\nresnext-gui: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("resnext-gui: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 import http.server
 import os
+import socket
 import struct
 import subprocess
 import sys
@@ -36,28 +37,65 @@ def run_cli(*args, env=None, timeout=180, cwd=None) -> subprocess.CompletedProce
 
 
 class WeightsServer:
-    """An HTTP server on 127.0.0.1 serving generated files; ``/drop/<name>`` stops half-way."""
+    """An HTTP server on 127.0.0.1 serving generated files, and the ways a real server misbehaves.
+
+    ``/<name>``: the file. ``/drop/<name>``: announces the full length, sends half, closes.
+    ``/chunked-drop/<name>``: chunked transfer that stops half-way without the final chunk.
+    ``/reset/<name>``: sends half, then resets the connection. ``/stall/<name>``: sends half, sets
+    ``stalled`` and waits (until ``release`` is set or the server shuts down). ``/nolength/<name>``: the file
+    without Content-Length. ``/forever/<name>``: the file over and over without Content-Length.
+    """
 
     def __init__(self, files: dict[str, bytes]) -> None:
         self.files = files
         self.requests: list[str] = []
+        self.stalled = threading.Event()
+        self.release = threading.Event()
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # chunked transfer needs it
+
             def do_GET(self):  # noqa: N802 (http.server's naming)
                 server.requests.append(self.path)
-                drop = self.path.startswith("/drop/")
-                name = self.path.rsplit("/", 1)[-1]
-                body = server.files.get(name)
+                parts = self.path.strip("/").split("/")
+                mode = parts[0] if len(parts) > 1 else ""
+                body = server.files.get(parts[-1])
                 if body is None:
                     self.send_error(404)
                     return
+                self.close_connection = True
+                try:
+                    self._serve(mode, body)
+                except OSError:  # the client went away, as it should when it gives up
+                    pass
+
+            def _serve(self, mode, body):
+                half = body[: len(body) // 2]
                 self.send_response(200)
-                self.send_header("Content-Length", str(len(body)))
+                if mode == "chunked-drop":
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    self.wfile.write(b"%x\r\n" % len(half) + half + b"\r\n")
+                    self.wfile.flush()
+                    return
+                if mode not in ("nolength", "forever"):
+                    self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body[: len(body) // 2] if drop else body)
-                if drop:
-                    self.close_connection = True
+                if mode == "forever":
+                    while not server.release.is_set():
+                        self.wfile.write(body)
+                    return
+                if mode in ("drop", "reset", "stall"):
+                    self.wfile.write(half)
+                    self.wfile.flush()
+                    if mode == "reset":
+                        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    elif mode == "stall":
+                        server.stalled.set()
+                        server.release.wait(60)
+                    return
+                self.wfile.write(body)
 
             def log_message(self, *args):
                 pass
@@ -74,6 +112,7 @@ class WeightsServer:
         return self
 
     def __exit__(self, *exc):
+        self.release.set()
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)

@@ -110,3 +110,17 @@ def test_bad_checkpoint_exit_2_names_the_problem(bad_checkpoints, photos, name, 
     r = run_cli("classify", "--weights", bad_checkpoints / name, photos["coffee"])
     assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
     assert r.stdout == ""
+
+
+def test_pipes_and_devices_are_not_photos(tmp_path):
+    """A FIFO or /dev/zero named like a photo: "not a regular file", answered without opening it."""
+    from resnext_gui.core.errors import ImageError
+    from resnext_gui.core.preprocess import load_image
+
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    for path in (fifo, Path("/dev/zero")):
+        if not path.exists():
+            continue
+        with pytest.raises(ImageError, match="is not a regular file"):
+            load_image(path)

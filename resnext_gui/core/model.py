@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import pickle
 import re
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from torch import nn
 from torchvision.models import resnext50_32x4d
 
 from .errors import DeviceError, WeightsError
-from .weights import DEFAULT_VARIANT, WeightsSource
+from .weights import DEFAULT_VARIANT, WeightsSource, not_a_regular_file
 
 PARAMETER_COUNT = 25_028_904  # the paper's ResNeXt-50 (32x4d), torchvision's resnext50_32x4d
 LAYERS = ("layer4", "layer3", "layer2")
@@ -55,18 +57,47 @@ def describe_device(device: torch.device) -> str:
     return f"CPU · {torch.get_num_threads()} threads"
 
 
+# The official file is 96 MB (25 million float32 numbers); a fine-tune with a much larger head (say 20,000
+# classes) stays well under four times that. Anything larger is refused before it is read, so a small file
+# that unpacks to gigabytes (a zip bomb) cannot exhaust memory.
+MAX_CHECKPOINT_BYTES = 4 * DEFAULT_VARIANT.size_bytes
+
+
+def _check_size(path: Path, size: int) -> None:
+    """Refuse a file whose data, as declared, is more than a ResNeXt-50 checkpoint can need."""
+    declared = size
+    if path.suffix != ".safetensors":
+        try:
+            if zipfile.is_zipfile(path):  # torch.save's format: a zip of uncompressed tensor records
+                with zipfile.ZipFile(path) as zf:
+                    declared = sum(info.file_size for info in zf.infolist())
+        except (zipfile.BadZipFile, OSError, ValueError):
+            pass  # torch.load will say it is damaged
+    if declared > MAX_CHECKPOINT_BYTES:
+        raise WeightsError(
+            f"refused to load {path}: its data is {declared / 1e6:,.0f} MB when unpacked, more than a "
+            f"ResNeXt-50 32x4d checkpoint can need (at most {MAX_CHECKPOINT_BYTES / 1e6:,.0f} MB)"
+        )
+
+
 def _read_state_dict(path: Path) -> tuple[dict, list[str] | None]:
     """Read tensors and any embedded labels without running code from the file."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as exc:
         raise WeightsError(f"cannot read weights file {path}: {exc.strerror or exc}") from None
-    if size == 0:
+    problem = not_a_regular_file(path, st)
+    if problem:
+        raise WeightsError(problem)
+    if st.st_size == 0:
         raise WeightsError(f"weights file {path} is empty")
+    _check_size(path, st.st_size)
     if path.suffix == ".safetensors":
         return _read_safetensors(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's remarks on a file's contents are not for the user
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         text = str(exc)
         if "global" in text.lower():  # torch's safe unpickler met a class or function it won't build
@@ -120,11 +151,21 @@ def _sidecar_labels(path: Path) -> list[str] | None:
             data = json.loads(js.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WeightsError(f"cannot read {js}: {exc}") from None
-        if isinstance(data, dict):  # {"0": "cat", "1": "dog"}
-            data = [data[k] for k in sorted(data, key=int)]
+        if isinstance(data, dict):  # {"0": "cat", "1": "dog"}: the keys must be exactly 0..N-1
+            expected = [str(i) for i in range(len(data))]
+            if sorted(data, key=lambda k: (len(k), k)) != expected:
+                odd = sorted(set(data) - set(expected), key=str)[:3]
+                raise WeightsError(
+                    f"{js}: its keys must be the class numbers 0 to {len(data) - 1}, each once "
+                    f"(found {', '.join(repr(k) for k in odd)}); otherwise the labels would be shifted"
+                )
+            data = [data[k] for k in expected]
         if not isinstance(data, list):
             raise WeightsError(f"{js} must hold a list of class names")
-        return [str(x) for x in data]
+        if not all(isinstance(x, str) for x in data):
+            bad = next(x for x in data if not isinstance(x, str))
+            raise WeightsError(f"{js}: every class name must be a string (found {type(bad).__name__} {bad!r:.40})")
+        return data
     if txt.is_file():
         try:
             lines = txt.read_text(encoding="utf-8").splitlines()
@@ -140,8 +181,11 @@ def _check_architecture(state: dict, path: Path) -> int:
     if fc is None or fc.ndim != 2:
         raise WeightsError(f"{path} is not a ResNeXt-50 32x4d checkpoint: it has no classifier 'fc.weight'")
     num_classes = fc.shape[0]
+    if num_classes < 1:
+        raise WeightsError(f"{path} has a classifier with 0 classes: there is nothing it could predict")
     reference = build_model(num_classes).state_dict()
-    missing = [k for k in reference if k not in state]
+    # BatchNorm's step counter is not needed to run the network; older saves leave it out
+    missing = [k for k in reference if k not in state and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state if k not in reference]
     wrong = [
         f"{k} is {tuple(state[k].shape)}, expected {tuple(v.shape)}"
@@ -162,6 +206,24 @@ def _check_architecture(state: dict, path: Path) -> int:
             hint = " — it looks like a plain ResNet, not a ResNeXt (its 3x3 convolutions are not grouped)"
         raise WeightsError(f"{path} is not a ResNeXt-50 32x4d checkpoint: {'; '.join(parts)}{hint}")
     return num_classes
+
+
+def _check_tensors(state: dict, path: Path) -> None:
+    """Every tensor must be plain, real, finite data: no meta or sparse tensors, no integers, no NaN/inf."""
+    for name, tensor in state.items():
+        if tensor.is_meta or tensor.layout != torch.strided or tensor.is_quantized:
+            kind = "meta (shape only, no data)" if tensor.is_meta else f"{tensor.layout}".replace("torch.", "")
+            raise WeightsError(f"{path}: tensor {name} is a {kind} tensor, not plain weights")
+        if name.endswith(".num_batches_tracked"):
+            if tensor.is_floating_point() or tensor.is_complex() or tensor.dtype == torch.bool:
+                raise WeightsError(f"{path}: tensor {name} is {tensor.dtype}, expected an integer count")
+            continue
+        if not tensor.is_floating_point():
+            raise WeightsError(f"{path}: tensor {name} is {str(tensor.dtype).replace('torch.', '')}, "
+                               "expected floating-point weights")
+        if not bool(torch.isfinite(tensor).all()):
+            raise WeightsError(f"{path}: tensor {name} holds NaN or infinite values; the checkpoint is damaged "
+                               "(or was saved from a training run that diverged)")
 
 
 @dataclass
@@ -186,6 +248,7 @@ def load_model(source: WeightsSource, device: torch.device | str = "cpu") -> Loa
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel
         state = {k[len("module."):]: v for k, v in state.items()}
     num_classes = _check_architecture(state, path)
+    _check_tensors(state, path)
     if labels is None:
         labels = _sidecar_labels(path)
     if labels is None:
@@ -196,6 +259,9 @@ def load_model(source: WeightsSource, device: torch.device | str = "cpu") -> Loa
     if len(labels) != num_classes:
         raise WeightsError(f"{path}: the checkpoint has {num_classes} classes but {len(labels)} labels")
     model = build_model(num_classes)
+    for key, value in model.state_dict().items():  # a missing BatchNorm step counter starts at 0
+        if key.endswith(".num_batches_tracked") and key not in state:
+            state[key] = value
     model.load_state_dict(state, strict=True)
     model.eval().to(device)
     for p in model.parameters():

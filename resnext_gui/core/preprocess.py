@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import stat
 import time
 import warnings
 from dataclasses import dataclass
@@ -51,6 +52,35 @@ def _describe_unreadable(data_head: bytes) -> str:
     return "not an image this app can read (JPEG, PNG, BMP, GIF, WebP, TIFF)"
 
 
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+MAX_ASPECT = 400  # longer side / shorter side; see check_aspect
+
+
+def check_aspect(size: tuple[int, int], name: str) -> None:
+    """Refuse photos so long and thin that preparing them would need gigabytes.
+
+    The model's preprocessing scales the *shorter* side to the resize target (232 px), so a 1x20000 PNG
+    (165 bytes on disk) would become 232 x 4.6 million pixels: over 12 GB as floats. Up to 400:1 (a 3x900
+    sliver, a wide panorama strip) the resized image stays under about 0.3 GB; beyond it the photo is
+    refused before any pixel is decoded.
+    """
+    w, h = size
+    if w < 1 or h < 1:
+        raise ImageError(f"{name} has no pixels ({w}x{h})")
+    if max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(
+            f"{name} is {w}x{h} pixels, more than {MAX_ASPECT} times longer than wide: refused, because "
+            "scaling it for the model would take gigabytes of memory (like a decompression bomb)"
+        )
+
+
 def _open(source: Source) -> tuple[Image.Image, str]:
     if isinstance(source, (bytes, bytearray)):
         if not source:
@@ -59,9 +89,12 @@ def _open(source: Source) -> tuple[Image.Image, str]:
     path = Path(source)
     name = str(path)
     try:
-        if path.is_dir():
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
             raise ImageError(f"{name} is a folder, not an image")
-        if path.stat().st_size == 0:
+        if not stat.S_ISREG(st.st_mode):  # a FIFO, a device like /dev/zero, a socket: never opened
+            raise ImageError(f"{name} is not a regular file ({_file_kind(st.st_mode)}), not a photo")
+        if st.st_size == 0:
             raise ImageError(f"{name} is empty (0 bytes)")
         return Image.open(path), name
     except FileNotFoundError:
@@ -112,6 +145,7 @@ def load_image(source: Source, min_side: int | None = None) -> Decoded:
             opened, name = _open(source)
             im = opened
             full_w, full_h = im.size
+            check_aspect((full_w, full_h), name)
             if min_side and im.format == "JPEG" and min(full_w, full_h) > 2 * min_side:
                 factor = min_side / min(full_w, full_h)
                 im.draft(im.mode, (max(1, int(full_w * factor + 0.999)), max(1, int(full_h * factor + 0.999))))

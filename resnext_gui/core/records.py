@@ -1,28 +1,116 @@
-"""The output format shared by `classify` and the window's export: one record per photo, as JSON or CSV."""
+"""The output format shared by `classify` and the window's export: one record per photo, as JSON or CSV.
+
+Records carry untrusted text — file names, labels from a checkpoint, error messages that quote both — so
+everything written goes through ``clean_record`` and the writers here:
+
+- a CSV cell that starts with ``= + - @``, a tab or a carriage return gets a leading ``'``, so a spreadsheet
+  shows it as text instead of running it as a formula (OWASP's advice for CSV injection);
+- text that is not valid Unicode (a file name whose bytes are not UTF-8) is written with U+FFFD in place of
+  the bad bytes, and the record gains ``path_bytes``: the path's exact bytes, in hex;
+- JSON escapes U+2028, U+2029 and U+0085, which some line-oriented readers take for line breaks;
+- numbers that are not finite (NaN, infinity) are written as null / an empty cell, never as ``NaN``.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
 from typing import Iterable
+
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"}
+
+
+def _raw_bytes(text: str) -> bytes:
+    """The bytes a str stands for: file names keep undecodable bytes as lone surrogates (surrogateescape)."""
+    try:
+        return os.fsencode(text)
+    except UnicodeEncodeError:  # a surrogate that did not come from a file name
+        return text.encode("utf-8", "surrogatepass")
+
+
+def is_valid_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def valid_text(text: str) -> str:
+    """``text`` as valid Unicode: what undecodable bytes stood for becomes U+FFFD."""
+    return text if is_valid_text(text) else _raw_bytes(text).decode("utf-8", "replace")
+
+
+def _clean(value):
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {valid_text(str(k)): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def clean_record(record: dict) -> dict:
+    """A copy of ``record`` that is safe to write: valid Unicode, finite numbers, and ``path_bytes`` when
+    the path is not valid UTF-8 (the exact bytes of the name, in hex, so the file can still be found)."""
+    out = {}
+    for key, value in record.items():
+        out[key] = _clean(value)
+        if key == "path" and isinstance(value, str) and not is_valid_text(value):
+            out["path_bytes"] = _raw_bytes(value).hex()
+    return out
+
+
+def json_line(record: dict) -> str:
+    """One record as one line of JSON (no newline at the end), valid UTF-8 whatever the record holds."""
+    return _escape_line_breaks(json.dumps(clean_record(record), ensure_ascii=False, allow_nan=False))
+
+
+def _escape_line_breaks(text: str) -> str:
+    # In JSON these characters can only occur inside strings, where their escapes mean the same.
+    for char, escaped in _LINE_BREAKS.items():
+        text = text.replace(char, escaped)
+    return text
+
+
+def neutralise(cell):
+    """A CSV cell a spreadsheet will show as text: a leading formula character gets a ``'`` before it."""
+    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+        return "'" + cell
+    return cell
 
 
 def csv_header(k: int) -> list[str]:
     cols = ["path", "ok", "error", "device", "ms"]
     for r in range(1, k + 1):
         cols += [f"label{r}", f"index{r}", f"prob{r}"]
-    return cols + ["cam_png", "cam_npy", "note"]
+    return cols + ["cam_png", "cam_npy", "note", "path_bytes"]
 
 
 def csv_row(record: dict, k: int) -> list:
-    row = [record["path"], record["ok"], record.get("error", ""), record.get("device", ""), record.get("ms", "")]
-    top = record.get("top", [])
+    record = clean_record(record)
+
+    def get(key):
+        value = record.get(key)
+        return "" if value is None else value
+
+    row = [get("path"), record["ok"], get("error"), get("device"), get("ms")]
+    top = record.get("top") or []
     for r in range(k):
-        row += [top[r]["label"], top[r]["index"], top[r]["prob"]] if r < len(top) else ["", "", ""]
-    return row + [record.get("cam_png", ""), record.get("cam_npy", ""), record.get("note", "")]
+        if r < len(top):
+            row += ["" if top[r].get(f) is None else top[r][f] for f in ("label", "index", "prob")]
+        else:
+            row += ["", "", ""]
+    row += [get("cam_png"), get("cam_npy"), get("note"), get("path_bytes")]
+    return [neutralise(cell) for cell in row]
 
 
 def topk_of(records: Iterable[dict], default: int = 5) -> int:
@@ -34,11 +122,12 @@ def write_records(path: str | os.PathLike, records: list[dict], fmt: str) -> Non
     if fmt not in ("json", "csv"):
         raise ValueError(f"unknown export format {fmt!r}")
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=".export.", suffix=".partial", dir=target.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             if fmt == "json":
-                json.dump(records, fh, ensure_ascii=False, indent=1)
+                text = json.dumps([clean_record(r) for r in records], ensure_ascii=False, indent=1, allow_nan=False)
+                fh.write(_escape_line_breaks(text))
             else:
                 k = topk_of(records)
                 writer = csv.writer(fh)

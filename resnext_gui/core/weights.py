@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import socket
+import stat
 import tempfile
+import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,10 +29,18 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 @dataclass(frozen=True)
 class Variant:
-    """One official ImageNet checkpoint, described by torchvision's own weights enum."""
+    """One official ImageNet checkpoint: torchvision's weights enum plus what a download is checked against.
+
+    The expected sha256 prefix, size and (where known) full digest belong to the variant, never to the URL
+    the bytes come from: a mirror only changes where the bytes come from.
+    """
 
     key: str
     weights: ResNeXt50_32X4D_Weights
+    hash_prefix: str  # the sha256 prefix torch.hub embeds in the official file name
+    size_bytes: int  # the file's size as torchvision lists it (MiB with three decimals)
+    size_slack: int = 16 * 1024  # how far the real size may be from ``size_bytes`` (rounding of that listing)
+    sha512: str | None = None  # the full digest, where a public source pins it (see VARIANTS)
 
     @property
     def url(self) -> str:
@@ -38,32 +51,44 @@ class Variant:
         return self.url.rsplit("/", 1)[-1]
 
     @property
-    def hash_prefix(self) -> str:
-        return hash_prefix_of(self.filename) or ""
-
-    @property
     def acc1(self) -> float:
         return self.weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
-
-    @property
-    def size_bytes(self) -> int:
-        return int(self.weights.meta.get("_file_size", 0) * 1024 * 1024)
 
     def describe(self) -> str:
         return f"ImageNet {self.weights.name} (acc@1 {self.acc1})"
 
 
-VARIANTS: dict[str, Variant] = {
-    "v2": Variant("v2", ResNeXt50_32X4D_Weights.IMAGENET1K_V2),
-    "v1": Variant("v1", ResNeXt50_32X4D_Weights.IMAGENET1K_V1),
-}
-DEFAULT_VARIANT = VARIANTS["v2"]
+def _official(key: str, weights: ResNeXt50_32X4D_Weights, sha512: str | None = None) -> Variant:
+    filename = weights.url.rsplit("/", 1)[-1]
+    return Variant(
+        key,
+        weights,
+        hash_prefix=hash_prefix_of(filename) or "",
+        size_bytes=int(round(weights.meta["_file_size"] * 2**20)),
+        sha512=sha512,
+    )
 
+
+# No public source we could find lists the full sha256 of these two files, so the sha256 check is the
+# 8-digit prefix torch.hub itself uses, bound to the variant. For V1, MLCommons' training reference pins the
+# full SHA-512 (github.com/mlcommons/training, single_stage_detector/scripts/download_backbone.sh), which is
+# checked as well.
+_V1_SHA512 = (
+    "15c9f0bc1c8d64750712f86ffaded3b0bc6a87e77a395dcda3013d8af65b7ebf"
+    "3ca1c24dd3aae60c0d83e510b4d27731f0526b6f9392c0a85ffc18e5fecd8a13"
+)
 
 def hash_prefix_of(filename: str) -> str | None:
     """The sha256 prefix torch.hub embeds in checkpoint names (``name-<hex>.pth``), if any."""
     match = torch.hub.HASH_REGEX.search(filename)
     return match.group(1) if match else None
+
+
+VARIANTS: dict[str, Variant] = {
+    "v2": _official("v2", ResNeXt50_32X4D_Weights.IMAGENET1K_V2),
+    "v1": _official("v1", ResNeXt50_32X4D_Weights.IMAGENET1K_V1, sha512=_V1_SHA512),
+}
+DEFAULT_VARIANT = VARIANTS["v2"]
 
 
 def variant_of(path: Path) -> Variant | None:
@@ -130,6 +155,23 @@ def candidates(explicit: str | os.PathLike | None = None) -> list[tuple[str, Pat
     return places
 
 
+def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | None:
+    """Why ``path`` can't be a checkpoint file though it exists (a folder, a FIFO, a device...); None if it can.
+
+    Checked before anything opens the file: opening a FIFO would wait forever for a writer.
+    """
+    if st is None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+    if stat.S_ISDIR(st.st_mode):
+        return f"{path} is a folder, not a checkpoint file"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{path} is not a regular file (a pipe, device or socket), not a checkpoint file"
+    return None
+
+
 def find_weights(explicit: str | os.PathLike | None = None) -> WeightsSource:
     """Apply the lookup order: --weights, $RESNEXT_GUI_WEIGHTS, bundled, torch hub cache.
 
@@ -138,6 +180,9 @@ def find_weights(explicit: str | os.PathLike | None = None) -> WeightsSource:
     """
     for origin, path in candidates(explicit):
         if origin in ("--weights", ENV_WEIGHTS):
+            problem = not_a_regular_file(path)
+            if problem:
+                raise WeightsError(f"{problem} (given by {origin})")
             if not path.is_file():
                 raise WeightsError(f"weights file not found: {path} (given by {origin})")
             return WeightsSource(path, origin, variant_of(path))
@@ -149,7 +194,7 @@ def find_weights(explicit: str | os.PathLike | None = None) -> WeightsSource:
 def no_weights_message() -> str:
     return (
         "No ResNeXt-50 weights found. This app never guesses with untrained weights.\n"
-        f"  - download the official ImageNet weights ({DEFAULT_VARIANT.size_bytes // 2**20} MB) with:"
+        f"  - download the official ImageNet weights ({round(DEFAULT_VARIANT.size_bytes / 2**20)} MB) with:"
         "  resnext-gui weights fetch\n"
         "  - or use a checkpoint you have:  resnext-gui --weights FILE  "
         f"(or set {ENV_WEIGHTS}=FILE)\n"
@@ -164,6 +209,115 @@ class DownloadCancelled(DownloadError):
 
 ProgressFn = Callable[[int, int], None]  # (bytes done, bytes total or 0 when unknown)
 
+READ_TIMEOUT = 15.0  # seconds without a byte from the server before a download is given up
+_POLL = 0.1  # how often the caller's side looks at ``cancelled`` and reports progress
+_CHUNK = 1 << 16
+
+
+def _network_reason(exc: BaseException, done: int) -> str:
+    """A sentence for any way a transfer can fail on the network side."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"the server answered {exc.code} {exc.reason}"
+    if isinstance(exc, http.client.IncompleteRead):
+        return f"the connection was cut off after {done:,} bytes"
+    if isinstance(exc, (socket.timeout, TimeoutError)):
+        return f"the server sent nothing for {READ_TIMEOUT:g} s"
+    if isinstance(exc, urllib.error.URLError):
+        reason = exc.reason
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            return f"the server did not answer within {READ_TIMEOUT:g} s"
+        return str(getattr(reason, "strerror", None) or reason)
+    if isinstance(exc, ConnectionError):
+        return f"the connection was lost after {done:,} bytes ({exc.strerror or type(exc).__name__})"
+    if isinstance(exc, http.client.HTTPException):
+        return f"the server sent a malformed answer ({type(exc).__name__}: {exc})"
+    if isinstance(exc, ValueError):
+        return f"this is not a URL the app can download from ({exc})"
+    if isinstance(exc, OSError):
+        return str(exc.strerror or exc)
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _Transfer(threading.Thread):
+    """The network half of a download (connect, read, write the temporary file), off the caller's thread.
+
+    The caller keeps polling ``cancelled`` while this thread may be stuck in a read from a stalled server;
+    ``stop`` shuts the socket down so that read returns at once.
+    """
+
+    def __init__(self, url: str, fd: int, timeout: float, max_bytes: int, want_sha512: bool) -> None:
+        super().__init__(name="weights-download", daemon=True)
+        self.url, self.fd, self.timeout, self.max_bytes = url, fd, timeout, max_bytes
+        self.sha256 = hashlib.sha256()
+        self.sha512 = hashlib.sha512() if want_sha512 else None
+        self.total: int | None = None  # announced length, 0 when the server does not say; None before headers
+        self.done = 0
+        self.error: str | None = None
+        self.finished = threading.Event()
+        self._stopping = False
+        self._sock = None
+        self._lock = threading.Lock()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping = True
+            sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def run(self) -> None:
+        try:
+            with os.fdopen(self.fd, "wb") as out:
+                self._transfer(out)
+        except BaseException as exc:  # a thread must not die with an exception: report it to the caller
+            if self.error is None:
+                self.error = _network_reason(exc, self.done)
+        finally:
+            self.finished.set()
+
+    def _transfer(self, out) -> None:
+        try:
+            response = urllib.request.urlopen(self.url, timeout=self.timeout)
+        except Exception as exc:
+            self.error = _network_reason(exc, 0)
+            return
+        with response:
+            with self._lock:
+                self._sock = getattr(getattr(getattr(response, "fp", None), "raw", None), "_sock", None)
+                if self._stopping:
+                    return
+            length = (response.headers.get("Content-Length") or "").strip()
+            total = int(length) if length.isdigit() else 0
+            if self.max_bytes and total > self.max_bytes:
+                self.error = (f"the server offers {total:,} bytes, more than the official file's "
+                              f"{self.max_bytes:,}: it is not this file")
+                return
+            self.total = total
+            while not self._stopping:
+                want = _CHUNK if not self.max_bytes else min(_CHUNK, self.max_bytes + 1 - self.done)
+                try:
+                    chunk = response.read(want)
+                except Exception as exc:
+                    self.error = _network_reason(exc, self.done)
+                    return
+                if not chunk:
+                    return
+                try:
+                    out.write(chunk)
+                except OSError as exc:
+                    self.error = f"cannot write the download to disk: {exc.strerror or exc}"
+                    return
+                self.sha256.update(chunk)
+                if self.sha512:
+                    self.sha512.update(chunk)
+                self.done += len(chunk)
+                if self.max_bytes and self.done > self.max_bytes:
+                    self.error = f"the server sent more than the official file's {self.max_bytes:,} bytes: it is not this file"
+                    return
+
 
 def download(
     url: str,
@@ -171,55 +325,97 @@ def download(
     hash_prefix: str | None = None,
     progress: ProgressFn | None = None,
     cancelled: Callable[[], bool] | None = None,
-    timeout: float = 30.0,
+    timeout: float = READ_TIMEOUT,
+    size: int | None = None,
+    size_slack: int = 0,
+    sha512: str | None = None,
 ) -> Path:
-    """Download ``url`` to ``dest`` atomically, checking length and the sha256 prefix.
+    """Download ``url`` to ``dest`` atomically, checking length, the sha256 prefix and (if given) the SHA-512.
 
-    Same checks as torch.hub.download_url_to_file, plus what a GUI needs: a progress callback,
-    cooperative cancellation, and a short-read check. The data goes to a temporary file next to
-    ``dest`` and is renamed only once verified, so a failure never leaves a file at ``dest``.
+    Same checks as torch.hub.download_url_to_file, plus what a GUI needs: a progress callback, cancellation
+    that takes effect within a fraction of a second even while the server is silent, a read timeout, and a
+    length check (``size`` ± ``size_slack``; reading stops once the data is longer than that). The data goes
+    to a temporary file next to ``dest`` and is renamed only once verified. Every failure, of the network or
+    of the disk, is a DownloadError (DownloadCancelled when ``cancelled`` said so) and leaves nothing behind.
     """
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
-    tmp = Path(tmp_name)
     try:
-        digest = hashlib.sha256()
-        done = 0
-        try:
-            with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
-                total = int(response.headers.get("Content-Length") or 0)
-                if progress:
-                    progress(0, total)
-                while True:
-                    if cancelled and cancelled():
-                        raise DownloadCancelled("download cancelled")
-                    chunk = response.read(1 << 16)
-                    if not chunk:
-                        break
-                    out.write(chunk)
-                    digest.update(chunk)
-                    done += len(chunk)
-                    if progress:
-                        progress(done, total)
-        except DownloadError:
-            raise
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            reason = getattr(exc, "reason", None) or exc
-            raise DownloadError(f"download from {url} failed: {reason}") from None
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".partial")
+    except OSError as exc:
+        raise DownloadError(f"cannot save the download in {dest.parent}: {exc.strerror or exc}") from None
+    tmp = Path(tmp_name)
+    max_bytes = size + size_slack if size else 0
+    job = _Transfer(url, fd, timeout, max_bytes, bool(sha512))
+    try:
+        job.start()
+        shown: tuple[int, int] | None = None
+
+        def report() -> None:
+            nonlocal shown
+            if progress and job.total is not None:
+                if shown is None:
+                    shown = (0, job.total)
+                    progress(*shown)
+                if (job.done, job.total) != shown:
+                    shown = (job.done, job.total)
+                    progress(*shown)
+
+        while not job.finished.wait(_POLL):
+            if cancelled and cancelled():
+                raise DownloadCancelled("download cancelled; nothing was saved")
+            report()
+        if cancelled and cancelled():
+            raise DownloadCancelled("download cancelled; nothing was saved")
+        if job.error:
+            raise DownloadError(f"download from {url} failed: {job.error}; nothing was saved")
+        report()
+        done, total = job.done, job.total or 0
         if total and done != total:
+            raise DownloadError(f"download from {url} was cut off: got {done:,} of {total:,} bytes; nothing was saved")
+        if size and abs(done - size) > size_slack:
             raise DownloadError(
-                f"download from {url} was cut off: got {done:,} of {total:,} bytes; nothing was saved"
+                f"download from {url} has {done:,} bytes, but the official file has about {size:,}: it is not "
+                "this file (or it was cut off); nothing was saved"
             )
-        if hash_prefix and not digest.hexdigest().startswith(hash_prefix):
+        got = job.sha256.hexdigest()
+        if hash_prefix and not got.startswith(hash_prefix):
             raise DownloadError(
                 f"downloaded file does not match its checksum (expected sha256 {hash_prefix}..., "
-                f"got {digest.hexdigest()[:len(hash_prefix)]}...); nothing was saved"
+                f"got {got[:len(hash_prefix)]}...); nothing was saved"
             )
-        os.replace(tmp, dest)
+        if sha512 and job.sha512 and job.sha512.hexdigest() != sha512:
+            raise DownloadError("downloaded file does not match its checksum (SHA-512); nothing was saved")
+        try:
+            os.replace(tmp, dest)
+        except OSError as exc:
+            raise DownloadError(f"cannot save the download as {dest}: {exc.strerror or exc}") from None
         return dest
     finally:
-        tmp.unlink(missing_ok=True)
+        job.stop()
+        job.join(2.0)  # the thread closes the temporary file; a stalled connect may take longer, harmlessly
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def mirror_problem(url: str, variant: Variant) -> str | None:
+    """Why ``url`` cannot be a mirror of ``variant``'s file, judged by the file name it names; None if it can be.
+
+    A URL that names another variant's file (or carries another sha256 prefix in its name) would silently
+    swap the weights, so it is refused rather than checked against the wrong digest.
+    """
+    name = urllib.parse.unquote(urllib.parse.urlsplit(url).path).rsplit("/", 1)[-1]
+    for other in VARIANTS.values():
+        if other.key != variant.key and name == other.filename:
+            return (f"{url} names the {other.key} weights ({other.filename}), but the {variant.key} weights "
+                    f"({variant.filename}) were asked for: use --variant {other.key}, or a URL of {variant.filename}")
+    prefix = hash_prefix_of(name)
+    if prefix and prefix != variant.hash_prefix:
+        return (f"{url} names another file (sha256 prefix {prefix}); the {variant.key} weights are "
+                f"{variant.filename} (prefix {variant.hash_prefix})")
+    return None
 
 
 def fetch(
@@ -230,13 +426,21 @@ def fetch(
 ) -> Path:
     """Download an official checkpoint into the torch hub cache (where torchvision looks too).
 
-    ``url`` (or $RESNEXT_GUI_WEIGHTS_URL) points at a mirror; as with torch.hub, the sha256 prefix in
-    the URL's file name is checked.
+    ``url`` (or $RESNEXT_GUI_WEIGHTS_URL) points at a mirror. Whatever the source, the file is checked
+    against the chosen variant's own digest and size, and saved under the variant's official name.
     """
+    from_env = not url and bool(os.environ.get(ENV_MIRROR))
     url = url or os.environ.get(ENV_MIRROR) or variant.url
-    expected = hash_prefix_of(url.rsplit("/", 1)[-1])
-    if not expected:
-        raise DownloadError(
-            f"cannot verify {url}: its file name carries no sha256 prefix (like {variant.filename})"
-        )
-    return download(url, hub_checkpoint_dir() / variant.filename, expected, progress, cancelled)
+    problem = mirror_problem(url, variant)
+    if problem:
+        raise DownloadError(problem + (f" (the URL comes from {ENV_MIRROR})" if from_env else ""))
+    return download(
+        url,
+        hub_checkpoint_dir() / variant.filename,
+        variant.hash_prefix,
+        progress,
+        cancelled,
+        size=variant.size_bytes,
+        size_slack=variant.size_slack,
+        sha512=variant.sha512,
+    )

@@ -102,3 +102,100 @@ def test_inline_and_threaded_decoding_agree(clf, photos, workers, tmp_path):
     finally:
         clf.decode_workers = None
     assert [p.ok for p in preds] == [True, False, True]
+
+
+def test_long_thin_images_are_refused_before_decoding(clf, tmp_path):
+    """A 1x20000 PNG is 165 bytes, but scaled for the model it would be 232 x 4.6 million pixels."""
+    from PIL import Image
+
+    from resnext_gui.core.preprocess import MAX_ASPECT
+
+    tall, wide = tmp_path / "tall.png", tmp_path / "wide.png"
+    Image.new("L", (1, 20000)).save(tall)
+    Image.new("L", (20000, 1)).save(wide)
+    assert tall.stat().st_size < 1000
+    for path in (tall, wide):
+        pred = clf.classify(path)
+        assert not pred.ok and f"more than {MAX_ASPECT} times longer than wide" in pred.error
+    ok = tmp_path / "sliver.png"  # 1:300 is within the bound and still classified
+    Image.new("RGB", (3, 900), (90, 120, 30)).save(ok)
+    assert clf.classify(ok).ok
+
+
+@pytest.mark.parametrize("workers,batch_size", [(0, 1), (1, 2), (1, 4)])
+def test_any_exception_while_preparing_is_that_files_answer(clf, photos, tmp_path, monkeypatch, workers, batch_size):
+    import resnext_gui.core.classifier as C
+
+    real = C.load_and_prepare
+    raises = {"mem.png": MemoryError(), "value.png": ValueError("bad palette"), "io.png": OSError(5, "I/O error")}
+
+    def flaky(source, *args, **kwargs):
+        exc = raises.get(getattr(source, "name", ""))
+        if exc is not None:
+            raise exc
+        return real(source, *args, **kwargs)
+
+    monkeypatch.setattr(C, "load_and_prepare", flaky)
+    monkeypatch.setattr(clf, "decode_workers", workers)
+    inputs = [photos["coffee"], tmp_path / "mem.png", photos["chelsea"], tmp_path / "value.png", tmp_path / "io.png",
+              photos["astronaut"]]
+    preds = list(clf.classify_many(inputs, batch_size=batch_size))
+    assert [p.path for p in preds] == [str(p) for p in inputs]
+    assert [p.ok for p in preds] == [True, False, True, False, False, True]
+    assert "not enough memory" in preds[1].error
+    assert "ValueError: bad palette" in preds[3].error and "I/O error" in preds[4].error
+    single = clf.classify(tmp_path / "mem.png")
+    assert not single.ok and "not enough memory" in single.error
+
+
+def test_queued_photos_keep_only_their_tensor(clf, photos, monkeypatch):
+    seen = []
+    real = clf.predict
+
+    def spy(items, layer=None):
+        seen.extend(item.decoded.image for item in items)
+        return real(items, layer)
+
+    monkeypatch.setattr(clf, "predict", spy)
+    inputs = [photos["coffee"], photos["chelsea"], photos["astronaut"]]
+    preds = list(clf.classify_many(inputs, batch_size=2))
+    assert len(seen) == 3 and all(image is None for image in seen)
+    assert all(p.ok and p.image is None for p in preds)
+    seen.clear()
+    preds = list(clf.classify_many(inputs, batch_size=2, keep_images=True))
+    assert len(seen) == 3 and all(image is not None for image in seen)
+    assert all(p.image is not None for p in preds)
+
+
+def test_huge_batch_size_is_clamped(clf, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from resnext_gui.core.classifier import MAX_BATCH, Prediction
+
+    small = tmp_path / "small.png"
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(small)
+    batches = []
+
+    def fake_predict(items, layer=None):  # the model is not what is tested here
+        batches.append(len(items))
+        return [Prediction(path=item.decoded.name, ok=True) for item in items]
+
+    monkeypatch.setattr(clf, "predict", fake_predict)
+    preds = list(clf.classify_many([small] * (MAX_BATCH + 6), batch_size=300))
+    assert len(preds) == MAX_BATCH + 6 and all(p.ok for p in preds)
+    assert max(batches) == MAX_BATCH
+
+
+def test_non_finite_scores_are_never_reported(checkpoint, photos):
+    import json
+    import math
+
+    clf = Classifier(checkpoint, device="cpu")
+    clf.loaded.model.fc.bias.fill_(float("inf"))  # a model that overflows (load refuses such files)
+    pred = clf.classify(photos["coffee"])
+    assert not pred.ok and "not finite" in pred.error
+    record = pred.to_record()
+    json.dumps(record, allow_nan=False)
+    preds = list(clf.classify_many([photos["coffee"], photos["chelsea"]], batch_size=2))
+    assert not any(p.ok for p in preds)
+    assert all(math.isfinite(t.prob) for p in preds for t in p.top)

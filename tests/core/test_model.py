@@ -146,3 +146,105 @@ def test_other_seed_gives_other_weights(tmp_path, checkpoint):
     a = load_model(src(checkpoint)).model.fc.weight
     b = load_model(src(other)).model.fc.weight
     assert not torch.equal(a, b)
+
+
+def _save(tmp_path, name, state, **extra):
+    path = tmp_path / name
+    torch.save({"state_dict": state, **extra} if extra else state, path)
+    return path
+
+
+@pytest.mark.parametrize("key,value", [
+    ("layer2.0.conv1.weight", float("nan")),
+    ("fc.bias", float("inf")),
+    ("bn1.running_var", float("-inf")),
+])
+def test_non_finite_weights_are_refused_by_tensor_name(tmp_path, ten_class_state, key, value):
+    state = dict(ten_class_state)
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = value
+    with pytest.raises(WeightsError, match=f"{key} holds NaN or infinite"):
+        load_model(src(_save(tmp_path, "bad.pth", state)))
+
+
+@pytest.mark.parametrize("kind,make,words", [
+    ("meta", lambda t: torch.empty(t.shape, device="meta"), "meta"),
+    ("sparse", lambda t: t.to_sparse(), "sparse"),
+    ("integer", lambda t: t.to(torch.int64), "int64, expected floating-point"),
+    ("bool", lambda t: t > 0, "bool, expected floating-point"),
+])
+def test_tensors_that_are_not_plain_float_data_are_refused(tmp_path, ten_class_state, kind, make, words):
+    state = dict(ten_class_state, **{"fc.bias": make(ten_class_state["fc.bias"])})
+    with pytest.raises(WeightsError, match=f"fc.bias is .*{words}|fc.bias is {words}"):
+        load_model(src(_save(tmp_path, f"{kind}.pth", state)))
+
+
+def test_zero_class_head_is_refused(tmp_path, ten_class_state):
+    state = dict(ten_class_state, **{"fc.weight": torch.zeros(0, 2048), "fc.bias": torch.zeros(0)})
+    with pytest.raises(WeightsError, match="0 classes"):
+        load_model(src(_save(tmp_path, "empty_head.pth", state)))
+
+
+def test_state_dict_without_batchnorm_counters_loads(tmp_path, ten_class_state):
+    state = {k: v for k, v in ten_class_state.items() if not k.endswith("num_batches_tracked")}
+    assert len(state) < len(ten_class_state)
+    loaded = load_model(src(_save(tmp_path, "old.pth", state)))
+    assert loaded.num_classes == 10
+    assert torch.equal(loaded.model.fc.weight, ten_class_state["fc.weight"])
+
+
+@pytest.mark.parametrize("content,words", [
+    ({str(i): f"c{i}" for i in (0, 1, 2, 3, 4, 5, 6, 7, 8, 10)}, "keys must be the class numbers 0 to 9"),
+    ({**{str(i): f"c{i}" for i in range(9)}, "nine": "c9"}, "keys must be the class numbers"),
+    ([f"c{i}" for i in range(9)] + [9], "must be a string"),
+    ({str(i): i for i in range(10)}, "must be a string"),
+])
+def test_labels_json_must_map_every_class_once(tmp_path, ten_class_state, content, words):
+    path = _save(tmp_path, "plain.pth", ten_class_state)
+    (tmp_path / "labels.json").write_text(json.dumps(content), encoding="utf-8")
+    with pytest.raises(WeightsError, match=words):
+        load_model(src(path))
+
+
+def test_embedded_non_string_labels_are_refused(tmp_path, ten_class_state):
+    path = _save(tmp_path, "mixed.pth", ten_class_state, labels=[f"c{i}" for i in range(9)] + [torch.zeros(1)])
+    with pytest.raises(WeightsError, match="labels"):
+        load_model(src(path))
+
+
+def test_zip_bomb_is_refused_before_torch_reads_it(tmp_path, monkeypatch):
+    import zipfile
+
+    from resnext_gui.core import model as M
+
+    assert M.MAX_CHECKPOINT_BYTES >= 4 * 95 * 2**20  # room for the official file and much larger heads
+    monkeypatch.setattr(M, "MAX_CHECKPOINT_BYTES", 8 * 2**20)  # so the test needs no 400 MB of zeros
+    path = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("archive/data.pkl", b"\0" * (16 * 2**20))
+    assert path.stat().st_size < 2**20
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("torch.load was called on a zip bomb")
+
+    monkeypatch.setattr(torch, "load", must_not_run)
+    with pytest.raises(WeightsError, match="17 MB when unpacked"):
+        load_model(src(path))
+
+
+def test_weights_that_are_not_regular_files(tmp_path):
+    import os
+
+    from resnext_gui.core.weights import find_weights
+
+    with pytest.raises(WeightsError, match="is a folder, not a checkpoint file.*--weights"):
+        find_weights(tmp_path)
+    fifo = tmp_path / "weights.pth"
+    os.mkfifo(fifo)
+    with pytest.raises(WeightsError, match="is not a regular file"):
+        find_weights(fifo)
+    with pytest.raises(WeightsError, match="is not a regular file"):  # and load_model never opens it
+        load_model(src(fifo))
+    if os.path.exists("/dev/zero"):
+        with pytest.raises(WeightsError, match="is not a regular file"):
+            find_weights("/dev/zero")

@@ -1,6 +1,9 @@
 """Weights lookup order, the no-weights message, and the verified, atomic download against a local server."""
 
 import hashlib
+import socket
+import threading
+import time
 
 import pytest
 
@@ -114,12 +117,105 @@ def test_download_cancel_and_unreachable_leave_nothing(tmp_path):
     assert _leftovers(tmp_path) == []
 
 
-def test_fetch_from_mirror_lands_in_hub_cache_under_official_name(tmp_path):
+@pytest.fixture
+def payload_is_v2(monkeypatch):
+    """Make the generated payload stand in for the official V2 file: its hash prefix, size and no SHA-512."""
+    import dataclasses
+
+    fake = dataclasses.replace(W.VARIANTS["v2"], hash_prefix=HASH8, size_bytes=len(PAYLOAD), sha512=None)
+    monkeypatch.setitem(W.VARIANTS, "v2", fake)
+    return fake
+
+
+def test_fetch_from_mirror_lands_in_hub_cache_under_official_name(payload_is_v2):
+    with WeightsServer({"plain-mirror-name.pth": PAYLOAD}) as srv:
+        path = W.fetch(payload_is_v2, url=f"{srv.base}/plain-mirror-name.pth")
+    assert path == W.hub_checkpoint_dir() / "resnext50_32x4d-1a0047aa.pth"
+    assert path.read_bytes() == PAYLOAD
+    assert W.find_weights().path == path
+
+
+def test_mirror_name_does_not_choose_the_hash(tmp_path):
+    """A mirror URL whose name carries the payload's own hash must not make unofficial bytes pass."""
     name = f"resnext50_32x4d-{HASH8}.pth"
     with WeightsServer({name: PAYLOAD}) as srv:
-        path = W.fetch(W.VARIANTS["v2"], url=f"{srv.base}/{name}")
-        assert path == W.hub_checkpoint_dir() / "resnext50_32x4d-1a0047aa.pth"
-        assert path.read_bytes() == PAYLOAD
-        with pytest.raises(DownloadError, match="no sha256 prefix"):
-            W.fetch(W.VARIANTS["v1"], url=f"{srv.base}/plain.pth")
-    assert W.find_weights().path == path
+        with pytest.raises(DownloadError, match="names another file"):
+            W.fetch(W.VARIANTS["v2"], url=f"{srv.base}/{name}")
+    with WeightsServer({"mirror.pth": PAYLOAD}) as srv:
+        with pytest.raises(DownloadError, match="checksum|bytes"):  # checked against V2's own hash and size
+            W.fetch(W.VARIANTS["v2"], url=f"{srv.base}/mirror.pth")
+    assert _leftovers(W.hub_checkpoint_dir()) == []
+
+
+def test_mirror_naming_the_other_variant_is_refused(monkeypatch):
+    v1_url = "http://127.0.0.1:9/models/" + W.VARIANTS["v1"].filename
+    with pytest.raises(DownloadError, match="names the v1 weights.*--variant v1"):
+        W.fetch(W.VARIANTS["v2"], url=v1_url)
+    monkeypatch.setenv(W.ENV_MIRROR, v1_url)
+    with pytest.raises(DownloadError, match=f"names the v1 weights.*{W.ENV_MIRROR}"):
+        W.fetch(W.VARIANTS["v2"])
+
+
+def test_variant_checks_length_and_full_digest(monkeypatch, tmp_path):
+    import dataclasses
+
+    v1 = dataclasses.replace(W.VARIANTS["v1"], hash_prefix=HASH8, size_bytes=len(PAYLOAD), size_slack=0)
+    assert v1.sha512 and len(v1.sha512) == 128  # pinned from a public source, see weights.py
+    with WeightsServer({"w.pth": PAYLOAD, "longer.pth": PAYLOAD + b"x" * 10}) as srv:
+        with pytest.raises(DownloadError, match="SHA-512"):
+            W.fetch(v1, url=f"{srv.base}/w.pth")
+        ok = dataclasses.replace(v1, sha512=hashlib.sha512(PAYLOAD).hexdigest())
+        assert W.fetch(ok, url=f"{srv.base}/w.pth").read_bytes() == PAYLOAD
+        with pytest.raises(DownloadError, match="more than"):  # announced too long: refused before reading
+            W.fetch(ok, url=f"{srv.base}/longer.pth")
+        with pytest.raises(DownloadError, match="more than"):  # endless body: reading stops at the size
+            W.download(f"{srv.base}/forever/w.pth", tmp_path / "w.pth", HASH8, size=len(PAYLOAD))
+        with pytest.raises(DownloadError, match="about"):
+            W.download(f"{srv.base}/nolength/w.pth", tmp_path / "w.pth", HASH8, size=len(PAYLOAD) + 4096)
+    assert _leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("path,words", [
+    ("/chunked-drop/w.pth", "cut off"),
+    ("/reset/w.pth", "connection|cut off"),
+    ("/nothing.pth", "404"),
+    ("/stall/w.pth", "sent nothing for"),
+])
+def test_every_network_failure_is_a_download_error(tmp_path, monkeypatch, path, words):
+    with WeightsServer({"w.pth": PAYLOAD}) as srv:
+        with pytest.raises(DownloadError, match=words):
+            W.download(f"{srv.base}{path}", tmp_path / "w.pth", HASH8, timeout=0.5)
+    assert _leftovers(tmp_path) == []
+
+
+def test_refused_connection_and_unwritable_folder(tmp_path):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError, match="failed"):
+        W.download(f"http://127.0.0.1:{port}/w.pth", tmp_path / "w.pth", HASH8)
+    blocker = tmp_path / "a file"
+    blocker.write_bytes(b"")
+    with WeightsServer({"w.pth": PAYLOAD}) as srv:
+        with pytest.raises(DownloadError, match="cannot save"):
+            W.download(f"{srv.base}/w.pth", blocker / "sub" / "w.pth", HASH8)
+    assert _leftovers(tmp_path) == ["a file"]
+
+
+def test_cancel_takes_effect_on_a_stalled_server(tmp_path):
+    stop = threading.Event()
+    cancelled_at = []
+
+    def cancel_once_stalled():
+        if srv.stalled.wait(30):
+            cancelled_at.append(time.monotonic())
+            stop.set()
+
+    with WeightsServer({"w.pth": PAYLOAD}) as srv:
+        threading.Thread(target=cancel_once_stalled, daemon=True).start()
+        with pytest.raises(W.DownloadCancelled):
+            W.download(f"{srv.base}/stall/w.pth", tmp_path / "w.pth", HASH8, cancelled=stop.is_set)
+        returned_at = time.monotonic()
+    # the read timeout is 15 s; a cancel must not wait for it (a generous bound: the machine is shared)
+    assert cancelled_at and returned_at - cancelled_at[0] < 5.0
+    assert _leftovers(tmp_path) == []
