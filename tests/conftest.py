@@ -71,3 +71,16 @@ def big_jpeg(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture
+def checkpoint_is_v2(monkeypatch, checkpoint):
+    """Make the generated checkpoint stand in for the official V2 file (its hash prefix and size)."""
+    import dataclasses
+    import hashlib
+
+    from resnext_gui.core import weights as W
+
+    payload = checkpoint.read_bytes()
+    fake = dataclasses.replace(W.VARIANTS["v2"], hash_prefix=hashlib.sha256(payload).hexdigest()[:8],
+                               size_bytes=len(payload), sha512=None)
+    monkeypatch.setitem(W.VARIANTS, "v2", fake)
+    return payload

@@ -111,20 +111,6 @@ def test_missing_cuda_is_a_clear_error(checkpoint, tree):
     assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.fixture
-def checkpoint_is_v2(monkeypatch, checkpoint):
-    """Make the generated checkpoint stand in for the official V2 file (its hash prefix and size)."""
-    import dataclasses
-
-    from resnext_gui.core import weights as W
-
-    payload = checkpoint.read_bytes()
-    fake = dataclasses.replace(W.VARIANTS["v2"], hash_prefix=hashlib.sha256(payload).hexdigest()[:8],
-                               size_bytes=len(payload), sha512=None)
-    monkeypatch.setitem(W.VARIANTS, "v2", fake)
-    return payload
-
-
 def test_weights_fetch_and_info(tmp_path, checkpoint, checkpoint_is_v2, capsys, monkeypatch):
     from resnext_gui.cli import main
 

@@ -1,0 +1,71 @@
+"""A soak on a real X display: a 5,000-photo folder and continuous window resizes, then Ctrl+Q exits cleanly."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+from PIL import Image
+
+from tests.helpers import REPO
+
+TOOLS = ("Xvfb", "openbox", "xdotool")
+SOAK_SECONDS = 25
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not all(shutil.which(t) for t in TOOLS),
+                                                   reason="needs Xvfb, openbox and xdotool (.ci/run installs them)")]
+
+
+@pytest.fixture
+def display(tmp_path):
+    """A private Xvfb display with openbox managing windows."""
+    read, write = os.pipe()
+    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1400x900x24", "-nolisten", "tcp"],
+                            pass_fds=(write,), stderr=subprocess.DEVNULL)
+    os.close(write)
+    with os.fdopen(read) as fh:
+        number = fh.readline().strip()
+    env = {**os.environ, "DISPLAY": f":{number}", "QT_QPA_PLATFORM": "xcb"}
+    wm = subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    yield env
+    wm.terminate()
+    xvfb.terminate()
+    wm.wait(10)
+    xvfb.wait(10)
+
+
+def _xdotool(env, *args, timeout=30) -> str:
+    return subprocess.run(["xdotool", *args], env=env, capture_output=True, text=True, timeout=timeout).stdout.strip()
+
+
+def test_five_thousand_photos_and_resizing_then_ctrl_q(display, checkpoint, tmp_path):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(5000):
+        Image.new("RGB", (64, 48), (i % 256, (i // 256) * 12, 80)).save(folder / f"p{i:04}.png")
+    env = {**display, "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    app = subprocess.Popen([sys.executable, "-m", "resnext_gui", "--weights", str(checkpoint), str(folder)],
+                           env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        wid = _xdotool(env, "search", "--sync", "--onlyvisible", "--name", "ResNeXt Classifier", timeout=60).split()[0]
+        sizes = [(900, 600), (1300, 850), (700, 500), (1100, 700)]
+        end, n = time.monotonic() + SOAK_SECONDS, 0
+        while time.monotonic() < end:
+            w, h = sizes[n % len(sizes)]
+            _xdotool(env, "windowsize", wid, str(w), str(h))
+            n += 1
+            assert app.poll() is None, f"the app died during the soak: {app.stderr.read()[-2000:]}"
+        assert n > 50
+        _xdotool(env, "windowactivate", "--sync", wid)
+        _xdotool(env, "key", "--window", wid, "ctrl+q")
+        code = app.wait(timeout=30)
+        err = app.stderr.read()
+    finally:
+        if app.poll() is None:
+            app.kill()
+            app.wait()
+        app.stderr.close()
+    assert code == 0, err[-2000:]
+    assert "Fatal Python error" not in err and "Traceback" not in err
