@@ -1,6 +1,5 @@
 """The window under real use: big folders, clicks mid-batch, and no state the user can't leave."""
 
-import http.server
 import threading
 
 import pytest
@@ -9,7 +8,7 @@ from PySide6.QtCore import QElapsedTimer, Qt, QTimer
 from PySide6.QtWidgets import QMessageBox
 
 from resnext_gui.ui.gallery import Status
-from tests.helpers import copies
+from tests.helpers import WeightsServer, copies
 from tests.ui.conftest import MODEL_TIMEOUT, drop_and_list, open_window, wait_all_done
 from tests.ui.fakes import FakeFactory
 
@@ -95,40 +94,10 @@ def test_an_old_photo_selected_mid_batch_shows_at_once_and_in_full_before_the_ba
 
 # ---- states the user must always be able to leave ----
 
-class DroppingChunkedServer:
-    """Serves a chunked response and closes the connection half-way (http.client.IncompleteRead)."""
-
-    def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def do_GET(self):  # noqa: N802
-                self.send_response(200)
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                self.wfile.write(b"10000\r\n" + b"x" * 0x8000)  # a chunk announced whole, sent by half
-                self.wfile.flush()
-                self.close_connection = True
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/resnext50_32x4d-1a0047aa.pth"
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
-
-
-def test_an_interrupted_download_ends_with_a_message_and_download_usable_again(qtbot, settings, monkeypatch, isolated_env):
-    with DroppingChunkedServer() as url:
-        monkeypatch.setenv("RESNEXT_GUI_WEIGHTS_URL", url)
+def test_an_interrupted_download_ends_with_a_message_and_download_usable_again(qtbot, settings, monkeypatch, isolated_env,
+                                                                               checkpoint_is_v2):
+    with WeightsServer({"mirror.pth": checkpoint_is_v2}) as srv:
+        monkeypatch.setenv("RESNEXT_GUI_WEIGHTS_URL", f"{srv.base}/chunked-drop/mirror.pth")
         win = open_window(qtbot, settings, None, state="missing")
         try:
             qtbot.mouseClick(win.download_button, Qt.MouseButton.LeftButton)
