@@ -39,9 +39,10 @@ def main(argv: list[str] | None = None) -> int:
     problem = binding_problem()
     if problem:  # say so now, plainly, rather than crash in the middle of a batch
         sys.stderr.write(f"resnext-gui: {problem}\n")
-        from PySide6.QtWidgets import QMessageBox
+        if app.platformName() not in ("offscreen", "minimal"):  # started from a menu: no terminal to read
+            from PySide6.QtWidgets import QMessageBox
 
-        QMessageBox.critical(None, "resnext-gui cannot start", problem)
+            QMessageBox.critical(None, "resnext-gui cannot start", problem)
         return 3
     app.setApplicationName("resnext-gui")
     app.setOrganizationName("resnext-gui")
