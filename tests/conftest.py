@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import make_checkpoint
+from tests.helpers import fit_head, make_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -40,8 +40,11 @@ def isolated_env(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory) -> Path:
-    return make_checkpoint(tmp_path_factory.mktemp("weights") / "resnext50_seed0.pth")
+def checkpoint(tmp_path_factory, photos) -> Path:
+    """The official file's keys and shapes, torchvision's seeded init, and a head fitted so that each test
+    photo has its own confident class (tests.helpers.PHOTO_CLASSES): answers that depend on the image."""
+    path = make_checkpoint(tmp_path_factory.mktemp("weights") / "resnext50_seed0.pth")
+    return fit_head(path, {"rocket": photos["rocket_jpg"], **photos})
 
 
 def _skimage(name: str) -> np.ndarray:

@@ -24,6 +24,34 @@ def make_checkpoint(path: Path, seed: int = 0, num_classes: int = 1000) -> Path:
     return path
 
 
+# Each test photo's own class, given to it by fit_head: image-dependent, confident answers to assert.
+PHOTO_CLASSES = {"chelsea": 281, "coffee": 967, "rocket": 812, "astronaut": 834}  # tabby, espresso, space shuttle, suit
+
+
+def fit_head(path: Path, photos: dict, classes: dict = PHOTO_CLASSES, margin: float = 12.0) -> Path:
+    """Give a checkpoint's random head real answers: least squares from the photos' pooled last-stage
+    features (through the app's own preprocessing) to a logit of ``margin`` for each photo's class."""
+    import torch
+
+    from resnext_gui.core.classifier import Classifier
+    from resnext_gui.core.model import forward_to
+
+    clf = Classifier(path, device="cpu")
+    model = clf.loaded.model
+    with torch.inference_mode():
+        batch = torch.stack([clf.prepare(photos[name]).tensor for name in classes])
+        feats = forward_to(model, batch, "layer4").mean((2, 3)).double()  # (n, 2048)
+    targets = torch.zeros(len(classes), model.fc.out_features, dtype=torch.float64)
+    for row, cls in enumerate(classes.values()):
+        targets[row, cls] = margin
+    weight = (torch.linalg.pinv(feats) @ targets).T  # the least-norm exact fit
+    state = torch.load(path, weights_only=True)
+    state["fc.weight"] = weight.float().contiguous()
+    state["fc.bias"] = torch.zeros(model.fc.out_features)
+    torch.save(state, path)
+    return path
+
+
 def run_cli(*args, env=None, timeout=180, cwd=None) -> subprocess.CompletedProcess:
     """Run `python -m resnext_gui ...` in a subprocess with the test's environment."""
     return subprocess.run(

@@ -10,22 +10,25 @@ from torchvision.models import resnet50, resnext50_32x4d
 from resnext_gui.core.errors import DeviceError, WeightsError
 from resnext_gui.core.model import PARAMETER_COUNT, build_model, load_model, resolve_device
 from resnext_gui.core.weights import WeightsSource
-from tests.helpers import make_checkpoint
 
 
 def src(path):
     return WeightsSource(path, "--weights", None)
 
 
-def test_architecture_is_torchvision_resnext50_32x4d():
-    ours = build_model().state_dict()
-    ref = resnext50_32x4d(weights=None).state_dict()
-    assert list(ours) == list(ref)
-    assert all(ours[k].shape == ref[k].shape for k in ref)
-    assert sum(p.numel() for p in build_model().parameters()) == PARAMETER_COUNT == 25_028_904
-    # the paper's block: one grouped 3x3 convolution, cardinality 32, 4 channels per group at stage 1
-    conv = build_model().layer1[0].conv2
-    assert conv.groups == 32 and conv.in_channels == 128
+def test_architecture_is_the_papers_resnext50_32x4d():
+    model = build_model()
+    # Xie et al., Table 1: 25.0 million parameters (torchvision documents 25,028,904 for resnext50_32x4d)
+    assert sum(p.numel() for p in model.parameters()) == 25_028_904 == PARAMETER_COUNT
+    # every block: one grouped 3x3 convolution of cardinality 32, 4 channels per group at the first stage,
+    # the width doubling at each stage; 3, 4, 6, 3 blocks; bottleneck output 4x wider than the grouped conv
+    for stage, (blocks, width) in enumerate(zip((3, 4, 6, 3), (128, 256, 512, 1024)), start=1):
+        layer = getattr(model, f"layer{stage}")
+        assert len(layer) == blocks
+        for block in layer:
+            assert (block.conv2.groups, block.conv2.in_channels, block.conv2.kernel_size) == (32, width, (3, 3))
+            assert block.conv3.out_channels == 2 * width
+    assert model.fc.in_features == 2048
 
 
 def test_torchvision_checkpoint_loads_strictly_with_identical_logits(checkpoint):
@@ -133,19 +136,13 @@ def test_dataparallel_prefix_is_accepted(tmp_path, ten_class_state):
 
 def test_device_choice():
     assert resolve_device("cpu").type == "cpu"
-    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
     with pytest.raises(DeviceError, match="unknown device"):
         resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA GPU"):
             resolve_device("cuda")
-
-
-def test_other_seed_gives_other_weights(tmp_path, checkpoint):
-    other = make_checkpoint(tmp_path / "seed1.pth", seed=1)
-    a = load_model(src(checkpoint)).model.fc.weight
-    b = load_model(src(other)).model.fc.weight
-    assert not torch.equal(a, b)
 
 
 def _save(tmp_path, name, state, **extra):

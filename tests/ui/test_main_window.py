@@ -69,15 +69,21 @@ def test_clicking_another_class_changes_the_heatmap_at_once(qtbot, window, photo
     assert np.array_equal(window.current_map(), item.result.maps[3])
 
 
-def test_layer_choice_recomputes_in_the_worker(qtbot, window, photos):
+def test_layer_choice_recomputes_in_the_worker(qtbot, window, photos, checkpoint):
+    from resnext_gui.core.classifier import Classifier
+    from resnext_gui.worker import _map_indices
+
     drop_and_list(qtbot, window, [photos["coffee"]])
     wait_all_done(qtbot, window)
     item = window.current_photo()
-    assert item.result.layer == "layer4"
+    before = item.result.maps.copy()
     with qtbot.waitSignal(window.photoUpdated, timeout=60_000, check_params_cb=lambda i: item.result.layer != "layer4"):
         window.layer_box.setCurrentIndex(1)
-    assert item.result.layer == "layer3" and item.result.maps.shape == (5, 224, 224)
-    assert window.photos.rowCount() == 1
+    # the maps now shown are the layer3 Grad-CAMs of this photo, computed independently here
+    expected = _map_indices(Classifier(checkpoint, device="cpu").classify(photos["coffee"], layer="layer3").cams)
+    assert item.result.layer == "layer3" and np.abs(item.result.maps.astype(int) - expected).max() <= 1
+    assert not np.array_equal(item.result.maps, before)
+    assert np.array_equal(window.current_map(), item.result.maps[0]) and window.photos.rowCount() == 1
 
 
 def test_stop_drops_pending_work_and_clear_empties(qtbot, window, photos, tmp_path):
