@@ -87,3 +87,17 @@ def checkpoint_is_v2(monkeypatch, checkpoint):
                                size_bytes=len(payload), sha512=None)
     monkeypatch.setitem(W.VARIANTS, "v2", fake)
     return payload
+
+
+# Markers by place, so a run can pick its scope: `gui` (widgets, tests/ui/), `e2e` (runs the app or the
+# CLI as a process); `slow` and `dist` are set on the tests themselves.
+E2E_FILES = {"test_cli.py", "test_bad_input.py", "test_startup.py", "test_no_qt.py", "test_soak_display.py", "test_dist.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = item.path
+        if "ui" in path.parts:
+            item.add_marker(pytest.mark.gui)
+        if path.name in E2E_FILES:
+            item.add_marker(pytest.mark.e2e)
