@@ -52,8 +52,16 @@ def fit_head(path: Path, photos: dict, classes: dict = PHOTO_CLASSES, margin: fl
     return path
 
 
-def run_cli(*args, env=None, timeout=180, cwd=None) -> subprocess.CompletedProcess:
-    """Run `python -m resnext_gui ...` in a subprocess with the test's environment."""
+def run_cli(*args, env=None, timeout=180, cwd=None, process=False) -> subprocess.CompletedProcess:
+    """Run `resnext-gui ARGS...` and return its exit code, stdout and stderr.
+
+    In this process by default (the CLI's own main(), with stdout, stderr, environment and folder swapped for
+    the call): the same code path without starting Python and importing torch again. ``process=True`` (and
+    every `--option` form, such as --self-test) runs `python -m resnext_gui` in a subprocess instead.
+    """
+    argv = [str(a) for a in args]
+    if not process and argv and not argv[0].startswith("-"):
+        return _run_cli_here(argv, env or {}, cwd)
     return subprocess.run(
         [sys.executable, "-m", "resnext_gui", *map(str, args)],
         capture_output=True,
@@ -62,6 +70,36 @@ def run_cli(*args, env=None, timeout=180, cwd=None) -> subprocess.CompletedProce
         timeout=timeout,
         cwd=cwd or REPO,
     )
+
+
+def _run_cli_here(argv: list[str], env: dict, cwd) -> subprocess.CompletedProcess:
+    import io
+
+    from resnext_gui.__main__ import main
+
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    streams = sys.stdout, sys.stderr
+    out, err = io.BytesIO(), io.BytesIO()
+    sys.stdout = io.TextIOWrapper(out, encoding="utf-8", newline="\n", write_through=True)
+    sys.stderr = io.TextIOWrapper(err, encoding="utf-8", errors="backslashreplace", newline="\n", write_through=True)
+    try:
+        os.environ.update({k: str(v) for k, v in env.items()})
+        os.chdir(cwd or REPO)
+        try:
+            code = main(argv)
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            if not stream.closed:
+                stream.flush()
+        stdout, stderr = out.getvalue(), err.getvalue()
+        sys.stdout, sys.stderr = streams
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+    return subprocess.CompletedProcess(["resnext-gui", *argv], code, stdout.decode("utf-8", "replace"),
+                                       stderr.decode("utf-8", "replace"))
 
 
 class WeightsServer:

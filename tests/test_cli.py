@@ -1,4 +1,4 @@
-"""The `classify` and `weights` commands keep their contract, checked as a script would: in a subprocess."""
+"""The `classify` and `weights` commands keep their contract: through the CLI's own entry point, and as a process where that is the point."""
 
 import csv
 import hashlib
