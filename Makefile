@@ -20,8 +20,9 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
+# The inner loop: no standalone build, no soaks, no app or CLI processes (see the markers in pyproject.toml).
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest -m "not slow and not dist and not e2e" $(ARGS)
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

@@ -41,9 +41,27 @@ def open_window(qtbot, settings, weights=None, state="ready", factory=None):
     return win
 
 
+@pytest.fixture(scope="session")
+def shared_model(checkpoint):
+    """The worker's classifier factory, loading the test checkpoint once for every window test that uses it
+    (windows are used one at a time); any other file or device is loaded for real, as the app would."""
+    from resnext_gui.worker import _default_factory
+
+    loaded = {}
+
+    def factory(weights, device):
+        if weights != str(checkpoint) or device != "cpu":
+            return _default_factory(weights, device)
+        if "clf" not in loaded:
+            loaded["clf"] = _default_factory(weights, device)
+        return loaded["clf"]
+
+    return factory
+
+
 @pytest.fixture
-def window(qtbot, checkpoint, settings):
-    win = open_window(qtbot, settings, checkpoint)
+def window(qtbot, checkpoint, settings, shared_model):
+    win = open_window(qtbot, settings, checkpoint, factory=shared_model)
     yield win
     win.close()
     assert not win.worker.is_running()

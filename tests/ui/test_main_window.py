@@ -227,13 +227,13 @@ def test_export_matches_classify_fields_and_overlay_saves(qtbot, window, photos,
     assert (saved.width(), saved.height()) == (600, 400)  # coffee.png at its display size
 
 
-def test_preferences_persist(qtbot, settings, checkpoint):
-    win = open_window(qtbot, settings, checkpoint)
+def test_preferences_persist(qtbot, settings, checkpoint, shared_model):
+    win = open_window(qtbot, settings, checkpoint, factory=shared_model)
     win.opacity.setValue(80)
     win.cmap.setCurrentText("turbo")
     win._set_mode("heatmap")
     win.close()
-    again = open_window(qtbot, settings, checkpoint)
+    again = open_window(qtbot, settings, checkpoint, factory=shared_model)
     try:
         assert again.opacity.value() == 80 and again.cmap.currentText() == "turbo" and again.view.mode == "heatmap"
     finally:
