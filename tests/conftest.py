@@ -40,6 +40,36 @@ def isolated_env(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """The standalone app, built once per test session from build.spec (~3 min, 4 GB): its executable."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    prebuilt = os.environ.get("RESNEXT_GUI_BUNDLE")  # test a bundle built before (make dist) instead
+    if prebuilt:
+        yield Path(prebuilt)
+        return
+    out = tmp_path_factory.mktemp("dist")
+    pyinstaller = Path(sys.executable).with_name("pyinstaller")
+    assert pyinstaller.exists(), "PyInstaller is part of the test extra; reinstall with `make test`"
+    env = {**os.environ, "RESNEXT_GUI_WEIGHTS": ""}  # build without bundled weights: tests give them by the env
+    r = subprocess.run(
+        [str(pyinstaller), "--noconfirm", "--log-level", "WARN", "--distpath", str(out / "dist"),
+         "--workpath", str(out / "build"), str(REPO / "build.spec")],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    exe = out / "dist" / "resnext-gui" / "resnext-gui"
+    assert exe.is_file()
+    shutil.rmtree(out / "build", ignore_errors=True)
+    yield exe
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory) -> Path:
     return make_checkpoint(tmp_path_factory.mktemp("weights") / "resnext50_seed0.pth")
 
