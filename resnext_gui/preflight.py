@@ -107,7 +107,7 @@ def missing_libraries(path: Path) -> list[str]:
         out = subprocess.run([ldd, str(path)], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return re.findall(r"^\s*(\S+)\s+=>\s+not found", out, re.M)
+    return list(dict.fromkeys(re.findall(r"^\s*(\S+)\s+=>\s+not found", out, re.M)))  # once each, in order
 
 
 def check_plugin(platform: str, folder: Path | None = None) -> PluginCheck:
@@ -180,8 +180,9 @@ def _has_terminal() -> bool:
         return False
 
 
-def tell_user(message: str) -> None:
-    """stderr always; without a terminal also a log file (named in the message) and a notification or dialog."""
+def tell_user(message: str, dialog: bool = True) -> None:
+    """stderr always; without a terminal also a log file (named in the message) and, when ``dialog``, a
+    dialog or notification."""
     try:
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
@@ -197,6 +198,8 @@ def tell_user(message: str) -> None:
         shown = f"{message}\n\n(This message is also in {log}.)"
     except OSError:
         shown = message
+    if not dialog:
+        return
     title = "ResNeXt Classifier cannot start"
     for tool, args in (("zenity", ["--error", "--no-markup", f"--title={title}", f"--text={shown}"]),
                        ("kdialog", ["--title", title, "--error", shown]),
@@ -234,7 +237,7 @@ def ensure_platform() -> int | None:
         if check.ok:
             if failures:  # the first choice can't load: say why, then use this one
                 os.environ["QT_QPA_PLATFORM"] = platform
-                tell_user(explain(failures[0]) + f"\nUsing the {platform} platform instead.")
+                tell_user(explain(failures[0]) + f"\nUsing the {platform} platform instead.", dialog=False)
             return None
         failures.append(check)
     other = {"xcb": "wayland", "wayland": "xcb"}

@@ -126,3 +126,13 @@ def test_self_test_fails_loudly_without_weights(bundle, tmp_path):
     assert r.returncode != 0
     assert json.loads(r.stdout.strip().splitlines()[-1])["failed_at"] == "weights"
     assert "self-test FAILED" in r.stderr
+
+
+def test_desktop_entry_of_the_bundle_starts_the_bundle(bundle, tmp_path):
+    data = tmp_path / "data"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_DATA_HOME": str(data)}
+    r = subprocess.run([str(bundle), "--install-desktop-entry"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    entry = (data / "applications" / "resnext-gui.desktop").read_text()
+    assert f"Exec={bundle} %F" in entry.splitlines()
+    assert (data / "icons/hicolor/256x256/apps/resnext-gui.png").read_bytes() == (REPO / "assets" / "icon.png").read_bytes()

@@ -77,3 +77,13 @@ def test_without_a_terminal_the_message_goes_to_a_log_and_a_dialog(fake_plugins,
     assert ICCCM in log.read_text() and "libxcb-icccm4" in log.read_text()
     args = said.read_text()
     assert "--error" in args and ICCCM in args and str(log) in args
+
+
+def test_each_missing_library_is_listed_once(monkeypatch, tmp_path):
+    """ldd lists a library once per object that needs it (the plugin and Qt's xcb library both need icccm)."""
+    fake = tmp_path / "ldd"
+    fake.write_text("#!/bin/sh\necho '\tlibxcb-icccm.so.4 => not found'\necho '\tlibc.so.6 => /lib/libc.so.6 (0x1)'\n"
+                    "echo '\tlibxcb-keysyms.so.1 => not found'\necho '\tlibxcb-icccm.so.4 => not found'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
+    assert P.missing_libraries(tmp_path / "libqxcb.so") == [ICCCM, "libxcb-keysyms.so.1"]
