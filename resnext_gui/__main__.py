@@ -16,6 +16,11 @@ def main(argv: list[str] | None = None) -> int:
         from .cli import main as cli_main
 
         return cli_main(argv)
+    for flag, action in (("--install-desktop-entry", "install"), ("--uninstall-desktop-entry", "uninstall")):
+        if flag in argv:
+            from .desktop_entry import main as desktop_main
+
+            return desktop_main(action)
     if "--self-test" in argv:
         from .selftest import main as selftest_main
 

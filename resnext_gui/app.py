@@ -22,12 +22,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", metavar="FILE", help="checkpoint to use (.pth or .safetensors)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="compute device (default: last used, else auto)")
     p.add_argument("--self-test", action="store_true", help="headless check of the installation; prints JSON, exit 0 when fine")
+    p.add_argument("--install-desktop-entry", action="store_true",
+                   help="add the app to your applications menu and to \"Open with\" for photos (~/.local/share)")
+    p.add_argument("--uninstall-desktop-entry", action="store_true", help="remove what --install-desktop-entry added")
     p.add_argument("--startup-report", action="store_true", help=argparse.SUPPRESS)  # timings for tests and benchmarks
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from .preflight import ensure_platform
+
+    refused = ensure_platform()  # a missing system library is named before Qt can abort with less to go on
+    if refused is not None:
+        return refused
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 

@@ -40,6 +40,36 @@ def isolated_env(monkeypatch, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def bundle(tmp_path_factory):
+    """The standalone app, built once per test session from build.spec (~3 min, 4 GB): its executable."""
+    import shutil
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    prebuilt = os.environ.get("RESNEXT_GUI_BUNDLE")  # test a bundle built before (make dist) instead
+    if prebuilt:
+        yield Path(prebuilt)
+        return
+    out = tmp_path_factory.mktemp("dist")
+    pyinstaller = Path(sys.executable).with_name("pyinstaller")
+    assert pyinstaller.exists(), "PyInstaller is part of the test extra; reinstall with `make test`"
+    env = {**os.environ, "RESNEXT_GUI_WEIGHTS": ""}  # build without bundled weights: tests give them by the env
+    r = subprocess.run(
+        [str(pyinstaller), "--noconfirm", "--log-level", "WARN", "--distpath", str(out / "dist"),
+         "--workpath", str(out / "build"), str(REPO / "build.spec")],
+        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
+    )
+    assert r.returncode == 0, r.stderr[-4000:]
+    exe = out / "dist" / "resnext-gui" / "resnext-gui"
+    assert exe.is_file()
+    shutil.rmtree(out / "build", ignore_errors=True)
+    yield exe
+    shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory, photos) -> Path:
     """The official file's keys and shapes, torchvision's seeded init, and a head fitted so that each test
     photo has its own confident class (tests.helpers.PHOTO_CLASSES): answers that depend on the image."""
@@ -91,7 +121,8 @@ def checkpoint_is_v2(monkeypatch, checkpoint):
 
 # Markers by place, so a run can pick its scope: `gui` (widgets, tests/ui/), `e2e` (runs the app or the
 # CLI as a process); `slow` and `dist` are set on the tests themselves.
-E2E_FILES = {"test_cli.py", "test_bad_input.py", "test_startup.py", "test_no_qt.py", "test_soak_display.py", "test_dist.py"}
+E2E_FILES = {"test_cli.py", "test_bad_input.py", "test_startup.py", "test_no_qt.py", "test_soak_display.py", "test_dist.py",
+             "test_dist_rootfs.py", "test_preflight.py", "test_desktop_entry.py"}
 
 
 def pytest_collection_modifyitems(config, items):

@@ -112,8 +112,9 @@ class WeightsServer:
     without Content-Length. ``/forever/<name>``: the file over and over without Content-Length.
     """
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes], tls: "LocalCA | None" = None) -> None:
         self.files = files
+        self.tls = tls
         self.requests: list[str] = []
         self.stalled = threading.Event()
         self.release = threading.Event()
@@ -167,11 +168,17 @@ class WeightsServer:
                 pass
 
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls:
+            import ssl
+
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert, tls.key)
+            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}"
 
     def __enter__(self):
         self.thread.start()
@@ -182,6 +189,28 @@ class WeightsServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(5)
+
+
+class LocalCA:
+    """A certificate authority made for one test (openssl), and a server certificate it signed for 127.0.0.1."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.ca, self.ca_key = folder / "ca.pem", folder / "ca.key"
+        self.cert, self.key = folder / "server.pem", folder / "server.key"
+        ext = folder / "ext.cnf"
+        ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n")
+
+        def openssl(*args):
+            subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, cwd=folder)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", self.ca_key, "-out", self.ca, "-days", "2",
+                "-subj", "/CN=resnext-gui test CA", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", self.key, "-out", folder / "server.csr",
+                "-subj", "/CN=127.0.0.1")
+        openssl("x509", "-req", "-in", folder / "server.csr", "-CA", self.ca, "-CAkey", self.ca_key,
+                "-CAcreateserial", "-out", self.cert, "-days", "2", "-extfile", ext)
 
 
 def copies(photos, n: int, folder: Path, prefix: str = "copy") -> list[Path]:

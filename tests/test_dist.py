@@ -1,5 +1,6 @@
-"""The standalone build: PyInstaller bundle built from build.spec, run from elsewhere in a bare environment."""
+"""The standalone build (built once per session, see conftest.py): contents, glibc floor, links, licences; bare runs."""
 
+import importlib.util
 import json
 import os
 import shutil
@@ -9,29 +10,15 @@ from pathlib import Path
 
 import pytest
 
+from tests import bundle_scan
 from tests.helpers import REPO
+
+_spec = importlib.util.spec_from_file_location("bundle_libs", REPO / "packaging" / "bundle_libs.py")
+bundle_libs = importlib.util.module_from_spec(_spec)  # the build's list of carried and system libraries
+_spec.loader.exec_module(bundle_libs)
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
 SIZE_LIMIT = 4.3e9  # bytes
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    pyinstaller = Path(sys.executable).with_name("pyinstaller")
-    assert pyinstaller.exists(), "PyInstaller is part of the test extra; reinstall with `make test`"
-    env = {**os.environ, "RESNEXT_GUI_WEIGHTS": ""}  # build without bundled weights: they come from the env below
-    r = subprocess.run(
-        [str(pyinstaller), "--noconfirm", "--log-level", "WARN", "--distpath", str(out / "dist"),
-         "--workpath", str(out / "build"), str(REPO / "build.spec")],
-        cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
-    )
-    assert r.returncode == 0, r.stderr[-4000:]
-    exe = out / "dist" / "resnext-gui" / "resnext-gui"
-    assert exe.is_file()
-    shutil.rmtree(out / "build", ignore_errors=True)
-    yield exe
-    shutil.rmtree(out, ignore_errors=True)
 
 
 def bare_run(exe, args, home, weights, cwd):
@@ -47,6 +34,69 @@ def test_bundle_size_and_contents(bundle):
     assert list((internal / "torchvision").glob("_C*.so")), "torchvision's operators were left out"
     assert not (internal / "triton").exists()
     assert (internal / "assets" / "sample.jpg").is_file()
+
+
+GLIBC_CEILING = (2, 35)  # the newest glibc the bundle may need: Ubuntu 22.04 LTS has 2.35
+
+
+def test_no_file_needs_a_glibc_newer_than_2_35(bundle):
+    table = bundle_scan.glibc_floor(bundle.parent)
+    assert len(table) > 100  # the scan saw the libraries, not an empty folder
+    too_new = {str(p.relative_to(bundle.parent)): bundle_scan.fmt(v["GLIBC_"]) for p, v in table.items()
+               if v.get("GLIBC_", ()) > GLIBC_CEILING}
+    assert not too_new, f"files needing a glibc newer than 2.35: {too_new}"
+
+
+def test_no_dangling_links(bundle):
+    assert bundle_scan.dangling_links(bundle.parent) == []
+
+
+def test_platform_libraries_carried_and_system_ones_left_out(bundle):
+    internal = bundle.parent / "_internal"
+    names = {p.name for p in internal.iterdir()}
+    assert not set(bundle_libs.PLATFORM_LIBS) - names, "a library Qt's platform plugins need is not bundled"
+    shadowing = sorted(n for n in names if bundle_libs.from_system(n))
+    assert not shadowing, f"bundled, but the system's copy must be used: {shadowing}"
+    plugins = internal / "PySide6" / "Qt" / "plugins"
+    assert (plugins / "platforms" / "libqxcb.so").is_file() and (plugins / "platforms" / "libqwayland.so").is_file()
+    assert not (plugins / "platformthemes" / "libqgtk3.so").exists()
+    assert (internal / "PySide6" / "Qt" / "lib" / "libQt6Svg.so.6").is_file()  # libadwaita decorations need it
+    builtins = list(internal.glob("libnvrtc-builtins.so.*"))
+    assert builtins and all(p.resolve().is_file() for p in builtins)
+
+
+NVRTC_COMPILE = """
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+prog = ctypes.c_void_p()
+assert lib.nvrtcCreateProgram(ctypes.byref(prog), b'extern "C" __global__ void k(float *x) { x[0] = 1; }', b"k.cu", 0, None, None) == 0
+sys.exit(lib.nvrtcCompileProgram(prog, 0, None))
+"""
+
+
+def test_nvrtc_finds_its_builtins_in_the_bundle(bundle):
+    """libnvrtc opens libnvrtc-builtins by name when it compiles (no GPU needed), searching the library path the
+    app's launcher sets to _internal/: compiling fails with status 7 when the builtins are missing."""
+    internal = bundle.parent / "_internal"
+    r = subprocess.run([sys.executable, "-c", NVRTC_COMPILE, str(internal / "libnvrtc.so.13")], capture_output=True,
+                       text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": str(internal)})
+    assert r.returncode == 0, r.stderr
+
+
+def test_icon_and_licences_in_the_bundle(bundle):
+    root = bundle.parent
+    assert (root / "resnext-gui.png").read_bytes() == (REPO / "assets" / "icon.png").read_bytes()
+    licences = root / "LICENSES"
+    assert "GNU LESSER GENERAL PUBLIC LICENSE" in (licences / "Qt-PySide6" / "LGPL-3.txt").read_text()
+    packages = licences / "python-packages"
+    for name in ("torch", "torchvision", "numpy", "pillow", "certifi", "nvidia-cublas", "nvidia-cudnn-cu13"):
+        folder = next((d for d in packages.iterdir() if d.name.lower().replace("_", "-") == name), None)
+        assert folder and any(f.is_file() and f.stat().st_size for f in folder.rglob("*")), f"no licence for {name}"
+    system = licences / "system-libraries"
+    index = (licences / "README.txt").read_text()
+    for lib in ("libpython3", "libxcb-icccm.so.4", "libglib-2.0.so.0", "libssl.so.3"):
+        assert lib in index, f"{lib}: no licence listed"
+    assert len(list(system.iterdir())) >= 10
 
 
 def test_self_test_in_bare_environment(bundle, checkpoint, tmp_path):
@@ -76,3 +126,13 @@ def test_self_test_fails_loudly_without_weights(bundle, tmp_path):
     assert r.returncode != 0
     assert json.loads(r.stdout.strip().splitlines()[-1])["failed_at"] == "weights"
     assert "self-test FAILED" in r.stderr
+
+
+def test_desktop_entry_of_the_bundle_starts_the_bundle(bundle, tmp_path):
+    data = tmp_path / "data"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "XDG_DATA_HOME": str(data)}
+    r = subprocess.run([str(bundle), "--install-desktop-entry"], env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    entry = (data / "applications" / "resnext-gui.desktop").read_text()
+    assert f"Exec={bundle} %F" in entry.splitlines()
+    assert (data / "icons/hicolor/256x256/apps/resnext-gui.png").read_bytes() == (REPO / "assets" / "icon.png").read_bytes()

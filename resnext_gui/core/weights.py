@@ -19,6 +19,7 @@ from typing import Callable
 import torch.hub
 from torchvision.models import ResNeXt50_32X4D_Weights
 
+from .certs import tls_context
 from .errors import DownloadError, NoWeightsError, WeightsError
 from .resources import assets_dirs
 
@@ -280,7 +281,8 @@ class _Transfer(threading.Thread):
 
     def _transfer(self, out) -> None:
         try:
-            response = urllib.request.urlopen(self.url, timeout=self.timeout)
+            context = tls_context() if self.url.lower().startswith("https:") else None
+            response = urllib.request.urlopen(self.url, timeout=self.timeout, context=context)
         except Exception as exc:
             self.error = _network_reason(exc, 0)
             return
