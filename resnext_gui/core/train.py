@@ -25,7 +25,7 @@ from .records import valid_text
 MIN_PHOTOS = 2  # per class, refused below: one for training and one for validation
 FEW_PHOTOS = 10  # per class, warned below
 FEATURE_DIM = 2048
-L2 = 1e-3  # weight of the L2 penalty on the head, per example (standardised features)
+L2 = 1e-3  # weight of the L2 penalty on the head (features scaled to unit root mean square)
 MAX_LABEL = 100  # characters of a class name
 FEATURE_BATCH = 8
 
@@ -64,21 +64,39 @@ def clean_label(name: str) -> str:
     return text[:MAX_LABEL].rstrip()
 
 
-def scan(root: str | os.PathLike) -> DataSet:
+def scan(root: str | os.PathLike | list) -> DataSet:
     """The ImageFolder convention: each subfolder of ``root`` is a class, its images (found recursively) its photos.
 
-    Refuses (TrainingError) a root that is not a folder, fewer than two classes, or a class with fewer than
+    ``root`` may also be a list of class folders (folders dropped on the window one by one). Refuses
+    (TrainingError) a root that is not a folder, fewer than two classes, or a class with fewer than
     MIN_PHOTOS photos; warns (``warnings``) about small classes, renamed labels, files passed over.
     """
-    root = Path(root)
-    if not root.is_dir():
-        raise TrainingError(f"{root} is not a folder: give a folder with one subfolder of photos per class")
-    try:
-        entries = sorted(os.scandir(root), key=lambda e: e.name)
-    except OSError as exc:
-        raise TrainingError(f"cannot read {root}: {exc.strerror or exc}") from None
-    data = DataSet(root, [], [])
     loose = 0
+    if isinstance(root, (list, tuple)):
+        folders = [Path(f) for f in root]
+        missing = [valid_text(str(f)) for f in folders if not f.is_dir()]
+        if missing:
+            raise TrainingError(f"not a folder: {', '.join(missing)}")
+        root = Path(os.path.commonpath([os.path.abspath(f) for f in folders])) if folders else Path(".")
+    else:
+        root = Path(root)
+        if not root.is_dir():
+            raise TrainingError(f"{root} is not a folder: give a folder with one subfolder of photos per class")
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError as exc:
+            raise TrainingError(f"cannot read {root}: {exc.strerror or exc}") from None
+        folders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                loose += 1
+            elif not entry.name.startswith("."):  # hidden folders (.git, .thumbnails) are not classes
+                folders.append(Path(entry.path))
+    data = DataSet(root, [], [])
     seen: dict[str, str] = {}
     skipped: list[str] = []
 
@@ -88,29 +106,20 @@ def scan(root: str | os.PathLike) -> DataSet:
     def on_skip(path: Path, reason: str) -> None:
         skipped.append(f"skipped {path}: {reason}")
 
-    for entry in entries:
-        try:
-            is_dir = entry.is_dir()
-        except OSError:
-            is_dir = False
-        if not is_dir:
-            loose += 1
-            continue
-        if entry.name.startswith("."):
-            continue  # hidden folders (.git, .thumbnails) are not classes
-        label = clean_label(entry.name)
-        shown = valid_text(entry.name)
+    for folder in folders:
+        label = clean_label(folder.name)
+        shown = valid_text(folder.name)
         if not label:
             data.warnings.append(f"folder {shown!r} has no usable name for a class; skipped")
             continue
-        if label != entry.name:
+        if label != folder.name:
             data.warnings.append(f"folder {shown!r} is not a valid class label as it stands; "
                                  f"the class is called {label!r}")
         if label in seen:
             raise TrainingError(f"folders {seen[label]!r} and {shown!r} would both be the class {label!r}: "
                                 "rename one of them")
         seen[label] = shown
-        photos = list(iter_images([entry.path], on_skip=on_skip, on_other=other))
+        photos = list(iter_images([folder], on_skip=on_skip, on_other=other))
         index = len(data.labels)
         data.labels.append(label)
         data.files += [(p, index) for p in photos]
@@ -326,9 +335,16 @@ def duplicates_across_classes(data: DataSet, feats: Features) -> list[str]:
     out = []
     for entries in by_hash.values():
         if len({y for _, y in entries}) > 1:
-            names = ", ".join(f"{valid_text(str(p.relative_to(data.root)))} ({data.labels[y]!r})" for p, y in entries)
+            names = ", ".join(f"{valid_text(_relative(p, data.root))} ({data.labels[y]!r})" for p, y in entries)
             out.append(f"the same photo is in more than one class: {names}")
     return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(os.path.abspath(path)).relative_to(os.path.abspath(root)))
+    except ValueError:
+        return str(path)
 
 
 # ---- the head: multinomial logistic regression with L2 ----
@@ -347,34 +363,40 @@ def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarra
     return np.array(sorted(train), dtype=np.int64), np.array(sorted(val), dtype=np.int64)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
     """Weights (C, D) and bias (C,) on the raw pooled features, fitted full-batch with L-BFGS.
 
-    Features are standardised for the fit and the scaling folded back into the weights, so the head is an
-    ordinary ``fc`` on the network's own features (and Grad-CAM reads it unchanged).
+    The features are divided by one common scale for the fit (their root mean square), and the weights by
+    it afterwards: the head is an ordinary ``fc`` on the network's own features. The bias stays zero: the
+    pooled features are non-negative and already carry a constant part, and without a bias the evidence
+    for a class lives in its weights, which is what Grad-CAM reads at every position. With L2 the weights
+    of all classes sum to zero, so the predicted class always has positive evidence somewhere and its map
+    is never empty.
     """
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).double()
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    mean = xt.mean(0)
-    std = xt.std(0, unbiased=False).clamp_min(1e-6)
-    z = (xt - mean) / std
-    w = torch.zeros(num_classes, xt.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros(num_classes, dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-9, tolerance_change=1e-12,
+    scale = float(xt.pow(2).mean().sqrt().clamp_min(1e-12))
+    z = xt / scale
+    w = torch.zeros(num_classes, xt.shape[1], requires_grad=True)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
                             history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z @ w.T + b, yt) + 0.5 * l2 * (w * w).sum()
+        loss = torch.nn.functional.cross_entropy(z @ w.T, yt) + 0.5 * l2 * (w * w).sum()
         loss.backward()
         return loss
 
-    with torch.enable_grad():
-        opt.step(closure)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a few thousand small products: threads only add waiting (30x slower on a busy CPU)
+    try:
+        with torch.enable_grad():
+            opt.step(closure)
+    finally:
+        torch.set_num_threads(threads)
     with torch.no_grad():
-        weight = w / std
-        bias = b - weight @ mean
-    return weight.float().numpy(), bias.float().numpy()
+        weight = w / scale
+    return weight.numpy().copy(), np.zeros(num_classes, np.float32)
 
 
 def predict_proba(weight: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -473,7 +495,7 @@ def _check_features_vary(feats: np.ndarray) -> None:
                             "are these real weights? Use the official ImageNet weights (resnext-gui weights fetch)")
 
 
-def train(clf, data_dir: str | os.PathLike, val_fraction: float = 0.2, seed: int = 0,
+def train(clf, data_dir: str | os.PathLike | list, val_fraction: float = 0.2, seed: int = 0,
           cache_dir: str | os.PathLike | None = None, progress: Progress | None = None,
           cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
           l2: float = L2) -> TrainResult:
@@ -497,7 +519,8 @@ def train(clf, data_dir: str | os.PathLike, val_fraction: float = 0.2, seed: int
         say(f"warning: {w}")
     warnings += dups
     counts = [int((feats.labels == c).sum()) for c in range(len(data.labels))]
-    check_counts(data.labels, counts, warnings)
+    warnings = [w for w in warnings if not w.startswith(f"classes with fewer than {FEW_PHOTOS}")]  # recounted:
+    check_counts(data.labels, counts, warnings)  # without unreadable photos and repeats
     _check_features_vary(feats.feats)
     train_idx, val_idx = split(feats.labels, val_fraction, seed)
     start = time.perf_counter()
@@ -589,3 +612,44 @@ def explain(clf, result: TrainResult, path: str | os.PathLike, classes: list[int
         weight = torch.from_numpy(result.weight).to(feats.device)
         maps = cam_mod.last_stage_cams(feats, weight, torch.tensor([classes], device=feats.device))
     return item, maps[0].cpu().numpy()
+
+
+KEEP_MODELS = 5  # models taught in the window and not saved elsewhere: the newest few are kept in the cache
+
+
+def new_model_path(folder: str | os.PathLike | None = None) -> Path:
+    """A fresh file name for a model taught in the window (``<cache>/models/taught-<time>.pth``); older ones pruned."""
+    models = Path(folder) if folder is not None else cache_root() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    old = sorted(models.glob("taught-*.pth"))
+    for path in old[: max(0, len(old) - (KEEP_MODELS - 1))]:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return models / f"taught-{stamp}.pth"
+
+
+def copy_model(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Copy a saved model to where the user chose, atomically (a temporary file renamed into place)."""
+    import shutil
+
+    target = Path(target)
+    if target.is_dir():
+        raise TrainingError(f"{target} is a folder; give a file name for the model")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
