@@ -238,11 +238,10 @@ class Classifier:
         right (the centre crop is symmetric, so that is the crop of the mirrored photo). Teaching a new head
         uses these: the backbone stays frozen, only ``fc`` is learnt.
         """
-        batch = torch.stack([p.tensor for p in items]).to(self.device)
-        model = self.loaded.model
+        batch = torch.stack([torch.as_tensor(p.tensor) for p in items]).to(self.device)
         both = torch.cat([batch, torch.flip(batch, dims=[3])])
         with torch.inference_mode(), self._autocast(both.device):
-            pooled = torch.flatten(model.avgpool(forward_to(model, both, "layer4")), 1)
+            pooled = forward_to(self.loaded.model, both, "layer4").mean(dim=(2, 3))  # the network's global average pool
         pooled = pooled.float().cpu()
         n = len(items)
         return torch.stack([pooled[:n], pooled[n:]], dim=1).numpy()

@@ -10,10 +10,11 @@ import sys
 import tempfile
 import time
 import unicodedata
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +22,10 @@ import torch
 from .errors import ImageError, ResnextGuiError
 from .paths import IMAGE_SUFFIXES, iter_images
 from .records import valid_text
+
+if TYPE_CHECKING:
+    from .classifier import Classifier
+    from .preprocess import Prepared
 
 MIN_PHOTOS = 2  # per class, refused below: one for training and one for validation
 FEW_PHOTOS = 10  # per class, warned below
@@ -64,7 +69,7 @@ def clean_label(name: str) -> str:
     return text[:MAX_LABEL].rstrip()
 
 
-def scan(root: str | os.PathLike | list) -> DataSet:
+def scan(root: str | os.PathLike[str] | list[str]) -> DataSet:
     """The ImageFolder convention: each subfolder of ``root`` is a class, its images (found recursively) its photos.
 
     ``root`` may also be a list of class folders (folders dropped on the window one by one). Refuses
@@ -141,11 +146,11 @@ def check_counts(labels: list[str], counts: list[int], warnings: list[str]) -> N
         found = f"found {len(labels)}: {labels[0]!r}" if labels else "found none"
         raise TrainingError("teaching needs at least two classes, one subfolder of photos each "
                             f"({found})")
-    small = [f"{lab!r} ({n})" for lab, n in zip(labels, counts) if n < MIN_PHOTOS]
+    small = [f"{lab!r} ({n})" for lab, n in zip(labels, counts, strict=True) if n < MIN_PHOTOS]
     if small:
         raise TrainingError(f"each class needs at least {MIN_PHOTOS} photos (one to learn from, one to check "
                             f"with); too few: {', '.join(small)}")
-    few = [f"{lab!r} ({n})" for lab, n in zip(labels, counts) if n < FEW_PHOTOS]
+    few = [f"{lab!r} ({n})" for lab, n in zip(labels, counts, strict=True) if n < FEW_PHOTOS]
     if few:
         message = f"classes with fewer than {FEW_PHOTOS} photos give unreliable models and figures: {', '.join(few)}"
         if message not in warnings:
@@ -164,7 +169,7 @@ def cache_root() -> Path:
     return base / "resnext-gui"
 
 
-def file_sha256(path: str | os.PathLike) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -172,7 +177,7 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def backbone_sha256(clf) -> str:
+def backbone_sha256(clf: Classifier) -> str:
     """What the features depend on: every backbone tensor (not ``fc``), the preprocessing and the precision."""
     digest = hashlib.sha256()
     digest.update(f"resize={clf.resize} crop={clf.crop_size} precision={clf.precision}".encode())
@@ -187,7 +192,7 @@ def backbone_sha256(clf) -> str:
 class FeatureCache:
     """``<cache>/features/<backbone>/<photo sha256>.npy``: a photo's (2, 2048) pooled features and its mirror's."""
 
-    def __init__(self, folder: str | os.PathLike, backbone: str) -> None:
+    def __init__(self, folder: str | os.PathLike[str], backbone: str) -> None:
         self.folder = Path(folder) / "features" / backbone[:32]
 
     def _path(self, content: str) -> Path:
@@ -199,7 +204,7 @@ class FeatureCache:
             arr = np.load(self._path(content), allow_pickle=False)
         except (OSError, ValueError, EOFError):
             return None
-        if arr.shape != (2, FEATURE_DIM) or arr.dtype != np.float32 or not np.isfinite(arr).all():
+        if not isinstance(arr, np.ndarray) or arr.shape != (2, FEATURE_DIM) or arr.dtype != np.float32 or not np.isfinite(arr).all():
             return None
         return arr
 
@@ -236,7 +241,7 @@ class Features:
     ms: float = 0.0
 
 
-def _prepare(clf, path: Path):
+def _prepare(clf: Classifier, path: Path) -> tuple[Prepared | None, str | None]:
     try:
         return clf.prepare(path), None
     except ImageError as exc:
@@ -245,7 +250,7 @@ def _prepare(clf, path: Path):
         return None, f"{path.name} could not be read ({type(exc).__name__})"
 
 
-def extract(clf, data: DataSet, cache: FeatureCache | None, progress: Progress | None = None,
+def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress: Progress | None = None,
             cancelled: Callable[[], bool] | None = None, batch_size: int = FEATURE_BATCH) -> Features:
     """Pooled features of every photo, from the cache when it has them, else through ``clf.pooled_features``.
 
@@ -301,14 +306,14 @@ def extract(clf, data: DataSet, cache: FeatureCache | None, progress: Progress |
         for k, chunk in enumerate(chunks):
             prepared = [f.result() for f in upcoming]
             upcoming = [pool.submit(_prepare, clf, p) for p, _, _ in chunks[k + 1]] if k + 1 < len(chunks) else []
-            good = [(item, meta) for (item, err), meta in zip(prepared, chunk) if item is not None]
-            for (item, err), (path, _, _) in zip(prepared, chunk):
+            good = [(item, meta) for (item, err), meta in zip(prepared, chunk, strict=True) if item is not None]
+            for (item, err), (path, _, _) in zip(prepared, chunk, strict=True):
                 if item is None:
-                    result.unreadable.append((path, err))
+                    result.unreadable.append((path, err or f"{path.name} could not be read"))
             if good:
                 feats = clf.pooled_features([item for item, _ in good])
                 result.computed += len(good)
-                for (_, (path, label, content)), f in zip(good, feats):
+                for (_, (path, label, content)), f in zip(good, feats, strict=True):
                     if not np.isfinite(f).all():
                         result.unreadable.append((path, f"{valid_text(path.name)}: the network's features are not "
                                                         "finite numbers; skipped"))
@@ -330,7 +335,7 @@ def extract(clf, data: DataSet, cache: FeatureCache | None, progress: Progress |
 def duplicates_across_classes(data: DataSet, feats: Features) -> list[str]:
     """One warning per photo found (by content) in more than one class, naming the files."""
     by_hash: dict[str, list[tuple[Path, int]]] = {}
-    for path, y, h in zip(feats.paths, feats.labels.tolist(), feats.hashes):
+    for path, y, h in zip(feats.paths, feats.labels.tolist(), feats.hashes, strict=True):
         by_hash.setdefault(h, []).append((path, y))
     out = []
     for entries in by_hash.values():
@@ -381,17 +386,17 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max
     opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
                             history_size=20, line_search_fn="strong_wolfe")
 
-    def closure():
+    def closure() -> torch.Tensor:
         opt.zero_grad()
         loss = torch.nn.functional.cross_entropy(z @ w.T, yt) + 0.5 * l2 * (w * w).sum()
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         return loss
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a few thousand small products: threads only add waiting (30x slower on a busy CPU)
     try:
         with torch.enable_grad():
-            opt.step(closure)
+            opt.step(closure)  # type: ignore[no-untyped-call]
     finally:
         torch.set_num_threads(threads)
     with torch.no_grad():
@@ -404,11 +409,11 @@ def predict_proba(weight: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.nda
     return torch.softmax(logits.double(), dim=1).numpy()
 
 
-def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict:
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
     """Accuracy, per-class precision and recall (None when undefined), confusion matrix [true][predicted]."""
     k = len(labels)
     confusion = np.zeros((k, k), dtype=np.int64)
-    for t, p in zip(y_true.tolist(), y_pred.tolist()):
+    for t, p in zip(y_true.tolist(), y_pred.tolist(), strict=True):
         confusion[t, p] += 1
     per_class = {}
     for c, label in enumerate(labels):
@@ -442,22 +447,22 @@ class TrainResult:
     weight: np.ndarray  # (C, 2048)
     bias: np.ndarray  # (C,)
     counts: list[int]  # photos used per class
-    validation: dict  # metrics() of the validation photos ({} when there are none)
+    validation: dict[str, Any]  # metrics() of the validation photos ({} when there are none)
     train_accuracy: float
     mistakes: list[Mistake]
     warnings: list[str]
     unreadable: list[tuple[Path, str]]
-    provenance: dict
+    provenance: dict[str, Any]
     cache_hits: int = 0
     computed: int = 0
     extract_ms: float = 0.0
     fit_ms: float = 0.0
 
-    def summary(self) -> dict:
+    def summary(self) -> dict[str, Any]:
         """The JSON summary the CLI prints."""
         return {
             "classes": self.labels,
-            "counts": dict(zip(self.labels, self.counts)),
+            "counts": dict(zip(self.labels, self.counts, strict=True)),
             "validation": self.validation or None,
             "train_accuracy": self.train_accuracy,
             "misclassified": [
@@ -471,7 +476,7 @@ class TrainResult:
         }
 
 
-def require_real_weights(clf) -> None:
+def require_real_weights(clf: Classifier) -> None:
     """Features of an untrained network are meaningless: refuse to teach without a weights file.
 
     The Classifier never runs an untrained network: it is built only from a checkpoint found by
@@ -495,8 +500,8 @@ def _check_features_vary(feats: np.ndarray) -> None:
                             "are these real weights? Use the official ImageNet weights (resnext-gui weights fetch)")
 
 
-def train(clf, data_dir: str | os.PathLike | list, val_fraction: float = 0.2, seed: int = 0,
-          cache_dir: str | os.PathLike | None = None, progress: Progress | None = None,
+def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str], val_fraction: float = 0.2, seed: int = 0,
+          cache_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None,
           cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
           l2: float = L2) -> TrainResult:
     """Scan ``data_dir``, extract (or reuse) features with ``clf``'s frozen backbone, fit and validate a head."""
@@ -530,13 +535,13 @@ def train(clf, data_dir: str | os.PathLike | list, val_fraction: float = 0.2, se
     fit_ms = (time.perf_counter() - start) * 1000.0
     train_pred = predict_proba(weight, bias, feats.feats[train_idx, 0]).argmax(1)
     train_acc = round(float((train_pred == feats.labels[train_idx]).mean()), 4)
-    validation: dict = {}
+    validation: dict[str, Any] = {}
     mistakes: list[Mistake] = []
     if len(val_idx):
         probs = predict_proba(weight, bias, feats.feats[val_idx, 0])
         pred = probs.argmax(1)
         validation = metrics(feats.labels[val_idx], pred, data.labels)
-        for i, p, pr in zip(val_idx.tolist(), pred.tolist(), probs.tolist()):
+        for i, p, pr in zip(val_idx.tolist(), pred.tolist(), probs.tolist(), strict=True):
             if p != feats.labels[i]:
                 mistakes.append(Mistake(feats.paths[i], int(feats.labels[i]), int(p), float(pr[p])))
     source = clf.source
@@ -544,11 +549,11 @@ def train(clf, data_dir: str | os.PathLike | list, val_fraction: float = 0.2, se
         "base_weights": {
             "file": valid_text(Path(source.path).name),
             "sha256": file_sha256(source.path),
-            "variant": source.variant.weights.name if getattr(source, "variant", None) else None,
+            "variant": source.variant.weights.name if source.variant is not None else None,
         },
         "backbone_sha256": backbone,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "classes": dict(zip(data.labels, counts)),
+        "classes": dict(zip(data.labels, counts, strict=True)),
         "validation": {k: validation[k] for k in ("accuracy", "photos", "per_class", "confusion")} if validation else None,
         "val_fraction": val_fraction,
         "seed": seed,
@@ -559,7 +564,7 @@ def train(clf, data_dir: str | os.PathLike | list, val_fraction: float = 0.2, se
                        feats.unreadable, provenance, feats.cache_hits, feats.computed, feats.ms, fit_ms)
 
 
-def checkpoint_state(clf, result: TrainResult) -> dict:
+def checkpoint_state(clf: Classifier, result: TrainResult) -> dict[str, Any]:
     """The backbone's tensors with the new ``fc``: a dict this app's loader (and torchvision) accepts."""
     state = {k: v.detach().cpu().clone() for k, v in clf.loaded.model.state_dict().items() if not k.startswith("fc.")}
     state["fc.weight"] = torch.from_numpy(np.ascontiguousarray(result.weight, dtype=np.float32))
@@ -567,7 +572,7 @@ def checkpoint_state(clf, result: TrainResult) -> dict:
     return {"state_dict": state, "labels": list(result.labels), "provenance": _plain(result.provenance)}
 
 
-def _plain(value):
+def _plain(value: Any) -> Any:
     """Only str, int, float, bool, None, lists and dicts: what ``torch.load(weights_only=True)`` reads back."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
@@ -578,7 +583,7 @@ def _plain(value):
     return value
 
 
-def save(clf, result: TrainResult, out: str | os.PathLike) -> Path:
+def save(clf: Classifier, result: TrainResult, out: str | os.PathLike[str]) -> Path:
     """Write the checkpoint atomically: a temporary file in the same folder, renamed into place."""
     target = Path(out)
     if target.is_dir():
@@ -601,14 +606,15 @@ def save(clf, result: TrainResult, out: str | os.PathLike) -> Path:
     return target
 
 
-def explain(clf, result: TrainResult, path: str | os.PathLike, classes: list[int]):
+def explain(clf: Classifier, result: TrainResult, path: str | os.PathLike[str], classes: list[int]) -> tuple[Prepared, np.ndarray]:
     """(prepared photo, (len(classes), 7, 7) Grad-CAMs in [0, 1]) of the new head for the given classes."""
     from . import cam as cam_mod
     from .model import forward_to
 
     item = clf.prepare(path)
+    tensor: torch.Tensor = item.tensor  # type: ignore[assignment]  # Prepared keeps torch out of its annotations
     with torch.inference_mode():
-        feats = forward_to(clf.loaded.model, item.tensor.unsqueeze(0).to(clf.device), "layer4").float()
+        feats = forward_to(clf.loaded.model, tensor.unsqueeze(0).to(clf.device), "layer4").float()
         weight = torch.from_numpy(result.weight).to(feats.device)
         maps = cam_mod.last_stage_cams(feats, weight, torch.tensor([classes], device=feats.device))
     return item, maps[0].cpu().numpy()
@@ -617,7 +623,7 @@ def explain(clf, result: TrainResult, path: str | os.PathLike, classes: list[int
 KEEP_MODELS = 5  # models taught in the window and not saved elsewhere: the newest few are kept in the cache
 
 
-def new_model_path(folder: str | os.PathLike | None = None) -> Path:
+def new_model_path(folder: str | os.PathLike[str] | None = None) -> Path:
     """A fresh file name for a model taught in the window (``<cache>/models/taught-<time>.pth``); older ones pruned."""
     models = Path(folder) if folder is not None else cache_root() / "models"
     models.mkdir(parents=True, exist_ok=True)
@@ -631,7 +637,7 @@ def new_model_path(folder: str | os.PathLike | None = None) -> Path:
     return models / f"taught-{stamp}.pth"
 
 
-def copy_model(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+def copy_model(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
     """Copy a saved model to where the user chose, atomically (a temporary file renamed into place)."""
     import shutil
 

@@ -175,11 +175,11 @@ class TeachDialog(QDialog):
         else:
             self.status.setText(f"{len(names)} classes. Teach to compute their features and fit the new model.")
 
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
+    def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event) -> None:  # noqa: N802
+    def dropEvent(self, event) -> None:
         dropped = read_mime(event.mimeData())
         folders = [p for p in dropped.paths if Path(p).is_dir()]
         if not folders:
@@ -343,7 +343,7 @@ class TeachDialog(QDialog):
         self.saved_label.setText(f"Saved {message}: open it later with File → Open Weights… or --weights"
                                  if ok else message)
 
-    def closeEvent(self, event) -> None:  # noqa: N802
+    def closeEvent(self, event) -> None:
         if self.running:
             self.worker.cancel_training()
         super().closeEvent(event)

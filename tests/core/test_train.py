@@ -149,7 +149,7 @@ def test_saved_model_reloads_and_classifies_held_out_crops(taught, photos, tmp_p
     assert saved["labels"] == taught.result.labels
     prov = saved["provenance"]
     assert prov["base_weights"]["sha256"] == T.file_sha256(taught.clf.source.path)
-    assert prov["classes"] == dict(zip(taught.result.labels, taught.result.counts))
+    assert prov["classes"] == dict(zip(taught.result.labels, taught.result.counts, strict=True))
     assert prov["validation"]["accuracy"] == taught.result.validation["accuracy"]
     assert prov["date"]
 
