@@ -168,6 +168,53 @@ def time_to_window(repeats: int = 3) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(models)
 
 
+def teach_photos(n: int = 200) -> Path:
+    """``n`` photos in 4 class folders: random crops (160 px) of four of the benchmark's source photos."""
+    from skimage import data
+
+    root = DATA / f"teach{n}"
+    if root.exists():
+        return root
+    rng = np.random.default_rng(0)
+    for k, name in enumerate(["astronaut", "chelsea", "coffee", "rocket"]):
+        arr = getattr(data, name)()
+        base = Image.fromarray(arr[..., :3])
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(n // 4 + (k < n % 4)):
+            w, h = base.size
+            s = rng.uniform(0.5, 0.9)
+            cw, ch = int(w * s), int(h * s)
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            base.crop((x, y, x + cw, y + ch)).resize((160, 160)).save(root / name / f"{i:03}.jpg", quality=90)
+    return root
+
+
+def teach_rows(clf, row) -> None:
+    """Teaching new classes: features of 200 photos (each also mirrored), the head's fit, a second run from the cache."""
+    import tempfile
+
+    from resnext_gui.core import train as T
+
+    root = teach_photos(200)
+    with tempfile.TemporaryDirectory() as cache:
+        data = T.scan(root)
+        t = time.perf_counter()
+        feats = T.extract(clf, data, T.FeatureCache(cache, T.backbone_sha256(clf)))
+        per_photo = (time.perf_counter() - t) * 1000 / len(feats.paths)
+        row("8a. teach: features per photo (photo + mirror, batch 8), 200 photos", per_photo, "x",
+            "two forward passes per photo")
+        train_idx, _ = T.split(feats.labels, 0.2, 0)
+        x = feats.feats[train_idx].reshape(-1, T.FEATURE_DIM)
+        y = np.repeat(feats.labels[train_idx], 2)
+        t = time.perf_counter()
+        T.fit_head(x, y, len(data.labels))
+        row(f"8b. teach: fit the head (L-BFGS, {len(x)} feature rows from 200 photos)", (time.perf_counter() - t) * 1000)
+        t = time.perf_counter()
+        again = T.train(clf, root, cache_dir=cache)
+        row("8c. teach: whole second run, 200 photos, features from the cache", (time.perf_counter() - t) * 1000, "",
+            f"{again.cache_hits} cached, {again.computed} computed; val. accuracy {again.validation['accuracy']:.2f}")
+
+
 def describe_machine(device: torch.device) -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -195,6 +242,7 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--soak", type=int, default=500, help="photos for the classify memory/throughput run (default 500)")
     ap.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/results.md alone")
+    ap.add_argument("--teach-only", action="store_true", help="only the teaching rows (8a-8c), printed")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     device = torch.device(args.device)
@@ -222,6 +270,9 @@ def main(argv=None) -> int:
     bare_start = median_ms(fwd, 20, warmup=5)
     print(f"{'measure':<66} {'ms':>11}")
     row("1. bare forward, batch 1, ready tensor (start of run)", bare_start, "x")
+    if args.teach_only:
+        teach_rows(clf, row)
+        return 0
 
     naive_big = naive_loop(model, transforms, big, device)
     row("2a. naive loop, 12-MP JPEG (open→RGB→transforms→top-5)", naive_big, "x")
@@ -308,6 +359,8 @@ def main(argv=None) -> int:
         same = sum([t.index for t in bf.classify(p).top] == [t.index for t in clf.classify(p).top] for p in big[:6])
         agree = f"{same}/6 photos with identical top-5 (classes and order)"
         row("7. opt-in bf16 autocast forward, batch 1", bf_ms, "x", agree)
+
+    teach_rows(clf, row)
 
     bare_end = median_ms(fwd, 20, warmup=5)
     row("1. bare forward, batch 1, ready tensor (end of run)", bare_end, "x")

@@ -1,11 +1,11 @@
-"""Entry point: `resnext-gui` / `python -m resnext_gui` opens the window; `classify` and `weights` are the CLI."""
+"""Entry point: `resnext-gui` / `python -m resnext_gui` opens the window; `classify`, `train` and `weights` are the CLI."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-CLI_COMMANDS = ("classify", "weights")
+CLI_COMMANDS = ("classify", "train", "weights")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Command-line front end over the core: `classify` for files and folders, `weights fetch|info`."""
+"""Command-line front end over the core: `classify` for files and folders, `train` for new classes, `weights fetch|info`."""
 
 from __future__ import annotations
 
@@ -70,6 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bf16: faster on CPUs with bfloat16 support, slightly different numbers (see benchmarks)")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
 
+    t = sub.add_parser("train", help="teach new classes: one subfolder of photos per class -> a new model file")
+    _add_model_options(t)
+    t.add_argument("data_dir", metavar="DATA_DIR", help="a folder with one subfolder of photos per class")
+    t.add_argument("--out", required=True, metavar="MODEL", help="where to save the new model (.pth)")
+    t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
+                   help="share of each class kept aside to check the model (default 0.2)")
+    t.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the validation split (default 0)")
+
     w = sub.add_parser("weights", help="download or inspect the model weights")
     wsub = w.add_subparsers(dest="weights_command", required=True)
     f = wsub.add_parser("fetch", help="download the official ImageNet weights into the torch hub cache")
@@ -84,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 class Progress:
     """Progress on stderr: a redrawn bar on a terminal, a line every 10% otherwise. Never on stdout."""
 
-    def __init__(self, total: int, stream=None) -> None:
+    def __init__(self, total: int, stream=None, verb: str = "classified") -> None:
+        self.verb = verb
         stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
         self.total, self.stream, self.done, self.failed = total, stream, 0, 0
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
@@ -103,7 +112,7 @@ class Progress:
             self.stream.write(f"\r[{bar:<{width}}] {self.done}/{self.total}  {self.failed} failed")
             self.stream.flush()
         elif frac >= self._next_line or self.done == self.total:
-            self.stream.write(f"classified {self.done}/{self.total} ({self.failed} failed)\n")
+            self.stream.write(f"{self.verb} {self.done}/{self.total} ({self.failed} failed)\n")
             self.stream.flush()
             self._next_line = (int(frac * 10) + 1) / 10
 
@@ -308,6 +317,68 @@ def cmd_classify(args) -> int:
     return EXIT_SOME_FAILED if failed or unreadable else EXIT_OK
 
 
+def cmd_train(args) -> int:
+    from .core.errors import ResnextGuiError
+    from .core.train import TrainingError, save, train
+
+    out = Path(args.out)
+    if out.is_dir():
+        print(f"resnext-gui: --out {out} is a folder; give a file name for the model", file=sys.stderr)
+        return EXIT_USAGE
+    parent = out.parent if str(out.parent) else Path(".")
+    if parent.exists() and not os.access(parent, os.W_OK):
+        print(f"resnext-gui: cannot write the model into {parent}", file=sys.stderr)
+        return EXIT_USAGE
+    if not 0.0 <= args.val_fraction < 1.0:
+        print("resnext-gui train: --val-fraction must be at least 0 and below 1", file=sys.stderr)
+        return EXIT_USAGE
+    from .core.classifier import Classifier
+
+    print("resnext-gui: loading the model…", file=sys.stderr, flush=True)
+    try:
+        clf = Classifier(args.weights, device=args.device)
+    except ResnextGuiError as exc:
+        print(f"resnext-gui: {exc}", file=sys.stderr)
+        print("resnext-gui: teaching needs real backbone weights (features of an untrained network are meaningless)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    progress: Progress | None = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal progress
+        if progress is None:
+            progress = Progress(total, verb="features of")
+        while progress.done < done:
+            progress.step(True)
+
+    try:
+        result = train(clf, args.data_dir, val_fraction=args.val_fraction, seed=args.seed, progress=on_progress,
+                       log=lambda m: print(f"resnext-gui: {m}", file=sys.stderr, flush=True))
+        if progress is not None:
+            progress.close()
+        path = save(clf, result, out)
+    except TrainingError as exc:
+        print(f"resnext-gui: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"resnext-gui: cannot save the model to {out}: {exc.strerror or exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("\nresnext-gui: interrupted; nothing was saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Terminated:
+        print("resnext-gui: terminated; nothing was saved", file=sys.stderr)
+        return EXIT_TERMINATED
+    summary = {"model": str(path), **result.summary()}
+    acc = result.validation.get("accuracy") if result.validation else None
+    print(f"resnext-gui: saved {path}" + (f"; validation accuracy {acc:.1%}" if acc is not None else ""),
+          file=sys.stderr)
+    from .core.records import clean_record
+
+    _emit(json.dumps(clean_record(summary), ensure_ascii=False) + "\n")
+    return EXIT_OK
+
+
 def cmd_weights(args) -> int:
     from .core import weights as W
     from .core.errors import ResnextGuiError
@@ -372,6 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "classify":
             return cmd_classify(args)
+        if args.command == "train":
+            return cmd_train(args)
         return cmd_weights(args)
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         _silence_stdout()

@@ -62,7 +62,24 @@ class DownloadJob:
     url: str | None = None
 
 
-Job = Union[ClassifyJob, RecomputeJob, ViewJob, LoadJob, DownloadJob]
+@dataclass
+class TrainJob:
+    """Teach new classes with the loaded backbone: a folder of class folders, or a list of class folders."""
+
+    data: str | list[str]
+    val_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass
+class SaveModelJob:
+    """Copy a taught model (already written to the cache) to where the user chose."""
+
+    source: str
+    target: str
+
+
+Job = Union[ClassifyJob, RecomputeJob, ViewJob, LoadJob, DownloadJob, TrainJob, SaveModelJob]
 
 
 # ---- results (worker -> GUI) ----
@@ -96,6 +113,30 @@ class PhotoResult:
     note: str | None = None
     record: dict = field(default_factory=dict)  # the core's output record (what `classify` prints)
     encoded: bytes | None = None  # for image data without a file: the PNG the worker made of it
+
+
+@dataclass
+class Misclassified:
+    """A validation photo the new model got wrong, with the maps of its true and its predicted class."""
+
+    path: str
+    true: str
+    predicted: str
+    prob: float
+    display: QImage | None = None  # the photo at view size; None when it was not explained
+    maps: np.ndarray | None = None  # (2, MAP_SIDE, MAP_SIDE) colour-map indices: true class, predicted class
+    crop: tuple | None = None  # fractions of the photo, as PhotoResult.crop
+
+
+@dataclass
+class TrainOutcome:
+    model_path: str  # the new model, written to the user's cache; "Use" loads it, "Save…" copies it
+    summary: dict  # what `resnext-gui train` prints
+    labels: list[str]
+    mistakes: list[Misclassified]
+
+
+MAX_EXPLAINED = 24  # misclassified photos given heatmaps right after training (one forward pass each)
 
 
 def qimage_from_rgb(arr: np.ndarray) -> QImage:
@@ -195,6 +236,7 @@ class _Runner(QObject):
         self.pixel_ratio, self.threads = pixel_ratio, threads
         self.clf: Any = None
         self.download_cancelled = threading.Event()
+        self.train_cancelled = threading.Event()
 
     @Slot()
     def start(self) -> None:
@@ -239,6 +281,10 @@ class _Runner(QObject):
             self._load(job)
         elif isinstance(job, DownloadJob):
             self._download(job)
+        elif isinstance(job, TrainJob):
+            self._train(job)
+        elif isinstance(job, SaveModelJob):
+            self._save_model(job)
 
     def _fail(self, job: Job, message: str) -> None:
         """Every job kind has its own failure channel, so the window never waits on a lost answer."""
@@ -253,6 +299,10 @@ class _Runner(QObject):
             self.out.modelFailed.emit(message)
         elif isinstance(job, DownloadJob):
             self.out.downloadFinished.emit(False, message)
+        elif isinstance(job, TrainJob):
+            self.out.trainFailed.emit(message)
+        elif isinstance(job, SaveModelJob):
+            self.out.modelSaved.emit(False, message)
 
     # ---- jobs ----
     def _load(self, job: LoadJob) -> None:
@@ -361,6 +411,60 @@ class _Runner(QObject):
         self._load(LoadJob(None, self.device))
 
 
+    def _train(self, job: TrainJob) -> None:
+        from .core import train as T
+        from .core.errors import ResnextGuiError
+
+        if self.clf is None:
+            self.out.trainFailed.emit("No model is loaded: teaching new classes needs the ImageNet weights "
+                                      "(File → Download ImageNet Weights…).")
+            return
+        self.train_cancelled.clear()
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.05 or done == total:
+                last[0] = now
+                self.out.trainProgress.emit(done, total)
+
+        try:
+            result = T.train(self.clf, job.data, job.val_fraction, job.seed, progress=progress,
+                             cancelled=self.train_cancelled.is_set)
+            path = T.save(self.clf, result, T.new_model_path())
+        except ResnextGuiError as exc:
+            self.out.trainFailed.emit(str(exc))
+            return
+        except OSError as exc:
+            self.out.trainFailed.emit(f"the new model could not be written: {exc.strerror or exc}")
+            return
+        mistakes = []
+        for i, m in enumerate(result.mistakes):
+            entry = Misclassified(str(m.path), result.labels[m.true], result.labels[m.predicted], m.prob)
+            if i < MAX_EXPLAINED:
+                try:
+                    item, cams = T.explain(self.clf, result, m.path, [m.true, m.predicted])
+                    width, height = item.decoded.original_size
+                    left, top, right, bottom = item.crop
+                    entry.display = _display_copy(item.decoded.image)
+                    entry.maps = _map_indices(cams)
+                    entry.crop = (left / width, top / height, right / width, bottom / height)
+                except Exception:  # the photo went away since: it is still listed, without maps
+                    pass
+            mistakes.append(entry)
+        self.out.trainFinished.emit(TrainOutcome(str(path), result.summary(), list(result.labels), mistakes))
+
+    def _save_model(self, job: SaveModelJob) -> None:
+        from .core.train import copy_model
+
+        try:
+            copy_model(job.source, job.target)
+        except Exception as exc:  # a full or read-only disk, a folder at that name...
+            self.out.modelSaved.emit(False, f"Could not save {job.target}: {getattr(exc, 'strerror', None) or exc}")
+            return
+        self.out.modelSaved.emit(True, job.target)
+
+
 def _name_of(source: PhotoSource) -> str:
     if isinstance(source, QImage):
         return "image data"
@@ -387,6 +491,10 @@ class Worker(QObject):
     viewFailed = Signal(int, str)
     downloadProgress = Signal(int, int)
     downloadFinished = Signal(bool, str)  # ok, saved path or the reason
+    trainProgress = Signal(int, int)  # photos whose features are ready, photos in all
+    trainFinished = Signal(object)  # TrainOutcome
+    trainFailed = Signal(str)
+    modelSaved = Signal(bool, str)  # ok, saved path or the reason
     _wake = Signal()
 
     live: set[Worker] = set()  # every running worker, so tests can prove none is left behind
@@ -419,6 +527,7 @@ class Worker(QObject):
         still being imported it can take a few seconds (an import can't be interrupted)."""
         self._queue.drop_batch()
         self._runner.download_cancelled.set()
+        self._runner.train_cancelled.set()
         self._thread.quit()
         finished = self._thread.wait(timeout_ms)
         if finished:
@@ -449,6 +558,17 @@ class Worker(QObject):
 
     def cancel_download(self) -> None:
         self._runner.download_cancelled.set()
+
+    def train(self, data: str | list[str], val_fraction: float = 0.2, seed: int = 0) -> None:
+        """Teach new classes with the current backbone (off the GUI thread); answers trainProgress, then
+        trainFinished or trainFailed."""
+        self._put(TrainJob(data, val_fraction, seed), interactive=True)
+
+    def cancel_training(self) -> None:
+        self._runner.train_cancelled.set()
+
+    def save_model(self, source: str, target: str) -> None:
+        self._put(SaveModelJob(source, target), interactive=True)
 
     def cancel_batch(self) -> list[int]:
         """Drop the batch photos not yet started (the one being computed finishes); returns their ids."""

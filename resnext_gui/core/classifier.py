@@ -231,6 +231,21 @@ class Classifier:
             )
         return out
 
+    def pooled_features(self, items: list[Prepared]) -> np.ndarray:
+        """(N, 2, 2048) float32: each photo's globally pooled last-stage features, and those of its mirror image.
+
+        The same input, network and precision as ``predict``; the mirror is the model's input flipped left to
+        right (the centre crop is symmetric, so that is the crop of the mirrored photo). Teaching a new head
+        uses these: the backbone stays frozen, only ``fc`` is learnt.
+        """
+        batch = torch.stack([torch.as_tensor(p.tensor) for p in items]).to(self.device)
+        both = torch.cat([batch, torch.flip(batch, dims=[3])])
+        with torch.inference_mode(), self._autocast(both.device):
+            pooled = forward_to(self.loaded.model, both, "layer4").mean(dim=(2, 3))  # the network's global average pool
+        pooled = pooled.float().cpu()
+        n = len(items)
+        return torch.stack([pooled[:n], pooled[n:]], dim=1).numpy()
+
     def classify(self, source: Source, keep_image: bool = False, layer: str | None = None) -> Prediction:
         """One photo, start to finish. Bad input gives ``ok=False`` with the reason, never an exception."""
         name = source_name(source)

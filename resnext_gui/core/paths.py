@@ -15,19 +15,21 @@ def is_image_name(path: str | os.PathLike) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_SUFFIXES
 
 
-def iter_images(paths: Iterable[str | os.PathLike], on_skip: OnSkip | None = None) -> Iterator[Path]:
+def iter_images(paths: Iterable[str | os.PathLike], on_skip: OnSkip | None = None,
+                on_other: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield files as given and the image files of folders, as they are found.
 
     A file named explicitly is always yielded (it will get an answer even if it is not an image). A folder's
     images come in the order of their sorted full paths. Symbolic links to folders are followed only while
     they stay inside the folder that was named, and no folder is visited twice (loops); links that leave it
-    and folders that can't be read are passed to ``on_skip`` with the reason.
+    and folders that can't be read are passed to ``on_skip`` with the reason. Files in folders whose names
+    are not images' are passed to ``on_other`` (if given), so a caller can count what it passed over.
     """
     for raw in paths:
         p = Path(raw)
         if p.is_dir():
             root = os.path.realpath(p)
-            yield from _walk(p, root, set(), on_skip)
+            yield from _walk(p, root, set(), on_skip, on_other)
         else:
             yield p
 
@@ -36,7 +38,8 @@ def _inside(real: str, root: str) -> bool:
     return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def _walk(folder: Path, root: str, seen: set[tuple[int, int]], on_skip: OnSkip | None) -> Iterator[Path]:
+def _walk(folder: Path, root: str, seen: set[tuple[int, int]], on_skip: OnSkip | None,
+          on_other: Callable[[Path], None] | None = None) -> Iterator[Path]:
     try:
         st = os.stat(folder)
         key = (st.st_dev, st.st_ino)
@@ -63,9 +66,11 @@ def _walk(folder: Path, root: str, seen: set[tuple[int, int]], on_skip: OnSkip |
                 if on_skip:
                     on_skip(path, "is a link that leads outside the folder; not followed")
                 continue
-            yield from _walk(path, root, seen, on_skip)
+            yield from _walk(path, root, seen, on_skip, on_other)
         elif is_image_name(entry.name):
             yield path
+        elif on_other is not None:
+            on_other(path)
 
 
 def expand_paths(paths: Iterable[str | os.PathLike], on_skip: OnSkip | None = None) -> list[Path]:

@@ -196,6 +196,7 @@ class MainWindow(QMainWindow):
         f.addSeparator()
         self._action(f, "Open &Weights…", self.choose_weights, tip="Use your own ResNeXt-50 checkpoint")
         self.download_action = self._action(f, "&Download ImageNet Weights…", self.download_weights)
+        self._action(f, "&Teach New Classes…", self.teach, tip="Train a model on your own classes: one folder of photos each")
         f.addSeparator()
         self.save_action = self._action(f, "&Save Overlay as PNG…", self.save_overlay, QKeySequence.StandardKey.Save)
         self._action(f, "&Export Results…", self.export_dialog, "Ctrl+E", tip="All processed photos as CSV or JSON")
@@ -591,6 +592,17 @@ class MainWindow(QMainWindow):
         self.time_label.setText("")
 
     # ------------------------------------------------------------------ weights and device
+    def teach(self):
+        """File → Teach New Classes…: one dialog, kept for the session (training goes on while it is hidden)."""
+        from .teach_dialog import TeachDialog
+
+        if getattr(self, "teach_dialog", None) is None:
+            self.teach_dialog = TeachDialog(self.worker, self.device_choice, self)
+        self.teach_dialog.device = self.device_choice
+        self.teach_dialog.show()
+        self.teach_dialog.raise_()
+        return self.teach_dialog
+
     def choose_weights(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open Weights", self._last_folder(), "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
         if path:

@@ -55,3 +55,38 @@ class FakeFactory:
         clf = FakeClassifier(weights, device, self.gate)
         self.made.append(clf)
         return clf
+
+
+class FakeTeachable(FakeClassifier):
+    """A FakeClassifier that can also be taught: real decoding, features a fixed projection of the pixels."""
+
+    def __init__(self, weights, device, gate: threading.Event | None = None) -> None:
+        import torch
+
+        super().__init__(weights, device, gate)
+        self.loaded = SimpleNamespace(model=torch.nn.Linear(2, 2))
+        self.resize, self.crop_size, self.precision = 40, 32, "fp32"
+
+    def prepare(self, source):
+        import torch
+        from torchvision.transforms import v2
+
+        from resnext_gui.core.preprocess import load_and_prepare
+
+        transforms = v2.Compose([v2.ToImage(), v2.Resize(40), v2.CenterCrop(32), v2.ToDtype(torch.float32, scale=True)])
+        return load_and_prepare(source, transforms, 40, 32, True)
+
+    def pooled_features(self, items):
+        import torch
+
+        x = torch.stack([i.tensor for i in items]).flatten(1)
+        w = torch.randn(x.shape[1], 2048, generator=torch.Generator().manual_seed(0))
+        f = torch.relu(x @ w)
+        return torch.stack([f, f.flip(1)], 1).numpy()
+
+
+class TeachableFactory(FakeFactory):
+    def __call__(self, weights, device):
+        clf = FakeTeachable(weights, device, self.gate)
+        self.made.append(clf)
+        return clf

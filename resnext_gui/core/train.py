@@ -1,0 +1,661 @@
+"""Teaching new classes: folders of photos -> frozen-backbone features (cached) -> a new linear head -> a checkpoint."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import re
+import sys
+import tempfile
+import time
+import unicodedata
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from .errors import ImageError, ResnextGuiError
+from .paths import IMAGE_SUFFIXES, iter_images
+from .records import valid_text
+
+if TYPE_CHECKING:
+    from .classifier import Classifier
+    from .preprocess import Prepared
+
+MIN_PHOTOS = 2  # per class, refused below: one for training and one for validation
+FEW_PHOTOS = 10  # per class, warned below
+FEATURE_DIM = 2048
+L2 = 1e-3  # weight of the L2 penalty on the head (features scaled to unit root mean square)
+MAX_LABEL = 100  # characters of a class name
+FEATURE_BATCH = 8
+
+Progress = Callable[[int, int], None]  # (photos done, photos in all) during feature extraction
+
+
+class TrainingError(ResnextGuiError):
+    """The data or the weights can't make a model (too few classes or photos, no real weights...)."""
+
+
+class TrainingCancelled(TrainingError):
+    """The user stopped training."""
+
+
+# ---- the data set: one folder per class ----
+@dataclass
+class DataSet:
+    root: Path
+    labels: list[str]
+    files: list[tuple[Path, int]]  # (photo, class index), in class order then sorted path order
+    other_files: int = 0  # files that are not images by name, passed over
+    warnings: list[str] = field(default_factory=list)
+
+    def counts(self) -> list[int]:
+        out = [0] * len(self.labels)
+        for _, y in self.files:
+            out[y] += 1
+        return out
+
+
+def clean_label(name: str) -> str:
+    """A folder name as a class label: valid Unicode, no control characters, single spaces, at most MAX_LABEL."""
+    text = valid_text(name)
+    text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+    text = re.sub(r"\s+", " ", text).strip()
+    return text[:MAX_LABEL].rstrip()
+
+
+def scan(root: str | os.PathLike[str] | list[str]) -> DataSet:
+    """The ImageFolder convention: each subfolder of ``root`` is a class, its images (found recursively) its photos.
+
+    ``root`` may also be a list of class folders (folders dropped on the window one by one). Refuses
+    (TrainingError) a root that is not a folder, fewer than two classes, or a class with fewer than
+    MIN_PHOTOS photos; warns (``warnings``) about small classes, renamed labels, files passed over.
+    """
+    loose = 0
+    if isinstance(root, (list, tuple)):
+        folders = [Path(f) for f in root]
+        missing = [valid_text(str(f)) for f in folders if not f.is_dir()]
+        if missing:
+            raise TrainingError(f"not a folder: {', '.join(missing)}")
+        root = Path(os.path.commonpath([os.path.abspath(f) for f in folders])) if folders else Path(".")
+    else:
+        root = Path(root)
+        if not root.is_dir():
+            raise TrainingError(f"{root} is not a folder: give a folder with one subfolder of photos per class")
+        try:
+            entries = sorted(os.scandir(root), key=lambda e: e.name)
+        except OSError as exc:
+            raise TrainingError(f"cannot read {root}: {exc.strerror or exc}") from None
+        folders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:
+                is_dir = False
+            if not is_dir:
+                loose += 1
+            elif not entry.name.startswith("."):  # hidden folders (.git, .thumbnails) are not classes
+                folders.append(Path(entry.path))
+    data = DataSet(root, [], [])
+    seen: dict[str, str] = {}
+    skipped: list[str] = []
+
+    def other(_path: Path) -> None:
+        data.other_files += 1
+
+    def on_skip(path: Path, reason: str) -> None:
+        skipped.append(f"skipped {path}: {reason}")
+
+    for folder in folders:
+        label = clean_label(folder.name)
+        shown = valid_text(folder.name)
+        if not label:
+            data.warnings.append(f"folder {shown!r} has no usable name for a class; skipped")
+            continue
+        if label != folder.name:
+            data.warnings.append(f"folder {shown!r} is not a valid class label as it stands; "
+                                 f"the class is called {label!r}")
+        if label in seen:
+            raise TrainingError(f"folders {seen[label]!r} and {shown!r} would both be the class {label!r}: "
+                                "rename one of them")
+        seen[label] = shown
+        photos = list(iter_images([folder], on_skip=on_skip, on_other=other))
+        index = len(data.labels)
+        data.labels.append(label)
+        data.files += [(p, index) for p in photos]
+    data.warnings += skipped
+    if loose:
+        data.warnings.append(f"{loose} file{'s' if loose > 1 else ''} directly in {valid_text(str(root))} "
+                             "ignored: photos belong in one subfolder per class")
+    if data.other_files:
+        n = data.other_files
+        data.warnings.append(f"{n} file{'s that are' if n > 1 else ' that is'} not an image by name skipped "
+                             f"(images end in {', '.join(IMAGE_SUFFIXES)})")
+    check_counts(data.labels, data.counts(), data.warnings)
+    return data
+
+
+def check_counts(labels: list[str], counts: list[int], warnings: list[str]) -> None:
+    """Refuse fewer than two classes or a class below MIN_PHOTOS; warn about classes below FEW_PHOTOS."""
+    if len(labels) < 2:
+        found = f"found {len(labels)}: {labels[0]!r}" if labels else "found none"
+        raise TrainingError("teaching needs at least two classes, one subfolder of photos each "
+                            f"({found})")
+    small = [f"{lab!r} ({n})" for lab, n in zip(labels, counts, strict=True) if n < MIN_PHOTOS]
+    if small:
+        raise TrainingError(f"each class needs at least {MIN_PHOTOS} photos (one to learn from, one to check "
+                            f"with); too few: {', '.join(small)}")
+    few = [f"{lab!r} ({n})" for lab, n in zip(labels, counts, strict=True) if n < FEW_PHOTOS]
+    if few:
+        message = f"classes with fewer than {FEW_PHOTOS} photos give unreliable models and figures: {', '.join(few)}"
+        if message not in warnings:
+            warnings.append(message)
+
+
+# ---- the feature cache: one small file per photo and backbone ----
+def cache_root() -> Path:
+    """The user's cache folder for this app (XDG on Linux, the platform's own elsewhere)."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Caches"
+    else:
+        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "resnext-gui"
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def backbone_sha256(clf: Classifier) -> str:
+    """What the features depend on: every backbone tensor (not ``fc``), the preprocessing and the precision."""
+    digest = hashlib.sha256()
+    digest.update(f"resize={clf.resize} crop={clf.crop_size} precision={clf.precision}".encode())
+    for name, tensor in sorted(clf.loaded.model.state_dict().items()):
+        if name.startswith("fc."):
+            continue
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class FeatureCache:
+    """``<cache>/features/<backbone>/<photo sha256>.npy``: a photo's (2, 2048) pooled features and its mirror's."""
+
+    def __init__(self, folder: str | os.PathLike[str], backbone: str) -> None:
+        self.folder = Path(folder) / "features" / backbone[:32]
+
+    def _path(self, content: str) -> Path:
+        return self.folder / content[:2] / f"{content}.npy"
+
+    def get(self, content: str) -> np.ndarray | None:
+        """The cached features, or None when absent or unusable (damaged, wrong shape, not finite)."""
+        try:
+            arr = np.load(self._path(content), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
+            return None
+        if not isinstance(arr, np.ndarray) or arr.shape != (2, FEATURE_DIM) or arr.dtype != np.float32 or not np.isfinite(arr).all():
+            return None
+        return arr
+
+    def put(self, content: str, feats: np.ndarray) -> None:
+        """Write atomically (a temporary file renamed into place); a cache that can't be written is no error."""
+        target = self._path(content)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".feat-", suffix=".partial")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    np.save(fh, np.ascontiguousarray(feats, dtype=np.float32))
+                os.replace(tmp, target)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+        except OSError:
+            pass
+
+
+# ---- features of every photo ----
+@dataclass
+class Features:
+    paths: list[Path]
+    labels: np.ndarray  # (N,) class index per photo
+    feats: np.ndarray  # (N, 2, 2048): each photo, and its mirror image
+    hashes: list[str]
+    unreadable: list[tuple[Path, str]] = field(default_factory=list)
+    cache_hits: int = 0
+    computed: int = 0  # photos that went through the network
+    ms: float = 0.0
+
+
+def _prepare(clf: Classifier, path: Path) -> tuple[Prepared | None, str | None]:
+    try:
+        return clf.prepare(path), None
+    except ImageError as exc:
+        return None, str(exc)
+    except Exception as exc:  # MemoryError, ...: this photo is skipped with the reason
+        return None, f"{path.name} could not be read ({type(exc).__name__})"
+
+
+def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress: Progress | None = None,
+            cancelled: Callable[[], bool] | None = None, batch_size: int = FEATURE_BATCH) -> Features:
+    """Pooled features of every photo, from the cache when it has them, else through ``clf.pooled_features``.
+
+    Unreadable photos are skipped and listed; the next batch decodes on a thread while the network runs.
+    """
+    start = time.perf_counter()
+    total = len(data.files)
+    out_paths: list[Path] = []
+    out_labels: list[int] = []
+    out_feats: list[np.ndarray] = []
+    out_hashes: list[str] = []
+    result = Features([], np.zeros(0, np.int64), np.zeros((0, 2, FEATURE_DIM), np.float32), [])
+    seen: set[tuple[str, int]] = set()
+    done = 0
+    todo: list[tuple[Path, int, str]] = []
+
+    def keep(path: Path, label: int, content: str, feats: np.ndarray) -> None:
+        out_paths.append(path)
+        out_labels.append(label)
+        out_hashes.append(content)
+        out_feats.append(feats)
+
+    def tick(n: int = 1) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+        if cancelled and cancelled():
+            raise TrainingCancelled("training stopped; nothing was saved")
+
+    for path, label in data.files:  # hashes first: the cache answers without decoding
+        try:
+            content = file_sha256(path)
+        except OSError as exc:
+            result.unreadable.append((path, f"{valid_text(str(path))} cannot be read: {exc.strerror or exc}"))
+            tick()
+            continue
+        if (content, label) in seen:
+            tick()  # the same photo twice in one class counts once
+            continue
+        seen.add((content, label))
+        cached = cache.get(content) if cache else None
+        if cached is not None:
+            result.cache_hits += 1
+            keep(path, label, content, cached)
+            tick()
+        else:
+            todo.append((path, label, content))
+
+    with ThreadPoolExecutor(1, thread_name_prefix="teach-decode") as pool:
+        chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
+        upcoming = [pool.submit(_prepare, clf, p) for p, _, _ in chunks[0]] if chunks else []
+        for k, chunk in enumerate(chunks):
+            prepared = [f.result() for f in upcoming]
+            upcoming = [pool.submit(_prepare, clf, p) for p, _, _ in chunks[k + 1]] if k + 1 < len(chunks) else []
+            good = [(item, meta) for (item, err), meta in zip(prepared, chunk, strict=True) if item is not None]
+            for (item, err), (path, _, _) in zip(prepared, chunk, strict=True):
+                if item is None:
+                    result.unreadable.append((path, err or f"{path.name} could not be read"))
+            if good:
+                feats = clf.pooled_features([item for item, _ in good])
+                result.computed += len(good)
+                for (_, (path, label, content)), f in zip(good, feats, strict=True):
+                    if not np.isfinite(f).all():
+                        result.unreadable.append((path, f"{valid_text(path.name)}: the network's features are not "
+                                                        "finite numbers; skipped"))
+                        continue
+                    if cache:
+                        cache.put(content, f)
+                    keep(path, label, content, f)
+            tick(len(chunk))
+    order = sorted(range(len(out_paths)), key=lambda i: (out_labels[i], str(out_paths[i])))
+    result.paths = [out_paths[i] for i in order]
+    result.labels = np.array([out_labels[i] for i in order], dtype=np.int64)
+    result.hashes = [out_hashes[i] for i in order]
+    if order:
+        result.feats = np.stack([out_feats[i] for i in order]).astype(np.float32)
+    result.ms = (time.perf_counter() - start) * 1000.0
+    return result
+
+
+def duplicates_across_classes(data: DataSet, feats: Features) -> list[str]:
+    """One warning per photo found (by content) in more than one class, naming the files."""
+    by_hash: dict[str, list[tuple[Path, int]]] = {}
+    for path, y, h in zip(feats.paths, feats.labels.tolist(), feats.hashes, strict=True):
+        by_hash.setdefault(h, []).append((path, y))
+    out = []
+    for entries in by_hash.values():
+        if len({y for _, y in entries}) > 1:
+            names = ", ".join(f"{valid_text(_relative(p, data.root))} ({data.labels[y]!r})" for p, y in entries)
+            out.append(f"the same photo is in more than one class: {names}")
+    return out
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(os.path.abspath(path)).relative_to(os.path.abspath(root)))
+    except ValueError:
+        return str(path)
+
+
+# ---- the head: multinomial logistic regression with L2 ----
+def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified: each class gives round(n * fraction) photos to validation, at least one each way when n >= 2."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        idx = idx[rng.permutation(len(idx))]
+        n_val = 0
+        if val_fraction > 0 and len(idx) >= 2:
+            n_val = min(len(idx) - 1, max(1, int(round(len(idx) * val_fraction))))
+        val += idx[:n_val].tolist()
+        train += idx[n_val:].tolist()
+    return np.array(sorted(train), dtype=np.int64), np.array(sorted(val), dtype=np.int64)
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+    """Weights (C, D) and bias (C,) on the raw pooled features, fitted full-batch with L-BFGS.
+
+    The features are divided by one common scale for the fit (their root mean square), and the weights by
+    it afterwards: the head is an ordinary ``fc`` on the network's own features. The bias stays zero: the
+    pooled features are non-negative and already carry a constant part, and without a bias the evidence
+    for a class lives in its weights, which is what Grad-CAM reads at every position. With L2 the weights
+    of all classes sum to zero, so the predicted class always has positive evidence somewhere and its map
+    is never empty.
+    """
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    scale = float(xt.pow(2).mean().sqrt().clamp_min(1e-12))
+    z = xt / scale
+    w = torch.zeros(num_classes, xt.shape[1], requires_grad=True)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z @ w.T, yt) + 0.5 * l2 * (w * w).sum()
+        loss.backward()  # type: ignore[no-untyped-call]
+        return loss
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a few thousand small products: threads only add waiting (30x slower on a busy CPU)
+    try:
+        with torch.enable_grad():
+            opt.step(closure)  # type: ignore[no-untyped-call]
+    finally:
+        torch.set_num_threads(threads)
+    with torch.no_grad():
+        weight = w / scale
+    return weight.numpy().copy(), np.zeros(num_classes, np.float32)
+
+
+def predict_proba(weight: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
+    logits = torch.from_numpy(np.asarray(x, np.float32)) @ torch.from_numpy(weight).T + torch.from_numpy(bias)
+    return torch.softmax(logits.double(), dim=1).numpy()
+
+
+def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Accuracy, per-class precision and recall (None when undefined), confusion matrix [true][predicted]."""
+    k = len(labels)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    for t, p in zip(y_true.tolist(), y_pred.tolist(), strict=True):
+        confusion[t, p] += 1
+    per_class = {}
+    for c, label in enumerate(labels):
+        predicted, actual = int(confusion[:, c].sum()), int(confusion[c].sum())
+        per_class[label] = {
+            "precision": round(int(confusion[c, c]) / predicted, 4) if predicted else None,
+            "recall": round(int(confusion[c, c]) / actual, 4) if actual else None,
+            "support": actual,
+        }
+    n = int(confusion.sum())
+    return {
+        "accuracy": round(float(np.trace(confusion)) / n, 4) if n else None,
+        "photos": n,
+        "per_class": per_class,
+        "confusion": confusion.tolist(),
+    }
+
+
+# ---- the whole run ----
+@dataclass
+class Mistake:
+    path: Path
+    true: int
+    predicted: int
+    prob: float  # of the predicted class
+
+
+@dataclass
+class TrainResult:
+    labels: list[str]
+    weight: np.ndarray  # (C, 2048)
+    bias: np.ndarray  # (C,)
+    counts: list[int]  # photos used per class
+    validation: dict[str, Any]  # metrics() of the validation photos ({} when there are none)
+    train_accuracy: float
+    mistakes: list[Mistake]
+    warnings: list[str]
+    unreadable: list[tuple[Path, str]]
+    provenance: dict[str, Any]
+    cache_hits: int = 0
+    computed: int = 0
+    extract_ms: float = 0.0
+    fit_ms: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """The JSON summary the CLI prints."""
+        return {
+            "classes": self.labels,
+            "counts": dict(zip(self.labels, self.counts, strict=True)),
+            "validation": self.validation or None,
+            "train_accuracy": self.train_accuracy,
+            "misclassified": [
+                {"path": valid_text(str(m.path)), "true": self.labels[m.true], "predicted": self.labels[m.predicted],
+                 "prob": round(m.prob, 4)} for m in self.mistakes
+            ],
+            "unreadable": [{"path": valid_text(str(p)), "error": e} for p, e in self.unreadable],
+            "warnings": self.warnings,
+            "features": {"cached": self.cache_hits, "computed": self.computed, "ms": round(self.extract_ms, 1)},
+            "fit_ms": round(self.fit_ms, 1),
+        }
+
+
+def require_real_weights(clf: Classifier) -> None:
+    """Features of an untrained network are meaningless: refuse to teach without a weights file.
+
+    The Classifier never runs an untrained network: it is built only from a checkpoint found by
+    ``find_weights`` (the user's ``--weights``, the environment, the bundled file or the torch hub cache), and
+    raises NoWeightsError when there is none. So "real weights" here means "a checkpoint the user has", and
+    any such file is taken as the user's word (it may be official, a fine-tune, or, in this project's own
+    tests, a seeded stand-in). What can still be told from the network itself is refused: a backbone whose
+    features are constant (all-zero weights, say) can't tell photos apart.
+    """
+    source = getattr(clf, "source", None)
+    if source is None or not Path(getattr(source, "path", "")).is_file():
+        from .weights import no_weights_message
+
+        raise TrainingError("teaching needs real backbone weights; features of an untrained network are "
+                            "meaningless.\n" + no_weights_message())
+
+
+def _check_features_vary(feats: np.ndarray) -> None:
+    if len(feats) >= 2 and float(np.ptp(feats[:, 0], axis=0).max()) == 0.0:
+        raise TrainingError("the backbone gives the same features for every photo, so it can't tell them apart: "
+                            "are these real weights? Use the official ImageNet weights (resnext-gui weights fetch)")
+
+
+def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str], val_fraction: float = 0.2, seed: int = 0,
+          cache_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None,
+          cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
+          l2: float = L2) -> TrainResult:
+    """Scan ``data_dir``, extract (or reuse) features with ``clf``'s frozen backbone, fit and validate a head."""
+    if not 0.0 <= val_fraction < 1.0:
+        raise TrainingError(f"the validation fraction must be at least 0 and below 1 (got {val_fraction})")
+    require_real_weights(clf)
+    say = log or (lambda _m: None)
+    data = scan(data_dir)
+    for w in data.warnings:
+        say(f"warning: {w}")
+    say(f"{len(data.files)} photos in {len(data.labels)} classes; computing features…")
+    backbone = backbone_sha256(clf)
+    cache = FeatureCache(cache_dir if cache_dir is not None else cache_root(), backbone)
+    feats = extract(clf, data, cache, progress, cancelled)
+    warnings = list(data.warnings)
+    if feats.unreadable:
+        warnings.append(f"{len(feats.unreadable)} unreadable photo{'s' if len(feats.unreadable) > 1 else ''} skipped")
+    dups = duplicates_across_classes(data, feats)
+    for w in dups + warnings[len(data.warnings):]:
+        say(f"warning: {w}")
+    warnings += dups
+    counts = [int((feats.labels == c).sum()) for c in range(len(data.labels))]
+    warnings = [w for w in warnings if not w.startswith(f"classes with fewer than {FEW_PHOTOS}")]  # recounted:
+    check_counts(data.labels, counts, warnings)  # without unreadable photos and repeats
+    _check_features_vary(feats.feats)
+    train_idx, val_idx = split(feats.labels, val_fraction, seed)
+    start = time.perf_counter()
+    x = feats.feats[train_idx].reshape(-1, FEATURE_DIM)  # each photo and its mirror image
+    y = np.repeat(feats.labels[train_idx], 2)
+    weight, bias = fit_head(x, y, len(data.labels), l2)
+    fit_ms = (time.perf_counter() - start) * 1000.0
+    train_pred = predict_proba(weight, bias, feats.feats[train_idx, 0]).argmax(1)
+    train_acc = round(float((train_pred == feats.labels[train_idx]).mean()), 4)
+    validation: dict[str, Any] = {}
+    mistakes: list[Mistake] = []
+    if len(val_idx):
+        probs = predict_proba(weight, bias, feats.feats[val_idx, 0])
+        pred = probs.argmax(1)
+        validation = metrics(feats.labels[val_idx], pred, data.labels)
+        for i, p, pr in zip(val_idx.tolist(), pred.tolist(), probs.tolist(), strict=True):
+            if p != feats.labels[i]:
+                mistakes.append(Mistake(feats.paths[i], int(feats.labels[i]), int(p), float(pr[p])))
+    source = clf.source
+    provenance = {
+        "base_weights": {
+            "file": valid_text(Path(source.path).name),
+            "sha256": file_sha256(source.path),
+            "variant": source.variant.weights.name if source.variant is not None else None,
+        },
+        "backbone_sha256": backbone,
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "classes": dict(zip(data.labels, counts, strict=True)),
+        "validation": {k: validation[k] for k in ("accuracy", "photos", "per_class", "confusion")} if validation else None,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        "head": f"multinomial logistic regression, L2 {l2}, L-BFGS, horizontal-flip features",
+        "preprocessing": {"resize": clf.resize, "crop": clf.crop_size},
+    }
+    return TrainResult(data.labels, weight, bias, counts, validation, train_acc, mistakes, warnings,
+                       feats.unreadable, provenance, feats.cache_hits, feats.computed, feats.ms, fit_ms)
+
+
+def checkpoint_state(clf: Classifier, result: TrainResult) -> dict[str, Any]:
+    """The backbone's tensors with the new ``fc``: a dict this app's loader (and torchvision) accepts."""
+    state = {k: v.detach().cpu().clone() for k, v in clf.loaded.model.state_dict().items() if not k.startswith("fc.")}
+    state["fc.weight"] = torch.from_numpy(np.ascontiguousarray(result.weight, dtype=np.float32))
+    state["fc.bias"] = torch.from_numpy(np.ascontiguousarray(result.bias, dtype=np.float32))
+    return {"state_dict": state, "labels": list(result.labels), "provenance": _plain(result.provenance)}
+
+
+def _plain(value: Any) -> Any:
+    """Only str, int, float, bool, None, lists and dicts: what ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def save(clf: Classifier, result: TrainResult, out: str | os.PathLike[str]) -> Path:
+    """Write the checkpoint atomically: a temporary file in the same folder, renamed into place."""
+    target = Path(out)
+    if target.is_dir():
+        raise TrainingError(f"{target} is a folder; give a file name for the model (e.g. {target / 'model.pth'})")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(checkpoint_state(clf, result), fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, as any program would create it (mkstemp makes it private)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target
+
+
+def explain(clf: Classifier, result: TrainResult, path: str | os.PathLike[str], classes: list[int]) -> tuple[Prepared, np.ndarray]:
+    """(prepared photo, (len(classes), 7, 7) Grad-CAMs in [0, 1]) of the new head for the given classes."""
+    from . import cam as cam_mod
+    from .model import forward_to
+
+    item = clf.prepare(path)
+    tensor: torch.Tensor = item.tensor  # type: ignore[assignment]  # Prepared keeps torch out of its annotations
+    with torch.inference_mode():
+        feats = forward_to(clf.loaded.model, tensor.unsqueeze(0).to(clf.device), "layer4").float()
+        weight = torch.from_numpy(result.weight).to(feats.device)
+        maps = cam_mod.last_stage_cams(feats, weight, torch.tensor([classes], device=feats.device))
+    return item, maps[0].cpu().numpy()
+
+
+KEEP_MODELS = 5  # models taught in the window and not saved elsewhere: the newest few are kept in the cache
+
+
+def new_model_path(folder: str | os.PathLike[str] | None = None) -> Path:
+    """A fresh file name for a model taught in the window (``<cache>/models/taught-<time>.pth``); older ones pruned."""
+    models = Path(folder) if folder is not None else cache_root() / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    old = sorted(models.glob("taught-*.pth"))
+    for path in old[: max(0, len(old) - (KEEP_MODELS - 1))]:
+        try:
+            path.unlink()
+        except OSError:
+            pass
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    return models / f"taught-{stamp}.pth"
+
+
+def copy_model(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
+    """Copy a saved model to where the user chose, atomically (a temporary file renamed into place)."""
+    import shutil
+
+    target = Path(target)
+    if target.is_dir():
+        raise TrainingError(f"{target} is a folder; give a file name for the model")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
+    try:
+        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
+            shutil.copyfileobj(src, out, 1 << 20)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return target

@@ -1,0 +1,354 @@
+"""Teach New Classes: choose or drop class folders, watch the features being computed, judge the new model, use or save it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..worker import Misclassified, TrainOutcome, Worker
+from .drops import read_mime
+from .image_view import ImageView
+from .text import plain_tooltip
+
+INTRO = ("Teach the model your own classes. Put the photos of each class in a folder of its own, named after "
+         "the class (e.g. photos/ripe, photos/unripe), then choose the folder that holds them — or drop the "
+         "class folders here. The network itself stays as it is; only its last layer is learnt, in seconds "
+         "after one pass over the photos. Everything stays on this computer.")
+
+
+def _plain(text: str = "", wrap: bool = False) -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(wrap)
+    return label
+
+
+class MistakeView(QDialog):
+    """One misclassified photo with the heatmaps of its true class and its predicted class side by side."""
+
+    def __init__(self, mistake: Misclassified, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"{Path(mistake.path).name} — {mistake.true} taken for {mistake.predicted}")
+        layout = QVBoxLayout(self)
+        path = _plain(mistake.path)
+        path.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        layout.addWidget(path)
+        row = QHBoxLayout()
+        self.views = []
+        for i, caption in enumerate((f"True class: {mistake.true}",
+                                     f"Predicted: {mistake.predicted} ({mistake.prob:.0%})")):
+            col = QVBoxLayout()
+            col.addWidget(_plain(caption))
+            view = ImageView()
+            view.setMinimumSize(300, 260)
+            if mistake.display is not None:
+                view.set_photo(mistake.display, mistake.crop)
+                view.set_map(mistake.maps[i])
+            else:
+                view.set_placeholder("This photo could not be read again")
+            col.addWidget(view)
+            self.views.append(view)
+            row.addLayout(col)
+        layout.addLayout(row)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(buttons)
+        self.resize(760, 420)
+
+
+class TeachDialog(QDialog):
+    """Collects class folders, runs the worker's TrainJob and shows the outcome. Never touches the model itself."""
+
+    modelUsed = Signal(str)  # path of the taught model the window switched to
+
+    def __init__(self, worker: Worker, device: str = "auto", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.worker, self.device = worker, device
+        self.setWindowTitle("Teach New Classes")
+        self.setAcceptDrops(True)
+        self.data: str | list[str] | None = None
+        self.outcome: TrainOutcome | None = None
+        self.running = False
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self._build_setup())
+        self.pages.addWidget(self._build_result())
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.pages)
+        worker.trainProgress.connect(self._on_progress)
+        worker.trainFinished.connect(self._on_finished)
+        worker.trainFailed.connect(self._on_failed)
+        worker.modelSaved.connect(self._on_saved)
+        self.resize(760, 560)
+
+    # ---- setup page ----
+    def _build_setup(self) -> QWidget:
+        page = QWidget()
+        v = QVBoxLayout(page)
+        v.addWidget(_plain(INTRO, wrap=True))
+        row = QHBoxLayout()
+        self.choose_button = QPushButton("Choose Folder…")
+        self.choose_button.clicked.connect(self.choose_folder)
+        row.addWidget(self.choose_button)
+        self.source_label = _plain("No folder yet: choose one, or drop class folders on this window.")
+        row.addWidget(self.source_label, 1)
+        v.addLayout(row)
+        self.class_list = QListWidget()
+        self.class_list.setToolTip("The classes: one per folder")
+        v.addWidget(self.class_list, 1)
+        form = QFormLayout()
+        self.val_fraction = QDoubleSpinBox()
+        self.val_fraction.setRange(0.0, 0.5)
+        self.val_fraction.setSingleStep(0.05)
+        self.val_fraction.setValue(0.2)
+        self.val_fraction.setToolTip("Share of each class kept aside to check the new model")
+        form.addRow("Kept aside to check:", self.val_fraction)
+        self.seed = QSpinBox()
+        self.seed.setRange(0, 2**31 - 1)
+        self.seed.setToolTip("Which photos are kept aside; the same seed gives the same split")
+        form.addRow("Split seed:", self.seed)
+        v.addLayout(form)
+        self.progress = QProgressBar()
+        self.progress.setFormat("Computing features: %v of %m photos")
+        self.progress.hide()
+        v.addWidget(self.progress)
+        self.status = _plain("", wrap=True)
+        v.addWidget(self.status)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        self.train_button = QPushButton("Teach")
+        self.train_button.setDefault(True)
+        self.train_button.setEnabled(False)
+        self.train_button.clicked.connect(self.start_training)
+        self.cancel_button = QPushButton("Close")
+        self.cancel_button.clicked.connect(self._cancel_or_close)
+        buttons.addWidget(self.train_button)
+        buttons.addWidget(self.cancel_button)
+        v.addLayout(buttons)
+        return page
+
+    def choose_folder(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Folder with one subfolder per class")
+        if folder:
+            self.set_data(folder)
+
+    def set_data(self, data: str | list[str]) -> None:
+        """A folder of class folders, or a list of class folders. Listing their names only: no file is read."""
+        self.data = data
+        self.class_list.clear()
+        if isinstance(data, str):
+            self.source_label.setText(data)
+            try:
+                names = sorted(p.name for p in Path(data).iterdir() if p.is_dir() and not p.name.startswith("."))
+            except OSError as exc:
+                names = []
+                self.status.setText(f"Cannot read {data}: {exc.strerror or exc}")
+        else:
+            self.source_label.setText(f"{len(data)} class folder{'s' if len(data) != 1 else ''} dropped")
+            names = [Path(p).name for p in data]
+        for name in names:
+            self.class_list.addItem(QListWidgetItem(name))
+        self.train_button.setEnabled(not self.running and len(names) >= 2)
+        if len(names) < 2:
+            self.status.setText("Teaching needs at least two classes: one folder of photos each.")
+        else:
+            self.status.setText(f"{len(names)} classes. Teach to compute their features and fit the new model.")
+
+    def dragEnterEvent(self, event) -> None:
+        if event.mimeData().hasUrls():
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:
+        dropped = read_mime(event.mimeData())
+        folders = [p for p in dropped.paths if Path(p).is_dir()]
+        if not folders:
+            self.status.setText("Drop folders here: one folder per class, or the folder that holds them.")
+            return
+        event.acceptProposedAction()
+        if len(folders) == 1:
+            folder = Path(folders[0])
+            has_subfolders = any(p.is_dir() for p in folder.iterdir() if not p.name.startswith("."))
+            if has_subfolders:
+                self.set_data(str(folder))
+                return
+        existing = self.data if isinstance(self.data, list) else []
+        self.set_data(existing + [f for f in folders if f not in existing])
+
+    def start_training(self) -> None:
+        if self.data is None or self.running:
+            return
+        self.running = True
+        self.train_button.setEnabled(False)
+        self.choose_button.setEnabled(False)
+        self.cancel_button.setText("Stop")
+        self.progress.setRange(0, 0)
+        self.progress.show()
+        self.status.setText("Finding the photos…")
+        self.worker.train(self.data, self.val_fraction.value(), self.seed.value())
+
+    def _cancel_or_close(self) -> None:
+        if self.running:
+            self.worker.cancel_training()
+            self.status.setText("Stopping…")
+        else:
+            self.reject()
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, total)
+        self.progress.setValue(done)
+        self.status.setText("Computing each photo's features once (they are remembered for next time)…")
+
+    def _on_failed(self, message: str) -> None:
+        self._stopped()
+        self.status.setText(message)
+
+    def _stopped(self) -> None:
+        self.running = False
+        self.progress.hide()
+        self.choose_button.setEnabled(True)
+        self.cancel_button.setText("Close")
+        self.train_button.setEnabled(self.class_list.count() >= 2)
+
+    # ---- result page ----
+    def _build_result(self) -> QWidget:
+        page = QWidget()
+        v = QVBoxLayout(page)
+        self.accuracy = _plain()
+        font = self.accuracy.font()
+        font.setPointSizeF(font.pointSizeF() * 1.4)
+        font.setBold(True)
+        self.accuracy.setFont(font)
+        v.addWidget(self.accuracy)
+        self.details = _plain("", wrap=True)
+        v.addWidget(self.details)
+        v.addWidget(_plain("Confusion matrix (rows: true class, columns: predicted class)"))
+        self.confusion = QTableWidget()
+        self.confusion.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        v.addWidget(self.confusion, 2)
+        v.addWidget(_plain("Photos it got wrong (double-click for the heatmaps of both classes)"))
+        self.mistakes = QListWidget()
+        self.mistakes.itemActivated.connect(self._open_mistake)
+        v.addWidget(self.mistakes, 2)
+        self.saved_label = _plain("", wrap=True)
+        v.addWidget(self.saved_label)
+        buttons = QHBoxLayout()
+        again = QPushButton("Teach Again…")
+        again.clicked.connect(lambda: self.pages.setCurrentIndex(0))
+        buttons.addWidget(again)
+        buttons.addStretch(1)
+        self.use_button = QPushButton("Use This Model")
+        self.use_button.clicked.connect(self.use_model)
+        self.save_button = QPushButton("Save…")
+        self.save_button.clicked.connect(self.save_dialog)
+        close = QPushButton("Close")
+        close.clicked.connect(self.reject)
+        for b in (self.use_button, self.save_button, close):
+            buttons.addWidget(b)
+        v.addLayout(buttons)
+        return page
+
+    def _on_finished(self, outcome: TrainOutcome) -> None:
+        self._stopped()
+        self.outcome = outcome
+        s = outcome.summary
+        val = s.get("validation") or {}
+        labels = outcome.labels
+        if val.get("accuracy") is not None:
+            self.accuracy.setText(f"Accuracy on {val['photos']} photos kept aside: {val['accuracy']:.0%}")
+        else:
+            self.accuracy.setText("No photos were kept aside, so there is no accuracy to report")
+        counts = ", ".join(f"{k} {n}" for k, n in s["counts"].items())
+        lines = [f"Classes and photos: {counts}.",
+                 f"Features: {s['features']['computed']} computed, {s['features']['cached']} remembered from before."]
+        if s["unreadable"]:
+            lines.append(f"{len(s['unreadable'])} unreadable file(s) skipped.")
+        lines += [f"Warning: {w}" for w in s["warnings"]]
+        self.details.setText("\n".join(lines))
+        conf = val.get("confusion") or [[0] * len(labels) for _ in labels]
+        self.confusion.setRowCount(len(labels))
+        self.confusion.setColumnCount(len(labels))
+        self.confusion.setHorizontalHeaderLabels(labels)
+        self.confusion.setVerticalHeaderLabels(labels)
+        for r, row in enumerate(conf):
+            for c, n in enumerate(row):
+                item = QTableWidgetItem(str(n))
+                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                if n and r == c:
+                    item.setBackground(QColor(200, 235, 200))
+                elif n:
+                    item.setBackground(QColor(245, 205, 200))
+                self.confusion.setItem(r, c, item)
+        self.mistakes.clear()
+        for m in outcome.mistakes:
+            item = QListWidgetItem(f"{Path(m.path).name}: {m.true} taken for {m.predicted} ({m.prob:.0%})")
+            item.setToolTip(plain_tooltip(m.path))
+            item.setData(Qt.ItemDataRole.UserRole, m)
+            self.mistakes.addItem(item)
+        if not outcome.mistakes:
+            self.mistakes.addItem(QListWidgetItem("None: every photo kept aside was recognised"))
+        self.saved_label.setText("")
+        self.pages.setCurrentIndex(1)
+
+    def _open_mistake(self, item: QListWidgetItem) -> MistakeView | None:
+        mistake = item.data(Qt.ItemDataRole.UserRole)
+        if not isinstance(mistake, Misclassified):
+            return None
+        view = MistakeView(mistake, self)
+        view.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        view.show()
+        return view
+
+    def use_model(self) -> None:
+        if self.outcome is None:
+            return
+        self.worker.load(self.outcome.model_path, self.device)
+        self.saved_label.setText("The window now uses the new model. Save it to keep it for later.")
+        self.modelUsed.emit(self.outcome.model_path)
+
+    def save_dialog(self) -> None:
+        if self.outcome is None:
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Save Model", "my-classes.pth", "PyTorch checkpoint (*.pth)")
+        if path:
+            self.save_to(path)
+
+    def save_to(self, path: str) -> None:
+        if self.outcome is not None:
+            self.saved_label.setText(f"Saving {path}…")
+            self.worker.save_model(self.outcome.model_path, path)
+
+    def _on_saved(self, ok: bool, message: str) -> None:
+        self.saved_label.setText(f"Saved {message}: open it later with File → Open Weights… or --weights"
+                                 if ok else message)
+
+    def closeEvent(self, event) -> None:
+        if self.running:
+            self.worker.cancel_training()
+        super().closeEvent(event)
+
+    def reject(self) -> None:
+        if self.running:
+            self.worker.cancel_training()
+        super().reject()

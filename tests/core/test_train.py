@@ -1,0 +1,296 @@
+"""Teaching new classes: a small data set made from the test photos, trained, checked, reloaded and explained."""
+
+import json
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+
+from resnext_gui.core import train as T
+from resnext_gui.core.classifier import Classifier
+from resnext_gui.core.errors import NoWeightsError
+from tests.helpers import run_cli
+
+CLASSES = ("chelsea", "astronaut", "coffee", "rocket_jpg")
+PER_CLASS = 8
+SIDE = 80  # small photos keep the test fast; the model scales them up to its input anyway
+VAL_ACCURACY_BOUND = 0.75  # 8 validation photos, 4 classes: chance is 0.25
+
+
+def variant(photo: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """A random crop (50-90% of each side), maybe mirrored, with jittered colour and brightness."""
+    w, h = photo.size
+    s = rng.uniform(0.5, 0.9)
+    cw, ch = int(w * s), int(h * s)
+    x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+    out = photo.crop((x, y, x + cw, y + ch)).resize((SIDE, SIDE), Image.Resampling.BILINEAR)
+    if rng.random() < 0.5:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    out = ImageEnhance.Color(out).enhance(rng.uniform(0.6, 1.4))
+    return ImageEnhance.Brightness(out).enhance(rng.uniform(0.7, 1.3))
+
+
+def make_dataset(root: Path, photos: dict, per_class: int, seed: int) -> Path:
+    rng = np.random.default_rng(seed)
+    for name in CLASSES:
+        source = Image.open(photos[name]).convert("RGB")
+        folder = root / name.replace("_jpg", "")
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            variant(source, rng).save(folder / f"{seed}-{i:02}.png")
+    return root
+
+
+class Counting:
+    """Wraps a Classifier's ``pooled_features`` (the one place features are computed) to count photos."""
+
+    def __init__(self, clf: Classifier) -> None:
+        self.clf, self.photos = clf, 0
+        real = clf.pooled_features
+
+        def counted(items):
+            self.photos += len(items)
+            return real(items)
+
+        clf.pooled_features = counted
+
+
+@pytest.fixture(scope="module")
+def taught(tmp_path_factory, photos, checkpoint):
+    """One training run on the seeded checkpoint (a user checkpoint file, see require_real_weights)."""
+    base = tmp_path_factory.mktemp("teach")
+    data = make_dataset(base / "data", photos, PER_CLASS, seed=1)
+    (data / "coffee" / "notes.txt").write_text("not a photo")
+    (data / "coffee" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    clf = Classifier(checkpoint, device="cpu")
+    counter = Counting(clf)
+    cache = base / "cache"
+    result = T.train(clf, data, val_fraction=0.25, seed=0, cache_dir=cache)
+    model = T.save(clf, result, base / "out" / "mine.pth")
+    return SimpleNamespace(base=base, data=data, clf=clf, counter=counter, cache=cache, result=result, model=model,
+                           first_computed=counter.photos)
+
+
+def test_training_learns_the_classes(taught):
+    r = taught.result
+    assert r.labels == ["astronaut", "chelsea", "coffee", "rocket"]
+    assert r.counts == [PER_CLASS] * 4
+    assert r.validation["photos"] == 8  # 25% of 8 per class
+    assert r.validation["accuracy"] >= VAL_ACCURACY_BOUND
+    conf = np.array(r.validation["confusion"])
+    assert conf.sum() == 8 and conf.sum(axis=1).tolist() == [2, 2, 2, 2]
+    assert np.trace(conf) / 8 == pytest.approx(r.validation["accuracy"])
+    assert set(r.validation["per_class"]) == set(r.labels)
+    assert len(r.mistakes) == 8 - np.trace(conf)
+    # bad files were counted and skipped, not fatal
+    assert [p.name for p, _ in r.unreadable] == ["broken.jpg"]
+    assert any("not an image by name" in w for w in r.warnings)
+    assert any("fewer than 10 photos" in w for w in r.warnings)
+
+
+def test_shuffled_labels_stay_near_chance(taught):
+    """The control: the same features with labels shuffled among photos can't be learnt beyond chance."""
+    clf = taught.clf
+    data = T.scan(taught.data)
+    feats = T.extract(clf, data, T.FeatureCache(taught.cache, T.backbone_sha256(clf)))
+    accuracies = []
+    for seed in range(8):
+        y = np.random.default_rng(seed).permutation(feats.labels)
+        train, val = T.split(y, 0.25, seed)
+        w, b = T.fit_head(feats.feats[train].reshape(-1, T.FEATURE_DIM), np.repeat(y[train], 2), 4)
+        pred = T.predict_proba(w, b, feats.feats[val, 0]).argmax(1)
+        accuracies.append(float((pred == y[val]).mean()))
+    assert np.mean(accuracies) <= 0.45  # chance is 0.25; the true labels reach VAL_ACCURACY_BOUND or more
+    # and the true labels, over the same splits, do far better
+    true = []
+    for seed in range(8):
+        train, val = T.split(feats.labels, 0.25, seed)
+        w, b = T.fit_head(feats.feats[train].reshape(-1, T.FEATURE_DIM), np.repeat(feats.labels[train], 2), 4)
+        true.append(float((T.predict_proba(w, b, feats.feats[val, 0]).argmax(1) == feats.labels[val]).mean()))
+    assert np.mean(true) >= VAL_ACCURACY_BOUND
+
+
+def test_the_cache_makes_a_second_run_near_instant(taught):
+    """Counted, not timed: the second run computes nothing; new photos and a damaged entry are all it computes."""
+    n = 4 * PER_CLASS
+    assert taught.first_computed == n
+    before = taught.counter.photos
+    again = T.train(taught.clf, taught.data, val_fraction=0.25, seed=0, cache_dir=taught.cache)
+    assert taught.counter.photos - before == 0 and again.computed == 0 and again.cache_hits == n
+    assert again.validation == taught.result.validation  # same features, same split, same head
+    # a few more photos: only they go through the network
+    more = taught.base / "more"
+    shutil.copytree(taught.data, more)
+    for i, name in enumerate(("astronaut", "chelsea")):
+        Image.open(next((more / name).glob("*.png"))).rotate(90 + i).save(more / name / "new.png")
+    entry = next(taught.cache.rglob("*.npy"))
+    entry.write_bytes(b"damaged")
+    before = taught.counter.photos
+    third = T.train(taught.clf, more, val_fraction=0.25, seed=0, cache_dir=taught.cache)
+    assert third.computed == 3 and taught.counter.photos - before == 3  # two new photos + the damaged entry
+    assert third.cache_hits == n + 2 - 3
+    assert not list(taught.cache.rglob("*.partial"))
+
+
+def test_saved_model_reloads_and_classifies_held_out_crops(taught, photos, tmp_path):
+    held_out = make_dataset(tmp_path / "held", photos, 2, seed=7)
+    files = sorted(held_out.rglob("*.png"))
+    proc = run_cli("classify", "--weights", taught.model, "--device", "cpu", "--topk", "4", *files)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) == len(files)
+    right = sum(rec["top"][0]["label"] == Path(rec["path"]).parent.name for rec in records)
+    assert right >= 7  # of 8 held-out crops
+    saved = torch.load(taught.model, weights_only=True)
+    assert saved["labels"] == taught.result.labels
+    prov = saved["provenance"]
+    assert prov["base_weights"]["sha256"] == T.file_sha256(taught.clf.source.path)
+    assert prov["classes"] == dict(zip(taught.result.labels, taught.result.counts, strict=True))
+    assert prov["validation"]["accuracy"] == taught.result.validation["accuracy"]
+    assert prov["date"]
+
+
+def test_gradcam_of_the_new_classes_exists_and_differs(taught, photos):
+    clf = Classifier(taught.model, device="cpu", topk=4)
+    pred = clf.classify(photos["chelsea"])
+    assert pred.ok and pred.cams.shape == (4, 7, 7)
+    assert pred.top[0].label == "chelsea"
+    assert np.isfinite(pred.cams).all() and pred.cams[0].max() == pytest.approx(1.0)
+    # Grad-CAM keeps positive evidence only: a class with none anywhere has an empty map; the others differ
+    shown = [m for m in pred.cams if m.max() > 0]
+    assert len(shown) >= 2
+    for a in range(len(shown)):
+        for b in range(a + 1, len(shown)):
+            assert np.abs(shown[a] - shown[b]).max() > 0.05
+    _, maps = T.explain(taught.clf, taught.result, photos["chelsea"], [1, 0])
+    assert np.allclose(maps[0], pred.cams[[t.index for t in pred.top].index(1)], atol=1e-4)
+
+
+def test_cli_train_summary_and_exit_codes(taught, tmp_path):
+    env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
+    cache_dst = tmp_path / "xdg" / "resnext-gui"
+    shutil.copytree(taught.cache, cache_dst)  # the features are already known: the CLI only fits
+    out = tmp_path / "cli.pth"
+    proc = run_cli("train", taught.data, "--out", out, "--weights", taught.clf.source.path, "--device", "cpu",
+                   "--val-fraction", "0.25", "--seed", "0", env=env)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["classes"] == taught.result.labels
+    assert summary["validation"]["confusion"] == taught.result.validation["confusion"]
+    assert summary["features"] == {**summary["features"], "computed": 0, "cached": 4 * PER_CLASS}
+    assert out.is_file() and "validation accuracy" in proc.stderr
+    # no weights at all: refused, saying how to get them
+    proc = run_cli("train", taught.data, "--out", tmp_path / "x.pth", env=env)
+    assert proc.returncode == 2 and "weights fetch" in proc.stderr and not (tmp_path / "x.pth").exists()
+    # a single class: refused
+    one = tmp_path / "one"
+    shutil.copytree(taught.data / "coffee", one / "coffee")
+    proc = run_cli("train", one, "--out", tmp_path / "y.pth", "--weights", taught.clf.source.path, env=env)
+    assert proc.returncode == 2 and "at least two classes" in proc.stderr
+
+
+# ---- bad input, with a stand-in backbone (what the data handling does doesn't depend on the numbers) ----
+class FakeBackbone:
+    """Real decoding; features are a fixed function of the photo's pixels. ``source`` is a real file."""
+
+    def __init__(self, source_file: Path) -> None:
+        from resnext_gui.core.preprocess import load_and_prepare
+
+        self._prepare = load_and_prepare
+        self.source = SimpleNamespace(path=source_file, variant=None)
+        self.loaded = SimpleNamespace(model=torch.nn.Linear(2, 2))
+        self.resize, self.crop_size, self.precision = 40, 32, "fp32"
+
+    def prepare(self, path):
+        from torchvision.transforms import v2
+
+        transforms = v2.Compose([v2.ToImage(), v2.Resize(40), v2.CenterCrop(32), v2.ToDtype(torch.float32, scale=True)])
+        return self._prepare(path, transforms, 40, 32, True)
+
+    def pooled_features(self, items):
+        x = torch.stack([i.tensor for i in items]).flatten(1)
+        proj = torch.Generator().manual_seed(0)
+        w = torch.randn(x.shape[1], T.FEATURE_DIM, generator=proj)
+        f = torch.relu(x @ w)
+        return torch.stack([f, f], 1).numpy()
+
+
+def folder_of(root: Path, spec: dict, photo: Path) -> Path:
+    base = Image.open(photo).convert("RGB").resize((48, 48))
+    root.mkdir(parents=True, exist_ok=True)
+    for cls, n in spec.items():
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            ImageEnhance.Brightness(base).enhance(0.5 + 0.1 * i + 0.01 * sum(map(ord, cls)) % 0.1).save(root / cls / f"{i}.png")
+    return root
+
+
+def test_refusals(tmp_path, photos):
+    with pytest.raises(T.TrainingError, match="not a folder"):
+        T.scan(tmp_path / "missing")
+    with pytest.raises(T.TrainingError, match="at least two classes.*found none"):
+        T.scan(folder_of(tmp_path / "empty", {}, photos["coffee"]))
+    with pytest.raises(T.TrainingError, match="at least two classes.*'cats'"):
+        T.scan(folder_of(tmp_path / "one", {"cats": 3}, photos["coffee"]))
+    with pytest.raises(T.TrainingError, match=r"at least 2 photos.*'dogs' \(1\)"):
+        T.scan(folder_of(tmp_path / "small", {"cats": 3, "dogs": 1}, photos["coffee"]))
+    with pytest.raises(T.TrainingError, match="would both be the class 'a b'"):
+        T.scan(folder_of(tmp_path / "clash", {"a b": 2, "a  b": 2}, photos["coffee"]))
+
+
+def test_no_weights_is_refused_before_any_work(tmp_path, photos):
+    """The app's only untrained network is the one it never builds: no weights file means a refusal."""
+    with pytest.raises(NoWeightsError, match="weights fetch"):
+        Classifier(None, device="cpu")
+    fake = FakeBackbone(tmp_path / "gone.pth")
+    with pytest.raises(T.TrainingError, match="(?s)real backbone weights.*weights fetch"):
+        T.train(fake, folder_of(tmp_path / "d", {"a": 2, "b": 2}, photos["coffee"]), cache_dir=tmp_path / "c")
+
+
+def test_constant_features_are_refused(tmp_path, photos, checkpoint):
+    fake = FakeBackbone(checkpoint)
+    fake.pooled_features = lambda items: np.ones((len(items), 2, T.FEATURE_DIM), np.float32)
+    with pytest.raises(T.TrainingError, match="same features for every photo"):
+        T.train(fake, folder_of(tmp_path / "d", {"a": 2, "b": 2}, photos["coffee"]), cache_dir=tmp_path / "c")
+
+
+def test_warnings_name_duplicates_labels_and_skipped_files(tmp_path, photos, checkpoint):
+    data = folder_of(tmp_path / "d", {"cats": 3, "dogs": 3, "bad\x07name ": 2}, photos["coffee"])
+    shutil.copy(data / "cats" / "0.png", data / "dogs" / "same as a cat.png")
+    shutil.copy(data / "cats" / "1.png", data / "cats" / "twice.png")  # the same photo twice in one class
+    (data / "dogs" / "readme.txt").write_text("hi")
+    (data / "loose.png").write_bytes(b"")
+    (data / ".thumbnails").mkdir()
+    (data / "cats" / "empty.jpg").write_bytes(b"")
+    result = T.train(FakeBackbone(checkpoint), data, cache_dir=tmp_path / "c")
+    assert result.labels == ["bad name", "cats", "dogs"]
+    text = "\n".join(result.warnings)
+    assert "'bad\\x07name ' is not a valid class label" in text and "called 'bad name'" in text
+    assert "same photo is in more than one class: cats/0.png ('cats'), dogs/same as a cat.png ('dogs')" in text
+    assert "1 file that is not an image by name skipped" in text
+    assert "1 file directly in" in text
+    assert "1 unreadable photo skipped" in text
+    assert text.count("fewer than 10 photos") == 1 and "'cats' (3), 'dogs' (4)" in text
+    assert result.counts == [2, 3, 4]  # cats: 0,1,2 (twice.png counted once, empty.jpg unreadable)
+    assert [p.name for p, _ in result.unreadable] == ["empty.jpg"]
+
+
+def test_split_is_stratified_and_seeded():
+    labels = np.array([0] * 10 + [1] * 5 + [2] * 2)
+    train, val = T.split(labels, 0.2, seed=3)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(17))
+    assert [int((labels[val] == c).sum()) for c in range(3)] == [2, 1, 1]
+    assert np.array_equal(val, T.split(labels, 0.2, seed=3)[1])
+    assert not np.array_equal(val, T.split(labels, 0.2, seed=4)[1])
+    assert len(T.split(labels, 0.0, seed=0)[1]) == 0
+
+
+def test_metrics():
+    m = T.metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 1]), ["a", "b", "c"])
+    assert m["accuracy"] == 0.6 and m["confusion"] == [[1, 1, 0], [0, 2, 0], [0, 1, 0]]
+    assert m["per_class"]["b"] == {"precision": 0.5, "recall": 1.0, "support": 2}
+    assert m["per_class"]["c"]["precision"] is None and m["per_class"]["c"]["recall"] == 0.0

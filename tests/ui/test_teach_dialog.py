@@ -1,0 +1,77 @@
+"""File → Teach New Classes…: the dialog runs training on the worker thread and shows, uses and saves the result."""
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageEnhance
+from PySide6.QtCore import QMimeData, QUrl
+
+from tests.ui.conftest import drop, open_window
+from tests.ui.fakes import TeachableFactory
+
+
+def class_folders(root: Path, photos: dict) -> Path:
+    rng = np.random.default_rng(0)
+    for name in ("chelsea", "coffee", "astronaut"):
+        base = Image.open(photos[name]).convert("RGB").resize((64, 64))
+        (root / name).mkdir(parents=True)
+        for i in range(5):
+            ImageEnhance.Brightness(base).enhance(rng.uniform(0.6, 1.4)).save(root / name / f"{i}.png")
+    return root
+
+
+def test_teach_use_and_save(qtbot, settings, checkpoint, photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    factory = TeachableFactory()
+    win = open_window(qtbot, settings, checkpoint, factory=factory)
+    dlg = win.teach()
+    assert win.teach() is dlg  # one dialog per window
+    data = class_folders(tmp_path / "data", photos)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(data / n)) for n in ("coffee", "chelsea")])
+    drop(dlg, mime=mime)
+    assert dlg.data == [str(data / "coffee"), str(data / "chelsea")] and dlg.train_button.isEnabled()
+    drop(dlg, [data])  # the folder that holds them: its subfolders are the classes
+    assert dlg.data == str(data) and dlg.class_list.count() == 3
+    progress = []
+    win.worker.trainProgress.connect(lambda d, t: progress.append((d, t)))
+    with qtbot.waitSignal(win.worker.trainFinished, timeout=60_000) as got:
+        dlg.start_training()
+        assert not dlg.train_button.isEnabled() and dlg.cancel_button.text() == "Stop"
+    outcome = got.args[0]
+    assert progress and progress[-1] == (15, 15)
+    assert outcome.labels == ["astronaut", "chelsea", "coffee"]
+    assert dlg.pages.currentIndex() == 1
+    assert dlg.accuracy.text().startswith("Accuracy on 3 photos kept aside")
+    assert dlg.confusion.rowCount() == 3
+    total = sum(int(dlg.confusion.item(r, c).text()) for r in range(3) for c in range(3))
+    assert total == 3
+    assert dlg.mistakes.count() == max(1, len(outcome.mistakes))
+    assert Path(outcome.model_path).is_file() and str(tmp_path / "cache") in outcome.model_path
+    # Use: the window's worker loads the new file
+    with qtbot.waitSignal(win.modelStateChanged, timeout=30_000):
+        dlg.use_model()
+    assert str(factory.made[-1].source.path) == outcome.model_path
+    # Save…: copied where the user chose, atomically
+    target = tmp_path / "mine.pth"
+    with qtbot.waitSignal(win.worker.modelSaved, timeout=30_000) as saved:
+        dlg.save_to(str(target))
+    assert saved.args == [True, str(target)]
+    assert target.read_bytes() == Path(outcome.model_path).read_bytes()
+    assert dlg.saved_label.text().startswith("Saved")
+    win.close()
+
+
+def test_refusal_is_shown_in_the_dialog(qtbot, settings, checkpoint, photos, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    win = open_window(qtbot, settings, checkpoint, factory=TeachableFactory())
+    dlg = win.teach()
+    data = class_folders(tmp_path / "data", photos)
+    for extra in list((data / "coffee").iterdir())[1:]:
+        extra.unlink()
+    dlg.set_data(str(data))
+    with qtbot.waitSignal(win.worker.trainFailed, timeout=60_000):
+        dlg.start_training()
+    assert "'coffee' (1)" in dlg.status.text() and dlg.pages.currentIndex() == 0
+    assert dlg.train_button.isEnabled() and dlg.cancel_button.text() == "Close"
+    win.close()
