@@ -7,8 +7,8 @@ from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLineEdit, QVBoxLayout, QW
 
 from .gallery import Photo, PhotoRole, Status
 
-SORTS = (("added", "Order added"), ("label", "Label (A–Z)"), ("confidence", "Confidence (highest first)"))
-FILTERS = (("all", "All photos"), ("done", "Classified"), ("failed", "Not classified"), ("unfinished", "Waiting or stopped"))
+SORTS = (("added", "Order added"), ("label", "Label A–Z"), ("confidence", "Most confident"))
+FILTERS = (("all", "All photos"), ("done", "Classified"), ("failed", "Failed only"), ("unfinished", "Waiting, stopped"))
 
 
 class GalleryFilter(QSortFilterProxyModel):

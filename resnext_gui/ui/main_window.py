@@ -7,7 +7,7 @@ import platform
 from pathlib import Path
 
 from PySide6 import __version__ as PYSIDE_VERSION
-from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QPoint, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QPoint, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDrag, QGuiApplication, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QApplication,
@@ -43,7 +43,7 @@ from .image_view import MODES, ImageView
 from .legend import HeatmapLegend
 from .photo_export import overlay_metadata, overlay_name, photo_mime, save_png, stem_of
 from .recent import RecentWeights
-from .text import plain_tooltip
+from .text import percent, plain_tooltip, sentence
 from .top5 import Top5Panel
 
 LAYERS = [("layer4", "Last stage (7×7, default)"), ("layer3", "Stage before (14×14, finer)")]
@@ -340,6 +340,7 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
+            QTimer.singleShot(0, self.fit_to_screen)  # again, now that the window manager's frame is known
             self.shown.emit()
 
     # ------------------------------------------------------------------ the model's state
@@ -641,7 +642,7 @@ class MainWindow(QMainWindow):
             parts.append(f"{res.size[0]}×{res.size[1]}")
         if photo.status is Status.DONE and res is not None and res.top:
             top = res.top[min(self.selected_rank, len(res.top)) - 1]
-            parts.append(f"{top.label} {top.prob:.0%}")
+            parts.append(f"{top.label} {percent(top.prob)}")
         if self.view.zoom is not None:
             parts.append(f"{self.view.zoom:.0%}")
         self.setWindowTitle(" · ".join(parts) + f" — {APP_TITLE}")
@@ -665,8 +666,8 @@ class MainWindow(QMainWindow):
         if photo.status is Status.FAILED:
             self.view.set_photo(None)
             self.view.set_map(None)
-            self.view.set_placeholder(f"Could not classify this file\n\n{photo.error}")
-            self.top5.set_top([], message=photo.error or "")
+            self.view.set_placeholder(f"Could not classify this file\n\n{sentence(photo.error or '')}")
+            self.top5.set_top([], message=sentence(photo.error or ""))
             self.top5.title.setText("Top 5")
             return
         crop = res.crop if res is not None and res.ok else None
@@ -786,6 +787,9 @@ class MainWindow(QMainWindow):
         if photo is None:
             return
         row = self.gallery.currentIndex().row()
+        if photo.status is Status.QUEUED and self._batch[0]:
+            self._batch[0] -= 1  # its answer will be dropped, so the progress bar must not wait for it
+            self._update_progress()
         self.photos.remove([photo])
         if self.proxy.rowCount():
             self.gallery.setCurrentIndex(self.proxy.index(min(row, self.proxy.rowCount() - 1), 0))
@@ -1062,11 +1066,15 @@ class MainWindow(QMainWindow):
 
     def fit_to_screen(self) -> None:
         """Never larger than the screen's free area (a saved size from a larger screen, or a HiDPI scale)."""
+        if self.isMaximized() or self.isFullScreen():
+            return
         screen = self.screen() or QGuiApplication.primaryScreen()
         if screen is None:
             return
         free = screen.availableGeometry()
         frame = self.frameGeometry().size() - self.geometry().size()  # title bar and borders
+        if frame.isNull() or frame.height() <= 0:  # not shown yet: leave room for a title bar
+            frame = QSize(8, self.fontMetrics().height() * 2 + 8)
         width = min(self.width(), free.width() - frame.width())
         height = min(self.height(), free.height() - frame.height())
         if (width, height) != (self.width(), self.height()):

@@ -67,7 +67,7 @@ class ClassRow(QAbstractButton):
             self.style().drawPrimitive(QStyle.PrimitiveElement.PE_FrameFocusRect, opt, p, self)
 
 
-MESSAGE_LINES = 4  # the note under the classes has a fixed height, so nothing below it moves
+MESSAGE_LINES = 3  # the note under the classes has a fixed height, so nothing below it moves
 
 
 class Top5Panel(QWidget):
