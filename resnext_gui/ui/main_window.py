@@ -10,7 +10,6 @@ from PySide6 import __version__ as PYSIDE_VERSION
 from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QPoint, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QDrag, QGuiApplication, QImage, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
-    QApplication,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -35,8 +34,8 @@ from ..core.paths import is_image_name
 from ..core.records import write_records
 from ..scanner import FolderScanner
 from ..worker import ModelInfo, PhotoResult, Worker
-from .drops import can_accept, read_mime
 from .drop_overlay import DropOverlay
+from .drops import can_accept, read_mime
 from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
 from .gallery_filter import GalleryBar, GalleryFilter
 from .image_view import MODES, ImageView

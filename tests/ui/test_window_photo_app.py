@@ -14,7 +14,7 @@ from resnext_gui.ui.gallery_filter import GalleryFilter
 from resnext_gui.ui.image_view import ImageView
 from resnext_gui.worker import PhotoResult
 from tests.helpers import copies
-from tests.ui.conftest import MODEL_TIMEOUT, drop, drop_and_list, open_window, wait_all_done
+from tests.ui.conftest import MODEL_TIMEOUT, drop_and_list, open_window, wait_all_done
 from tests.ui.fakes import FakeFactory
 
 
