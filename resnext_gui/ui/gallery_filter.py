@@ -45,6 +45,8 @@ class GalleryFilter(QSortFilterProxyModel):
             self.invalidateFilter()
 
     def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
+        if self.show == "all" and not self.text:
+            return True  # the usual case, asked for every photo added: no model lookups at all
         photo: Photo | None = self.sourceModel().index(row, 0, parent).data(PhotoRole)
         if photo is None:
             return False
