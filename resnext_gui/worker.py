@@ -113,6 +113,7 @@ class PhotoResult:
     note: str | None = None
     record: dict = field(default_factory=dict)  # the core's output record (what `classify` prints)
     encoded: bytes | None = None  # for image data without a file: the PNG the worker made of it
+    size: tuple[int, int] | None = None  # (width, height) of the photo itself, as oriented
 
 
 @dataclass
@@ -368,7 +369,7 @@ class _Runner(QObject):
             item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams),
             crop=(left / width, top / height, right / width, bottom / height),
             display=display, thumb=thumb, ms=pred.ms, device=pred.device, layer=pred.layer,
-            note=pred.note, record=pred.to_record(), encoded=encoded,
+            note=pred.note, record=pred.to_record(), encoded=encoded, size=(width, height),
         )
 
     def _view(self, job: ViewJob) -> None:

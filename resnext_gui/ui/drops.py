@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
-from PySide6.QtCore import QMimeData
+from PySide6.QtCore import QMimeData, QUrl
 from PySide6.QtGui import QImage
 
 IMAGE_MIME = ("image/png", "image/jpeg", "image/webp", "image/bmp", "image/gif", "image/tiff")
@@ -15,7 +15,7 @@ WEB_SCHEMES = ("http", "https", "ftp")
 @dataclass
 class Dropped:
     paths: list[str] = field(default_factory=list)  # files and folders, listed off the GUI thread later
-    data: list[tuple[bytes | QImage, str]] = field(default_factory=list)  # (image data, name)
+    data: list[tuple[bytes | QImage, str]] = field(default_factory=list)  # (image data, name; "" when it has none)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (what, why)
 
     def __bool__(self) -> bool:
@@ -31,7 +31,8 @@ def can_accept(mime: QMimeData) -> bool:
 
 
 def read_mime(mime: QMimeData) -> Dropped:
-    """Local files win; then image data; web links alone get the offline message; then pasted paths."""
+    """Local files win; then image data (named after the web link it came with); web links alone get the
+    offline message; then pasted paths."""
     out = Dropped()
     if mime.hasUrls():
         for url in mime.urls():
@@ -42,15 +43,16 @@ def read_mime(mime: QMimeData) -> Dropped:
     if out.paths:
         out.refused.clear()
         return out
+    name = _name_from_links(mime.urls()) if mime.hasUrls() else ""
     for fmt in IMAGE_MIME:
         if mime.hasFormat(fmt):
             data = bytes(mime.data(fmt).data())
             if data:
-                return Dropped(data=[(data, "pasted image")])
+                return Dropped(data=[(data, name)])
     if mime.hasImage():
         image = mime.imageData()
         if isinstance(image, QImage) and not image.isNull():
-            return Dropped(data=[(image, "pasted image")])
+            return Dropped(data=[(image, name)])
     if out.refused:
         return out
     if mime.hasText():
@@ -61,3 +63,12 @@ def read_mime(mime: QMimeData) -> Dropped:
         urls = [ln for ln in lines if ln.startswith(("http://", "https://"))]
         return Dropped(refused=[(u, offline_message(u)) for u in urls])
     return out
+
+
+def _name_from_links(urls: list[QUrl]) -> str:
+    """A browser dragging an image sends its address too: the image is named after it (``cat.jpg``)."""
+    for url in urls:
+        name = url.fileName()
+        if name:
+            return name
+    return ""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Iterable, Iterator
@@ -63,8 +64,22 @@ class Photo:
         return "\n".join(lines)
 
 
+    def label(self) -> str:
+        """The top-1 label ("" until classified)."""
+        return self.result.top[0].label if self.status is Status.DONE and self.result is not None else ""
+
+    def confidence(self) -> float:
+        """The top-1 probability (-1 until classified, so unanswered photos sort last)."""
+        return self.result.top[0].prob if self.status is Status.DONE and self.result is not None else -1.0
+
+
 StatusRole = Qt.ItemDataRole.UserRole + 1
 PhotoRole = Qt.ItemDataRole.UserRole + 2
+
+
+def path_key(source: object) -> str | None:
+    """Two drops of one file share this key; image data without a file has none."""
+    return os.path.normcase(os.path.abspath(source)) if isinstance(source, str) else None
 
 
 class GalleryModel(QAbstractListModel):
@@ -79,6 +94,7 @@ class GalleryModel(QAbstractListModel):
         self._ids = itertools.count(1)
         self._displays: OrderedDict[int, QImage] = OrderedDict()
         self._counts = {s: 0 for s in Status}  # kept as statuses change: the status bar asks after every photo
+        self._paths: set[str] = set()  # files in the gallery: one file is never added twice
         self.display_cache = display_cache
         self.waiting_text = "Waiting for the model"
 
@@ -131,17 +147,66 @@ class GalleryModel(QAbstractListModel):
 
     # ---- changes ----
     def add(self, sources: Iterable[tuple[PhotoSource, str]], status: Status = Status.QUEUED) -> list[Photo]:
-        new = [Photo(next(self._ids), source, name, status) for source, name in sources]
+        """Add photos; a file already in the gallery is skipped. Returns the photos added."""
+        new = []
+        for source, name in sources:
+            key = path_key(source)
+            if key is not None:
+                if key in self._paths:
+                    continue
+                self._paths.add(key)
+            new.append(Photo(next(self._ids), source, name, status))
+        self._insert(new)
+        return new
+
+    def _insert(self, new: list[Photo]) -> None:
         if new:
             first = len(self._photos)
             self.beginInsertRows(QModelIndex(), first, first + len(new) - 1)
             for i, photo in enumerate(new):
                 self._photos.append(photo)
                 self._rows[photo.item_id] = first + i
-            self._counts[status] += len(new)
+                self._counts[photo.status] += 1
             self.endInsertRows()
             self.countsChanged.emit()
-        return new
+
+    def restore(self, photos: list[Photo]) -> None:
+        """Put back photos taken out by ``clear`` or ``remove`` (undo), after those added since."""
+        back = [p for p in photos if path_key(p.source) not in self._paths]
+        for photo in back:
+            if photo.status is Status.QUEUED:  # its place in the worker's line is gone
+                photo.status = Status.STOPPED
+        self._paths.update(k for k in map(path_key, (p.source for p in back)) if k is not None)
+        self._insert(back)
+
+    def remove(self, photos: Iterable[Photo]) -> list[Photo]:
+        """Take photos out of the gallery; returns those that were in it, in gallery order."""
+        rows = sorted({self._rows[p.item_id] for p in photos if p.item_id in self._rows}, reverse=True)
+        gone = []
+        for row in rows:  # from the end, so earlier rows keep their numbers
+            self.beginRemoveRows(QModelIndex(), row, row)
+            photo = self._photos.pop(row)
+            self._forget(photo)
+            self._rows = {p.item_id: i for i, p in enumerate(self._photos)}
+            self.endRemoveRows()
+            gone.append(photo)
+        if gone:
+            self.countsChanged.emit()
+        return gone[::-1]
+
+    def _forget(self, photo: Photo) -> None:
+        self._counts[photo.status] -= 1
+        self._displays.pop(photo.item_id, None)
+        key = path_key(photo.source)
+        if key is not None:
+            self._paths.discard(key)
+
+    def requeue(self, photo: Photo) -> None:
+        """A failed or stopped photo goes back in line (Retry)."""
+        self._set_status(photo, Status.QUEUED)
+        photo.result, photo.note = None, None
+        self._changed(photo)
+        self.countsChanged.emit()
 
     def add_failed(self, name: str, message: str) -> Photo:
         (photo,) = self.add([(None, name)], Status.FAILED)
@@ -203,14 +268,17 @@ class GalleryModel(QAbstractListModel):
         if self._photos:
             self.dataChanged.emit(self.index(0), self.index(len(self._photos) - 1), [Qt.ItemDataRole.ToolTipRole])
 
-    def clear(self) -> None:
+    def clear(self) -> list[Photo]:
+        """Empty the gallery; returns what was in it (for undo)."""
         self.beginResetModel()
-        self._photos.clear()
+        gone, self._photos = self._photos, []
         self._rows.clear()
         self._displays.clear()
+        self._paths.clear()
         self._counts = {s: 0 for s in Status}
         self.endResetModel()
         self.countsChanged.emit()
+        return gone
 
     def _changed(self, photo: Photo) -> None:
         idx = self.index(self._rows[photo.item_id])
@@ -308,4 +376,6 @@ class GalleryView(QListView):
         self.setAcceptDrops(False)
         self.setDragEnabled(False)
         self.setMinimumWidth(CELL.width() + 24)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # entries wrap; never scroll sideways
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.setItemDelegate(GalleryDelegate(self))

@@ -1,23 +1,37 @@
-"""The photo fitted to the view, with the Grad-CAM heatmap painted over the region the model saw."""
+"""The photo, fitted or zoomed and panned, with the Grad-CAM heatmap painted over the region the model saw."""
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QRectF, QSize, Qt
+from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ..core.colormap import colormap
 
 MODES = ("original", "overlay", "heatmap")
+ZOOM_STEP = 1.25
+ZOOM_MAX = 16.0
 
 
 class ImageView(QWidget):
-    """Paints a photo (QImage made by the worker) and an 8-bit map through a colour table: no pixel loops here."""
+    """Paints a photo (QImage made by the worker) and an 8-bit map through a colour table: no pixel loops here.
+
+    Zoom: ``zoom`` is None when the photo is fitted (never enlarged past its own size), else the scale in
+    screen pixels per photo pixel; ``centre`` is the photo point shown in the middle of the view.
+    """
+
+    zoomChanged = Signal()
+    doubleClicked = Signal()
+    dragOut = Signal()  # a drag started on the photo while it is fitted: the window hands out the overlay
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.setMinimumSize(320, 240)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.zoom: float | None = None
+        self.centre = QPointF()
+        self._press: QPointF | None = None
+        self.setMinimumSize(240, 180)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._photo: QImage | None = None
         self._pixmap: QPixmap | None = None
@@ -32,9 +46,69 @@ class ImageView(QWidget):
     # ---- state ----
     def set_photo(self, image: QImage | None, crop: tuple | None = None) -> None:
         """``crop``: the region the model saw, as fractions (left, top, right, bottom) of the photo."""
+        before = self._photo.size() if self._photo is not None else None
         self._photo, self._crop = image, crop
         self._pixmap = QPixmap.fromImage(image) if image is not None else None
+        if image is None:
+            self.fit()
+        elif before is not None and before != image.size() and self.zoom is not None:
+            # the full view replaced the thumbnail (or the reverse): keep the same place at the same apparent size
+            k = image.width() / before.width()
+            self.zoom, self.centre = self.zoom / k, self.centre * k
         self.update()
+
+    # ---- zoom and pan ----
+    def fit_scale(self) -> float:
+        if self._photo is None:
+            return 1.0
+        pw, ph = self._photo.width(), self._photo.height()
+        return min(self.width() / pw, self.height() / ph, 1.0)  # small photos at their own size
+
+    def scale(self) -> float:
+        return self.fit_scale() if self.zoom is None else self.zoom
+
+    def fit(self) -> None:
+        self.zoom = None
+        self.update()
+        self.zoomChanged.emit()
+
+    def actual_size(self) -> None:
+        self.zoom_to(1.0)
+
+    def zoom_by(self, factor: float, at: QPointF | None = None) -> None:
+        self.zoom_to(self.scale() * factor, at)
+
+    def zoom_to(self, scale: float, at: QPointF | None = None) -> None:
+        """Zoom so the photo point under ``at`` (view coordinates; default the middle) stays where it is."""
+        if self._photo is None:
+            return
+        at = QPointF(self.width() / 2, self.height() / 2) if at is None else at
+        target = self._fit()
+        old = self.scale()
+        point = (at - target.topLeft()) / old  # the photo point under ``at``
+        scale = min(scale, ZOOM_MAX)
+        if scale <= self.fit_scale() * 1.001:
+            self.fit()
+            return
+        self.zoom = scale
+        self.centre = point - (at - QPointF(self.width() / 2, self.height() / 2)) / scale
+        self._clamp()
+        self.update()
+        self.zoomChanged.emit()
+
+    def pan(self, dx: float, dy: float) -> None:
+        if self.zoom is not None:
+            self.centre -= QPointF(dx, dy) / self.zoom
+            self._clamp()
+            self.update()
+
+    def _clamp(self) -> None:
+        """Keep the photo on screen: a side smaller than the view is centred, a larger one never shows a gap."""
+        pw, ph, s = self._photo.width(), self._photo.height(), self.zoom
+        half_w, half_h = self.width() / 2 / s, self.height() / 2 / s
+        x = pw / 2 if pw <= 2 * half_w else min(max(self.centre.x(), half_w), pw - half_w)
+        y = ph / 2 if ph <= 2 * half_h else min(max(self.centre.y(), half_h), ph - half_h)
+        self.centre = QPointF(x, y)
 
     def set_map(self, indices: np.ndarray | None) -> None:
         self._map = None if indices is None else np.ascontiguousarray(indices, np.uint8)
@@ -76,10 +150,72 @@ class ImageView(QWidget):
         return QSize(720, 540)
 
     def _fit(self) -> QRectF:
+        """Where the photo is drawn, in view coordinates."""
         pw, ph = self._photo.width(), self._photo.height()
-        scale = min(self.width() / pw, self.height() / ph)
+        scale = self.scale()
         w, h = pw * scale, ph * scale
-        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+        if self.zoom is None:
+            return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+        return QRectF(self.width() / 2 - self.centre.x() * scale, self.height() / 2 - self.centre.y() * scale, w, h)
+
+    # ---- input ----
+    def wheelEvent(self, event) -> None:  # noqa: N802
+        steps = event.angleDelta().y() / 120
+        if steps and self._photo is not None:
+            self.zoom_by(ZOOM_STEP ** steps, event.position())
+            event.accept()
+        else:
+            super().wheelEvent(event)
+
+    def event(self, event) -> bool:
+        if event.type() == QEvent.Type.NativeGesture and event.gestureType() == Qt.NativeGestureType.ZoomNativeGesture:
+            self.zoom_by(1 + event.value(), event.position())  # pinch on a touchpad
+            return True
+        return super().event(event)
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        key = event.key()
+        if key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
+            self.zoom_by(ZOOM_STEP)
+        elif key in (Qt.Key.Key_Minus, Qt.Key.Key_Underscore):
+            self.zoom_by(1 / ZOOM_STEP)
+        elif self.zoom is not None and key in (Qt.Key.Key_Left, Qt.Key.Key_Right, Qt.Key.Key_Up, Qt.Key.Key_Down):
+            step = 60
+            self.pan({Qt.Key.Key_Left: step, Qt.Key.Key_Right: -step}.get(key, 0),
+                     {Qt.Key.Key_Up: step, Qt.Key.Key_Down: -step}.get(key, 0))
+        else:
+            super().keyPressEvent(event)
+
+    def mousePressEvent(self, event) -> None:  # noqa: N802
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._press = event.position()
+            if self.zoom is not None:
+                self.setCursor(Qt.CursorShape.ClosedHandCursor)
+        super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+        if self._press is None:
+            return
+        delta = event.position() - self._press
+        if self.zoom is not None:
+            self._press = event.position()
+            self.pan(delta.x(), delta.y())
+        elif self._photo is not None and delta.manhattanLength() >= 10:
+            self._press = None
+            self.dragOut.emit()
+
+    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+        self._press = None
+        self.unsetCursor()
+        super().mouseReleaseEvent(event)
+
+    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+        self.doubleClicked.emit()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        if self.zoom is not None and self._photo is not None:
+            self._clamp()
+        super().resizeEvent(event)
 
     def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image) -> QRectF | None:
         """Draw the photo into ``target`` and the heatmap over the crop; return the crop's rectangle if drawn."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
 from PySide6 import __version__ as PYSIDE_VERSION
-from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QSettings, Qt, Signal
+from PySide6.QtCore import QByteArray, QItemSelectionModel, QModelIndex, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QActionGroup, QGuiApplication, QImage, QKeySequence
 from PySide6.QtWidgets import (
-    QButtonGroup,
     QComboBox,
     QFileDialog,
     QFrame,
@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QProgressBar,
     QProgressDialog,
     QPushButton,
+    QScrollArea,
     QSlider,
     QSplitter,
     QVBoxLayout,
@@ -28,16 +29,25 @@ from PySide6.QtWidgets import (
 
 from .. import __version__
 from ..core.colormap import COLORMAPS
+from ..core.paths import is_image_name
 from ..core.records import write_records
 from ..scanner import FolderScanner
 from ..worker import ModelInfo, PhotoResult, Worker
+from .drop_overlay import DropOverlay
 from .drops import can_accept, read_mime
-from .gallery import GalleryModel, GalleryView, Photo, Status
+from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
+from .gallery_filter import GalleryBar, GalleryFilter
 from .image_view import MODES, ImageView
-from .text import plain_tooltip
+from .legend import HeatmapLegend
+from .photo_actions import PhotoActions
+from .photo_export import overlay_metadata, overlay_name, save_png, stem_of
+from .recent import RecentWeights
+from .text import percent, plain_tooltip, sentence
 from .top5 import Top5Panel
 
 LAYERS = [("layer4", "Last stage (7×7, default)"), ("layer3", "Stage before (14×14, finer)")]
+EXPORT_FORMATS = {"CSV (*.csv)": "csv", "JSON (*.json)": "json"}
+APP_TITLE = "ResNeXt Classifier"
 IDLE_HINT = "Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)"
 
 
@@ -47,7 +57,7 @@ def _plain_label(text: str = "") -> QLabel:
     return label
 
 
-class MainWindow(QMainWindow):
+class MainWindow(PhotoActions, QMainWindow):
     shown = Signal()
     # Emitted on the GUI thread, after the window has taken the worker's answer in:
     modelStateChanged = Signal(str)  # "ready" | "missing" | "failed"
@@ -58,7 +68,10 @@ class MainWindow(QMainWindow):
                  worker: Worker | None = None) -> None:
         super().__init__()
         self.settings = settings or QSettings("resnext-gui", "resnext-gui")
-        self.setWindowTitle("ResNeXt Classifier")
+        self.recent = RecentWeights(self.settings)
+        if weights is None and worker is None and not os.environ.get("RESNEXT_GUI_WEIGHTS"):
+            weights = self.recent.last()  # the checkpoint chosen last time, if it is still there
+        self.setWindowTitle(APP_TITLE)
         self.setAcceptDrops(True)
         self.model_info: ModelInfo | None = None
         self.model_state = "loading"  # loading | ready | missing
@@ -73,6 +86,12 @@ class MainWindow(QMainWindow):
         self._skipped: list[tuple[str, str]] = []
         self._views_asked: set[int] = set()  # full views on their way
         self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
+        self._layer_asked: dict[int, str] = {}  # recomputes on their way: photo -> layer
+        self._layer_failed: set[tuple[int, str]] = set()  # never asked again for that photo and layer
+        self._pending_weights: str | None = None  # a checkpoint the user chose, until it loads
+        self._cleared: list[Photo] = []  # what the last Clear removed (Undo brings it back)
+        self._unnamed = 0  # images without a file: "pasted image 1", "dropped image 2"
+        self._download_cancelled = False
         self.device_choice = device or str(self.settings.value("device", "auto"))
         screen = QGuiApplication.primaryScreen()
         self.worker = worker or Worker(weights, self.device_choice, self,
@@ -104,9 +123,17 @@ class MainWindow(QMainWindow):
         outer.addWidget(self.banner)
 
         split = QSplitter(Qt.Orientation.Horizontal, self)
-        self.gallery = GalleryView(self)
-        self.gallery.setModel(self.photos)
-        split.addWidget(self.gallery)
+        left = QWidget(self)
+        g = QVBoxLayout(left)
+        g.setContentsMargins(0, 0, 0, 0)
+        self.proxy = GalleryFilter(self)
+        self.proxy.setSourceModel(self.photos)
+        self.gallery_bar = GalleryBar(self.proxy, left)
+        self.gallery = GalleryView(left)
+        self.gallery.setModel(self.proxy)
+        g.addWidget(self.gallery_bar)
+        g.addWidget(self.gallery, 1)
+        split.addWidget(left)
 
         self.view = ImageView(self)
         self.view.set_placeholder("Loading model…\nYou can already drop photos or folders here.")
@@ -119,12 +146,16 @@ class MainWindow(QMainWindow):
         s.addWidget(self.top5)
         s.addWidget(QLabel("Show"))
         modes = QHBoxLayout()
-        self.mode_group = QButtonGroup(self)
-        for i, (key, text) in enumerate(zip(MODES, ("Original", "Overlay", "Heatmap"))):
+        self.mode_buttons: list[QPushButton] = []  # no QButtonGroup: Tab reaches each one; _set_mode checks one
+        tips = ("The photo alone (Ctrl+1)", "The heatmap over the photo (Ctrl+2)", "The heatmap alone (Ctrl+3)")
+        for key, text, tip in zip(MODES, ("Original", "Overlay", "Heatmap"), tips):
             btn = QPushButton(text)
             btn.setCheckable(True)
+            btn.setToolTip(tip)
+            btn.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # reachable with Tab on every platform
             btn.setProperty("mode", key)
-            self.mode_group.addButton(btn, i)
+            btn.clicked.connect(lambda _=False, k=key: self._set_mode(k))
+            self.mode_buttons.append(btn)
             modes.addWidget(btn)
         s.addLayout(modes)
         s.addWidget(QLabel("Opacity"))
@@ -132,15 +163,20 @@ class MainWindow(QMainWindow):
         self.opacity.setRange(0, 100)
         self.opacity.setValue(50)
         self.opacity.setAccessibleName("Heatmap opacity")
+        self.opacity.setToolTip("How strongly the heatmap covers the photo in Overlay")
         s.addWidget(self.opacity)
         s.addWidget(QLabel("Colour map"))
         self.cmap = QComboBox()
         self.cmap.addItems(list(COLORMAPS))
+        self.cmap.setToolTip("The colours of the heatmap, from low to high attention")
         s.addWidget(self.cmap)
-        s.addWidget(QLabel("Grad-CAM layer"))
+        self.legend = HeatmapLegend(side)
+        s.addWidget(self.legend)
+        s.addWidget(QLabel("Grad-CAM layer (all photos)"))
         self.layer_box = QComboBox()
         for key, text in LAYERS:
             self.layer_box.addItem(text, key)
+        self.layer_box.setToolTip("Applies to every photo: each one is recomputed with this layer when you show it")
         s.addWidget(self.layer_box)
         buttons = QHBoxLayout()
         self.stop_button = QPushButton("Stop")
@@ -152,14 +188,22 @@ class MainWindow(QMainWindow):
         s.addLayout(buttons)
         s.addStretch(1)
         side.setMinimumWidth(240)
-        split.addWidget(side)
+        panel = QScrollArea(self)  # on a small or HiDPI screen the controls scroll rather than push the window
+        panel.setWidget(side)
+        panel.setWidgetResizable(True)
+        panel.setFrameShape(QFrame.Shape.NoFrame)
+        panel.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        panel.setMinimumWidth(side.minimumWidth() + panel.verticalScrollBar().sizeHint().width())
+        split.addWidget(panel)
         split.setStretchFactor(0, 0)
         split.setStretchFactor(1, 1)
         split.setStretchFactor(2, 0)
         split.setSizes([300, 700, 260])
+        split.setChildrenCollapsible(False)
         self.splitter = split
         outer.addWidget(split, 1)
         self.setCentralWidget(central)
+        self.drop_overlay = DropOverlay(central)
 
         bar = self.statusBar()
         self.device_label = _plain_label("Loading model…")
@@ -195,6 +239,9 @@ class MainWindow(QMainWindow):
         self._action(f, "&Paste Image", self.paste, QKeySequence.StandardKey.Paste)
         f.addSeparator()
         self._action(f, "Open &Weights…", self.choose_weights, tip="Use your own ResNeXt-50 checkpoint")
+        self.recent_menu = f.addMenu("&Recent Weights")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.recent_menu.setEnabled(bool(self.recent.paths()))
         self.download_action = self._action(f, "&Download ImageNet Weights…", self.download_weights)
         self._action(f, "&Teach New Classes…", self.teach, tip="Train a model on your own classes: one folder of photos each")
         f.addSeparator()
@@ -204,6 +251,15 @@ class MainWindow(QMainWindow):
         self._action(f, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
         e = mb.addMenu("&Edit")
+        self.undo_action = self._action(e, "&Undo Clear", self.undo_clear, QKeySequence.StandardKey.Undo)
+        self.undo_action.setEnabled(False)
+        e.addSeparator()
+        self.copy_action = self._action(e, "&Copy Result and Overlay", self.copy, QKeySequence.StandardKey.Copy,
+                                        tip="The top 5 as text and the overlay as an image")
+        self.remove_action = self._action(e, "&Remove Photo", self.remove_selected, QKeySequence.StandardKey.Delete)
+        self.retry_action = self._action(e, "Re&try", self.retry, "Ctrl+R", tip="Classify failed or stopped photos again")
+        self._action(e, "&Find…", lambda: self.gallery_bar.search.setFocus(), QKeySequence.StandardKey.Find)
+        e.addSeparator()
         self._action(e, "S&top", self.stop, "Esc")
         self._action(e, "&Clear All", self.clear, "Ctrl+Shift+Backspace")
 
@@ -217,6 +273,15 @@ class MainWindow(QMainWindow):
         v.addSeparator()
         for rank in range(1, 6):
             self._action(v, f"Heatmap of Class {rank}", lambda _=False, r=rank: self.top5.select(r), str(rank))
+        v.addSeparator()
+        zoom_in = self._action(v, "Zoom &In", lambda: self.view.zoom_by(1.25), QKeySequence.StandardKey.ZoomIn)
+        zoom_in.setShortcuts([QKeySequence(QKeySequence.StandardKey.ZoomIn), QKeySequence("+"), QKeySequence("=")])
+        zoom_out = self._action(v, "Zoom &Out", lambda: self.view.zoom_by(0.8), QKeySequence.StandardKey.ZoomOut)
+        zoom_out.setShortcuts([QKeySequence(QKeySequence.StandardKey.ZoomOut), QKeySequence("-")])
+        self._action(v, "&Fit in Window", self.view.fit, "0")
+        self._action(v, "&Actual Size", self.view.actual_size, "Ctrl+0")
+        self.fullscreen_action = self._action(v, "&Full Screen", self.toggle_full_screen, QKeySequence.StandardKey.FullScreen)
+        self.fullscreen_action.setShortcuts([QKeySequence("F11"), QKeySequence(QKeySequence.StandardKey.FullScreen)])
 
         d = mb.addMenu("&Device")
         self.device_actions = QActionGroup(self)
@@ -252,14 +317,19 @@ class MainWindow(QMainWindow):
         self.scanner.finishedRequest.connect(self._on_scan_finished)
         self.photos.countsChanged.connect(self._update_summary)
         self.gallery.selectionModel().currentChanged.connect(self._on_current_changed)
+        self.gallery.customContextMenuRequested.connect(self._gallery_menu)
+        self.gallery_bar.changed.connect(self._on_filter_changed)
+        self.view.doubleClicked.connect(self.toggle_full_screen)
+        self.view.zoomChanged.connect(self._update_title)
+        self.view.dragOut.connect(self._drag_out)
         self.download_button.clicked.connect(self.download_weights)
         self.open_weights_button.clicked.connect(self.choose_weights)
         self.stop_button.clicked.connect(self.stop)
         self.clear_button.clicked.connect(self.clear)
         self.top5.classChosen.connect(self._on_class_chosen)
-        self.mode_group.idClicked.connect(lambda i: self._set_mode(MODES[i]))
-        self.opacity.valueChanged.connect(lambda v: self.view.set_opacity(v / 100))
+        self.opacity.valueChanged.connect(lambda v: (self.view.set_opacity(v / 100), self.legend.set_opacity(v / 100)))
         self.cmap.currentTextChanged.connect(self.view.set_colormap)
+        self.cmap.currentTextChanged.connect(self.legend.set_colormap)
         self.layer_box.currentIndexChanged.connect(self._on_layer_changed)
 
     def start(self) -> None:
@@ -270,6 +340,7 @@ class MainWindow(QMainWindow):
         super().showEvent(event)
         if not self._shown_once:
             self._shown_once = True
+            QTimer.singleShot(0, self.fit_to_screen)  # again, now that the window manager's frame is known
             self.shown.emit()
 
     # ------------------------------------------------------------------ the model's state
@@ -279,6 +350,10 @@ class MainWindow(QMainWindow):
     def _on_model_ready(self, info: ModelInfo) -> None:
         self.model_info = info
         self.model_state = "ready"
+        if self._pending_weights is not None:
+            self.recent.remember(self._pending_weights)
+            self.recent_menu.setEnabled(True)
+            self._pending_weights = None
         self.banner.hide()
         self._show_model_info()
         self.cuda_action.setEnabled(info.cuda_available)
@@ -311,9 +386,11 @@ class MainWindow(QMainWindow):
         self.banner.show()
         self.view.set_placeholder("Waiting for model weights — see the bar above.")
         self._set_waiting_text()
+        self._update_progress()
         self.modelStateChanged.emit("missing")
 
     def _on_model_failed(self, message: str) -> None:
+        self._pending_weights = None
         self._show_model_info()  # the status bar names the model still in use, not "Loading…"
         still = " The previous model stays in use." if self.model_info else ""
         self._message("Cannot use these weights", message + still, QMessageBox.Icon.Warning)
@@ -335,8 +412,17 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ adding photos
     def add_paths(self, paths: list[str]) -> int:
-        """Files and folders: listed on the scanner's thread, added to the gallery as they are found."""
-        request = self.scanner.scan([str(p) for p in paths])
+        """Files and folders: listed on the scanner's thread, added to the gallery as they are found.
+
+        Files that are plainly not photos (a name without an image extension) are counted, not added."""
+        paths = [str(p) for p in paths]
+        kept = [p for p in paths if is_image_name(p) or not os.path.isfile(p)]
+        if len(kept) < len(paths):
+            n = len(paths) - len(kept)
+            self.statusBar().showMessage(f"{n} file{'s' if n != 1 else ''} skipped: not images.", 8000)
+        if not kept:
+            return 0
+        request = self.scanner.scan(kept)
         self._scans.add(request)
         self._scan_new[request] = True
         return request
@@ -369,6 +455,9 @@ class MainWindow(QMainWindow):
 
     def _enqueue(self, sources: list[tuple[object, str]], select: bool = True) -> None:
         new = self.photos.add(sources)  # type: ignore[arg-type]
+        if len(new) < len(sources):
+            n = len(sources) - len(new)
+            self.statusBar().showMessage(f"{n} photo{'s are' if n != 1 else ' is'} already in the gallery.", 6000)
         for photo in new:
             self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
         self._batch[0] += len(new)
@@ -377,30 +466,42 @@ class MainWindow(QMainWindow):
             self.select(new[0])
             self.gallery.setFocus()
 
-    def add_mime(self, mime) -> bool:
+    def _unnamed_name(self, pasted: bool) -> str:
+        self._unnamed += 1
+        return f"{'pasted' if pasted else 'dropped'} image {self._unnamed}"
+
+    def add_mime(self, mime, pasted: bool = False) -> bool:
         """Files, folders, image data from other programs, or pasted paths. Returns True if anything came in."""
         dropped = read_mime(mime)
         if dropped.paths:
             self.add_paths(dropped.paths)
         if dropped.data:
-            self._enqueue(list(dropped.data))
+            self._enqueue([(data, name or self._unnamed_name(pasted)) for data, name in dropped.data])
         for what, why in dropped.refused:
             self.select(self.photos.add_failed(what, why))
         return bool(dropped)
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if event.source() is not None:
+            return  # our own overlay being dragged out
         if can_accept(event.mimeData()):
             event.acceptProposedAction()
+            n = len(event.mimeData().urls())
+            self.drop_overlay.show_over(f"Drop to add {n} item{'s' if n != 1 else ''}" if n else "Drop to add the image")
 
     def dragMoveEvent(self, event) -> None:  # noqa: N802
         event.acceptProposedAction()
 
+    def dragLeaveEvent(self, event) -> None:  # noqa: N802
+        self.drop_overlay.hide()
+
     def dropEvent(self, event) -> None:  # noqa: N802
+        self.drop_overlay.hide()
         if self.add_mime(event.mimeData()):
             event.acceptProposedAction()
 
     def paste(self) -> None:
-        if not self.add_mime(QGuiApplication.clipboard().mimeData()):
+        if not self.add_mime(QGuiApplication.clipboard().mimeData(), pasted=True):
             self.statusBar().showMessage("Nothing to paste: copy an image or image files first.", 5000)
 
     def _last_folder(self) -> str:
@@ -432,11 +533,14 @@ class MainWindow(QMainWindow):
         self._updated(photo)
 
     def _on_recomputed(self, res: PhotoResult) -> None:
+        self._layer_asked.pop(res.item_id, None)
         photo = self.photos.set_recomputed(res)
         if photo is not None:
             self._updated(photo)
 
     def _on_recompute_failed(self, item_id: int, message: str) -> None:
+        layer = self._layer_asked.pop(item_id, self.layer)
+        self._layer_failed.add((item_id, layer))  # not asked again: the note says which map is shown
         photo = self.photos.get(item_id)
         if photo is not None and photo.result is not None:
             shown = dict(LAYERS).get(photo.result.layer, photo.result.layer).split(" (")[0].lower()
@@ -475,7 +579,7 @@ class MainWindow(QMainWindow):
 
     def _update_progress(self) -> None:
         total, done = self._batch
-        if total > 1 and done < total:
+        if total > 1 and done < total and self.model_state == "ready":  # nothing runs without a model
             self.progress.setRange(0, total)
             self.progress.setValue(done)
             self.progress.setFormat("%v / %m")
@@ -487,27 +591,83 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ selection and view
     def current_photo(self) -> Photo | None:
-        return self.photos.photo(self.gallery.currentIndex().row())
+        index = self.gallery.currentIndex()
+        return index.data(PhotoRole) if index.isValid() else None
 
-    def select(self, photo: Photo) -> None:
-        index = self.photos.index(self.photos.row_of(photo))
+    def select(self, photo: Photo) -> bool:
+        """Make ``photo`` the current one and scroll to it; False when the gallery's filter hides it."""
+        index = self.proxy.mapFromSource(self.photos.index(self.photos.row_of(photo)))
+        if not index.isValid():
+            return False
         self.gallery.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
         self.gallery.scrollTo(index)
+        return True
 
     def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self.selected_rank = 1
-        photo = self.photos.photo(current.row())
+        photo = current.data(PhotoRole) if current.isValid() else None
         if photo is not None:
             self._views_failed.discard(photo.item_id)  # the file may be back: try again
+            self.view.fit()
             self._show(photo)
+        else:
+            self._show_nothing()
+
+    def _on_filter_changed(self) -> None:
+        if not self.gallery.currentIndex().isValid() and self.proxy.rowCount():
+            self.gallery.setCurrentIndex(self.proxy.index(0, 0))
+        elif self.gallery.currentIndex().isValid():
+            self.gallery.scrollTo(self.gallery.currentIndex())
+        shown, total = self.proxy.rowCount(), len(self.photos)
+        if shown != total:
+            self.statusBar().showMessage(f"Showing {shown} of {total} photos.", 5000)
+
+    def _show_nothing(self) -> None:
+        self.view.set_photo(None)
+        self.view.set_map(None)
+        self.view.set_placeholder(IDLE_HINT if not len(self.photos) else "No photo selected")
+        self.top5.set_top([])
+        self.top5.title.setText("Top 5")
+        self._update_title()
+
+    def _update_title(self) -> None:
+        """The window title names the photo, its size, the class shown and the zoom."""
+        photo = self.current_photo()
+        if photo is None:
+            self.setWindowTitle(APP_TITLE)
+            return
+        parts = [stem_of(photo) if not isinstance(photo.source, str) else Path(photo.name).name]
+        res = photo.result
+        if res is not None and res.size:
+            parts.append(f"{res.size[0]}×{res.size[1]}")
+        if photo.status is Status.DONE and res is not None and res.top:
+            top = res.top[min(self.selected_rank, len(res.top)) - 1]
+            parts.append(f"{top.label} {percent(top.prob)}")
+        if self.view.zoom is not None:
+            parts.append(f"{self.view.zoom:.0%}")
+        self.setWindowTitle(" · ".join(parts) + f" — {APP_TITLE}")
+
+    def _want_layer(self, photo: Photo) -> None:
+        """The chosen Grad-CAM layer holds for every photo: one shown with another layer is recomputed, once."""
+        res = photo.result
+        if (photo.status is not Status.DONE or res is None or res.layer == self.layer or photo.source is None
+                or self._layer_asked.get(photo.item_id) == self.layer or (photo.item_id, self.layer) in self._layer_failed):
+            return
+        self._layer_asked[photo.item_id] = self.layer
+        self.worker.recompute(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
 
     def _show(self, photo: Photo) -> None:
+        self._want_layer(photo)
+        self._show_now(photo)
+        self._update_title()
+
+    def _show_now(self, photo: Photo) -> None:
         res = photo.result
         if photo.status is Status.FAILED:
             self.view.set_photo(None)
             self.view.set_map(None)
-            self.view.set_placeholder(f"Could not classify this file\n\n{photo.error}")
-            self.top5.set_top([], message=photo.error or "")
+            self.view.set_placeholder(f"Could not classify this file\n\n{sentence(photo.error or '')}")
+            self.top5.set_top([], message=sentence(photo.error or ""))
             self.top5.title.setText("Top 5")
             return
         crop = res.crop if res is not None and res.ok else None
@@ -525,8 +685,9 @@ class MainWindow(QMainWindow):
             rank = min(self.selected_rank, len(res.top))
             self.view.set_map(res.maps[rank - 1] if res.maps is not None else None)
             self.top5.set_top(res.top, rank, message=photo.note or res.note or "")
-            layer_text = dict(LAYERS).get(res.layer, res.layer)
-            self.top5.title.setText(f"Top {len(res.top)} · heatmap: {layer_text.split(' (')[0].lower()}")
+            layer_text = dict(LAYERS).get(res.layer, res.layer).split(" (")[0].lower()
+            pending = " (updating…)" if self._layer_asked.get(photo.item_id) == self.layer else ""
+            self.top5.title.setText(f"Top {len(res.top)} · heatmap: {layer_text}{pending}")
             return
         self.view.set_map(None)
         waiting = "Stopped before it was classified" if photo.status is Status.STOPPED else self.photos.waiting_text
@@ -541,6 +702,7 @@ class MainWindow(QMainWindow):
             return
         self.selected_rank = rank
         self.view.set_map(photo.result.maps[rank - 1])
+        self._update_title()
 
     def current_map(self):
         """The 8-bit heatmap the view shows now (for tests and "Save")."""
@@ -548,38 +710,55 @@ class MainWindow(QMainWindow):
 
     def _set_mode(self, mode: str) -> None:
         self.view.set_mode(mode)
-        self.mode_group.button(MODES.index(mode)).setChecked(True)
+        for key, btn in zip(MODES, self.mode_buttons):
+            btn.setChecked(key == mode)
         for act in self.mode_actions.actions():
             act.setChecked(act.data() == mode)
         self.opacity.setEnabled(mode == "overlay")
+        self.legend.set_mode(mode)
 
     def _on_layer_changed(self, index: int) -> None:
         self.layer = self.layer_box.itemData(index)
         self.settings.setValue("layer", self.layer)
+        self._layer_failed.clear()  # a new choice: each photo gets one try again
         photo = self.current_photo()
-        if photo is not None and photo.status is Status.DONE and photo.source is not None:
-            self.worker.recompute(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+        if photo is not None:
+            self._show(photo)
 
     # ------------------------------------------------------------------ stop / clear
     def stop(self) -> None:
+        """Esc: leave full screen; else drop the photos still waiting."""
+        if self.isFullScreen():
+            self.showNormal()
+            return
         self.scanner.cancel()
         self._scans.clear()
         self._scan_new.clear()
         stopped = self.photos.mark_stopped(self.worker.cancel_batch())
         self._batch = [0, 0]
         self._update_progress()
-        if stopped:
-            self.statusBar().showMessage(f"Stopped: {stopped} photo{'s' if stopped != 1 else ''} not classified.", 5000)
+        running = self.photos.counts()[Status.QUEUED]  # already being computed: its answer still comes
+        if stopped or running:
+            text = f"Stopped {stopped} photo{'s' if stopped != 1 else ''} before classification."
+            if running:
+                text += f" {running} already in progress will finish."
+            self.statusBar().showMessage(text, 8000)
         cur = self.current_photo()
         if cur is not None:
             self._show(cur)
 
     def clear(self) -> None:
+        """Stop and empty the gallery; Edit → Undo Clear (Ctrl+Z) brings the photos back."""
         self.scanner.cancel()
         self._scans.clear()
         self._scan_new.clear()
         self.worker.cancel_batch()
-        self.photos.clear()
+        gone = self.photos.clear()
+        if gone:
+            self._cleared = gone
+            self.undo_action.setEnabled(True)
+            self.statusBar().showMessage(f"Cleared {len(gone)} photo{'s' if len(gone) != 1 else ''}. Undo with Ctrl+Z.", 10000)
+        self._layer_asked.clear()
         self._views_asked.clear()
         self._views_failed.clear()
         self._batch = [0, 0]
@@ -590,6 +769,10 @@ class MainWindow(QMainWindow):
         self.top5.set_top([])
         self.top5.title.setText("Top 5")
         self.time_label.setText("")
+        self._update_title()
+
+    def toggle_full_screen(self) -> None:
+        self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
     # ------------------------------------------------------------------ weights and device
     def teach(self):
@@ -609,7 +792,25 @@ class MainWindow(QMainWindow):
             self.load_weights(path)
 
     def load_weights(self, path: str) -> None:
+        """Use this checkpoint; once it loads it is remembered for the next start and under Recent Weights."""
+        self._pending_weights = path
         self.worker.load(path, self.device_choice)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        for path in self.recent.paths():
+            act = self.recent_menu.addAction(Path(path).name, lambda p=path: self._open_recent(p))
+            act.setStatusTip(path)
+            act.setToolTip(plain_tooltip(path))
+        self.recent_menu.setToolTipsVisible(True)
+
+    def _open_recent(self, path: str) -> None:
+        if not os.path.isfile(path):
+            self.recent.forget(path)
+            self.recent_menu.setEnabled(bool(self.recent.paths()))
+            self._message("Weights file not found", f"{path} is no longer there.", QMessageBox.Icon.Warning)
+            return
+        self.load_weights(path)
 
     def set_device(self, device: str) -> None:
         self.device_choice = device
@@ -621,21 +822,30 @@ class MainWindow(QMainWindow):
 
     def download_weights(self) -> None:
         dlg = QProgressDialog("Downloading the ImageNet weights (96 MB)…", "Cancel", 0, 0, self)
-        dlg.setWindowTitle("Download weights")
+        dlg.setWindowTitle("Download ImageNet weights")
         dlg.setWindowModality(Qt.WindowModality.WindowModal)
         dlg.setMinimumDuration(0)
         dlg.setAutoClose(False)
         dlg.setAutoReset(False)
-        dlg.canceled.connect(self.worker.cancel_download)
-        dlg.show()
+        dlg.setMinimumWidth(max(420, dlg.fontMetrics().horizontalAdvance(dlg.windowTitle()) + 160))  # title never cut
+        dlg.canceled.connect(self._cancel_download)
+        self._download_cancelled = False
+        dlg.open()
+        dlg.move(self.geometry().center() - dlg.rect().center())  # over the window, not in a corner of the screen
         self.download_dialog = dlg
         self.download_button.setEnabled(False)
         self.download_action.setEnabled(False)
         self.worker.download()
 
+    def _cancel_download(self) -> None:
+        self._download_cancelled = True
+        self.worker.cancel_download()
+        if self.download_dialog is not None:
+            self.download_dialog.setLabelText("Cancelling…")
+
     def _on_download_progress(self, done: int, total: int) -> None:
         dlg = self.download_dialog
-        if dlg is not None and total:
+        if dlg is not None and total and not self._download_cancelled:
             dlg.setRange(0, 1000)
             dlg.setValue(int(1000 * done / total))
             dlg.setLabelText(f"Downloading the ImageNet weights… {done / 2**20:.1f} of {total / 2**20:.1f} MB")
@@ -644,12 +854,15 @@ class MainWindow(QMainWindow):
         dlg, self.download_dialog = self.download_dialog, None
         if dlg is not None:
             dlg.canceled.disconnect()
-            dlg.close()
+            dlg.reset()  # stops QProgressDialog's own timer, which would show it again
+            dlg.hide()
             dlg.deleteLater()
         self.download_button.setEnabled(True)
         self.download_action.setEnabled(True)
         if ok:
             self.statusBar().showMessage(f"Weights saved and verified: {message}", 8000)
+        elif self._download_cancelled:
+            self.statusBar().showMessage(message, 8000)
         else:
             self._message("Download failed", message, QMessageBox.Icon.Warning)
 
@@ -659,14 +872,31 @@ class MainWindow(QMainWindow):
         if photo is None or not self.view.has_photo():
             self.statusBar().showMessage("Select a classified photo first.", 4000)
             return
-        stem = Path(photo.name).stem if photo.name != "pasted image" else "pasted"
-        path, _ = QFileDialog.getSaveFileName(self, "Save Overlay", str(Path(self._last_folder()) / f"{stem}.cam.png"), "PNG image (*.png)")
+        name = self._overlay_name(photo)
+        path, _ = QFileDialog.getSaveFileName(self, "Save Overlay", str(Path(self._last_folder()) / name), "PNG image (*.png)")
         if path:
-            self.save_overlay_to(path)
+            self.save_overlay_to(path if path.lower().endswith(".png") else path + ".png")
+
+    def _shown_layer_and_label(self, photo: Photo) -> tuple[str, str, int]:
+        res = photo.result
+        if res is None or not res.ok or not res.top:
+            return self.layer, "original", 0
+        rank = min(self.selected_rank, len(res.top))
+        return res.layer, res.top[rank - 1].label, rank
+
+    def _overlay_name(self, photo: Photo) -> str:
+        layer, label, _rank = self._shown_layer_and_label(photo)
+        return overlay_name(photo, label, layer)
 
     def save_overlay_to(self, path: str) -> bool:
+        """Write what the view shows, at the photo's display size, naming photo, class and layer in the PNG's text."""
         image = self.view.render_image()
-        ok = image is not None and image.save(path, "PNG")
+        photo = self.current_photo()
+        meta = {}
+        if photo is not None:
+            layer, _label, rank = self._shown_layer_and_label(photo)
+            meta = overlay_metadata(photo, rank, layer)
+        ok = image is not None and save_png(image, path, meta)
         self.statusBar().showMessage(f"Saved {path}" if ok else f"Could not save {path}", 5000)
         return ok
 
@@ -677,13 +907,20 @@ class MainWindow(QMainWindow):
         if not self.records():
             self.statusBar().showMessage("Nothing to export yet.", 4000)
             return
-        path, _chosen = QFileDialog.getSaveFileName(self, "Export Results", str(Path(self._last_folder()) / "results.csv"), "CSV (*.csv);;JSON (*.json)")
+        path, chosen = QFileDialog.getSaveFileName(self, "Export Results", str(Path(self._last_folder()) / "results.csv"),
+                                                   ";;".join(EXPORT_FORMATS))
         if path:
-            self.export_results(path)
+            self.export_results(path, EXPORT_FORMATS.get(chosen))
 
-    def export_results(self, path: str) -> None:
+    def export_results(self, path: str, fmt: str | None = None) -> None:
+        """Write every answer; the format is the one chosen (else the file's extension), which is added if missing."""
         records = self.records()
-        fmt = "json" if path.lower().endswith(".json") else "csv"
+        suffix = Path(path).suffix.lower().lstrip(".")
+        fmt = fmt or (suffix if suffix in ("csv", "json") else "csv")
+        if suffix in ("csv", "json") and suffix != fmt:
+            path = path[: -len(suffix)] + fmt  # the default name's extension follows the format chosen
+        elif suffix != fmt:
+            path += f".{fmt}"
         try:
             write_records(path, records, fmt)
         except (OSError, ValueError) as exc:
@@ -716,6 +953,11 @@ class MainWindow(QMainWindow):
             self.restoreGeometry(geometry)
         else:
             self.resize(1280, 800)
+        self.fit_to_screen()
+        splitter = s.value("splitter")
+        if isinstance(splitter, QByteArray) and not splitter.isEmpty():
+            self.splitter.restoreState(splitter)
+        self.gallery_bar.set_sort(str(s.value("gallery_sort", "added")))
         try:
             self.opacity.setValue(int(s.value("opacity", 50)))
         except (TypeError, ValueError):
@@ -737,12 +979,33 @@ class MainWindow(QMainWindow):
     def save_settings(self) -> None:
         s = self.settings
         s.setValue("geometry", self.saveGeometry())
+        s.setValue("splitter", self.splitter.saveState())
+        s.setValue("gallery_sort", self.proxy.sort_key)
         s.setValue("opacity", self.opacity.value())
         s.setValue("colormap", self.cmap.currentText())
         s.setValue("view_mode", self.view.mode)
         s.setValue("layer", self.layer)
         s.setValue("device", self.device_choice)
         s.sync()
+
+    def fit_to_screen(self) -> None:
+        """Never larger than the screen's free area (a saved size from a larger screen, or a HiDPI scale)."""
+        if self.isMaximized() or self.isFullScreen():
+            return
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        free = screen.availableGeometry()
+        frame = self.frameGeometry().size() - self.geometry().size()  # title bar and borders
+        if frame.isNull() or frame.height() <= 0:  # not shown yet: leave room for a title bar
+            frame = QSize(8, self.fontMetrics().height() * 2 + 8)
+        width = min(self.width(), free.width() - frame.width())
+        height = min(self.height(), free.height() - frame.height())
+        if (width, height) != (self.width(), self.height()):
+            self.resize(width, height)
+        if not free.contains(self.frameGeometry()):
+            self.move(max(free.left(), min(self.x(), free.right() - self.frameGeometry().width())),
+                      max(free.top(), min(self.y(), free.bottom() - self.frameGeometry().height())))
 
     def closeEvent(self, event) -> None:  # noqa: N802
         self.save_settings()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QPainter, QPalette
-from PySide6.QtWidgets import QAbstractButton, QButtonGroup, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QAbstractButton, QButtonGroup, QLabel, QSizePolicy, QStyle, QStyleOptionFocusRect, QVBoxLayout, QWidget
 
 from .text import plain_tooltip
 
@@ -16,6 +16,11 @@ class ClassRow(QAbstractButton):
         super().__init__(parent)
         self.setCheckable(True)
         self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        policy = self.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)  # the controls below never move with the number of classes
+        policy.setHorizontalPolicy(QSizePolicy.Policy.Ignored)
+        self.setSizePolicy(policy)
         self.label, self.prob, self.rank = "", 0.0, 0
 
     def set_class(self, rank: int, label: str, prob: float) -> None:
@@ -23,6 +28,14 @@ class ClassRow(QAbstractButton):
         self.setToolTip(plain_tooltip(f"#{rank}: {label} — {prob:.2%}. Click to see where the network looked for it."))
         self.setAccessibleName(f"{label} {prob:.1%}")
         self.update()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802
+        delta = {Qt.Key.Key_Left: -1, Qt.Key.Key_Up: -1, Qt.Key.Key_Right: 1, Qt.Key.Key_Down: 1}.get(event.key())
+        panel = self.parent()
+        if delta is not None and isinstance(panel, Top5Panel):
+            panel.step(self, delta)
+        else:
+            super().keyPressEvent(event)
 
     def sizeHint(self) -> QSize:
         return QSize(240, self.fontMetrics().height() * 2 + 14)
@@ -47,9 +60,19 @@ class ClassRow(QAbstractButton):
         bar = QRectF(r.x() + 8, r.y() + fh + 8, r.width() - 16, 5)
         p.fillRect(bar, pal.color(QPalette.ColorRole.Mid))
         p.fillRect(QRectF(bar.x(), bar.y(), bar.width() * max(0.0, min(1.0, self.prob)), bar.height()), pal.color(QPalette.ColorRole.Highlight))
+        if self.hasFocus():
+            opt = QStyleOptionFocusRect()
+            opt.initFrom(self)
+            opt.rect = self.rect().adjusted(1, 1, -1, -1)
+            self.style().drawPrimitive(QStyle.PrimitiveElement.PE_FrameFocusRect, opt, p, self)
+
+
+MESSAGE_LINES = 3  # the note under the classes has a fixed height, so nothing below it moves
 
 
 class Top5Panel(QWidget):
+    """The title, five class rows and a note, at one fixed height whatever the photo shows."""
+
     classChosen = Signal(int)  # rank, 1-based
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -62,6 +85,7 @@ class Top5Panel(QWidget):
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         layout.addWidget(self.title)
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
@@ -75,8 +99,10 @@ class Top5Panel(QWidget):
         self.message.setTextFormat(Qt.TextFormat.PlainText)
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.message.setFixedHeight(self.message.fontMetrics().lineSpacing() * MESSAGE_LINES + 4)
         layout.addWidget(self.message)
-        layout.addStretch(1)
         self.group.idClicked.connect(self.classChosen)
         self.set_top([])
 
@@ -91,7 +117,15 @@ class Top5Panel(QWidget):
         if top:
             self.rows[min(selected, len(top)) - 1].setChecked(True)
         self.message.setText(message)
-        self.message.setVisible(bool(message))
+        self.message.setToolTip(plain_tooltip(message) if message else "")
+
+    def step(self, current: ClassRow, delta: int) -> None:
+        """Arrow keys move between the classes (and show that class's heatmap)."""
+        shown = [r for r in self.rows if r.isVisible()]
+        if current in shown:
+            row = shown[max(0, min(len(shown) - 1, shown.index(current) + delta))]
+            row.setFocus()
+            self.select(shown.index(row) + 1)
 
     def select(self, rank: int) -> None:
         if 1 <= rank <= 5 and self.rows[rank - 1].isVisible():

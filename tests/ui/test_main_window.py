@@ -155,7 +155,8 @@ def test_image_data_without_a_file_and_paste(qtbot, window, photos):
     window.activateWindow()
     qtbot.keyClick(window, Qt.Key.Key_V, Qt.KeyboardModifier.ControlModifier)
     wait_all_done(qtbot, window)
-    assert [(p.name, p.status) for p in window.photos] == [("pasted image", Status.DONE)] * 2
+    # each image without a file has a name of its own
+    assert [(p.name, p.status) for p in window.photos] == [("dropped image 1", Status.DONE), ("pasted image 2", Status.DONE)]
     QGuiApplication.clipboard().clear()
 
 

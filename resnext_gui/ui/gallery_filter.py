@@ -1,0 +1,118 @@
+"""Sorting, filtering and searching the gallery: a proxy over GalleryModel and the bar of controls above it."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
+
+from .gallery import Photo, PhotoRole, Status
+
+SORTS = (("added", "Order added"), ("label", "Label A–Z"), ("confidence", "Most confident"))
+FILTERS = (("all", "All photos"), ("done", "Classified"), ("failed", "Failed only"), ("unfinished", "Waiting, stopped"))
+
+
+class GalleryFilter(QSortFilterProxyModel):
+    """What the gallery shows, and in which order. GalleryModel stays the one place photos live."""
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.sort_key = "added"
+        self.show = "all"
+        self.text = ""
+        self.setDynamicSortFilter(True)
+
+    def set_sort(self, key: str) -> None:
+        self.sort_key = key
+        if key == "added":
+            self.sort(-1)  # the source's own order: no sorting work at all
+        else:
+            self.invalidate()
+            self.sort(0, Qt.SortOrder.DescendingOrder if key == "confidence" else Qt.SortOrder.AscendingOrder)
+
+    def set_show(self, which: str) -> None:
+        self._refilter(lambda: setattr(self, "show", which))
+
+    def set_text(self, text: str) -> None:
+        self._refilter(lambda: setattr(self, "text", text.strip().casefold()))
+
+    def _refilter(self, change) -> None:
+        if hasattr(self, "beginFilterChange"):  # Qt 6.9+; invalidateFilter() is deprecated there
+            self.beginFilterChange()
+            change()
+            self.endFilterChange()
+        else:
+            change()
+            self.invalidateFilter()
+
+    def filterAcceptsRow(self, row: int, parent: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
+        if self.show == "all" and not self.text:
+            return True  # the usual case, asked for every photo added: no model lookups at all
+        photo: Photo | None = self.sourceModel().index(row, 0, parent).data(PhotoRole)
+        if photo is None:
+            return False
+        if self.show == "done" and photo.status is not Status.DONE:
+            return False
+        if self.show == "failed" and photo.status is not Status.FAILED:
+            return False
+        if self.show == "unfinished" and photo.status not in (Status.QUEUED, Status.STOPPED):
+            return False
+        return not self.text or self.text in photo.label().casefold() or self.text in photo.name.casefold()
+
+    def lessThan(self, left: QModelIndex | QPersistentModelIndex, right: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
+        a: Photo = left.data(PhotoRole)
+        b: Photo = right.data(PhotoRole)
+        if self.sort_key == "confidence":
+            return (a.confidence(), -a.item_id) < (b.confidence(), -b.item_id)
+        # unanswered photos after the labelled ones, then in the order added
+        return (not a.label(), a.label().casefold(), a.item_id) < (not b.label(), b.label().casefold(), b.item_id)
+
+
+class GalleryBar(QWidget):
+    """Search box, sort order and filter above the gallery."""
+
+    changed = Signal()
+
+    def __init__(self, proxy: GalleryFilter, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.proxy = proxy
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        self.search = QLineEdit(self)
+        self.search.setPlaceholderText("Search labels and names")
+        self.search.setClearButtonEnabled(True)
+        self.search.setToolTip("Show only photos whose top label or file name contains this text (Ctrl+F)")
+        self.sort = _combo(SORTS, "Sort the gallery", self)
+        self.show_box = _combo(FILTERS, "Which photos to show", self)
+        layout.addWidget(self.search)
+        row = QHBoxLayout()
+        row.addWidget(self.sort, 1)
+        row.addWidget(self.show_box, 1)
+        layout.addLayout(row)
+        self.search.textChanged.connect(self._apply)
+        self.sort.currentIndexChanged.connect(self._apply)
+        self.show_box.currentIndexChanged.connect(self._apply)
+
+    def _apply(self) -> None:
+        self.proxy.set_text(self.search.text())
+        if self.proxy.sort_key != self.sort.currentData():
+            self.proxy.set_sort(self.sort.currentData())
+        if self.proxy.show != self.show_box.currentData():
+            self.proxy.set_show(self.show_box.currentData())
+        self.changed.emit()
+
+    def set_sort(self, key: str) -> None:
+        self.sort.setCurrentIndex(max(0, self.sort.findData(key)))
+
+    def set_show(self, which: str) -> None:
+        self.show_box.setCurrentIndex(max(0, self.show_box.findData(which)))
+
+
+def _combo(items, tip: str, parent: QWidget) -> QComboBox:
+    box = QComboBox(parent)
+    for key, text in items:
+        box.addItem(text, key)
+    box.setToolTip(tip)
+    box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    box.setMinimumContentsLength(6)
+    return box

@@ -1,0 +1,62 @@
+"""What leaves the window for one photo: its top-5 as text, the overlay as an image (clipboard, drag) or a PNG file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData
+from PySide6.QtGui import QImage, QImageWriter
+
+from .gallery import Photo
+
+_UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
+
+
+def stem_of(photo: Photo) -> str:
+    """The photo's file name without its extension; image data without a file is named after its gallery name."""
+    name = photo.name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    return Path(name).stem if isinstance(photo.source, str) else name
+
+
+def overlay_name(photo: Photo, label: str, layer: str) -> str:
+    """``coffee.espresso.layer4.png``: the photo, the class shown and the Grad-CAM layer, safe as a file name."""
+    parts = [_UNSAFE.sub("_", part).strip(" .") or "photo" for part in (stem_of(photo), label)]
+    return f"{parts[0]}.{parts[1]}.{layer}.png"
+
+
+def overlay_metadata(photo: Photo, rank: int, layer: str) -> dict[str, str]:
+    res = photo.result
+    top = res.top[rank - 1] if res is not None and res.ok and 0 < rank <= len(res.top) else None
+    meta = {"Source": photo.name, "Software": "resnext-gui", "Layer": layer}
+    if top is not None:
+        meta.update({"Class": top.label, "Class index": str(top.index), "Rank": str(rank), "Probability": f"{top.prob:.4f}"})
+    return meta
+
+
+def save_png(image: QImage, path: str, text: dict[str, str]) -> bool:
+    """Write ``image`` as PNG with ``text`` as the file's text chunks (shown by image viewers and exiftool)."""
+    writer = QImageWriter(path, b"png")
+    for key, value in text.items():
+        writer.setText(key, value)
+    return writer.write(image)
+
+
+def top5_text(photo: Photo) -> str:
+    """The photo's answer as plain text, one class a line (what Ctrl+C copies)."""
+    res = photo.result
+    if res is None:
+        return f"{photo.name}: {photo.status.value}"
+    if not res.ok:
+        return f"{photo.name}: not classified: {res.error}"
+    lines = [photo.name] + [f"{t.rank}. {t.label} {t.prob:.1%}" for t in res.top]
+    return "\n".join(lines)
+
+
+def photo_mime(photo: Photo, overlay: QImage | None) -> QMimeData:
+    """Top-5 as text and the overlay as an image, for the clipboard or a drag into another program."""
+    mime = QMimeData()
+    mime.setText(top5_text(photo))
+    if overlay is not None:
+        mime.setImageData(overlay)
+    return mime

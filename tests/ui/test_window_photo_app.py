@@ -1,0 +1,417 @@
+"""The window as people use photo apps: the defects found trying it, and sort/filter/search, zoom, copy, legend."""
+
+import json
+
+import pytest
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QGuiApplication, QImage, QImageReader
+from PySide6.QtWidgets import QApplication, QFileDialog
+
+from resnext_gui.core.classifier import TopClass
+from resnext_gui.ui.drops import read_mime
+from resnext_gui.ui.gallery import GalleryModel, Status
+from resnext_gui.ui.gallery_filter import GalleryFilter
+from resnext_gui.ui.image_view import ImageView
+from resnext_gui.worker import PhotoResult
+from tests.helpers import copies
+from tests.ui.conftest import MODEL_TIMEOUT, drop_and_list, open_window, wait_all_done
+from tests.ui.fakes import FakeFactory
+
+
+@pytest.fixture
+def fwin(qtbot, settings):
+    win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
+    yield win
+    win.close()
+
+
+def _done(qtbot, win, paths):
+    drop_and_list(qtbot, win, paths)
+    wait_all_done(qtbot, win)
+
+
+# ---------------------------------------------------------------- defects
+def test_a_browser_drag_with_a_link_and_the_image_bytes_uses_the_image_named_after_the_link(photos):
+    mime = QMimeData()
+    mime.setUrls([QUrl("https://example.com/pics/tabby.png?s=1")])
+    mime.setData("image/png", photos["chelsea"].read_bytes())
+    dropped = read_mime(mime)
+    assert not dropped.refused and dropped.data[0][1] == "tabby.png"
+    assert isinstance(dropped.data[0][0], bytes)
+
+
+def test_a_chosen_weights_file_is_remembered_and_offered_under_recent(qtbot, settings, tmp_path, monkeypatch):
+    import resnext_gui.ui.main_window as mw
+
+    chosen = tmp_path / "mine.pth"
+    chosen.write_bytes(b"fake")
+    factory = FakeFactory()
+    win = open_window(qtbot, settings, "fake.pth", factory=factory)
+    try:
+        with qtbot.waitSignal(win.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
+            win.load_weights(str(chosen))
+        win._fill_recent_menu()
+        assert [a.text() for a in win.recent_menu.actions()] == ["mine.pth"] and win.recent_menu.isEnabled()
+    finally:
+        win.close()
+    made = []
+    real = mw.Worker
+    monkeypatch.delenv("RESNEXT_GUI_WEIGHTS", raising=False)
+    monkeypatch.setattr(mw, "Worker", lambda weights, device, parent, pixel_ratio: made.append(weights) or
+                        real(weights, device, parent, pixel_ratio=pixel_ratio, classifier_factory=factory))
+    again = mw.MainWindow(device="cpu", settings=settings)
+    try:
+        assert made == [str(chosen)]  # the next start uses it again
+    finally:
+        again.close()
+
+
+def test_the_window_fits_the_screen_and_selecting_a_photo_never_grows_it(qtbot, fwin, tmp_path, photos):
+    fwin.showNormal()
+    fwin.resize(6000, 4000)
+    fwin.fit_to_screen()
+    free = fwin.screen().availableGeometry()
+    assert fwin.width() <= free.width() and fwin.height() <= free.height()
+    size = fwin.size()
+    name = tmp_path / ("a_very_long_file_name_without_any_break_" * 6 + ".jpg")
+    name.write_text("not a photo")
+    _done(qtbot, fwin, [name])
+    fwin.select(fwin.photos.photo(0))
+    QApplication.processEvents()
+    assert fwin.size() == size and fwin.minimumSizeHint().width() <= free.width()
+
+
+def test_export_uses_the_chosen_format_and_adds_its_extension(qtbot, fwin, photos, tmp_path, monkeypatch):
+    _done(qtbot, fwin, [photos["coffee"]])
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "myresults"), "JSON (*.json)"))
+    fwin.export_dialog()
+    records = json.loads((tmp_path / "myresults.json").read_text())
+    assert records[0]["ok"] and not (tmp_path / "myresults").exists()
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "results.csv"), "JSON (*.json)"))
+    fwin.export_dialog()
+    assert json.loads((tmp_path / "results.json").read_text()) == records
+
+
+def test_the_right_panel_controls_stay_put_whatever_is_selected(qtbot, fwin, photos, tmp_path):
+    def where():
+        QApplication.processEvents()
+        return [w.mapTo(fwin, QPoint(0, 0)).y() for w in (fwin.clear_button, fwin.layer_box, fwin.opacity)]
+
+    empty = where()
+    bad = tmp_path / "bad.jpg"
+    bad.write_text("x" * 50)
+    _done(qtbot, fwin, [photos["coffee"], bad])
+    fwin.select(fwin.photos.photo(1))
+    assert fwin.top5.message.text().endswith(").") and where() == empty  # the refusal is a sentence
+    fwin.select(fwin.photos.photo(0))
+    assert where() == empty
+
+
+def test_new_drops_select_their_first_photo_and_scroll_to_it(qtbot, fwin, photos, tmp_path):
+    _done(qtbot, fwin, copies([photos["coffee"]], 30, tmp_path, "a"))
+    fwin.select(fwin.photos.photo(0))
+    drop_and_list(qtbot, fwin, copies([photos["chelsea"]], 2, tmp_path, "b"))
+    assert fwin.current_photo() is fwin.photos.photo(30)
+    assert fwin.gallery.viewport().rect().intersects(fwin.gallery.visualRect(fwin.gallery.currentIndex()))
+
+
+def test_the_layer_is_a_global_setting_applied_to_each_photo_as_it_is_shown(qtbot, fwin, photos, monkeypatch):
+    _done(qtbot, fwin, [photos["coffee"], photos["chelsea"]])
+    first, second = fwin.photos.photo(0), fwin.photos.photo(1)
+    fwin.select(first)
+    with qtbot.waitSignal(fwin.photoUpdated, timeout=30_000, check_params_cb=lambda i: first.result.layer == "layer3"):
+        fwin.layer_box.setCurrentIndex(1)
+    assert second.result.layer == "layer4"  # not recomputed until it is shown
+    with qtbot.waitSignal(fwin.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.result.layer == "layer3"):
+        fwin.select(second)
+    assert fwin.top5.title.text().endswith("heatmap: stage before")
+    # a failed recompute is said once and not asked again each time the photo is shown
+    asked = []
+    monkeypatch.setattr(fwin.worker, "recompute", lambda *a: asked.append(a))
+    fwin.layer_box.setCurrentIndex(0)
+    assert len(asked) == 1
+    fwin._on_recompute_failed(second.item_id, "The file is gone.")
+    fwin.select(first)
+    fwin.select(second)
+    assert len(asked) == 2 and asked[-1][0] == first.item_id
+    assert "Could not compute the new heatmap" in fwin.top5.message.text()
+
+
+def test_stop_counts_what_the_summary_counts(qtbot, settings, photos, tmp_path):
+    import threading
+
+    gate = threading.Event()
+    factory = FakeFactory(gate)
+    win = open_window(qtbot, settings, "fake.pth", factory=factory)
+    try:
+        drop_and_list(qtbot, win, copies([photos["coffee"]], 5, tmp_path))
+        qtbot.waitUntil(lambda: factory.made and factory.made[-1].busy.is_set(), timeout=30_000)
+        win.stop()
+        counts = win.photos.counts()
+        text = win.statusBar().currentMessage()
+        assert f"Stopped {counts[Status.STOPPED]} photos" in text and f"{counts[Status.QUEUED]} already in progress" in text
+        assert f"{counts[Status.STOPPED]} stopped" in win.summary_label.text()
+        gate.set()
+        wait_all_done(qtbot, win)
+    finally:
+        gate.set()
+        win.close()
+
+
+def test_download_dialog_sits_over_the_window_and_cancel_is_not_a_failure(qtbot, fwin, monkeypatch):
+    monkeypatch.setattr(fwin.worker, "download", lambda *a, **k: None)
+    fwin.download_weights()
+    dlg = fwin.download_dialog
+    assert dlg.isVisible() and fwin.geometry().contains(dlg.geometry().center())
+    assert dlg.width() > dlg.fontMetrics().horizontalAdvance(dlg.windowTitle())
+    from PySide6.QtWidgets import QPushButton
+
+    qtbot.mouseClick(dlg.findChild(QPushButton), Qt.MouseButton.LeftButton)  # Cancel
+    assert dlg.labelText() == "Cancelling…"
+    fwin.worker.downloadFinished.emit(False, "Download cancelled; nothing was saved.")
+    assert fwin.last_message is None and "cancelled" in fwin.statusBar().currentMessage()
+    assert not dlg.isVisible()
+
+
+def test_clear_resets_the_heading_and_can_be_undone(qtbot, fwin, photos):
+    _done(qtbot, fwin, [photos["coffee"], photos["chelsea"]])
+    assert "heatmap" in fwin.top5.title.text()
+    fwin.clear()
+    assert fwin.top5.title.text() == "Top 5" and len(fwin.photos) == 0 and fwin.windowTitle() == "ResNeXt Classifier"
+    fwin.activateWindow()
+    qtbot.keyClick(fwin, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+    assert [p.status for p in fwin.photos] == [Status.DONE, Status.DONE] and fwin.current_photo() is not None
+
+
+def test_no_progress_bar_while_nothing_runs(qtbot, settings, photos):
+    win = open_window(qtbot, settings, None, state="missing")
+    try:
+        drop_and_list(qtbot, win, [photos["coffee"], photos["chelsea"], photos["astronaut"]])
+        assert not win.progress.isVisible() and win.photos.counts()[Status.QUEUED] == 3
+    finally:
+        win.close()
+
+
+def test_gallery_names_are_elided_in_the_middle_and_never_scroll_sideways(qtbot, fwin, tmp_path, photos):
+    import shutil
+
+    path = tmp_path / "motorcycle_left_side_view_in_the_rain.png"
+    shutil.copy(photos["coffee"], path)
+    _done(qtbot, fwin, [path])
+    fwin.splitter.setSizes([0, 10_000, 0])  # the gallery at its minimum width
+    QApplication.processEvents()
+    assert not fwin.gallery.horizontalScrollBar().isVisible()
+    shot = fwin.gallery.viewport().grab().toImage()
+    assert not shot.isNull()  # the delegate paints; the caption is elided in the middle:
+    fm = fwin.gallery.fontMetrics()
+    elided = fm.elidedText(path.name, Qt.TextElideMode.ElideMiddle, 124)
+    assert elided.endswith(".png") and "…" in elided
+
+
+def test_keyboard_reaches_every_control_and_moves_between_classes(qtbot, fwin, photos):
+    _done(qtbot, fwin, [photos["coffee"]])
+    original, overlay, heatmap = fwin.mode_buttons
+    assert all(b.toolTip() for b in (original, overlay, heatmap, fwin.opacity))
+    original.setFocus()
+    qtbot.keyClick(original, Qt.Key.Key_Tab)
+    assert QApplication.focusWidget() is overlay
+    qtbot.keyClick(overlay, Qt.Key.Key_Space)
+    assert fwin.view.mode == "overlay" and overlay.isChecked() and not original.isChecked()
+    row = fwin.top5.rows[0]
+    row.setFocus()
+    qtbot.keyClick(row, Qt.Key.Key_Right)
+    assert fwin.top5.rows[1].hasFocus() and fwin.selected_rank == 2
+
+
+# ---------------------------------------------------------------- zoom, title
+def test_zoom_fit_actual_size_and_pan(qtbot):
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    small = QImage(400, 300, QImage.Format.Format_RGB32)
+    view.set_photo(small)
+    assert view.scale() == 1.0  # a small photo at its own size, not blown up
+    big = QImage(3200, 2400, QImage.Format.Format_RGB32)
+    view.set_photo(big)
+    assert view.scale() == pytest.approx(0.25) and view.zoom is None
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Plus)
+    assert view.zoom == pytest.approx(0.3125)
+    view.actual_size()
+    assert view.zoom == 1.0
+    view.pan(-10_000, 0)  # never past the photo's edge
+    assert view.centre.x() == pytest.approx(3200 - 400)
+    view.fit()
+    assert view.zoom is None
+    from PySide6.QtGui import QWheelEvent
+
+    at = QPointF(100, 100)
+    wheel = QWheelEvent(at, view.mapToGlobal(at), QPoint(), QPoint(0, 240), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view, wheel)
+    assert view.zoom == pytest.approx(0.25 * 1.25 ** 2)
+    rect = view._fit()
+    assert (at.x() - rect.x()) / view.zoom == pytest.approx(400, abs=1)  # the point under the cursor stays put
+
+
+def test_title_names_the_photo_its_size_and_class_and_keys_zoom(qtbot, fwin, photos):
+    _done(qtbot, fwin, [photos["coffee"]])
+    top = fwin.current_photo().result.top
+    assert fwin.windowTitle().startswith(f"coffee.png · 600×400 · {top[0].label}")
+    fwin.top5.select(2)
+    assert top[1].label in fwin.windowTitle()
+    fwin.view.setFocus()
+    qtbot.keyClick(fwin.view, Qt.Key.Key_Equal)
+    assert fwin.view.zoom is not None and "%" in fwin.windowTitle().split(" — ")[0]
+    qtbot.keyClick(fwin.view, Qt.Key.Key_0)
+    assert fwin.view.zoom is None
+
+
+# ---------------------------------------------------------------- gallery: sort, filter, search, remove, retry
+def _result(item_id, label, prob):
+    return PhotoResult(item_id, True, f"{item_id}.jpg", top=[TopClass(1, 0, label, prob)], record={"ok": True})
+
+
+def test_sort_filter_and_search_over_the_model(qtbot):
+    model = GalleryModel()
+    photos = model.add([(f"/p/{n}.jpg", f"/p/{n}.jpg") for n in ("a", "b", "c", "d")])
+    model.set_result(_result(photos[0].item_id, "tabby", 0.4))
+    model.set_result(_result(photos[1].item_id, "espresso", 0.9))
+    model.set_result(PhotoResult(photos[2].item_id, False, "c.jpg", error="broken", record={"ok": False}))
+    model.set_result(_result(photos[3].item_id, "tiger cat", 0.7))
+    proxy = GalleryFilter()
+    proxy.setSourceModel(model)
+
+    def names():
+        return [proxy.index(r, 0).data(Qt.ItemDataRole.DisplayRole).split("\n")[1] for r in range(proxy.rowCount())]
+
+    proxy.set_sort("confidence")
+    assert names() == ["/p/b.jpg", "/p/d.jpg", "/p/a.jpg", "/p/c.jpg"]
+    proxy.set_sort("label")
+    assert names() == ["/p/b.jpg", "/p/a.jpg", "/p/d.jpg", "/p/c.jpg"]
+    proxy.set_text("TAB")
+    assert names() == ["/p/a.jpg"]
+    proxy.set_text("")
+    proxy.set_show("failed")
+    assert names() == ["/p/c.jpg"]
+    proxy.set_show("all")
+    model.set_recomputed(_result(photos[0].item_id, "tabby", 0.95))  # a new answer re-sorts
+    proxy.set_sort("confidence")
+    assert names()[0] == "/p/a.jpg"
+
+
+def test_search_box_filters_and_selection_maps_through_it(qtbot, fwin, photos, tmp_path):
+    _done(qtbot, fwin, [photos["coffee"], photos["chelsea"], photos["astronaut"]])
+    label = fwin.photos.photo(1).result.top[0].label  # the fake answers class 0 for all: search by name instead
+    qtbot.keyClicks(fwin.gallery_bar.search, "chelsea")
+    assert fwin.proxy.rowCount() == 1 and label
+    assert fwin.current_photo() is fwin.photos.photo(1)
+    assert not fwin.select(fwin.photos.photo(0))  # hidden by the search
+    fwin.gallery_bar.search.clear()
+    assert fwin.select(fwin.photos.photo(2)) and fwin.current_photo() is fwin.photos.photo(2)
+
+
+def test_delete_removes_and_duplicates_are_not_added_twice(qtbot, fwin, photos):
+    _done(qtbot, fwin, [photos["coffee"], photos["chelsea"]])
+    _done(qtbot, fwin, [photos["coffee"]])
+    assert len(fwin.photos) == 2 and "already in the gallery" in fwin.statusBar().currentMessage()
+    fwin.select(fwin.photos.photo(0))
+    fwin.gallery.setFocus()
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_Delete)
+    assert [p.name for p in fwin.photos] == [str(photos["chelsea"])] and fwin.current_photo() is fwin.photos.photo(0)
+    _done(qtbot, fwin, [photos["coffee"]])  # removed: it may come back
+    assert len(fwin.photos) == 2
+
+
+def test_retry_classifies_failed_and_stopped_photos_again(qtbot, fwin, photos, tmp_path):
+    import shutil
+
+    target = tmp_path / "later.png"
+    target.write_text("not yet")
+    _done(qtbot, fwin, [target])
+    photo = fwin.photos.photo(0)
+    assert photo.status is Status.FAILED
+    shutil.copy(photos["coffee"], target)  # the file is fixed
+    fwin.retry()
+    wait_all_done(qtbot, fwin)
+    assert photo.status is Status.DONE and fwin.top5.rows[0].isVisible()
+
+
+def test_context_menu_offers_the_photo_actions(qtbot, fwin, photos):
+    _done(qtbot, fwin, [photos["coffee"]])
+    rect = fwin.gallery.visualRect(fwin.proxy.index(0, 0))
+    fwin.gallery_menu_for(rect.center())
+    texts = [a.text().replace("&", "") for a in fwin.gallery_menu.actions() if not a.isSeparator()]
+    assert {"Copy Result and Overlay", "Retry", "Remove Photo", "Save Overlay as PNG…", "Undo Clear"} <= set(texts)
+    assert not fwin.retry_action.isEnabled()  # a classified photo has nothing to retry
+    fwin.gallery_menu.close()
+
+
+# ---------------------------------------------------------------- copy, drop feedback, legend, save, splitter
+def test_ctrl_c_copies_the_top5_and_the_overlay(qtbot, fwin, photos):
+    _done(qtbot, fwin, [photos["coffee"]])
+    fwin.activateWindow()
+    fwin.gallery.setFocus()
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_C, Qt.KeyboardModifier.ControlModifier)
+    mime = QGuiApplication.clipboard().mimeData()
+    top = fwin.current_photo().result.top
+    assert mime.text().splitlines()[1] == f"1. {top[0].label} {top[0].prob:.1%}" and len(mime.text().splitlines()) == 6
+    assert mime.hasImage() and QImage(mime.imageData()).size().width() == 600
+    QGuiApplication.clipboard().clear()
+
+
+def test_drop_highlight_and_skipped_files_are_counted(qtbot, fwin, photos, tmp_path):
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(photos["coffee"]))])
+    enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(fwin, enter)
+    assert fwin.drop_overlay.isVisible() and "1 item" in fwin.drop_overlay.text
+    notes = [tmp_path / f"n{i}.txt" for i in range(3)]
+    for n in notes:
+        n.write_text("x")
+    drop_and_list(qtbot, fwin, [photos["coffee"], *notes])
+    assert not fwin.drop_overlay.isVisible()
+    assert len(fwin.photos) == 1 and fwin.statusBar().currentMessage() == "3 files skipped: not images."
+
+
+def test_legend_follows_the_colour_map_opacity_and_mode(qtbot, fwin):
+    assert fwin.legend.isVisible()
+    fwin.opacity.setValue(35)
+    assert fwin.legend.caption() == "opacity 35%"
+    fwin.cmap.setCurrentText("hot")
+    assert fwin.legend.cmap == "hot"
+    fwin._set_mode("heatmap")
+    assert fwin.legend.caption() == "heatmap only"
+
+
+def test_save_overlay_names_the_photo_class_and_layer_in_the_name_and_the_png(qtbot, fwin, photos, tmp_path, monkeypatch):
+    _done(qtbot, fwin, [photos["coffee"]])
+    fwin.top5.select(2)
+    label = fwin.current_photo().result.top[1].label
+    seen = {}
+
+    def dialog(parent, title, suggested, filters):
+        seen["name"] = suggested
+        return str(tmp_path / "out"), filters
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", dialog)
+    fwin.save_overlay()
+    assert seen["name"].endswith(f"coffee.{label}.layer4.png")
+    reader = QImageReader(str(tmp_path / "out.png"))
+    assert reader.text("Class") == label and reader.text("Layer") == "layer4" and reader.text("Rank") == "2"
+    assert reader.text("Source").endswith("coffee.png")
+
+
+def test_splitter_positions_are_remembered(qtbot, settings):
+    win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
+    before = win.splitter.sizes()
+    win.splitter.setSizes([before[0] - 40, before[1] + 40, before[2]])
+    sizes = win.splitter.sizes()
+    assert sizes != before
+    win.close()
+    again = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
+    try:
+        got = again.splitter.sizes()
+        assert (got[0], got[2]) == (sizes[0], sizes[2])  # the gallery and the panel as left; the view takes the rest
+    finally:
+        again.close()
