@@ -157,6 +157,19 @@ def test_runtime_failure_falls_back_with_a_note(fitted, photos, pair):
     assert clf.backend == "torch" and clf.classify(photos["astronaut"]).note is None
 
 
+def test_non_finite_openvino_scores_are_never_reported(fitted, photos):
+    clf = Classifier(fitted, device="cpu", backend="openvino")
+    real = clf._ov.infer
+
+    def overflowing(batch):
+        feats, logits = real(batch)
+        return feats, torch.full_like(logits, float("nan"))
+
+    clf._ov.infer = overflowing
+    pred = clf.classify(photos["coffee"])
+    assert not pred.ok and "not finite" in pred.error
+
+
 def test_torch_is_used_when_asked_or_when_openvino_is_missing(fitted, monkeypatch):
     assert Classifier(fitted, device="cpu", backend="torch").backend == "torch"
     monkeypatch.setattr("resnext_gui.core.classifier.openvino_available", lambda: False)
