@@ -344,7 +344,7 @@ def main(argv=None) -> int:
         growth = cli["rss_at_end_mb"] - cli["rss_at_10pct_mb"]
         row(f"4. classify RSS after {cli['n'] // 10} → {cli['n']} photos (MB)", f"{cli['rss_at_10pct_mb']:.0f} → {cli['rss_at_end_mb']:.0f}",
             "", f"growth {growth:+.0f} MB; peak {cli['peak_mb']:.0f} MB")
-    row("5. model load (checkpoint → ready on device)", load_ms)
+    row("5. model load (checkpoint → ready on device; with the first conversion when not yet cached)", load_ms)
     win, model_ready = time_to_window()
     row("6. app: launch → window on screen (torch not yet imported)", win, "", "offscreen; target ≤ 1000")
     row("6. app: launch → model ready in the worker", model_ready)
