@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> int:
                               "torch_loaded": "torch" in sys.modules, **extra}), flush=True)
 
         window.shown.connect(lambda: report("window"))
-        window.modelStateChanged.connect(lambda state: (report("model", state=state), window.close()))
+        if args.paths:  # then time the first photo's answer too (cold start to first result)
+            window.modelStateChanged.connect(lambda state: report("model", state=state))
+            window.worker.classified.connect(lambda res: (report("result", ok=res.ok), window.close()))
+        else:
+            window.modelStateChanged.connect(lambda state: (report("model", state=state), window.close()))
 
     # Ctrl+C in the terminal closes the window cleanly; the timer lets Python see the signal.
     signal.signal(signal.SIGINT, lambda *_: window.close())

@@ -63,11 +63,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--topk", type=int, default=5, metavar="K", help="classes per image (default 5)")
     c.add_argument("--cam-dir", metavar="DIR", help="write <name>.cam.png (overlay) and <name>.cam.npy (top-1 map)")
     c.add_argument("--layer", default="layer4", choices=["layer4", "layer3", "layer2"], help="Grad-CAM stage (default layer4)")
-    c.add_argument("--batch-size", type=int, default=8, metavar="N",
-                   help="photos per forward pass (default 8: faster per photo on CPUs and GPUs alike)")
+    c.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="photos per forward pass (default: what measured fastest for the backend: "
+                        "1 with OpenVINO on the CPU, 8 with PyTorch)")
     c.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
     c.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="bf16: faster on CPUs with bfloat16 support, slightly different numbers (see benchmarks)")
+                   help="bf16: faster on CPUs with native bfloat16 (AVX-512 BF16, AMX), slightly different numbers "
+                        "(see benchmarks)")
+    c.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"],
+                   help="CPU inference runtime (default auto: OpenVINO when installed, else PyTorch; "
+                        "GPUs always use PyTorch)")
     c.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
 
     t = sub.add_parser("train", help="teach new classes: one subfolder of photos per class -> a new model file")
@@ -236,7 +241,7 @@ def cmd_classify(args) -> int:
     from .core.errors import ResnextGuiError
     from .core.records import csv_header, csv_row, json_line
 
-    if args.topk < 1 or args.batch_size < 1:
+    if args.topk < 1 or (args.batch_size is not None and args.batch_size < 1):
         print("resnext-gui classify: --topk and --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
     cams = None
@@ -253,21 +258,28 @@ def cmd_classify(args) -> int:
 
     from .core.classifier import MAX_BATCH, Classifier
 
-    if args.batch_size > MAX_BATCH:
+    if args.batch_size is not None and args.batch_size > MAX_BATCH:
         print(f"resnext-gui: note: --batch-size {args.batch_size} is capped at {MAX_BATCH} "
               "(larger batches only cost memory)", file=sys.stderr)
         args.batch_size = MAX_BATCH
     print("resnext-gui: loading the model…", file=sys.stderr, flush=True)
     try:
-        clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision)
+        clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision,
+                         backend=args.backend, progress=lambda text: print(f"resnext-gui: {text}", file=sys.stderr, flush=True))
     except ResnextGuiError as exc:
         print(f"resnext-gui: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    if clf.note:
+        print(f"resnext-gui: note: {clf.note}", file=sys.stderr)
+    if args.batch_size is None:
+        args.batch_size = clf.default_batch_size
     if args.precision == "bf16" and clf.device.type == "cpu":
-        import torch
+        from .core.backend import native_bf16
 
-        capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "")()
-        if "AVX512" not in capability.upper():
+        if not native_bf16():
+            import torch
+
+            capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "")()
             print(f"resnext-gui: note: this CPU ({capability or 'unknown'}) has no native bfloat16; "
                   "--precision bf16 will be slower than fp32 here", file=sys.stderr)
     try:  # the output is UTF-8 whatever the locale says (file names and labels are not all ASCII)

@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
         stage = "model"
         clf = Classifier(source, device=args.device)
         summary["device"] = clf.device.type
+        summary["backend"] = clf.backend  # which runtime computed the sample: "openvino" or "torch"
+        if clf.note:
+            summary["backend_note"] = clf.note
         stage = "classify sample photo"
         sample = asset("sample.jpg")
         if sample is None:

@@ -54,6 +54,8 @@ class LoadJob:
     weights: str | None = None  # None: the lookup order
     device: str = "auto"
     explicit: bool = False  # True when the user chose it: a failure keeps the previous model
+    backend: str | None = None  # auto | torch | openvino; None: as before
+    precision: str | None = None  # fp32 | bf16; None: as before
 
 
 @dataclass
@@ -94,6 +96,9 @@ class ModelInfo:
     load_ms: float
     versions: dict = field(default_factory=dict)
     note: str | None = None  # e.g. the device asked for was not available
+    backend: str = "torch"  # the runtime in use: "openvino" or "torch"
+    precision: str = "fp32"
+    bf16_native: bool = False  # whether this CPU computes bfloat16 natively (the bf16 option is offered)
 
 
 @dataclass
@@ -217,23 +222,25 @@ class JobQueue:
             return len(self._batch)
 
 
-ClassifierFactory = Callable[[Union[str, None], str], "Classifier"]
+ClassifierFactory = Callable[..., "Classifier"]  # (weights, device, backend=, precision=, progress=)
 
 
-def _default_factory(weights: str | None, device: str) -> Classifier:
+def _default_factory(weights: str | None, device: str, backend: str = "auto", precision: str = "fp32",
+                     progress: Callable[[str], None] | None = None) -> Classifier:
     from .core.classifier import Classifier
 
-    return Classifier(weights, device=device)
+    return Classifier(weights, device=device, backend=backend, precision=precision, progress=progress)
 
 
 class _Runner(QObject):
     """Lives in the worker thread and does the work; reports through the facade's signals."""
 
     def __init__(self, out: Worker, queue: JobQueue, factory: ClassifierFactory, weights: str | None, device: str,
-                 pixel_ratio: float, threads: int | None) -> None:
+                 pixel_ratio: float, threads: int | None, backend: str = "auto", precision: str = "fp32") -> None:
         super().__init__()
         self.out, self.queue, self.factory = out, queue, factory
         self.weights, self.device = weights, device
+        self.backend, self.precision = backend, precision
         self.pixel_ratio, self.threads = pixel_ratio, threads
         self.clf: Any = None
         self.download_cancelled = threading.Event()
@@ -316,9 +323,13 @@ class _Runner(QObject):
             resolve_device(device)
         except DeviceError as exc:  # e.g. CUDA remembered from another session, no GPU here now
             device, note = "cpu", f"{exc} Using the CPU."
+        backend, precision = job.backend or self.backend, job.precision or self.precision
         try:
-            clf = self.factory(job.weights, device)
-            info = self._info(clf, note)
+            options = {"backend": backend, "precision": precision,
+                       "progress": self.out.loading.emit}  # a first conversion shows its steps in the status bar
+            clf = self.factory(job.weights, device, **(options if _takes_options(self.factory) else {}))
+            notes = [n for n in (note, getattr(clf, "note", None)) if n]  # e.g. why OpenVINO is not in use
+            info = self._info(clf, "; ".join(notes) or None)
         except NoWeightsError as exc:
             self.out.modelMissing.emit(str(exc))
             return
@@ -330,6 +341,7 @@ class _Runner(QObject):
                 self.out.modelFailed.emit(message)
             return
         self.clf, self.weights, self.device = clf, job.weights, job.device
+        self.backend, self.precision = backend, precision
         self.out.modelReady.emit(info)
         self._kick()
 
@@ -337,11 +349,16 @@ class _Runner(QObject):
         import torch
         import torchvision
 
+        from .core.backend import native_bf16
         from .core.model import describe_device
 
         source = clf.source
+        backend = getattr(clf, "backend", "torch")
+        precision = getattr(clf, "precision", "fp32")
+        runtime = ("OpenVINO" if backend == "openvino" else "PyTorch") + (" bf16" if precision == "bf16" else "")
         return ModelInfo(
-            device=describe_device(clf.device),
+            device=f"{describe_device(clf.device)} · {runtime}",
+            backend=backend, precision=precision, bf16_native=clf.device.type == "cpu" and native_bf16(),
             device_type=clf.device.type,
             weights=source.describe(),
             weights_short=source.variant.describe() if source.variant else source.path.name,
@@ -466,6 +483,17 @@ class _Runner(QObject):
         self.out.modelSaved.emit(True, job.target)
 
 
+def _takes_options(factory: Callable) -> bool:
+    """Whether a classifier factory takes backend/precision/progress (one written for (weights, device) still works)."""
+    import inspect
+
+    try:
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD or p.name == "backend" for p in params)
+
+
 def _name_of(source: PhotoSource) -> str:
     if isinstance(source, QImage):
         return "image data"
@@ -502,13 +530,14 @@ class Worker(QObject):
 
     def __init__(self, weights: str | None = None, device: str = "auto", parent: QObject | None = None,
                  pixel_ratio: float = 1.0, threads: int | None = None,
-                 classifier_factory: ClassifierFactory | None = None) -> None:
+                 classifier_factory: ClassifierFactory | None = None, backend: str = "auto",
+                 precision: str = "fp32") -> None:
         super().__init__(parent)
         self._queue = JobQueue()
         self._thread = QThread()
         self._thread.setObjectName("resnext-gui inference")
         self._runner = _Runner(self, self._queue, classifier_factory or _default_factory, weights, device,
-                               pixel_ratio, threads)
+                               pixel_ratio, threads, backend, precision)
         self._runner.moveToThread(self._thread)
         self._thread.started.connect(self._runner.start)
         self._wake.connect(self._runner.tick, Qt.ConnectionType.QueuedConnection)
@@ -549,10 +578,11 @@ class Worker(QObject):
     def view(self, item_id: int, source: PhotoSource) -> None:
         self._put(ViewJob(item_id, _own(source)), interactive=True)
 
-    def load(self, weights: str | None, device: str, explicit: bool = True) -> None:
-        """Switch weights or device; takes effect for every photo still waiting."""
+    def load(self, weights: str | None, device: str, explicit: bool = True, backend: str | None = None,
+             precision: str | None = None) -> None:
+        """Switch weights, device, CPU runtime or precision; takes effect for every photo still waiting."""
         self.weights = weights
-        self._put(LoadJob(weights, device, explicit), interactive=True)
+        self._put(LoadJob(weights, device, explicit, backend, precision), interactive=True)
 
     def download(self, variant: str = "v2", url: str | None = None) -> None:
         self._put(DownloadJob(variant, url), interactive=True)

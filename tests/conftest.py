@@ -28,10 +28,17 @@ def offline(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One cache folder for the session: each checkpoint is converted for OpenVINO once, not once per test."""
+    return tmp_path_factory.mktemp("xdg-cache")
+
+
 @pytest.fixture(autouse=True)
-def isolated_env(monkeypatch, tmp_path_factory):
+def isolated_env(monkeypatch, tmp_path_factory, model_cache):
     """No user weights, caches or settings leak in: TORCH_HOME and HOME point at empty folders."""
     home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(model_cache))
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from . import cam as cam_mod
+from .backend import BACKENDS, OpenVINOBackend, openvino_available
 from .errors import ImageError
 from .model import LAYERS, LoadedModel, forward_from, forward_to, load_model, resolve_device
 from .preprocess import Prepared, Source, load_and_prepare, source_name
@@ -117,7 +118,11 @@ class Classifier:
         fast_decode: bool = True,
         decode_workers: int | None = None,
         precision: str = "fp32",
+        backend: str = "auto",
+        progress: Callable[[str], None] | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         if layer not in LAYERS:
@@ -126,7 +131,6 @@ class Classifier:
         self.device = resolve_device(device)
         source = weights if isinstance(weights, WeightsSource) else find_weights(weights)
         self.loaded: LoadedModel = load_model(source, self.device)
-        self.load_ms = (time.perf_counter() - start) * 1000.0
         variant = source.transforms_variant
         self.transforms = variant.weights.transforms()
         self.resize = int(self.transforms.resize_size[0])
@@ -137,6 +141,43 @@ class Classifier:
         self.decode_workers = decode_workers  # None: chosen per run, see _decode_workers
         self.precision = precision
         self._cpu_fallback: torch.nn.Module | None = None
+        self._ov = None
+        self.note: str | None = None  # why the backend asked for is not the one in use, if it is not
+        self._pending_note: str | None = None  # for the next prediction, after a backend fell back mid-run
+        self._start_backend(backend, progress)
+        self.load_ms = (time.perf_counter() - start) * 1000.0
+
+    def _start_backend(self, backend: str, progress: Callable[[str], None] | None) -> None:
+        """OpenVINO on the CPU when it is importable (``auto``) or asked for; PyTorch otherwise or when it fails."""
+        if backend == "torch":
+            return
+        if self.device.type != "cpu":
+            if backend == "openvino":
+                self.note = f"OpenVINO runs on the CPU only; the {self.device.type.upper()} device uses PyTorch"
+            return
+        if not openvino_available():
+            if backend == "openvino":
+                self.note = "OpenVINO is not installed; using PyTorch"
+            return
+        try:
+            self._ov = OpenVINOBackend(self.loaded.model, self.source.path, self.precision,
+                                       threads=torch.get_num_threads(), progress=progress)
+        except Exception as exc:  # BackendError, or anything else the runtime raises: PyTorch gives the answer
+            self.note = f"using PyTorch: {exc}"
+
+    @property
+    def backend(self) -> str:
+        """The backend that runs the last-stage forward pass now: "openvino" or "torch"."""
+        return "openvino" if self._ov is not None else "torch"
+
+    @property
+    def default_batch_size(self) -> int:
+        """Photos per forward pass for ``classify``, by measurement (benchmarks/backends.md).
+
+        OpenVINO on the CPU: batch 1 (larger batches were not faster per photo, and batch 1 needs no decode
+        thread competing with inference). PyTorch: batches of 8 (faster per photo on CPUs and GPUs).
+        """
+        return 1 if self._ov is not None else 8
 
     # ---- properties the front ends show ----
     @property
@@ -153,6 +194,16 @@ class Classifier:
 
     def _run(self, model: torch.nn.Module, batch: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(probabilities (N,k), class indices (N,k), maps (N,k,h,w)) from one forward pass."""
+        if layer == "layer4" and self._ov is not None and model is self.loaded.model:
+            try:
+                feats, logits = self._ov.infer(batch)
+            except Exception as exc:  # never a wrong answer: PyTorch computes this batch and the next ones
+                self._ov = None
+                self.note = self._pending_note = f"ran on PyTorch: {exc}"
+            else:
+                probs, classes = torch.softmax(logits, dim=1).topk(self.topk, dim=1)
+                maps = cam_mod.last_stage_cams(feats, model.fc.weight, classes)
+                return probs, classes, maps
         if layer == "layer4":
             with torch.inference_mode(), self._autocast(batch.device):
                 feats = forward_to(model, batch, layer)
@@ -197,6 +248,8 @@ class Classifier:
             device = torch.device("cpu")
             note = f"ran on the CPU: the {self.device.type.upper()} device ran out of memory"
             probs, classes, maps = self._run(self._cpu_fallback, batch, layer)
+        if self._pending_note:
+            note, self._pending_note = note or self._pending_note, None
         infer_ms = (time.perf_counter() - start) * 1000.0 / len(items)
         finite = torch.isfinite(probs).all(dim=1).tolist()
         maps = torch.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0)

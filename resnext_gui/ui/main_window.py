@@ -95,7 +95,9 @@ class MainWindow(PhotoActions, QMainWindow):
         self.device_choice = device or str(self.settings.value("device", "auto"))
         screen = QGuiApplication.primaryScreen()
         self.worker = worker or Worker(weights, self.device_choice, self,
-                                       pixel_ratio=screen.devicePixelRatio() if screen else 1.0)
+                                       pixel_ratio=screen.devicePixelRatio() if screen else 1.0,
+                                       backend=str(self.settings.value("backend", "auto")),
+                                       precision=str(self.settings.value("precision", "fp32")))
         self.scanner = FolderScanner(self)
         self.photos = GalleryModel(self)
         self._build()
@@ -295,6 +297,7 @@ class MainWindow(PhotoActions, QMainWindow):
         self.cuda_action.setEnabled(False)
         self.cuda_action.setToolTip("Checking for a CUDA GPU…")
         d.setToolTipsVisible(True)
+        self._build_backend_menu(d)
 
         h = mb.addMenu("&Help")
         self._action(h, "&About resnext-gui", self.about)
@@ -819,6 +822,45 @@ class MainWindow(PhotoActions, QMainWindow):
             act.setChecked(act.data() == device)
         if self.model_info is not None:
             self.worker.load(self.worker.weights, device)
+
+    def _build_backend_menu(self, menu) -> None:
+        """Device menu: the CPU's runtime (Automatic / PyTorch / OpenVINO) and the opt-in bfloat16 mode.
+
+        Choices are remembered and reload the model in the worker; bfloat16 is offered only where the CPU
+        computes it natively (the worker says so once the model is loaded).
+        """
+        menu.addSeparator()
+        self.backend_actions = QActionGroup(self)
+        choice = str(self.settings.value("backend", "auto"))
+        for key, text, tip in (("auto", "CPU Runtime: &Automatic", "OpenVINO when installed, else PyTorch"),
+                               ("torch", "CPU Runtime: &PyTorch", "PyTorch's own forward pass"),
+                               ("openvino", "CPU Runtime: &OpenVINO", "Faster on the CPU; PyTorch if it fails")):
+            act = self._action(menu, text, lambda _=False, k=key: self._set_backend(backend=k), tip=tip)
+            act.setCheckable(True)
+            act.setData(key)
+            act.setChecked(key == choice)
+            self.backend_actions.addAction(act)
+        self.bf16_action = self._action(menu, "Fast &bfloat16 (approximate)",
+                                        lambda on: self._set_backend(precision="bf16" if on else "fp32"))
+        self.bf16_action.setCheckable(True)
+        self.bf16_action.setChecked(str(self.settings.value("precision", "fp32")) == "bf16")
+        self.bf16_action.setEnabled(False)
+        self.bf16_action.setToolTip("Checking this CPU for native bfloat16…")
+
+        def on_ready(info: ModelInfo) -> None:
+            self.bf16_action.setEnabled(info.bf16_native or info.precision == "bf16")
+            self.bf16_action.setToolTip("About twice as fast on this CPU; probabilities differ slightly"
+                                        if info.bf16_native else "This CPU has no native bfloat16: it would be slower")
+
+        self.worker.modelReady.connect(on_ready)
+
+    def _set_backend(self, backend: str | None = None, precision: str | None = None) -> None:
+        if backend:
+            self.settings.setValue("backend", backend)
+        if precision:
+            self.settings.setValue("precision", precision)
+        if self.model_info is not None:
+            self.worker.load(self.worker.weights, self.device_choice, backend=backend, precision=precision)
 
     def download_weights(self) -> None:
         dlg = QProgressDialog("Downloading the ImageNet weights (96 MB)…", "Cancel", 0, 0, self)

@@ -76,10 +76,16 @@ def test_engine_maps_equal_independent_reference(clf, checkpoint, batch, layer, 
 def test_all_five_maps_come_from_one_forward_pass(clf, photos):
     calls = []
     handle = clf.loaded.model.layer1.register_forward_hook(lambda *a: calls.append(1))
+    runtime = clf._ov  # the OpenVINO network, when that is the CPU's runtime: its passes count too
+    if runtime is not None:
+        real = runtime.infer
+        runtime.infer = lambda batch: (calls.append(1), real(batch))[1]
     try:
         pred = clf.classify(photos["chelsea"])
     finally:
         handle.remove()
+        if runtime is not None:
+            del runtime.infer
     assert len(calls) == 1 and pred.cams.shape == (5, 7, 7)
     assert not np.allclose(pred.cams[0], pred.cams[1])  # distinct classes, distinct maps
 

@@ -50,10 +50,12 @@ class FakeFactory:
     def __init__(self, gate: threading.Event | None = None) -> None:
         self.gate = gate
         self.made: list[FakeClassifier] = []
+        self.options: list[dict] = []  # backend, precision and progress the worker asked for, per model made
 
-    def __call__(self, weights, device):
+    def __call__(self, weights, device, **options):
         clf = FakeClassifier(weights, device, self.gate)
         self.made.append(clf)
+        self.options.append(options)
         return clf
 
 

@@ -305,3 +305,18 @@ def test_switching_device_reloads_the_model_in_the_worker(qtbot, window, photos)
     drop_and_list(qtbot, window, [photos["coffee"]])
     wait_all_done(qtbot, window)
     assert window.photos.photo(0).status is Status.DONE
+
+
+def test_cpu_runtime_menu_reloads_the_model_and_is_remembered(qtbot, window, photos):
+    from resnext_gui.core.backend import native_bf16, openvino_available
+
+    expected = "openvino" if openvino_available() else "torch"
+    assert window.model_info.backend == expected
+    assert window.bf16_action.isEnabled() == native_bf16()
+    with qtbot.waitSignal(window.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
+        [a for a in window.backend_actions.actions() if a.data() == "torch"][0].trigger()
+    assert window.model_info.backend == "torch" and "PyTorch" in window.device_label.text()
+    assert window.settings.value("backend") == "torch"
+    drop_and_list(qtbot, window, [photos["coffee"]])
+    wait_all_done(qtbot, window)
+    assert window.photos.photo(0).status is Status.DONE

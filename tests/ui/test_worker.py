@@ -145,3 +145,25 @@ def test_cancel_batch_drops_waiting_photos_and_the_thread_stops(qtbot, gated, ph
     qtbot.waitUntil(lambda: len(rec.events) == 2, timeout=30_000)
     assert rec.events[1] == ("classified", 1, True)
     assert worker.stop() and not worker.is_running()
+
+
+def test_backend_and_precision_reach_the_classifier_and_progress_reaches_the_status(qtbot, tmp_path):
+    from resnext_gui.worker import Worker
+    from tests.ui.fakes import FakeFactory
+
+    factory = FakeFactory()
+    worker = Worker(str(tmp_path / "w.pth"), "cpu", classifier_factory=factory, backend="torch", precision="bf16")
+    loading = []
+    worker.loading.connect(loading.append)
+    try:
+        with qtbot.waitSignal(worker.modelReady, timeout=20000) as ready:
+            worker.start()
+        assert factory.options[0]["backend"] == "torch" and factory.options[0]["precision"] == "bf16"
+        assert ready.args[0].backend == "torch" and "PyTorch" in ready.args[0].device
+        factory.options[0]["progress"]("Converting the model for OpenVINO…")
+        qtbot.waitUntil(lambda: loading[-1:] == ["Converting the model for OpenVINO…"], timeout=5000)
+        with qtbot.waitSignal(worker.modelReady, timeout=20000):
+            worker.load(worker.weights, "cpu", backend="openvino")
+        assert factory.options[1]["backend"] == "openvino" and factory.options[1]["precision"] == "bf16"
+    finally:
+        assert worker.stop()
