@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test test-fast bench dist clean
+.PHONY: run test test-fast lint bench dist clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,13 @@ run: $(STAMP)
 	$(PY) -m resnext_gui $(ARGS)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(ARGS)
+
+# Lint and the core's types (strict mypy on resnext_gui/core; not yet clean, so not part of `make test`).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # The inner loop: no standalone build, no soaks, no app or CLI processes (see the markers in pyproject.toml).
 test-fast: $(STAMP)

@@ -45,7 +45,7 @@ def make_photos() -> tuple[list[Path], list[Path]]:
     DATA.mkdir(exist_ok=True)
     names = ["astronaut", "chelsea", "coffee", "rocket", "camera", "immunohistochemistry"]
     big, small = [], []
-    for i, name in enumerate(names):
+    for name in names:
         arr = getattr(data, name)()
         if arr.ndim == 2:
             arr = np.stack([arr] * 3, axis=-1)

@@ -188,7 +188,7 @@ class CamWriter:
         temps: list[str] = []
         placed: list[Path] = []
         try:
-            for target, save in ((png, lambda fh: save_png(overlay, fh)), (npy, lambda fh: np.save(fh, cam))):
+            for save in (lambda fh: save_png(overlay, fh), lambda fh: np.save(fh, cam)):
                 fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".cam-", suffix=".partial")
                 temps.append(tmp)
                 with os.fdopen(fd, "wb") as fh:

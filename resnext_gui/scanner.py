@@ -21,7 +21,7 @@ class FolderScanner(QThread):
     skipped = Signal(int, str, str)  # request id, path, reason
     finishedRequest = Signal(int, int, bool)  # request id, files found, cancelled
 
-    live: set["FolderScanner"] = set()
+    live: set[FolderScanner] = set()
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Union
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, QThread, Signal, Slot
@@ -19,7 +20,7 @@ DISPLAY_MAX_SIDE = 1280  # the photo kept for the view; the full decode never le
 THUMB_SIDE = 96  # logical pixels; drawn at the screen's pixel ratio
 MAP_SIDE = 224  # heatmaps are sent upsampled to the model's input size, as 8-bit colour-map indices
 
-PhotoSource = Union[str, bytes, QImage]  # a path, encoded image bytes, or image data without a file
+PhotoSource = str | bytes | QImage  # a path, encoded image bytes, or image data without a file
 
 
 # ---- jobs (GUI -> worker) ----
@@ -81,7 +82,7 @@ class SaveModelJob:
     target: str
 
 
-Job = Union[ClassifyJob, RecomputeJob, ViewJob, LoadJob, DownloadJob, TrainJob, SaveModelJob]
+Job = ClassifyJob | RecomputeJob | ViewJob | LoadJob | DownloadJob | TrainJob | SaveModelJob
 
 
 # ---- results (worker -> GUI) ----

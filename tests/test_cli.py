@@ -1,7 +1,6 @@
 """The `classify` and `weights` commands keep their contract: through the CLI's own entry point, and as a process where that is the point."""
 
 import csv
-import hashlib
 import io
 import json
 import os

@@ -8,16 +8,16 @@ import re
 import stat
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Union
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-Source = Union[str, os.PathLike, bytes]
+Source = str | os.PathLike | bytes
 
 
 @dataclass
@@ -38,7 +38,7 @@ class Decoded:
 class Prepared:
     """A model-ready tensor plus what the heatmap needs to land on the right pixels."""
 
-    tensor: "object"  # torch.Tensor (3, crop, crop), normalised
+    tensor: object  # torch.Tensor (3, crop, crop), normalised
     crop: tuple[float, float, float, float]  # (left, top, right, bottom) in full-resolution photo pixels
     decoded: Decoded
     decode_ms: float
@@ -206,7 +206,7 @@ def crop_rect(size: tuple[int, int], resize: int, crop: int) -> tuple[float, flo
     return (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
 
 
-def prepare(decoded: Decoded, transforms: Callable, resize: int, crop: int) -> "tuple[object, tuple]":
+def prepare(decoded: Decoded, transforms: Callable, resize: int, crop: int) -> tuple[object, tuple]:
     """The model tensor (exactly ``transforms(image)``) and the crop in full-resolution coordinates."""
     tensor = transforms(decoded.image)
     left, top, right, bottom = crop_rect(decoded.image.size, resize, crop)

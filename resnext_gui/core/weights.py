@@ -12,9 +12,9 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch.hub
 from torchvision.models import ResNeXt50_32X4D_Weights

@@ -6,14 +6,15 @@ import enum
 import itertools
 import os
 from collections import OrderedDict
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from ..worker import PhotoResult, PhotoSource, THUMB_SIDE
+from ..worker import THUMB_SIDE, PhotoResult, PhotoSource
 from .text import percent, plain_tooltip
 
 CELL = QSize(132, 144)  # a 96-pixel thumbnail and two lines of text
@@ -99,7 +100,7 @@ class GalleryModel(QAbstractListModel):
         self.waiting_text = "Waiting for the model"
 
     # ---- Qt model API ----
-    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
         return 0 if parent.isValid() else len(self._photos)
 
     def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:

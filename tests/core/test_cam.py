@@ -6,8 +6,8 @@ import torch
 from torchvision.models import resnext50_32x4d
 
 from resnext_gui.core import cam
-from resnext_gui.core.colormap import colormap
 from resnext_gui.core.classifier import Classifier, cam_overlay
+from resnext_gui.core.colormap import colormap
 from resnext_gui.core.model import forward_from, forward_to
 
 
@@ -32,7 +32,7 @@ def reference_gradcam(checkpoint, x, layer, classes):
         for c in classes[i].tolist():
             store = {}
 
-            def keep(_m, _inp, out):
+            def keep(_m, _inp, out, store=store):
                 store["A"] = out
                 out.register_hook(lambda g: store.__setitem__("G", g))
 

@@ -23,7 +23,7 @@ def test_memory_stays_flat_over_hundreds_of_photos(checkpoint, tmp_path, photos)
     from PIL import Image
 
     paths = []
-    for i, name in enumerate(("astronaut", "chelsea", "coffee")):
+    for name in ("astronaut", "chelsea", "coffee"):
         path = tmp_path / f"{name}.jpg"
         with Image.open(photos[name]) as im:
             im.convert("RGB").resize(SIDE).save(path, quality=85)

@@ -10,10 +10,10 @@ import pytest
 from PySide6.QtCore import QElapsedTimer, QMimeData, Qt, QTimer, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
 
-from tests.helpers import WeightsServer, copies, fake_gpu_out_of_memory
 from resnext_gui.ui.gallery import Status
-from tests.ui.fakes import FakeFactory
+from tests.helpers import WeightsServer, copies, fake_gpu_out_of_memory
 from tests.ui.conftest import MODEL_TIMEOUT, drop, drop_and_list, open_window, wait_all_done
+from tests.ui.fakes import FakeFactory
 
 
 @pytest.fixture
