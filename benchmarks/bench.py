@@ -322,7 +322,7 @@ def main(argv=None) -> int:
             "the default CPU runtime; target < 1")
         x8 = x.repeat(8, 1, 1, 1)
         row("1b. OpenVINO fp32 forward, batch 8, per photo", median_ms(lambda: clf._ov.infer(x8), 4, warmup=1) / 8, "x",
-            "why classify's default is batch 1 with OpenVINO")
+            "batch 8 per photo against batch 1 (classify's default is 8)")
 
     naive_big = naive_loop(model, transforms, big, device)
     row("2a. naive loop, 12-MP JPEG (open→RGB→transforms→top-5)", naive_big, "x")
@@ -371,13 +371,13 @@ def main(argv=None) -> int:
         return (time.perf_counter() - t) * 1000 / n
 
     eng_big = engine_folder(big)
-    row("3b. engine folder, 12-MP JPEG, batch 1 (decode inline), per photo", eng_big, "x")
-    row("3b. engine folder, 12-MP JPEG, batch 1, decode thread, per photo", engine_folder(big, 1, 1), "x", "tried, not kept on CPU")
+    row("3b. Classifier folder, 12-MP JPEG, batch 1 (decode inline), per photo", eng_big, "x")
+    row("3b. Classifier folder, 12-MP JPEG, batch 1, decode thread, per photo", engine_folder(big, 1, 1), "x", "tried, not kept on CPU")
     eng_big8 = engine_folder(big, 8)
-    row("3b. engine folder, 12-MP JPEG, batch 8 (decode thread), per photo", eng_big8, "x")
-    row("3b. engine folder, 12-MP JPEG, batch 8, decode inline, per photo", engine_folder(big, 8, 0), "x")
+    row("3b. Classifier folder, 12-MP JPEG, batch 8 (decode thread), per photo", eng_big8, "x")
+    row("3b. Classifier folder, 12-MP JPEG, batch 8, decode inline, per photo", engine_folder(big, 8, 0), "x")
     eng_small = engine_folder(small)
-    row("3b. engine folder, small PNG, batch 1, per photo", eng_small, "x")
+    row("3b. Classifier folder, small PNG, batch 1, per photo", eng_small, "x")
 
     soak = [big[i % len(big)] for i in range(args.soak)]
     cli8 = run_classify(big * 3, weights, args.device, ["--batch-size", "8"])

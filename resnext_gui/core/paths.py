@@ -11,11 +11,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".ti
 OnSkip = Callable[[Path, str], None]  # (path, reason) for what a walk passed over
 
 
-def is_image_name(path: str | os.PathLike) -> bool:
+def is_image_name(path: str | os.PathLike[str]) -> bool:
     return os.path.splitext(os.fspath(path))[1].lower() in IMAGE_SUFFIXES
 
 
-def iter_images(paths: Iterable[str | os.PathLike], on_skip: OnSkip | None = None,
+def iter_images(paths: Iterable[str | os.PathLike[str]], on_skip: OnSkip | None = None,
                 on_other: Callable[[Path], None] | None = None) -> Iterator[Path]:
     """Yield files as given and the image files of folders, as they are found.
 
@@ -73,6 +73,6 @@ def _walk(folder: Path, root: str, seen: set[tuple[int, int]], on_skip: OnSkip |
             on_other(path)
 
 
-def expand_paths(paths: Iterable[str | os.PathLike], on_skip: OnSkip | None = None) -> list[Path]:
+def expand_paths(paths: Iterable[str | os.PathLike[str]], on_skip: OnSkip | None = None) -> list[Path]:
     """All of ``iter_images`` at once."""
     return list(iter_images(paths, on_skip))

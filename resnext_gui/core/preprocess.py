@@ -11,13 +11,14 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
 
-Source = str | os.PathLike | bytes
+Source = str | os.PathLike[str] | bytes
 
 
 @dataclass
@@ -206,7 +207,7 @@ def crop_rect(size: tuple[int, int], resize: int, crop: int) -> tuple[float, flo
     return (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
 
 
-def prepare(decoded: Decoded, transforms: Callable, resize: int, crop: int) -> tuple[object, tuple]:
+def prepare(decoded: Decoded, transforms: Callable[..., Any], resize: int, crop: int) -> tuple[Any, tuple[float, float, float, float]]:
     """The model tensor (exactly ``transforms(image)``) and the crop in full-resolution coordinates."""
     tensor = transforms(decoded.image)
     left, top, right, bottom = crop_rect(decoded.image.size, resize, crop)
@@ -214,7 +215,7 @@ def prepare(decoded: Decoded, transforms: Callable, resize: int, crop: int) -> t
     return tensor, (left * sx, top * sy, right * sx, bottom * sy)
 
 
-def load_and_prepare(source: Source, transforms: Callable, resize: int, crop: int, fast: bool = True) -> Prepared:
+def load_and_prepare(source: Source, transforms: Callable[..., Any], resize: int, crop: int, fast: bool = True) -> Prepared:
     """Decode and prepare one photo; ``fast`` lets large JPEGs decode at reduced size (>= 2x ``resize``)."""
     start = time.perf_counter()
     decoded = load_image(source, min_side=2 * resize if fast else None)

@@ -20,7 +20,9 @@ import os
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
+Record = dict[str, Any]  # one photo's answer, as `classify` prints it
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _LINE_BREAKS = {"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"}
 
@@ -46,7 +48,7 @@ def valid_text(text: str) -> str:
     return text if is_valid_text(text) else _raw_bytes(text).decode("utf-8", "replace")
 
 
-def _clean(value):
+def _clean(value: Any) -> Any:
     if isinstance(value, str):
         return valid_text(value)
     if isinstance(value, float) and not math.isfinite(value):
@@ -58,10 +60,10 @@ def _clean(value):
     return value
 
 
-def clean_record(record: dict) -> dict:
+def clean_record(record: Record) -> Record:
     """A copy of ``record`` that is safe to write: valid Unicode, finite numbers, and ``path_bytes`` when
     the path is not valid UTF-8 (the exact bytes of the name, in hex, so the file can still be found)."""
-    out = {}
+    out: Record = {}
     for key, value in record.items():
         out[key] = _clean(value)
         if key == "path" and isinstance(value, str) and not is_valid_text(value):
@@ -69,7 +71,7 @@ def clean_record(record: dict) -> dict:
     return out
 
 
-def json_line(record: dict) -> str:
+def json_line(record: Record) -> str:
     """One record as one line of JSON (no newline at the end), valid UTF-8 whatever the record holds."""
     return _escape_line_breaks(json.dumps(clean_record(record), ensure_ascii=False, allow_nan=False))
 
@@ -81,7 +83,7 @@ def _escape_line_breaks(text: str) -> str:
     return text
 
 
-def neutralise(cell):
+def neutralise(cell: Any) -> Any:
     """A CSV cell a spreadsheet will show as text: a leading formula character gets a ``'`` before it."""
     if isinstance(cell, str) and cell.startswith(FORMULA_START):
         return "'" + cell
@@ -95,10 +97,10 @@ def csv_header(k: int) -> list[str]:
     return cols + ["cam_png", "cam_npy", "note", "path_bytes"]
 
 
-def csv_row(record: dict, k: int) -> list:
+def csv_row(record: Record, k: int) -> list[Any]:
     record = clean_record(record)
 
-    def get(key):
+    def get(key: str) -> Any:
         value = record.get(key)
         return "" if value is None else value
 
@@ -113,11 +115,11 @@ def csv_row(record: dict, k: int) -> list:
     return [neutralise(cell) for cell in row]
 
 
-def topk_of(records: Iterable[dict], default: int = 5) -> int:
+def topk_of(records: Iterable[Record], default: int = 5) -> int:
     return max((len(r.get("top", [])) for r in records), default=default)
 
 
-def write_records(path: str | os.PathLike, records: list[dict], fmt: str) -> None:
+def write_records(path: str | os.PathLike[str], records: list[Record], fmt: str) -> None:
     """Write ``records`` as ``fmt`` ("json" or "csv") atomically: a failure leaves any earlier file as it was."""
     if fmt not in ("json", "csv"):
         raise ValueError(f"unknown export format {fmt!r}")

@@ -15,6 +15,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import torch.hub
 from torchvision.models import ResNeXt50_32X4D_Weights
@@ -45,7 +46,7 @@ class Variant:
 
     @property
     def url(self) -> str:
-        return self.weights.url
+        return str(self.weights.url)
 
     @property
     def filename(self) -> str:
@@ -53,7 +54,7 @@ class Variant:
 
     @property
     def acc1(self) -> float:
-        return self.weights.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        return float(self.weights.meta["_metrics"]["ImageNet-1K"]["acc@1"])
 
     def describe(self) -> str:
         return f"ImageNet {self.weights.name} (acc@1 {self.acc1})"
@@ -139,7 +140,7 @@ def _checkpoint_in(folder: Path) -> Path | None:
     return others[0] if others else None
 
 
-def candidates(explicit: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
+def candidates(explicit: str | os.PathLike[str] | None = None) -> list[tuple[str, Path]]:
     """Every place the lookup would consider, in order, as (origin, path)."""
     places: list[tuple[str, Path]] = []
     if explicit:
@@ -173,7 +174,7 @@ def not_a_regular_file(path: Path, st: os.stat_result | None = None) -> str | No
     return None
 
 
-def find_weights(explicit: str | os.PathLike | None = None) -> WeightsSource:
+def find_weights(explicit: str | os.PathLike[str] | None = None) -> WeightsSource:
     """Apply the lookup order: --weights, $RESNEXT_GUI_WEIGHTS, bundled, torch hub cache.
 
     A file named explicitly (flag or environment) must exist: silently using another one would be a
@@ -279,7 +280,7 @@ class _Transfer(threading.Thread):
         finally:
             self.finished.set()
 
-    def _transfer(self, out) -> None:
+    def _transfer(self, out: BinaryIO) -> None:
         try:
             context = tls_context() if self.url.lower().startswith("https:") else None
             response = urllib.request.urlopen(self.url, timeout=self.timeout, context=context)
