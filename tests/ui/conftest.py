@@ -49,12 +49,14 @@ def shared_model(checkpoint):
 
     loaded = {}
 
-    def factory(weights, device):
+    def factory(weights, device, **options):
+        progress = options.pop("progress", None)
         if weights != str(checkpoint) or device != "cpu":
-            return _default_factory(weights, device)
-        if "clf" not in loaded:
-            loaded["clf"] = _default_factory(weights, device)
-        return loaded["clf"]
+            return _default_factory(weights, device, progress=progress, **options)
+        key = tuple(sorted(options.items()))  # one model per runtime and precision asked for
+        if key not in loaded:
+            loaded[key] = _default_factory(weights, device, progress=progress, **options)
+        return loaded[key]
 
     return factory
 

@@ -57,7 +57,7 @@ def test_a_chosen_weights_file_is_remembered_and_offered_under_recent(qtbot, set
     made = []
     real = mw.Worker
     monkeypatch.delenv("RESNEXT_GUI_WEIGHTS", raising=False)
-    monkeypatch.setattr(mw, "Worker", lambda weights, device, parent, pixel_ratio: made.append(weights) or
+    monkeypatch.setattr(mw, "Worker", lambda weights, device, parent, pixel_ratio, **options: made.append(weights) or
                         real(weights, device, parent, pixel_ratio=pixel_ratio, classifier_factory=factory))
     again = mw.MainWindow(device="cpu", settings=settings)
     try:
