@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 import tempfile
 import time
 import warnings
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .files import cache_root
 from .model import forward_to
 
 BACKENDS = ("auto", "torch", "openvino")
@@ -58,18 +58,6 @@ def native_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def cache_root() -> Path:
-    """The user's cache folder for this app (XDG on Linux, ~/Library/Caches on macOS, %LOCALAPPDATA% on Windows)."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return base / "resnext-gui"
 
 
 def file_sha256(path: Path) -> str:

@@ -17,10 +17,11 @@ import csv
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from .files import atomic_file
 
 Record = dict[str, Any]  # one photo's answer, as `classify` prints it
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -123,22 +124,12 @@ def write_records(path: str | os.PathLike[str], records: list[Record], fmt: str)
     """Write ``records`` as ``fmt`` ("json" or "csv") atomically: a failure leaves any earlier file as it was."""
     if fmt not in ("json", "csv"):
         raise ValueError(f"unknown export format {fmt!r}")
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".export.", suffix=".partial", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
-            if fmt == "json":
-                text = json.dumps([clean_record(r) for r in records], ensure_ascii=False, indent=1, allow_nan=False)
-                fh.write(_escape_line_breaks(text))
-            else:
-                k = topk_of(records)
-                writer = csv.writer(fh)
-                writer.writerow(csv_header(k))
-                writer.writerows(csv_row(r, k) for r in records)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(Path(path), text=True) as fh:
+        if fmt == "json":
+            text = json.dumps([clean_record(r) for r in records], ensure_ascii=False, indent=1, allow_nan=False)
+            fh.write(_escape_line_breaks(text))
+        else:
+            k = topk_of(records)
+            writer = csv.writer(fh)
+            writer.writerow(csv_header(k))
+            writer.writerows(csv_row(r, k) for r in records)

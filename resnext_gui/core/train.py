@@ -6,8 +6,6 @@ import datetime
 import hashlib
 import os
 import re
-import sys
-import tempfile
 import time
 import unicodedata
 from collections.abc import Callable
@@ -20,6 +18,7 @@ import numpy as np
 import torch
 
 from .errors import ImageError, ResnextGuiError
+from .files import atomic_file, cache_root
 from .paths import IMAGE_SUFFIXES, iter_images
 from .records import valid_text
 
@@ -158,17 +157,6 @@ def check_counts(labels: list[str], counts: list[int], warnings: list[str]) -> N
 
 
 # ---- the feature cache: one small file per photo and backbone ----
-def cache_root() -> Path:
-    """The user's cache folder for this app (XDG on Linux, the platform's own elsewhere)."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "resnext-gui"
-
-
 def file_sha256(path: str | os.PathLike[str]) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -213,17 +201,8 @@ class FeatureCache:
         target = self._path(content)
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".feat-", suffix=".partial")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.save(fh, np.ascontiguousarray(feats, dtype=np.float32))
-                os.replace(tmp, target)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
+            with atomic_file(target) as fh:
+                np.save(fh, np.ascontiguousarray(feats, dtype=np.float32))
         except OSError:
             pass
 
@@ -589,20 +568,8 @@ def save(clf: Classifier, result: TrainResult, out: str | os.PathLike[str]) -> P
     if target.is_dir():
         raise TrainingError(f"{target} is a folder; give a file name for the model (e.g. {target / 'model.pth'})")
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(checkpoint_state(clf, result), fh)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # an ordinary file, as any program would create it (mkstemp makes it private)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(target, shared=True) as fh:  # an ordinary file, as any program would create it
+        torch.save(checkpoint_state(clf, result), fh)
     return target
 
 
@@ -644,18 +611,6 @@ def copy_model(source: str | os.PathLike[str], target: str | os.PathLike[str]) -
     target = Path(target)
     if target.is_dir():
         raise TrainingError(f"{target} is a folder; give a file name for the model")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as out, open(source, "rb") as src:
-            shutil.copyfileobj(src, out, 1 << 20)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, target)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(target, shared=True) as out, open(source, "rb") as src:
+        shutil.copyfileobj(src, out, 1 << 20)
     return target
