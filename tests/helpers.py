@@ -102,6 +102,31 @@ def _run_cli_here(argv: list[str], env: dict, cwd) -> subprocess.CompletedProces
                                        stderr.decode("utf-8", "replace"))
 
 
+class XDisplay:
+    """A private Xvfb display (a free number chosen by Xvfb itself) with openbox managing its windows.
+    ``env``: os.environ plus DISPLAY (and ``extra``)."""
+
+    def __init__(self, **extra: str) -> None:
+        self.extra = extra
+
+    def __enter__(self) -> dict:
+        read, write = os.pipe()
+        self.xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1400x900x24", "-nolisten", "tcp"],
+                                     pass_fds=(write,), stderr=subprocess.DEVNULL)
+        os.close(write)
+        with os.fdopen(read) as fh:
+            number = fh.readline().strip()
+        self.env = {**os.environ, "DISPLAY": f":{number}", **self.extra}
+        self.wm = subprocess.Popen(["openbox"], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return self.env
+
+    def __exit__(self, *exc) -> None:
+        self.wm.terminate()
+        self.xvfb.terminate()
+        self.wm.wait(10)
+        self.xvfb.wait(10)
+
+
 class WeightsServer:
     """An HTTP server on 127.0.0.1 serving generated files, and the ways a real server misbehaves.
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests import rootfs
-from tests.helpers import LocalCA, WeightsServer
+from tests.helpers import LocalCA, WeightsServer, XDisplay
 
 TOOLS = ("debootstrap", "unshare", "chroot", "Xvfb", "openbox", "xdotool")
 pytestmark = [
@@ -52,19 +52,8 @@ def altered(bundle, tmp_path_factory):
 @pytest.fixture(scope="module")
 def display():
     """A private Xvfb display with openbox; its socket folder is what the root gets bound onto /tmp/.X11-unix."""
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1400x900x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as fh:
-        number = fh.readline().strip()
-    env = {**os.environ, "DISPLAY": f":{number}"}
-    wm = subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    yield env
-    wm.terminate()
-    xvfb.terminate()
-    wm.wait(10)
-    xvfb.wait(10)
+    with XDisplay() as env:
+        yield env
 
 
 def in_root(root, args, env, binds):

@@ -1,6 +1,5 @@
 """A soak on a real X display: a 5,000-photo folder and continuous window resizes, then Ctrl+Q exits cleanly."""
 
-import os
 import shutil
 import subprocess
 import sys
@@ -9,7 +8,7 @@ import time
 import pytest
 from PIL import Image
 
-from tests.helpers import REPO
+from tests.helpers import REPO, XDisplay
 
 TOOLS = ("Xvfb", "openbox", "xdotool")
 SOAK_SECONDS = 25
@@ -21,19 +20,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(not all(shutil.which(t) for t
 @pytest.fixture
 def display(tmp_path):
     """A private Xvfb display with openbox managing windows."""
-    read, write = os.pipe()
-    xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", "1400x900x24", "-nolisten", "tcp"],
-                            pass_fds=(write,), stderr=subprocess.DEVNULL)
-    os.close(write)
-    with os.fdopen(read) as fh:
-        number = fh.readline().strip()
-    env = {**os.environ, "DISPLAY": f":{number}", "QT_QPA_PLATFORM": "xcb"}
-    wm = subprocess.Popen(["openbox"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    yield env
-    wm.terminate()
-    xvfb.terminate()
-    wm.wait(10)
-    xvfb.wait(10)
+    with XDisplay(QT_QPA_PLATFORM="xcb") as env:
+        yield env
 
 
 def _xdotool(env, *args, timeout=30) -> str:
