@@ -12,6 +12,10 @@ from PySide6.QtCore import QObject, QThread, Signal
 
 CHUNK_FILES = 256  # files per batch sent to the window ...
 CHUNK_SECONDS = 0.1  # ... or whatever was found in this long, so the first photos show up at once
+# Walking a folder is Python work that holds the interpreter lock; every few files the scanner lets go of it
+# for a moment, so the window's thread gets it at once for painting and input (else it can wait a few ms each time).
+YIELD_EVERY = 32
+YIELD_S = 0.0005
 
 
 class FolderScanner(QThread):
@@ -78,6 +82,8 @@ class FolderScanner(QThread):
                         cancelled = True
                         break
                     chunk.append(str(path))
+                    if len(chunk) % YIELD_EVERY == 0:
+                        time.sleep(YIELD_S)
                     now = time.monotonic()
                     if len(chunk) >= CHUNK_FILES or now - last >= CHUNK_SECONDS:
                         self.found.emit(rid, chunk)

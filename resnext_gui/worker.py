@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections import deque
@@ -343,6 +344,9 @@ class _Runner(QObject):
             return
         self.clf, self.weights, self.device = clf, job.weights, job.device
         self.backend, self.precision = backend, precision
+        # torch, the model and Qt are some 350,000 objects that live as long as the app: out of the collector's
+        # full passes, which otherwise take 200-500 ms each (holding the interpreter, so the window freezes).
+        gc.freeze()
         self.out.modelReady.emit(info)
         self._kick()
 

@@ -39,6 +39,7 @@ from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
 from .gallery_filter import GalleryBar, GalleryFilter
 from .image_view import MODES, ImageView
 from .legend import HeatmapLegend
+from .paced import PacedQueue
 from .photo_actions import PhotoActions
 from .photo_export import overlay_metadata, overlay_name, save_png, stem_of
 from .recent import RecentWeights
@@ -49,6 +50,7 @@ LAYERS = [("layer4", "Last stage (7×7, default)"), ("layer3", "Stage before (14
 EXPORT_FORMATS = {"CSV (*.csv)": "csv", "JSON (*.json)": "json"}
 APP_TITLE = "ResNeXt Classifier"
 IDLE_HINT = "Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)"
+ARRIVAL_SLICE = 32  # photos taken into the gallery at a time while a folder is being listed
 
 
 def _plain_label(text: str = "") -> QLabel:
@@ -84,6 +86,9 @@ class MainWindow(PhotoActions, QMainWindow):
         self._scans: set[int] = set()  # drops still being listed
         self._scan_new: dict[int, bool] = {}  # request id -> its first photo still to be selected
         self._skipped: list[tuple[str, str]] = []
+        # What the scanner finds, in slices of ARRIVAL_SLICE photos, and the scan's end in its place.
+        self._arrivals: PacedQueue[tuple[int, list[str] | None, int, bool]] = PacedQueue(self._take_arrival, self)
+        self._answers: PacedQueue[PhotoResult] = PacedQueue(self._show_answer, self)
         self._views_asked: set[int] = set()  # full views on their way
         self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
         self._layer_asked: dict[int, str] = {}  # recomputes on their way: photo -> layer
@@ -308,7 +313,7 @@ class MainWindow(PhotoActions, QMainWindow):
         w.modelReady.connect(self._on_model_ready)
         w.modelMissing.connect(self._on_model_missing)
         w.modelFailed.connect(self._on_model_failed)
-        w.classified.connect(self._on_classified)
+        w.classified.connect(self._answers.put)
         w.recomputed.connect(self._on_recomputed)
         w.recomputeFailed.connect(self._on_recompute_failed)
         w.viewReady.connect(self._on_view_ready)
@@ -431,17 +436,28 @@ class MainWindow(PhotoActions, QMainWindow):
         return request
 
     def _on_found(self, request: int, paths: list[str]) -> None:
+        if request in self._scans:  # else stopped or cleared meanwhile
+            for start in range(0, len(paths), ARRIVAL_SLICE):
+                self._arrivals.put((request, paths[start:start + ARRIVAL_SLICE], 0, False))
+
+    def _take_arrival(self, item: tuple[int, list[str] | None, int, bool]) -> None:
+        request, paths, count, cancelled = item
         if request not in self._scans:
-            return  # stopped or cleared meanwhile
-        self._enqueue([(p, p) for p in paths], select=self._scan_new.pop(request, False))
+            return
+        if paths is None:
+            self._finish_scan(request, count, cancelled)
+        else:
+            self._enqueue([(p, p) for p in paths], select=self._scan_new.pop(request, False))
 
     def _on_skipped(self, request: int, path: str, reason: str) -> None:
         if request in self._scans:
             self._skipped.append((path, reason))
 
     def _on_scan_finished(self, request: int, count: int, cancelled: bool) -> None:
-        if request not in self._scans:
-            return
+        if request in self._scans:
+            self._arrivals.put((request, None, count, cancelled))
+
+    def _finish_scan(self, request: int, count: int, cancelled: bool) -> None:
         self._scans.discard(request)
         self._scan_new.pop(request, None)
         notes = []
@@ -525,7 +541,7 @@ class MainWindow(PhotoActions, QMainWindow):
             self.add_paths([folder])
 
     # ------------------------------------------------------------------ answers from the worker
-    def _on_classified(self, res: PhotoResult) -> None:
+    def _show_answer(self, res: PhotoResult) -> None:
         photo = self.photos.set_result(res)
         if photo is None:
             return  # cleared meanwhile
@@ -737,6 +753,7 @@ class MainWindow(PhotoActions, QMainWindow):
         self.scanner.cancel()
         self._scans.clear()
         self._scan_new.clear()
+        self._arrivals.clear()
         stopped = self.photos.mark_stopped(self.worker.cancel_batch())
         self._batch = [0, 0]
         self._update_progress()
@@ -755,6 +772,7 @@ class MainWindow(PhotoActions, QMainWindow):
         self.scanner.cancel()
         self._scans.clear()
         self._scan_new.clear()
+        self._arrivals.clear()
         self.worker.cancel_batch()
         gone = self.photos.clear()
         if gone:
