@@ -17,11 +17,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m resnext_gui $(ARGS)
 
-test: $(STAMP)
-	$(VENV)/bin/ruff check .
+# Lint (ruff) and the core's types (strict mypy on resnext_gui/core), then the whole suite.
+test: lint
 	$(PY) -m pytest $(ARGS)
 
-# Lint and the core's types (strict mypy on resnext_gui/core; not yet clean, so not part of `make test`).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy

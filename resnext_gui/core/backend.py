@@ -11,13 +11,14 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
 from .files import cache_root
-from .model import forward_to
+from .model import forward_from, forward_to
 
 BACKENDS = ("auto", "torch", "openvino")
 CACHE_FORMAT = 1  # bump when the converted network (the wrapper's outputs) changes
@@ -75,9 +76,9 @@ class _Both(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = forward_to(self.model, x, "layer4")
-        return feats, self.model.fc(torch.flatten(self.model.avgpool(feats), 1))
+        return feats, forward_from(self.model, feats, "layer4")
 
 
 def probe_input(batch: int = 2) -> torch.Tensor:
@@ -120,7 +121,7 @@ class OpenVINOBackend:
             self.converted = True
         say("Compiling the model for this CPU…")
         start = time.perf_counter()
-        config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",  # OpenVINO's CPU default
+        config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",  # OpenVINO's CPU default
                   "PERFORMANCE_HINT": "LATENCY"}                                        # is bf16 where native
         if threads:
             config["INFERENCE_NUM_THREADS"] = int(threads)
@@ -151,7 +152,7 @@ class OpenVINOBackend:
         runtime = version.split("-")[0]
         return f"{file_sha256(checkpoint)[:24]}-ov{runtime}-{self.precision}-v{CACHE_FORMAT}"
 
-    def _convert(self, model: nn.Module):
+    def _convert(self, model: nn.Module) -> Any:
         import openvino as ov
 
         wrapper = _Both(model).eval()
@@ -163,7 +164,7 @@ class OpenVINOBackend:
         except Exception as exc:
             raise BackendError(f"OpenVINO could not convert the model ({_first_line(exc)})") from exc
 
-    def _check_against(self, model: nn.Module, ir_model) -> None:
+    def _check_against(self, model: nn.Module, ir_model: Any) -> None:
         """The converted network must give PyTorch's answers on a probe input (compiled in fp32 for the check)."""
         x = probe_input()
         with torch.inference_mode():
@@ -181,7 +182,7 @@ class OpenVINOBackend:
                                f"{prob_diff:.2g}, activations by {feat_diff:.2g} of their range)")
 
     # ---- the cache ----
-    def _read_entry(self, entry: Path):
+    def _read_entry(self, entry: Path) -> Any:
         """The cached network, or None when there is none or it fails its check (it is then removed)."""
         manifest = entry / "manifest.json"
         if not manifest.is_file():
@@ -198,7 +199,7 @@ class OpenVINOBackend:
             shutil.rmtree(entry, ignore_errors=True)
             return None
 
-    def _write_entry(self, entry: Path, ir_model) -> None:
+    def _write_entry(self, entry: Path, ir_model: Any) -> None:
         """Save atomically: into a temporary folder beside the entry, then renamed into place."""
         import openvino as ov
 

@@ -7,11 +7,14 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+from torchvision.models import ResNet
 
 from . import cam as cam_mod
 from .backend import BACKENDS, OpenVINOBackend, openvino_available
@@ -48,7 +51,7 @@ class Prediction:
     note: str | None = None  # something worth telling the user (e.g. ran on CPU after a GPU error)
     image: object = None  # the decoded PIL image (RGB, oriented), when asked for with keep_images
 
-    def to_record(self) -> dict:
+    def to_record(self) -> dict[str, Any]:
         """The fields of the ``classify`` output (JSON lines / CSV)."""
         if not self.ok:
             return {"path": self.path, "ok": False, "error": self.error}
@@ -81,25 +84,29 @@ def failure(name: str, exc: BaseException, doing: str = "prepared") -> Predictio
 
 
 def _is_device_oom(exc: BaseException) -> bool:
-    oom = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", ())
-    return isinstance(exc, oom) or "out of memory" in str(exc).lower()
+    kinds = tuple(k for k in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None))
+                  if isinstance(k, type))
+    return isinstance(exc, kinds) or "out of memory" in str(exc).lower()
+
+
+_T = TypeVar("_T")
 
 
 class _Inline:
     """An executor that runs each job at once in the calling thread (``decode_workers=0``)."""
 
-    def submit(self, fn, *args) -> Future:
-        fut: Future = Future()
+    def submit(self, fn: Callable[..., _T], *args: Any) -> Future[_T]:
+        fut: Future[_T] = Future()
         try:
             fut.set_result(fn(*args))
         except BaseException as exc:  # delivered through the future, as a pool would
             fut.set_exception(exc)
         return fut
 
-    def __enter__(self):
+    def __enter__(self) -> _Inline:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         return None
 
 
@@ -141,7 +148,7 @@ class Classifier:
         self.decode_workers = decode_workers  # None: chosen per run, see _decode_workers
         self.precision = precision
         self._cpu_fallback: torch.nn.Module | None = None
-        self._ov = None
+        self._ov: OpenVINOBackend | None = None
         self.note: str | None = None  # why the backend asked for is not the one in use, if it is not
         self._pending_note: str | None = None  # for the next prediction, after a backend fell back mid-run
         self._start_backend(backend, progress)
@@ -193,7 +200,7 @@ class Classifier:
     def prepare(self, source: Source) -> Prepared:
         return load_and_prepare(source, self.transforms, self.resize, self.crop_size, self.fast_decode)
 
-    def _run(self, model: torch.nn.Module, batch: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _run(self, model: ResNet, batch: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(probabilities (N,k), class indices (N,k), maps (N,k,h,w)) from one forward pass."""
         if layer == "layer4" and self._ov is not None and model is self.loaded.model:
             try:
@@ -220,7 +227,7 @@ class Classifier:
             maps = cam_mod.autograd_cams(lambda a: forward_from(model, a, layer), feats, classes)
         return probs.cpu(), classes.cpu(), maps.float().cpu()
 
-    def _autocast(self, device: torch.device):
+    def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
         """bf16 autocast when asked for (faster on CPUs with AVX-512 BF16/AMX; slightly different numbers)."""
         import contextlib
 
@@ -332,9 +339,9 @@ class Classifier:
         workers = self._decode_workers(batch_size)
         ahead = batch_size + workers
         sources = iter(sources)
-        pending: deque[tuple[str, Future]] = deque()
+        pending: deque[tuple[str, Future[Prepared]]] = deque()
 
-        def submit(pool: ThreadPoolExecutor) -> None:
+        def submit(pool: ThreadPoolExecutor | _Inline) -> None:
             while len(pending) < ahead:
                 try:
                     src = next(sources)

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
-from torchvision.models import resnext50_32x4d
+from torchvision.models import ResNet, resnext50_32x4d
 
 from .errors import DeviceError, WeightsError
 from .weights import DEFAULT_VARIANT, WeightsSource, not_a_regular_file
@@ -21,7 +20,7 @@ PARAMETER_COUNT = 25_028_904  # the paper's ResNeXt-50 (32x4d), torchvision's re
 LAYERS = ("layer4", "layer3", "layer2")
 
 
-def build_model(num_classes: int = 1000) -> nn.Module:
+def build_model(num_classes: int = 1000) -> ResNet:
     """The untrained network; only ever used with a checkpoint loaded into it."""
     return resnext50_32x4d(weights=None, num_classes=num_classes)
 
@@ -80,7 +79,7 @@ def _check_size(path: Path, size: int) -> None:
         )
 
 
-def _read_state_dict(path: Path) -> tuple[dict, list[str] | None]:
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
     """Read tensors and any embedded labels without running code from the file."""
     try:
         st = path.stat()
@@ -122,9 +121,9 @@ def _read_state_dict(path: Path) -> tuple[dict, list[str] | None]:
     return obj, list(labels) if labels is not None else None
 
 
-def _read_safetensors(path: Path) -> tuple[dict, list[str] | None]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], list[str] | None]:
+    from safetensors import SafetensorError, safe_open
+    from safetensors.torch import load_file
 
     try:
         with safe_open(str(path), framework="pt") as handle:
@@ -175,12 +174,12 @@ def _sidecar_labels(path: Path) -> list[str] | None:
     return None
 
 
-def _check_architecture(state: dict, path: Path) -> int:
+def _check_architecture(state: dict[str, torch.Tensor], path: Path) -> int:
     """Compare keys and shapes with resnext50_32x4d; return the number of classes from fc.weight."""
     fc = state.get("fc.weight")
     if fc is None or fc.ndim != 2:
         raise WeightsError(f"{path} is not a ResNeXt-50 32x4d checkpoint: it has no classifier 'fc.weight'")
-    num_classes = fc.shape[0]
+    num_classes = int(fc.shape[0])
     if num_classes < 1:
         raise WeightsError(f"{path} has a classifier with 0 classes: there is nothing it could predict")
     reference = build_model(num_classes).state_dict()
@@ -208,7 +207,7 @@ def _check_architecture(state: dict, path: Path) -> int:
     return num_classes
 
 
-def _check_tensors(state: dict, path: Path) -> None:
+def _check_tensors(state: dict[str, torch.Tensor], path: Path) -> None:
     """Every tensor must be plain, real, finite data: no meta or sparse tensors, no integers, no NaN/inf."""
     for name, tensor in state.items():
         if tensor.is_meta or tensor.layout != torch.strided or tensor.is_quantized:
@@ -230,7 +229,7 @@ def _check_tensors(state: dict, path: Path) -> None:
 class LoadedModel:
     """A ready network on its device, with its class names and where its weights came from."""
 
-    model: nn.Module
+    model: ResNet  # torchvision's resnext50_32x4d
     labels: list[str]
     source: WeightsSource
     device: torch.device
@@ -277,7 +276,7 @@ def _check_layer(layer: str) -> None:
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
-def forward_to(model: nn.Module, x: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+def forward_to(model: ResNet, x: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
     """The network from the input up to and including stage ``layer`` (as in torchvision's ResNet.forward)."""
     _check_layer(layer)
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
@@ -286,10 +285,11 @@ def forward_to(model: nn.Module, x: torch.Tensor, layer: str = "layer4") -> torc
     return x
 
 
-def forward_from(model: nn.Module, feats: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+def forward_from(model: ResNet, feats: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
     """The rest of the network after stage ``layer``: later stages, global average pool, classifier."""
     _check_layer(layer)
     x = feats
     for name in _STAGES[_STAGES.index(layer) + 1 :]:
         x = getattr(model, name)(x)
-    return model.fc(torch.flatten(model.avgpool(x), 1))
+    logits: torch.Tensor = model.fc(torch.flatten(model.avgpool(x), 1))
+    return logits

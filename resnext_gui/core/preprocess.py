@@ -11,12 +11,15 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
+
+if TYPE_CHECKING:
+    import torch
 
 Source = str | os.PathLike[str] | bytes
 
@@ -25,21 +28,27 @@ Source = str | os.PathLike[str] | bytes
 class Decoded:
     """An oriented RGB photo, possibly decoded at reduced size, and the size of the full photo."""
 
-    image: Image.Image  # mode RGB, EXIF orientation applied
+    image: Image.Image | None  # mode RGB, EXIF orientation applied; None once let go (only the tensor was needed)
     original_size: tuple[int, int]  # (width, height) of the oriented photo at full resolution
     name: str
+
+    def pixels(self) -> Image.Image:
+        if self.image is None:
+            raise ValueError(f"{self.name}: the decoded photo was not kept")
+        return self.image
 
     @property
     def scale(self) -> tuple[float, float]:
         """Full-resolution pixels per decoded pixel, (x, y); 1.0 unless decoded at reduced size."""
-        return (self.original_size[0] / self.image.width, self.original_size[1] / self.image.height)
+        image = self.pixels()
+        return (self.original_size[0] / image.width, self.original_size[1] / image.height)
 
 
 @dataclass
 class Prepared:
     """A model-ready tensor plus what the heatmap needs to land on the right pixels."""
 
-    tensor: object  # torch.Tensor (3, crop, crop), normalised
+    tensor: torch.Tensor  # (3, crop, crop), normalised
     crop: tuple[float, float, float, float]  # (left, top, right, bottom) in full-resolution photo pixels
     decoded: Decoded
     decode_ms: float
@@ -209,8 +218,9 @@ def crop_rect(size: tuple[int, int], resize: int, crop: int) -> tuple[float, flo
 
 def prepare(decoded: Decoded, transforms: Callable[..., Any], resize: int, crop: int) -> tuple[Any, tuple[float, float, float, float]]:
     """The model tensor (exactly ``transforms(image)``) and the crop in full-resolution coordinates."""
-    tensor = transforms(decoded.image)
-    left, top, right, bottom = crop_rect(decoded.image.size, resize, crop)
+    image = decoded.pixels()
+    tensor = transforms(image)
+    left, top, right, bottom = crop_rect(image.size, resize, crop)
     sx, sy = decoded.scale
     return tensor, (left * sx, top * sy, right * sx, bottom * sy)
 

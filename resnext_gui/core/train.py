@@ -579,7 +579,7 @@ def explain(clf: Classifier, result: TrainResult, path: str | os.PathLike[str], 
     from .model import forward_to
 
     item = clf.prepare(path)
-    tensor: torch.Tensor = item.tensor  # type: ignore[assignment]  # Prepared keeps torch out of its annotations
+    tensor = item.tensor
     with torch.inference_mode():
         feats = forward_to(clf.loaded.model, tensor.unsqueeze(0).to(clf.device), "layer4").float()
         weight = torch.from_numpy(result.weight).to(feats.device)
