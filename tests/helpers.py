@@ -250,20 +250,19 @@ def copies(photos, n: int, folder: Path, prefix: str = "copy") -> list[Path]:
     return out
 
 
-def fake_gpu_out_of_memory(clf, monkeypatch) -> None:
-    """Make ``clf`` behave as if its model lived on a GPU that runs out of memory on every batch."""
+def device_without_memory(clf):
+    """Put ``clf`` on a device that runs out of memory: its batches go to torch's meta device (tensors without
+    storage), where the network's first layer raises the real ``torch.OutOfMemoryError``, as CUDA does. The
+    network itself stays on the CPU, so the fallback runs it for real. Returns the hook's handle."""
     import torch
 
-    real_run = clf._run
-
-    def run(model, batch, layer):
-        if model is clf.loaded.model:
+    def no_memory(module, args):
+        if args[0].device.type != "cpu":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return real_run(model, batch, layer)
 
-    monkeypatch.setattr(clf, "_run", run)
-    monkeypatch.setattr(clf, "device", torch.device("cuda"))
-    monkeypatch.setattr(torch.Tensor, "to", lambda self, *a, **k: self)  # no real device to move to
+    handle = clf.loaded.model.conv1.register_forward_pre_hook(no_memory)
+    clf.device = torch.device("meta")
+    return handle
 
 
 def make_mixed_folder(root: Path, photo: Path) -> dict[str, bool]:

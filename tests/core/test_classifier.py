@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from resnext_gui.core.classifier import Classifier
-from tests.helpers import PHOTO_CLASSES, fake_gpu_out_of_memory
+from tests.helpers import PHOTO_CLASSES, device_without_memory
 
 
 @pytest.fixture(scope="module")
@@ -64,12 +64,13 @@ def test_cancel_stops_the_stream(clf, photos):
     assert len(seen) == 2
 
 
-def test_device_out_of_memory_falls_back_to_cpu_with_a_note(checkpoint, photos, monkeypatch):
-    clf = Classifier(checkpoint, device="cpu")
-    fake_gpu_out_of_memory(clf, monkeypatch)
-    preds = list(clf.classify_many([photos["chelsea"], photos["coffee"]]))
+def test_device_out_of_memory_falls_back_to_cpu_with_a_note(checkpoint, photos):
+    clf = Classifier(checkpoint, device="cpu", backend="torch")
+    device_without_memory(clf)
+    preds = list(clf.classify_many([photos["chelsea"], photos["coffee"]], batch_size=2))
     assert all(p.ok and p.device == "cpu" for p in preds)
-    assert "ran out of memory" in preds[0].note
+    assert [p.top[0].index for p in preds] == [PHOTO_CLASSES["chelsea"], PHOTO_CLASSES["coffee"]]
+    assert all("ran out of memory" in p.note for p in preds)
 
 
 @pytest.fixture(scope="module")

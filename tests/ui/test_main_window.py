@@ -11,7 +11,7 @@ from PySide6.QtCore import QElapsedTimer, QMimeData, Qt, QTimer, QUrl
 from PySide6.QtGui import QGuiApplication, QImage
 
 from resnext_gui.ui.gallery import Status
-from tests.helpers import WeightsServer, copies, fake_gpu_out_of_memory
+from tests.helpers import WeightsServer, copies, device_without_memory
 from tests.ui.conftest import MODEL_TIMEOUT, drop, drop_and_list, open_window, wait_all_done
 from tests.ui.fakes import FakeFactory
 
@@ -280,8 +280,8 @@ def test_gpu_out_of_memory_falls_back_to_cpu_with_a_visible_note(qtbot, settings
     from resnext_gui.core.classifier import Classifier
 
     def gpu_that_runs_out(weights, device):
-        clf = Classifier(weights, device=device)
-        fake_gpu_out_of_memory(clf, monkeypatch)
+        clf = Classifier(weights, device=device, backend="torch")
+        device_without_memory(clf)
         return clf
 
     monkeypatch.setattr("resnext_gui.core.model.describe_device", lambda device: f"{device.type.upper()} · test")
