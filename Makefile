@@ -37,6 +37,7 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
+	$(PY) benchmarks/decode.py
 
 DIST_STAMP := $(VENV)/.dist-stamp
 
