@@ -30,22 +30,26 @@ PHOTO_CLASSES = {"chelsea": 281, "coffee": 967, "rocket": 812, "astronaut": 834}
 
 def fit_head(path: Path, photos: dict, classes: dict = PHOTO_CLASSES, margin: float = 12.0) -> Path:
     """Give a checkpoint's random head real answers: least squares from the photos' pooled last-stage
-    features (through the app's own preprocessing) to a logit of ``margin`` for each photo's class."""
+    features to a logit of ``margin`` for each photo's class. The features come from torchvision's own
+    network and the official weights' own transforms, not from the app's code, so a preprocessing or model
+    bug in the app shows up as a wrong answer instead of being fitted into the head."""
     import torch
+    from PIL import Image, ImageOps
+    from torchvision.models import ResNeXt50_32X4D_Weights, resnext50_32x4d
 
-    from resnext_gui.core.classifier import Classifier
-    from resnext_gui.core.model import forward_to
-
-    clf = Classifier(path, device="cpu")
-    model = clf.loaded.model
+    state = torch.load(path, weights_only=True)
+    model = resnext50_32x4d()
+    model.load_state_dict(state)
+    trunk = torch.nn.Sequential(*list(model.children())[:-1]).eval()  # everything up to the global pool
+    reference = ResNeXt50_32X4D_Weights.IMAGENET1K_V2.transforms()
     with torch.inference_mode():
-        batch = torch.stack([clf.prepare(photos[name]).tensor for name in classes])
-        feats = forward_to(model, batch, "layer4").mean((2, 3)).double()  # (n, 2048)
+        batch = torch.stack([reference(ImageOps.exif_transpose(Image.open(photos[name])).convert("RGB"))
+                             for name in classes])
+        feats = trunk(batch).flatten(1).double()  # (n, 2048)
     targets = torch.zeros(len(classes), model.fc.out_features, dtype=torch.float64)
     for row, cls in enumerate(classes.values()):
         targets[row, cls] = margin
     weight = (torch.linalg.pinv(feats) @ targets).T  # the least-norm exact fit
-    state = torch.load(path, weights_only=True)
     state["fc.weight"] = weight.float().contiguous()
     state["fc.bias"] = torch.zeros(model.fc.out_features)
     torch.save(state, path)

@@ -134,15 +134,27 @@ def test_dataparallel_prefix_is_accepted(tmp_path, ten_class_state):
     assert load_model(src(path)).num_classes == 10
 
 
-def test_device_choice():
-    assert resolve_device("cpu").type == "cpu"
-    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+@pytest.mark.parametrize("cuda,mps,expected", [
+    (True, True, "cuda"), (False, True, "mps"), (False, False, "cpu"),
+])
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch, cuda, mps, expected):
+    # what torch reports is the seam: this machine has neither GPU, so both answers are set here
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     assert resolve_device("auto").type == expected
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("cuda:1" if cuda else "cpu").type == ("cuda" if cuda else "cpu")
+
+
+def test_asking_for_a_device_that_is_not_there_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(DeviceError, match="no CUDA GPU"):
+        resolve_device("cuda")
+    with pytest.raises(DeviceError, match="MPS was requested"):
+        resolve_device("mps")
     with pytest.raises(DeviceError, match="unknown device"):
         resolve_device("tpu")
-    if not torch.cuda.is_available():
-        with pytest.raises(DeviceError, match="no CUDA GPU"):
-            resolve_device("cuda")
 
 
 def _save(tmp_path, name, state, **extra):
