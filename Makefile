@@ -38,6 +38,7 @@ $(BENCH_STAMP): $(STAMP)
 bench: $(BENCH_STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
 	$(PY) benchmarks/decode.py
+	$(PY) benchmarks/isa_limit.py
 
 DIST_STAMP := $(VENV)/.dist-stamp
 
