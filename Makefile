@@ -25,9 +25,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
-# The inner loop: no standalone build, no soaks, no app or CLI processes (see the markers in pyproject.toml).
+# The inner loop (under a minute on 2 cores): no standalone build, no soaks, no teaching or OpenVINO
+# conversion runs, no app or CLI processes (see the markers in pyproject.toml). Two workers, one thread each,
+# whole files per worker so module fixtures are built once; FAST_WORKERS=4 on a bigger machine.
+FAST_WORKERS ?= 2
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow and not dist and not e2e" $(ARGS)
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n $(FAST_WORKERS) --dist loadfile -m "not slow and not dist and not e2e" $(ARGS)
 
 BENCH_STAMP := $(VENV)/.bench-stamp
 

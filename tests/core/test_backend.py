@@ -13,7 +13,8 @@ from resnext_gui.core.classifier import Classifier
 from resnext_gui.core.model import forward_to
 from tests.helpers import REPO, make_checkpoint, run_cli
 
-pytestmark = pytest.mark.skipif(not B.openvino_available(), reason="OpenVINO is not installed")
+# slow: the module converts several networks for OpenVINO, seconds each
+pytestmark = [pytest.mark.skipif(not B.openvino_available(), reason="OpenVINO is not installed"), pytest.mark.slow]
 
 NAMES = ("chelsea", "astronaut", "coffee", "rocket_jpg")
 

@@ -60,6 +60,7 @@ def test_fast_path_equals_autograd_path_on_last_stage(clf, batch):
     assert torch.allclose(fast, general, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("layer,side", [("layer4", 7), ("layer3", 14)])
 def test_engine_maps_equal_independent_reference(clf, checkpoint, batch, layer, side):
     model = clf.loaded.model

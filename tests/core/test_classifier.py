@@ -88,6 +88,7 @@ def phone_photos(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_fast_decode_keeps_the_full_decode_answer(checkpoint, phone_photos):
     fast = Classifier(checkpoint, device="cpu", fast_decode=True)
     full = Classifier(checkpoint, device="cpu", fast_decode=False)

@@ -15,6 +15,8 @@ from resnext_gui.core.classifier import Classifier
 from resnext_gui.core.errors import NoWeightsError
 from tests.helpers import run_cli
 
+pytestmark = pytest.mark.slow  # teaching runs: features of dozens of photos, seconds each
+
 CLASSES = ("chelsea", "astronaut", "coffee", "rocket_jpg")
 PER_CLASS = 8
 SIDE = 80  # small photos keep the test fast; the model scales them up to its input anyway
