@@ -8,10 +8,8 @@ measurement of one. Prints a table (ms per photo, median of 8, batch 1 and 8).
 from __future__ import annotations
 
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -23,20 +21,10 @@ LIMIT = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 def measure() -> None:
     import torch
-    from bench import weights_path
+    from bench import median_ms, weights_path
 
     from resnext_gui.core.backend import openvino_available
     from resnext_gui.core.classifier import Classifier
-
-    def median_ms(fn, n: int = 8) -> float:
-        fn()
-        fn()
-        times = []
-        for _ in range(n):
-            t = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t) * 1000)
-        return statistics.median(times)
 
     weights, _ = weights_path()
     label = "AVX2 only (limited)" if os.environ.get("ONEDNN_MAX_CPU_ISA") else "as is"
@@ -45,8 +33,8 @@ def measure() -> None:
     for batch in (1, 8):
         x = torch.randn(batch, 3, 224, 224)
         with torch.inference_mode():
-            eager = median_ms(lambda x=x: pt.loaded.model(x)) / batch
-        vino = median_ms(lambda x=x: ov._ov.infer(x)) / batch if ov is not None and ov._ov is not None else float("nan")
+            eager = median_ms(lambda x=x: pt.loaded.model(x), 8) / batch
+        vino = median_ms(lambda x=x: ov._ov.infer(x), 8) / batch if ov is not None and ov._ov is not None else float("nan")
         print(f"| {label} ({torch.backends.cpu.get_cpu_capability()}) | {batch} | {eager:.1f} | {vino:.1f} | "
               f"{vino / eager:.2f} |", flush=True)
 

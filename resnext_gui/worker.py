@@ -234,6 +234,19 @@ def _default_factory(weights: str | None, device: str, backend: str = "auto", pr
     return Classifier(weights, device=device, backend=backend, precision=precision, progress=progress)
 
 
+def _throttled(emit: Callable[[int, int], None], every_s: float = 0.05) -> Callable[[int, int], None]:
+    """A (done, total) progress callback that passes on at most one update per ``every_s``, and always the last."""
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= every_s or done == total:
+            last[0] = now
+            emit(done, total)
+
+    return progress
+
+
 class _Runner(QObject):
     """Lives in the worker thread and does the work; reports through the facade's signals."""
 
@@ -410,14 +423,7 @@ class _Runner(QObject):
         from .core import weights as W
 
         self.download_cancelled.clear()
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.05 or done == total:
-                last[0] = now
-                self.out.downloadProgress.emit(done, total)
-
+        progress = _throttled(self.out.downloadProgress.emit)
         try:
             path = W.fetch(W.VARIANTS[job.variant], url=job.url, progress=progress,
                            cancelled=self.download_cancelled.is_set)
@@ -443,14 +449,7 @@ class _Runner(QObject):
                                       "(File → Download ImageNet Weights…).")
             return
         self.train_cancelled.clear()
-        last = [0.0]
-
-        def progress(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.05 or done == total:
-                last[0] = now
-                self.out.trainProgress.emit(done, total)
-
+        progress = _throttled(self.out.trainProgress.emit)
         try:
             result = T.train(self.clf, job.data, job.val_fraction, job.seed, progress=progress,
                              cancelled=self.train_cancelled.is_set)
