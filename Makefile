@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 ARGS   ?=
 
-.PHONY: run test test-fast lint bench dist clean
+.PHONY: run test test-fast lint bench dist dist-cuda clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,9 +49,20 @@ $(DIST_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,dist]'
 	@touch $(DIST_STAMP)
 
-# The standalone app: dist/resnext-gui/resnext-gui (bundles the ImageNet weights when present).
+# The standalone apps (both bundle the ImageNet weights when present at build time):
+#   make dist       the light CPU app, dist/resnext-gui/resnext-gui, and its download, dist/resnext-gui-VERSION-linux-ARCH.tar.xz
+#   make dist-cuda  the app with PyTorch and CUDA for NVIDIA GPUs, dist/resnext-gui-cuda/resnext-gui
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
+ARCHIVE := dist/resnext-gui-$(VERSION)-linux-$(shell uname -m).tar.xz
+
 dist: $(DIST_STAMP)
-	$(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN build.spec
+	RESNEXT_GUI_FLAVOUR=light $(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN build.spec
+	packaging/make-archive.sh dist/resnext-gui $(ARCHIVE)
+	@du -sh dist/resnext-gui $(ARCHIVE)
+
+dist-cuda: $(DIST_STAMP)
+	RESNEXT_GUI_FLAVOUR=cuda $(VENV)/bin/pyinstaller --noconfirm --clean --log-level WARN build.spec
+	@du -sh dist/resnext-gui-cuda
 
 clean:
 	rm -rf build dist .pytest_cache

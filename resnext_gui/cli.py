@@ -273,13 +273,10 @@ def cmd_classify(args) -> int:
     if args.batch_size is None:
         args.batch_size = clf.default_batch_size
     if args.precision == "bf16" and clf.device.type == "cpu":
-        from .core.backend import native_bf16
+        from .core.devices import cpu_capability, native_bf16
 
         if not native_bf16():
-            import torch
-
-            capability = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", lambda: "")()
-            print(f"resnext-gui: note: this CPU ({capability or 'unknown'}) has no native bfloat16; "
+            print(f"resnext-gui: note: this CPU ({cpu_capability()}) has no native bfloat16; "
                   "--precision bf16 will be slower than fp32 here", file=sys.stderr)
     try:  # the output is UTF-8 whatever the locale says (file names and labels are not all ASCII)
         sys.stdout.reconfigure(encoding="utf-8", errors="replace")

@@ -17,16 +17,18 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = ap.parse_known_args(argv)
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # headless, also where a display exists
     summary: dict = {"ok": False, "frozen": bool(getattr(sys, "frozen", False))}
-    stage = "import torch"
+    stage = "runtimes"
     start = time.perf_counter()
     try:
-        import torch
-        import torchvision
+        from .core.devices import torch_installed, versions
 
-        summary["versions"] = {"torch": torch.__version__, "torchvision": torchvision.__version__, "python": sys.version.split()[0]}
-        stage = "torchvision operators"  # a build that missed torchvision/_C fails here
-        boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0]])
-        torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
+        if torch_installed():  # the CUDA app and the source install; the light CPU app has no torch
+            stage = "torchvision operators"  # a build that missed torchvision/_C fails here
+            import torch
+            import torchvision
+
+            boxes = torch.tensor([[0.0, 0.0, 10.0, 10.0], [1.0, 1.0, 11.0, 11.0]])
+            torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
 
         stage = "weights"
         from .core.classifier import Classifier, cam_overlay
@@ -35,11 +37,13 @@ def main(argv: list[str] | None = None) -> int:
 
         source = find_weights(args.weights)
         summary["weights"] = {"path": str(source.path), "origin": source.origin,
-                              "variant": source.variant.weights.name if source.variant else None}
+                              "variant": source.variant.name if source.variant else None}
         stage = "model"
         clf = Classifier(source, device=args.device)
         summary["device"] = clf.device.type
         summary["backend"] = clf.backend  # which runtime computed the sample: "openvino" or "torch"
+        summary["compiled_from_cache"] = clf.runtime.from_cache  # OpenVINO: this start skipped compiling
+        summary["versions"] = {**versions(), "python": sys.version.split()[0]}
         if clf.note:
             summary["backend_note"] = clf.note
         stage = "classify sample photo"

@@ -64,3 +64,22 @@ if __name__ == "__main__":  # python -m tests.bundle_scan dist/resnext-gui
         print(fmt(need.get("GLIBC_", ())), fmt(need.get("GLIBCXX_", ())), path.relative_to(root))
     print("max GLIBCXX:", fmt(max((n.get("GLIBCXX_", ()) for n in table.values()), default=())))
     print("dangling:", [str(p.relative_to(root)) for p in dangling_links(root)])
+
+
+def is_light(exe: Path) -> bool:
+    """Whether a bundle is the light CPU app (no torch inside) rather than the CUDA app."""
+    return not (Path(exe).parent / "_internal" / "torch").exists()
+
+
+FORBIDDEN_IN_LIGHT = re.compile(r"(^|/)(torch|torchvision|triton|nvidia|functorch)(/|$)|lib(torch|c10|nvrtc|cuda|cublas|cudnn|nccl|cusparse|cufft|curand|nvjitlink)[^/]*\.so",
+                                re.IGNORECASE)
+
+
+def torch_or_nvidia_files(root: Path) -> list[str]:
+    """Every file or folder of the bundle that belongs to torch or to NVIDIA's CUDA stack."""
+    found = []
+    for path in Path(root).rglob("*"):
+        rel = str(path.relative_to(root))
+        if FORBIDDEN_IN_LIGHT.search(rel):
+            found.append(rel)
+    return sorted(found)

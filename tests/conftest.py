@@ -46,30 +46,36 @@ def isolated_env(monkeypatch, tmp_path_factory, model_cache):
     return home
 
 
-@pytest.fixture(scope="session")
-def bundle(tmp_path_factory):
-    """The standalone app, built once per test session from build.spec (~3 min, 4 GB): its executable."""
+FLAVOURS = {"light": "resnext-gui", "cuda": "resnext-gui-cuda"}  # build.spec's flavours and their folders
+
+
+@pytest.fixture(scope="session", params=sorted(FLAVOURS))
+def bundle(request, tmp_path_factory):
+    """A standalone app, built once per test session from build.spec: the light CPU app (~1 min, 0.3 GB) and the
+    CUDA app (~3 min, 4 GB). Its executable (tests.bundle_scan.is_light tells which it is)."""
     import shutil
     import subprocess
     import sys
 
     from tests.helpers import REPO
 
-    prebuilt = os.environ.get("RESNEXT_GUI_BUNDLE")  # test a bundle built before (make dist) instead
+    flavour = request.param
+    prebuilt = os.environ.get(f"RESNEXT_GUI_BUNDLE_{flavour.upper()}")  # test a bundle built before (make dist)
     if prebuilt:
         yield Path(prebuilt)
         return
-    out = tmp_path_factory.mktemp("dist")
+    out = tmp_path_factory.mktemp(f"dist-{flavour}")
     pyinstaller = Path(sys.executable).with_name("pyinstaller")
     assert pyinstaller.exists(), "PyInstaller is part of the test extra; reinstall with `make test`"
-    env = {**os.environ, "RESNEXT_GUI_WEIGHTS": ""}  # build without bundled weights: tests give them by the env
+    # build without bundled weights: tests give them by the environment
+    env = {**os.environ, "RESNEXT_GUI_WEIGHTS": "", "RESNEXT_GUI_FLAVOUR": flavour}
     r = subprocess.run(
         [str(pyinstaller), "--noconfirm", "--log-level", "WARN", "--distpath", str(out / "dist"),
          "--workpath", str(out / "build"), str(REPO / "build.spec")],
         cwd=REPO, capture_output=True, text=True, timeout=900, env=env,
     )
     assert r.returncode == 0, r.stderr[-4000:]
-    exe = out / "dist" / "resnext-gui" / "resnext-gui"
+    exe = out / "dist" / FLAVOURS[flavour] / "resnext-gui"
     assert exe.is_file()
     shutil.rmtree(out / "build", ignore_errors=True)
     yield exe

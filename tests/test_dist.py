@@ -16,7 +16,8 @@ bundle_libs = importlib.util.module_from_spec(_spec)  # the build's list of carr
 _spec.loader.exec_module(bundle_libs)
 
 pytestmark = [pytest.mark.dist, pytest.mark.slow]
-SIZE_LIMIT = 4.3e9  # bytes
+SIZE_LIMIT = {True: 400e6, False: 4.3e9}  # bytes, light app and CUDA app
+ARCHIVE_LIMIT = 160e6  # the light app's download
 
 
 def bare_run(exe, args, home, weights, cwd):
@@ -26,12 +27,32 @@ def bare_run(exe, args, home, weights, cwd):
 
 def test_bundle_size_and_contents(bundle):
     root = bundle.parent
+    light = bundle_scan.is_light(bundle)
     size = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and not f.is_symlink())
-    assert size <= SIZE_LIMIT, f"bundle is {size / 1e9:.2f} GB"
+    print(f"{root.name}: {size / 1e6:.0f} MB unpacked")
+    assert size <= SIZE_LIMIT[light], f"bundle is {size / 1e6:.0f} MB"
     internal = root / "_internal"
-    assert list((internal / "torchvision").glob("_C*.so")), "torchvision's operators were left out"
+    if light:
+        assert bundle_scan.torch_or_nvidia_files(root) == []
+        assert (internal / "openvino" / "libs").is_dir()
+    else:
+        assert list((internal / "torchvision").glob("_C*.so")), "torchvision's operators were left out"
     assert not (internal / "triton").exists()
+    assert not list(internal.glob("openvino_telemetry*")), "the app is offline: no telemetry package"
+    assert not list((internal / "openvino" / "libs").glob("*frontend*")), "the app converts no model files"
     assert (internal / "assets" / "sample.jpg").is_file()
+
+
+def test_light_app_archive(bundle, tmp_path):
+    """`make dist`'s download: the light app's folder as one .tar.xz, small enough to publish as one file."""
+    if not bundle_scan.is_light(bundle):
+        pytest.skip("the archive is made of the light app")
+    archive = tmp_path / "resnext-gui.tar.xz"
+    subprocess.run([str(REPO / "packaging" / "make-archive.sh"), str(bundle.parent), str(archive)], check=True, timeout=600)
+    print(f"archive: {archive.stat().st_size / 1e6:.0f} MB")
+    assert archive.stat().st_size <= ARCHIVE_LIMIT
+    listing = subprocess.run(["tar", "-tJf", str(archive)], capture_output=True, text=True, check=True).stdout.split()
+    assert f"{bundle.parent.name}/resnext-gui" in listing and not any("torch" in name for name in listing)
 
 
 GLIBC_CEILING = (2, 35)  # the newest glibc the bundle may need: Ubuntu 22.04 LTS has 2.35
@@ -59,8 +80,9 @@ def test_platform_libraries_carried_and_system_ones_left_out(bundle):
     assert (plugins / "platforms" / "libqxcb.so").is_file() and (plugins / "platforms" / "libqwayland.so").is_file()
     assert not (plugins / "platformthemes" / "libqgtk3.so").exists()
     assert (internal / "PySide6" / "Qt" / "lib" / "libQt6Svg.so.6").is_file()  # libadwaita decorations need it
-    builtins = list(internal.glob("libnvrtc-builtins.so.*"))
-    assert builtins and all(p.resolve().is_file() for p in builtins)
+    if not bundle_scan.is_light(bundle):
+        builtins = list(internal.glob("libnvrtc-builtins.so.*"))
+        assert builtins and all(p.resolve().is_file() for p in builtins)
 
 
 NVRTC_COMPILE = """
@@ -75,6 +97,8 @@ sys.exit(lib.nvrtcCompileProgram(prog, 0, None))
 def test_nvrtc_finds_its_builtins_in_the_bundle(bundle):
     """libnvrtc opens libnvrtc-builtins by name when it compiles (no GPU needed), searching the library path the
     app's launcher sets to _internal/: compiling fails with status 7 when the builtins are missing."""
+    if bundle_scan.is_light(bundle):
+        pytest.skip("the light app carries no CUDA")
     internal = bundle.parent / "_internal"
     r = subprocess.run([sys.executable, "-c", NVRTC_COMPILE, str(internal / "libnvrtc.so.13")], capture_output=True,
                        text=True, timeout=120, env={"PATH": "/usr/bin:/bin", "LD_LIBRARY_PATH": str(internal)})
@@ -87,7 +111,10 @@ def test_icon_and_licences_in_the_bundle(bundle):
     licences = root / "LICENSES"
     assert "GNU LESSER GENERAL PUBLIC LICENSE" in (licences / "Qt-PySide6" / "LGPL-3.txt").read_text()
     packages = licences / "python-packages"
-    for name in ("torch", "torchvision", "numpy", "pillow", "certifi", "nvidia-cublas", "nvidia-cudnn-cu13"):
+    expected = ["numpy", "pillow", "certifi", "openvino"]
+    if not bundle_scan.is_light(bundle):
+        expected += ["torch", "torchvision", "nvidia-cublas", "nvidia-cudnn-cu13"]
+    for name in expected:
         folder = next((d for d in packages.iterdir() if d.name.lower().replace("_", "-") == name), None)
         assert folder and any(f.is_file() and f.stat().st_size for f in folder.rglob("*")), f"no licence for {name}"
     system = licences / "system-libraries"
@@ -109,6 +136,15 @@ def test_self_test_in_bare_environment(bundle, checkpoint, tmp_path):
     if importlib.util.find_spec("openvino") is not None:  # bundled where it is installed: it computed the sample
         assert summary["backend"] == "openvino", summary.get("backend_note")
     assert "Traceback" not in r.stderr
+
+
+def test_second_start_uses_the_compiled_network(bundle, checkpoint, tmp_path):
+    """The first start compiles the network for this CPU and OpenVINO caches it; later starts load it from there."""
+    runs = [bare_run(bundle, ["--self-test"], tmp_path, checkpoint, tmp_path) for _ in range(2)]
+    summaries = [json.loads(r.stdout.strip().splitlines()[-1]) for r in runs]
+    assert all(s["ok"] for s in summaries), [r.stderr for r in runs]
+    assert [s["compiled_from_cache"] for s in summaries] == [False, True]
+    assert not (tmp_path / "intel").exists()  # OpenVINO's telemetry writes nothing to the home folder
 
 
 def test_classify_in_bare_environment(bundle, checkpoint, tmp_path, photos):

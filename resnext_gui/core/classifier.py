@@ -7,20 +7,18 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
-import torch
-from torchvision.models import ResNet
 
 from . import cam as cam_mod
-from .backend import BACKENDS, OpenVINOBackend, openvino_available
+from .checkpoint import Checkpoint, read_checkpoint
+from .devices import Device, resolve, torch_installed
 from .errors import ImageError
-from .model import LAYERS, LoadedModel, forward_from, forward_to, load_model, resolve_device
 from .preprocess import Prepared, Source, load_and_prepare, source_name
+from .runtimes import BACKENDS, OpenVINORuntime, Runtime, openvino_available
 from .weights import WeightsSource, find_weights
 
 
@@ -68,6 +66,7 @@ class Prediction:
 
 
 PRECISIONS = ("fp32", "bf16")
+LAYERS = ("layer4", "layer3", "layer2")  # the stages a map can be computed at: 7x7, 14x14, 28x28
 MAX_BATCH = 64  # photos per forward pass at most: larger batches only cost memory (activations grow with it)
 
 
@@ -75,18 +74,12 @@ def failure(name: str, exc: BaseException, doing: str = "prepared") -> Predictio
     """The ``ok=False`` answer for a photo whose own processing raised ``exc``: any exception, one message."""
     if isinstance(exc, ImageError):
         message = str(exc)
-    elif isinstance(exc, MemoryError) or _is_device_oom(exc):
+    elif isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
         message = f"{name} could not be {doing}: not enough memory"
     else:
         detail = (str(exc).splitlines() or [""])[0][:300]
         message = f"{name} could not be {doing} ({type(exc).__name__}{': ' + detail if detail else ''})"
     return Prediction(path=name, ok=False, error=message)
-
-
-def _is_device_oom(exc: BaseException) -> bool:
-    kinds = tuple(k for k in (getattr(torch, "OutOfMemoryError", None), getattr(torch.cuda, "OutOfMemoryError", None))
-                  if isinstance(k, type))
-    return isinstance(exc, kinds) or "out of memory" in str(exc).lower()
 
 
 _T = TypeVar("_T")
@@ -110,10 +103,26 @@ class _Inline:
         return None
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable: the row's maximum is subtracted first), returned as float32."""
+    z = logits.astype(np.float64)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities (N, k), class indices (N, k)), highest first; ties keep the lower class index first."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return np.take_along_axis(probs, order, axis=1), order
+
+
 class Classifier:
     """ResNeXt-50 on one device: classify photos and explain the top-k classes with Grad-CAM.
 
-    Qt-free and single-threaded from the caller's view (decoding may use a small thread pool).
+    Qt-free and single-threaded from the caller's view (decoding may use a small thread pool). On the CPU
+    the network runs in OpenVINO and nothing here imports torch; on a GPU (or with ``backend="torch"``)
+    PyTorch runs it.
     """
 
     def __init__(
@@ -135,137 +144,117 @@ class Classifier:
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
         start = time.perf_counter()
-        self.device = resolve_device(device)
+        self.device: Device = resolve(device)
         source = weights if isinstance(weights, WeightsSource) else find_weights(weights)
-        self.loaded: LoadedModel = load_model(source, self.device)
+        self.checkpoint: Checkpoint = read_checkpoint(source)
         variant = source.transforms_variant
-        self.transforms = variant.weights.transforms()
-        self.resize = int(self.transforms.resize_size[0])
-        self.crop_size = int(self.transforms.crop_size[0])
+        self.resize, self.crop_size = variant.resize, variant.crop
+        self.mean, self.std = variant.mean, variant.std
         self.layer = layer
-        self.topk = max(1, min(int(topk), self.loaded.num_classes))
+        self.topk = max(1, min(int(topk), self.checkpoint.num_classes))
         self.fast_decode = fast_decode
         self.decode_workers = decode_workers  # None: chosen per run, see _decode_workers
         self.precision = precision
-        self._cpu_fallback: torch.nn.Module | None = None
-        self._ov: OpenVINOBackend | None = None
         self.note: str | None = None  # why the backend asked for is not the one in use, if it is not
         self._pending_note: str | None = None  # for the next prediction, after a backend fell back mid-run
-        self._start_backend(backend, progress)
+        self._fc_weight = np.ascontiguousarray(self.checkpoint.state["fc.weight"], dtype=np.float32)
+        self.runtime: Runtime = self._start_runtime(backend, progress)
         self.load_ms = (time.perf_counter() - start) * 1000.0
 
-    def _start_backend(self, backend: str, progress: Callable[[str], None] | None) -> None:
+    def _start_runtime(self, backend: str, progress: Callable[[str], None] | None) -> Runtime:
         """OpenVINO on the CPU when it is importable (``auto``) or asked for; PyTorch otherwise or when it fails."""
-        if backend == "torch":
-            return
-        if self.device.type != "cpu":
-            if backend == "openvino":
-                self.note = f"OpenVINO runs on the CPU only; the {self.device.type.upper()} device uses PyTorch"
-            return
-        if not openvino_available():
-            if backend == "openvino":
-                self.note = "OpenVINO is not installed; using PyTorch"
-            return
-        try:
-            self._ov = OpenVINOBackend(self.loaded.model, self.source.path, self.precision,
-                                       threads=torch.get_num_threads(), progress=progress)
-        except Exception as exc:  # BackendError, or anything else the runtime raises: PyTorch gives the answer
-            self.note = f"using PyTorch: {exc}"
+        reason = None
+        if backend != "torch":
+            if self.device.type != "cpu":
+                if backend == "openvino":
+                    self.note = f"OpenVINO runs on the CPU only; the {self.device.type.upper()} device uses PyTorch"
+            elif not openvino_available():
+                reason = "OpenVINO is not installed"
+            else:
+                try:
+                    return OpenVINORuntime(self.checkpoint, self.precision, progress=progress)
+                except Exception as exc:  # BackendError, or anything else the runtime raises: PyTorch gives the answer
+                    reason = str(exc)
+        if not torch_installed():
+            from .errors import BackendError
+
+            raise BackendError(f"{reason or 'OpenVINO is not available'}, and this build of the app has no PyTorch "
+                               "to run the network instead")
+        if reason and (backend == "openvino" or "OpenVINO is not installed" not in reason):
+            self.note = f"using PyTorch: {reason}" if "not installed" not in reason else f"{reason}; using PyTorch"
+        return self._torch_runtime(self.device)
+
+    def _torch_runtime(self, device: Device) -> Runtime:
+        from .torch_runtime import TorchRuntime
+
+        return TorchRuntime(self.checkpoint, device, self.precision)
 
     @property
     def backend(self) -> str:
-        """The backend that runs the last-stage forward pass now: "openvino" or "torch"."""
-        return "openvino" if self._ov is not None else "torch"
+        """The runtime that computes the network now: "openvino" or "torch"."""
+        return self.runtime.name
 
     @property
     def default_batch_size(self) -> int:
-        """Photos per forward pass for ``classify``, by measurement (benchmarks/backends.md).
-
-        Batches of 8 with either runtime: on the 2-core AVX-512 development machine, `classify` over
-        12-MP JPEGs took 43 ms a photo with OpenVINO at batch 8 against 71 ms at batch 1 (the next batch
-        decodes on a thread while the current one runs), and PyTorch was faster at 8 too.
-        """
+        """Photos per forward pass for ``classify``: 8 with either runtime (see benchmarks/backends.md)."""
         return 8
 
     # ---- properties the front ends show ----
     @property
     def labels(self) -> list[str]:
-        return self.loaded.labels
+        return self.checkpoint.labels
 
     @property
     def source(self) -> WeightsSource:
-        return self.loaded.source
+        return self.checkpoint.source
+
+    @property
+    def num_classes(self) -> int:
+        return self.checkpoint.num_classes
 
     # ---- single steps ----
     def prepare(self, source: Source) -> Prepared:
-        return load_and_prepare(source, self.transforms, self.resize, self.crop_size, self.fast_decode)
+        return load_and_prepare(source, self.resize, self.crop_size, self.mean, self.std, self.fast_decode)
 
-    def _run(self, model: ResNet, batch: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(probabilities (N,k), class indices (N,k), maps (N,k,h,w)) from one forward pass."""
-        if layer == "layer4" and self._ov is not None and model is self.loaded.model:
-            try:
-                feats, logits = self._ov.infer(batch)
-            except Exception as exc:  # never a wrong answer: PyTorch computes this batch and the next ones
-                self._ov = None
-                self.note = self._pending_note = f"ran on PyTorch: {exc}"
-            else:
-                probs, classes = torch.softmax(logits, dim=1).topk(self.topk, dim=1)
-                maps = cam_mod.last_stage_cams(feats, model.fc.weight, classes)
-                return probs, classes, maps
+    def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The runtime's forward pass; when OpenVINO fails mid-run, PyTorch computes this batch and the next."""
+        try:
+            return self.runtime.infer(batch)
+        except Exception as exc:
+            if self.runtime.name != "openvino" or not torch_installed():
+                raise
+            self.runtime = self._torch_runtime(self.device)
+            self.note = self._pending_note = f"ran on PyTorch: {exc}"
+            return self.runtime.infer(batch)
+
+    def _maps(self, batch: np.ndarray, feats: np.ndarray, classes: np.ndarray, layer: str) -> np.ndarray:
+        """Grad-CAM of ``classes`` (N, k): analytic at the last stage, through the runtime's gradients before it."""
         if layer == "layer4":
-            with torch.inference_mode(), self._autocast(batch.device):
-                feats = forward_to(model, batch, layer)
-                logits = forward_from(model, feats, layer)
-            probs, classes = torch.softmax(logits.float(), dim=1).topk(self.topk, dim=1)
-            with torch.inference_mode():
-                maps = cam_mod.last_stage_cams(feats.float(), model.fc.weight, classes)
-        else:
-            with torch.no_grad():
-                feats = forward_to(model, batch, layer)
-                logits = forward_from(model, feats, layer)
-                probs, classes = torch.softmax(logits.float(), dim=1).topk(self.topk, dim=1)
-            maps = cam_mod.autograd_cams(lambda a: forward_from(model, a, layer), feats, classes)
-        return probs.cpu(), classes.cpu(), maps.float().cpu()
-
-    def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
-        """bf16 autocast when asked for (faster on CPUs with AVX-512 BF16/AMX; slightly different numbers)."""
-        import contextlib
-
-        if self.precision == "bf16":
-            return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+            return cam_mod.last_stage_cams(feats, self._fc_weight, classes)
+        acts, grads = self.runtime.gradients(batch, layer, self._fc_weight[classes])
+        return cam_mod.grad_cams(acts, grads)
 
     def predict(self, items: list[Prepared], layer: str | None = None) -> list[Prediction]:
         """Run the model once over already prepared photos (one batch)."""
         layer = layer or self.layer
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
         start = time.perf_counter()
-        batch = torch.stack([p.tensor for p in items])
-        note = None
-        device = self.device
-        try:
-            probs, classes, maps = self._run(self.loaded.model, batch.to(device), layer)
-        except RuntimeError as exc:
-            if device.type == "cpu" or not _is_device_oom(exc):
-                raise
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            if self._cpu_fallback is None:
-                import copy
-
-                self._cpu_fallback = copy.deepcopy(self.loaded.model).to("cpu")
-            device = torch.device("cpu")
-            note = f"ran on the CPU: the {self.device.type.upper()} device ran out of memory"
-            probs, classes, maps = self._run(self._cpu_fallback, batch, layer)
-        if self._pending_note:
-            note, self._pending_note = note or self._pending_note, None
+        batch = np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
+        feats, logits = self._infer(batch)
+        probs, classes = top_k(softmax(logits), self.topk)
+        finite = np.isfinite(logits).all(axis=1) & np.isfinite(probs).all(axis=1)
+        maps = self._maps(batch, feats, classes, layer)
+        note = self.runtime.take_note() or self._pending_note
+        self._pending_note = None
+        device = "cpu" if note and note.startswith("ran on the CPU") else self.device.type
         infer_ms = (time.perf_counter() - start) * 1000.0 / len(items)
-        finite = torch.isfinite(probs).all(dim=1).tolist()
-        maps = torch.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0)
+        maps = np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0).astype(np.float32, copy=False)
         out = []
         for i, item in enumerate(items):
             if not finite[i]:  # never pass NaN or infinity on as a probability
                 out.append(Prediction(
-                    path=item.decoded.name, ok=False, device=device.type,
+                    path=item.decoded.name, ok=False, device=device,
                     error=f"{item.decoded.name}: the model's scores are not finite numbers (NaN or infinity); "
                           "the checkpoint's weights overflow on this photo",
                 ))
@@ -279,11 +268,11 @@ class Classifier:
                     path=item.decoded.name,
                     ok=True,
                     top=top,
-                    cams=maps[i].numpy(),
+                    cams=maps[i],
                     layer=layer,
                     crop=item.crop,
                     image_size=item.decoded.original_size,
-                    device=device.type,
+                    device=device,
                     ms=item.decode_ms + infer_ms,
                     decode_ms=item.decode_ms,
                     infer_ms=infer_ms,
@@ -292,20 +281,22 @@ class Classifier:
             )
         return out
 
+    def features(self, items: list[Prepared]) -> np.ndarray:
+        """(N, 2048, 7, 7) float32: the last stage's activations, from the same network and precision as ``predict``."""
+        batch = np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
+        return self._infer(batch)[0]
+
     def pooled_features(self, items: list[Prepared]) -> np.ndarray:
         """(N, 2, 2048) float32: each photo's globally pooled last-stage features, and those of its mirror image.
 
-        The same input, network and precision as ``predict``; the mirror is the model's input flipped left to
-        right (the centre crop is symmetric, so that is the crop of the mirrored photo). Teaching a new head
-        uses these: the backbone stays frozen, only ``fc`` is learnt.
+        The mirror is the model's input flipped left to right (the centre crop is symmetric, so that is the crop
+        of the mirrored photo). Teaching a new head uses these: the backbone stays frozen, only ``fc`` is learnt.
         """
-        batch = torch.stack([torch.as_tensor(p.tensor) for p in items]).to(self.device)
-        both = torch.cat([batch, torch.flip(batch, dims=[3])])
-        with torch.inference_mode(), self._autocast(both.device):
-            pooled = forward_to(self.loaded.model, both, "layer4").mean(dim=(2, 3))  # the network's global average pool
-        pooled = pooled.float().cpu()
+        batch = np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
+        both = np.concatenate([batch, batch[..., ::-1]])
+        pooled = self._infer(np.ascontiguousarray(both))[0].mean(axis=(2, 3), dtype=np.float32)
         n = len(items)
-        return torch.stack([pooled[:n], pooled[n:]], dim=1).numpy()
+        return np.stack([pooled[:n], pooled[n:]], axis=1)
 
     def classify(self, source: Source, keep_image: bool = False, layer: str | None = None) -> Prediction:
         """One photo, start to finish. Bad input gives ``ok=False`` with the reason, never an exception."""
