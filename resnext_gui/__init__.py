@@ -4,6 +4,17 @@ import sys
 
 __version__ = "0.1.0"
 
+
+def version_line() -> str:
+    """`resnext-gui 0.1.0`: the installed distribution's version, else this source tree's (the frozen app)."""
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        return f"resnext-gui {version('resnext-gui')}"
+    except (ImportError, PackageNotFoundError, ValueError):
+        return f"resnext-gui {__version__}"
+
+
 # OpenVINO's telemetry: `import openvino` imports openvino.tools.ovc, which (when the openvino_telemetry package
 # is importable and no consent file exists) writes ~/intel/openvino_ga_cid and ~/intel/stats and sends a Google
 # Analytics event from a child process. Its only opt-out is a file written to ~/intel, and its CI switch is an
