@@ -55,7 +55,7 @@ def entry_text(command: list[str]) -> str:
     return "\n".join([
         "[Desktop Entry]",
         "Type=Application",
-        "Version=1.5",
+        "Version=1.0",
         "Name=ResNeXt Classifier",
         "GenericName=Image Classifier",
         "Comment=Top-5 ImageNet classes and Grad-CAM heatmaps for your photos",
@@ -63,7 +63,7 @@ def entry_text(command: list[str]) -> str:
         f"TryExec={_value(command[0])}",
         f"Icon={APP_ID}",
         "Terminal=false",
-        "Categories=Graphics;Viewer;Science;",
+        "Categories=Graphics;Viewer;",
         f"MimeType={';'.join(MIME_TYPES)};",
         "StartupNotify=true",
         f"StartupWMClass={APP_ID}",
