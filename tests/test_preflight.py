@@ -1,12 +1,16 @@
 """The pre-flight before Qt starts: a platform plugin that can't load is explained, or the other platform is used."""
 
+import json
 import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from resnext_gui import preflight as P
+from tests.helpers import REPO, XDisplay
 
 ICCCM = "libxcb-icccm.so.4"
 
@@ -34,6 +38,7 @@ def fake_plugins(monkeypatch, tmp_path):
     for var in ("QT_QPA_PLATFORM", "WAYLAND_DISPLAY", "XDG_SESSION_TYPE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DISPLAY", ":99")
+    monkeypatch.setattr(P, "x_server_problem", lambda display, timeout=5.0: None)  # an X server answers there
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
 
 
@@ -68,8 +73,9 @@ def test_without_a_terminal_the_message_goes_to_a_log_and_a_dialog(fake_plugins,
             f"P.plugins_dir = lambda: {str(tmp_path)!r}; "
             "from pathlib import Path; "
             f"P.check_plugin = lambda p, f=None: P.PluginCheck(p, Path('.'), 'x', [{ICCCM!r}]); "
+            "P.x_server_problem = lambda d, timeout=5.0: None; "
             "sys.exit(P.ensure_platform())")
-    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin", "DISPLAY": ":99"}
     r = subprocess.run([sys.executable, "-c", code], env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL, timeout=60)
     assert r.returncode == P.EXIT_NO_PLATFORM
@@ -87,3 +93,96 @@ def test_each_missing_library_is_listed_once(monkeypatch, tmp_path):
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     assert P.missing_libraries(tmp_path / "libqxcb.so") == [ICCCM, "libxcb-keysyms.so.1"]
+
+
+# A display that can't be reached: said in one line with EXIT_NO_DISPLAY, before Qt can abort (exit 134).
+
+def _free_x_display() -> str:
+    """A display number no X server listens on (neither its socket file nor its abstract socket exists)."""
+    try:
+        listening = Path("/proc/net/unix").read_text()
+    except OSError:
+        listening = ""
+    n = next(n for n in range(4700, 4800)
+             if not Path(f"/tmp/.X11-unix/X{n}").exists() and f"/tmp/.X11-unix/X{n}\n" not in listening)
+    return f":{n}"
+
+
+def _start_window(tmp_path, *args, **env):
+    """`python -m resnext_gui ARGS` with only the display variables in ``env`` (others removed), no terminal."""
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XDG_SESSION_TYPE", "XDG_RUNTIME_DIR")}
+    full = {**base, "XDG_STATE_HOME": str(tmp_path / "state"), "XDG_CONFIG_HOME": str(tmp_path / "config"), **env}
+    return subprocess.run([sys.executable, "-m", "resnext_gui", *args], env=full, cwd=REPO, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("platform", [None, "xcb", "wayland"])
+def test_no_display_at_all(tmp_path, platform):
+    """An ssh login without X forwarding, a console, a cron job: neither DISPLAY nor WAYLAND_DISPLAY."""
+    env = {"XDG_RUNTIME_DIR": str(tmp_path)} | ({"QT_QPA_PLATFORM": platform} if platform else {})
+    r = _start_window(tmp_path, **env)
+    assert (r.returncode, r.stderr) == (P.EXIT_NO_DISPLAY, f"resnext-gui: {P.NO_DISPLAY_SET}\n")
+    assert "`resnext-gui classify`" in P.NO_DISPLAY_SET and "neither DISPLAY nor WAYLAND_DISPLAY" in P.NO_DISPLAY_SET
+    assert P.NO_DISPLAY_SET in (tmp_path / "state" / "resnext-gui" / "startup-error.log").read_text()
+
+
+def test_an_x_server_that_does_not_answer(tmp_path):
+    display = _free_x_display()
+    r = _start_window(tmp_path, DISPLAY=display)
+    assert (r.returncode, r.stderr) == (P.EXIT_NO_DISPLAY, f"resnext-gui: no display found (cannot connect to X server {display})\n")
+
+
+def test_neither_the_wayland_compositor_nor_the_x_server_is_there(tmp_path):
+    display = _free_x_display()
+    r = _start_window(tmp_path, DISPLAY=display, WAYLAND_DISPLAY="wayland-7", XDG_RUNTIME_DIR=str(tmp_path),
+                      XDG_SESSION_TYPE="wayland")
+    assert r.returncode == P.EXIT_NO_DISPLAY
+    assert r.stderr.startswith("resnext-gui: no display found (") and r.stderr.endswith(")\n")
+    reasons = r.stderr[len("resnext-gui: no display found ("):-2].split("; ")
+    assert sorted(reasons) == [f"cannot connect to X server {display}", f"no Wayland compositor at {tmp_path / 'wayland-7'}"]
+
+
+def test_a_display_name_that_is_not_one():
+    assert P.x_server_problem("not a display") == "DISPLAY=not a display is not a display name"
+
+
+@pytest.mark.skipif(not (shutil.which("Xvfb") and shutil.which("openbox")),
+                    reason="needs Xvfb and openbox (Debian packages xvfb, openbox; .ci/run installs them)")
+def test_a_broken_wayland_falls_back_to_the_running_x_server(tmp_path):
+    """QT_QPA_PLATFORM=wayland (or a Wayland session) whose compositor is gone, with an X server named too:
+    the window opens on X, with a note. --startup-report closes it once the model state is known."""
+    with XDisplay() as env:
+        display = env["DISPLAY"]
+        assert P.x_server_problem(display) is None
+        r = _start_window(tmp_path, "--startup-report", DISPLAY=display, WAYLAND_DISPLAY="wayland-7",
+                          XDG_RUNTIME_DIR=str(tmp_path), QT_QPA_PLATFORM="wayland", XDG_SESSION_TYPE="wayland")
+    assert r.returncode == 0, r.stderr
+    note = f"resnext-gui: no Wayland compositor at {tmp_path / 'wayland-7'}; using the X11 display {display} instead."
+    assert note in r.stderr.splitlines()
+    events = [json.loads(line)["event"] for line in r.stdout.splitlines()]
+    assert events == ["window", "model"]
+
+
+def test_a_compositor_nobody_named_is_not_used(monkeypatch, tmp_path):
+    """A Wayland socket in XDG_RUNTIME_DIR, but this login (ssh) names no display: don't open a window on
+    somebody's desktop session."""
+    (tmp_path / "wayland-0").touch()
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM", "XDG_SESSION_TYPE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    assert P.ensure_platform() == P.EXIT_NO_DISPLAY
+
+
+def test_an_x_server_that_is_gone_falls_back_to_wayland(fake_plugins, monkeypatch, tmp_path, capsys):
+    """QT_QPA_PLATFORM=xcb on a Wayland desktop whose Xwayland does not answer: Wayland, with a note."""
+    (tmp_path / "wayland-1").touch()
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-1")
+    monkeypatch.setenv("QT_QPA_PLATFORM", "xcb")
+    monkeypatch.setattr(P, "x_server_problem", lambda display, timeout=5.0: f"cannot connect to X server {display}")
+    assert P.ensure_platform() is None
+    assert os.environ["QT_QPA_PLATFORM"] == "wayland"
+    assert (f"resnext-gui: cannot connect to X server :99; using the Wayland display {tmp_path / 'wayland-1'} instead."
+            in capsys.readouterr().err)
