@@ -29,7 +29,11 @@ def icon_file() -> Path:
 def launch_command() -> list[str]:
     """How a menu starts this installation: the standalone executable, the installed script, or this Python."""
     if getattr(sys, "frozen", False):
-        return [os.path.abspath(sys.executable)]
+        exe = Path(os.path.abspath(sys.executable))
+        # The standalone app's `resnext-gui` is a script in front of PyInstaller's `resnext-gui.bin` (it checks
+        # the system's glibc first, packaging/resnext-gui.sh): menus start the script.
+        script = exe.with_name(APP_ID)
+        return [str(script if exe.name == f"{APP_ID}.bin" and script.is_file() else exe)]
     script = shutil.which(APP_ID)
     if script:
         return [os.path.abspath(script)]

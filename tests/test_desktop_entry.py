@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from resnext_gui.desktop_entry import MIME_TYPES, entry_text
+from resnext_gui.desktop_entry import MIME_TYPES, entry_text, launch_command
 from tests.helpers import REPO, run_cli
 
 
@@ -66,3 +66,14 @@ def test_the_entry_passes_desktop_file_validate(tmp_path, command):
         desktop.write_text(entry_text([command]), encoding="utf-8")
     r = subprocess.run([validator, str(desktop)], capture_output=True, text=True, timeout=60)
     assert (r.returncode, r.stdout + r.stderr) == (0, "")
+
+
+def test_the_standalone_app_is_started_through_its_glibc_check(monkeypatch, tmp_path):
+    """Frozen, the executable is dist/resnext-gui/resnext-gui.bin and the menu entry names the script beside it."""
+    exe = tmp_path / "resnext-gui.bin"
+    exe.touch()
+    monkeypatch.setattr("sys.frozen", True, raising=False)
+    monkeypatch.setattr("sys.executable", str(exe))
+    assert launch_command() == [str(exe)]  # no script beside it (a build without one): the executable itself
+    (tmp_path / "resnext-gui").touch()
+    assert launch_command() == [str(tmp_path / "resnext-gui")]

@@ -186,3 +186,98 @@ def test_an_x_server_that_is_gone_falls_back_to_wayland(fake_plugins, monkeypatc
     assert os.environ["QT_QPA_PLATFORM"] == "wayland"
     assert (f"resnext-gui: cannot connect to X server :99; using the Wayland display {tmp_path / 'wayland-1'} instead."
             in capsys.readouterr().err)
+
+
+# The standalone app's launcher script (packaging/resnext-gui.sh, installed as dist/resnext-gui/resnext-gui in
+# front of PyInstaller's resnext-gui.bin): a glibc older than the bundle's floor is named before the loader fails.
+
+LAUNCHER = REPO / "packaging" / "resnext-gui.sh"
+EXIT_OLD_SYSTEM = 6
+TOO_OLD = ("resnext-gui: this system's C library (glibc 2.31) is older than the 2.35 this app needs "
+           "(Debian 12, Ubuntu 22.04 or newer)")
+
+
+@pytest.fixture
+def launcher(tmp_path):
+    """The script as the bundle installs it, beside a stand-in for the real executable that prints its
+    arguments one per line and exits 7; ``run(getconf=..., ldd=...)`` runs it with those tools faked."""
+    app = tmp_path / "dist app"
+    app.mkdir()
+    shutil.copy(LAUNCHER, app / "resnext-gui")
+    (app / "resnext-gui.bin").write_text("#!/bin/sh\nprintf '%s\\n' \"$@\"\nexit 7\n")
+    (app / "resnext-gui.bin").chmod(0o755)
+    tools = tmp_path / "tools"
+    tools.mkdir()
+
+    def run(*args, getconf=None, ldd=None, exe=app / "resnext-gui", stderr_to=subprocess.PIPE, **env):
+        for name, script in (("getconf", getconf), ("ldd", ldd)):
+            if script is not None:
+                (tools / name).write_text(f"#!/bin/sh\n{script}\n")
+                (tools / name).chmod(0o755)
+        full = {"PATH": f"{tools}:/usr/bin:/bin", "HOME": str(tmp_path / "home"), **env}
+        return subprocess.run([str(exe), *args], env=full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=stderr_to, text=True, timeout=60)
+
+    run.app = app
+    return run
+
+
+def test_an_old_glibc_is_named_and_the_app_is_not_started(launcher):
+    r = launcher("photo.jpg", getconf='[ "$1" = GNU_LIBC_VERSION ] && echo "glibc 2.31" || exit 1')
+    assert (r.returncode, r.stdout, r.stderr) == (EXIT_OLD_SYSTEM, "", TOO_OLD + "\n")
+
+
+def test_without_getconf_ldd_says_the_version(launcher):
+    r = launcher(getconf="exit 1", ldd='echo "ldd (Debian GLIBC 2.31-13+deb11u5) 2.31"; echo "Copyright (C) 2020"')
+    assert (r.returncode, r.stderr) == (EXIT_OLD_SYSTEM, TOO_OLD + "\n")
+
+
+def test_musl_is_not_glibc(launcher):
+    r = launcher(getconf="exit 1", ldd='echo "musl libc (x86_64)" >&2; exit 1')
+    assert r.returncode == EXIT_OLD_SYSTEM and "is musl, not glibc; this app needs glibc 2.35 or newer" in r.stderr
+
+
+@pytest.mark.parametrize("version", ["glibc 2.35", "glibc 2.36", "glibc 2.39.9000", "glibc 3.0"])
+def test_a_new_enough_glibc_starts_the_app_with_its_arguments(launcher, version):
+    r = launcher("two words", "--x=$HOME", "", getconf=f'echo "{version}"')
+    assert (r.returncode, r.stdout, r.stderr) == (7, "two words\n--x=$HOME\n\n", "")
+
+
+def test_an_unknown_c_library_does_not_stop_the_app(launcher):
+    """Neither tool says (a stripped-down system): the app starts and the loader has the last word."""
+    r = launcher("y", getconf="exit 1", ldd="exit 127")
+    assert (r.returncode, r.stdout) == (7, "y\n")
+
+
+def test_started_through_a_link_from_another_folder(launcher, tmp_path):
+    link = tmp_path / "bin" / "resnext-gui"
+    link.parent.mkdir()
+    link.symlink_to(launcher.app / "resnext-gui")
+    r = launcher("x", getconf='echo "glibc 2.36"', exe=link)
+    assert (r.returncode, r.stdout) == (7, "x\n")
+
+
+def test_the_real_glibc_here_passes(launcher):
+    """With the system's own getconf (this machine has glibc >= 2.35, like every system the app supports)."""
+    r = launcher("ok", PATH="/usr/bin:/bin")
+    assert (r.returncode, r.stdout) == (7, "ok\n"), r.stderr
+
+
+def test_from_a_menu_the_old_glibc_goes_to_the_log_and_a_dialog(launcher, tmp_path):
+    """No terminal: the message also goes to the start-up log and to zenity, as preflight does it."""
+    said = tmp_path / "zenity-args"
+    (tmp_path / "tools" / "zenity").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > '{said}'\n")
+    (tmp_path / "tools" / "zenity").chmod(0o755)
+    r = launcher(getconf='echo "glibc 2.31"', stderr_to=subprocess.DEVNULL, XDG_STATE_HOME=str(tmp_path / "state"))
+    assert r.returncode == EXIT_OLD_SYSTEM
+    log = tmp_path / "state" / "resnext-gui" / "startup-error.log"
+    assert TOO_OLD in log.read_text()
+    args = said.read_text()
+    assert "--error" in args and TOO_OLD in args and str(log) in args
+
+
+def test_the_launcher_floor_is_the_bundles():
+    """The script's floor is the one the README and the bundle's glibc test state."""
+    assert "\nNEED=2.35\n" in LAUNCHER.read_text()
+    assert "glibc 2.35 or newer" in (REPO / "README.md").read_text()
+    assert "GLIBC_CEILING = (2, 35)" in (REPO / "tests" / "test_dist.py").read_text()
