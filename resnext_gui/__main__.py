@@ -12,6 +12,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not any(os.environ.get(v) for v in ("LC_ALL", "LC_CTYPE", "LANG")):
         os.environ["LC_CTYPE"] = "C.UTF-8"  # a bare environment: file names are UTF-8, and Qt wants to know
+    if argv and argv[0] not in CLI_COMMANDS and "--version" in argv:  # before anything imports Qt or torch
+        from . import version_line
+
+        print(version_line())
+        return 0
     if argv and argv[0] in CLI_COMMANDS:
         from .cli import main as cli_main
 

@@ -21,6 +21,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PHOTO_OR_FOLDER", help="photos or folders to classify at start")
     p.add_argument("--weights", metavar="FILE", help="checkpoint to use (.pth or .safetensors)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="compute device (default: last used, else auto)")
+    from . import version_line
+
+    p.add_argument("--version", action="version", version=version_line(), help="print the version and exit")
     p.add_argument("--self-test", action="store_true", help="headless check of the installation; prints JSON, exit 0 when fine")
     p.add_argument("--install-desktop-entry", action="store_true",
                    help="add the app to your applications menu and to \"Open with\" for photos (~/.local/share)")

@@ -51,11 +51,18 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"], help="compute device (default: auto)")
 
 
+def _add_version(p: argparse.ArgumentParser) -> None:
+    from . import version_line
+
+    p.add_argument("--version", action="version", version=version_line(), help="print the version and exit")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnext-gui",
         description="ResNeXt-50 image classifier with Grad-CAM. Without a subcommand, opens the window.",
     )
+    _add_version(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     c = sub.add_parser("classify", help="classify photos and folders; one JSON line (or CSV row) per image")
@@ -90,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(checked against the variant's own checksum and size)")
     i = wsub.add_parser("info", help="say which weights would be used, from where, and their size")
     i.add_argument("--weights", metavar="FILE", help="checkpoint given on the command line")
+    for command in (c, t, w, f, i):
+        _add_version(command)
     return parser
 
 

@@ -29,7 +29,11 @@ def icon_file() -> Path:
 def launch_command() -> list[str]:
     """How a menu starts this installation: the standalone executable, the installed script, or this Python."""
     if getattr(sys, "frozen", False):
-        return [os.path.abspath(sys.executable)]
+        exe = Path(os.path.abspath(sys.executable))
+        # The standalone app's `resnext-gui` is a script in front of PyInstaller's `resnext-gui.bin` (it checks
+        # the system's glibc first, packaging/resnext-gui.sh): menus start the script.
+        script = exe.with_name(APP_ID)
+        return [str(script if exe.name == f"{APP_ID}.bin" and script.is_file() else exe)]
     script = shutil.which(APP_ID)
     if script:
         return [os.path.abspath(script)]
@@ -55,7 +59,7 @@ def entry_text(command: list[str]) -> str:
     return "\n".join([
         "[Desktop Entry]",
         "Type=Application",
-        "Version=1.5",
+        "Version=1.0",
         "Name=ResNeXt Classifier",
         "GenericName=Image Classifier",
         "Comment=Top-5 ImageNet classes and Grad-CAM heatmaps for your photos",
@@ -63,7 +67,7 @@ def entry_text(command: list[str]) -> str:
         f"TryExec={_value(command[0])}",
         f"Icon={APP_ID}",
         "Terminal=false",
-        "Categories=Graphics;Viewer;Science;",
+        "Categories=Graphics;Viewer;",
         f"MimeType={';'.join(MIME_TYPES)};",
         "StartupNotify=true",
         f"StartupWMClass={APP_ID}",

@@ -1,4 +1,5 @@
-"""Before Qt starts: can a platform plugin (xcb or wayland) load? If not, name the missing library and its package."""
+"""Before Qt starts: is there a display to open a window on, and can its platform plugin (xcb or wayland) load?
+If not, say so plainly (no display, or the missing library and its package) instead of letting Qt abort."""
 
 from __future__ import annotations
 
@@ -10,10 +11,14 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-EXIT_NO_PLATFORM = 4
+EXIT_NO_PLATFORM = 4  # a library Qt's platform plugin needs is missing
+EXIT_NO_DISPLAY = 5  # no display server to talk to (none named, or the one named does not answer)
+NO_DISPLAY_SET = ("no display found (neither DISPLAY nor WAYLAND_DISPLAY is set; "
+                  "use `resnext-gui classify` for the command line)")
 
 # soname -> (Debian/Ubuntu package, Fedora/RHEL package). Covers what the xcb and wayland plugins and the Qt
 # libraries behind them need; the standalone app bundles the ones beyond the desktop baseline.
@@ -128,21 +133,79 @@ def check_plugin(platform: str, folder: Path | None = None) -> PluginCheck:
     return PluginCheck(platform, plugin)
 
 
-def sessions() -> dict[str, bool]:
-    """Which display servers this process could talk to."""
+def wayland_socket() -> str | None:
+    """The compositor's socket the Wayland client library will use (WAYLAND_DISPLAY, by default wayland-0,
+    in XDG_RUNTIME_DIR unless it is a path), or None when it can't name one (no XDG_RUNTIME_DIR)."""
+    name = os.environ.get("WAYLAND_DISPLAY") or "wayland-0"
+    if os.path.isabs(name):
+        return name
     runtime = os.environ.get("XDG_RUNTIME_DIR", "")
-    wayland = os.environ.get("WAYLAND_DISPLAY") or ""
-    wayland_ok = bool(wayland) and (os.path.exists(wayland) or os.path.exists(os.path.join(runtime, wayland)))
+    return os.path.join(runtime, name) if runtime else None
+
+
+def sessions() -> dict[str, bool]:
+    """Which display servers this process could talk to (named in the environment; Wayland's socket exists)."""
+    socket_path = wayland_socket()
+    wayland_ok = bool(os.environ.get("WAYLAND_DISPLAY")) and socket_path is not None and os.path.exists(socket_path)
     return {"xcb": bool(os.environ.get("DISPLAY")), "wayland": wayland_ok}
+
+
+def x_server_problem(display: str, timeout: float = 5.0) -> str | None:
+    """None when the X server ``display`` accepts a connection (made the way Qt makes it: libxcb, with the
+    user's X authority), else why not."""
+    try:
+        xcb = ctypes.CDLL("libxcb.so.1")
+    except OSError:
+        return None  # then the plugin can't load either, and check_plugin names the library
+    xcb.xcb_connect.restype = ctypes.c_void_p
+    xcb.xcb_connect.argtypes = [ctypes.c_char_p, ctypes.c_void_p]
+    xcb.xcb_connection_has_error.restype = ctypes.c_int
+    xcb.xcb_connection_has_error.argtypes = [ctypes.c_void_p]
+    xcb.xcb_disconnect.argtypes = [ctypes.c_void_p]
+    result: list[int] = []
+
+    def connect() -> None:
+        conn = xcb.xcb_connect(display.encode(errors="surrogateescape"), None)
+        result.append(xcb.xcb_connection_has_error(conn))
+        xcb.xcb_disconnect(conn)
+
+    attempt = threading.Thread(target=connect, name="x-server-check", daemon=True)  # a remote host may not answer
+    attempt.start()
+    attempt.join(timeout)
+    if not result:
+        return f"the X server {display} does not answer"
+    if result[0] == 5:  # XCB_CONN_CLOSED_PARSE_ERR
+        return f"DISPLAY={display} is not a display name"
+    return f"cannot connect to X server {display}" if result[0] else None
+
+
+def display_problem(platform: str) -> str | None:
+    """None when ``platform``'s display server is there to talk to, else a short reason."""
+    if platform == "wayland":
+        socket_path = wayland_socket()
+        if socket_path is None:
+            return "XDG_RUNTIME_DIR is not set, so there is no Wayland compositor to find"
+        return None if os.path.exists(socket_path) else f"no Wayland compositor at {socket_path}"
+    display = os.environ.get("DISPLAY")
+    return x_server_problem(display) if display else "DISPLAY is not set"
+
+
+def requested_platforms() -> list[str] | None:
+    """The platforms QT_QPA_PLATFORM names, in order ([] when it is unset); None when it names one this check
+    is not about (offscreen, vnc...)."""
+    requested = os.environ.get("QT_QPA_PLATFORM", "").strip()
+    if not requested:
+        return []
+    names = [p.split(":", 1)[0].strip() for p in requested.split(";") if p.strip()]
+    names = ["wayland" if n.startswith("wayland") else n for n in names]
+    return names if names and all(n in PLUGIN_FILES for n in names) else None
 
 
 def wanted_platforms() -> list[str] | None:
     """The platforms Qt will try, in order; None when it is one this check is not about (offscreen, vnc...)."""
-    requested = os.environ.get("QT_QPA_PLATFORM", "").strip()
-    if requested:
-        names = [p.split(":", 1)[0].strip() for p in requested.split(";") if p.strip()]
-        names = ["wayland" if n.startswith("wayland") else n for n in names]
-        return names if names and all(n in PLUGIN_FILES for n in names) else None
+    requested = requested_platforms()
+    if requested != []:
+        return requested
     live = sessions()
     if os.environ.get("XDG_SESSION_TYPE") == "wayland" and live["wayland"]:
         return ["wayland", "xcb"]
@@ -214,11 +277,36 @@ def tell_user(message: str, dialog: bool = True) -> None:
                 continue
 
 
+PLATFORM_NAMES = {"xcb": "X11", "wayland": "Wayland"}
+
+
+def _named(platform: str) -> bool:
+    """Whether the environment asks for ``platform``: its display variable is set, or QT_QPA_PLATFORM names it."""
+    variable = {"xcb": "DISPLAY", "wayland": "WAYLAND_DISPLAY"}[platform]
+    return bool(os.environ.get(variable)) or platform in (requested_platforms() or [])
+
+
+def choose_display(wanted: list[str]) -> tuple[str | None, dict[str, str]]:
+    """The first of ``wanted``, then the other platform, that the environment names and whose display server
+    is there; and why each one named before it is not. (A display the environment does not name is never
+    used: a compositor's socket in XDG_RUNTIME_DIR may belong to a desktop this login is not part of.)"""
+    problems: dict[str, str] = {}
+    for platform in wanted + [p for p in PLUGIN_FILES if p not in wanted]:
+        if not _named(platform):
+            continue
+        problem = display_problem(platform)
+        if problem is None:
+            return platform, problems
+        problems[platform] = problem
+    return None, problems
+
+
 def ensure_platform() -> int | None:
-    """Check the platform Qt will use before it starts; switch to the other one if only that can work.
+    """Check the display and the platform Qt will use before it starts; switch to the other platform if only
+    that one can work.
 
     Returns None when Qt may start (possibly with QT_QPA_PLATFORM set to the working platform), or an exit
-    status after telling the user what is missing.
+    status after telling the user what is wrong: EXIT_NO_DISPLAY or EXIT_NO_PLATFORM.
     """
     if not sys.platform.startswith("linux"):
         return None
@@ -228,11 +316,23 @@ def ensure_platform() -> int | None:
     folder = plugins_dir()
     if folder is None:
         return None  # not a layout this check understands: let Qt say what it says
-    live = sessions()
+    chosen, problems = choose_display(wanted)
+    if chosen is None:  # nothing to open a window on: a missing plugin library would not matter yet
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            message = NO_DISPLAY_SET
+        else:
+            message = f"no display found ({'; '.join(problems.values())})"
+        tell_user(f"resnext-gui: {message}", dialog=False)  # no display to show a dialog on
+        return EXIT_NO_DISPLAY
+    if problems:  # the display named first is not there, another one is: say so, then use that one
+        os.environ["QT_QPA_PLATFORM"] = chosen
+        where = os.environ.get("DISPLAY") if chosen == "xcb" else wayland_socket()
+        tell_user(f"resnext-gui: {next(iter(problems.values()))}; using the {PLATFORM_NAMES[chosen]} display "
+                  f"{where} instead.", dialog=False)
+    candidates = [chosen] + [p for p in PLUGIN_FILES
+                             if p != chosen and p not in problems and _named(p) and display_problem(p) is None]
     failures: list[PluginCheck] = []
-    for i, platform in enumerate(wanted):
-        if i > 0 and not live[platform]:
-            continue
+    for platform in candidates:
         check = check_plugin(platform, folder)
         if check.ok:
             if failures:  # the first choice can't load: say why, then use this one
@@ -240,12 +340,7 @@ def ensure_platform() -> int | None:
                 tell_user(explain(failures[0]) + f"\nUsing the {platform} platform instead.", dialog=False)
             return None
         failures.append(check)
-    other = {"xcb": "wayland", "wayland": "xcb"}
-    if not any(live.values()):
-        hint = "No display found (DISPLAY and WAYLAND_DISPLAY are unset): run it on a desktop session."
-    elif len(failures) == 1 and other.get(wanted[0]) and not live.get(other[wanted[0]]):
-        hint = f"(No {other[wanted[0]]} session to try instead.)"
-    else:
-        hint = ""
+    other = {"xcb": "wayland", "wayland": "xcb"}[chosen]
+    hint = f"(No {other} session to try instead.)" if len(failures) == 1 else ""
     tell_user("\n".join(explain(c) for c in failures) + ("\n" + hint if hint else ""))
     return EXIT_NO_PLATFORM

@@ -393,3 +393,34 @@ def test_sigterm_during_classify_leaves_no_half_written_maps(checkpoint, tree, t
 
             with Image.open(cams / name) as im:
                 im.load()
+
+
+@pytest.mark.parametrize("args", [["--version"], ["classify", "--version"], ["weights", "fetch", "--version"],
+                                  ["photo.jpg", "--version"]])
+def test_version_without_torch_or_qt(args):
+    """`--version` prints the package's version and exits 0, without loading torch, Qt or OpenVINO."""
+    import re
+    from importlib.metadata import version
+
+    declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert version("resnext-gui") == declared  # the installed metadata is this tree's
+    code = ("import sys\nfrom resnext_gui.__main__ import main\ntry:\n    code = main(sys.argv[1:])\n"
+            "except SystemExit as exc:\n    code = exc.code\n"
+            "print(sorted(m for m in ('torch', 'PySide6', 'openvino') if m in sys.modules))\nsys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"resnext-gui {declared}", "[]"]
+
+
+def test_version_falls_back_to_the_source_tree_without_metadata(monkeypatch):
+    """The frozen app carries no distribution metadata: the version comes from the package itself."""
+    import importlib.metadata
+
+    import resnext_gui
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert resnext_gui.version_line() == f"resnext-gui {resnext_gui.__version__}"
+    assert f'version = "{resnext_gui.__version__}"' in (REPO / "pyproject.toml").read_text()  # the two agree

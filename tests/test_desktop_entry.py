@@ -2,9 +2,13 @@
 
 import configparser
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
-from resnext_gui.desktop_entry import MIME_TYPES, entry_text
+import pytest
+
+from resnext_gui.desktop_entry import MIME_TYPES, entry_text, launch_command
 from tests.helpers import REPO, run_cli
 
 
@@ -44,3 +48,32 @@ def test_exec_line_quotes_paths_with_spaces_and_specials(tmp_path):
     assert line == '"/opt/My Apps/resnext \\\\"gui\\\\"/50%%/resnext-gui" %F'
     unescaped = line.replace("\\\\", "\\")
     assert shlex.split(unescaped.replace("%%", "%"))[0] == exe
+
+
+@pytest.mark.parametrize("command", [None, '/opt/My Apps/resnext "gui"/50%/resnext-gui'])
+def test_the_entry_passes_desktop_file_validate(tmp_path, command):
+    """Debian's validator (desktop-file-utils) accepts the entry as written, without a warning or a hint:
+    a Version it knows and one main category, so menus list the app once."""
+    validator = shutil.which("desktop-file-validate")
+    if validator is None:
+        pytest.skip("desktop-file-validate is missing (Debian package desktop-file-utils)")
+    if command is None:  # the file --install-desktop-entry writes
+        data = tmp_path / "data"
+        assert run_cli("--install-desktop-entry", env={"XDG_DATA_HOME": str(data)}).returncode == 0
+        desktop = data / "applications" / "resnext-gui.desktop"
+    else:
+        desktop = tmp_path / "resnext-gui.desktop"
+        desktop.write_text(entry_text([command]), encoding="utf-8")
+    r = subprocess.run([validator, str(desktop)], capture_output=True, text=True, timeout=60)
+    assert (r.returncode, r.stdout + r.stderr) == (0, "")
+
+
+def test_the_standalone_app_is_started_through_its_glibc_check(monkeypatch, tmp_path):
+    """Frozen, the executable is dist/resnext-gui/resnext-gui.bin and the menu entry names the script beside it."""
+    exe = tmp_path / "resnext-gui.bin"
+    exe.touch()
+    monkeypatch.setattr("sys.frozen", True, raising=False)
+    monkeypatch.setattr("sys.executable", str(exe))
+    assert launch_command() == [str(exe)]  # no script beside it (a build without one): the executable itself
+    (tmp_path / "resnext-gui").touch()
+    assert launch_command() == [str(tmp_path / "resnext-gui")]
