@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 def _import_openvino_without_telemetry() -> None:
     """Import OpenVINO so that its usage statistics are never collected or sent.
@@ -34,7 +36,6 @@ def _import_openvino_without_telemetry() -> None:
 
 _import_openvino_without_telemetry()
 
-import numpy as np  # noqa: E402
 import openvino as ov  # noqa: E402
 import openvino.opset1 as ops1  # noqa: E402  (MaxPool-1: one output, the values)
 import openvino.opset13 as ops  # noqa: E402
@@ -50,6 +51,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 STAGES = (("layer1", 3, 64, 1), ("layer2", 4, 128, 2), ("layer3", 6, 256, 2), ("layer4", 3, 512, 2))
 GRADIENT_LAYERS = ("layer3", "layer2")
 FEATURES = 2048  # channels of layer4, the classifier's input
+PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16"}  # ours -> OpenVINO's INFERENCE_PRECISION_HINT
 
 
 @dataclass(frozen=True)
@@ -276,9 +278,6 @@ def build_stage_gradients(state: Mapping[str, np.ndarray], layer: str, uint8_inp
     return ov.Model(results, [param, seed], f"resnext50_32x4d_{layer}_gradients")
 
 
-PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16"}
-
-
 def compile_network(model: ov.Model, precision: str = "fp32", threads: int | None = None,
                     cache_dir: Path | None = None) -> ov.CompiledModel:
     """Compile for the CPU in float32 (OpenVINO's default there is bf16 where the CPU has it) or bf16,
@@ -288,16 +287,21 @@ def compile_network(model: ov.Model, precision: str = "fp32", threads: int | Non
     if hint is None:
         raise ValueError(f"unknown precision {precision!r}: choose fp32 or bf16")
     if threads is not None and threads < 0:
-        raise ValueError(f"the number of threads must be positive, not {threads}")
+        raise ValueError(f"the number of threads must be positive (or None for OpenVINO's choice), not {threads}")
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
+    if cache_dir is not None:
+        try:
+            Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OpenVINOError(f"cannot create the folder for OpenVINO's compiled networks, {cache_dir} "
+                                f"({exc.strerror or exc})") from exc
     try:
         core = ov.Core()
         if cache_dir is not None:
-            Path(cache_dir).mkdir(parents=True, exist_ok=True)
             core.set_property({"CACHE_DIR": str(cache_dir)})
         return core.compile_model(model, "CPU", config)
-    except Exception as exc:  # OpenVINO raises RuntimeError with its own text; a cache folder, OSError
+    except Exception as exc:  # OpenVINO raises RuntimeError (sometimes others) with its own text
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise OpenVINOError(f"OpenVINO could not compile the network for this CPU ({first})") from exc
