@@ -6,7 +6,6 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +71,13 @@ class _Conv:
     def out_size(self, size: int) -> int:
         return (size + 2 * self.pad - self.kernel) // self.stride + 1
 
-    @cached_property
-    def filters(self) -> ov.Node:
-        """The weights as one OpenVINO constant in its filter layout: [out, in, k, k], or [groups, out/groups,
-        in/groups, k, k] when grouped. The input-gradient (backprop-data) op reads the same constant, its first
-        axes as [in, out], so the forward and backward passes share one copy of the weights."""
+    def filters(self) -> np.ndarray:
+        """OpenVINO's filter layout: [out, in, k, k], or [groups, out/groups, in/groups, k, k] when grouped.
+        The same array serves the input-gradient (backprop-data) op, whose first axes read [in, out]."""
         if self.groups == 1:
-            return _const(self.weight)
+            return self.weight
         out, per_group, k, _ = self.weight.shape
-        return _const(self.weight.reshape(self.groups, out // self.groups, per_group, k, k))
+        return self.weight.reshape(self.groups, out // self.groups, per_group, k, k)
 
 
 @dataclass(frozen=True)
@@ -138,9 +135,9 @@ def _conv(x: ov.Node, conv: _Conv) -> ov.Node:
     """Forward: the folded convolution plus its bias."""
     stride, pad = [conv.stride] * 2, [conv.pad] * 2
     if conv.groups == 1:
-        y = ops.convolution(x, conv.filters, stride, pad, pad, [1, 1])
+        y = ops.convolution(x, _const(conv.filters()), stride, pad, pad, [1, 1])
     else:
-        y = ops.group_convolution(x, conv.filters, stride, pad, pad, [1, 1])
+        y = ops.group_convolution(x, _const(conv.filters()), stride, pad, pad, [1, 1])
     return ops.add(y, _const(conv.bias.reshape(1, -1, 1, 1)))
 
 
@@ -151,7 +148,7 @@ def _conv_input_grad(g: ov.Node, conv: _Conv, size_in: int) -> ov.Node:
     size_out = conv.out_size(size_in)
     extra = size_in - ((size_out - 1) * conv.stride - 2 * conv.pad + conv.kernel)
     op = ops.convolution_backprop_data if conv.groups == 1 else ops.group_convolution_backprop_data
-    return op(g, conv.filters, stride, pads_begin=pad, pads_end=pad, dilations=[1, 1],
+    return op(g, _const(conv.filters()), stride, pads_begin=pad, pads_end=pad, dilations=[1, 1],
               auto_pad="explicit", output_padding=[extra, extra])
 
 
