@@ -73,7 +73,8 @@ class _Conv:
 
     def filters(self) -> np.ndarray:
         """OpenVINO's filter layout: [out, in, k, k], or [groups, out/groups, in/groups, k, k] when grouped.
-        The same array serves the input-gradient (backprop-data) op, whose first axes read [in, out]."""
+        The same array serves the input-gradient (backprop-data) op, whose first axes read [in, out]; each op
+        gets its own constant: with one shared, OpenVINO 2026.4's CPU plugin got this graph's gradients wrong."""
         if self.groups == 1:
             return self.weight
         out, per_group, k, _ = self.weight.shape
