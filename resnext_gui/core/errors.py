@@ -23,3 +23,7 @@ class DownloadError(ResnextGuiError):
 
 class DeviceError(ResnextGuiError):
     """The requested compute device is not available."""
+
+
+class OpenVINOError(ResnextGuiError):
+    """OpenVINO could not build, compile or run the network (the app can use PyTorch instead)."""
