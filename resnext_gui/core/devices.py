@@ -128,9 +128,9 @@ def native_bf16() -> bool:
     if "avx512_bf16" in flags or "amx_bf16" in flags:
         return True
     try:
-        from .ov_net import core
+        import openvino as ov
 
-        return "BF16" in core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        return "BF16" in ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
     except Exception:  # no OpenVINO, or a runtime that can't say
         return False
 

@@ -25,5 +25,9 @@ class DeviceError(ResnextGuiError):
     """The requested compute device is not available."""
 
 
-class OpenVINOError(ResnextGuiError):
+class BackendError(ResnextGuiError):
+    """The runtime could not build, compile or run the network, and no other runtime could take over."""
+
+
+class OpenVINOError(BackendError):
     """OpenVINO could not build, compile or run the network (the app can use PyTorch instead)."""

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,36 +9,12 @@ from typing import Any
 
 import numpy as np
 
+# OpenVINO's telemetry never runs: the package __init__ makes openvino_telemetry unimportable first.
+import openvino as ov
+import openvino.opset1 as ops1  # MaxPool-1: one output, the values
+import openvino.opset13 as ops
 
-def _import_openvino_without_telemetry() -> None:
-    """Import OpenVINO so that its usage statistics are never collected or sent.
-
-    ``import openvino`` imports its model converter, which sets up openvino_telemetry and sends an "import"
-    event unless the user opted out with its consent file. The only other thing that package honours is
-    running in CI (``CI=true``, ``TF_BUILD`` or ``JENKINS_URL``); its telemetry object is a process-wide
-    singleton whose consent is decided once, at that first import. So ``CI`` is set for the import only and
-    put back as it was, leaving nothing behind that would change other programs' behaviour.
-    """
-    if "openvino" in sys.modules:
-        return
-    before = os.environ.get("CI")
-    os.environ["CI"] = "true"
-    try:
-        import openvino  # noqa: F401
-    finally:
-        if before is None:
-            os.environ.pop("CI", None)
-        else:
-            os.environ["CI"] = before
-
-
-_import_openvino_without_telemetry()
-
-import openvino as ov  # noqa: E402
-import openvino.opset1 as ops1  # noqa: E402  (MaxPool-1: one output, the values)
-import openvino.opset13 as ops  # noqa: E402
-
-from .errors import OpenVINOError, WeightsError  # noqa: E402
+from .errors import OpenVINOError, WeightsError
 
 BN_EPS = 1e-5  # torchvision's BatchNorm2d default
 GROUPS = 32  # the "32" of 32x4d: cardinality of every 3x3 convolution

@@ -243,9 +243,7 @@ np.save(sys.argv[3], out[compiled.outputs[1]])
 grads = ov_net.compile_network(ov_net.build_stage_gradients(state, "layer3"), threads=1)
 assert not any(k.split(".")[0] in ("torch", "torchvision") for k in sys.modules)
 
-import openvino_telemetry
-assert openvino_telemetry.Telemetry().consent is False, "OpenVINO's telemetry is on"
-assert "CI" not in os.environ
+assert sys.modules.get("openvino_telemetry") is None, "OpenVINO's telemetry was imported"
 assert not (Path.home() / "intel").exists(), "OpenVINO's telemetry wrote its files"
 print("built without torch")
 """
