@@ -225,8 +225,10 @@ class _Tensor(_Inert):
                 base = np.frombuffer(self.storage.data, dtype=dtype, count=self.storage.nbytes // dtype.itemsize)
                 view = np.lib.stride_tricks.as_strided(base[self.offset :], self.shape, [s * dtype.itemsize for s in self.stride],
                                                        writeable=False)
-        if self.dtype.name == "bfloat16":
-            return (view.astype(np.uint32, order="C") << 16).view(np.float32)
+        if self.dtype.name == "bfloat16":  # the upper 16 bits of a float32
+            out = np.empty(self.shape, np.float32)
+            np.left_shift(view, 16, out=out.view(np.uint32), dtype=np.uint32)
+            return out
         if self.dtype.floating:
             return view.astype(np.float32, order="C")
         return view.astype(view.dtype.newbyteorder("="), order="C")
