@@ -77,7 +77,7 @@ def via_torch(path):
         if not bool(torch.isfinite(t).all()):
             return (f"{path}: tensor {name} holds NaN or infinite values; the checkpoint is damaged "
                     "(or was saved from a training run that diverged)")
-    return {k: (v.float() if v.is_floating_point() else v).numpy() for k, v in obj.items()}
+    return {k: (v.float() if v.is_floating_point() else v).detach().numpy() for k, v in obj.items()}
 
 
 def refusal(path):
@@ -208,6 +208,12 @@ def test_official_layout(tmp_path):
     assert ck.num_classes == 1000 and ck.labels[281] == "tabby"  # ImageNet's names when the file has none
 
 
+def _with_attribute(t):
+    t = t.clone()
+    t.note = "fitted"  # torch.save keeps a tensor's Python attributes: _rebuild_from_type_v2(..., {"note": ...})
+    return t
+
+
 def _variants(sd):
     floats = {k: v for k, v in sd.items() if v.is_floating_point()}
     return {
@@ -218,6 +224,8 @@ def _variants(sd):
         "fp16": ({**sd, **{k: v.half() for k, v in floats.items()}}, {}),
         "bf16": ({**sd, **{k: v.bfloat16() for k, v in floats.items()}}, {}),
         "fp64": ({**sd, **{k: v.double() for k, v in floats.items()}}, {}),
+        "nn.Parameter values": ({k: torch.nn.Parameter(v) if v.is_floating_point() else v for k, v in sd.items()}, {}),
+        "a tensor with attributes": ({**sd, "fc.bias": _with_attribute(sd["fc.bias"])} if sd else {}, {}),
         "legacy": (sd, {"_use_new_zipfile_serialization": False}),
         "legacy bf16": ({**sd, **{k: v.bfloat16() for k, v in floats.items()}}, {"_use_new_zipfile_serialization": False}),
     }
