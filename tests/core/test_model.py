@@ -224,10 +224,10 @@ def test_embedded_non_string_labels_are_refused(tmp_path, ten_class_state):
 def test_zip_bomb_is_refused_before_torch_reads_it(tmp_path, monkeypatch):
     import zipfile
 
-    from resnext_gui.core import model as M
+    from resnext_gui.core import checkpoint as C
 
-    assert M.MAX_CHECKPOINT_BYTES >= 4 * 95 * 2**20  # room for the official file and much larger heads
-    monkeypatch.setattr(M, "MAX_CHECKPOINT_BYTES", 8 * 2**20)  # so the test needs no 400 MB of zeros
+    assert C.MAX_CHECKPOINT_BYTES >= 4 * 95 * 2**20  # room for the official file and much larger heads
+    monkeypatch.setattr(C, "MAX_CHECKPOINT_BYTES", 8 * 2**20)  # so the test needs no 400 MB of zeros
     path = tmp_path / "bomb.pth"
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("archive/data.pkl", b"\0" * (16 * 2**20))
