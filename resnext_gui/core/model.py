@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torchvision.models import ResNet, resnext50_32x4d
 
@@ -68,21 +69,26 @@ class LoadedModel:
         return len(self.labels)
 
 
+def load_state(state: dict[str, np.ndarray], device: torch.device | str = "cpu") -> ResNet:
+    """torchvision's network with a checked checkpoint's arrays as its weights, on ``device``, in eval mode."""
+    # the arrays become the network's weights (assign), sharing their memory on the CPU: no copy is made
+    tensors = {k: torch.from_numpy(v) for k, v in state.items()}
+    model = build_model(int(state["fc.weight"].shape[0]), device="meta")
+    for key, value in model.state_dict().items():
+        if key.endswith(".num_batches_tracked") and key not in tensors:
+            tensors[key] = torch.zeros((), dtype=value.dtype)  # a missing BatchNorm step counter starts at 0
+    model.load_state_dict(tensors, strict=True, assign=True)
+    model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
 def load_model(source: WeightsSource, device: torch.device | str = "cpu") -> LoadedModel:
     """Load and check a checkpoint strictly (``read_checkpoint``), then move the network to ``device`` in eval mode."""
     device = torch.device(device) if isinstance(device, str) else device
     checkpoint = read_checkpoint(source)
-    # the checkpoint's arrays become the network's weights (assign), sharing their memory: no copy is made
-    state = {k: torch.from_numpy(v) for k, v in checkpoint.state.items()}
-    model = build_model(checkpoint.num_classes, device="meta")
-    for key, value in model.state_dict().items():
-        if key.endswith(".num_batches_tracked") and key not in state:
-            state[key] = torch.zeros((), dtype=value.dtype)  # a missing BatchNorm step counter starts at 0
-    model.load_state_dict(state, strict=True, assign=True)
-    model.eval().to(device)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return LoadedModel(model, checkpoint.labels, source, device, checkpoint)
+    return LoadedModel(load_state(checkpoint.state, device), checkpoint.labels, source, device, checkpoint)
 
 
 def _check_layer(layer: str) -> None:
