@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
         source = find_weights(args.weights)
         summary["weights"] = {"path": str(source.path), "origin": source.origin,
-                              "variant": source.variant.weights.name if source.variant else None}
+                              "variant": source.variant.name if source.variant else None}
         stage = "model"
         clf = Classifier(source, device=args.device)
         summary["device"] = clf.device.type

@@ -21,6 +21,7 @@ from .backend import BACKENDS, OpenVINOBackend, openvino_available
 from .errors import ImageError
 from .model import LAYERS, LoadedModel, forward_from, forward_to, load_model, resolve_device
 from .preprocess import Prepared, Source, load_and_prepare, source_name
+from .torch_cam import autograd_cams
 from .weights import WeightsSource, find_weights
 
 
@@ -139,9 +140,9 @@ class Classifier:
         source = weights if isinstance(weights, WeightsSource) else find_weights(weights)
         self.loaded: LoadedModel = load_model(source, self.device)
         variant = source.transforms_variant
-        self.transforms = variant.weights.transforms()
-        self.resize = int(self.transforms.resize_size[0])
-        self.crop_size = int(self.transforms.crop_size[0])
+        self.preprocessing = variant.preprocessing
+        self.resize = variant.resize
+        self.crop_size = variant.crop
         self.layer = layer
         self.topk = max(1, min(int(topk), self.loaded.num_classes))
         self.fast_decode = fast_decode
@@ -198,7 +199,7 @@ class Classifier:
 
     # ---- single steps ----
     def prepare(self, source: Source) -> Prepared:
-        return load_and_prepare(source, self.transforms, self.resize, self.crop_size, self.fast_decode)
+        return load_and_prepare(source, self.preprocessing, self.fast_decode)
 
     def _run(self, model: ResNet, batch: torch.Tensor, layer: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(probabilities (N,k), class indices (N,k), maps (N,k,h,w)) from one forward pass."""
@@ -210,7 +211,7 @@ class Classifier:
                 self.note = self._pending_note = f"ran on PyTorch: {exc}"
             else:
                 probs, classes = torch.softmax(logits, dim=1).topk(self.topk, dim=1)
-                maps = cam_mod.last_stage_cams(feats, model.fc.weight, classes)
+                maps = _last_stage_cams(feats, model.fc.weight, classes)
                 return probs, classes, maps
         if layer == "layer4":
             with torch.inference_mode(), self._autocast(batch.device):
@@ -218,13 +219,13 @@ class Classifier:
                 logits = forward_from(model, feats, layer)
             probs, classes = torch.softmax(logits.float(), dim=1).topk(self.topk, dim=1)
             with torch.inference_mode():
-                maps = cam_mod.last_stage_cams(feats.float(), model.fc.weight, classes)
+                maps = _last_stage_cams(feats.float(), model.fc.weight, classes)
         else:
             with torch.no_grad():
                 feats = forward_to(model, batch, layer)
                 logits = forward_from(model, feats, layer)
                 probs, classes = torch.softmax(logits.float(), dim=1).topk(self.topk, dim=1)
-            maps = cam_mod.autograd_cams(lambda a: forward_from(model, a, layer), feats, classes)
+            maps = autograd_cams(lambda a: forward_from(model, a, layer), feats, classes)
         return probs.cpu(), classes.cpu(), maps.float().cpu()
 
     def _autocast(self, device: torch.device) -> AbstractContextManager[Any]:
@@ -239,7 +240,7 @@ class Classifier:
         """Run the model once over already prepared photos (one batch)."""
         layer = layer or self.layer
         start = time.perf_counter()
-        batch = torch.stack([p.tensor for p in items])
+        batch = torch.from_numpy(np.stack([p.tensor for p in items]))
         note = None
         device = self.device
         try:
@@ -299,13 +300,20 @@ class Classifier:
         right (the centre crop is symmetric, so that is the crop of the mirrored photo). Teaching a new head
         uses these: the backbone stays frozen, only ``fc`` is learnt.
         """
-        batch = torch.stack([torch.as_tensor(p.tensor) for p in items]).to(self.device)
+        batch = torch.from_numpy(np.stack([p.tensor for p in items])).to(self.device)
         both = torch.cat([batch, torch.flip(batch, dims=[3])])
         with torch.inference_mode(), self._autocast(both.device):
             pooled = forward_to(self.loaded.model, both, "layer4").mean(dim=(2, 3))  # the network's global average pool
         pooled = pooled.float().cpu()
         n = len(items)
         return torch.stack([pooled[:n], pooled[n:]], dim=1).numpy()
+
+    def features(self, items: list[Prepared]) -> np.ndarray:
+        """(N, 2048, 7, 7) float32: the last stage's activations, from which the Grad-CAM of any head is made."""
+        batch = torch.from_numpy(np.stack([p.tensor for p in items])).to(self.device)
+        with torch.inference_mode():
+            feats = forward_to(self.loaded.model, batch, "layer4")
+        return feats.float().cpu().numpy()
 
     def classify(self, source: Source, keep_image: bool = False, layer: str | None = None) -> Prediction:
         """One photo, start to finish. Bad input gives ``ok=False`` with the reason, never an exception."""
@@ -403,6 +411,13 @@ class Classifier:
             if keep_images:
                 pred.image = item.decoded.image
         return preds
+
+
+def _last_stage_cams(feats: torch.Tensor, fc_weight: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """``cam.last_stage_cams`` (numpy) on torch tensors; the maps come back on the CPU."""
+    maps = cam_mod.last_stage_cams(feats.detach().float().cpu().numpy(), fc_weight.detach().float().cpu().numpy(),
+                                   classes.cpu().numpy())
+    return torch.from_numpy(maps)
 
 
 def cam_overlay(pred: Prediction, rank: int = 1, cmap: str = "jet", opacity: float = 0.5, heatmap_only: bool = False) -> np.ndarray:

@@ -14,6 +14,7 @@ import torch
 from torchvision.models import ResNet, resnext50_32x4d
 
 from .errors import DeviceError, WeightsError
+from .labels import imagenet_labels
 from .weights import DEFAULT_VARIANT, WeightsSource, not_a_regular_file
 
 PARAMETER_COUNT = 25_028_904  # the paper's ResNeXt-50 (32x4d), torchvision's resnext50_32x4d
@@ -254,7 +255,7 @@ def load_model(source: WeightsSource, device: torch.device | str = "cpu") -> Loa
         labels = _sidecar_labels(path)
     if labels is None:
         if num_classes == 1000:
-            labels = list(DEFAULT_VARIANT.weights.meta["categories"])
+            labels = imagenet_labels()
         else:
             labels = [f"class {i}" for i in range(num_classes)]
     if len(labels) != num_classes:

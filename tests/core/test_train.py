@@ -208,13 +208,12 @@ class FakeBackbone:
         self.resize, self.crop_size, self.precision = 40, 32, "fp32"
 
     def prepare(self, path):
-        from torchvision.transforms import v2
+        from resnext_gui.core.preprocess import Preprocessing
 
-        transforms = v2.Compose([v2.ToImage(), v2.Resize(40), v2.CenterCrop(32), v2.ToDtype(torch.float32, scale=True)])
-        return self._prepare(path, transforms, 40, 32, True)
+        return self._prepare(path, Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), True)
 
     def pooled_features(self, items):
-        x = torch.stack([i.tensor for i in items]).flatten(1)
+        x = torch.from_numpy(np.stack([i.tensor for i in items])).flatten(1)
         proj = torch.Generator().manual_seed(0)
         w = torch.randn(x.shape[1], T.FEATURE_DIM, generator=proj)
         f = torch.relu(x @ w)
