@@ -53,7 +53,7 @@ def test_teach_use_and_save(qtbot, settings, checkpoint, photos, tmp_path, monke
         dlg.use_model()
     assert str(factory.made[-1].source.path) == outcome.model_path
     # Save…: copied where the user chose, atomically
-    target = tmp_path / "mine.pth"
+    target = tmp_path / "mine.safetensors"
     with qtbot.waitSignal(win.worker.modelSaved, timeout=30_000) as saved:
         dlg.save_to(str(target))
     assert saved.args == [True, str(target)]
