@@ -674,7 +674,8 @@ def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str], val_fra
 
 def checkpoint_state(clf: Classifier, result: TrainResult) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """The backbone's tensors with the new ``fc``, and the file's metadata: the labels and the provenance (JSON)."""
-    state = {k: np.ascontiguousarray(v) for k, v in _backbone_state(clf).items() if not k.startswith("fc.")}
+    # np.asarray, not np.ascontiguousarray: that makes the 0-d counters (num_batches_tracked) 1-d
+    state = {k: np.asarray(v, order="C") for k, v in _backbone_state(clf).items() if not k.startswith("fc.")}
     state["fc.weight"] = np.ascontiguousarray(result.weight, dtype=np.float32)
     state["fc.bias"] = np.ascontiguousarray(result.bias, dtype=np.float32)
     metadata = {

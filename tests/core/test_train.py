@@ -186,6 +186,9 @@ def test_saved_model_reloads_and_classifies_held_out_crops(taught, photos, tmp_p
         meta = saved.metadata()
         assert saved.get_tensor("fc.weight").tobytes() == taught.result.weight.tobytes()
         backbone = saved.get_tensor("layer4.2.conv3.weight")
+        shapes = {k: tuple(saved.get_slice(k).get_shape()) for k in saved.keys()}
+    expected = {k: tuple(v.shape) for k, v in taught.clf.loaded.model.state_dict().items()}
+    assert shapes == {**expected, "fc.weight": (4, T.FEATURE_DIM), "fc.bias": (4,)}  # 0-d counters stay 0-d
     assert np.array_equal(backbone, taught.clf.loaded.model.state_dict()["layer4.2.conv3.weight"].numpy())
     assert json.loads(meta["labels"]) == taught.result.labels
     prov = json.loads(meta["provenance"])
