@@ -81,6 +81,18 @@ def test_variants_carry_torchvision_s_own_data():
         assert variant.hash_prefix == official.url.rsplit("-", 1)[1].split(".")[0]
 
 
+def test_imagenet_labels_are_torchvision_s_categories():
+    from torchvision.models import ResNeXt50_32X4D_Weights
+
+    from resnext_gui.core.labels import imagenet_labels
+
+    names = imagenet_labels()
+    for weights in ResNeXt50_32X4D_Weights:
+        assert names == weights.meta["categories"]
+    names.append("mine")  # a copy: the next caller still gets the 1000 names
+    assert len(imagenet_labels()) == 1000
+
+
 @pytest.mark.parametrize("name", [
     "resnext50_32x4d-1a0047aa.pth", "resnext50_32x4d-7cdf4587.pth", "model.pth", "a-b-c.tar.gz", "x-ABCDEF.pth",
     "x-.pth", "-0123.safetensors", "weights-12ab.v2-99.pt", "no_hash_here", "", "x-1a2b3c",
