@@ -299,8 +299,11 @@ def main(argv=None) -> int:
     clf_torch = Classifier(weights, device=args.device, backend="torch")
     backend = clf.backend + (f" (note: {clf.note})" if clf.note else "")
     print(f"default backend: {backend}; classify's default batch: {clf.default_batch_size}", flush=True)
-    model, transforms = clf.loaded.model, clf.transforms
-    x = clf.prepare(big[0]).tensor.unsqueeze(0).to(device)
+    from torchvision.models import ResNeXt50_32X4D_Weights
+
+    model = clf.loaded.model
+    transforms = ResNeXt50_32X4D_Weights[clf.source.transforms_variant.name].transforms()  # what a user would call
+    x = torch.from_numpy(clf.prepare(big[0]).tensor).unsqueeze(0).to(device)
 
     def fwd():
         with torch.inference_mode():

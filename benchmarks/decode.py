@@ -27,6 +27,7 @@ from bench import cpu_features, describe_machine, make_photos, weights_path  # n
 
 from resnext_gui.core.classifier import Classifier  # noqa: E402
 from resnext_gui.core.model import forward_to  # noqa: E402
+from resnext_gui.core.preprocess import model_input  # noqa: E402
 
 SCALES = (8, 4, 2, 1)  # libjpeg's DCT scaling: 1/8 ... 1/1
 
@@ -88,7 +89,7 @@ def stand_in_classifier(weights: Path, description: str, photos: list[Path]) -> 
         return clf, description
     model = clf.loaded.model
     with torch.inference_mode():
-        batch = torch.stack([clf.prepare(p).tensor for p in photos])
+        batch = torch.from_numpy(np.stack([clf.prepare(p).tensor for p in photos]))
         feats = forward_to(model, batch, "layer4").mean((2, 3)).double()
     rng = np.random.default_rng(0)
     targets = torch.zeros(len(photos), model.fc.out_features, dtype=torch.float64)
@@ -109,7 +110,10 @@ def main(argv: list[str] | None = None) -> int:
     blobs = [p.read_bytes() for p in big]
     weights, description = weights_path()
     clf, model_desc = stand_in_classifier(weights, description, big)
-    resize, transforms = clf.resize, clf.transforms
+    resize = clf.resize
+
+    def transforms(image: Image.Image) -> torch.Tensor:  # the app's own preprocessing (equal to the weights')
+        return torch.from_numpy(model_input(image, clf.preprocessing))
 
     def probabilities(images: list[Image.Image]) -> torch.Tensor:
         with torch.inference_mode():

@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="teach new classes: one subfolder of photos per class -> a new model file")
     _add_model_options(t)
     t.add_argument("data_dir", metavar="DATA_DIR", help="a folder with one subfolder of photos per class")
-    t.add_argument("--out", required=True, metavar="MODEL", help="where to save the new model (.pth)")
+    t.add_argument("--out", required=True, metavar="MODEL", help="where to save the new model (a .safetensors file)")
     t.add_argument("--val-fraction", type=float, default=0.2, metavar="F",
                    help="share of each class kept aside to check the model (default 0.2)")
     t.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the validation split (default 0)")
@@ -336,11 +336,12 @@ def cmd_classify(args) -> int:
 
 def cmd_train(args) -> int:
     from .core.errors import ResnextGuiError
-    from .core.train import TrainingError, save, train
+    from .core.train import TrainingError, model_path_problem, save, train
 
     out = Path(args.out)
-    if out.is_dir():
-        print(f"resnext-gui: --out {out} is a folder; give a file name for the model", file=sys.stderr)
+    problem = model_path_problem(out)
+    if problem:
+        print(f"resnext-gui: --out {problem}", file=sys.stderr)
         return EXIT_USAGE
     parent = out.parent if str(out.parent) else Path(".")
     if parent.exists() and not os.access(parent, os.W_OK):
@@ -436,7 +437,7 @@ def cmd_weights(args) -> int:
     info = {
         "path": str(source.path),
         "origin": source.origin,
-        "variant": source.variant.weights.name if source.variant else None,
+        "variant": source.variant.name if source.variant else None,
         "size_bytes": size,
         "description": source.describe(),
     }

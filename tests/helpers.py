@@ -334,3 +334,42 @@ def make_mixed_folder(root: Path, photo: Path) -> dict[str, bool]:
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def torch_fit_head(x, y, num_classes: int, l2: float, max_iter: int = 100):
+    """The reference for train.fit_head: the same objective minimised by torch.optim.LBFGS (strong Wolfe).
+
+    Returns the (C, D) float32 weights on the raw features (the fit runs on features divided by their root
+    mean square, as the app's does)."""
+    import numpy as np
+    import torch
+
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
+    scale = float(xt.pow(2).mean().sqrt().clamp_min(1e-12))
+    z = xt / scale
+    w = torch.zeros(num_classes, xt.shape[1], requires_grad=True)
+    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
+                            history_size=20, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(z @ w.T, yt) + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return (w / scale).detach().numpy()
+
+
+def head_loss(weight, x, y, l2: float) -> float:
+    """The objective both fits minimise, evaluated in float64 for weights on the raw features."""
+    import numpy as np
+
+    x = np.asarray(x, np.float64)
+    scale = np.sqrt(np.mean(x * x))
+    logits = (x / scale) @ (np.asarray(weight, np.float64) * scale).T
+    top = logits.max(axis=1, keepdims=True)
+    lse = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
+    w = np.asarray(weight, np.float64) * scale
+    return float(np.mean(lse - logits[np.arange(len(y)), y]) + 0.5 * l2 * np.sum(w * w))

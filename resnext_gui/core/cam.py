@@ -1,59 +1,46 @@
-"""Grad-CAM: exact closed form for the last stage, autograd for earlier ones; colour maps and overlays."""
+"""Grad-CAM of the last stage in closed form (numpy), colour maps and overlays."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-import torch
 from PIL import Image
 
 from .colormap import colorize
 
+LAYERS = ("layer4", "layer3", "layer2")  # the stages a map can be computed at: 7x7, 14x14, 28x28
 
-def normalize_maps(raw: torch.Tensor) -> torch.Tensor:
+
+def normalize_maps(raw: np.ndarray) -> np.ndarray:
     """ReLU, then min-max scale each map (over its last two dims) to [0, 1]. A flat map becomes all zeros."""
-    maps = torch.relu(raw)
-    lo = maps.amin(dim=(-2, -1), keepdim=True)
-    hi = maps.amax(dim=(-2, -1), keepdim=True)
+    maps = np.maximum(np.asarray(raw, dtype=np.float32), np.float32(0.0))
+    lo = maps.min(axis=(-2, -1), keepdims=True)
+    hi = maps.max(axis=(-2, -1), keepdims=True)
     span = hi - lo
-    safe = torch.where(span > 0, span, torch.ones_like(span))
-    return torch.where(span > 0, (maps - lo) / safe, torch.zeros_like(maps))
+    safe = np.where(span > 0, span, np.float32(1.0))
+    out: np.ndarray = np.where(span > 0, (maps - lo) / safe, np.float32(0.0)).astype(np.float32)
+    return out
 
 
-def last_stage_cams(feats: torch.Tensor, fc_weight: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+def last_stage_cams(feats: np.ndarray, fc_weight: np.ndarray, classes: np.ndarray) -> np.ndarray:
     """Grad-CAM of the last stage without a backward pass.
 
     After the last stage come a global average pool over h*w positions and one linear layer, so
     dy_c/dA_k(i, j) = W[c, k] / (h*w) at every position: the Grad-CAM weights are alpha_k = W[c, k] / (h*w).
-    feats: (N, C, h, w); fc_weight: (num_classes, C); classes: (N, k) -> maps (N, k, h, w).
+    feats: (N, C, h, w); fc_weight: (num_classes, C); classes: (N, k) ints -> maps (N, k, h, w), float32.
     """
-    h, w = feats.shape[-2:]
-    alpha = fc_weight[classes].to(feats.dtype) / (h * w)  # (N, k, C)
-    raw = torch.einsum("nkc,nchw->nkhw", alpha, feats)
-    return normalize_maps(raw)
+    feats = np.asarray(feats, dtype=np.float32)
+    n, c, h, w = feats.shape
+    alpha = np.asarray(fc_weight, dtype=np.float32)[np.asarray(classes, dtype=np.int64)] / np.float32(h * w)  # (N, k, C)
+    raw = np.matmul(alpha, feats.reshape(n, c, h * w))  # (N, k, h*w)
+    return normalize_maps(raw.reshape(n, -1, h, w))
 
 
-def autograd_cams(
-    tail: Callable[[torch.Tensor], torch.Tensor], feats: torch.Tensor, classes: torch.Tensor
-) -> torch.Tensor:
-    """Grad-CAM of any stage: gradients of each class logit w.r.t. the stage's activations.
-
-    ``tail`` maps the activations to logits (the rest of the network). One forward of the tail, one
-    backward per requested rank. feats: (N, C, h, w); classes: (N, k) -> maps (N, k, h, w).
-    """
-    with torch.enable_grad():
-        acts = feats.detach().requires_grad_(True)
-        logits = tail(acts)
-        maps = []
-        for j in range(classes.shape[1]):
-            # Images in a batch are independent in eval mode, so the gradient of the sum is per image.
-            score = logits.gather(1, classes[:, j : j + 1]).sum()
-            (grad,) = torch.autograd.grad(score, acts, retain_graph=j + 1 < classes.shape[1])
-            alpha = grad.mean(dim=(2, 3), keepdim=True)
-            maps.append((alpha * acts).sum(dim=1))
-        raw = torch.stack(maps, dim=1).detach()
-    return normalize_maps(raw)
+def grad_cams(acts: np.ndarray, grads: np.ndarray) -> np.ndarray:
+    """Grad-CAM of any stage from its activations (N, C, h, w) and each class's gradients there (N, k, C, h, w):
+    alpha_k = the gradient's mean over positions, map = ReLU(sum_k alpha_k A_k), min-max scaled."""
+    alpha = grads.mean(axis=(3, 4), dtype=np.float32)  # (N, k, C)
+    raw = np.einsum("nkc,nchw->nkhw", alpha, acts, optimize=True)
+    return normalize_maps(raw.astype(np.float32, copy=False))
 
 
 def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any, cast
 import numpy as np
 
 from .errors import WeightsError
+from .labels import imagenet_labels
 from .weights import DEFAULT_VARIANT, WeightsSource, not_a_regular_file
 
 # The official file is 96 MB (25 million float32 numbers); a fine-tune with a much larger head (say 20,000
@@ -688,8 +689,6 @@ def _sidecar_labels(path: Path) -> list[str] | None:
     return None
 
 
-def _imagenet_labels() -> list[str]:
-    return list(DEFAULT_VARIANT.weights.meta["categories"])
 
 
 def _check_architecture(state: dict[str, _Tensor], path: Path) -> int:
@@ -771,7 +770,7 @@ def read_checkpoint(source: WeightsSource) -> Checkpoint:
     if labels is None:
         labels = _sidecar_labels(path)
     if labels is None:
-        labels = _imagenet_labels() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
+        labels = imagenet_labels() if num_classes == 1000 else [f"class {i}" for i in range(num_classes)]
     if len(labels) != num_classes:
         raise WeightsError(f"{path}: the checkpoint has {num_classes} classes but {len(labels)} labels")
     return Checkpoint(arrays, labels, source, digest)

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from . import cam as cam_mod
+from .cam import LAYERS
 from .checkpoint import Checkpoint, read_checkpoint
 from .devices import Device, resolve, torch_installed
 from .errors import ImageError
@@ -66,7 +67,6 @@ class Prediction:
 
 
 PRECISIONS = ("fp32", "bf16")
-LAYERS = ("layer4", "layer3", "layer2")  # the stages a map can be computed at: 7x7, 14x14, 28x28
 MAX_BATCH = 64  # photos per forward pass at most: larger batches only cost memory (activations grow with it)
 
 
@@ -104,11 +104,12 @@ class _Inline:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (stable: the row's maximum is subtracted first), returned as float32."""
-    z = logits.astype(np.float64)
+    """Row-wise softmax in float64, safe from overflow (the row's maximum is subtracted first)."""
+    z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
-    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -147,9 +148,8 @@ class Classifier:
         self.device: Device = resolve(device)
         source = weights if isinstance(weights, WeightsSource) else find_weights(weights)
         self.checkpoint: Checkpoint = read_checkpoint(source)
-        variant = source.transforms_variant
-        self.resize, self.crop_size = variant.resize, variant.crop
-        self.mean, self.std = variant.mean, variant.std
+        self.preprocessing = source.transforms_variant.preprocessing  # the weights' own resize, crop, mean, std
+        self.resize, self.crop_size = self.preprocessing.resize, self.preprocessing.crop
         self.layer = layer
         self.topk = max(1, min(int(topk), self.checkpoint.num_classes))
         self.fast_decode = fast_decode
@@ -214,7 +214,7 @@ class Classifier:
 
     # ---- single steps ----
     def prepare(self, source: Source) -> Prepared:
-        return load_and_prepare(source, self.resize, self.crop_size, self.mean, self.std, self.fast_decode)
+        return load_and_prepare(source, self.preprocessing, self.fast_decode)
 
     def _infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The runtime's forward pass; when OpenVINO fails mid-run, PyTorch computes this batch and the next."""
@@ -242,7 +242,7 @@ class Classifier:
         start = time.perf_counter()
         batch = np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
         feats, logits = self._infer(batch)
-        probs, classes = top_k(softmax(logits), self.topk)
+        probs, classes = top_k(softmax(logits).astype(np.float32), self.topk)
         finite = np.isfinite(logits).all(axis=1) & np.isfinite(probs).all(axis=1)
         maps = self._maps(batch, feats, classes, layer)
         note = self.runtime.take_note() or self._pending_note

@@ -8,12 +8,12 @@ import numpy as np
 import torch
 from torchvision.models import ResNet, resnext50_32x4d
 
+from .cam import LAYERS
 from .checkpoint import Checkpoint, read_checkpoint
 from .errors import DeviceError
 from .weights import WeightsSource
 
 PARAMETER_COUNT = 25_028_904  # the paper's ResNeXt-50 (32x4d), torchvision's resnext50_32x4d
-LAYERS = ("layer4", "layer3", "layer2")
 
 
 def build_model(num_classes: int = 1000, device: torch.device | str | None = None) -> ResNet:

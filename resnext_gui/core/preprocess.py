@@ -1,4 +1,4 @@
-"""File or bytes -> the photo as a viewer shows it (oriented RGB) -> the model's input tensor and crop rectangle."""
+"""File or bytes -> the photo as a viewer shows it (oriented RGB) -> the model's input array and crop rectangle."""
 
 from __future__ import annotations
 
@@ -8,18 +8,13 @@ import re
 import stat
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageError
-
-if TYPE_CHECKING:
-    import torch
 
 Source = str | os.PathLike[str] | bytes
 
@@ -44,11 +39,29 @@ class Decoded:
         return (self.original_size[0] / image.width, self.original_size[1] / image.height)
 
 
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes the network's input: torchvision's ``ImageClassification`` preset.
+
+    The shorter side is scaled to ``resize`` (bilinear, antialiased), the centre ``crop`` x ``crop`` square
+    is cut out, and the 8-bit values are scaled to [0, 1] and normalised by ``mean`` and ``std``.
+    """
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
 @dataclass
 class Prepared:
-    """A model-ready tensor plus what the heatmap needs to land on the right pixels."""
+    """A model-ready array plus what the heatmap needs to land on the right pixels."""
 
-    tensor: torch.Tensor  # (3, crop, crop), normalised
+    tensor: np.ndarray  # (3, crop, crop) float32, normalised
     crop: tuple[float, float, float, float]  # (left, top, right, bottom) in full-resolution photo pixels
     decoded: Decoded
     decode_ms: float
@@ -198,6 +211,27 @@ def source_name(source: Source) -> str:
     return "pasted image" if isinstance(source, (bytes, bytearray)) else str(source)
 
 
+def resized_size(size: tuple[int, int], resize: int) -> tuple[int, int]:
+    """(width, height) after scaling the shorter side to ``resize``, the longer one rounded down as torchvision does."""
+    w, h = size
+    if w <= h:
+        return resize, int(resize * h / w)
+    return int(resize * w / h), resize
+
+
+def _crop_origin(size: tuple[int, int], crop: int) -> tuple[int, int]:
+    """(left, top) of torchvision's ``center_crop``; negative where the image is smaller than the crop.
+
+    torchvision first pads a too-small side with zeros, ``(crop - side) // 2`` before it, then crops at 0;
+    otherwise the offset is ``round((side - crop) / 2)`` (Python's round, halves to even).
+    """
+
+    def origin(side: int) -> int:
+        return -((crop - side) // 2) if crop > side else int(round((side - crop) / 2.0))
+
+    return origin(size[0]), origin(size[1])
+
+
 def crop_rect(size: tuple[int, int], resize: int, crop: int) -> tuple[float, float, float, float]:
     """The centre crop's rectangle in the coordinates of an image of ``size``.
 
@@ -206,28 +240,45 @@ def crop_rect(size: tuple[int, int], resize: int, crop: int) -> tuple[float, flo
     model saw.
     """
     w, h = size
-    if w <= h:
-        new_w, new_h = resize, int(resize * h / w)
-    else:
-        new_w, new_h = int(resize * w / h), resize
-    left = int(round((new_w - crop) / 2.0))
-    top = int(round((new_h - crop) / 2.0))
+    new_w, new_h = resized_size(size, resize)
+    left, top = _crop_origin((new_w, new_h), crop)
     sx, sy = w / new_w, h / new_h
     return (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
 
 
-def prepare(decoded: Decoded, transforms: Callable[..., Any], resize: int, crop: int) -> tuple[Any, tuple[float, float, float, float]]:
-    """The model tensor (exactly ``transforms(image)``) and the crop in full-resolution coordinates."""
+def model_input(image: Image.Image, spec: Preprocessing) -> np.ndarray:
+    """(3, crop, crop) float32: exactly what torchvision's ``weights.transforms()`` makes of this RGB image.
+
+    For a PIL image torchvision resizes with Pillow itself (bilinear, which Pillow always antialiases),
+    crops with Pillow (zeros outside the image), divides by 255 and normalises in float32: the same steps,
+    in the same order and precision, give the same numbers.
+    """
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    target = resized_size(image.size, spec.resize)
+    if target != image.size:
+        image = image.resize(target, Image.Resampling.BILINEAR)
+    left, top = _crop_origin(image.size, spec.crop)
+    if (left, top, image.width, image.height) != (0, 0, spec.crop, spec.crop):
+        image = image.crop((left, top, left + spec.crop, top + spec.crop))
+    pixels = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / np.float32(255.0)
+    mean = np.asarray(spec.mean, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(spec.std, dtype=np.float32).reshape(3, 1, 1)
+    return np.ascontiguousarray((pixels - mean) / std, dtype=np.float32)
+
+
+def prepare(decoded: Decoded, spec: Preprocessing) -> tuple[np.ndarray, tuple[float, float, float, float]]:
+    """The model input (exactly torchvision's ``weights.transforms()(image)``) and the crop in full-resolution coordinates."""
     image = decoded.pixels()
-    tensor = transforms(image)
-    left, top, right, bottom = crop_rect(image.size, resize, crop)
+    tensor = model_input(image, spec)
+    left, top, right, bottom = crop_rect(image.size, spec.resize, spec.crop)
     sx, sy = decoded.scale
     return tensor, (left * sx, top * sy, right * sx, bottom * sy)
 
 
-def load_and_prepare(source: Source, transforms: Callable[..., Any], resize: int, crop: int, fast: bool = True) -> Prepared:
-    """Decode and prepare one photo; ``fast`` lets large JPEGs decode at reduced size (>= 2x ``resize``)."""
+def load_and_prepare(source: Source, spec: Preprocessing, fast: bool = True) -> Prepared:
+    """Decode and prepare one photo; ``fast`` lets large JPEGs decode at reduced size (>= 2x ``spec.resize``)."""
     start = time.perf_counter()
-    decoded = load_image(source, min_side=2 * resize if fast else None)
-    tensor, rect = prepare(decoded, transforms, resize, crop)
+    decoded = load_image(source, min_side=2 * spec.resize if fast else None)
+    tensor, rect = prepare(decoded, spec)
     return Prepared(tensor, rect, decoded, (time.perf_counter() - start) * 1000.0)

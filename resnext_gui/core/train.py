@@ -1,13 +1,15 @@
-"""Teaching new classes: folders of photos -> frozen-backbone features (cached) -> a new linear head -> a checkpoint."""
+"""Teaching new classes: folders of photos -> frozen-backbone features (cached) -> a new linear head -> a model file."""
 
 from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import re
 import time
 import unicodedata
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,7 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from .errors import ImageError, ResnextGuiError
 from .files import atomic_file, cache_root
@@ -31,6 +32,7 @@ FEW_PHOTOS = 10  # per class, warned below
 FEATURE_DIM = 2048
 L2 = 1e-3  # weight of the L2 penalty on the head (features scaled to unit root mean square)
 MAX_LABEL = 100  # characters of a class name
+MODEL_SUFFIX = ".safetensors"  # the format of the model files teaching writes
 FEATURE_BATCH = 8
 
 Progress = Callable[[int, int], None]  # (photos done, photos in all) during feature extraction
@@ -169,12 +171,17 @@ def backbone_sha256(clf: Classifier) -> str:
     """What the features depend on: every backbone tensor (not ``fc``), the preprocessing and the precision."""
     digest = hashlib.sha256()
     digest.update(f"resize={clf.resize} crop={clf.crop_size} precision={clf.precision}".encode())
-    for name, tensor in sorted(clf.loaded.model.state_dict().items()):
+    for name, array in sorted(_backbone_state(clf).items()):
         if name.startswith("fc."):
             continue
         digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
+
+
+def _backbone_state(clf: Classifier) -> dict[str, np.ndarray]:
+    """Every tensor of the classifier's network, by name, as numpy arrays: the checkpoint it was built from."""
+    return dict(clf.checkpoint.state)
 
 
 class FeatureCache:
@@ -347,7 +354,132 @@ def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarra
     return np.array(sorted(train), dtype=np.int64), np.array(sorted(val), dtype=np.int64)
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max_iter: int = 100) -> tuple[np.ndarray, np.ndarray]:
+def _softmax_loss(w: np.ndarray, z: np.ndarray, y: np.ndarray, num_classes: int, l2: float) -> tuple[float, np.ndarray]:
+    """Mean cross-entropy of ``z @ W.T`` plus ``l2 / 2 * |W|^2``, and its gradient, for flat float64 ``w``."""
+    weight = w.reshape(num_classes, z.shape[1])
+    logits = z @ weight.T
+    top = logits.max(axis=1, keepdims=True)
+    e = np.exp(logits - top)
+    total = e.sum(axis=1, keepdims=True)
+    rows = np.arange(len(y))
+    loss = float(np.mean(np.log(total[:, 0]) + top[:, 0] - logits[rows, y])) + 0.5 * l2 * float(np.dot(w, w))
+    p = e / total
+    p[rows, y] -= 1.0
+    grad = (p.T @ z) / len(y) + l2 * weight
+    return loss, grad.ravel()
+
+
+Objective = Callable[[np.ndarray], tuple[float, np.ndarray]]
+
+
+def _cubic_step(t1: float, f1: float, g1: float, t2: float, f2: float, g2: float, lo: float, hi: float) -> float:
+    """The minimiser of the cubic through two points with their slopes, kept within [lo, hi] (the middle if none)."""
+    if t1 != t2:
+        d1 = g1 + g2 - 3.0 * (f1 - f2) / (t1 - t2)
+        square = d1 * d1 - g1 * g2
+        if square >= 0.0:
+            d2 = np.copysign(np.sqrt(square), t2 - t1)
+            denominator = g2 - g1 + 2.0 * d2
+            if denominator != 0.0:
+                t = t2 - (t2 - t1) * (g2 + d2 - d1) / denominator
+                if np.isfinite(t):
+                    return float(min(max(t, lo), hi))
+    return 0.5 * (lo + hi)
+
+
+def _wolfe_step(fun: Objective, x: np.ndarray, f0: float, g0: np.ndarray, d: np.ndarray, t: float,
+                c1: float = 1e-4, c2: float = 0.9, max_evals: int = 25,
+                tol_change: float = 1e-9) -> tuple[float, float, np.ndarray]:
+    """A step ``t`` along ``d`` meeting the strong Wolfe conditions (Nocedal & Wright, algorithms 3.5 and 3.6).
+
+    Returns (t, f, gradient) at the step; t = 0 (with f0, g0) when no lower point was found.
+    """
+    gtd0 = float(g0 @ d)
+    scale = float(np.abs(d).max())
+    prev = (0.0, f0, gtd0, g0)
+    evals = 0
+    bracket: tuple[tuple[float, float, float, np.ndarray], tuple[float, float, float, np.ndarray]] | None = None
+    while evals < max_evals:
+        f, g = fun(x + t * d)
+        evals += 1
+        gtd = float(g @ d)
+        here = (t, f, gtd, g)
+        if not np.isfinite(f) or f > f0 + c1 * t * gtd0 or (evals > 1 and f >= prev[1]):
+            bracket = (prev, here)  # (low, high): the minimum lies between them
+            break
+        if abs(gtd) <= -c2 * gtd0:
+            return t, f, g
+        if gtd >= 0:
+            bracket = (here, prev)
+            break
+        prev, t = here, _cubic_step(prev[0], prev[1], prev[2], t, f, gtd, t * 1.1, t * 10.0)
+    if bracket is None:
+        return prev[0], prev[1], prev[3]
+    low, high = bracket
+    while evals < max_evals and abs(high[0] - low[0]) * scale >= tol_change:
+        left, right = min(low[0], high[0]), max(low[0], high[0])
+        margin = 0.1 * (right - left)
+        t = _cubic_step(low[0], low[1], low[2], high[0], high[1], high[2], left + margin, right - margin)
+        f, g = fun(x + t * d)
+        evals += 1
+        gtd = float(g @ d)
+        here = (t, f, gtd, g)
+        if not np.isfinite(f) or f > f0 + c1 * t * gtd0 or f >= low[1]:
+            high = here
+            continue
+        if abs(gtd) <= -c2 * gtd0:
+            return t, f, g
+        if gtd * (high[0] - low[0]) >= 0:
+            high = low
+        low = here
+    return low[0], low[1], low[3]
+
+
+def _lbfgs(fun: Objective, x0: np.ndarray, max_iter: int, tol_grad: float = 1e-6, tol_change: float = 1e-9,
+           history: int = 20) -> np.ndarray:
+    """Minimise a smooth function with L-BFGS and a strong Wolfe line search; deterministic.
+
+    Stops when the largest gradient entry is at most ``tol_grad``, when the step or the change of the
+    value falls below ``tol_change``, or after ``max_iter`` iterations (the criteria of torch.optim.LBFGS).
+    """
+    x = x0.astype(np.float64, copy=True)
+    f, g = fun(x)
+    pairs: deque[tuple[np.ndarray, np.ndarray, float]] = deque(maxlen=history)
+    gamma = 1.0
+    for iteration in range(max_iter):
+        if float(np.abs(g).max()) <= tol_grad:
+            break
+        q = -g
+        alphas = []
+        for s, y, rho in reversed(pairs):
+            a = rho * float(s @ q)
+            alphas.append(a)
+            q = q - a * y
+        d = gamma * q
+        for (s, y, rho), a in zip(pairs, reversed(alphas), strict=True):
+            d = d + s * (a - rho * float(y @ d))
+        if float(g @ d) > -tol_change:  # not a descent direction (rounding): start again from the gradient
+            pairs.clear()
+            gamma, d = 1.0, -g
+        first = min(1.0, 1.0 / float(np.abs(g).sum())) if iteration == 0 else 1.0
+        t, f_new, g_new = _wolfe_step(fun, x, f, g, d, first, tol_change=tol_change)
+        step = t * d
+        if t == 0.0 or float(np.abs(step).max()) <= tol_change:
+            break
+        change = g_new - g
+        curvature = float(change @ step)
+        if curvature > 1e-10:
+            pairs.append((step, change, 1.0 / curvature))
+            gamma = curvature / float(change @ change)
+        x = x + step
+        done = abs(f_new - f) < tol_change
+        f, g = f_new, g_new
+        if done:
+            break
+    return x
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
     """Weights (C, D) and bias (C,) on the raw pooled features, fitted full-batch with L-BFGS.
 
     The features are divided by one common scale for the fit (their root mean square), and the weights by
@@ -357,35 +489,20 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max
     of all classes sum to zero, so the predicted class always has positive evidence somewhere and its map
     is never empty.
     """
-    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-    yt = torch.from_numpy(np.asarray(y, dtype=np.int64))
-    scale = float(xt.pow(2).mean().sqrt().clamp_min(1e-12))
-    z = xt / scale
-    w = torch.zeros(num_classes, xt.shape[1], requires_grad=True)
-    opt = torch.optim.LBFGS([w], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
-                            history_size=20, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(z @ w.T, yt) + 0.5 * l2 * (w * w).sum()
-        loss.backward()  # type: ignore[no-untyped-call]
-        return loss
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a few thousand small products: threads only add waiting (30x slower on a busy CPU)
-    try:
-        with torch.enable_grad():
-            opt.step(closure)  # type: ignore[no-untyped-call]
-    finally:
-        torch.set_num_threads(threads)
-    with torch.no_grad():
-        weight = w / scale
-    return weight.numpy().copy(), np.zeros(num_classes, np.float32)
+    z = np.asarray(x, dtype=np.float64)
+    labels = np.asarray(y, dtype=np.int64)
+    scale = max(float(np.sqrt(np.mean(z * z))), 1e-12) if z.size else 1.0
+    z = z / scale
+    w = _lbfgs(lambda w: _softmax_loss(w, z, labels, num_classes, l2), np.zeros(num_classes * z.shape[1]), max_iter)
+    weight = (w.reshape(num_classes, z.shape[1]) / scale).astype(np.float32)
+    return weight, np.zeros(num_classes, np.float32)
 
 
 def predict_proba(weight: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.ndarray:
-    logits = torch.from_numpy(np.asarray(x, np.float32)) @ torch.from_numpy(weight).T + torch.from_numpy(bias)
-    return torch.softmax(logits.double(), dim=1).numpy()
+    """(N, C) float64 class probabilities of the head on pooled features (a softmax safe from overflow)."""
+    from .classifier import softmax
+
+    return softmax(np.asarray(x, np.float64) @ np.asarray(weight, np.float64).T + np.asarray(bias, np.float64))
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
@@ -528,7 +645,7 @@ def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str], val_fra
         "base_weights": {
             "file": valid_text(Path(source.path).name),
             "sha256": file_sha256(source.path),
-            "variant": source.variant.weights.name if source.variant is not None else None,
+            "variant": source.variant.name if source.variant is not None else None,
         },
         "backbone_sha256": backbone,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -543,16 +660,21 @@ def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str], val_fra
                        feats.unreadable, provenance, feats.cache_hits, feats.computed, feats.ms, fit_ms)
 
 
-def checkpoint_state(clf: Classifier, result: TrainResult) -> dict[str, Any]:
-    """The backbone's tensors with the new ``fc``: a dict this app's loader (and torchvision) accepts."""
-    state = {k: v.detach().cpu().clone() for k, v in clf.loaded.model.state_dict().items() if not k.startswith("fc.")}
-    state["fc.weight"] = torch.from_numpy(np.ascontiguousarray(result.weight, dtype=np.float32))
-    state["fc.bias"] = torch.from_numpy(np.ascontiguousarray(result.bias, dtype=np.float32))
-    return {"state_dict": state, "labels": list(result.labels), "provenance": _plain(result.provenance)}
+def checkpoint_state(clf: Classifier, result: TrainResult) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    """The backbone's tensors with the new ``fc``, and the file's metadata: the labels and the provenance (JSON)."""
+    # np.asarray, not np.ascontiguousarray: that makes the 0-d counters (num_batches_tracked) 1-d
+    state = {k: np.asarray(v, order="C") for k, v in _backbone_state(clf).items() if not k.startswith("fc.")}
+    state["fc.weight"] = np.ascontiguousarray(result.weight, dtype=np.float32)
+    state["fc.bias"] = np.ascontiguousarray(result.bias, dtype=np.float32)
+    metadata = {
+        "labels": json.dumps(list(result.labels), ensure_ascii=False),
+        "provenance": json.dumps(_plain(result.provenance), ensure_ascii=False),
+    }
+    return state, metadata
 
 
 def _plain(value: Any) -> Any:
-    """Only str, int, float, bool, None, lists and dicts: what ``torch.load(weights_only=True)`` reads back."""
+    """Only str, int, float, bool, None, lists and dicts: what JSON writes and reads back as it was."""
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -562,46 +684,59 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def save(clf: Classifier, result: TrainResult, out: str | os.PathLike[str]) -> Path:
-    """Write the checkpoint atomically: a temporary file in the same folder, renamed into place."""
-    target = Path(out)
+def model_path_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a model can't be written to ``path`` (a folder, a name not ending in .safetensors); None if it can."""
+    target = Path(path)
     if target.is_dir():
-        raise TrainingError(f"{target} is a folder; give a file name for the model (e.g. {target / 'model.pth'})")
+        return f"{target} is a folder; give a file name for the model (e.g. {target / ('model' + MODEL_SUFFIX)})"
+    if target.suffix.lower() != MODEL_SUFFIX:
+        return (f"{target.name}: models are saved in the safetensors format; give a name ending in {MODEL_SUFFIX} "
+                f"(e.g. {target.with_suffix(MODEL_SUFFIX).name})")
+    return None
+
+
+def save(clf: Classifier, result: TrainResult, out: str | os.PathLike[str]) -> Path:
+    """Write the model (``.safetensors``) atomically: a temporary file in the same folder, renamed into place."""
+    from safetensors.numpy import save as safetensors_bytes
+
+    target = Path(out)
+    problem = model_path_problem(target)
+    if problem:
+        raise TrainingError(problem)
+    state, metadata = checkpoint_state(clf, result)
+    data = safetensors_bytes(state, metadata=metadata)
     target.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(target, shared=True) as fh:  # an ordinary file, as any program would create it
-        torch.save(checkpoint_state(clf, result), fh)
+        fh.write(data)
     return target
 
 
 def explain(clf: Classifier, result: TrainResult, path: str | os.PathLike[str], classes: list[int]) -> tuple[Prepared, np.ndarray]:
     """(prepared photo, (len(classes), 7, 7) Grad-CAMs in [0, 1]) of the new head for the given classes."""
     from . import cam as cam_mod
-    from .model import forward_to
 
     item = clf.prepare(path)
-    tensor = item.tensor
-    with torch.inference_mode():
-        feats = forward_to(clf.loaded.model, tensor.unsqueeze(0).to(clf.device), "layer4").float()
-        weight = torch.from_numpy(result.weight).to(feats.device)
-        maps = cam_mod.last_stage_cams(feats, weight, torch.tensor([classes], device=feats.device))
-    return item, maps[0].cpu().numpy()
+    feats = clf.features([item])  # (1, 2048, 7, 7)
+    maps = cam_mod.last_stage_cams(feats, result.weight, np.array([classes], dtype=np.int64))
+    return item, maps[0]
 
 
 KEEP_MODELS = 5  # models taught in the window and not saved elsewhere: the newest few are kept in the cache
 
 
 def new_model_path(folder: str | os.PathLike[str] | None = None) -> Path:
-    """A fresh file name for a model taught in the window (``<cache>/models/taught-<time>.pth``); older ones pruned."""
+    """A fresh file name for a model taught in the window (``<cache>/models/taught-<time>.safetensors``); older ones
+    pruned (``.pth`` ones too, from versions that wrote those)."""
     models = Path(folder) if folder is not None else cache_root() / "models"
     models.mkdir(parents=True, exist_ok=True)
-    old = sorted(models.glob("taught-*.pth"))
+    old = sorted([*models.glob(f"taught-*{MODEL_SUFFIX}"), *models.glob("taught-*.pth")])
     for path in old[: max(0, len(old) - (KEEP_MODELS - 1))]:
         try:
             path.unlink()
         except OSError:
             pass
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-    return models / f"taught-{stamp}.pth"
+    return models / f"taught-{stamp}{MODEL_SUFFIX}"
 
 
 def copy_model(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> Path:
@@ -609,8 +744,9 @@ def copy_model(source: str | os.PathLike[str], target: str | os.PathLike[str]) -
     import shutil
 
     target = Path(target)
-    if target.is_dir():
-        raise TrainingError(f"{target} is a folder; give a file name for the model")
+    problem = model_path_problem(target)
+    if problem:
+        raise TrainingError(problem)
     with atomic_file(target, shared=True) as out, open(source, "rb") as src:
         shutil.copyfileobj(src, out, 1 << 20)
     return target

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
 import socket
 import stat
 import tempfile
@@ -17,11 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import torch.hub
-from torchvision.models import ResNeXt50_32X4D_Weights
-
 from .certs import tls_context
 from .errors import DownloadError, NoWeightsError, WeightsError
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from .resources import assets_dirs
 
 ENV_WEIGHTS = "RESNEXT_GUI_WEIGHTS"
@@ -31,44 +30,37 @@ CHECKPOINT_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 @dataclass(frozen=True)
 class Variant:
-    """One official ImageNet checkpoint: torchvision's weights enum plus what a download is checked against.
+    """One official ImageNet checkpoint: where it lives, how it scored, its preprocessing, and what a
+    download is checked against.
 
     The expected sha256 prefix, size and (where known) full digest belong to the variant, never to the URL
     the bytes come from: a mirror only changes where the bytes come from.
     """
 
     key: str
-    weights: ResNeXt50_32X4D_Weights
+    name: str  # torchvision's name for these weights, e.g. "IMAGENET1K_V2"
+    url: str
+    acc1: float  # ImageNet-1K top-1 accuracy (%), as torchvision lists it
+    resize: int  # the shorter side is scaled to this (bilinear, antialiased)...
+    crop: int  # ...then the centre square of this side is the network's input
     hash_prefix: str  # the sha256 prefix torch.hub embeds in the official file name
     size_bytes: int  # the file's size as torchvision lists it (MiB with three decimals)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
     size_slack: int = 16 * 1024  # how far the real size may be from ``size_bytes`` (rounding of that listing)
     sha512: str | None = None  # the full digest, where a public source pins it (see VARIANTS)
-
-    @property
-    def url(self) -> str:
-        return str(self.weights.url)
 
     @property
     def filename(self) -> str:
         return self.url.rsplit("/", 1)[-1]
 
     @property
-    def acc1(self) -> float:
-        return float(self.weights.meta["_metrics"]["ImageNet-1K"]["acc@1"])
+    def preprocessing(self) -> Preprocessing:
+        """The input these weights were trained for: torchvision's ``weights.transforms()``."""
+        return Preprocessing(self.resize, self.crop, self.mean, self.std)
 
     def describe(self) -> str:
-        return f"ImageNet {self.weights.name} (acc@1 {self.acc1})"
-
-
-def _official(key: str, weights: ResNeXt50_32X4D_Weights, sha512: str | None = None) -> Variant:
-    filename = weights.url.rsplit("/", 1)[-1]
-    return Variant(
-        key,
-        weights,
-        hash_prefix=hash_prefix_of(filename) or "",
-        size_bytes=int(round(weights.meta["_file_size"] * 2**20)),
-        sha512=sha512,
-    )
+        return f"ImageNet {self.name} (acc@1 {self.acc1})"
 
 
 # No public source we could find lists the full sha256 of these two files, so the sha256 check is the
@@ -80,15 +72,27 @@ _V1_SHA512 = (
     "3ca1c24dd3aae60c0d83e510b4d27731f0526b6f9392c0a85ffc18e5fecd8a13"
 )
 
+_HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")  # torch.hub's HASH_REGEX
+
+
 def hash_prefix_of(filename: str) -> str | None:
     """The sha256 prefix torch.hub embeds in checkpoint names (``name-<hex>.pth``), if any."""
-    match = torch.hub.HASH_REGEX.search(filename)
+    match = _HASH_IN_NAME.search(filename)
     return match.group(1) if match else None
 
 
+def _official(key: str, name: str, url: str, acc1: float, file_size_mib: float, resize: int,
+              sha512: str | None = None) -> Variant:
+    return Variant(key, name, url, acc1, resize, crop=224, hash_prefix=hash_prefix_of(url.rsplit("/", 1)[-1]) or "",
+                   size_bytes=int(round(file_size_mib * 2**20)), sha512=sha512)
+
+
+# torchvision's ResNeXt50_32X4D_Weights, copied (tests/core/test_weights.py checks every field against it).
 VARIANTS: dict[str, Variant] = {
-    "v2": _official("v2", ResNeXt50_32X4D_Weights.IMAGENET1K_V2),
-    "v1": _official("v1", ResNeXt50_32X4D_Weights.IMAGENET1K_V1, sha512=_V1_SHA512),
+    "v2": _official("v2", "IMAGENET1K_V2", "https://download.pytorch.org/models/resnext50_32x4d-1a0047aa.pth",
+                    acc1=81.198, file_size_mib=95.833, resize=232),
+    "v1": _official("v1", "IMAGENET1K_V1", "https://download.pytorch.org/models/resnext50_32x4d-7cdf4587.pth",
+                    acc1=77.618, file_size_mib=95.789, resize=256, sha512=_V1_SHA512),
 }
 DEFAULT_VARIANT = VARIANTS["v2"]
 
@@ -120,8 +124,13 @@ class WeightsSource:
 
 
 def hub_checkpoint_dir() -> Path:
-    """Where torchvision keeps downloaded weights: ``$TORCH_HOME/hub/checkpoints``."""
-    return Path(torch.hub.get_dir()) / "checkpoints"
+    """Where torchvision keeps downloaded weights: ``$TORCH_HOME/hub/checkpoints``.
+
+    Computed as ``torch.hub.get_dir()`` does: ``$TORCH_HOME``, else ``$XDG_CACHE_HOME/torch``, else
+    ``~/.cache/torch`` (a variable set to the empty string counts as set, as it does there).
+    """
+    home = os.getenv("TORCH_HOME", os.path.join(os.getenv("XDG_CACHE_HOME", "~/.cache"), "torch"))
+    return Path(os.path.expanduser(home)) / "hub" / "checkpoints"
 
 
 def bundled_weights_dirs() -> list[Path]:

@@ -29,7 +29,7 @@ def fitted(tmp_path_factory, photos):
     path = make_checkpoint(tmp_path_factory.mktemp("fitted") / "fitted.pth", seed=3)
     state = torch.load(path, weights_only=True)
     clf = Classifier(path, device="cpu", backend="torch")
-    batch = torch.stack([clf.prepare(photos[n]).tensor for n in NAMES])
+    batch = torch.from_numpy(np.stack([clf.prepare(photos[n]).tensor for n in NAMES]))
     with torch.inference_mode():
         pooled = torch.flatten(clf.loaded.model.avgpool(forward_to(clf.loaded.model, batch)), 1).double()
     targets = torch.zeros(len(NAMES), 1000, dtype=torch.float64)
@@ -70,7 +70,7 @@ def test_fp32_matches_pytorch_on_real_photos(pair, photos):
 
 def test_fp32_full_probabilities_and_batches_match(pair, photos):
     ref, ov = pair
-    batch = torch.stack([ref.prepare(photos[n]).tensor for n in NAMES])
+    batch = torch.from_numpy(np.stack([ref.prepare(photos[n]).tensor for n in NAMES]))
     with torch.inference_mode():
         expected = torch.softmax(ref.loaded.model(batch), 1)
     feats, logits = ov._ov.infer(batch)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torchvision.models import resnext50_32x4d
 
-from resnext_gui.core import cam
+from resnext_gui.core import cam, torch_cam
 from resnext_gui.core.classifier import Classifier, cam_overlay
 from resnext_gui.core.colormap import colormap
 from resnext_gui.core.model import forward_from, forward_to
@@ -18,7 +18,7 @@ def clf(checkpoint):
 
 @pytest.fixture(scope="module")
 def batch(clf, photos):
-    return torch.stack([clf.prepare(photos[n]).tensor for n in ("chelsea", "astronaut")])
+    return torch.from_numpy(np.stack([clf.prepare(photos[n]).tensor for n in ("chelsea", "astronaut")]))
 
 
 def reference_gradcam(checkpoint, x, layer, classes):
@@ -49,15 +49,34 @@ def reference_gradcam(checkpoint, x, layer, classes):
     return torch.stack(maps)
 
 
-def test_fast_path_equals_autograd_path_on_last_stage(clf, batch):
+def _corr(a, b):
+    a, b = np.ravel(a) - np.mean(a), np.ravel(b) - np.mean(b)
+    return float(a @ b / np.sqrt((a @ a) * (b @ b)))
+
+
+def test_numpy_closed_form_equals_autograd_grad_cam_on_last_stage(clf, batch):
     model = clf.loaded.model
     with torch.no_grad():
         feats = forward_to(model, batch, "layer4")
         classes = forward_from(model, feats, "layer4").topk(5, dim=1).indices
-    fast = cam.last_stage_cams(feats, model.fc.weight, classes)
-    general = cam.autograd_cams(lambda a: forward_from(model, a, "layer4"), feats, classes)
-    assert fast.shape == (2, 5, 7, 7)
-    assert torch.allclose(fast, general, atol=1e-5, rtol=0)
+    fast = cam.last_stage_cams(feats.numpy(), model.fc.weight.detach().numpy(), classes.numpy())
+    general = torch_cam.autograd_cams(lambda a: forward_from(model, a, "layer4"), feats, classes).numpy()
+    assert isinstance(fast, np.ndarray) and fast.dtype == np.float32 and fast.shape == (2, 5, 7, 7)
+    assert np.allclose(fast, general, atol=1e-5, rtol=0)
+    for i in range(2):
+        for k in range(5):
+            if general[i, k].max() > 0:
+                assert _corr(fast[i, k], general[i, k]) >= 0.999
+    assert not np.allclose(fast[:, 0], fast[:, 1])  # distinct classes, distinct maps
+
+
+def test_the_two_normalisations_agree():
+    raw = np.random.default_rng(0).normal(size=(3, 4, 7, 7)).astype(np.float32)
+    raw[0, 0] = 2.0  # a flat map
+    raw[1, 1] = -1.0  # nothing positive
+    got = cam.normalize_maps(raw)
+    assert np.array_equal(got, torch_cam.normalize_maps(torch.from_numpy(raw)).numpy())
+    assert got.dtype == np.float32 and not got[0, 0].any() and not got[1, 1].any()
 
 
 @pytest.mark.slow
@@ -92,11 +111,11 @@ def test_all_five_maps_come_from_one_forward_pass(clf, photos):
 
 
 def test_normalisation():
-    raw = torch.tensor([[[-1.0, 0.0], [2.0, 4.0]]])
+    raw = np.array([[[-1.0, 0.0], [2.0, 4.0]]], np.float32)
     assert cam.normalize_maps(raw).tolist() == [[[0.0, 0.0], [0.5, 1.0]]]
-    for flat in (torch.zeros(1, 3, 3), -torch.ones(1, 3, 3), torch.full((1, 3, 3), 2.0)):
+    for flat in (np.zeros((1, 3, 3)), -np.ones((1, 3, 3)), np.full((1, 3, 3), 2.0)):
         out = cam.normalize_maps(flat)
-        assert torch.equal(out, torch.zeros_like(flat)) and not out.isnan().any()
+        assert np.array_equal(out, np.zeros_like(flat)) and not np.isnan(out).any()
 
 
 def test_colormaps_are_lookup_tables():

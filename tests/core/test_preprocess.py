@@ -13,21 +13,63 @@ from torchvision.transforms import functional as F
 
 from resnext_gui.core.errors import ImageError
 from resnext_gui.core.paths import expand_paths
-from resnext_gui.core.preprocess import crop_rect, load_and_prepare, load_image
+from resnext_gui.core.preprocess import Preprocessing, crop_rect, load_and_prepare, load_image, model_input
+from resnext_gui.core.weights import VARIANTS
 
 V2 = ResNeXt50_32X4D_Weights.IMAGENET1K_V2
 V1 = ResNeXt50_32X4D_Weights.IMAGENET1K_V1
+SPEC = {V2: VARIANTS["v2"].preprocessing, V1: VARIANTS["v1"].preprocessing}
+TOLERANCE = 1e-6  # on the normalised scale, where one 8-bit step is about 0.017
 
 
-@pytest.mark.parametrize("weights,resize", [(V2, 232), (V1, 256)])
-@pytest.mark.parametrize("name", ["chelsea", "astronaut"])
-def test_tensor_equals_weights_transforms_on_lossless_images(photos, name, weights, resize):
-    t = weights.transforms()
-    prepared = load_and_prepare(photos[name], t, resize, 224)
+def assert_same_input(got: np.ndarray, expected: torch.Tensor) -> None:
+    assert isinstance(got, np.ndarray) and got.dtype == np.float32 and got.flags.c_contiguous
+    assert got.shape == tuple(expected.shape)
+    assert np.abs(got - expected.numpy()).max() <= TOLERANCE
+
+
+@pytest.mark.parametrize("weights", [V2, V1], ids=["V2", "V1"])
+@pytest.mark.parametrize("name", ["chelsea", "astronaut", "coffee", "rocket_jpg"])
+def test_input_equals_weights_transforms_on_real_photos(photos, name, weights):
+    prepared = load_and_prepare(photos[name], SPEC[weights], fast=False)
     with Image.open(photos[name]) as im:
-        expected = t(im.convert("RGB"))
+        expected = weights.transforms()(im.convert("RGB"))
     assert prepared.tensor.shape == (3, 224, 224)
-    assert torch.equal(prepared.tensor, expected)
+    assert_same_input(prepared.tensor, expected)
+
+
+SIZES = [(1, 1), (2, 3), (5, 300), (300, 5), (17, 17), (223, 224), (224, 224), (231, 233), (232, 232), (233, 232),
+         (255, 257), (256, 256), (640, 480), (480, 640), (1001, 999), (1199, 3)]
+
+
+@pytest.mark.parametrize("weights", [V2, V1], ids=["V2", "V1"])
+@pytest.mark.parametrize("size", SIZES, ids=[f"{w}x{h}" for w, h in SIZES])
+def test_input_equals_weights_transforms_at_any_size(photos, weights, size):
+    """Odd sides, portrait and landscape, sizes around the resize target, photos far smaller than the crop."""
+    with Image.open(photos["chelsea"]) as im:
+        image = im.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    assert_same_input(model_input(image, SPEC[weights]), weights.transforms()(image))
+
+
+@pytest.mark.parametrize("size", [(10, 10), (10, 13), (11, 12), (30, 5)])
+@pytest.mark.parametrize("crop", [13, 16])
+def test_a_crop_larger_than_the_resized_photo_is_padded_as_torchvision_pads(photos, size, crop):
+    """Not the official variants (their crop is smaller than their resize), but the same rule all the same."""
+    spec = Preprocessing(8, crop)
+    with Image.open(photos["coffee"]) as im:
+        image = im.convert("RGB").resize(size, Image.Resampling.BICUBIC)
+    resized = F.center_crop(F.resize(image, [spec.resize], interpolation=InterpolationMode.BILINEAR), [crop])
+    expected = F.normalize(F.convert_image_dtype(F.pil_to_tensor(resized), torch.float32), spec.mean, spec.std)
+    got = model_input(image, spec)
+    assert_same_input(got, expected)
+    black = (0 - np.array(spec.mean)) / np.array(spec.std)
+    assert np.allclose(got[:, 0, 0], black)  # the resized photo is 8 high: the top row is padding
+
+
+def test_other_modes_are_taken_as_rgb(photos):
+    with Image.open(photos["coffee"]) as im:
+        grey = im.convert("L")
+    assert_same_input(model_input(grey, SPEC[V2]), V2.transforms()(grey.convert("RGB")))
 
 
 def test_exif_orientation_is_applied(tmp_path):
@@ -88,15 +130,14 @@ def test_animated_gif_uses_first_frame(tmp_path):
 
 
 def test_large_jpeg_decodes_reduced_but_at_least_twice_the_target(big_jpeg):
-    t = V2.transforms()
-    fast = load_and_prepare(big_jpeg, t, 232, 224, fast=True)
-    full = load_and_prepare(big_jpeg, t, 232, 224, fast=False)
+    fast = load_and_prepare(big_jpeg, SPEC[V2], fast=True)
+    full = load_and_prepare(big_jpeg, SPEC[V2], fast=False)
     assert full.decoded.image.size == (4000, 3000)
     assert 2 * 232 <= min(fast.decoded.image.size) < 3000
     assert fast.decoded.original_size == full.decoded.original_size == (4000, 3000)
     assert fast.crop == pytest.approx(full.crop, abs=1e-6)
     # the model input barely changes (on the normalised scale, where one 8-bit step is ~0.017)
-    assert (fast.tensor - full.tensor).abs().mean() < 0.02
+    assert np.abs(fast.tensor - full.tensor).mean() < 0.02
 
 
 def _png_header_only(width, height):

@@ -13,7 +13,7 @@ from PIL import Image, ImageEnhance
 from resnext_gui.core import train as T
 from resnext_gui.core.classifier import Classifier
 from resnext_gui.core.errors import NoWeightsError
-from tests.helpers import run_cli
+from tests.helpers import head_loss, run_cli, torch_fit_head
 
 pytestmark = pytest.mark.slow  # teaching runs: features of dozens of photos, seconds each
 
@@ -72,7 +72,7 @@ def taught(tmp_path_factory, photos, checkpoint):
     counter = Counting(clf)
     cache = base / "cache"
     result = T.train(clf, data, val_fraction=0.25, seed=0, cache_dir=cache)
-    model = T.save(clf, result, base / "out" / "mine.pth")
+    model = T.save(clf, result, base / "out" / "mine.safetensors")
     return SimpleNamespace(base=base, data=data, clf=clf, counter=counter, cache=cache, result=result, model=model,
                            first_computed=counter.photos)
 
@@ -116,6 +116,39 @@ def test_shuffled_labels_stay_near_chance(taught):
     assert np.mean(true) >= VAL_ACCURACY_BOUND
 
 
+def test_the_numpy_fit_matches_torch_lbfgs_on_real_features(taught):
+    """The head of the teaching run against torch.optim.LBFGS on the same features: same loss, same answers."""
+    clf = taught.clf
+    feats = T.extract(clf, T.scan(taught.data), T.FeatureCache(taught.cache, T.backbone_sha256(clf)))
+    train, val = T.split(feats.labels, 0.25, 0)
+    x, y = feats.feats[train].reshape(-1, T.FEATURE_DIM), np.repeat(feats.labels[train], 2)
+    reference = torch_fit_head(x, y, 4, T.L2)
+    assert head_loss(taught.result.weight, x, y, T.L2) == pytest.approx(head_loss(reference, x, y, T.L2), rel=1e-4)
+    zeros = np.zeros(4, np.float32)
+    for rows in (feats.feats[train, 0], feats.feats[val, 0]):
+        assert np.array_equal(T.predict_proba(taught.result.weight, zeros, rows).argmax(1),
+                              T.predict_proba(reference, zeros, rows).argmax(1))
+
+
+def test_models_are_saved_as_safetensors_only(taught, tmp_path):
+    for name in ("model.pth", "model.pt", "model"):
+        with pytest.raises(T.TrainingError, match=r"safetensors format.*model\.safetensors"):
+            T.save(taught.clf, taught.result, tmp_path / name)
+        with pytest.raises(T.TrainingError, match="safetensors format"):
+            T.copy_model(taught.model, tmp_path / name)
+    assert not list(tmp_path.iterdir())
+    copied = T.copy_model(taught.model, tmp_path / "copy.safetensors")
+    assert copied.read_bytes() == taught.model.read_bytes()
+    models = tmp_path / "models"
+    models.mkdir()
+    old = [models / f"taught-2020010{i}-000000-000000{'.pth' if i % 2 else '.safetensors'}" for i in range(1, 8)]
+    for path in old:
+        path.write_bytes(b"x")
+    fresh = T.new_model_path(models)
+    assert fresh.suffix == ".safetensors" and fresh.name.startswith("taught-")
+    assert sorted(models.iterdir()) == old[-(T.KEEP_MODELS - 1):]  # the newest few kept, whatever their format
+
+
 def test_the_cache_makes_a_second_run_near_instant(taught):
     """Counted, not timed: the second run computes nothing; new photos and a damaged entry are all it computes."""
     n = 4 * PER_CLASS
@@ -147,9 +180,18 @@ def test_saved_model_reloads_and_classifies_held_out_crops(taught, photos, tmp_p
     assert len(records) == len(files)
     right = sum(rec["top"][0]["label"] == Path(rec["path"]).parent.name for rec in records)
     assert right >= 7  # of 8 held-out crops
-    saved = torch.load(taught.model, weights_only=True)
-    assert saved["labels"] == taught.result.labels
-    prov = saved["provenance"]
+    from safetensors import safe_open
+
+    with safe_open(str(taught.model), framework="np") as saved:
+        meta = saved.metadata()
+        assert saved.get_tensor("fc.weight").tobytes() == taught.result.weight.tobytes()
+        backbone = saved.get_tensor("layer4.2.conv3.weight")
+        shapes = {k: tuple(saved.get_slice(k).get_shape()) for k in saved.keys()}
+    expected = {k: tuple(v.shape) for k, v in taught.clf.loaded.model.state_dict().items()}
+    assert shapes == {**expected, "fc.weight": (4, T.FEATURE_DIM), "fc.bias": (4,)}  # 0-d counters stay 0-d
+    assert np.array_equal(backbone, taught.clf.loaded.model.state_dict()["layer4.2.conv3.weight"].numpy())
+    assert json.loads(meta["labels"]) == taught.result.labels
+    prov = json.loads(meta["provenance"])
     assert prov["base_weights"]["sha256"] == T.file_sha256(taught.clf.source.path)
     assert prov["classes"] == dict(zip(taught.result.labels, taught.result.counts, strict=True))
     assert prov["validation"]["accuracy"] == taught.result.validation["accuracy"]
@@ -176,7 +218,7 @@ def test_cli_train_summary_and_exit_codes(taught, tmp_path):
     env = {"XDG_CACHE_HOME": str(tmp_path / "xdg")}
     cache_dst = tmp_path / "xdg" / "resnext-gui"
     shutil.copytree(taught.cache, cache_dst)  # the features are already known: the CLI only fits
-    out = tmp_path / "cli.pth"
+    out = tmp_path / "cli.safetensors"
     proc = run_cli("train", taught.data, "--out", out, "--weights", taught.clf.source.path, "--device", "cpu",
                    "--val-fraction", "0.25", "--seed", "0", env=env)
     assert proc.returncode == 0, proc.stderr
@@ -186,12 +228,16 @@ def test_cli_train_summary_and_exit_codes(taught, tmp_path):
     assert summary["features"] == {**summary["features"], "computed": 0, "cached": 4 * PER_CLASS}
     assert out.is_file() and "validation accuracy" in proc.stderr
     # no weights at all: refused, saying how to get them
-    proc = run_cli("train", taught.data, "--out", tmp_path / "x.pth", env=env)
-    assert proc.returncode == 2 and "weights fetch" in proc.stderr and not (tmp_path / "x.pth").exists()
+    proc = run_cli("train", taught.data, "--out", tmp_path / "x.safetensors", env=env)
+    assert proc.returncode == 2 and "weights fetch" in proc.stderr and not (tmp_path / "x.safetensors").exists()
+    # another format asked for: refused before any work, with the name to use
+    proc = run_cli("train", taught.data, "--out", tmp_path / "x.pth", "--weights", taught.clf.source.path, env=env)
+    assert proc.returncode == 2 and "safetensors format" in proc.stderr and "x.safetensors" in proc.stderr
+    assert "loading the model" not in proc.stderr and not (tmp_path / "x.pth").exists()
     # a single class: refused
     one = tmp_path / "one"
     shutil.copytree(taught.data / "coffee", one / "coffee")
-    proc = run_cli("train", one, "--out", tmp_path / "y.pth", "--weights", taught.clf.source.path, env=env)
+    proc = run_cli("train", one, "--out", tmp_path / "y.safetensors", "--weights", taught.clf.source.path, env=env)
     assert proc.returncode == 2 and "at least two classes" in proc.stderr
 
 
@@ -208,13 +254,12 @@ class FakeBackbone:
         self.resize, self.crop_size, self.precision = 40, 32, "fp32"
 
     def prepare(self, path):
-        from torchvision.transforms import v2
+        from resnext_gui.core.preprocess import Preprocessing
 
-        transforms = v2.Compose([v2.ToImage(), v2.Resize(40), v2.CenterCrop(32), v2.ToDtype(torch.float32, scale=True)])
-        return self._prepare(path, transforms, 40, 32, True)
+        return self._prepare(path, Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), True)
 
     def pooled_features(self, items):
-        x = torch.stack([i.tensor for i in items]).flatten(1)
+        x = torch.from_numpy(np.stack([i.tensor for i in items])).flatten(1)
         proj = torch.Generator().manual_seed(0)
         w = torch.randn(x.shape[1], T.FEATURE_DIM, generator=proj)
         f = torch.relu(x @ w)

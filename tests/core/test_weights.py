@@ -4,6 +4,7 @@ import hashlib
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -46,7 +47,7 @@ def test_lookup_order(places, monkeypatch):
     places["cache_v2"].unlink()
     got = W.find_weights()
     assert (got.path, got.variant.key) == (places["cache_v1"], "v1")
-    assert got.transforms_variant.weights.transforms().resize_size == [256]  # V1's own preprocessing
+    assert got.transforms_variant.preprocessing.resize == 256  # V1's own preprocessing
     places["cache_v1"].unlink()
     with pytest.raises(NoWeightsError):
         W.find_weights()
@@ -57,6 +58,70 @@ def test_hub_cache_follows_torch_home(tmp_path, monkeypatch):
     assert W.hub_checkpoint_dir() == tmp_path / "th" / "hub" / "checkpoints"
     assert W.VARIANTS["v2"].filename == "resnext50_32x4d-1a0047aa.pth"
     assert W.VARIANTS["v1"].filename == "resnext50_32x4d-7cdf4587.pth"
+
+
+def test_variants_carry_torchvision_s_own_data():
+    """Every field the app copied from torchvision's weights enum, checked against the enum itself."""
+    from torchvision.models import ResNeXt50_32X4D_Weights
+    from torchvision.transforms import InterpolationMode
+
+    assert sorted(v.name for v in W.VARIANTS.values()) == sorted(w.name for w in ResNeXt50_32X4D_Weights)
+    assert W.DEFAULT_VARIANT.name == ResNeXt50_32X4D_Weights.DEFAULT.name
+    for variant in W.VARIANTS.values():
+        official = ResNeXt50_32X4D_Weights[variant.name]
+        assert variant.url == official.url
+        assert variant.size_bytes == int(round(official.meta["_file_size"] * 2**20))
+        assert variant.acc1 == official.meta["_metrics"]["ImageNet-1K"]["acc@1"]
+        assert variant.describe() == f"ImageNet {official.name} (acc@1 {variant.acc1})"
+        transforms = official.transforms()
+        spec = variant.preprocessing
+        assert [spec.resize] == list(transforms.resize_size) and [spec.crop] == list(transforms.crop_size)
+        assert list(spec.mean) == list(transforms.mean) and list(spec.std) == list(transforms.std)
+        assert transforms.interpolation == InterpolationMode.BILINEAR and transforms.antialias  # what preprocess does
+        assert variant.hash_prefix == official.url.rsplit("-", 1)[1].split(".")[0]
+
+
+def test_imagenet_labels_are_torchvision_s_categories():
+    from torchvision.models import ResNeXt50_32X4D_Weights
+
+    from resnext_gui.core.labels import imagenet_labels
+
+    names = imagenet_labels()
+    for weights in ResNeXt50_32X4D_Weights:
+        assert names == weights.meta["categories"]
+    names.append("mine")  # a copy: the next caller still gets the 1000 names
+    assert len(imagenet_labels()) == 1000
+
+
+@pytest.mark.parametrize("name", [
+    "resnext50_32x4d-1a0047aa.pth", "resnext50_32x4d-7cdf4587.pth", "model.pth", "a-b-c.tar.gz", "x-ABCDEF.pth",
+    "x-.pth", "-0123.safetensors", "weights-12ab.v2-99.pt", "no_hash_here", "", "x-1a2b3c",
+])
+def test_hash_prefix_is_found_as_torch_hub_finds_it(name):
+    import torch.hub
+
+    match = torch.hub.HASH_REGEX.search(name)
+    assert W.hash_prefix_of(name) == (match.group(1) if match else None)
+
+
+@pytest.mark.parametrize("env", [
+    {},
+    {"TORCH_HOME": "{tmp}/th"},
+    {"XDG_CACHE_HOME": "{tmp}/xdg"},
+    {"TORCH_HOME": "{tmp}/th", "XDG_CACHE_HOME": "{tmp}/xdg"},
+    {"TORCH_HOME": "~/torch-here"},
+    {"XDG_CACHE_HOME": "~/cache-here"},
+    {"TORCH_HOME": ""},
+])
+def test_hub_checkpoint_dir_is_torch_hub_s(env, tmp_path, monkeypatch):
+    import torch.hub
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for var in ("TORCH_HOME", "XDG_CACHE_HOME", "TORCH_HUB"):
+        monkeypatch.delenv(var, raising=False)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value.format(tmp=tmp_path))
+    assert W.hub_checkpoint_dir() == Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def test_named_file_must_exist(tmp_path, monkeypatch):

@@ -70,18 +70,15 @@ class FakeTeachable(FakeClassifier):
         self.resize, self.crop_size, self.precision = 40, 32, "fp32"
 
     def prepare(self, source):
-        import torch
-        from torchvision.transforms import v2
+        from resnext_gui.core.preprocess import Preprocessing, load_and_prepare
 
-        from resnext_gui.core.preprocess import load_and_prepare
-
-        transforms = v2.Compose([v2.ToImage(), v2.Resize(40), v2.CenterCrop(32), v2.ToDtype(torch.float32, scale=True)])
-        return load_and_prepare(source, transforms, 40, 32, True)
+        return load_and_prepare(source, Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), True)
 
     def pooled_features(self, items):
+        import numpy as np
         import torch
 
-        x = torch.stack([i.tensor for i in items]).flatten(1)
+        x = torch.from_numpy(np.stack([i.tensor for i in items])).flatten(1)
         w = torch.randn(x.shape[1], 2048, generator=torch.Generator().manual_seed(0))
         f = torch.relu(x @ w)
         return torch.stack([f, f.flip(1)], 1).numpy()

@@ -53,12 +53,17 @@ def test_teach_use_and_save(qtbot, settings, checkpoint, photos, tmp_path, monke
         dlg.use_model()
     assert str(factory.made[-1].source.path) == outcome.model_path
     # Save…: copied where the user chose, atomically
-    target = tmp_path / "mine.pth"
+    target = tmp_path / "mine.safetensors"
     with qtbot.waitSignal(win.worker.modelSaved, timeout=30_000) as saved:
         dlg.save_to(str(target))
     assert saved.args == [True, str(target)]
     assert target.read_bytes() == Path(outcome.model_path).read_bytes()
     assert dlg.saved_label.text().startswith("Saved")
+    # models are safetensors files: another suffix is refused with the name to use, and nothing is written
+    with qtbot.waitSignal(win.worker.modelSaved, timeout=30_000) as refused:
+        dlg.save_to(str(tmp_path / "mine.pth"))
+    assert refused.args[0] is False and "safetensors format" in refused.args[1] and "mine.safetensors" in refused.args[1]
+    assert "safetensors format" in dlg.saved_label.text() and not (tmp_path / "mine.pth").exists()
     win.close()
 
 
