@@ -264,8 +264,11 @@ def device_without_memory(clf):
         if args[0].device.type != "cpu":
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    handle = clf.loaded.model.conv1.register_forward_pre_hook(no_memory)
-    clf.device = torch.device("meta")
+    from resnext_gui.core.devices import Device
+
+    assert clf.backend == "torch", "out of memory is the PyTorch runtime's case"
+    handle = clf.runtime.model.conv1.register_forward_pre_hook(no_memory)
+    clf.runtime.device = Device("meta")
     return handle
 
 

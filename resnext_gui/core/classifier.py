@@ -106,9 +106,10 @@ class _Inline:
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Row-wise softmax in float64, safe from overflow (the row's maximum is subtracted first)."""
     z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    out: np.ndarray = e / e.sum(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", over="ignore"):  # scores that are not finite give NaN, refused by the caller
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        out: np.ndarray = e / e.sum(axis=1, keepdims=True)
     return out
 
 

@@ -182,19 +182,28 @@ def _output(node: ov.Node, name: str) -> ov.Node:
     return ops.result(node, name=name)
 
 
+def _tagged(results: list[ov.Node], tag: bytes | None) -> list[ov.Node]:
+    """``tag`` as a last, constant output "tag" (uint8): compiled into the network, so a compiled network read
+    back from a cache can show which checkpoint it was built from."""
+    if tag is None:
+        return results
+    return [*results, _output(_const(np.frombuffer(tag, np.uint8), np.uint8), "tag")]
+
+
 def build_network(state: Mapping[str, np.ndarray], uint8_input: bool = False,
-                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> ov.Model:
+                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                  tag: bytes | None = None) -> ov.Model:
     """torchvision's resnext50_32x4d in eval mode, its BatchNorms folded into the convolutions.
 
     Input "pixels": float32 [N, 3, 224, 224], normalised as the weights' transforms do; with ``uint8_input``
     uint8 [N, 224, 224, 3] RGB instead, scaled and normalised (``mean``, ``std``) inside the graph.
-    Outputs: [0] "layer4", the last stage's activations [N, 2048, 7, 7]; [1] "logits" [N, classes].
-    A checkpoint that is not a ResNeXt-50 32x4d is a WeightsError.
+    Outputs: [0] "layer4", the last stage's activations [N, 2048, 7, 7]; [1] "logits" [N, classes]; with
+    ``tag``, [2] "tag" (see _tagged). A checkpoint that is not a ResNeXt-50 32x4d is a WeightsError.
     """
     param, x = _pixels(uint8_input, mean, std)
     net = _forward(state, x)
     results = [_output(net.stages["layer4"], "layer4"), _output(net.logits, "logits")]
-    return ov.Model(results, [param], "resnext50_32x4d")
+    return ov.Model(_tagged(results, tag), [param], "resnext50_32x4d")
 
 
 def _mask(g: ov.Node, activation: ov.Node, nk: ov.Node, tail: Sequence[int]) -> ov.Node:
@@ -219,13 +228,15 @@ def _block_input_grad(g: ov.Node, block: _Block, nk: ov.Node) -> ov.Node:
 
 
 def build_stage_gradients(state: Mapping[str, np.ndarray], layer: str, uint8_input: bool = False,
-                          mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> ov.Model:
+                          mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
+                          tag: bytes | None = None) -> ov.Model:
     """The network plus Grad-CAM's gradients at an earlier stage, by backpropagation inside the graph.
 
     Inputs: "pixels" as in build_network; "seed" float32 [N, K, 2048], the classifier rows of the K classes
     asked for, per photo. Outputs: [0] "logits" [N, classes]; [1] the stage's activations ``layer`` [N, Cs, h, w]
     (layer3: 1024x14x14, layer2: 512x28x28); [2] "<layer>_grad" [N, K, Cs, h, w], the gradient of
     ``seed[n, k] . avgpool(layer4)`` with respect to them: d logit_c / d activations when seed is fc.weight[c].
+    With ``tag``, [3] "tag" (see _tagged).
     """
     if layer not in GRADIENT_LAYERS:
         raise ValueError(f"unknown layer {layer!r} for in-graph gradients: choose one of {', '.join(GRADIENT_LAYERS)}")
@@ -250,7 +261,7 @@ def build_stage_gradients(state: Mapping[str, np.ndarray], layer: str, uint8_inp
     tail = (channels[layer], first.size_in, first.size_in)
     grad = ops.reshape(g, ops.concat([nk, _const(tail, np.int64)], 0), special_zero=False)
     results = [_output(net.logits, "logits"), _output(net.stages[layer], layer), _output(grad, f"{layer}_grad")]
-    return ov.Model(results, [param, seed], f"resnext50_32x4d_{layer}_gradients")
+    return ov.Model(_tagged(results, tag), [param, seed], f"resnext50_32x4d_{layer}_gradients")
 
 
 def compile_network(model: ov.Model, precision: str = "fp32", threads: int | None = None,

@@ -204,7 +204,7 @@ def test_non_finite_scores_are_never_reported(checkpoint, photos):
     import math
 
     clf = Classifier(checkpoint, device="cpu", backend="torch")  # edits the PyTorch network in place
-    clf.loaded.model.fc.bias.fill_(float("inf"))  # a model that overflows (load refuses such files)
+    clf.runtime.model.fc.bias.fill_(float("inf"))  # a model that overflows (load refuses such files)
     pred = clf.classify(photos["coffee"])
     assert not pred.ok and "not finite" in pred.error
     record = pred.to_record()
