@@ -132,6 +132,14 @@ class ImageView(QWidget):
         self.placeholder = text
         self.update()
 
+    def shown_map(self) -> np.ndarray | None:
+        """The 8-bit heatmap shown now (colour-map indices), if any."""
+        return self._map
+
+    def photo_width(self) -> int:
+        """The width in pixels of the image shown (a thumbnail until the full photo is there); 0 without one."""
+        return self._photo.width() if self._photo is not None else 0
+
     def has_photo(self) -> bool:
         return self._photo is not None
 

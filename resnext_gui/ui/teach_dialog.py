@@ -27,9 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..worker import Misclassified, TrainOutcome, Worker
+from ..worker import Misclassified, SaveModelJob, TrainJob, TrainOutcome, Worker
 from .drops import read_mime
 from .image_view import ImageView
+from .messages import Messages
 from .text import plain_tooltip
 
 INTRO = ("Teach the model your own classes. Put the photos of each class in a folder of its own, named after "
@@ -83,7 +84,7 @@ class TeachDialog(QDialog):
 
     modelUsed = Signal(str)  # path of the taught model the window switched to
 
-    def __init__(self, worker: Worker, device: str = "auto", parent: QWidget | None = None) -> None:
+    def __init__(self, worker: Worker, messages: Messages, device: str = "auto", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.worker, self.device = worker, device
         self.setWindowTitle("Teach New Classes")
@@ -96,10 +97,9 @@ class TeachDialog(QDialog):
         self.pages.addWidget(self._build_result())
         layout = QVBoxLayout(self)
         layout.addWidget(self.pages)
-        worker.trainProgress.connect(self._on_progress)
-        worker.trainFinished.connect(self._on_finished)
-        worker.trainFailed.connect(self._on_failed)
-        worker.modelSaved.connect(self._on_saved)
+        messages.route(TrainJob, lambda job, outcome: self._on_finished(outcome), lambda job, message: self._on_failed(message),
+                       lambda job, done, total: self._on_progress(done, total))
+        messages.route(SaveModelJob, lambda job, path: self._on_saved(True, path), lambda job, message: self._on_saved(False, message))
         self.resize(760, 560)
 
     # ---- setup page ----
