@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from ..worker import THUMB_SIDE, PhotoResult, PhotoSource
@@ -348,11 +348,17 @@ class GalleryDelegate(QStyledItemDelegate):
         fm = option.fontMetrics  # type: ignore[attr-defined]
         width = rect.width() - 8
         y = icon.bottom() + 4
-        for line, mode in ((photo.caption(), Qt.TextElideMode.ElideRight), (_basename(photo.name), Qt.TextElideMode.ElideMiddle)):
-            painter.drawText(QRect(rect.x() + 4, y, width, fm.height()), Qt.AlignmentFlag.AlignHCenter,
-                             fm.elidedText(line, mode, width))
+        for line in self.lines(photo, fm, width):
+            painter.drawText(QRect(rect.x() + 4, y, width, fm.height()), Qt.AlignmentFlag.AlignHCenter, line)
             y += fm.height()
         painter.restore()
+
+    @staticmethod
+    def lines(photo: Photo, fm: QFontMetrics, width: int) -> list[str]:
+        """The two lines under the thumbnail as painted: the answer (cut at its end), the file name (cut in
+        the middle, so its extension shows)."""
+        return [fm.elidedText(photo.caption(), Qt.TextElideMode.ElideRight, width),
+                fm.elidedText(_basename(photo.name), Qt.TextElideMode.ElideMiddle, width)]
 
 
 def _basename(name: str) -> str:

@@ -84,10 +84,10 @@ def test_an_old_photo_selected_mid_batch_shows_at_once_and_in_full_before_the_ba
         assert win.photos.display(old.item_id) is None  # evicted: only its thumbnail is kept
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: i == old.item_id):
             win.select(old)
-            assert win.view.has_photo() and win.view._photo.width() < 200  # the thumbnail, at once
-            assert win.current_map() is not None  # and its heatmap
+            assert win.view.has_photo() and win.view.photo_width() < 200  # the thumbnail, at once
+            assert win.presenter.current_map() is not None  # and its heatmap
             gate.set()
-        assert win.view._photo.width() == 600  # the full view, while the batch is still running
+        assert win.view.photo_width() == 600  # the full view, while the batch is still running
         assert any(p.status is Status.QUEUED for p in win.photos)
         order = [name for name, _ in factory.made[0].calls]
         assert order[:4] == [f"early{i:02}.png" for i in range(3)] + ["late00.png"]
@@ -104,13 +104,13 @@ def test_an_interrupted_download_ends_with_a_message_and_download_usable_again(q
         monkeypatch.setenv("RESNEXT_GUI_WEIGHTS_URL", f"{srv.base}/chunked-drop/mirror.pth")
         win = open_window(qtbot, settings, None, state="missing")
         try:
-            qtbot.mouseClick(win.download_button, Qt.MouseButton.LeftButton)
-            assert win.download_dialog is not None and not win.download_button.isEnabled()
-            qtbot.waitUntil(lambda: win.download_dialog is None, timeout=30_000)
-            assert win.last_message is not None and win.last_message.windowTitle() == "Download failed"
-            assert win.last_message.text()
-            assert win.download_button.isEnabled() and win.download_action.isEnabled()
-            assert win.model_state == "missing" and win.banner.isVisible()
+            qtbot.mouseClick(win.model.banner.download_button, Qt.MouseButton.LeftButton)
+            assert win.model.download_dialog is not None and not win.model.banner.download_button.isEnabled()
+            qtbot.waitUntil(lambda: win.model.download_dialog is None, timeout=30_000)
+            assert win.messages.last_message is not None and win.messages.last_message.windowTitle() == "Download failed"
+            assert win.messages.last_message.text()
+            assert win.model.banner.download_button.isEnabled() and win.actions["download"].isEnabled()
+            assert win.model.state == "missing" and win.model.banner.isVisible()
             hub = isolated_env / "torch" / "hub" / "checkpoints"
             assert not hub.exists() or not any(hub.iterdir())  # nothing half-written was left behind
         finally:
@@ -121,9 +121,9 @@ def test_a_refused_weights_file_leaves_the_status_bar_naming_the_model_in_use(qt
     bad = tmp_path / "notes.pth"
     bad.write_text("not a checkpoint")
     with qtbot.waitSignal(window.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "failed"):
-        window.load_weights(str(bad))
-    assert window.device_label.text() == window.model_info.device and "Loading" not in window.device_label.text()
-    assert window.last_message.icon() == QMessageBox.Icon.Warning
+        window.model.load_weights(str(bad))
+    assert window.model.device_label.text() == window.model.info.device and "Loading" not in window.model.device_label.text()
+    assert window.messages.last_message.icon() == QMessageBox.Icon.Warning
 
 
 def test_a_photo_deleted_after_it_was_classified_says_so_when_selected(qtbot, settings, photos, tmp_path):
@@ -139,10 +139,10 @@ def test_a_photo_deleted_after_it_was_classified_says_so_when_selected(qtbot, se
         files[0].unlink()
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: i == first.item_id):
             win.select(first)
-        assert "does not exist" in win.top5.message.text() and "thumbnail" in win.top5.message.text()
-        assert win.view.has_photo() and len([r for r in win.top5.rows if r.isVisible()]) == 5
+        assert "does not exist" in win.controls.top5.message.text() and "thumbnail" in win.controls.top5.message.text()
+        assert win.view.has_photo() and len([r for r in win.controls.top5.rows if r.isVisible()]) == 5
         win.select(second)  # every control still works
-        assert win.top5.message.text() == "" and win.view._photo.width() == 600
+        assert win.controls.top5.message.text() == "" and win.view.photo_width() == 600
     finally:
         win.close()
 
@@ -156,9 +156,9 @@ def test_a_failed_recompute_says_so_and_keeps_showing_what_is_current(qtbot, set
         photo = win.current_photo()
         photo_path.unlink()
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: photo.note is not None):
-            win.layer_box.setCurrentIndex(1)
+            win.controls.layer_box.setCurrentIndex(1)
         assert photo.result.layer == "layer4"
-        assert "Could not compute the new heatmap" in win.top5.message.text() and "last stage" in win.top5.message.text()
-        assert win.top5.title.text().endswith("heatmap: last stage")
+        assert "Could not compute the new heatmap" in win.controls.top5.message.text() and "last stage" in win.controls.top5.message.text()
+        assert win.controls.top5.title.text().endswith("heatmap: last stage")
     finally:
         win.close()
