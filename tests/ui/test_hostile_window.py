@@ -16,8 +16,8 @@ MARKUP_NAME = "<img src=&#47;dev&#47;zero><b>espresso 99%"  # the same, as a fil
 class MarkupFactory(FakeFactory):
     """Every class label carries markup, as a hostile checkpoint's labels could."""
 
-    def __call__(self, weights, device):
-        clf = super().__call__(weights, device)
+    def __call__(self, weights, device, **options):
+        clf = super().__call__(weights, device, **options)
         clf.labels = [f"{MARKUP} {i}" for i in range(1000)]
         return clf
 
@@ -75,8 +75,8 @@ def test_cancel_on_a_stalled_mirror_takes_effect_at_once(qtbot, settings, monkey
             qtbot.waitUntil(srv.stalled.is_set, timeout=30_000)
             cancel = next(b for b in win.model.download_dialog.findChildren(QPushButton) if b.text() == "Cancel")
             qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
-            # generous bound for a loaded machine; a blocking read would hold this for the socket timeout
-            qtbot.waitUntil(lambda: win.model.download_dialog is None, timeout=5_000)
+            qtbot.waitUntil(lambda: win.model.download_dialog is None, timeout=MODEL_TIMEOUT)
+            assert not srv.stall_over.is_set()  # ended by the cancel, while the mirror still held the connection
             assert "cancelled" in win.statusBar().currentMessage().lower() and win.model.banner.download_button.isEnabled()
             assert win.messages.last_message is None  # a cancel is not reported as a failure
         finally:

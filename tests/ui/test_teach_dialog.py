@@ -6,8 +6,8 @@ import numpy as np
 from PIL import Image, ImageEnhance
 from PySide6.QtCore import QMimeData, QUrl
 
-from tests.ui.conftest import drop, open_window
 from resnext_gui.worker import SaveModelJob, TrainJob
+from tests.ui.conftest import drop, open_window
 from tests.ui.fakes import FakeFactory
 
 

@@ -12,7 +12,6 @@ from resnext_gui.worker import (
     JobQueue,
     LoadJob,
     ModelInfo,
-    ModelMissing,
     RecomputeJob,
     SaveModelJob,
     TrainJob,
