@@ -9,6 +9,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from PySide6.QtCore import QObject, Signal
+
+from resnext_gui.worker import ClassifyJob, DownloadJob, LoadJob, RecomputeJob, ViewJob
 
 
 class FakeClassifier:
@@ -90,3 +93,61 @@ class FakeFactory:
         self.made.append(clf)
         self.options.append({"backend": backend, "precision": precision, "progress": progress})
         return clf
+
+
+class FakeWorker(QObject):
+    """The Worker's interface without its thread: records every request; a test answers with ``answer``/``fail``."""
+
+    loading = Signal(str)
+    progress = Signal(object, int, int)
+    finished = Signal(object, object)
+    failed = Signal(object, str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.jobs: list = []  # every job asked for, in order
+        self.waiting: list = []  # batch jobs not yet answered nor dropped
+        self.weights: str | None = "fake.pth"
+        self.cancelled_downloads = 0
+
+    def _put(self, job):
+        self.jobs.append(job)
+        if not job.interactive:
+            self.waiting.append(job)
+        return job
+
+    def classify(self, item_id, source, layer="layer4"):
+        return self._put(ClassifyJob(item_id, source, layer))
+
+    def recompute(self, item_id, source, layer):
+        return self._put(RecomputeJob(item_id, source, layer))
+
+    def view(self, item_id, source):
+        return self._put(ViewJob(item_id, source))
+
+    def load(self, weights, device, explicit=True, backend=None, precision=None):
+        self.weights = weights
+        return self._put(LoadJob(weights, device, explicit, backend, precision))
+
+    def download(self, variant="v2", url=None):
+        return self._put(DownloadJob(variant, url))
+
+    def cancel_download(self):
+        self.cancelled_downloads += 1
+
+    def cancel_batch(self):
+        dropped, self.waiting = [j.item_id for j in self.waiting], []
+        return dropped
+
+    def of(self, kind):
+        return [j for j in self.jobs if isinstance(j, kind)]
+
+    def answer(self, job, result):
+        if job in self.waiting:
+            self.waiting.remove(job)
+        self.finished.emit(job, result)
+
+    def fail(self, job, message):
+        if job in self.waiting:
+            self.waiting.remove(job)
+        self.failed.emit(job, message)

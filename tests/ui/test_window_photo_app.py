@@ -3,16 +3,11 @@
 import json
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from resnext_gui.core.classifier import TopClass
-from resnext_gui.ui.drops import read_mime
-from resnext_gui.ui.gallery import CELL, GalleryDelegate, GalleryModel, Status
-from resnext_gui.ui.gallery_filter import GalleryFilter
-from resnext_gui.ui.image_view import ImageView
-from resnext_gui.worker import PhotoResult
+from resnext_gui.ui.gallery import CELL, GalleryDelegate, Status
 from tests.helpers import copies
 from tests.ui.conftest import MODEL_TIMEOUT, drop_and_list, open_window, wait_all_done
 from tests.ui.fakes import FakeFactory
@@ -31,15 +26,6 @@ def _done(qtbot, win, paths):
 
 
 # ---------------------------------------------------------------- defects
-def test_a_browser_drag_with_a_link_and_the_image_bytes_uses_the_image_named_after_the_link(photos):
-    mime = QMimeData()
-    mime.setUrls([QUrl("https://example.com/pics/tabby.png?s=1")])
-    mime.setData("image/png", photos["chelsea"].read_bytes())
-    dropped = read_mime(mime)
-    assert not dropped.refused and dropped.data[0][1] == "tabby.png"
-    assert isinstance(dropped.data[0][0], bytes)
-
-
 def test_a_chosen_weights_file_is_remembered_and_offered_under_recent(qtbot, settings, tmp_path, monkeypatch):
     from resnext_gui.ui.main_window import MainWindow
 
@@ -233,37 +219,7 @@ def test_keyboard_reaches_every_control_and_moves_between_classes(qtbot, fwin, p
     assert fwin.controls.top5.rows[1].hasFocus() and fwin.presenter.selected_rank == 2
 
 
-# ---------------------------------------------------------------- zoom, title
-def test_zoom_fit_actual_size_and_pan(qtbot):
-    view = ImageView()
-    qtbot.addWidget(view)
-    view.resize(800, 600)
-    small = QImage(400, 300, QImage.Format.Format_RGB32)
-    view.set_photo(small)
-    assert view.scale() == 1.0  # a small photo at its own size, not blown up
-    big = QImage(3200, 2400, QImage.Format.Format_RGB32)
-    view.set_photo(big)
-    assert view.scale() == pytest.approx(0.25) and view.zoom is None
-    view.setFocus()
-    qtbot.keyClick(view, Qt.Key.Key_Plus)
-    assert view.zoom == pytest.approx(0.3125)
-    view.actual_size()
-    assert view.zoom == 1.0
-    view.pan(-10_000, 0)  # never past the photo's edge
-    assert view.centre.x() == pytest.approx(3200 - 400)
-    view.fit()
-    assert view.zoom is None
-    from PySide6.QtGui import QWheelEvent
-
-    at = QPointF(100, 100)
-    wheel = QWheelEvent(at, view.mapToGlobal(at), QPoint(), QPoint(0, 240), Qt.MouseButton.NoButton,
-                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
-    QApplication.sendEvent(view, wheel)
-    assert view.zoom == pytest.approx(0.25 * 1.25 ** 2)
-    rect = view._fit()
-    assert (at.x() - rect.x()) / view.zoom == pytest.approx(400, abs=1)  # the point under the cursor stays put
-
-
+# ---------------------------------------------------------------- title
 def test_title_names_the_photo_its_size_and_class_and_keys_zoom(qtbot, fwin, photos):
     _done(qtbot, fwin, [photos["coffee"]])
     top = fwin.current_photo().result.top
@@ -278,38 +234,6 @@ def test_title_names_the_photo_its_size_and_class_and_keys_zoom(qtbot, fwin, pho
 
 
 # ---------------------------------------------------------------- gallery: sort, filter, search, remove, retry
-def _result(item_id, label, prob):
-    return PhotoResult(item_id, True, f"{item_id}.jpg", top=[TopClass(1, 0, label, prob)], record={"ok": True})
-
-
-def test_sort_filter_and_search_over_the_model(qtbot):
-    model = GalleryModel()
-    photos = model.add([(f"/p/{n}.jpg", f"/p/{n}.jpg") for n in ("a", "b", "c", "d")])
-    model.set_result(_result(photos[0].item_id, "tabby", 0.4))
-    model.set_result(_result(photos[1].item_id, "espresso", 0.9))
-    model.set_result(PhotoResult(photos[2].item_id, False, "c.jpg", error="broken", record={"ok": False}))
-    model.set_result(_result(photos[3].item_id, "tiger cat", 0.7))
-    proxy = GalleryFilter()
-    proxy.setSourceModel(model)
-
-    def names():
-        return [proxy.index(r, 0).data(Qt.ItemDataRole.DisplayRole).split("\n")[1] for r in range(proxy.rowCount())]
-
-    proxy.set_sort("confidence")
-    assert names() == ["/p/b.jpg", "/p/d.jpg", "/p/a.jpg", "/p/c.jpg"]
-    proxy.set_sort("label")
-    assert names() == ["/p/b.jpg", "/p/a.jpg", "/p/d.jpg", "/p/c.jpg"]
-    proxy.set_text("TAB")
-    assert names() == ["/p/a.jpg"]
-    proxy.set_text("")
-    proxy.set_show("failed")
-    assert names() == ["/p/c.jpg"]
-    proxy.set_show("all")
-    model.set_recomputed(_result(photos[0].item_id, "tabby", 0.95))  # a new answer re-sorts
-    proxy.set_sort("confidence")
-    assert names()[0] == "/p/a.jpg"
-
-
 def test_search_box_filters_and_selection_maps_through_it(qtbot, fwin, photos, tmp_path):
     _done(qtbot, fwin, [photos["coffee"], photos["chelsea"], photos["astronaut"]])
     assert {p.result.top[0].label for p in fwin.photos} == {"class 0"}  # the fake's top class for every photo
