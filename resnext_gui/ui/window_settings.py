@@ -25,12 +25,15 @@ def read_str(settings: QSettings, key: str, allowed: object, default: str) -> st
 
 
 def read_int(settings: QSettings, key: str, low: int, high: int, default: int) -> int:
-    """A remembered number, clamped to [low, high]; the default when the file holds no number there."""
-    try:
-        value = settings.value(key, default, type=int)
-    except (TypeError, ValueError):  # PySide raises on a value that is not a number at all
+    """A remembered number, clamped to [low, high]; the default when the file holds no number there.
+
+    ``value(key, type=int)`` alone reads text that is not a number as 0 (an invisible heatmap), so the
+    stored text is looked at first."""
+    raw = settings.value(key)
+    if raw is None or (isinstance(raw, str) and not raw.strip().lstrip("+-").isdigit()):
         return default
-    return min(high, max(low, int(value))) if isinstance(value, int) else default
+    value = settings.value(key, default, type=int)
+    return min(high, max(low, value)) if isinstance(value, int) else default
 
 
 def _bytes(settings: QSettings, key: str) -> QByteArray | None:

@@ -139,6 +139,15 @@ class FakeWorker(QObject):
         dropped, self.waiting = [j.item_id for j in self.waiting], []
         return dropped
 
+    def start(self):
+        pass
+
+    def stop(self):
+        return True
+
+    def is_running(self):
+        return False
+
     def of(self, kind):
         return [j for j in self.jobs if isinstance(j, kind)]
 
