@@ -341,3 +341,21 @@ def test_bfloat16_is_offered_only_where_the_cpu_computes_it(qtbot, settings, mon
             assert win.model.device_label.text().endswith("· OpenVINO bf16")
     finally:
         win.close()
+
+
+def test_every_command_in_the_table_has_its_handler_on_the_window(qtbot, settings):
+    import operator
+
+    from resnext_gui.ui.actions import MENUS, Command
+    from resnext_gui.ui.main_window import MainWindow
+    from tests.ui.fakes import FakeWorker
+
+    win = MainWindow(device="cpu", settings=settings, worker=FakeWorker())
+    qtbot.addWidget(win)
+    try:
+        for _title, entries in MENUS:
+            for cmd in entries:
+                if isinstance(cmd, Command):
+                    assert callable(operator.attrgetter(cmd.handler)(win)), cmd.handler
+    finally:
+        win.close()
