@@ -282,7 +282,7 @@ def cmd_classify(args) -> int:
             print(f"resnext-gui: note: this CPU ({capability or 'unknown'}) has no native bfloat16; "
                   "--precision bf16 will be slower than fp32 here", file=sys.stderr)
     try:  # the output is UTF-8 whatever the locale says (file names and labels are not all ASCII)
-        sys.stdout.reconfigure(encoding="utf-8", errors="replace")
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     except (AttributeError, ValueError, OSError):
         pass
 

@@ -340,8 +340,8 @@ def _map_indices(cams: np.ndarray) -> np.ndarray:
 def qimage_to_png_bytes(image: QImage) -> bytes:
     buf = QBuffer()
     buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buf, "PNG")
-    return bytes(buf.data())
+    image.save(buf, b"PNG")
+    return bytes(buf.data().data())
 
 
 def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer: str, pixel_ratio: float) -> PhotoResult:
@@ -349,8 +349,9 @@ def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer:
     data = encoded if encoded is not None else source
     pred = clf.classify(cast("Source", data), keep_image=True, layer=layer)
     name = pred.path
-    if not pred.ok:
-        return PhotoResult(item_id, False, name, error=pred.error, record=pred.to_record(), encoded=encoded)
+    if not pred.ok or pred.image is None or pred.image_size is None or pred.crop is None or pred.cams is None:
+        return PhotoResult(item_id, False, name, error=pred.error or "the photo could not be read",
+                           record=pred.to_record(), encoded=encoded)
     display = _display_copy(pred.image)
     width, height = pred.image_size
     left, top, right, bottom = pred.crop
@@ -433,7 +434,7 @@ class _Runner(QObject):
         self.backend, self.precision = backend, precision
         self.pixel_ratio, self.threads = pixel_ratio, threads
         self.classifier: ClassifierLike | None = None
-        self.cuda_available, self.versions = False, {}
+        self.cuda_available, self.versions = False, dict[str, str]()
         self.download_cancelled = threading.Event()
         self.train_cancelled = threading.Event()
 

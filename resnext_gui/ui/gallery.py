@@ -147,7 +147,7 @@ class GalleryModel(QAbstractListModel):
         return [p.result.record for p in self._photos if p.result is not None and p.result.record]
 
     # ---- changes ----
-    def add(self, sources: Iterable[tuple[PhotoSource, str]], status: Status = Status.QUEUED) -> list[Photo]:
+    def add(self, sources: Iterable[tuple[PhotoSource | None, str]], status: Status = Status.QUEUED) -> list[Photo]:
         """Add photos; a file already in the gallery is skipped. Returns the photos added."""
         new = []
         for source, name in sources:

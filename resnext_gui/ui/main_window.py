@@ -1,7 +1,7 @@
 """The main window: composes the gallery, the view, the control panel and the pieces that drive them; takes drops.
 
 What each piece does lives in it: ``intake`` (photos in), ``controller`` (the batch and the worker's answers),
-``presenter`` (the photo shown), ``model`` (weights, device, download), ``actions`` (the menus, as data),
+``presenter`` (the photo shown), ``model`` (weights, device, download), ``commands`` (the menus, as data),
 ``messages`` (status text and dialogs) and ``window_settings`` (what is remembered).
 """
 
@@ -44,13 +44,13 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._shown_once = False
         self.stopped_cleanly = False
-        device = device or self.settings.value("device", "auto", type=str)
+        device = device or str(self.settings.value("device", "auto", type=str))
         if worker is None:
             screen = QGuiApplication.primaryScreen()
             worker = Worker(startup_weights(weights, RecentWeights(self.settings)), device, self,
                             pixel_ratio=screen.devicePixelRatio() if screen else 1.0,
-                            backend=self.settings.value("backend", "auto", type=str),
-                            precision=self.settings.value("precision", "fp32", type=str))
+                            backend=str(self.settings.value("backend", "auto", type=str)),
+                            precision=str(self.settings.value("precision", "fp32", type=str)))
         self.worker = worker
         self.messages = Messages(self)
         self.messages.listen(worker)
@@ -61,14 +61,14 @@ class MainWindow(QMainWindow):
                                    self.messages, self.settings, self)
         self.intake = Intake(self.messages, self.settings, self)
         self.model = ModelController(worker, self.settings, self.messages, device, self)
-        self.central.layout().insertWidget(0, self.model.banner)
-        self.actions = Actions(self, {
+        self.outer.insertWidget(0, self.model.banner)
+        self.commands = Actions(self, {
             "can_undo": self.controller.can_undo, "can_download": self.model.can_download,
             "cuda_available": self.model.cuda_available, "bf16_offered": self.model.bf16_offered,
             "has_photo": lambda: self.current_photo() is not None, "can_retry": self._can_retry,
         })
-        self.actions.build(self.menuBar())
-        self.model.attach(self.actions)
+        self.commands.build(self.menuBar())
+        self.model.attach(self.commands)
         self._build_status_bar()
         self._connect()
         window_settings.restore(self, self.settings)
@@ -76,7 +76,7 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ composition
     def _build(self) -> None:
         self.central = QWidget(self)
-        outer = QVBoxLayout(self.central)
+        outer = self.outer = QVBoxLayout(self.central)
         outer.setContentsMargins(6, 6, 6, 6)
         split = QSplitter(Qt.Orientation.Horizontal, self)
         left = QWidget(self)
@@ -126,8 +126,8 @@ class MainWindow(QMainWindow):
         c.progressChanged.connect(self._show_progress)
         c.summaryChanged.connect(self.summary_label.setText)
         c.answerTime.connect(self.time_label.setText)
-        c.undoChanged.connect(self.actions.refresh)
-        c.cleared.connect(lambda: (self.time_label.setText(""), self.view.set_placeholder(IDLE_HINT)))
+        c.undoChanged.connect(self.commands.refresh)
+        c.cleared.connect(lambda: self.time_label.setText(""))
         self.intake.arrived.connect(c.enqueue)
         self.intake.refused.connect(c.add_refused)
         self.intake.scanFinished.connect(self.scanFinished)
@@ -193,12 +193,12 @@ class MainWindow(QMainWindow):
         mode = mode if mode in MODES else "overlay"
         self.view.set_mode(mode)
         self.controls.show_mode(mode)
-        self.actions.check("mode", mode)
+        self.commands.check("mode", mode)
 
     def gallery_menu_for(self, pos: QPoint) -> QMenu:
         """The gallery's context menu for the photo at ``pos`` (which becomes the selected one)."""
         self.presenter.gallery_menu_pos(pos)
-        self.gallery_menu = self.actions.context_menu(QMenu(self))
+        self.gallery_menu = self.commands.context_menu(QMenu(self))
         return self.gallery_menu
 
     def stop(self) -> None:

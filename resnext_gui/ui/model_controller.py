@@ -3,6 +3,7 @@ CPU runtime, the status-bar labels naming them, the About box and Teach New Clas
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 import platform
@@ -180,7 +181,7 @@ class ModelController(QObject):
             return
         menu.clear()
         for path in self.recent.paths():
-            act = menu.addAction(Path(path).name, lambda p=path: self.open_recent(p))
+            act = menu.addAction(Path(path).name, functools.partial(self.open_recent, path))
             act.setStatusTip(path)
             act.setToolTip(plain_tooltip(path))
         menu.setToolTipsVisible(True)

@@ -64,7 +64,7 @@ class MistakeView(QDialog):
             col.addWidget(_plain(caption))
             view = ImageView()
             view.setMinimumSize(300, 260)
-            if mistake.display is not None:
+            if mistake.display is not None and mistake.maps is not None:
                 view.set_photo(mistake.display, mistake.crop)
                 view.set_map(mistake.maps[i])
             else:
@@ -302,10 +302,10 @@ class TeachDialog(QDialog):
                 self.confusion.setItem(r, c, item)
         self.mistakes.clear()
         for m in outcome.mistakes:
-            item = QListWidgetItem(f"{Path(m.path).name}: {m.true} taken for {m.predicted} ({m.prob:.0%})")
-            item.setToolTip(plain_tooltip(m.path))
-            item.setData(Qt.ItemDataRole.UserRole, m)
-            self.mistakes.addItem(item)
+            entry = QListWidgetItem(f"{Path(m.path).name}: {m.true} taken for {m.predicted} ({m.prob:.0%})")
+            entry.setToolTip(plain_tooltip(m.path))
+            entry.setData(Qt.ItemDataRole.UserRole, m)
+            self.mistakes.addItem(entry)
         if not outcome.mistakes:
             self.mistakes.addItem(QListWidgetItem("None: every photo kept aside was recognised"))
         self.saved_label.setText("")

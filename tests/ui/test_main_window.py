@@ -252,7 +252,7 @@ def test_the_cuda_choice_is_offered_only_where_there_is_a_gpu(qtbot, settings, m
     monkeypatch.setattr(worker_module, "torch_runtime", lambda threads: (cuda, {"torch": "t", "torchvision": "tv"}))
     win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
     try:
-        action = win.actions["device_cuda"]
+        action = win.commands["device_cuda"]
         assert action.isEnabled() is cuda
         assert ("No CUDA" in action.toolTip()) is not cuda
     finally:
@@ -309,7 +309,7 @@ def test_gpu_out_of_memory_falls_back_to_cpu_with_a_visible_note(qtbot, settings
 def test_switching_device_reloads_the_model_in_the_worker(qtbot, window, photos):
     first = window.model.info
     with qtbot.waitSignal(window.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
-        [a for a in window.actions.groups["device"].actions() if a.data() == "auto"][0].trigger()
+        [a for a in window.commands.groups["device"].actions() if a.data() == "auto"][0].trigger()
     assert window.model.info is not first and window.settings.value("device") == "auto"
     drop_and_list(qtbot, window, [photos["coffee"]])
     wait_all_done(qtbot, window)
@@ -318,7 +318,7 @@ def test_switching_device_reloads_the_model_in_the_worker(qtbot, window, photos)
 
 def test_cpu_runtime_menu_reloads_the_model_and_is_remembered(qtbot, window, photos):
     with qtbot.waitSignal(window.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
-        [a for a in window.actions.groups["backend"].actions() if a.data() == "torch"][0].trigger()
+        [a for a in window.commands.groups["backend"].actions() if a.data() == "torch"][0].trigger()
     assert window.model.info.backend == "torch" and window.model.device_label.text().endswith("· PyTorch")
     assert window.settings.value("backend") == "torch"
     drop_and_list(qtbot, window, [photos["coffee"]])
@@ -332,7 +332,7 @@ def test_bfloat16_is_offered_only_where_the_cpu_computes_it(qtbot, settings, mon
     factory = FakeFactory()
     win = open_window(qtbot, settings, "fake.pth", factory=factory)
     try:
-        bf16 = win.actions["bf16"]
+        bf16 = win.commands["bf16"]
         assert bf16.isEnabled() is native and ("twice as fast" in bf16.toolTip()) is native
         if native:
             with qtbot.waitSignal(win.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):

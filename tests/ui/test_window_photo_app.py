@@ -36,7 +36,7 @@ def test_a_chosen_weights_file_is_remembered_and_offered_under_recent(qtbot, set
         with qtbot.waitSignal(win.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
             win.model.load_weights(str(chosen))
         win.model.fill_recent_menu()
-        assert [a.text() for a in win.actions.menus["recent"].actions()] == ["mine.pth"] and win.actions.menus["recent"].isEnabled()
+        assert [a.text() for a in win.commands.menus["recent"].actions()] == ["mine.pth"] and win.commands.menus["recent"].isEnabled()
     finally:
         win.close()
     monkeypatch.delenv("RESNEXT_GUI_WEIGHTS", raising=False)
@@ -161,13 +161,13 @@ def test_download_dialog_sits_over_the_window_and_cancel_is_not_a_failure(qtbot,
             dlg = win.model.download_dialog
             assert dlg.isVisible() and win.geometry().contains(dlg.geometry().center())
             assert dlg.width() > dlg.fontMetrics().horizontalAdvance(dlg.windowTitle())
-            assert not win.actions["download"].isEnabled()
+            assert not win.commands["download"].isEnabled()
             qtbot.waitUntil(srv.stalled.is_set, timeout=30_000)
             qtbot.mouseClick(dlg.findChild(QPushButton), Qt.MouseButton.LeftButton)  # Cancel
             assert dlg.labelText() == "Cancelling…"
             qtbot.waitUntil(lambda: win.model.download_dialog is None, timeout=30_000)
             assert win.messages.last_message is None and "cancelled" in win.statusBar().currentMessage()
-            assert not [d for d in win.findChildren(QProgressDialog) if d.isVisible()] and win.actions["download"].isEnabled()
+            assert not [d for d in win.findChildren(QProgressDialog) if d.isVisible()] and win.commands["download"].isEnabled()
         finally:
             win.close()
 
@@ -283,7 +283,7 @@ def test_context_menu_offers_the_photo_actions(qtbot, fwin, photos):
     fwin.gallery_menu_for(rect.center())
     texts = [a.text().replace("&", "") for a in fwin.gallery_menu.actions() if not a.isSeparator()]
     assert {"Copy Result and Overlay", "Retry", "Remove Photo", "Save Overlay as PNG…", "Undo Clear"} <= set(texts)
-    assert not fwin.actions["retry"].isEnabled()  # a classified photo has nothing to retry
+    assert not fwin.commands["retry"].isEnabled()  # a classified photo has nothing to retry
     fwin.gallery_menu.close()
 
 

@@ -112,7 +112,7 @@ def test_an_interrupted_download_ends_with_a_message_and_download_usable_again(q
             qtbot.waitUntil(lambda: win.model.download_dialog is None, timeout=30_000)
             assert win.messages.last_message is not None and win.messages.last_message.windowTitle() == "Download failed"
             assert win.messages.last_message.text()
-            assert win.model.banner.download_button.isEnabled() and win.actions["download"].isEnabled()
+            assert win.model.banner.download_button.isEnabled() and win.commands["download"].isEnabled()
             assert win.model.state == "missing" and win.model.banner.isVisible()
             hub = isolated_env / "torch" / "hub" / "checkpoints"
             assert not hub.exists() or not any(hub.iterdir())  # nothing half-written was left behind
