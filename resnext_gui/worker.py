@@ -340,7 +340,7 @@ def _map_indices(cams: np.ndarray) -> np.ndarray:
 def qimage_to_png_bytes(image: QImage) -> bytes:
     buf = QBuffer()
     buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buf, b"PNG")
+    image.save(buf, "PNG")  # type: ignore[call-overload]  # the stubs say bytes; PySide takes only str here
     return bytes(buf.data().data())
 
 
@@ -505,8 +505,8 @@ class _Runner(QObject):
             raise JobFailed(message) from exc
         self.classifier, self.weights, self.device = clf, job.weights, job.device
         self.backend, self.precision = backend, precision
-        # torch, the model and Qt are some 350,000 objects that live as long as the app: out of the collector's
-        # full passes, which otherwise take 200-500 ms each (holding the interpreter, so the window freezes).
+        # torch, the model and Qt are hundreds of thousands of objects that live as long as the app: out of the
+        # collector's full passes, which would otherwise hold the interpreter (and freeze the window) for long.
         gc.freeze()
         self._kick()
         return info

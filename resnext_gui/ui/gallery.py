@@ -22,10 +22,18 @@ DISPLAY_CACHE = 24  # full display copies kept; older photos keep their thumbnai
 
 
 class Status(enum.Enum):
-    QUEUED = "waiting"
-    DONE = "done"
-    FAILED = "not classified"
-    STOPPED = "stopped"
+    QUEUED = enum.auto()
+    DONE = enum.auto()
+    FAILED = enum.auto()
+    STOPPED = enum.auto()
+
+    @property
+    def text(self) -> str:
+        """How the gallery words the status under a thumbnail."""
+        return STATUS_TEXT[self]
+
+
+STATUS_TEXT = {Status.QUEUED: "waiting", Status.DONE: "done", Status.FAILED: "not classified", Status.STOPPED: "stopped"}
 
 
 @dataclass(eq=False)
@@ -48,7 +56,7 @@ class Photo:
         if self.status is Status.DONE and self.result is not None:
             top = self.result.top[0]
             return f"{top.label} {percent(top.prob)}"
-        return self.status.value
+        return self.status.text
 
     def tooltip(self, waiting: str) -> str:
         if self.status is Status.DONE and self.result is not None:

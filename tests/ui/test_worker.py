@@ -205,3 +205,16 @@ def test_a_start_without_weights_answers_missing_and_jobs_that_need_a_model_say_
 def test_jobs_of_every_kind_are_interactive_except_batch_photos():
     assert not ClassifyJob.interactive
     assert all(kind.interactive for kind in (RecomputeJob, ViewJob, LoadJob, DownloadJob, TrainJob, SaveModelJob))
+
+
+def test_image_data_without_a_file_is_encoded_as_png_for_the_core(qtbot):
+    from PySide6.QtGui import QColor, QImage
+
+    from resnext_gui.worker import qimage_to_png_bytes
+
+    image = QImage(5, 3, QImage.Format.Format_RGB32)
+    image.fill(QColor(10, 200, 30))
+    data = qimage_to_png_bytes(image)
+    back = QImage.fromData(data)
+    assert data.startswith(b"\x89PNG") and (back.width(), back.height()) == (5, 3)
+    assert back.pixelColor(2, 1) == QColor(10, 200, 30)
