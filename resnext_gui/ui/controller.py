@@ -3,6 +3,7 @@ Stop, Clear, Undo, Retry, Remove and the batch's progress."""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,7 +22,18 @@ from .text import plural
 if TYPE_CHECKING:
     from ..worker import Worker
 
-WAITING = {"missing": "Waiting for weights", "loading": "Waiting for the model", "ready": "Classifying…"}
+
+
+class ModelState(str, enum.Enum):
+    """Where the model is; the value is what the window's modelStateChanged signal carries."""
+
+    LOADING = "loading"
+    READY = "ready"
+    MISSING = "missing"  # no weights: photos wait
+    FAILED = "failed"  # a chosen file was refused (the previous model, if any, stays)
+
+
+WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
 
 
 class BatchController(QObject):
@@ -41,7 +53,7 @@ class BatchController(QObject):
         super().__init__(parent)
         self.photos, self.worker, self.messages, self.current = photos, worker, messages, current
         self.layer = "layer4"
-        self.model_state = "loading"  # loading | ready | missing
+        self.model_state = ModelState.LOADING
         self._batch = [0, 0]  # photos in the current batch, and how many have their answer
         self._answers: PacedQueue[PhotoResult] = PacedQueue(self._take_answer, self)
         self._views_asked: set[int] = set()  # full views on their way
@@ -73,9 +85,9 @@ class BatchController(QObject):
         self.selectWanted.emit(self.photos.add_failed(what, why), False)
 
     # ---- the model's state ----
-    def set_model_state(self, state: str) -> None:
+    def set_model_state(self, state: ModelState) -> None:
         self.model_state = state
-        self.photos.set_waiting_text(WAITING.get(state, WAITING["ready"]))
+        self.photos.set_waiting_text(WAITING.get(state, "Classifying…"))
         cur = self.current()
         if cur is not None and cur.status is Status.QUEUED:
             self.refreshWanted.emit()
@@ -245,7 +257,7 @@ class BatchController(QObject):
 
     def _update_progress(self) -> None:
         total, done = self._batch
-        running = total > 1 and done < total and self.model_state == "ready"  # nothing runs without a model
+        running = total > 1 and done < total and self.model_state is ModelState.READY  # nothing runs without a model
         self.progressChanged.emit(done, total if running else 0)
         if done >= total:
             self._batch = [0, 0]

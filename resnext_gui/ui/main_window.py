@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QSplitter, QVBox
 from ..worker import Worker
 from . import window_settings
 from .actions import Actions
-from .controller import BatchController
+from .controller import BatchController, ModelState
 from .controls import ControlPanel
 from .drop_overlay import DropOverlay
 from .drops import can_accept
@@ -157,12 +157,12 @@ class MainWindow(QMainWindow):
             self.shown.emit()
 
     # ------------------------------------------------------------------ between the pieces
-    def _on_model_state(self, state: str) -> None:
-        if state != "failed":
+    def _on_model_state(self, state: ModelState) -> None:
+        if state is not ModelState.FAILED:
             self.controller.set_model_state(state)
-        if state == "ready" and not len(self.photos):
+        if state is ModelState.READY and not len(self.photos):
             self.view.set_placeholder(IDLE_HINT)
-        self.modelStateChanged.emit(state)
+        self.modelStateChanged.emit(state.value)
 
     def _show_progress(self, done: int, total: int) -> None:
         if total:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QMenu, Q
 from .. import __version__
 from ..worker import DownloadJob, LoadJob, ModelInfo, ModelMissing, Worker
 from .actions import Actions
+from .controller import ModelState
 from .messages import Messages
 from .recent import RecentWeights
 from .text import plain_tooltip
@@ -60,9 +61,9 @@ class ModelBanner(QFrame):
 
 
 class ModelController(QObject):
-    """Asks the worker for models and says which one is in use (``stateChanged``: ready, missing, failed)."""
+    """Asks the worker for models and says which one is in use (``stateChanged``: READY, MISSING or FAILED)."""
 
-    stateChanged = Signal(str)  # "ready" | "missing" | "failed", after the window took the answer in
+    stateChanged = Signal(object)  # ModelState
     placeholderWanted = Signal(str)  # what the empty view should say now
 
     def __init__(self, worker: Worker, settings: QSettings, messages: Messages, device: str,
@@ -72,7 +73,7 @@ class ModelController(QObject):
         self.recent = RecentWeights(settings)
         self.device_choice = device
         self.info: ModelInfo | None = None
-        self.state = "loading"  # loading | ready | missing
+        self.state = ModelState.LOADING  # never FAILED: a refused file leaves the state as it was
         self.download_dialog: QProgressDialog | None = None
         self.teach_dialog: QWidget | None = None
         self._pending_weights: str | None = None  # a checkpoint the user chose, until it loads
@@ -119,7 +120,7 @@ class ModelController(QObject):
             self._missing(result.reason)
             return
         info = self.info = result
-        self.state = "ready"
+        self.state = ModelState.READY
         if self._pending_weights is not None:
             self.recent.remember(self._pending_weights)
             self._pending_weights = None
@@ -133,28 +134,28 @@ class ModelController(QObject):
         self._refresh_actions()
         if info.note:
             self.messages.show_status(info.note, 10000)
-        self.stateChanged.emit("ready")
+        self.stateChanged.emit(ModelState.READY)
 
     def _missing(self, reason: str) -> None:
-        self.state = "missing"
+        self.state = ModelState.MISSING
         self.device_label.setText("No model weights")
         self.banner.text.setText(BANNER)
         self.banner.text.setToolTip(plain_tooltip(reason))
         self.banner.show()
         self.placeholderWanted.emit("Waiting for model weights — see the bar above.")
-        self.stateChanged.emit("missing")
+        self.stateChanged.emit(ModelState.MISSING)
 
     def _on_load_failed(self, job: LoadJob, message: str) -> None:
         self._pending_weights = None
         self._show_info()  # the status bar names the model still in use, not "Loading…"
         still = " The previous model stays in use." if self.info else ""
         self.messages.warning("Cannot use these weights", message + still)
-        self.stateChanged.emit("failed")
+        self.stateChanged.emit(ModelState.FAILED)
 
     def _show_info(self) -> None:
         info = self.info
         if info is None:
-            self.device_label.setText("No model weights" if self.state == "missing" else "Loading model…")
+            self.device_label.setText("No model weights" if self.state is ModelState.MISSING else "Loading model…")
             return
         self.device_label.setText(info.device)
         self.weights_label.setText(f"Weights: {info.weights_short}")

@@ -5,7 +5,7 @@ import pytest
 from PySide6.QtGui import QImage
 
 from resnext_gui.core.classifier import TopClass
-from resnext_gui.ui.controller import BatchController
+from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.gallery import GalleryModel, Status
 from resnext_gui.ui.messages import Messages
 from resnext_gui.worker import ClassifyJob, PhotoResult, RecomputeJob, ViewJob
@@ -20,7 +20,7 @@ class Rig:
         self.photos = GalleryModel()
         self.current = None
         self.ctl = BatchController(self.photos, self.worker, self.messages, lambda: self.current)
-        self.ctl.set_model_state("ready")
+        self.ctl.set_model_state(ModelState.READY)
         self.status: list[str] = []
         self.messages.status.connect(lambda text, ms: self.status.append(text))
         self.progress: list[tuple[int, int]] = []
@@ -64,7 +64,7 @@ def test_answers_and_failures_land_on_their_photos_and_the_progress_follows(qtbo
 
 
 def test_no_progress_bar_without_a_model(rig):
-    rig.ctl.set_model_state("missing")
+    rig.ctl.set_model_state(ModelState.MISSING)
     rig.add(3)
     assert rig.progress[-1] == (0, 0) and rig.photos.waiting_text == "Waiting for weights"
 

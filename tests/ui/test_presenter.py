@@ -6,7 +6,7 @@ from PySide6.QtCore import QSettings
 from PySide6.QtGui import QImage
 
 from resnext_gui.core.classifier import TopClass
-from resnext_gui.ui.controller import BatchController
+from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.controls import ControlPanel
 from resnext_gui.ui.gallery import GalleryModel, GalleryView
 from resnext_gui.ui.gallery_filter import GalleryFilter
@@ -35,7 +35,7 @@ def rig(qtbot, tmp_path):
     holder["p"] = presenter
     titles = []
     presenter.titleChanged.connect(titles.append)
-    controller.set_model_state("ready")
+    controller.set_model_state(ModelState.READY)
     return presenter, controller, worker, photos, view, controls, titles
 
 
