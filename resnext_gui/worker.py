@@ -33,11 +33,6 @@ PhotoSource = str | bytes | QImage  # a path, encoded image bytes, or image data
 
 
 # ---- what the worker needs of a classifier ----
-class DeviceLike(Protocol):
-    @property
-    def type(self) -> str: ...  # "cpu", "cuda", "mps"
-
-
 class ClassifierLike(Protocol):
     """Exactly what the worker uses of the core's Classifier (the test fakes implement all of it).
 
