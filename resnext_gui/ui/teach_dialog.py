@@ -31,7 +31,7 @@ from ..worker import Misclassified, SaveModelJob, TrainJob, TrainOutcome, Worker
 from .drops import read_mime
 from .image_view import ImageView
 from .messages import Messages
-from .text import plain_tooltip
+from .text import plain_tooltip, plural
 
 INTRO = ("Teach the model your own classes. Put the photos of each class in a folder of its own, named after "
          "the class (e.g. photos/ripe, photos/unripe), then choose the folder that holds them — or drop the "
@@ -165,7 +165,7 @@ class TeachDialog(QDialog):
                 names = []
                 self.status.setText(f"Cannot read {data}: {exc.strerror or exc}")
         else:
-            self.source_label.setText(f"{len(data)} class folder{'s' if len(data) != 1 else ''} dropped")
+            self.source_label.setText(f"{plural(len(data), 'class folder')} dropped")
             names = [Path(p).name for p in data]
         for name in names:
             self.class_list.addItem(QListWidgetItem(name))
