@@ -382,12 +382,12 @@ def cmd_train(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from .core import weights as W
+    from .core import weights
     from .core.errors import ResnextGuiError
     from .throttle import throttled
 
     if args.weights_command == "fetch":
-        variant = W.VARIANTS[args.variant]
+        variant = weights.VARIANTS[args.variant]
         tty = sys.stderr.isatty()
 
         def show(done: int, total: int) -> None:
@@ -396,9 +396,9 @@ def cmd_weights(args) -> int:
             sys.stderr.write(f"{pct}{done / 2**20:7.1f} MB{end}")
             sys.stderr.flush()
 
-        print(f"Downloading {variant.describe()} from {args.url or os.environ.get(W.ENV_MIRROR) or variant.url}", file=sys.stderr)
+        print(f"Downloading {variant.describe()} from {args.url or os.environ.get(weights.ENV_MIRROR) or variant.url}", file=sys.stderr)
         try:
-            path = W.fetch(variant, url=args.url, progress=throttled(show, every_s=0.2))
+            path = weights.fetch(variant, url=args.url, progress=throttled(show, every_s=0.2))
         except ResnextGuiError as exc:
             print(f"\nresnext-gui: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -408,7 +408,7 @@ def cmd_weights(args) -> int:
         return EXIT_OK
 
     try:
-        source = W.find_weights(args.weights)
+        source = weights.find_weights(args.weights)
     except ResnextGuiError as exc:
         print(f"resnext-gui: {exc}", file=sys.stderr)
         return EXIT_USAGE
