@@ -76,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
         window.shown.connect(lambda: report("window"))
         if args.paths:  # then time the first photo's answer too (cold start to first result)
             window.modelStateChanged.connect(lambda state: report("model", state=state))
-            window.worker.classified.connect(lambda res: (report("result", ok=res.ok), window.close()))
+            window.controller.updated.connect(lambda photo: photo.result is not None and (
+                report("result", ok=photo.result.ok), window.close()))
         else:
             window.modelStateChanged.connect(lambda state: (report("model", state=state), window.close()))
 

@@ -288,7 +288,7 @@ def cmd_classify(args) -> int:
             print(f"resnext-gui: note: this CPU ({cpu_capability()}) has no native bfloat16; "
                   "--precision bf16 will be slower than fp32 here", file=sys.stderr)
     try:  # the output is UTF-8 whatever the locale says (file names and labels are not all ASCII)
-        sys.stdout.reconfigure(encoding="utf-8", errors="replace")
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
     except (AttributeError, ValueError, OSError):
         pass
 
@@ -319,14 +319,9 @@ def cmd_classify(args) -> int:
         _silence_stdout()
         print(f"resnext-gui: cannot write the results to standard output: {exc}", file=sys.stderr)
         return EXIT_SOME_FAILED
-    except KeyboardInterrupt:
-        progress.close()
-        print("resnext-gui: interrupted; every finished image was written", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Terminated:
-        progress.close()
-        print("resnext-gui: terminated; every finished image was written", file=sys.stderr)
-        return EXIT_TERMINATED
+    except (KeyboardInterrupt, Terminated) as exc:
+        progress.close()  # ends the progress line itself
+        return _stopped(exc, "every finished image was written", newline=False)
     progress.close()
     if unreadable or skipped:
         print(f"resnext-gui: {unreadable + skipped} folders or links skipped ({unreadable} could not be read)",
@@ -381,12 +376,8 @@ def cmd_train(args) -> int:
     except OSError as exc:
         print(f"resnext-gui: cannot save the model to {out}: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("\nresnext-gui: interrupted; nothing was saved", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Terminated:
-        print("resnext-gui: terminated; nothing was saved", file=sys.stderr)
-        return EXIT_TERMINATED
+    except (KeyboardInterrupt, Terminated) as exc:
+        return _stopped(exc, "nothing was saved")
     summary = {"model": str(path), **result.summary()}
     acc = result.validation.get("accuracy") if result.validation else None
     print(f"resnext-gui: saved {path}" + (f"; validation accuracy {acc:.1%}" if acc is not None else ""),
@@ -398,38 +389,33 @@ def cmd_train(args) -> int:
 
 
 def cmd_weights(args) -> int:
-    from .core import weights as W
+    from .core import weights
     from .core.errors import ResnextGuiError
+    from .throttle import throttled
 
     if args.weights_command == "fetch":
-        variant = W.VARIANTS[args.variant]
+        variant = weights.VARIANTS[args.variant]
         tty = sys.stderr.isatty()
-        last = [0.0]
 
         def show(done: int, total: int) -> None:
-            now = time.monotonic()
-            if now - last[0] < 0.2 and done != total:
-                return
-            last[0] = now
             pct = f"{100 * done / total:5.1f}% " if total else ""
             end = "\r" if tty else "\n"
             sys.stderr.write(f"{pct}{done / 2**20:7.1f} MB{end}")
             sys.stderr.flush()
 
-        print(f"Downloading {variant.describe()} from {args.url or os.environ.get(W.ENV_MIRROR) or variant.url}", file=sys.stderr)
+        print(f"Downloading {variant.describe()} from {args.url or os.environ.get(weights.ENV_MIRROR) or variant.url}", file=sys.stderr)
         try:
-            path = W.fetch(variant, url=args.url, progress=show)
+            path = weights.fetch(variant, url=args.url, progress=throttled(show, every_s=0.2))
         except ResnextGuiError as exc:
             print(f"\nresnext-gui: {exc}", file=sys.stderr)
             return EXIT_USAGE
-        except KeyboardInterrupt:
-            print("\nresnext-gui: download interrupted; nothing was saved", file=sys.stderr)
-            return 130
+        except KeyboardInterrupt as exc:  # a SIGTERM is main's to report
+            return _stopped(exc, "nothing was saved", what="download ")
         print(f"\nSaved and verified: {path}", file=sys.stderr)
         return EXIT_OK
 
     try:
-        source = W.find_weights(args.weights)
+        source = weights.find_weights(args.weights)
     except ResnextGuiError as exc:
         print(f"resnext-gui: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -448,6 +434,16 @@ def cmd_weights(args) -> int:
 
 def _on_sigterm(signum, frame) -> None:
     raise Terminated()
+
+
+def _stopped(exc: BaseException, kept: str = "", what: str = "", newline: bool = True) -> int:
+    """Ctrl+C (KeyboardInterrupt) or SIGTERM (Terminated): one line on stderr saying what was kept, and the exit
+    status a shell expects (130, 143). After Ctrl+C the line starts below the ``^C`` the terminal echoed."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    lead = "\n" if interrupted and newline else ""
+    text = f"{what}{'interrupted' if interrupted else 'terminated'}" + (f"; {kept}" if kept else "")
+    print(f"{lead}resnext-gui: {text}", file=sys.stderr)
+    return EXIT_INTERRUPTED if interrupted else EXIT_TERMINATED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -471,12 +467,8 @@ def main(argv: list[str] | None = None) -> int:
         _silence_stdout()
         print(f"resnext-gui: cannot write to standard output: {exc}", file=sys.stderr)
         return EXIT_SOME_FAILED
-    except KeyboardInterrupt:  # e.g. while the model loads
-        print("\nresnext-gui: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Terminated:
-        print("resnext-gui: terminated", file=sys.stderr)
-        return EXIT_TERMINATED
+    except (KeyboardInterrupt, Terminated) as exc:  # e.g. while the model loads
+        return _stopped(exc)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -1,106 +1,106 @@
-"""The Qt bridge: one QThread owns the Classifier; jobs go into two lanes (what the user asked for first), typed results come out as signals."""
+"""The Qt bridge: one QThread owns the classifier; jobs run themselves in two lanes (what the user asked for first).
+
+Every job answers once: ``finished(job, result)`` or ``failed(job, message)``. Besides those, the worker
+says what the model is doing (``loading``) and how far a long job has come (``progress``).
+"""
 
 from __future__ import annotations
 
 import gc
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage
 
+from .throttle import throttled
+
 if TYPE_CHECKING:
-    from .core.classifier import Classifier, TopClass
+    from .core.classifier import Classifier, Prediction, TopClass
+    from .core.preprocess import Source
+    from .core.weights import WeightsSource
 
 DISPLAY_MAX_SIDE = 1280  # the photo kept for the view; the full decode never leaves the worker
 THUMB_SIDE = 96  # logical pixels; drawn at the screen's pixel ratio
 MAP_SIDE = 224  # heatmaps are sent upsampled to the model's input size, as 8-bit colour-map indices
+MAX_EXPLAINED = 24  # misclassified photos given heatmaps right after training (one forward pass each)
 
 PhotoSource = str | bytes | QImage  # a path, encoded image bytes, or image data without a file
 
 
-# ---- jobs (GUI -> worker) ----
-@dataclass
-class ClassifyJob:
-    """A photo of a batch: classified in turn, after anything the user asked for."""
+# ---- what the worker needs of a classifier ----
+class ClassifierLike(Protocol):
+    """Exactly what the worker uses of the core's Classifier (the test fakes implement all of it).
 
-    item_id: int
-    source: PhotoSource
-    layer: str = "layer4"
+    Teaching hands the classifier to ``core.train``, whose needs are the core's own (a real Classifier).
+    """
 
+    @property
+    def labels(self) -> list[str]: ...
+    @property
+    def source(self) -> WeightsSource: ...
+    @property
+    def backend(self) -> str: ...  # the runtime in use: "openvino" or "torch"
+    @property
+    def device(self) -> Any: ...  # a core.devices.Device; core.devices.describe names it
+    precision: str
+    note: str | None  # why the runtime asked for is not the one in use, if it is not
+    load_ms: float
 
-@dataclass
-class RecomputeJob:
-    """The selected photo again, with another Grad-CAM layer."""
-
-    item_id: int
-    source: PhotoSource
-    layer: str
-
-
-@dataclass
-class ViewJob:
-    """Decode a photo again for the view (its display copy was dropped to bound memory)."""
-
-    item_id: int
-    source: PhotoSource
+    def classify(self, source: Source, keep_image: bool = False, layer: str | None = None) -> Prediction: ...
 
 
-@dataclass
-class LoadJob:
-    weights: str | None = None  # None: the lookup order
-    device: str = "auto"
-    explicit: bool = False  # True when the user chose it: a failure keeps the previous model
-    backend: str | None = None  # auto | torch | openvino; None: as before
-    precision: str | None = None  # fp32 | bf16; None: as before
+class ClassifierFactory(Protocol):
+    def __call__(self, weights: str | None, device: str, *, backend: str, precision: str,
+                 progress: Callable[[str], None] | None) -> ClassifierLike: ...
 
 
-@dataclass
-class DownloadJob:
-    variant: str = "v2"
-    url: str | None = None
+def _default_factory(weights: str | None, device: str, *, backend: str = "auto", precision: str = "fp32",
+                     progress: Callable[[str], None] | None = None) -> ClassifierLike:
+    from .core.classifier import Classifier
+
+    return Classifier(weights, device=device, backend=backend, precision=precision, progress=progress)
 
 
-@dataclass
-class TrainJob:
-    """Teach new classes with the loaded backbone: a folder of class folders, or a list of class folders."""
+def runtime_facts(threads: int | None) -> bool:
+    """Set the thread count in the thread that runs the model (PyTorch's is per thread; no-op without it) and
+    say whether a CUDA GPU is there (torch is imported for that only where a GPU is possible at all)."""
+    from .core import devices
 
-    data: str | list[str]
-    val_fraction: float = 0.2
-    seed: int = 0
-
-
-@dataclass
-class SaveModelJob:
-    """Copy a taught model (already written to the cache) to where the user chose."""
-
-    source: str
-    target: str
+    devices.set_threads(threads)
+    return devices.cuda_available()
 
 
-Job = ClassifyJob | RecomputeJob | ViewJob | LoadJob | DownloadJob | TrainJob | SaveModelJob
+class JobFailed(Exception):
+    """A job could not do what it was asked; the message is what the user reads."""
 
 
 # ---- results (worker -> GUI) ----
 @dataclass
 class ModelInfo:
-    device: str  # "CPU · 2 threads", "CUDA · <GPU name>"
+    device: str  # "CPU · 2 threads · OpenVINO", "CUDA · <GPU name> · PyTorch"
     device_type: str
     weights: str  # a full description of the weights in use
     weights_short: str
     num_classes: int
     cuda_available: bool
     load_ms: float
-    versions: dict = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
     note: str | None = None  # e.g. the device asked for was not available
     backend: str = "torch"  # the runtime in use: "openvino" or "torch"
     precision: str = "fp32"
     bf16_native: bool = False  # whether this CPU computes bfloat16 natively (the bf16 option is offered)
+
+
+@dataclass
+class ModelMissing:
+    """A load found no weights (or none it could use, with no model yet): photos wait until there are some."""
+
+    reason: str
 
 
 @dataclass
@@ -111,16 +111,21 @@ class PhotoResult:
     error: str | None = None
     top: list[TopClass] = field(default_factory=list)  # the core's own TopClass objects
     maps: np.ndarray | None = None  # (k, MAP_SIDE, MAP_SIDE) uint8 colour-map indices
-    crop: tuple | None = None  # (left, top, right, bottom) as fractions of the photo's width and height
+    crop: tuple[float, float, float, float] | None = None  # (left, top, right, bottom), fractions of width and height
     display: QImage | None = None  # the photo at view size (at most DISPLAY_MAX_SIDE)
     thumb: QImage | None = None
     ms: float = 0.0
     device: str = ""
     layer: str = "layer4"
     note: str | None = None
-    record: dict = field(default_factory=dict)  # the core's output record (what `classify` prints)
+    record: dict[str, Any] = field(default_factory=dict)  # the core's output record (what `classify` prints)
     encoded: bytes | None = None  # for image data without a file: the PNG the worker made of it
     size: tuple[int, int] | None = None  # (width, height) of the photo itself, as oriented
+
+    @classmethod
+    def failure(cls, item_id: int, name: str, message: str) -> PhotoResult:
+        """A photo whose job failed: listed as not classified, with the reason (as `classify` records it)."""
+        return cls(item_id, False, name, error=message, record={"path": name, "ok": False, "error": message})
 
 
 @dataclass
@@ -133,18 +138,174 @@ class Misclassified:
     prob: float
     display: QImage | None = None  # the photo at view size; None when it was not explained
     maps: np.ndarray | None = None  # (2, MAP_SIDE, MAP_SIDE) colour-map indices: true class, predicted class
-    crop: tuple | None = None  # fractions of the photo, as PhotoResult.crop
+    crop: tuple[float, float, float, float] | None = None  # fractions of the photo, as PhotoResult.crop
 
 
 @dataclass
 class TrainOutcome:
     model_path: str  # the new model, written to the user's cache; "Use" loads it, "Save…" copies it
-    summary: dict  # what `resnext-gui train` prints
+    summary: dict[str, Any]  # what `resnext-gui train` prints
     labels: list[str]
     mistakes: list[Misclassified]
 
 
-MAX_EXPLAINED = 24  # misclassified photos given heatmaps right after training (one forward pass each)
+# ---- jobs (GUI -> worker): each one runs itself with the worker's context ----
+@dataclass
+class Job:
+    interactive: ClassVar[bool] = True  # False: a batch photo, taken after everything the user asked for
+
+    def run(self, ctx: _Runner) -> object:
+        raise NotImplementedError
+
+
+@dataclass
+class ClassifyJob(Job):
+    """A photo of a batch: classified in turn, after anything the user asked for. A file that can't be read
+    is an answer (a PhotoResult that is not ok), not a failure."""
+
+    interactive: ClassVar[bool] = False
+    item_id: int
+    source: PhotoSource
+    layer: str = "layer4"
+
+    @property
+    def name(self) -> str:
+        return _name_of(self.source)
+
+    def run(self, ctx: _Runner) -> PhotoResult:
+        return _photo_result(ctx.require_classifier(), self.item_id, self.source, self.layer, ctx.pixel_ratio)
+
+
+@dataclass
+class RecomputeJob(Job):
+    """The selected photo again, with another Grad-CAM layer."""
+
+    item_id: int
+    source: PhotoSource
+    layer: str
+
+    def run(self, ctx: _Runner) -> PhotoResult:
+        res = _photo_result(ctx.require_classifier(), self.item_id, self.source, self.layer, ctx.pixel_ratio)
+        if not res.ok:
+            raise JobFailed(res.error or "the photo could not be read again")
+        return res
+
+
+@dataclass
+class ViewJob(Job):
+    """Decode a photo again for the view (its display copy was dropped to bound memory); answers a QImage."""
+
+    item_id: int
+    source: PhotoSource
+
+    def run(self, ctx: _Runner) -> QImage:
+        from .core.errors import ImageError
+        from .core.preprocess import load_image
+
+        source = qimage_to_png_bytes(self.source) if isinstance(self.source, QImage) else self.source
+        try:
+            decoded = load_image(source, min_side=DISPLAY_MAX_SIDE)
+        except ImageError as exc:
+            raise JobFailed(str(exc)) from exc
+        return _display_copy(decoded.image)
+
+
+@dataclass
+class LoadJob(Job):
+    """Weights, device, CPU runtime or precision; answers ModelInfo, or ModelMissing when there are no weights."""
+
+    weights: str | None = None  # None: the lookup order
+    device: str = "auto"
+    explicit: bool = False  # True when the user chose it: a failure keeps the previous model
+    backend: str | None = None  # auto | torch | openvino; None: as before
+    precision: str | None = None  # fp32 | bf16; None: as before
+
+    def run(self, ctx: _Runner) -> ModelInfo | ModelMissing:
+        return ctx.load(self)
+
+
+@dataclass
+class DownloadJob(Job):
+    """Fetch and verify the official weights; answers the saved path, then the worker loads them."""
+
+    variant: str = "v2"
+    url: str | None = None
+
+    def run(self, ctx: _Runner) -> str:
+        from .core import weights
+        from .core.errors import ResnextGuiError
+
+        ctx.download_cancelled.clear()
+        try:
+            path = weights.fetch(weights.VARIANTS[self.variant], url=self.url, progress=ctx.progress_of(self),
+                                 cancelled=ctx.download_cancelled.is_set)
+        except weights.DownloadCancelled as exc:
+            raise JobFailed("Download cancelled; nothing was saved.") from exc
+        except ResnextGuiError as exc:
+            raise JobFailed(str(exc)) from exc
+        except Exception as exc:  # a network or disk fault of any kind ends the download with a message
+            raise JobFailed(f"the download failed: {exc!r}") from exc
+        ctx.then(LoadJob(None, ctx.device))
+        return str(path)
+
+
+@dataclass
+class TrainJob(Job):
+    """Teach new classes with the loaded backbone: a folder of class folders, or a list of class folders."""
+
+    data: str | list[str]
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def run(self, ctx: _Runner) -> TrainOutcome:
+        from .core import train
+        from .core.errors import ResnextGuiError
+
+        clf = cast("Classifier", ctx.require_classifier("No model is loaded: teaching new classes needs the "
+                                                        "ImageNet weights (File → Download ImageNet Weights…)."))
+        ctx.train_cancelled.clear()
+        try:
+            result = train.train(clf, self.data, self.val_fraction, self.seed, progress=ctx.progress_of(self),
+                                 cancelled=ctx.train_cancelled.is_set)
+            path = train.save(clf, result, train.new_model_path())
+        except ResnextGuiError as exc:
+            raise JobFailed(str(exc)) from exc
+        except OSError as exc:
+            raise JobFailed(f"the new model could not be written: {exc.strerror or exc}") from exc
+        mistakes = []
+        for i, m in enumerate(result.mistakes):
+            entry = Misclassified(str(m.path), result.labels[m.true], result.labels[m.predicted], m.prob)
+            if i < MAX_EXPLAINED:
+                try:
+                    item, cams = train.explain(clf, result, m.path, [m.true, m.predicted])
+                    width, height = item.decoded.original_size
+                    left, top, right, bottom = item.crop
+                    entry.display = _display_copy(item.decoded.image)
+                    entry.maps = _map_indices(cams)
+                    entry.crop = (left / width, top / height, right / width, bottom / height)
+                except Exception:  # the photo went away since: it is still listed, without maps
+                    pass
+            mistakes.append(entry)
+        return TrainOutcome(str(path), result.summary(), list(result.labels), mistakes)
+
+
+@dataclass
+class SaveModelJob(Job):
+    """Copy a taught model (already written to the cache) to where the user chose; answers the target path."""
+
+    source: str
+    target: str
+
+    def run(self, ctx: _Runner) -> str:
+        from .core.train import copy_model
+
+        try:
+            copy_model(self.source, self.target)
+        except OSError as exc:  # a full or read-only disk, a folder at that name...
+            raise JobFailed(f"Could not save {self.target}: {exc.strerror or exc}") from exc
+        except Exception as exc:
+            raise JobFailed(f"Could not save {self.target}: {exc}") from exc
+        return self.target
 
 
 def qimage_from_rgb(arr: np.ndarray) -> QImage:
@@ -173,8 +334,38 @@ def _map_indices(cams: np.ndarray) -> np.ndarray:
 def qimage_to_png_bytes(image: QImage) -> bytes:
     buf = QBuffer()
     buf.open(QIODevice.OpenModeFlag.WriteOnly)
-    image.save(buf, "PNG")
-    return bytes(buf.data())
+    image.save(buf, "PNG")  # type: ignore[call-overload]  # the stubs say bytes; PySide takes only str here
+    return bytes(buf.data().data())
+
+
+def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer: str, pixel_ratio: float) -> PhotoResult:
+    encoded = qimage_to_png_bytes(source) if isinstance(source, QImage) else None
+    data = encoded if encoded is not None else source
+    pred = clf.classify(cast("Source", data), keep_image=True, layer=layer)
+    name = pred.path
+    if not pred.ok or pred.image is None or pred.image_size is None or pred.crop is None or pred.cams is None:
+        return PhotoResult(item_id, False, name, error=pred.error or "the photo could not be read",
+                           record=pred.to_record(), encoded=encoded)
+    display = _display_copy(pred.image)
+    width, height = pred.image_size
+    left, top, right, bottom = pred.crop
+    side = round(THUMB_SIDE * pixel_ratio)
+    thumb = display.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
+    thumb.setDevicePixelRatio(pixel_ratio)
+    return PhotoResult(
+        item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams),
+        crop=(left / width, top / height, right / width, bottom / height),
+        display=display, thumb=thumb, ms=pred.ms, device=pred.device, layer=pred.layer,
+        note=pred.note, record=pred.to_record(), encoded=encoded, size=(width, height),
+    )
+
+
+def _name_of(source: PhotoSource) -> str:
+    if isinstance(source, QImage):
+        return "image data"
+    from .core.preprocess import source_name
+
+    return source_name(source)
 
 
 class JobQueue:
@@ -187,12 +378,14 @@ class JobQueue:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._interactive: deque[Job] = deque()
-        self._batch: deque[ClassifyJob] = deque()
+        self._batch: deque[Job] = deque()
         self._awake = False
 
-    def put(self, job: Job, interactive: bool) -> bool:
+    def put(self, job: Job, first: bool = False) -> bool:
+        """Queue ``job`` in its lane (``first``: ahead of the others in it); True when the worker needs waking."""
         with self._lock:
-            (self._interactive if interactive else self._batch).append(job)  # type: ignore[arg-type]
+            lane = self._interactive if job.interactive else self._batch
+            lane.appendleft(job) if first else lane.append(job)
             wake, self._awake = not self._awake, True
             return wake
 
@@ -212,10 +405,10 @@ class JobQueue:
             self._awake = self._awake or wake
             return wake
 
-    def drop_batch(self) -> list[int]:
-        """Remove the batch photos not yet started; returns their item ids."""
+    def drop_batch(self) -> list[Job]:
+        """Remove the batch photos not yet started; returns their jobs."""
         with self._lock:
-            dropped = [job.item_id for job in self._batch]
+            dropped = list(self._batch)
             self._batch.clear()
             return dropped
 
@@ -224,310 +417,125 @@ class JobQueue:
             return len(self._batch)
 
 
-ClassifierFactory = Callable[..., "Classifier"]  # (weights, device, backend=, precision=, progress=)
-
-
-def _default_factory(weights: str | None, device: str, backend: str = "auto", precision: str = "fp32",
-                     progress: Callable[[str], None] | None = None) -> Classifier:
-    from .core.classifier import Classifier
-
-    return Classifier(weights, device=device, backend=backend, precision=precision, progress=progress)
-
-
-def _throttled(emit: Callable[[int, int], None], every_s: float = 0.05) -> Callable[[int, int], None]:
-    """A (done, total) progress callback that passes on at most one update per ``every_s``, and always the last."""
-    last = [0.0]
-
-    def progress(done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - last[0] >= every_s or done == total:
-            last[0] = now
-            emit(done, total)
-
-    return progress
-
-
 class _Runner(QObject):
-    """Lives in the worker thread and does the work; reports through the facade's signals."""
+    """Lives in the worker thread: takes a job, lets it run with this context, and sends its one answer."""
 
     def __init__(self, out: Worker, queue: JobQueue, factory: ClassifierFactory, weights: str | None, device: str,
-                 pixel_ratio: float, threads: int | None, backend: str = "auto", precision: str = "fp32") -> None:
+                 pixel_ratio: float, threads: int | None, backend: str, precision: str) -> None:
         super().__init__()
         self.out, self.queue, self.factory = out, queue, factory
         self.weights, self.device = weights, device
         self.backend, self.precision = backend, precision
         self.pixel_ratio, self.threads = pixel_ratio, threads
-        self.clf: Any = None
+        self.classifier: ClassifierLike | None = None
+        self.cuda_available = False
         self.download_cancelled = threading.Event()
         self.train_cancelled = threading.Event()
 
     @Slot()
     def start(self) -> None:
-        import torch
-
-        # Thread settings are per thread: set them here, in the thread that runs the model.
-        torch.set_num_threads(self.threads or torch.get_num_threads())
-        self._load(LoadJob(self.weights, self.device, explicit=False))
+        self.cuda_available = runtime_facts(self.threads)
+        self._answer(LoadJob(self.weights, self.device, explicit=False))
         self._kick()
 
     @Slot()
     def tick(self) -> None:
         """One job, then let the event loop breathe (a stop request is seen between two photos)."""
-        job = self.queue.take(batch_allowed=self.clf is not None)
+        job = self.queue.take(batch_allowed=self.classifier is not None)
         if job is None:
             return
-        try:
-            self._run(job)
-        except Exception as exc:  # a bug or an unexpected fault must not kill the worker, nor be lost
-            self._fail(job, f"internal error: {exc!r}")
+        self._answer(job)
         self.out._wake.emit()  # queued: the next job comes after pending events
 
+    def _answer(self, job: Job) -> None:
+        try:
+            result = job.run(self)
+        except JobFailed as exc:
+            self.out.failed.emit(job, str(exc))
+        except Exception as exc:  # a bug or an unexpected fault must not kill the worker, nor be lost
+            self.out.failed.emit(job, f"internal error: {exc!r}")
+        else:
+            self.out.finished.emit(job, result)
+
     def _kick(self) -> None:
-        if self.queue.wake_if_needed(batch_allowed=self.clf is not None):
+        if self.queue.wake_if_needed(batch_allowed=self.classifier is not None):
             self.out._wake.emit()
 
-    def _run(self, job: Job) -> None:
-        if isinstance(job, ClassifyJob):
-            self.out.classified.emit(self._classify(job.item_id, job.source, job.layer))
-        elif isinstance(job, RecomputeJob):
-            if self.clf is None:
-                self.out.recomputeFailed.emit(job.item_id, "No model is loaded.")
-                return
-            res = self._classify(job.item_id, job.source, job.layer)
-            if res.ok:
-                self.out.recomputed.emit(res)
-            else:
-                self.out.recomputeFailed.emit(job.item_id, res.error or "the photo could not be read again")
-        elif isinstance(job, ViewJob):
-            self._view(job)
-        elif isinstance(job, LoadJob):
-            self._load(job)
-        elif isinstance(job, DownloadJob):
-            self._download(job)
-        elif isinstance(job, TrainJob):
-            self._train(job)
-        elif isinstance(job, SaveModelJob):
-            self._save_model(job)
+    # ---- what jobs use ----
+    def require_classifier(self, why: str = "No model is loaded.") -> ClassifierLike:
+        if self.classifier is None:
+            raise JobFailed(why)
+        return self.classifier
 
-    def _fail(self, job: Job, message: str) -> None:
-        """Every job kind has its own failure channel, so the window never waits on a lost answer."""
-        if isinstance(job, ClassifyJob):
-            self.out.classified.emit(PhotoResult(job.item_id, False, _name_of(job.source), error=message,
-                                                 record={"path": _name_of(job.source), "ok": False, "error": message}))
-        elif isinstance(job, RecomputeJob):
-            self.out.recomputeFailed.emit(job.item_id, message)
-        elif isinstance(job, ViewJob):
-            self.out.viewFailed.emit(job.item_id, message)
-        elif isinstance(job, LoadJob):
-            self.out.modelFailed.emit(message)
-        elif isinstance(job, DownloadJob):
-            self.out.downloadFinished.emit(False, message)
-        elif isinstance(job, TrainJob):
-            self.out.trainFailed.emit(message)
-        elif isinstance(job, SaveModelJob):
-            self.out.modelSaved.emit(False, message)
+    def progress_of(self, job: Job) -> Callable[[int, int], None]:
+        """A (done, total) callback for a long job, throttled, reported as ``progress(job, done, total)``."""
+        return throttled(lambda done, total: self.out.progress.emit(job, done, total))
 
-    # ---- jobs ----
-    def _load(self, job: LoadJob) -> None:
+    def then(self, job: Job) -> None:
+        """Run ``job`` next, before whatever else waits."""
+        self.queue.put(job, first=True)
+
+    def load(self, job: LoadJob) -> ModelInfo | ModelMissing:
+        from .core.devices import resolve
         from .core.errors import DeviceError, NoWeightsError, ResnextGuiError
-        from .core.model import resolve_device
 
         self.out.loading.emit("Loading model…")
         device, note = job.device, None
         try:
-            resolve_device(device)
+            resolve(device)
         except DeviceError as exc:  # e.g. CUDA remembered from another session, no GPU here now
             device, note = "cpu", f"{exc} Using the CPU."
         backend, precision = job.backend or self.backend, job.precision or self.precision
         try:
-            options = {"backend": backend, "precision": precision,
-                       "progress": self.out.loading.emit}  # a first conversion shows its steps in the status bar
-            clf = self.factory(job.weights, device, **(options if _takes_options(self.factory) else {}))
-            notes = [n for n in (note, getattr(clf, "note", None)) if n]  # e.g. why OpenVINO is not in use
-            info = self._info(clf, "; ".join(notes) or None)
+            clf = self.factory(job.weights, device, backend=backend, precision=precision,
+                               progress=self.out.loading.emit)  # a first conversion shows its steps in the status bar
+            info = self._info(clf, "; ".join(n for n in (note, clf.note) if n) or None)
         except NoWeightsError as exc:
-            self.out.modelMissing.emit(str(exc))
-            return
+            return ModelMissing(str(exc))
         except Exception as exc:  # our own errors, and whatever a device driver raises
             message = str(exc) if isinstance(exc, ResnextGuiError) else f"could not load the model: {exc!r}"
-            if self.clf is None and not job.explicit:
-                self.out.modelMissing.emit(message)
-            else:
-                self.out.modelFailed.emit(message)
-            return
-        self.clf, self.weights, self.device = clf, job.weights, job.device
+            if self.classifier is None and not job.explicit:
+                return ModelMissing(message)
+            raise JobFailed(message) from exc
+        self.classifier, self.weights, self.device = clf, job.weights, job.device
         self.backend, self.precision = backend, precision
-        # torch, the model and Qt are some 350,000 objects that live as long as the app: out of the collector's
-        # full passes, which otherwise take 200-500 ms each (holding the interpreter, so the window freezes).
+        runtime_facts(self.threads)  # a PyTorch runtime just loaded: its threads are set in this thread
+        # torch, the model and Qt are hundreds of thousands of objects that live as long as the app: out of the
+        # collector's full passes, which would otherwise hold the interpreter (and freeze the window) for long.
         gc.freeze()
-        self.out.modelReady.emit(info)
         self._kick()
+        return info
 
-    def _info(self, clf: Any, note: str | None) -> ModelInfo:
-        import torch
-        import torchvision
-
-        from .core.backend import native_bf16
-        from .core.model import describe_device
+    def _info(self, clf: ClassifierLike, note: str | None) -> ModelInfo:
+        from .core.devices import describe, native_bf16, versions
 
         source = clf.source
-        backend = getattr(clf, "backend", "torch")
-        precision = getattr(clf, "precision", "fp32")
-        runtime = ("OpenVINO" if backend == "openvino" else "PyTorch") + (" bf16" if precision == "bf16" else "")
+        runtime = ("OpenVINO" if clf.backend == "openvino" else "PyTorch") + (" bf16" if clf.precision == "bf16" else "")
         return ModelInfo(
-            device=f"{describe_device(clf.device)} · {runtime}",
-            backend=backend, precision=precision, bf16_native=clf.device.type == "cpu" and native_bf16(),
+            device=f"{describe(clf.device)} · {runtime}",
+            backend=clf.backend, precision=clf.precision, bf16_native=clf.device.type == "cpu" and native_bf16(),
             device_type=clf.device.type,
             weights=source.describe(),
             weights_short=source.variant.describe() if source.variant else source.path.name,
             num_classes=len(clf.labels),
-            cuda_available=torch.cuda.is_available(),
+            cuda_available=self.cuda_available,
             load_ms=clf.load_ms,
-            versions={"torch": torch.__version__, "torchvision": torchvision.__version__},
+            versions=versions(),
             note=note,
         )
 
-    def _classify(self, item_id: int, source: PhotoSource, layer: str) -> PhotoResult:
-        encoded = qimage_to_png_bytes(source) if isinstance(source, QImage) else None
-        data = encoded if encoded is not None else source
-        pred = self.clf.classify(data, keep_image=True, layer=layer)
-        name = pred.path
-        if not pred.ok:
-            return PhotoResult(item_id, False, name, error=pred.error, record=pred.to_record(), encoded=encoded)
-        display = _display_copy(pred.image)
-        width, height = pred.image_size
-        left, top, right, bottom = pred.crop
-        side = round(THUMB_SIDE * self.pixel_ratio)
-        thumb = display.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
-        thumb.setDevicePixelRatio(self.pixel_ratio)
-        return PhotoResult(
-            item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams),
-            crop=(left / width, top / height, right / width, bottom / height),
-            display=display, thumb=thumb, ms=pred.ms, device=pred.device, layer=pred.layer,
-            note=pred.note, record=pred.to_record(), encoded=encoded, size=(width, height),
-        )
-
-    def _view(self, job: ViewJob) -> None:
-        from .core.errors import ImageError
-        from .core.preprocess import load_image
-
-        source = qimage_to_png_bytes(job.source) if isinstance(job.source, QImage) else job.source
-        try:
-            decoded = load_image(source, min_side=DISPLAY_MAX_SIDE)
-        except ImageError as exc:
-            self.out.viewFailed.emit(job.item_id, str(exc))
-            return
-        self.out.viewReady.emit(job.item_id, _display_copy(decoded.image))
-
-    def _download(self, job: DownloadJob) -> None:
-        from .core import weights as W
-
-        self.download_cancelled.clear()
-        progress = _throttled(self.out.downloadProgress.emit)
-        try:
-            path = W.fetch(W.VARIANTS[job.variant], url=job.url, progress=progress,
-                           cancelled=self.download_cancelled.is_set)
-        except W.DownloadCancelled:
-            self.out.downloadFinished.emit(False, "Download cancelled; nothing was saved.")
-            return
-        except Exception as exc:  # a network or disk fault of any kind ends the download with a message
-            from .core.errors import ResnextGuiError
-
-            text = str(exc) if isinstance(exc, ResnextGuiError) else f"the download failed: {exc!r}"
-            self.out.downloadFinished.emit(False, text)
-            return
-        self.out.downloadFinished.emit(True, str(path))
-        self._load(LoadJob(None, self.device))
-
-
-    def _train(self, job: TrainJob) -> None:
-        from .core import train as T
-        from .core.errors import ResnextGuiError
-
-        if self.clf is None:
-            self.out.trainFailed.emit("No model is loaded: teaching new classes needs the ImageNet weights "
-                                      "(File → Download ImageNet Weights…).")
-            return
-        self.train_cancelled.clear()
-        progress = _throttled(self.out.trainProgress.emit)
-        try:
-            result = T.train(self.clf, job.data, job.val_fraction, job.seed, progress=progress,
-                             cancelled=self.train_cancelled.is_set)
-            path = T.save(self.clf, result, T.new_model_path())
-        except ResnextGuiError as exc:
-            self.out.trainFailed.emit(str(exc))
-            return
-        except OSError as exc:
-            self.out.trainFailed.emit(f"the new model could not be written: {exc.strerror or exc}")
-            return
-        mistakes = []
-        for i, m in enumerate(result.mistakes):
-            entry = Misclassified(str(m.path), result.labels[m.true], result.labels[m.predicted], m.prob)
-            if i < MAX_EXPLAINED:
-                try:
-                    item, cams = T.explain(self.clf, result, m.path, [m.true, m.predicted])
-                    width, height = item.decoded.original_size
-                    left, top, right, bottom = item.crop
-                    entry.display = _display_copy(item.decoded.image)
-                    entry.maps = _map_indices(cams)
-                    entry.crop = (left / width, top / height, right / width, bottom / height)
-                except Exception:  # the photo went away since: it is still listed, without maps
-                    pass
-            mistakes.append(entry)
-        self.out.trainFinished.emit(TrainOutcome(str(path), result.summary(), list(result.labels), mistakes))
-
-    def _save_model(self, job: SaveModelJob) -> None:
-        from .core.train import copy_model
-
-        try:
-            copy_model(job.source, job.target)
-        except Exception as exc:  # a full or read-only disk, a folder at that name...
-            self.out.modelSaved.emit(False, f"Could not save {job.target}: {getattr(exc, 'strerror', None) or exc}")
-            return
-        self.out.modelSaved.emit(True, job.target)
-
-
-def _takes_options(factory: Callable) -> bool:
-    """Whether a classifier factory takes backend/precision/progress (one written for (weights, device) still works)."""
-    import inspect
-
-    try:
-        params = inspect.signature(factory).parameters.values()
-    except (TypeError, ValueError):
-        return True
-    return any(p.kind is p.VAR_KEYWORD or p.name == "backend" for p in params)
-
-
-def _name_of(source: PhotoSource) -> str:
-    if isinstance(source, QImage):
-        return "image data"
-    from .core.preprocess import source_name
-
-    return source_name(source)
-
 
 class Worker(QObject):
-    """The window's only way to the model: a typed API in, signals out (delivered on the GUI thread).
+    """The window's only way to the model: jobs in, one answer per job out (delivered on the GUI thread).
 
     One QThread runs one job at a time. What the user asks for (a view, a recompute, weights, device,
     download) goes before the next batch photo; the photo being computed always finishes first.
     """
 
-    loading = Signal(str)
-    modelReady = Signal(object)  # ModelInfo
-    modelMissing = Signal(str)
-    modelFailed = Signal(str)
-    classified = Signal(object)  # PhotoResult (ok or not)
-    recomputed = Signal(object)  # PhotoResult
-    recomputeFailed = Signal(int, str)
-    viewReady = Signal(int, object)  # item id, QImage
-    viewFailed = Signal(int, str)
-    downloadProgress = Signal(int, int)
-    downloadFinished = Signal(bool, str)  # ok, saved path or the reason
-    trainProgress = Signal(int, int)  # photos whose features are ready, photos in all
-    trainFinished = Signal(object)  # TrainOutcome
-    trainFailed = Signal(str)
-    modelSaved = Signal(bool, str)  # ok, saved path or the reason
+    loading = Signal(str)  # what the model load is doing, for the status bar
+    progress = Signal(object, int, int)  # job, done, total (a download's bytes, a training's photos)
+    finished = Signal(object, object)  # job, its result (see each job's run)
+    failed = Signal(object, str)  # job, what went wrong
     _wake = Signal()
 
     live: set[Worker] = set()  # every running worker, so tests can prove none is left behind
@@ -568,46 +576,46 @@ class Worker(QObject):
             Worker.live.discard(self)
         return finished
 
-    # ---- requests ----
-    def _put(self, job: Job, interactive: bool) -> None:
-        if self._queue.put(job, interactive):
+    # ---- requests: each returns its job, which its answer names ----
+    def submit(self, job: Job) -> Job:
+        if self._queue.put(job):
             self._wake.emit()
+        return job
 
-    def classify(self, item_id: int, source: PhotoSource, layer: str = "layer4") -> None:
-        self._put(ClassifyJob(item_id, _own(source), layer), interactive=False)
+    def classify(self, item_id: int, source: PhotoSource, layer: str = "layer4") -> Job:
+        return self.submit(ClassifyJob(item_id, _own(source), layer))
 
-    def recompute(self, item_id: int, source: PhotoSource, layer: str) -> None:
-        self._put(RecomputeJob(item_id, _own(source), layer), interactive=True)
+    def recompute(self, item_id: int, source: PhotoSource, layer: str) -> Job:
+        return self.submit(RecomputeJob(item_id, _own(source), layer))
 
-    def view(self, item_id: int, source: PhotoSource) -> None:
-        self._put(ViewJob(item_id, _own(source)), interactive=True)
+    def view(self, item_id: int, source: PhotoSource) -> Job:
+        return self.submit(ViewJob(item_id, _own(source)))
 
     def load(self, weights: str | None, device: str, explicit: bool = True, backend: str | None = None,
-             precision: str | None = None) -> None:
+             precision: str | None = None) -> Job:
         """Switch weights, device, CPU runtime or precision; takes effect for every photo still waiting."""
         self.weights = weights
-        self._put(LoadJob(weights, device, explicit, backend, precision), interactive=True)
+        return self.submit(LoadJob(weights, device, explicit, backend, precision))
 
-    def download(self, variant: str = "v2", url: str | None = None) -> None:
-        self._put(DownloadJob(variant, url), interactive=True)
+    def download(self, variant: str = "v2", url: str | None = None) -> Job:
+        return self.submit(DownloadJob(variant, url))
 
     def cancel_download(self) -> None:
         self._runner.download_cancelled.set()
 
-    def train(self, data: str | list[str], val_fraction: float = 0.2, seed: int = 0) -> None:
-        """Teach new classes with the current backbone (off the GUI thread); answers trainProgress, then
-        trainFinished or trainFailed."""
-        self._put(TrainJob(data, val_fraction, seed), interactive=True)
+    def train(self, data: str | list[str], val_fraction: float = 0.2, seed: int = 0) -> Job:
+        """Teach new classes with the current backbone (off the GUI thread): progress, then its answer."""
+        return self.submit(TrainJob(data, val_fraction, seed))
 
     def cancel_training(self) -> None:
         self._runner.train_cancelled.set()
 
-    def save_model(self, source: str, target: str) -> None:
-        self._put(SaveModelJob(source, target), interactive=True)
+    def save_model(self, source: str, target: str) -> Job:
+        return self.submit(SaveModelJob(source, target))
 
     def cancel_batch(self) -> list[int]:
         """Drop the batch photos not yet started (the one being computed finishes); returns their ids."""
-        return self._queue.drop_batch()
+        return [job.item_id for job in self._queue.drop_batch() if isinstance(job, ClassifyJob)]
 
     def pending(self) -> int:
         return self._queue.pending_batch()

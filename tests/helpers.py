@@ -146,6 +146,7 @@ class WeightsServer:
         self.tls = tls
         self.requests: list[str] = []
         self.stalled = threading.Event()
+        self.stall_over = threading.Event()  # the stalled response ended (released, or 60 s passed)
         self.release = threading.Event()
         server = self
 
@@ -190,6 +191,7 @@ class WeightsServer:
                     elif mode == "stall":
                         server.stalled.set()
                         server.release.wait(60)
+                        server.stall_over.set()
                     return
                 self.wfile.write(body)
 

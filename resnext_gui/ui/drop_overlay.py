@@ -19,14 +19,17 @@ class DropOverlay(QWidget):
 
     def show_over(self, text: str) -> None:
         self.text = text
-        self.setGeometry(self.parentWidget().rect())
+        parent = self.parentWidget()
+        if parent is not None:
+            self.setGeometry(parent.rect())
         self.raise_()
         self.show()
         self.update()
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
-        if event.type() == QEvent.Type.Resize and self.isVisible():
-            self.setGeometry(self.parentWidget().rect())
+        parent = self.parentWidget()
+        if event.type() == QEvent.Type.Resize and self.isVisible() and parent is not None:
+            self.setGeometry(parent.rect())
         return False
 
     def paintEvent(self, event) -> None:  # noqa: N802

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from ..worker import THUMB_SIDE, PhotoResult, PhotoSource
@@ -22,10 +22,18 @@ DISPLAY_CACHE = 24  # full display copies kept; older photos keep their thumbnai
 
 
 class Status(enum.Enum):
-    QUEUED = "waiting"
-    DONE = "done"
-    FAILED = "not classified"
-    STOPPED = "stopped"
+    QUEUED = enum.auto()
+    DONE = enum.auto()
+    FAILED = enum.auto()
+    STOPPED = enum.auto()
+
+    @property
+    def text(self) -> str:
+        """How the gallery words the status under a thumbnail."""
+        return STATUS_TEXT[self]
+
+
+STATUS_TEXT = {Status.QUEUED: "waiting", Status.DONE: "done", Status.FAILED: "not classified", Status.STOPPED: "stopped"}
 
 
 @dataclass(eq=False)
@@ -48,7 +56,7 @@ class Photo:
         if self.status is Status.DONE and self.result is not None:
             top = self.result.top[0]
             return f"{top.label} {percent(top.prob)}"
-        return self.status.value
+        return self.status.text
 
     def tooltip(self, waiting: str) -> str:
         if self.status is Status.DONE and self.result is not None:
@@ -147,7 +155,7 @@ class GalleryModel(QAbstractListModel):
         return [p.result.record for p in self._photos if p.result is not None and p.result.record]
 
     # ---- changes ----
-    def add(self, sources: Iterable[tuple[PhotoSource, str]], status: Status = Status.QUEUED) -> list[Photo]:
+    def add(self, sources: Iterable[tuple[PhotoSource | None, str]], status: Status = Status.QUEUED) -> list[Photo]:
         """Add photos; a file already in the gallery is skipped. Returns the photos added."""
         new = []
         for source, name in sources:
@@ -348,11 +356,17 @@ class GalleryDelegate(QStyledItemDelegate):
         fm = option.fontMetrics  # type: ignore[attr-defined]
         width = rect.width() - 8
         y = icon.bottom() + 4
-        for line, mode in ((photo.caption(), Qt.TextElideMode.ElideRight), (_basename(photo.name), Qt.TextElideMode.ElideMiddle)):
-            painter.drawText(QRect(rect.x() + 4, y, width, fm.height()), Qt.AlignmentFlag.AlignHCenter,
-                             fm.elidedText(line, mode, width))
+        for line in self.lines(photo, fm, width):
+            painter.drawText(QRect(rect.x() + 4, y, width, fm.height()), Qt.AlignmentFlag.AlignHCenter, line)
             y += fm.height()
         painter.restore()
+
+    @staticmethod
+    def lines(photo: Photo, fm: QFontMetrics, width: int) -> list[str]:
+        """The two lines under the thumbnail as painted: the answer (cut at its end), the file name (cut in
+        the middle, so its extension shows)."""
+        return [fm.elidedText(photo.caption(), Qt.TextElideMode.ElideRight, width),
+                fm.elidedText(_basename(photo.name), Qt.TextElideMode.ElideMiddle, width)]
 
 
 def _basename(name: str) -> str:

@@ -104,6 +104,8 @@ class ImageView(QWidget):
 
     def _clamp(self) -> None:
         """Keep the photo on screen: a side smaller than the view is centred, a larger one never shows a gap."""
+        if self._photo is None or self.zoom is None:
+            return
         pw, ph, s = self._photo.width(), self._photo.height(), self.zoom
         half_w, half_h = self.width() / 2 / s, self.height() / 2 / s
         x = pw / 2 if pw <= 2 * half_w else min(max(self.centre.x(), half_w), pw - half_w)
@@ -132,6 +134,14 @@ class ImageView(QWidget):
         self.placeholder = text
         self.update()
 
+    def shown_map(self) -> np.ndarray | None:
+        """The 8-bit heatmap shown now (colour-map indices), if any."""
+        return self._map
+
+    def photo_width(self) -> int:
+        """The width in pixels of the image shown (a thumbnail until the full photo is there); 0 without one."""
+        return self._photo.width() if self._photo is not None else 0
+
     def has_photo(self) -> bool:
         return self._photo is not None
 
@@ -151,6 +161,8 @@ class ImageView(QWidget):
 
     def _fit(self) -> QRectF:
         """Where the photo is drawn, in view coordinates."""
+        if self._photo is None:
+            return QRectF()
         pw, ph = self._photo.width(), self._photo.height()
         scale = self.scale()
         w, h = pw * scale, ph * scale

@@ -46,7 +46,7 @@ def top5_text(photo: Photo) -> str:
     """The photo's answer as plain text, one class a line (what Ctrl+C copies)."""
     res = photo.result
     if res is None:
-        return f"{photo.name}: {photo.status.value}"
+        return f"{photo.name}: {photo.status.text}"
     if not res.ok:
         return f"{photo.name}: not classified: {res.error}"
     lines = [photo.name] + [f"{t.rank}. {t.label} {t.prob:.1%}" for t in res.top]

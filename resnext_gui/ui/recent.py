@@ -17,7 +17,7 @@ class RecentWeights:
 
     def paths(self) -> list[str]:
         value = self.settings.value("recent_weights", [])
-        items = [value] if isinstance(value, str) else list(value or [])
+        items = [value] if isinstance(value, str) else list(value) if isinstance(value, (list, tuple)) else []
         return [str(p) for p in items if p][:KEEP]
 
     def remember(self, path: str) -> None:

@@ -27,10 +27,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..worker import Misclassified, TrainOutcome, Worker
+from ..worker import Misclassified, SaveModelJob, TrainJob, TrainOutcome, Worker
 from .drops import read_mime
 from .image_view import ImageView
-from .text import plain_tooltip
+from .messages import Messages
+from .text import plain_tooltip, plural
 
 INTRO = ("Teach the model your own classes. Put the photos of each class in a folder of its own, named after "
          "the class (e.g. photos/ripe, photos/unripe), then choose the folder that holds them — or drop the "
@@ -63,7 +64,7 @@ class MistakeView(QDialog):
             col.addWidget(_plain(caption))
             view = ImageView()
             view.setMinimumSize(300, 260)
-            if mistake.display is not None:
+            if mistake.display is not None and mistake.maps is not None:
                 view.set_photo(mistake.display, mistake.crop)
                 view.set_map(mistake.maps[i])
             else:
@@ -83,7 +84,7 @@ class TeachDialog(QDialog):
 
     modelUsed = Signal(str)  # path of the taught model the window switched to
 
-    def __init__(self, worker: Worker, device: str = "auto", parent: QWidget | None = None) -> None:
+    def __init__(self, worker: Worker, messages: Messages, device: str = "auto", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.worker, self.device = worker, device
         self.setWindowTitle("Teach New Classes")
@@ -96,10 +97,9 @@ class TeachDialog(QDialog):
         self.pages.addWidget(self._build_result())
         layout = QVBoxLayout(self)
         layout.addWidget(self.pages)
-        worker.trainProgress.connect(self._on_progress)
-        worker.trainFinished.connect(self._on_finished)
-        worker.trainFailed.connect(self._on_failed)
-        worker.modelSaved.connect(self._on_saved)
+        messages.route(TrainJob, lambda job, outcome: self._on_finished(outcome), lambda job, message: self._on_failed(message),
+                       lambda job, done, total: self._on_progress(done, total))
+        messages.route(SaveModelJob, lambda job, path: self._on_saved(True, path), lambda job, message: self._on_saved(False, message))
         self.resize(760, 560)
 
     # ---- setup page ----
@@ -165,7 +165,7 @@ class TeachDialog(QDialog):
                 names = []
                 self.status.setText(f"Cannot read {data}: {exc.strerror or exc}")
         else:
-            self.source_label.setText(f"{len(data)} class folder{'s' if len(data) != 1 else ''} dropped")
+            self.source_label.setText(f"{plural(len(data), 'class folder')} dropped")
             names = [Path(p).name for p in data]
         for name in names:
             self.class_list.addItem(QListWidgetItem(name))
@@ -302,10 +302,10 @@ class TeachDialog(QDialog):
                 self.confusion.setItem(r, c, item)
         self.mistakes.clear()
         for m in outcome.mistakes:
-            item = QListWidgetItem(f"{Path(m.path).name}: {m.true} taken for {m.predicted} ({m.prob:.0%})")
-            item.setToolTip(plain_tooltip(m.path))
-            item.setData(Qt.ItemDataRole.UserRole, m)
-            self.mistakes.addItem(item)
+            entry = QListWidgetItem(f"{Path(m.path).name}: {m.true} taken for {m.predicted} ({m.prob:.0%})")
+            entry.setToolTip(plain_tooltip(m.path))
+            entry.setData(Qt.ItemDataRole.UserRole, m)
+            self.mistakes.addItem(entry)
         if not outcome.mistakes:
             self.mistakes.addItem(QListWidgetItem("None: every photo kept aside was recognised"))
         self.saved_label.setText("")
@@ -330,7 +330,7 @@ class TeachDialog(QDialog):
     def save_dialog(self) -> None:
         if self.outcome is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save Model", "my-classes.pth", "PyTorch checkpoint (*.pth)")
+        path, _ = QFileDialog.getSaveFileName(self, "Save Model", "my-classes.safetensors", "Model (*.safetensors)")
         if path:
             self.save_to(path)
 

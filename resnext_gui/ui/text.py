@@ -18,3 +18,8 @@ def sentence(text: str) -> str:
 def plain_tooltip(text: str) -> str:
     """A tooltip that shows ``text`` literally: Qt would otherwise render a name such as ``<img src=...>``."""
     return "<p style='white-space:pre-wrap'>" + html.escape(text).replace("\n", "<br>") + "</p>"
+
+
+def plural(n: int, one: str, many: str | None = None) -> str:
+    """ "1 photo", "3 photos" (``many`` where adding an "s" is not the English plural: "photos are")."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"

@@ -16,8 +16,8 @@ MARKUP_NAME = "<img src=&#47;dev&#47;zero><b>espresso 99%"  # the same, as a fil
 class MarkupFactory(FakeFactory):
     """Every class label carries markup, as a hostile checkpoint's labels could."""
 
-    def __call__(self, weights, device):
-        clf = super().__call__(weights, device)
+    def __call__(self, weights, device, **options):
+        clf = super().__call__(weights, device, **options)
         clf.labels = [f"{MARKUP} {i}" for i in range(1000)]
         return clf
 
@@ -31,7 +31,7 @@ def test_names_labels_and_paths_are_shown_as_plain_text_everywhere(qtbot, settin
         drop_and_list(qtbot, win, [photo])
         wait_all_done(qtbot, win)
         win.select(win.photos.photo(0))
-        win.export_results(str(tmp_path / MARKUP_NAME / "x.csv"))  # no such folder: a message naming the path
+        win.controller.export_results(str(tmp_path / MARKUP_NAME / "x.csv"))  # no such folder: a message naming the path
         shown = 0
         for widget in [win, *win.findChildren(QWidget)]:
             if isinstance(widget, QLabel) and "<img" in widget.text():
@@ -42,10 +42,10 @@ def test_names_labels_and_paths_are_shown_as_plain_text_everywhere(qtbot, settin
             shown += "&lt;img" in tip
         model_tip = win.photos.index(0).data(Qt.ItemDataRole.ToolTipRole)
         assert "&lt;img" in model_tip and "<img" not in model_tip
-        assert win.last_message is not None and win.last_message.textFormat() == Qt.TextFormat.PlainText
-        assert MARKUP_NAME in win.last_message.text()
+        assert win.messages.last_message is not None and win.messages.last_message.textFormat() == Qt.TextFormat.PlainText
+        assert MARKUP_NAME in win.messages.last_message.text()
         assert shown >= 3  # the weights path, the message and the gallery were all checked, not skipped
-        assert all(MARKUP in r.label for r in win.top5.rows if r.isVisible())  # painted as text, not parsed
+        assert all(MARKUP in r.label for r in win.controls.top5.rows if r.isVisible())  # painted as text, not parsed
     finally:
         win.close()
 
@@ -59,9 +59,9 @@ def test_download_into_a_folder_that_cannot_be_written_ends_with_a_message(qtbot
         monkeypatch.setenv("RESNEXT_GUI_WEIGHTS_URL", f"{srv.base}/mirror.pth")
         win = open_window(qtbot, settings, None, state="missing")
         try:
-            win.download_weights()
-            qtbot.waitUntil(lambda: win.download_dialog is None, timeout=30_000)
-            assert win.last_message.windowTitle() == "Download failed" and win.download_button.isEnabled()
+            win.model.download_weights()
+            qtbot.waitUntil(lambda: win.model.download_dialog is None, timeout=30_000)
+            assert win.messages.last_message.windowTitle() == "Download failed" and win.model.banner.download_button.isEnabled()
         finally:
             win.close()
 
@@ -71,14 +71,14 @@ def test_cancel_on_a_stalled_mirror_takes_effect_at_once(qtbot, settings, monkey
         monkeypatch.setenv("RESNEXT_GUI_WEIGHTS_URL", f"{srv.base}/stall/mirror.pth")
         win = open_window(qtbot, settings, None, state="missing")
         try:
-            win.download_weights()
+            win.model.download_weights()
             qtbot.waitUntil(srv.stalled.is_set, timeout=30_000)
-            cancel = next(b for b in win.download_dialog.findChildren(QPushButton) if b.text() == "Cancel")
+            cancel = next(b for b in win.model.download_dialog.findChildren(QPushButton) if b.text() == "Cancel")
             qtbot.mouseClick(cancel, Qt.MouseButton.LeftButton)
-            # generous bound for a loaded machine; a blocking read would hold this for the socket timeout
-            qtbot.waitUntil(lambda: win.download_dialog is None, timeout=5_000)
-            assert "cancelled" in win.statusBar().currentMessage().lower() and win.download_button.isEnabled()
-            assert win.last_message is None  # a cancel is not reported as a failure
+            qtbot.waitUntil(lambda: win.model.download_dialog is None, timeout=MODEL_TIMEOUT)
+            assert not srv.stall_over.is_set()  # ended by the cancel, while the mirror still held the connection
+            assert "cancelled" in win.statusBar().currentMessage().lower() and win.model.banner.download_button.isEnabled()
+            assert win.messages.last_message is None  # a cancel is not reported as a failure
         finally:
             win.close()
 
@@ -96,10 +96,10 @@ def test_a_remembered_cuda_device_falls_back_to_the_cpu_with_a_note(qtbot, setti
     try:
         with qtbot.waitSignal(win.modelStateChanged, timeout=MODEL_TIMEOUT) as blocker:
             win.start()
-        assert blocker.args == ["ready"] and win.device_label.text().startswith("CPU")
+        assert blocker.args == ["ready"] and win.model.device_label.text().startswith("CPU")
         assert any("no CUDA GPU" in m and "Using the CPU" in m for m in messages)
         with qtbot.waitSignal(win.modelStateChanged, timeout=MODEL_TIMEOUT) as blocker:
-            win.set_device("cpu")
+            win.model.set_device("cpu")
         assert blocker.args == ["ready"] and settings.value("device") == "cpu"
     finally:
         win.close()

@@ -6,8 +6,9 @@ import numpy as np
 from PIL import Image, ImageEnhance
 from PySide6.QtCore import QMimeData, QUrl
 
+from resnext_gui.worker import SaveModelJob, TrainJob
 from tests.ui.conftest import drop, open_window
-from tests.ui.fakes import TeachableFactory
+from tests.ui.fakes import FakeFactory
 
 
 def class_folders(root: Path, photos: dict) -> Path:
@@ -22,10 +23,10 @@ def class_folders(root: Path, photos: dict) -> Path:
 
 def test_teach_use_and_save(qtbot, settings, checkpoint, photos, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    factory = TeachableFactory()
+    factory = FakeFactory()
     win = open_window(qtbot, settings, checkpoint, factory=factory)
-    dlg = win.teach()
-    assert win.teach() is dlg  # one dialog per window
+    dlg = win.model.teach()
+    assert win.model.teach() is dlg  # one dialog per window
     data = class_folders(tmp_path / "data", photos)
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(data / n)) for n in ("coffee", "chelsea")])
@@ -34,11 +35,11 @@ def test_teach_use_and_save(qtbot, settings, checkpoint, photos, tmp_path, monke
     drop(dlg, [data])  # the folder that holds them: its subfolders are the classes
     assert dlg.data == str(data) and dlg.class_list.count() == 3
     progress = []
-    win.worker.trainProgress.connect(lambda d, t: progress.append((d, t)))
-    with qtbot.waitSignal(win.worker.trainFinished, timeout=60_000) as got:
+    win.worker.progress.connect(lambda job, d, t: progress.append((d, t)) if isinstance(job, TrainJob) else None)
+    with qtbot.waitSignal(win.worker.finished, timeout=60_000, check_params_cb=lambda job, _: isinstance(job, TrainJob)) as got:
         dlg.start_training()
         assert not dlg.train_button.isEnabled() and dlg.cancel_button.text() == "Stop"
-    outcome = got.args[0]
+    outcome = got.args[1]
     assert progress and progress[-1] == (15, 15)
     assert outcome.labels == ["astronaut", "chelsea", "coffee"]
     assert dlg.pages.currentIndex() == 1
@@ -54,28 +55,28 @@ def test_teach_use_and_save(qtbot, settings, checkpoint, photos, tmp_path, monke
     assert str(factory.made[-1].source.path) == outcome.model_path
     # Save…: copied where the user chose, atomically
     target = tmp_path / "mine.safetensors"
-    with qtbot.waitSignal(win.worker.modelSaved, timeout=30_000) as saved:
+    with qtbot.waitSignal(win.worker.finished, timeout=30_000, check_params_cb=lambda job, _: isinstance(job, SaveModelJob)) as saved:
         dlg.save_to(str(target))
-    assert saved.args == [True, str(target)]
+    assert saved.args[1] == str(target)
     assert target.read_bytes() == Path(outcome.model_path).read_bytes()
     assert dlg.saved_label.text().startswith("Saved")
     # models are safetensors files: another suffix is refused with the name to use, and nothing is written
-    with qtbot.waitSignal(win.worker.modelSaved, timeout=30_000) as refused:
+    with qtbot.waitSignal(win.worker.failed, timeout=30_000, check_params_cb=lambda job, _: isinstance(job, SaveModelJob)) as refused:
         dlg.save_to(str(tmp_path / "mine.pth"))
-    assert refused.args[0] is False and "safetensors format" in refused.args[1] and "mine.safetensors" in refused.args[1]
+    assert "safetensors format" in refused.args[1] and "mine.safetensors" in refused.args[1]
     assert "safetensors format" in dlg.saved_label.text() and not (tmp_path / "mine.pth").exists()
     win.close()
 
 
 def test_refusal_is_shown_in_the_dialog(qtbot, settings, checkpoint, photos, tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    win = open_window(qtbot, settings, checkpoint, factory=TeachableFactory())
-    dlg = win.teach()
+    win = open_window(qtbot, settings, checkpoint, factory=FakeFactory())
+    dlg = win.model.teach()
     data = class_folders(tmp_path / "data", photos)
     for extra in list((data / "coffee").iterdir())[1:]:
         extra.unlink()
     dlg.set_data(str(data))
-    with qtbot.waitSignal(win.worker.trainFailed, timeout=60_000):
+    with qtbot.waitSignal(win.worker.failed, timeout=60_000, check_params_cb=lambda job, _: isinstance(job, TrainJob)):
         dlg.start_training()
     assert "'coffee' (1)" in dlg.status.text() and dlg.pages.currentIndex() == 0
     assert dlg.train_button.isEnabled() and dlg.cancel_button.text() == "Close"

@@ -3,16 +3,11 @@
 import json
 
 import pytest
-from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import QApplication, QFileDialog
 
-from resnext_gui.core.classifier import TopClass
-from resnext_gui.ui.drops import read_mime
-from resnext_gui.ui.gallery import GalleryModel, Status
-from resnext_gui.ui.gallery_filter import GalleryFilter
-from resnext_gui.ui.image_view import ImageView
-from resnext_gui.worker import PhotoResult
+from resnext_gui.ui.gallery import CELL, GalleryDelegate, Status
 from tests.helpers import copies
 from tests.ui.conftest import MODEL_TIMEOUT, drop_and_list, open_window, wait_all_done
 from tests.ui.fakes import FakeFactory
@@ -31,37 +26,23 @@ def _done(qtbot, win, paths):
 
 
 # ---------------------------------------------------------------- defects
-def test_a_browser_drag_with_a_link_and_the_image_bytes_uses_the_image_named_after_the_link(photos):
-    mime = QMimeData()
-    mime.setUrls([QUrl("https://example.com/pics/tabby.png?s=1")])
-    mime.setData("image/png", photos["chelsea"].read_bytes())
-    dropped = read_mime(mime)
-    assert not dropped.refused and dropped.data[0][1] == "tabby.png"
-    assert isinstance(dropped.data[0][0], bytes)
-
-
 def test_a_chosen_weights_file_is_remembered_and_offered_under_recent(qtbot, settings, tmp_path, monkeypatch):
-    import resnext_gui.ui.main_window as mw
+    from resnext_gui.ui.main_window import MainWindow
 
     chosen = tmp_path / "mine.pth"
     chosen.write_bytes(b"fake")
-    factory = FakeFactory()
-    win = open_window(qtbot, settings, "fake.pth", factory=factory)
+    win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
     try:
         with qtbot.waitSignal(win.modelStateChanged, timeout=MODEL_TIMEOUT, check_params_cb=lambda s: s == "ready"):
-            win.load_weights(str(chosen))
-        win._fill_recent_menu()
-        assert [a.text() for a in win.recent_menu.actions()] == ["mine.pth"] and win.recent_menu.isEnabled()
+            win.model.load_weights(str(chosen))
+        win.model.fill_recent_menu()
+        assert [a.text() for a in win.commands.menus["recent"].actions()] == ["mine.pth"] and win.commands.menus["recent"].isEnabled()
     finally:
         win.close()
-    made = []
-    real = mw.Worker
     monkeypatch.delenv("RESNEXT_GUI_WEIGHTS", raising=False)
-    monkeypatch.setattr(mw, "Worker", lambda weights, device, parent, pixel_ratio, **options: made.append(weights) or
-                        real(weights, device, parent, pixel_ratio=pixel_ratio, classifier_factory=factory))
-    again = mw.MainWindow(device="cpu", settings=settings)
+    again = MainWindow(device="cpu", settings=settings)  # its own worker, not started: nothing is loaded
     try:
-        assert made == [str(chosen)]  # the next start uses it again
+        assert again.worker.weights == str(chosen)  # the next start uses it again
     finally:
         again.close()
 
@@ -84,25 +65,25 @@ def test_the_window_fits_the_screen_and_selecting_a_photo_never_grows_it(qtbot, 
 def test_export_uses_the_chosen_format_and_adds_its_extension(qtbot, fwin, photos, tmp_path, monkeypatch):
     _done(qtbot, fwin, [photos["coffee"]])
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "myresults"), "JSON (*.json)"))
-    fwin.export_dialog()
+    fwin.presenter.export_dialog()
     records = json.loads((tmp_path / "myresults.json").read_text())
     assert records[0]["ok"] and not (tmp_path / "myresults").exists()
     monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(tmp_path / "results.csv"), "JSON (*.json)"))
-    fwin.export_dialog()
+    fwin.presenter.export_dialog()
     assert json.loads((tmp_path / "results.json").read_text()) == records
 
 
 def test_the_right_panel_controls_stay_put_whatever_is_selected(qtbot, fwin, photos, tmp_path):
     def where():
         QApplication.processEvents()
-        return [w.mapTo(fwin, QPoint(0, 0)).y() for w in (fwin.clear_button, fwin.layer_box, fwin.opacity)]
+        return [w.mapTo(fwin, QPoint(0, 0)).y() for w in (fwin.controls.clear_button, fwin.controls.layer_box, fwin.controls.opacity)]
 
     empty = where()
     bad = tmp_path / "bad.jpg"
     bad.write_text("x" * 50)
     _done(qtbot, fwin, [photos["coffee"], bad])
     fwin.select(fwin.photos.photo(1))
-    assert fwin.top5.message.text().endswith(").") and where() == empty  # the refusal is a sentence
+    assert fwin.controls.top5.message.text().endswith(").") and where() == empty  # the refusal is a sentence
     fwin.select(fwin.photos.photo(0))
     assert where() == empty
 
@@ -115,26 +96,35 @@ def test_new_drops_select_their_first_photo_and_scroll_to_it(qtbot, fwin, photos
     assert fwin.gallery.viewport().rect().intersects(fwin.gallery.visualRect(fwin.gallery.currentIndex()))
 
 
-def test_the_layer_is_a_global_setting_applied_to_each_photo_as_it_is_shown(qtbot, fwin, photos, monkeypatch):
-    _done(qtbot, fwin, [photos["coffee"], photos["chelsea"]])
-    first, second = fwin.photos.photo(0), fwin.photos.photo(1)
-    fwin.select(first)
-    with qtbot.waitSignal(fwin.photoUpdated, timeout=30_000, check_params_cb=lambda i: first.result.layer == "layer3"):
-        fwin.layer_box.setCurrentIndex(1)
-    assert second.result.layer == "layer4"  # not recomputed until it is shown
-    with qtbot.waitSignal(fwin.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.result.layer == "layer3"):
-        fwin.select(second)
-    assert fwin.top5.title.text().endswith("heatmap: stage before")
-    # a failed recompute is said once and not asked again each time the photo is shown
-    asked = []
-    monkeypatch.setattr(fwin.worker, "recompute", lambda *a: asked.append(a))
-    fwin.layer_box.setCurrentIndex(0)
-    assert len(asked) == 1
-    fwin._on_recompute_failed(second.item_id, "The file is gone.")
-    fwin.select(first)
-    fwin.select(second)
-    assert len(asked) == 2 and asked[-1][0] == first.item_id
-    assert "Could not compute the new heatmap" in fwin.top5.message.text()
+def test_the_layer_is_a_global_setting_applied_to_each_photo_as_it_is_shown(qtbot, settings, photos, tmp_path):
+    factory = FakeFactory()
+    win = open_window(qtbot, settings, "fake.pth", factory=factory)
+    try:
+        files = copies([photos["coffee"], photos["chelsea"]], 2, tmp_path)
+        _done(qtbot, win, files)
+        first, second = win.photos.photo(0), win.photos.photo(1)
+        win.select(first)
+        with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: first.result.layer == "layer3"):
+            win.controls.layer_box.setCurrentIndex(1)
+        assert second.result.layer == "layer4"  # not recomputed until it is shown
+        with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.result.layer == "layer3"):
+            win.select(second)
+        assert win.controls.top5.title.text().endswith("heatmap: stage before")
+        # a failed recompute is said once and not asked again each time the photo is shown
+        files[1].unlink()
+        with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.note is not None):
+            win.controls.layer_box.setCurrentIndex(0)
+        assert "Could not compute the new heatmap" in win.controls.top5.message.text()
+        with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: first.result.layer == "layer4"):
+            win.select(first)
+        win.select(second)
+        win.select(first)
+        with qtbot.waitSignal(win.worker.finished, timeout=30_000):  # a view job: the worker took every request so far
+            win.worker.view(first.item_id, str(files[0]))
+        asked = [call for call in factory.made[0].calls if call[1] == "layer4" and call[0] == files[1].name]
+        assert len(asked) == 2  # its first answer, and the one recompute that failed
+    finally:
+        win.close()
 
 
 def test_stop_counts_what_the_summary_counts(qtbot, settings, photos, tmp_path):
@@ -158,26 +148,35 @@ def test_stop_counts_what_the_summary_counts(qtbot, settings, photos, tmp_path):
         win.close()
 
 
-def test_download_dialog_sits_over_the_window_and_cancel_is_not_a_failure(qtbot, fwin, monkeypatch):
-    monkeypatch.setattr(fwin.worker, "download", lambda *a, **k: None)
-    fwin.download_weights()
-    dlg = fwin.download_dialog
-    assert dlg.isVisible() and fwin.geometry().contains(dlg.geometry().center())
-    assert dlg.width() > dlg.fontMetrics().horizontalAdvance(dlg.windowTitle())
-    from PySide6.QtWidgets import QPushButton
+def test_download_dialog_sits_over_the_window_and_cancel_is_not_a_failure(qtbot, settings, monkeypatch):
+    from PySide6.QtWidgets import QProgressDialog, QPushButton
 
-    qtbot.mouseClick(dlg.findChild(QPushButton), Qt.MouseButton.LeftButton)  # Cancel
-    assert dlg.labelText() == "Cancelling…"
-    fwin.worker.downloadFinished.emit(False, "Download cancelled; nothing was saved.")
-    assert fwin.last_message is None and "cancelled" in fwin.statusBar().currentMessage()
-    assert not dlg.isVisible()
+    from tests.helpers import WeightsServer
+
+    with WeightsServer({"mirror.pth": b"x" * 4096}) as srv:
+        monkeypatch.setenv("RESNEXT_GUI_WEIGHTS_URL", f"{srv.base}/stall/mirror.pth")
+        win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
+        try:
+            win.model.download_weights()
+            dlg = win.model.download_dialog
+            assert dlg.isVisible() and win.geometry().contains(dlg.geometry().center())
+            assert dlg.width() > dlg.fontMetrics().horizontalAdvance(dlg.windowTitle())
+            assert not win.commands["download"].isEnabled()
+            qtbot.waitUntil(srv.stalled.is_set, timeout=30_000)
+            qtbot.mouseClick(dlg.findChild(QPushButton), Qt.MouseButton.LeftButton)  # Cancel
+            assert dlg.labelText() == "Cancelling…"
+            qtbot.waitUntil(lambda: win.model.download_dialog is None, timeout=30_000)
+            assert win.messages.last_message is None and "cancelled" in win.statusBar().currentMessage()
+            assert not [d for d in win.findChildren(QProgressDialog) if d.isVisible()] and win.commands["download"].isEnabled()
+        finally:
+            win.close()
 
 
 def test_clear_resets_the_heading_and_can_be_undone(qtbot, fwin, photos):
     _done(qtbot, fwin, [photos["coffee"], photos["chelsea"]])
-    assert "heatmap" in fwin.top5.title.text()
+    assert "heatmap" in fwin.controls.top5.title.text()
     fwin.clear()
-    assert fwin.top5.title.text() == "Top 5" and len(fwin.photos) == 0 and fwin.windowTitle() == "ResNeXt Classifier"
+    assert fwin.controls.top5.title.text() == "Top 5" and len(fwin.photos) == 0 and fwin.windowTitle() == "ResNeXt Classifier"
     fwin.activateWindow()
     qtbot.keyClick(fwin, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert [p.status for p in fwin.photos] == [Status.DONE, Status.DONE] and fwin.current_photo() is not None
@@ -201,64 +200,31 @@ def test_gallery_names_are_elided_in_the_middle_and_never_scroll_sideways(qtbot,
     fwin.splitter.setSizes([0, 10_000, 0])  # the gallery at its minimum width
     QApplication.processEvents()
     assert not fwin.gallery.horizontalScrollBar().isVisible()
-    shot = fwin.gallery.viewport().grab().toImage()
-    assert not shot.isNull()  # the delegate paints; the caption is elided in the middle:
-    fm = fwin.gallery.fontMetrics()
-    elided = fm.elidedText(path.name, Qt.TextElideMode.ElideMiddle, 124)
-    assert elided.endswith(".png") and "…" in elided
+    caption, name = GalleryDelegate.lines(fwin.photos.photo(0), fwin.gallery.fontMetrics(), CELL.width() - 8)
+    assert name.endswith(".png") and "…" in name and name.startswith("motor")  # cut in the middle
 
 
 def test_keyboard_reaches_every_control_and_moves_between_classes(qtbot, fwin, photos):
     _done(qtbot, fwin, [photos["coffee"]])
-    original, overlay, heatmap = fwin.mode_buttons
-    assert all(b.toolTip() for b in (original, overlay, heatmap, fwin.opacity))
+    original, overlay, heatmap = fwin.controls.mode_buttons
+    assert all(b.toolTip() for b in (original, overlay, heatmap, fwin.controls.opacity))
     original.setFocus()
     qtbot.keyClick(original, Qt.Key.Key_Tab)
     assert QApplication.focusWidget() is overlay
     qtbot.keyClick(overlay, Qt.Key.Key_Space)
     assert fwin.view.mode == "overlay" and overlay.isChecked() and not original.isChecked()
-    row = fwin.top5.rows[0]
+    row = fwin.controls.top5.rows[0]
     row.setFocus()
     qtbot.keyClick(row, Qt.Key.Key_Right)
-    assert fwin.top5.rows[1].hasFocus() and fwin.selected_rank == 2
+    assert fwin.controls.top5.rows[1].hasFocus() and fwin.presenter.selected_rank == 2
 
 
-# ---------------------------------------------------------------- zoom, title
-def test_zoom_fit_actual_size_and_pan(qtbot):
-    view = ImageView()
-    qtbot.addWidget(view)
-    view.resize(800, 600)
-    small = QImage(400, 300, QImage.Format.Format_RGB32)
-    view.set_photo(small)
-    assert view.scale() == 1.0  # a small photo at its own size, not blown up
-    big = QImage(3200, 2400, QImage.Format.Format_RGB32)
-    view.set_photo(big)
-    assert view.scale() == pytest.approx(0.25) and view.zoom is None
-    view.setFocus()
-    qtbot.keyClick(view, Qt.Key.Key_Plus)
-    assert view.zoom == pytest.approx(0.3125)
-    view.actual_size()
-    assert view.zoom == 1.0
-    view.pan(-10_000, 0)  # never past the photo's edge
-    assert view.centre.x() == pytest.approx(3200 - 400)
-    view.fit()
-    assert view.zoom is None
-    from PySide6.QtGui import QWheelEvent
-
-    at = QPointF(100, 100)
-    wheel = QWheelEvent(at, view.mapToGlobal(at), QPoint(), QPoint(0, 240), Qt.MouseButton.NoButton,
-                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
-    QApplication.sendEvent(view, wheel)
-    assert view.zoom == pytest.approx(0.25 * 1.25 ** 2)
-    rect = view._fit()
-    assert (at.x() - rect.x()) / view.zoom == pytest.approx(400, abs=1)  # the point under the cursor stays put
-
-
+# ---------------------------------------------------------------- title
 def test_title_names_the_photo_its_size_and_class_and_keys_zoom(qtbot, fwin, photos):
     _done(qtbot, fwin, [photos["coffee"]])
     top = fwin.current_photo().result.top
     assert fwin.windowTitle().startswith(f"coffee.png · 600×400 · {top[0].label}")
-    fwin.top5.select(2)
+    fwin.controls.top5.select(2)
     assert top[1].label in fwin.windowTitle()
     fwin.view.setFocus()
     qtbot.keyClick(fwin.view, Qt.Key.Key_Equal)
@@ -268,43 +234,17 @@ def test_title_names_the_photo_its_size_and_class_and_keys_zoom(qtbot, fwin, pho
 
 
 # ---------------------------------------------------------------- gallery: sort, filter, search, remove, retry
-def _result(item_id, label, prob):
-    return PhotoResult(item_id, True, f"{item_id}.jpg", top=[TopClass(1, 0, label, prob)], record={"ok": True})
-
-
-def test_sort_filter_and_search_over_the_model(qtbot):
-    model = GalleryModel()
-    photos = model.add([(f"/p/{n}.jpg", f"/p/{n}.jpg") for n in ("a", "b", "c", "d")])
-    model.set_result(_result(photos[0].item_id, "tabby", 0.4))
-    model.set_result(_result(photos[1].item_id, "espresso", 0.9))
-    model.set_result(PhotoResult(photos[2].item_id, False, "c.jpg", error="broken", record={"ok": False}))
-    model.set_result(_result(photos[3].item_id, "tiger cat", 0.7))
-    proxy = GalleryFilter()
-    proxy.setSourceModel(model)
-
-    def names():
-        return [proxy.index(r, 0).data(Qt.ItemDataRole.DisplayRole).split("\n")[1] for r in range(proxy.rowCount())]
-
-    proxy.set_sort("confidence")
-    assert names() == ["/p/b.jpg", "/p/d.jpg", "/p/a.jpg", "/p/c.jpg"]
-    proxy.set_sort("label")
-    assert names() == ["/p/b.jpg", "/p/a.jpg", "/p/d.jpg", "/p/c.jpg"]
-    proxy.set_text("TAB")
-    assert names() == ["/p/a.jpg"]
-    proxy.set_text("")
-    proxy.set_show("failed")
-    assert names() == ["/p/c.jpg"]
-    proxy.set_show("all")
-    model.set_recomputed(_result(photos[0].item_id, "tabby", 0.95))  # a new answer re-sorts
-    proxy.set_sort("confidence")
-    assert names()[0] == "/p/a.jpg"
-
-
 def test_search_box_filters_and_selection_maps_through_it(qtbot, fwin, photos, tmp_path):
     _done(qtbot, fwin, [photos["coffee"], photos["chelsea"], photos["astronaut"]])
-    label = fwin.photos.photo(1).result.top[0].label  # the fake answers class 0 for all: search by name instead
+    assert {p.result.top[0].label for p in fwin.photos} == {"class 0"}  # the fake's top class for every photo
+    qtbot.keyClicks(fwin.gallery_bar.search, "class 1")  # the second class of each: not searched
+    assert fwin.proxy.rowCount() == 0
+    fwin.gallery_bar.search.clear()
+    qtbot.keyClicks(fwin.gallery_bar.search, "CLASS 0")
+    assert fwin.proxy.rowCount() == 3
+    fwin.gallery_bar.search.clear()
     qtbot.keyClicks(fwin.gallery_bar.search, "chelsea")
-    assert fwin.proxy.rowCount() == 1 and label
+    assert fwin.proxy.rowCount() == 1
     assert fwin.current_photo() is fwin.photos.photo(1)
     assert not fwin.select(fwin.photos.photo(0))  # hidden by the search
     fwin.gallery_bar.search.clear()
@@ -332,9 +272,9 @@ def test_retry_classifies_failed_and_stopped_photos_again(qtbot, fwin, photos, t
     photo = fwin.photos.photo(0)
     assert photo.status is Status.FAILED
     shutil.copy(photos["coffee"], target)  # the file is fixed
-    fwin.retry()
+    fwin.controller.retry()
     wait_all_done(qtbot, fwin)
-    assert photo.status is Status.DONE and fwin.top5.rows[0].isVisible()
+    assert photo.status is Status.DONE and fwin.controls.top5.rows[0].isVisible()
 
 
 def test_context_menu_offers_the_photo_actions(qtbot, fwin, photos):
@@ -343,7 +283,7 @@ def test_context_menu_offers_the_photo_actions(qtbot, fwin, photos):
     fwin.gallery_menu_for(rect.center())
     texts = [a.text().replace("&", "") for a in fwin.gallery_menu.actions() if not a.isSeparator()]
     assert {"Copy Result and Overlay", "Retry", "Remove Photo", "Save Overlay as PNG…", "Undo Clear"} <= set(texts)
-    assert not fwin.retry_action.isEnabled()  # a classified photo has nothing to retry
+    assert not fwin.commands["retry"].isEnabled()  # a classified photo has nothing to retry
     fwin.gallery_menu.close()
 
 
@@ -375,18 +315,18 @@ def test_drop_highlight_and_skipped_files_are_counted(qtbot, fwin, photos, tmp_p
 
 
 def test_legend_follows_the_colour_map_opacity_and_mode(qtbot, fwin):
-    assert fwin.legend.isVisible()
-    fwin.opacity.setValue(35)
-    assert fwin.legend.caption() == "opacity 35%"
-    fwin.cmap.setCurrentText("hot")
-    assert fwin.legend.cmap == "hot"
-    fwin._set_mode("heatmap")
-    assert fwin.legend.caption() == "heatmap only"
+    assert fwin.controls.legend.isVisible()
+    fwin.controls.opacity.setValue(35)
+    assert fwin.controls.legend.caption() == "opacity 35%"
+    fwin.controls.cmap.setCurrentText("hot")
+    assert fwin.controls.legend.cmap == "hot"
+    fwin.set_mode("heatmap")
+    assert fwin.controls.legend.caption() == "heatmap only"
 
 
 def test_save_overlay_names_the_photo_class_and_layer_in_the_name_and_the_png(qtbot, fwin, photos, tmp_path, monkeypatch):
     _done(qtbot, fwin, [photos["coffee"]])
-    fwin.top5.select(2)
+    fwin.controls.top5.select(2)
     label = fwin.current_photo().result.top[1].label
     seen = {}
 
@@ -395,7 +335,7 @@ def test_save_overlay_names_the_photo_class_and_layer_in_the_name_and_the_png(qt
         return str(tmp_path / "out"), filters
 
     monkeypatch.setattr(QFileDialog, "getSaveFileName", dialog)
-    fwin.save_overlay()
+    fwin.presenter.save_overlay()
     assert seen["name"].endswith(f"coffee.{label}.layer4.png")
     reader = QImageReader(str(tmp_path / "out.png"))
     assert reader.text("Class") == label and reader.text("Layer") == "layer4" and reader.text("Rank") == "2"

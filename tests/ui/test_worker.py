@@ -1,26 +1,46 @@
-"""The worker: two lanes (what the user asks for first), every job kind answers, and the thread stops cleanly."""
+"""The worker: two lanes (what the user asks for first), one answer per job, and the thread stops cleanly."""
 
 import threading
 
 import pytest
 from PySide6.QtCore import QObject, Signal, Slot
 
-from resnext_gui.worker import ClassifyJob, JobQueue, LoadJob, ViewJob, Worker
+from resnext_gui.worker import (
+    ClassifierLike,
+    ClassifyJob,
+    DownloadJob,
+    JobQueue,
+    LoadJob,
+    ModelInfo,
+    RecomputeJob,
+    SaveModelJob,
+    TrainJob,
+    ViewJob,
+    Worker,
+)
 from tests.helpers import copies
-from tests.ui.fakes import FakeFactory
+from tests.ui.fakes import FakeClassifier, FakeFactory
 
 
 def test_job_queue_serves_interactive_jobs_first_and_batch_only_with_a_model():
     q = JobQueue()
-    assert q.put(ClassifyJob(1, "a.jpg"), interactive=False) is True  # the worker needs waking
-    assert q.put(ClassifyJob(2, "b.jpg"), interactive=False) is False  # already awake
-    q.put(ViewJob(7, "g.jpg"), interactive=True)
-    q.put(LoadJob("w.pth"), interactive=True)
-    assert [type(q.take(batch_allowed=False)).__name__ for _ in range(2)] == ["ViewJob", "LoadJob"]
+    assert q.put(ClassifyJob(1, "a.jpg")) is True  # the worker needs waking
+    assert q.put(ClassifyJob(2, "b.jpg")) is False  # already awake
+    q.put(ViewJob(7, "g.jpg"))
+    q.put(LoadJob("w.pth"))
+    q.put(RecomputeJob(8, "h.jpg", "layer3"), first=True)
+    assert [type(q.take(batch_allowed=False)).__name__ for _ in range(3)] == ["RecomputeJob", "ViewJob", "LoadJob"]
     assert q.take(batch_allowed=False) is None  # batch photos wait for a model
     assert q.wake_if_needed(batch_allowed=True) is True
     assert q.take(batch_allowed=True).item_id == 1
-    assert q.drop_batch() == [2] and q.pending_batch() == 0
+    assert [j.item_id for j in q.drop_batch()] == [2] and q.pending_batch() == 0
+
+
+def test_the_fake_classifier_has_every_member_the_worker_uses():
+    members = {n for n in vars(ClassifierLike) if not n.startswith("_")} | set(ClassifierLike.__annotations__)
+    assert {"classify", "labels", "source", "backend", "device", "precision", "note", "load_ms"} <= members
+    fake = FakeClassifier("w.pth", "cpu")
+    assert [n for n in sorted(members) if not hasattr(fake, n)] == []
 
 
 class Recorder(QObject):
@@ -31,45 +51,29 @@ class Recorder(QObject):
     def __init__(self, worker: Worker) -> None:
         super().__init__()
         self.events: list[tuple] = []
-        worker.modelReady.connect(self.ready)
-        worker.classified.connect(self.classified)
-        worker.recomputed.connect(self.recomputed)
-        worker.recomputeFailed.connect(self.recompute_failed)
-        worker.viewReady.connect(self.view)
-        worker.viewFailed.connect(self.view_failed)
-        worker.modelFailed.connect(self.model_failed)
+        worker.finished.connect(self.finished)
+        worker.failed.connect(self.failed)
 
     def _add(self, *event) -> None:
         self.events.append(event)
         self.changed.emit()
 
-    @Slot(object)
-    def ready(self, info):
-        self._add("ready", info.weights)
+    @Slot(object, object)
+    def finished(self, job, result):
+        if isinstance(job, LoadJob):
+            self._add("ready", result.weights) if isinstance(result, ModelInfo) else self._add("missing", result.reason)
+        elif isinstance(job, ClassifyJob):
+            self._add("classified", result.item_id, result.ok)
+        elif isinstance(job, RecomputeJob):
+            self._add("recomputed", result.item_id, result.layer)
+        elif isinstance(job, ViewJob):
+            self._add("view", job.item_id, result.isNull())
+        else:
+            self._add(type(job).__name__, result)
 
-    @Slot(object)
-    def classified(self, res):
-        self._add("classified", res.item_id, res.ok)
-
-    @Slot(object)
-    def recomputed(self, res):
-        self._add("recomputed", res.item_id, res.layer)
-
-    @Slot(int, str)
-    def recompute_failed(self, item_id, message):
-        self._add("recompute failed", item_id, message)
-
-    @Slot(int, object)
-    def view(self, item_id, image):
-        self._add("view", item_id, image.isNull())
-
-    @Slot(int, str)
-    def view_failed(self, item_id, message):
-        self._add("view failed", item_id, message)
-
-    @Slot(str)
-    def model_failed(self, message):
-        self._add("model failed", message)
+    @Slot(object, str)
+    def failed(self, job, message):
+        self._add(f"{type(job).__name__} failed", getattr(job, "item_id", None), message)
 
 
 @pytest.fixture
@@ -105,18 +109,18 @@ def test_what_the_user_asks_for_goes_before_the_waiting_batch(qtbot, gated, phot
     assert factory.made[0].calls == [(files[0].name, "layer4"), (files[2].name, "layer3")]
 
 
-def test_every_job_kind_reports_its_failure(qtbot, gated, tmp_path):
+def test_every_job_answers_once_and_a_failure_says_why(qtbot, gated, tmp_path):
     worker, factory, gate, rec = gated
     gate.set()
     missing = str(tmp_path / "gone.jpg")
-    worker.classify(1, missing)
-    worker.view(2, missing)
-    worker.recompute(3, missing, "layer3")
-    qtbot.waitUntil(lambda: len(rec.events) == 4, timeout=30_000)
+    jobs = [worker.classify(1, missing), worker.view(2, missing), worker.recompute(3, missing, "layer3"),
+            worker.save_model(str(tmp_path / "no-model.pth"), str(tmp_path / "copy.pth"))]
+    qtbot.waitUntil(lambda: len(rec.events) == 1 + len(jobs), timeout=30_000)
     kinds = {e[0]: e for e in rec.events[1:]}
-    assert kinds["classified"][1:] == (1, False)
-    assert "does not exist" in kinds["view failed"][2]
-    assert "does not exist" in kinds["recompute failed"][2]
+    assert kinds["classified"][1:] == (1, False)  # a file that can't be read is an answer: "not classified"
+    assert "does not exist" in kinds["ViewJob failed"][2] and kinds["ViewJob failed"][1] == 2
+    assert "does not exist" in kinds["RecomputeJob failed"][2] and kinds["RecomputeJob failed"][1] == 3
+    assert kinds["SaveModelJob failed"][2].startswith(f"Could not save {tmp_path / 'copy.pth'}")
 
 
 def test_a_fault_inside_a_job_is_reported_not_lost(qtbot, gated, photos, monkeypatch):
@@ -129,10 +133,10 @@ def test_a_fault_inside_a_job_is_reported_not_lost(qtbot, gated, photos, monkeyp
     monkeypatch.setattr(factory.made[0], "classify", broken)
     with qtbot.waitSignal(rec.changed, timeout=30_000):
         worker.recompute(4, str(photos["coffee"]), "layer3")
-    assert rec.events[-1][:2] == ("recompute failed", 4) and "MemoryError" in rec.events[-1][2]
+    assert rec.events[-1][:2] == ("RecomputeJob failed", 4) and "MemoryError" in rec.events[-1][2]
     with qtbot.waitSignal(rec.changed, timeout=30_000):
         worker.classify(5, str(photos["coffee"]))
-    assert rec.events[-1] == ("classified", 5, False)
+    assert rec.events[-1][:2] == ("ClassifyJob failed", 5) and "MemoryError" in rec.events[-1][2]
 
 
 def test_cancel_batch_drops_waiting_photos_and_the_thread_stops(qtbot, gated, photos, tmp_path):
@@ -147,23 +151,70 @@ def test_cancel_batch_drops_waiting_photos_and_the_thread_stops(qtbot, gated, ph
     assert worker.stop() and not worker.is_running()
 
 
-def test_backend_and_precision_reach_the_classifier_and_progress_reaches_the_status(qtbot, tmp_path):
-    from resnext_gui.worker import Worker
-    from tests.ui.fakes import FakeFactory
-
+def test_backend_and_precision_reach_the_classifier_and_its_runtime_reaches_the_status(qtbot, tmp_path):
     factory = FakeFactory()
     worker = Worker(str(tmp_path / "w.pth"), "cpu", classifier_factory=factory, backend="torch", precision="bf16")
+    infos = []
+    worker.finished.connect(lambda job, res: infos.append(res) if isinstance(job, LoadJob) else None)
+    rec = Recorder(worker)  # connected after: infos holds the answer when rec.changed is seen
     loading = []
     worker.loading.connect(loading.append)
     try:
-        with qtbot.waitSignal(worker.modelReady, timeout=20000) as ready:
+        with qtbot.waitSignal(rec.changed, timeout=20000):
             worker.start()
         assert factory.options[0]["backend"] == "torch" and factory.options[0]["precision"] == "bf16"
-        assert ready.args[0].backend == "torch" and "PyTorch" in ready.args[0].device
+        assert infos[0].backend == "torch" and infos[0].device.endswith("· PyTorch bf16")
         factory.options[0]["progress"]("Converting the model for OpenVINO…")
         qtbot.waitUntil(lambda: loading[-1:] == ["Converting the model for OpenVINO…"], timeout=5000)
-        with qtbot.waitSignal(worker.modelReady, timeout=20000):
-            worker.load(worker.weights, "cpu", backend="openvino")
-        assert factory.options[1]["backend"] == "openvino" and factory.options[1]["precision"] == "bf16"
+        with qtbot.waitSignal(rec.changed, timeout=20000):
+            worker.load(worker.weights, "cpu", backend="openvino", precision="fp32")
+        assert factory.options[1]["backend"] == "openvino" and factory.options[1]["precision"] == "fp32"
+        # what the classifier says it runs (not what was asked for) is what the window shows
+        assert infos[1].backend == "openvino" and infos[1].device.endswith("· OpenVINO")
+        with qtbot.waitSignal(rec.changed, timeout=20000):
+            worker.load(worker.weights, "cpu")  # None: the runtime and precision chosen last
+        assert factory.options[2]["backend"] == "openvino" and factory.options[2]["precision"] == "fp32"
     finally:
         assert worker.stop()
+
+
+def test_a_start_without_weights_answers_missing_and_jobs_that_need_a_model_say_so(qtbot, monkeypatch):
+    from resnext_gui.core.errors import NoWeightsError, WeightsError
+
+    def no_weights(weights, device, **options):
+        if weights is None:
+            raise NoWeightsError("No weights: run `resnext-gui weights fetch`.")
+        raise WeightsError(f"{weights} is empty")
+
+    worker = Worker(None, "cpu", classifier_factory=no_weights)
+    rec = Recorder(worker)
+    try:
+        with qtbot.waitSignal(rec.changed, timeout=20000):
+            worker.start()
+        assert rec.events == [("missing", "No weights: run `resnext-gui weights fetch`.")]
+        with qtbot.waitSignal(rec.changed, timeout=20000):
+            worker.train("/nowhere")
+        assert rec.events[-1][0] == "TrainJob failed" and "No model is loaded" in rec.events[-1][2]
+        with qtbot.waitSignal(rec.changed, timeout=20000):
+            worker.load("/nowhere/mine.pth", "cpu")  # the user's own choice: a failure, not "missing"
+        assert rec.events[-1] == ("LoadJob failed", None, "/nowhere/mine.pth is empty")
+    finally:
+        assert worker.stop()
+
+
+def test_jobs_of_every_kind_are_interactive_except_batch_photos():
+    assert not ClassifyJob.interactive
+    assert all(kind.interactive for kind in (RecomputeJob, ViewJob, LoadJob, DownloadJob, TrainJob, SaveModelJob))
+
+
+def test_image_data_without_a_file_is_encoded_as_png_for_the_core(qtbot):
+    from PySide6.QtGui import QColor, QImage
+
+    from resnext_gui.worker import qimage_to_png_bytes
+
+    image = QImage(5, 3, QImage.Format.Format_RGB32)
+    image.fill(QColor(10, 200, 30))
+    data = qimage_to_png_bytes(image)
+    back = QImage.fromData(data)
+    assert data.startswith(b"\x89PNG") and (back.width(), back.height()) == (5, 3)
+    assert back.pixelColor(2, 1) == QColor(10, 200, 30)

@@ -1,0 +1,263 @@
+"""Links the gallery model to the worker, with no widgets: what is queued, the answers, what was asked for,
+Stop, Clear, Undo, Retry, Remove and the batch's progress."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QImage
+
+from ..core.records import write_records
+from ..worker import ClassifyJob, PhotoResult, PhotoSource, RecomputeJob, ViewJob
+from .controls import layer_name
+from .gallery import GalleryModel, Photo, Status
+from .messages import Messages
+from .paced import PacedQueue
+from .text import plural
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+
+
+
+class ModelState(str, enum.Enum):
+    """Where the model is; the value is what the window's modelStateChanged signal carries."""
+
+    LOADING = "loading"
+    READY = "ready"
+    MISSING = "missing"  # no weights: photos wait
+    FAILED = "failed"  # a chosen file was refused (the previous model, if any, stays)
+
+
+WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
+
+
+class BatchController(QObject):
+    """The photos' side of the app. ``current`` says which photo the user is looking at (None: none)."""
+
+    updated = Signal(object)  # Photo: its result, recomputed result, full view or note changed
+    refreshWanted = Signal()  # the photo shown needs showing again (its waiting text, a stop)
+    selectWanted = Signal(object, bool)  # Photo to make the current one (new arrivals, an undone Clear), and focus the gallery
+    cleared = Signal()
+    progressChanged = Signal(int, int)  # photos answered, photos in the batch (0: no bar)
+    summaryChanged = Signal(str)  # "12 photos · 2 not classified · 3 waiting"
+    answerTime = Signal(str)  # "96 ms · <note>": how long the last answer took
+    undoChanged = Signal()  # whether there is a Clear to undo may have changed
+
+    def __init__(self, photos: GalleryModel, worker: Worker, messages: Messages, current: Callable[[], Photo | None],
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.photos, self.worker, self.messages, self.current = photos, worker, messages, current
+        self.layer = "layer4"
+        self.model_state = ModelState.LOADING
+        self._batch = [0, 0]  # photos in the current batch, and how many have their answer
+        self._answers: PacedQueue[PhotoResult] = PacedQueue(self._take_answer, self)
+        self._views_asked: set[int] = set()  # full views on their way
+        self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
+        self._layer_asked: dict[int, str] = {}  # recomputes on their way: photo -> layer
+        self._layer_failed: set[tuple[int, str]] = set()  # never asked again for that photo and layer
+        self._cleared: list[Photo] = []  # what the last Clear removed (Undo brings it back)
+        messages.route(ClassifyJob, lambda job, res: self._answers.put(res),
+                       lambda job, message: self._answers.put(PhotoResult.failure(job.item_id, job.name, message)))
+        messages.route(RecomputeJob, self._on_recomputed, self._on_recompute_failed)
+        messages.route(ViewJob, self._on_view_ready, self._on_view_failed)
+        photos.countsChanged.connect(self._update_summary)
+
+    # ---- photos in ----
+    def enqueue(self, sources: list[tuple[PhotoSource, str]], select: bool = True) -> list[Photo]:
+        new = self.photos.add(sources)
+        if len(new) < len(sources):
+            n = len(sources) - len(new)
+            self.messages.show_status(f"{plural(n, 'photo is', 'photos are')} already in the gallery.", 6000)
+        for photo in new:
+            self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+        self._batch[0] += len(new)
+        self._update_progress()
+        if new and (select or self.current() is None):
+            self.selectWanted.emit(new[0], True)
+        return new
+
+    def add_refused(self, what: str, why: str) -> None:
+        self.selectWanted.emit(self.photos.add_failed(what, why), False)
+
+    # ---- the model's state ----
+    def set_model_state(self, state: ModelState) -> None:
+        self.model_state = state
+        self.photos.set_waiting_text(WAITING.get(state, "Classifying…"))
+        cur = self.current()
+        if cur is not None and cur.status is Status.QUEUED:
+            self.refreshWanted.emit()
+        self._update_progress()
+
+    # ---- what the photo shown asks for ----
+    def set_layer(self, layer: str) -> None:
+        self.layer = layer
+        self._layer_failed.clear()  # a new choice: each photo gets one try again
+
+    def want_layer(self, photo: Photo) -> None:
+        """The chosen Grad-CAM layer holds for every photo: one shown with another layer is recomputed, once."""
+        res = photo.result
+        if (photo.status is not Status.DONE or res is None or res.layer == self.layer or photo.source is None
+                or self._layer_asked.get(photo.item_id) == self.layer or (photo.item_id, self.layer) in self._layer_failed):
+            return
+        self._layer_asked[photo.item_id] = self.layer
+        self.worker.recompute(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+
+    def layer_pending(self, photo: Photo) -> bool:
+        return self._layer_asked.get(photo.item_id) == self.layer
+
+    def want_view(self, photo: Photo) -> None:
+        """The full photo for the view (its display copy was dropped), unless asked already or failed."""
+        if photo.source is not None and photo.item_id not in self._views_asked | self._views_failed:
+            self._views_asked.add(photo.item_id)
+            self.worker.view(photo.item_id, photo.source)  # type: ignore[arg-type]
+
+    def selected(self, photo: Photo) -> None:
+        self._views_failed.discard(photo.item_id)  # the user chose it again: the file may be back
+
+    # ---- answers ----
+    def _take_answer(self, res: PhotoResult) -> None:
+        photo = self.photos.set_result(res)
+        if photo is None:
+            return  # cleared meanwhile
+        self._batch[1] += 1
+        self._update_progress()
+        if res.ok:
+            self.answerTime.emit(f"{res.ms:.0f} ms" + (f" · {res.note}" if res.note else ""))
+        self.updated.emit(photo)
+
+    def _on_recomputed(self, job: RecomputeJob, res: PhotoResult) -> None:
+        self._layer_asked.pop(job.item_id, None)
+        photo = self.photos.set_recomputed(res)
+        if photo is not None:
+            self.updated.emit(photo)
+
+    def _on_recompute_failed(self, job: RecomputeJob, message: str) -> None:
+        layer = self._layer_asked.pop(job.item_id, job.layer)
+        self._layer_failed.add((job.item_id, layer))  # not asked again: the note says which map is shown
+        photo = self.photos.get(job.item_id)
+        if photo is not None and photo.result is not None:
+            shown = layer_name(photo.result.layer)
+            self.photos.set_note(photo, f"Could not compute the new heatmap: {message} Showing the {shown} map.")
+            self.updated.emit(photo)
+
+    def _on_view_ready(self, job: ViewJob, image: QImage) -> None:
+        self._views_asked.discard(job.item_id)
+        self.photos.cache_display(job.item_id, image)
+        photo = self.photos.get(job.item_id)
+        if photo is not None:
+            self.updated.emit(photo)
+
+    def _on_view_failed(self, job: ViewJob, message: str) -> None:
+        self._views_asked.discard(job.item_id)
+        self._views_failed.add(job.item_id)
+        photo = self.photos.get(job.item_id)
+        if photo is not None:
+            shown = " Showing its thumbnail." if photo.thumb is not None else ""
+            self.photos.set_note(photo, f"Could not show the full photo: {message}{shown}")
+            self.updated.emit(photo)
+
+    # ---- what the user does to the batch ----
+    def stop(self) -> None:
+        """Drop the photos still waiting (the one being computed finishes)."""
+        stopped = self.photos.mark_stopped(self.worker.cancel_batch())
+        self._batch = [0, 0]
+        self._update_progress()
+        running = self.photos.counts()[Status.QUEUED]  # already being computed: its answer still comes
+        if stopped or running:
+            text = f"Stopped {plural(stopped, 'photo')} before classification."
+            if running:
+                text += f" {running} already in progress will finish."
+            self.messages.show_status(text, 8000)
+        self.refreshWanted.emit()
+
+    def clear(self) -> None:
+        """Stop and empty the gallery; undo_clear brings the photos back."""
+        self.worker.cancel_batch()
+        gone = self.photos.clear()
+        if gone:
+            self._cleared = gone
+            self.messages.show_status(f"Cleared {plural(len(gone), 'photo')}. Undo with Ctrl+Z.", 10000)
+        self._layer_asked.clear()
+        self._views_asked.clear()
+        self._views_failed.clear()
+        self._batch = [0, 0]
+        self._update_progress()
+        self.undoChanged.emit()
+        self.cleared.emit()
+
+    def can_undo(self) -> bool:
+        return bool(self._cleared)
+
+    def undo_clear(self) -> None:
+        photos, self._cleared = self._cleared, []
+        self.undoChanged.emit()
+        if photos:
+            self.photos.restore(photos)
+            if self.current() is None:
+                self.selectWanted.emit(photos[0], False)
+            self.messages.show_status(f"Brought back {plural(len(photos), 'photo')}.", 5000)
+
+    def remove(self, photo: Photo) -> None:
+        """Take ``photo`` out of the gallery (the file itself is never touched)."""
+        if photo.status is Status.QUEUED and self._batch[0]:
+            self._batch[0] -= 1  # its answer will be dropped, so the progress bar must not wait for it
+            self._update_progress()
+        self.photos.remove([photo])
+        self.messages.show_status(f"Removed {photo.name} from the gallery.", 4000)
+
+    def retry(self) -> None:
+        """Classify the current photo again if it failed or was stopped; with none such current, all of them."""
+        again = (Status.FAILED, Status.STOPPED)
+        cur = self.current()
+        todo = [cur] if cur is not None and cur.status in again else [p for p in self.photos if p.status in again]
+        todo = [p for p in todo if p.source is not None]  # a refused web link has nothing to retry
+        for photo in todo:
+            self.photos.requeue(photo)
+            self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+        self._batch[0] += len(todo)
+        self._update_progress()
+        if cur is not None:
+            self.refreshWanted.emit()
+        self.messages.show_status(f"Trying {plural(len(todo), 'photo')} again." if todo
+                                  else "Nothing to retry: no failed or stopped photos.", 4000)
+
+    # ---- results out ----
+    def export_results(self, path: str, fmt: str | None = None) -> bool:
+        """Write every answer; the format is the one chosen (else the file's extension), which is added if missing."""
+        records = self.photos.records()
+        suffix = Path(path).suffix.lower().lstrip(".")
+        fmt = fmt or (suffix if suffix in ("csv", "json") else "csv")
+        if suffix in ("csv", "json") and suffix != fmt:
+            path = path[: -len(suffix)] + fmt  # the default name's extension follows the format chosen
+        elif suffix != fmt:
+            path += f".{fmt}"
+        try:
+            write_records(path, records, fmt)
+        except (OSError, ValueError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            self.messages.warning("Export failed", f"Could not write {path}: {reason}")
+            return False
+        self.messages.show_status(f"Exported {len(records)} results to {path}", 5000)
+        return True
+
+    # ---- status ----
+    def _update_summary(self) -> None:
+        counts = self.photos.counts()
+        n = len(self.photos)
+        parts = [plural(n, "photo")] if n else []
+        for status, word in ((Status.FAILED, "not classified"), (Status.QUEUED, "waiting"), (Status.STOPPED, "stopped")):
+            if counts[status]:
+                parts.append(f"{counts[status]} {word}")
+        self.summaryChanged.emit(" · ".join(parts))
+
+    def _update_progress(self) -> None:
+        total, done = self._batch
+        running = total > 1 and done < total and self.model_state is ModelState.READY  # nothing runs without a model
+        self.progressChanged.emit(done, total if running else 0)
+        if done >= total:
+            self._batch = [0, 0]

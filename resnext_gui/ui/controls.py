@@ -1,0 +1,133 @@
+"""The control panel beside the photo: top 5, Show, opacity, colour map, legend, Grad-CAM layer, Stop and Clear."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSlider, QVBoxLayout, QWidget
+
+from ..core.colormap import COLORMAPS
+from .image_view import MODES
+from .legend import HeatmapLegend
+from .top5 import Top5Panel
+
+LAYERS = {"layer4": "Last stage (7×7, default)", "layer3": "Stage before (14×14, finer)"}
+MODE_BUTTONS = (("Original", "The photo alone (Ctrl+1)"), ("Overlay", "The heatmap over the photo (Ctrl+2)"),
+                ("Heatmap", "The heatmap alone (Ctrl+3)"))
+
+
+def layer_name(layer: str) -> str:
+    """How the panel names a layer in running text: "last stage", "stage before"."""
+    return LAYERS.get(layer, layer).split(" (")[0].lower()
+
+
+class ControlPanel(QScrollArea):
+    """The panel's widgets, and what the user changed in them (the window decides what follows).
+
+    The legend follows the colour map, the opacity and the mode here; the rest goes out as signals.
+    """
+
+    modeChosen = Signal(str)  # a Show button
+    opacityChanged = Signal(float)  # 0..1
+    colormapChanged = Signal(str)
+    layerChosen = Signal(str)  # "layer4" | "layer3"
+    classChosen = Signal(int)  # rank in the top 5, 1-based
+    stopClicked = Signal()
+    clearClicked = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        side = QWidget(self)
+        s = QVBoxLayout(side)
+        s.setContentsMargins(6, 0, 0, 0)
+        self.top5 = Top5Panel(side)
+        s.addWidget(self.top5)
+        s.addWidget(QLabel("Show"))
+        modes = QHBoxLayout()
+        self.mode_buttons: list[QPushButton] = []  # no QButtonGroup: Tab reaches each one; show_mode checks one
+        for key, (text, tip) in zip(MODES, MODE_BUTTONS):
+            btn = QPushButton(text)
+            btn.setCheckable(True)
+            btn.setToolTip(tip)
+            btn.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # reachable with Tab on every platform
+            btn.setProperty("mode", key)
+            btn.clicked.connect(lambda _=False, k=key: self.modeChosen.emit(k))
+            self.mode_buttons.append(btn)
+            modes.addWidget(btn)
+        s.addLayout(modes)
+        s.addWidget(QLabel("Opacity"))
+        self.opacity = QSlider(Qt.Orientation.Horizontal)
+        self.opacity.setRange(0, 100)
+        self.opacity.setValue(50)
+        self.opacity.setAccessibleName("Heatmap opacity")
+        self.opacity.setToolTip("How strongly the heatmap covers the photo in Overlay")
+        s.addWidget(self.opacity)
+        s.addWidget(QLabel("Colour map"))
+        self.cmap = QComboBox()
+        self.cmap.addItems(list(COLORMAPS))
+        self.cmap.setToolTip("The colours of the heatmap, from low to high attention")
+        s.addWidget(self.cmap)
+        self.legend = HeatmapLegend(side)
+        s.addWidget(self.legend)
+        s.addWidget(QLabel("Grad-CAM layer (all photos)"))
+        self.layer_box = QComboBox()
+        for key, text in LAYERS.items():
+            self.layer_box.addItem(text, key)
+        self.layer_box.setToolTip("Applies to every photo: each one is recomputed with this layer when you show it")
+        s.addWidget(self.layer_box)
+        buttons = QHBoxLayout()
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.setToolTip("Stop: drop the photos still waiting (Esc)")
+        self.clear_button = QPushButton("Clear")
+        self.clear_button.setToolTip("Stop and remove every photo from the gallery")
+        buttons.addWidget(self.stop_button)
+        buttons.addWidget(self.clear_button)
+        s.addLayout(buttons)
+        s.addStretch(1)
+        side.setMinimumWidth(240)
+        # on a small or HiDPI screen the controls scroll rather than push the window
+        self.setWidget(side)
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setMinimumWidth(side.minimumWidth() + self.verticalScrollBar().sizeHint().width())
+
+        self.opacity.valueChanged.connect(self._on_opacity)
+        self.cmap.currentTextChanged.connect(self.legend.set_colormap)
+        self.cmap.currentTextChanged.connect(self.colormapChanged)
+        self.layer_box.currentIndexChanged.connect(lambda i: self.layerChosen.emit(self.layer_box.itemData(i)))
+        self.top5.classChosen.connect(self.classChosen)
+        self.stop_button.clicked.connect(self.stopClicked)
+        self.clear_button.clicked.connect(self.clearClicked)
+
+    @property
+    def layer(self) -> str:
+        return str(self.layer_box.currentData())
+
+    def layer_keys(self) -> list[str]:
+        return list(LAYERS)
+
+    def _on_opacity(self, value: int) -> None:
+        self.legend.set_opacity(value / 100)
+        self.opacityChanged.emit(value / 100)
+
+    def show_mode(self, mode: str) -> None:
+        """Check the button of ``mode``; the opacity only means something over the photo."""
+        for btn in self.mode_buttons:
+            btn.setChecked(btn.property("mode") == mode)
+        self.opacity.setEnabled(mode == "overlay")
+        self.legend.set_mode(mode)
+
+    def set_colormap(self, name: str) -> None:
+        self.cmap.setCurrentText(name)
+        self.colormapChanged.emit(self.cmap.currentText())  # also when it was already the current one
+
+    def set_layer(self, layer: str) -> None:
+        """Show ``layer`` as chosen without asking for anything (a restored setting)."""
+        self.layer_box.blockSignals(True)
+        self.layer_box.setCurrentIndex(max(0, self.layer_box.findData(layer)))
+        self.layer_box.blockSignals(False)
+
+    def show_top(self, top: list | None = None, rank: int = 1, message: str = "", title: str = "Top 5") -> None:
+        """The top-5 list and its heading (empty with the plain heading: nothing classified to show)."""
+        self.top5.set_top(top or [], rank, message=message)
+        self.top5.title.setText(title)

@@ -1,0 +1,296 @@
+"""The model the window uses: weights (Open, Recent, the no-weights banner, the download dialog), device and
+CPU runtime, the status-bar labels naming them, the About box and Teach New Classes."""
+
+from __future__ import annotations
+
+import functools
+import html
+import os
+import platform
+from pathlib import Path
+
+from PySide6 import __version__ as PYSIDE_VERSION
+from PySide6.QtCore import QObject, QSettings, Qt, Signal
+from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QMenu, QMessageBox, QProgressDialog, QPushButton, QWidget
+
+from .. import __version__
+from ..core.weights import ENV_WEIGHTS
+from ..worker import DownloadJob, LoadJob, ModelInfo, ModelMissing, Worker
+from .actions import Actions
+from .controller import ModelState
+from .messages import Messages
+from .recent import RecentWeights
+from .text import plain_tooltip
+
+BANNER = ("<b>No model weights found.</b> This app never guesses with an untrained network. "
+          "Download the official ImageNet weights (96 MB, checked and stored where torchvision keeps them), "
+          "or open a ResNeXt-50 checkpoint you have. Photos you drop now will wait.")
+
+
+def plain_label(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setTextFormat(Qt.TextFormat.PlainText)  # names, labels and paths are never read as HTML
+    return label
+
+
+def startup_weights(weights: str | None, recent: RecentWeights) -> str | None:
+    """The checkpoint to start with: the one named, else (unless $RESNEXT_GUI_WEIGHTS names one) the last chosen."""
+    if weights is None and not os.environ.get(ENV_WEIGHTS):
+        return recent.last()
+    return weights
+
+
+class ModelBanner(QFrame):
+    """Shown while there are no weights: what to do, and the two buttons that do it."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        row = QHBoxLayout(self)
+        self.text = QLabel("")
+        self.text.setWordWrap(True)
+        self.text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.download_button = QPushButton("Download ImageNet weights (96 MB)")
+        self.open_weights_button = QPushButton("Open weights file…")
+        row.addWidget(self.text, 1)
+        row.addWidget(self.download_button)
+        row.addWidget(self.open_weights_button)
+        self.hide()
+
+
+class ModelController(QObject):
+    """Asks the worker for models and says which one is in use (``stateChanged``: READY, MISSING or FAILED)."""
+
+    stateChanged = Signal(object)  # ModelState
+    placeholderWanted = Signal(str)  # what the empty view should say now
+
+    def __init__(self, worker: Worker, settings: QSettings, messages: Messages, device: str,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.worker, self.settings, self.messages, self.parent_widget = worker, settings, messages, parent
+        self.recent = RecentWeights(settings)
+        self.device_choice = device
+        self.info: ModelInfo | None = None
+        self.state = ModelState.LOADING  # never FAILED: a refused file leaves the state as it was
+        self.download_dialog: QProgressDialog | None = None
+        self.teach_dialog: QWidget | None = None
+        self._pending_weights: str | None = None  # a checkpoint the user chose, until it loads
+        self._download_cancelled = False
+        self.banner = ModelBanner(parent)
+        self.device_label = plain_label("Loading model…")
+        self.weights_label = plain_label()
+        self.actions: Actions | None = None
+        worker.loading.connect(self.device_label.setText)
+        messages.route(LoadJob, self._on_loaded, self._on_load_failed)
+        messages.route(DownloadJob, self._on_downloaded, self._on_download_failed, self._on_download_progress)
+        self.banner.download_button.clicked.connect(self.download_weights)
+        self.banner.open_weights_button.clicked.connect(self.choose_weights)
+
+    def attach(self, actions: Actions) -> None:
+        """The menus' actions this controller keeps up to date (Recent Weights, devices, runtimes, bf16)."""
+        self.actions = actions
+        recent = actions.menus["recent"]
+        recent.aboutToShow.connect(self.fill_recent_menu)
+        recent.setEnabled(bool(self.recent.paths()))
+        actions["device_cuda"].setToolTip("Checking for a CUDA GPU…")
+        actions["bf16"].setToolTip("Checking this CPU for native bfloat16…")
+        actions.check("device", self.device_choice)
+        actions.check("backend", self.settings.value("backend", "auto", type=str))
+        actions["bf16"].setChecked(self.settings.value("precision", "fp32", type=str) == "bf16")
+
+    # ---- predicates for the actions table ----
+    def cuda_available(self) -> bool:
+        return self.info is not None and self.info.cuda_available
+
+    def bf16_offered(self) -> bool:
+        return self.info is not None and (self.info.bf16_native or self.info.precision == "bf16")
+
+    def can_download(self) -> bool:
+        return self.download_dialog is None
+
+    def _refresh_actions(self) -> None:
+        if self.actions is not None:
+            self.actions.refresh()
+
+    # ---- answers ----
+    def _on_loaded(self, job: LoadJob, result: ModelInfo | ModelMissing) -> None:
+        if isinstance(result, ModelMissing):
+            self._missing(result.reason)
+            return
+        info = self.info = result
+        self.state = ModelState.READY
+        if self._pending_weights is not None:
+            self.recent.remember(self._pending_weights)
+            self._pending_weights = None
+        self.banner.hide()
+        self._show_info()
+        if self.actions is not None:
+            self.actions.menus["recent"].setEnabled(bool(self.recent.paths()))
+            self.actions["device_cuda"].setToolTip("" if info.cuda_available else "No CUDA GPU found on this computer")
+            self.actions["bf16"].setToolTip("About twice as fast on this CPU; probabilities differ slightly"
+                                            if info.bf16_native else "This CPU has no native bfloat16: it would be slower")
+        self._refresh_actions()
+        if info.note:
+            self.messages.show_status(info.note, 10000)
+        self.stateChanged.emit(ModelState.READY)
+
+    def _missing(self, reason: str) -> None:
+        self.state = ModelState.MISSING
+        self.device_label.setText("No model weights")
+        self.banner.text.setText(BANNER)
+        self.banner.text.setToolTip(plain_tooltip(reason))
+        self.banner.show()
+        self.placeholderWanted.emit("Waiting for model weights — see the bar above.")
+        self.stateChanged.emit(ModelState.MISSING)
+
+    def _on_load_failed(self, job: LoadJob, message: str) -> None:
+        self._pending_weights = None
+        self._show_info()  # the status bar names the model still in use, not "Loading…"
+        still = " The previous model stays in use." if self.info else ""
+        self.messages.warning("Cannot use these weights", message + still)
+        self.stateChanged.emit(ModelState.FAILED)
+
+    def _show_info(self) -> None:
+        info = self.info
+        if info is None:
+            self.device_label.setText("No model weights" if self.state is ModelState.MISSING else "Loading model…")
+            return
+        self.device_label.setText(info.device)
+        self.weights_label.setText(f"Weights: {info.weights_short}")
+        self.weights_label.setToolTip(plain_tooltip(info.weights))
+
+    # ---- weights ----
+    def _last_folder(self) -> str:
+        return str(self.settings.value("last_folder", str(Path.home()), type=str))
+
+    def choose_weights(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open Weights", self._last_folder(),
+                                              "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
+        if path:
+            self.load_weights(path)
+
+    def load_weights(self, path: str) -> None:
+        """Use this checkpoint; once it loads it is remembered for the next start and under Recent Weights."""
+        self._pending_weights = path
+        self.worker.load(path, self.device_choice)
+
+    def fill_recent_menu(self, menu: QMenu | None = None) -> None:
+        menu = menu or (self.actions.menus["recent"] if self.actions else None)
+        if menu is None:
+            return
+        menu.clear()
+        for path in self.recent.paths():
+            act = menu.addAction(Path(path).name, functools.partial(self.open_recent, path))
+            act.setStatusTip(path)
+            act.setToolTip(plain_tooltip(path))
+        menu.setToolTipsVisible(True)
+
+    def open_recent(self, path: str) -> None:
+        if not os.path.isfile(path):
+            self.recent.forget(path)
+            if self.actions is not None:
+                self.actions.menus["recent"].setEnabled(bool(self.recent.paths()))
+            self.messages.warning("Weights file not found", f"{path} is no longer there.")
+            return
+        self.load_weights(path)
+
+    # ---- device and runtime ----
+    def set_device(self, device: str) -> None:
+        self.device_choice = device
+        self.settings.setValue("device", device)
+        if self.actions is not None:
+            self.actions.check("device", device)
+        if self.info is not None:
+            self.worker.load(self.worker.weights, device)
+
+    def set_backend(self, backend: str) -> None:
+        self.settings.setValue("backend", backend)
+        if self.info is not None:
+            self.worker.load(self.worker.weights, self.device_choice, backend=backend)
+
+    def set_bf16(self, on: bool) -> None:
+        precision = "bf16" if on else "fp32"
+        self.settings.setValue("precision", precision)
+        if self.info is not None:
+            self.worker.load(self.worker.weights, self.device_choice, precision=precision)
+
+    # ---- download ----
+    def download_weights(self) -> None:
+        dlg = QProgressDialog("Downloading the ImageNet weights (96 MB)…", "Cancel", 0, 0, self.parent_widget)
+        dlg.setWindowTitle("Download ImageNet weights")
+        dlg.setWindowModality(Qt.WindowModality.WindowModal)
+        dlg.setMinimumDuration(0)
+        dlg.setAutoClose(False)
+        dlg.setAutoReset(False)
+        dlg.setMinimumWidth(max(420, dlg.fontMetrics().horizontalAdvance(dlg.windowTitle()) + 160))  # title never cut
+        dlg.canceled.connect(self._cancel_download)
+        self._download_cancelled = False
+        dlg.open()
+        if self.parent_widget is not None:  # over the window, not in a corner of the screen
+            dlg.move(self.parent_widget.geometry().center() - dlg.rect().center())
+        self.download_dialog = dlg
+        self.banner.download_button.setEnabled(False)
+        self._refresh_actions()
+        self.worker.download()
+
+    def _cancel_download(self) -> None:
+        self._download_cancelled = True
+        self.worker.cancel_download()
+        if self.download_dialog is not None:
+            self.download_dialog.setLabelText("Cancelling…")
+
+    def _on_download_progress(self, job: DownloadJob, done: int, total: int) -> None:
+        dlg = self.download_dialog
+        if dlg is not None and total and not self._download_cancelled:
+            dlg.setRange(0, 1000)
+            dlg.setValue(int(1000 * done / total))
+            dlg.setLabelText(f"Downloading the ImageNet weights… {done / 2**20:.1f} of {total / 2**20:.1f} MB")
+
+    def _close_download(self) -> None:
+        dlg, self.download_dialog = self.download_dialog, None
+        if dlg is not None:
+            dlg.canceled.disconnect()
+            dlg.reset()  # stops QProgressDialog's own timer, which would show it again
+            dlg.hide()
+            dlg.deleteLater()
+        self.banner.download_button.setEnabled(True)
+        self._refresh_actions()
+
+    def _on_downloaded(self, job: DownloadJob, path: str) -> None:
+        self._close_download()
+        self.messages.show_status(f"Weights saved and verified: {path}", 8000)
+
+    def _on_download_failed(self, job: DownloadJob, message: str) -> None:
+        self._close_download()
+        if self._download_cancelled:
+            self.messages.show_status(message, 8000)
+        else:
+            self.messages.warning("Download failed", message)
+
+    # ---- Help → About, File → Teach New Classes ----
+    def about(self) -> None:
+        info = self.info
+        versions = info.versions if info else {}
+        text = (
+            f"<h3>resnext-gui {__version__}</h3>"
+            "<p>ResNeXt-50 (32×4d) image classifier — Xie et al., <i>Aggregated Residual Transformations for Deep "
+            "Neural Networks</i>, CVPR 2017 — with Grad-CAM heatmaps (Selvaraju et al., ICCV 2017).</p>"
+            f"<p><b>Weights:</b> {html.escape(info.weights if info else 'none loaded')}<br>"
+            f"<b>Device:</b> {html.escape(info.device if info else '—')}</p>"
+            f"<p>{' · '.join(f'{name} {version}' for name, version in sorted(versions.items()))}"
+            f"{' · ' if versions else ''}PySide6 {PYSIDE_VERSION} · Python {platform.python_version()}</p>"
+        )
+        QMessageBox.about(self.parent_widget, "About resnext-gui", text)
+
+    def teach(self) -> QWidget:
+        """One dialog, kept for the session (training goes on while it is hidden)."""
+        from .teach_dialog import TeachDialog
+
+        if self.teach_dialog is None:
+            self.teach_dialog = TeachDialog(self.worker, self.messages, self.device_choice, self.parent_widget)
+        dialog = self.teach_dialog
+        assert isinstance(dialog, TeachDialog)
+        dialog.device = self.device_choice
+        dialog.show()
+        dialog.raise_()
+        return dialog

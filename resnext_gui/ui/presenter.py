@@ -1,0 +1,248 @@
+"""The photo shown: the gallery's current photo in the view, its top 5, the window title, the class chosen;
+and what leaves the window for it (copy, drag out, Save Overlay) or for all photos (Export)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, QSettings, Qt, Signal
+from PySide6.QtGui import QDrag, QGuiApplication, QPixmap
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from .controller import BatchController
+from .controls import ControlPanel, layer_name
+from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
+from .gallery_filter import GalleryFilter
+from .image_view import ImageView
+from .messages import Messages
+from .photo_export import overlay_metadata, overlay_name, photo_mime, save_png, stem_of
+from .text import percent, sentence
+
+APP_TITLE = "ResNeXt Classifier"
+IDLE_HINT = "Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)"
+EXPORT_FORMATS = {"CSV (*.csv)": "csv", "JSON (*.json)": "json"}
+
+
+class Presenter(QObject):
+    """Shows whatever the gallery's current photo is, and keeps the title saying what is shown."""
+
+    titleChanged = Signal(str)
+
+    def __init__(self, photos: GalleryModel, proxy: GalleryFilter, gallery: GalleryView, view: ImageView,
+                 controls: ControlPanel, controller: BatchController, messages: Messages, settings: QSettings,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.photos, self.proxy, self.gallery, self.view = photos, proxy, gallery, view
+        self.controls, self.controller, self.messages, self.settings = controls, controller, messages, settings
+        self.parent_widget = parent
+        self.selected_rank = 1
+        gallery.selectionModel().currentChanged.connect(self._on_current_changed)
+        controls.classChosen.connect(self.choose_class)
+        view.zoomChanged.connect(self.update_title)
+        view.dragOut.connect(self.drag_out)
+        controller.updated.connect(self._on_updated)
+        controller.refreshWanted.connect(self.refresh)
+        controller.selectWanted.connect(self._select_wanted)
+        controller.cleared.connect(self.show_nothing)
+
+    # ---- which photo ----
+    def current_photo(self) -> Photo | None:
+        index = self.gallery.currentIndex()
+        return index.data(PhotoRole) if index.isValid() else None
+
+    def select(self, photo: Photo) -> bool:
+        """Make ``photo`` the current one and scroll to it; False when the gallery's filter hides it."""
+        index = self.proxy.mapFromSource(self.photos.index(self.photos.row_of(photo)))
+        if not index.isValid():
+            return False
+        self.gallery.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+        self.gallery.scrollTo(index)
+        return True
+
+    def _select_wanted(self, photo: Photo, focus: bool) -> None:
+        self.select(photo)
+        if focus:
+            self.gallery.setFocus()
+
+    def remove_selected(self) -> None:
+        """Delete: take the selected photo out of the gallery; the next one becomes the current one."""
+        photo = self.current_photo()
+        if photo is None:
+            return
+        row = self.gallery.currentIndex().row()
+        self.controller.remove(photo)
+        if self.proxy.rowCount():
+            self.gallery.setCurrentIndex(self.proxy.index(min(row, self.proxy.rowCount() - 1), 0))
+
+    def filter_changed(self) -> None:
+        if not self.gallery.currentIndex().isValid() and self.proxy.rowCount():
+            self.gallery.setCurrentIndex(self.proxy.index(0, 0))
+        elif self.gallery.currentIndex().isValid():
+            self.gallery.scrollTo(self.gallery.currentIndex())
+        shown, total = self.proxy.rowCount(), len(self.photos)
+        if shown != total:
+            self.messages.show_status(f"Showing {shown} of {total} photos.", 5000)
+
+    def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self.selected_rank = 1
+        photo = current.data(PhotoRole) if current.isValid() else None
+        if photo is not None:
+            self.controller.selected(photo)
+            self.view.fit()
+            self.show(photo)
+        else:
+            self.show_nothing()
+
+    def _on_updated(self, photo: Photo) -> None:
+        if self.current_photo() is photo:
+            self.show(photo)
+
+    def refresh(self) -> None:
+        cur = self.current_photo()
+        if cur is not None:
+            self.show(cur)
+
+    # ---- showing it ----
+    def show_nothing(self) -> None:
+        self.view.set_photo(None)
+        self.view.set_map(None)
+        self.view.set_placeholder(IDLE_HINT if not len(self.photos) else "No photo selected")
+        self.controls.show_top()
+        self.update_title()
+
+    def show(self, photo: Photo) -> None:
+        self.controller.want_layer(photo)
+        self._show_now(photo)
+        self.update_title()
+
+    def _show_now(self, photo: Photo) -> None:
+        res = photo.result
+        if photo.status is Status.FAILED:
+            self.view.set_photo(None)
+            self.view.set_map(None)
+            self.view.set_placeholder(f"Could not classify this file\n\n{sentence(photo.error or '')}")
+            self.controls.show_top(message=sentence(photo.error or ""))
+            return
+        crop = res.crop if res is not None and res.ok else None
+        display = self.photos.display(photo.item_id)
+        if display is not None:
+            self.view.set_photo(display, crop)
+        else:
+            # At once: the thumbnail, scaled; the full view follows as soon as the worker is free.
+            self.view.set_photo(photo.thumb.toImage() if photo.thumb is not None else None, crop)
+            self.view.set_placeholder(f"Loading {photo.name}…")
+            self.controller.want_view(photo)
+        if photo.status is Status.DONE and res is not None:
+            rank = min(self.selected_rank, len(res.top))
+            self.view.set_map(res.maps[rank - 1] if res.maps is not None else None)
+            pending = " (updating…)" if self.controller.layer_pending(photo) else ""
+            self.controls.show_top(res.top, rank, photo.note or res.note or "",
+                                   f"Top {len(res.top)} · heatmap: {layer_name(res.layer)}{pending}")
+            return
+        self.view.set_map(None)
+        waiting = "Stopped before it was classified" if photo.status is Status.STOPPED else self.photos.waiting_text
+        self.controls.show_top(message=photo.note or waiting)
+        if display is None and photo.thumb is None and photo.source is None:
+            self.view.set_placeholder(f"{waiting}\n{photo.name}")
+
+    def choose_class(self, rank: int) -> None:
+        photo = self.current_photo()
+        if photo is None or photo.result is None or not photo.result.ok or photo.result.maps is None:
+            return
+        self.selected_rank = rank
+        self.view.set_map(photo.result.maps[rank - 1])
+        self.update_title()
+
+    def current_map(self) -> np.ndarray | None:
+        """The 8-bit heatmap the view shows now."""
+        return self.view.shown_map()
+
+    def update_title(self) -> None:
+        """The window title names the photo, its size, the class shown and the zoom."""
+        photo = self.current_photo()
+        if photo is None:
+            self.titleChanged.emit(APP_TITLE)
+            return
+        parts = [stem_of(photo) if not isinstance(photo.source, str) else Path(photo.name).name]
+        res = photo.result
+        if res is not None and res.size:
+            parts.append(f"{res.size[0]}×{res.size[1]}")
+        if photo.status is Status.DONE and res is not None and res.top:
+            top = res.top[min(self.selected_rank, len(res.top)) - 1]
+            parts.append(f"{top.label} {percent(top.prob)}")
+        if self.view.zoom is not None:
+            parts.append(f"{self.view.zoom:.0%}")
+        self.titleChanged.emit(" · ".join(parts) + f" — {APP_TITLE}")
+
+    # ---- what leaves the window ----
+    def _shown_layer_and_label(self, photo: Photo) -> tuple[str, str, int]:
+        res = photo.result
+        if res is None or not res.ok or not res.top:
+            return self.controller.layer, "original", 0
+        rank = min(self.selected_rank, len(res.top))
+        return res.layer, res.top[rank - 1].label, rank
+
+    def _last_folder(self) -> str:
+        return str(self.settings.value("last_folder", str(Path.home()), type=str))
+
+    def copy(self) -> None:
+        """Ctrl+C: the selected photo's top 5 as text and the overlay as an image."""
+        photo = self.current_photo()
+        if photo is None:
+            self.messages.show_status("Select a photo first.", 4000)
+            return
+        QGuiApplication.clipboard().setMimeData(photo_mime(photo, self.view.render_image()))
+        self.messages.show_status("Copied the top 5 and the overlay.", 3000)
+
+    def drag_out(self) -> None:
+        """Drag the photo shown (with its heatmap) out of the window into another program."""
+        photo = self.current_photo()
+        image = self.view.render_image()
+        if photo is None or image is None:
+            return
+        drag = QDrag(self.view)
+        drag.setMimeData(photo_mime(photo, image))
+        side = 128
+        drag.setPixmap(QPixmap.fromImage(image.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio,
+                                                     Qt.TransformationMode.SmoothTransformation)))
+        drag.exec(Qt.DropAction.CopyAction)
+
+    def save_overlay(self) -> None:
+        photo = self.current_photo()
+        if photo is None or not self.view.has_photo():
+            self.messages.show_status("Select a classified photo first.", 4000)
+            return
+        layer, label, _rank = self._shown_layer_and_label(photo)
+        suggested = str(Path(self._last_folder()) / overlay_name(photo, label, layer))
+        path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save Overlay", suggested, "PNG image (*.png)")
+        if path:
+            self.save_overlay_to(path if path.lower().endswith(".png") else path + ".png")
+
+    def save_overlay_to(self, path: str) -> bool:
+        """Write what the view shows, at the photo's display size, naming photo, class and layer in the PNG's text."""
+        image = self.view.render_image()
+        photo = self.current_photo()
+        meta = {}
+        if photo is not None:
+            layer, _label, rank = self._shown_layer_and_label(photo)
+            meta = overlay_metadata(photo, rank, layer)
+        ok = image is not None and save_png(image, path, meta)
+        self.messages.show_status(f"Saved {path}" if ok else f"Could not save {path}", 5000)
+        return ok
+
+    def export_dialog(self) -> None:
+        if not self.photos.records():
+            self.messages.show_status("Nothing to export yet.", 4000)
+            return
+        path, chosen = QFileDialog.getSaveFileName(self.parent_widget, "Export Results",
+                                                   str(Path(self._last_folder()) / "results.csv"), ";;".join(EXPORT_FORMATS))
+        if path:
+            self.controller.export_results(path, EXPORT_FORMATS.get(chosen))
+
+    def gallery_menu_pos(self, pos: QPoint) -> Photo | None:
+        """The photo at ``pos`` in the gallery becomes the current one (a context menu is about to open for it)."""
+        index = self.gallery.indexAt(pos)
+        if index.isValid():
+            self.gallery.setCurrentIndex(index)
+        return self.current_photo()

@@ -1,0 +1,168 @@
+"""The batch controller (ui/controller.py) with a fake worker and no window: queueing, answers, Stop, Clear, Undo,
+Retry, Remove, what was asked for, and progress."""
+
+import pytest
+from PySide6.QtGui import QImage
+
+from resnext_gui.core.classifier import TopClass
+from resnext_gui.ui.controller import BatchController, ModelState
+from resnext_gui.ui.gallery import GalleryModel, Status
+from resnext_gui.ui.messages import Messages
+from resnext_gui.worker import ClassifyJob, PhotoResult, RecomputeJob, ViewJob
+from tests.ui.fakes import FakeWorker
+
+
+class Rig:
+    def __init__(self) -> None:
+        self.worker = FakeWorker()
+        self.messages = Messages()
+        self.messages.listen(self.worker)
+        self.photos = GalleryModel()
+        self.current = None
+        self.ctl = BatchController(self.photos, self.worker, self.messages, lambda: self.current)
+        self.ctl.set_model_state(ModelState.READY)
+        self.status: list[str] = []
+        self.messages.status.connect(lambda text, ms: self.status.append(text))
+        self.progress: list[tuple[int, int]] = []
+        self.ctl.progressChanged.connect(lambda done, total: self.progress.append((done, total)))
+        self.updated: list[int] = []
+        self.ctl.updated.connect(lambda photo: self.updated.append(photo.item_id))
+        self.selected: list = []
+        self.ctl.selectWanted.connect(lambda photo, focus: self.selected.append(photo))
+
+    def add(self, n: int):
+        return self.ctl.enqueue([(f"/p/{i}.jpg", f"/p/{i}.jpg") for i in range(n)])
+
+    def ok(self, job, layer="layer4"):
+        return PhotoResult(job.item_id, True, str(job.source), top=[TopClass(1, 0, "tabby", 0.9)], layer=layer,
+                           maps=None, record={"path": str(job.source), "ok": True},
+                           display=QImage(4, 4, QImage.Format.Format_RGB888))
+
+
+@pytest.fixture
+def rig(qtbot):
+    return Rig()
+
+
+def test_photos_are_queued_once_and_the_first_new_one_is_selected(rig):
+    new = rig.add(3)
+    assert [j.item_id for j in rig.worker.of(ClassifyJob)] == [p.item_id for p in new]
+    assert rig.selected == [new[0]] and rig.progress[-1] == (0, 3)
+    rig.ctl.enqueue([("/p/1.jpg", "/p/1.jpg")])
+    assert len(rig.worker.of(ClassifyJob)) == 3 and rig.status[-1] == "1 photo is already in the gallery."
+
+
+def test_answers_and_failures_land_on_their_photos_and_the_progress_follows(qtbot, rig):
+    a, b = rig.add(2)
+    job_a, job_b = rig.worker.of(ClassifyJob)
+    rig.worker.answer(job_a, rig.ok(job_a))
+    rig.worker.fail(job_b, "internal error: MemoryError()")
+    qtbot.waitUntil(lambda: len(rig.updated) == 2)
+    assert a.status is Status.DONE and b.status is Status.FAILED and b.error == "internal error: MemoryError()"
+    assert b.result.record == {"path": "/p/1.jpg", "ok": False, "error": "internal error: MemoryError()"}
+    assert rig.progress[-2:] == [(1, 2), (2, 0)]  # the bar goes once the batch is answered
+
+
+def test_no_progress_bar_without_a_model(rig):
+    rig.ctl.set_model_state(ModelState.MISSING)
+    rig.add(3)
+    assert rig.progress[-1] == (0, 0) and rig.photos.waiting_text == "Waiting for weights"
+
+
+def test_stop_marks_what_had_not_started_and_says_what_still_runs(rig):
+    rig.add(4)
+    running = rig.worker.waiting.pop(0)  # the worker took the first photo already
+    rig.ctl.stop()
+    counts = rig.photos.counts()
+    assert counts[Status.STOPPED] == 3 and counts[Status.QUEUED] == 1
+    assert rig.status[-1] == "Stopped 3 photos before classification. 1 already in progress will finish."
+    assert rig.photos.get(running.item_id).status is Status.QUEUED
+
+
+def test_clear_then_undo_brings_the_photos_back_once(qtbot, rig):
+    new = rig.add(2)
+    cleared = []
+    rig.ctl.cleared.connect(lambda: cleared.append(True))
+    rig.ctl.clear()
+    assert len(rig.photos) == 0 and cleared and rig.ctl.can_undo() and rig.status[-1] == "Cleared 2 photos. Undo with Ctrl+Z."
+    rig.ctl.undo_clear()
+    assert [p.item_id for p in rig.photos] == [p.item_id for p in new] and not rig.ctl.can_undo()
+    assert rig.selected[-1] is new[0] and rig.status[-1] == "Brought back 2 photos."
+    rig.ctl.undo_clear()  # nothing more to undo
+    assert len(rig.photos) == 2
+
+
+def test_an_answer_for_a_cleared_photo_is_dropped(qtbot, rig):
+    rig.add(1)
+    (job,) = rig.worker.of(ClassifyJob)
+    rig.ctl.clear()
+    rig.worker.answer(job, rig.ok(job))
+    qtbot.wait(0)
+    assert len(rig.photos) == 0 and rig.updated == []
+
+
+def test_removing_a_waiting_photo_does_not_leave_the_bar_waiting_for_it(qtbot, rig):
+    a, b = rig.add(2)
+    rig.ctl.remove(b)
+    assert rig.progress[-1] == (0, 0)  # one photo left in the batch: no bar for one
+    job_a = rig.worker.of(ClassifyJob)[0]
+    rig.worker.answer(job_a, rig.ok(job_a))
+    qtbot.waitUntil(lambda: a.status is Status.DONE)
+    assert rig.progress[-1] == (1, 0) and [p.item_id for p in rig.photos] == [a.item_id]
+    assert rig.status[-1] == "Removed /p/1.jpg from the gallery."
+
+
+def test_retry_asks_again_for_the_current_failed_photo_else_all_of_them(qtbot, rig):
+    a, b, c = rig.add(3)
+    for job in rig.worker.of(ClassifyJob):
+        rig.worker.fail(job, "broken")
+    qtbot.waitUntil(lambda: all(p.status is Status.FAILED for p in rig.photos))
+    rig.current = b
+    rig.ctl.retry()
+    assert rig.worker.of(ClassifyJob)[-1].item_id == b.item_id and b.status is Status.QUEUED
+    rig.current = None
+    rig.ctl.retry()
+    assert [j.item_id for j in rig.worker.of(ClassifyJob)[-2:]] == [a.item_id, c.item_id]
+    assert rig.status[-1] == "Trying 2 photos again."
+
+
+def test_another_layer_is_asked_for_once_and_a_failure_is_not_asked_again(qtbot, rig):
+    (photo,) = rig.add(1)
+    (job,) = rig.worker.of(ClassifyJob)
+    rig.worker.answer(job, rig.ok(job))
+    qtbot.waitUntil(lambda: photo.status is Status.DONE)
+    rig.ctl.want_layer(photo)
+    assert rig.worker.of(RecomputeJob) == []  # already the layer chosen
+    rig.ctl.set_layer("layer3")
+    rig.ctl.want_layer(photo)
+    rig.ctl.want_layer(photo)
+    (asked,) = rig.worker.of(RecomputeJob)
+    assert rig.ctl.layer_pending(photo)
+    rig.worker.fail(asked, "The file is gone.")
+    assert "Could not compute the new heatmap: The file is gone. Showing the last stage map." == photo.note
+    rig.ctl.want_layer(photo)
+    assert len(rig.worker.of(RecomputeJob)) == 1 and not rig.ctl.layer_pending(photo)
+    rig.ctl.set_layer("layer3")  # chosen again: one more try
+    rig.ctl.want_layer(photo)
+    assert len(rig.worker.of(RecomputeJob)) == 2
+
+
+def test_a_full_view_is_asked_once_and_again_only_when_the_photo_is_chosen_again(qtbot, rig):
+    (photo,) = rig.add(1)
+    rig.ctl.want_view(photo)
+    rig.ctl.want_view(photo)
+    (view,) = rig.worker.of(ViewJob)
+    rig.worker.fail(view, "gone")
+    rig.ctl.want_view(photo)
+    assert len(rig.worker.of(ViewJob)) == 1 and photo.note.startswith("Could not show the full photo: gone")
+    rig.ctl.selected(photo)
+    rig.ctl.want_view(photo)
+    assert len(rig.worker.of(ViewJob)) == 2
+
+
+def test_export_to_a_folder_that_is_not_there_is_a_warning(qtbot, rig, tmp_path):
+    assert not rig.ctl.export_results(str(tmp_path / "missing" / "r.csv"))
+    box = rig.messages.last_message
+    assert box.windowTitle() == "Export failed" and str(tmp_path / "missing" / "r.csv") in box.text()
+    box.close()
+    assert rig.ctl.export_results(str(tmp_path / "r"), "json") and (tmp_path / "r.json").is_file()

@@ -1,0 +1,64 @@
+"""The control panel (ui/controls.py) alone: what it emits when the user changes something, and what it shows."""
+
+from PySide6.QtCore import Qt
+
+from resnext_gui.core.classifier import TopClass
+from resnext_gui.ui.controls import ControlPanel, layer_name
+
+
+def test_the_user_s_changes_come_out_as_signals(qtbot):
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    got = []
+    panel.modeChosen.connect(lambda m: got.append(("mode", m)))
+    panel.opacityChanged.connect(lambda v: got.append(("opacity", v)))
+    panel.colormapChanged.connect(lambda c: got.append(("cmap", c)))
+    panel.layerChosen.connect(lambda layer: got.append(("layer", layer)))
+    panel.stopClicked.connect(lambda: got.append(("stop",)))
+    panel.clearClicked.connect(lambda: got.append(("clear",)))
+    qtbot.mouseClick(panel.mode_buttons[2], Qt.MouseButton.LeftButton)
+    panel.opacity.setValue(30)
+    panel.cmap.setCurrentText("hot")
+    panel.layer_box.setCurrentIndex(1)
+    qtbot.mouseClick(panel.stop_button, Qt.MouseButton.LeftButton)
+    qtbot.mouseClick(panel.clear_button, Qt.MouseButton.LeftButton)
+    assert got == [("mode", "heatmap"), ("opacity", 0.3), ("cmap", "hot"), ("layer", "layer3"), ("stop",), ("clear",)]
+    assert panel.legend.caption() == "opacity 30%" and panel.legend.cmap == "hot"
+
+
+def test_showing_a_mode_checks_one_button_and_the_opacity_only_means_something_over_the_photo(qtbot):
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    panel.show_mode("heatmap")
+    assert [b.isChecked() for b in panel.mode_buttons] == [False, False, True]
+    assert not panel.opacity.isEnabled() and panel.legend.caption() == "heatmap only"
+    panel.show_mode("overlay")
+    assert [b.isChecked() for b in panel.mode_buttons] == [False, True, False] and panel.opacity.isEnabled()
+
+
+def test_a_restored_layer_is_shown_without_asking_for_anything(qtbot):
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    with qtbot.assertNotEmitted(panel.layerChosen):
+        panel.set_layer("layer3")
+    assert panel.layer == "layer3"
+    panel.set_layer("layer9")  # not a layer: the default
+    assert panel.layer == "layer4"
+    assert layer_name("layer3") == "stage before" and layer_name("layer4") == "last stage"
+
+
+def test_show_top_lists_the_classes_and_an_empty_call_resets_the_heading(qtbot):
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    top = [TopClass(r + 1, r, f"class {r}", 0.5 / (r + 1)) for r in range(5)]
+    panel.show_top(top, 2, "a note", "Top 5 · heatmap: last stage")
+    assert [r.isVisible() for r in panel.top5.rows] == [True] * 5 and panel.top5.rows[1].isChecked()
+    assert panel.top5.title.text() == "Top 5 · heatmap: last stage" and panel.top5.message.text() == "a note"
+    chosen = []
+    panel.classChosen.connect(chosen.append)
+    panel.top5.select(4)
+    assert chosen == [4]
+    panel.show_top()
+    assert not any(r.isVisible() for r in panel.top5.rows) and panel.top5.title.text() == "Top 5"
+    assert panel.top5.message.text() == ""

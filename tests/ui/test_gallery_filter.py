@@ -1,0 +1,60 @@
+"""Sorting, filtering and searching the gallery (ui/gallery_filter.py): the proxy and its bar, over a model alone."""
+
+from PySide6.QtCore import Qt
+
+from resnext_gui.core.classifier import TopClass
+from resnext_gui.ui.gallery import GalleryModel
+from resnext_gui.ui.gallery_filter import GalleryBar, GalleryFilter
+from resnext_gui.worker import PhotoResult
+
+
+def _result(item_id, label, prob):
+    return PhotoResult(item_id, True, f"{item_id}.jpg", top=[TopClass(1, 0, label, prob)], record={"ok": True})
+
+
+def test_sort_filter_and_search_over_the_model(qtbot):
+    model = GalleryModel()
+    photos = model.add([(f"/p/{n}.jpg", f"/p/{n}.jpg") for n in ("a", "b", "c", "d")])
+    model.set_result(_result(photos[0].item_id, "tabby", 0.4))
+    model.set_result(_result(photos[1].item_id, "espresso", 0.9))
+    model.set_result(PhotoResult(photos[2].item_id, False, "c.jpg", error="broken", record={"ok": False}))
+    model.set_result(_result(photos[3].item_id, "tiger cat", 0.7))
+    proxy = GalleryFilter()
+    proxy.setSourceModel(model)
+
+    def names():
+        return [proxy.index(r, 0).data(Qt.ItemDataRole.DisplayRole).split("\n")[1] for r in range(proxy.rowCount())]
+
+    proxy.set_sort("confidence")
+    assert names() == ["/p/b.jpg", "/p/d.jpg", "/p/a.jpg", "/p/c.jpg"]
+    proxy.set_sort("label")
+    assert names() == ["/p/b.jpg", "/p/a.jpg", "/p/d.jpg", "/p/c.jpg"]
+    proxy.set_text("TAB")
+    assert names() == ["/p/a.jpg"]
+    proxy.set_text("")
+    proxy.set_show("failed")
+    assert names() == ["/p/c.jpg"]
+    proxy.set_show("all")
+    model.set_recomputed(_result(photos[0].item_id, "tabby", 0.95))  # a new answer re-sorts
+    proxy.set_sort("confidence")
+    assert names()[0] == "/p/a.jpg"
+
+
+def test_the_bar_drives_the_proxy_and_says_when_it_changed(qtbot):
+    model = GalleryModel()
+    photos = model.add([(f"/p/{n}.jpg", f"/p/{n}.jpg") for n in ("a", "b")])
+    model.set_result(_result(photos[0].item_id, "tabby", 0.4))
+    model.set_result(PhotoResult(photos[1].item_id, False, "b.jpg", error="broken", record={"ok": False}))
+    proxy = GalleryFilter()
+    proxy.setSourceModel(model)
+    bar = GalleryBar(proxy)
+    qtbot.addWidget(bar)
+    with qtbot.waitSignal(bar.changed):
+        bar.set_show("failed")
+    assert proxy.show == "failed" and proxy.rowCount() == 1
+    bar.set_show("all")
+    with qtbot.waitSignal(bar.changed):
+        qtbot.keyClicks(bar.search, "tab")
+    assert proxy.rowCount() == 1 and proxy.index(0, 0).data(Qt.ItemDataRole.DisplayRole).endswith("/p/a.jpg")
+    bar.set_sort("confidence")
+    assert proxy.sort_key == "confidence"

@@ -1,0 +1,62 @@
+"""The image view (ui/image_view.py) on its own: fit, zoom about the cursor, pan within the photo, the map shown."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtGui import QImage, QWheelEvent
+from PySide6.QtWidgets import QApplication
+
+from resnext_gui.ui.image_view import ImageView
+
+
+def test_zoom_fit_actual_size_and_pan(qtbot):
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    small = QImage(400, 300, QImage.Format.Format_RGB32)
+    view.set_photo(small)
+    assert view.scale() == 1.0  # a small photo at its own size, not blown up
+    big = QImage(3200, 2400, QImage.Format.Format_RGB32)
+    view.set_photo(big)
+    assert view.scale() == pytest.approx(0.25) and view.zoom is None
+    view.setFocus()
+    qtbot.keyClick(view, Qt.Key.Key_Plus)
+    assert view.zoom == pytest.approx(0.3125)
+    view.actual_size()
+    assert view.zoom == 1.0
+    view.pan(-10_000, 0)  # never past the photo's edge
+    assert view.centre.x() == pytest.approx(3200 - 400)
+    view.fit()
+    assert view.zoom is None
+
+
+    at = QPointF(100, 100)
+    wheel = QWheelEvent(at, view.mapToGlobal(at), QPoint(), QPoint(0, 240), Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier, Qt.ScrollPhase.NoScrollPhase, False)
+    QApplication.sendEvent(view, wheel)
+    assert view.zoom == pytest.approx(0.25 * 1.25 ** 2)
+    rect = view._fit()
+    assert (at.x() - rect.x()) / view.zoom == pytest.approx(400, abs=1)  # the point under the cursor stays put
+
+
+def test_the_map_shown_and_the_rendered_overlay_follow_mode_and_map(qtbot):
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    photo = QImage(200, 100, QImage.Format.Format_RGB888)
+    photo.fill(Qt.GlobalColor.gray)
+    view.set_photo(photo, (0.0, 0.0, 1.0, 1.0))  # the model saw all of it
+    assert view.shown_map() is None and view.photo_width() == 200
+    heat = np.full((224, 224), 255, np.uint8)
+    view.set_map(heat)
+    assert np.array_equal(view.shown_map(), heat)
+    view.set_mode("original")
+    plain = view.render_image()
+    view.set_mode("heatmap")
+    hot = view.render_image()
+    assert (plain.width(), plain.height()) == (200, 100) == (hot.width(), hot.height())
+    assert plain.pixelColor(100, 50) != hot.pixelColor(100, 50)  # the map's colour, not the photo's grey
+    with pytest.raises(ValueError):
+        view.set_mode("sideways")
+    view.set_photo(None)
+    assert not view.has_photo() and view.photo_width() == 0

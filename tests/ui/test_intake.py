@@ -1,0 +1,69 @@
+"""How photos come in (ui/intake.py), without a window: files skipped by name, folders listed a slice at a time,
+image data named, web links refused."""
+
+import pytest
+from PIL import Image
+from PySide6.QtCore import QMimeData, QSettings, QUrl
+
+from resnext_gui.ui.intake import ARRIVAL_SLICE, Intake
+from resnext_gui.ui.messages import Messages
+
+
+@pytest.fixture
+def intake(qtbot, tmp_path):
+    messages = Messages()
+    status = []
+    messages.status.connect(lambda text, ms: status.append(text))
+    it = Intake(messages, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    arrived = []
+    it.arrived.connect(lambda sources, select: arrived.append((sources, select)))
+    refused = []
+    it.refused.connect(lambda what, why: refused.append(what))
+    yield it, arrived, refused, status
+    assert it.scanner.stop()
+
+
+def test_files_that_are_plainly_not_photos_are_counted_not_listed(intake, tmp_path):
+    it, arrived, refused, status = intake
+    notes = [tmp_path / f"n{i}.txt" for i in range(2)]
+    for n in notes:
+        n.write_text("x")
+    assert it.add_paths([str(n) for n in notes]) == 0
+    assert status == ["2 files skipped: not images."] and arrived == []
+
+
+def test_a_folder_arrives_in_slices_and_its_first_slice_is_selected(qtbot, intake, tmp_path):
+    it, arrived, refused, status = intake
+    for i in range(ARRIVAL_SLICE + 5):
+        Image.new("RGB", (4, 4)).save(tmp_path / f"p{i:03}.png")
+    with qtbot.waitSignal(it.scanFinished, timeout=30_000) as done:
+        it.add_paths([str(tmp_path)])
+    names = [name for sources, _ in arrived for _src, name in sources]
+    assert done.args == [ARRIVAL_SLICE + 5] and len(names) == ARRIVAL_SLICE + 5
+    assert max(len(sources) for sources, _ in arrived) <= ARRIVAL_SLICE
+    assert [select for _, select in arrived] == [True] + [False] * (len(arrived) - 1)
+
+
+def test_a_cancelled_listing_brings_nothing_more_in(qtbot, intake, tmp_path):
+    it, arrived, refused, status = intake
+    for i in range(3):
+        Image.new("RGB", (4, 4)).save(tmp_path / f"p{i}.png")
+    finished = []
+    it.scanFinished.connect(finished.append)
+    with qtbot.waitSignal(it.scanner.finishedRequest, timeout=30_000):  # the scanner's own end of the request
+        it.add_paths([str(tmp_path)])
+        it.cancel()
+    qtbot.waitUntil(lambda: not it._arrivals)  # whatever was on its way was dropped, not delivered later
+    assert arrived == [] and finished == []
+
+
+def test_image_data_is_named_and_web_links_are_refused(intake):
+    it, arrived, refused, status = intake
+    mime = QMimeData()
+    mime.setData("image/png", b"\x89PNG not really")
+    assert it.add_mime(mime, pasted=True)
+    it.add_mime(mime)
+    assert [sources[0][1] for sources, _ in arrived] == ["pasted image 1", "dropped image 2"]
+    web = QMimeData()
+    web.setUrls([QUrl("https://example.com/cat.jpg")])
+    assert it.add_mime(web) and refused == ["https://example.com/cat.jpg"]

@@ -1,0 +1,81 @@
+"""The photo shown (ui/presenter.py), built from its parts with a fake worker: view, top 5, title, class chosen."""
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtGui import QImage
+
+from resnext_gui.core.classifier import TopClass
+from resnext_gui.ui.controller import BatchController, ModelState
+from resnext_gui.ui.controls import ControlPanel
+from resnext_gui.ui.gallery import GalleryModel, GalleryView
+from resnext_gui.ui.gallery_filter import GalleryFilter
+from resnext_gui.ui.image_view import ImageView
+from resnext_gui.ui.messages import Messages
+from resnext_gui.ui.presenter import APP_TITLE, IDLE_HINT, Presenter
+from resnext_gui.worker import ClassifyJob, PhotoResult, ViewJob
+from tests.ui.fakes import FakeWorker
+
+
+@pytest.fixture
+def rig(qtbot, tmp_path):
+    worker, messages, photos = FakeWorker(), Messages(), GalleryModel()
+    messages.listen(worker)
+    proxy = GalleryFilter()
+    proxy.setSourceModel(photos)
+    gallery, view, controls = GalleryView(), ImageView(), ControlPanel()
+    gallery.setModel(proxy)
+    for w in (gallery, view, controls):
+        qtbot.addWidget(w)
+    controls.show()
+    holder = {}
+    controller = BatchController(photos, worker, messages, lambda: holder["p"].current_photo())
+    presenter = Presenter(photos, proxy, gallery, view, controls, controller, messages,
+                          QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    holder["p"] = presenter
+    titles = []
+    presenter.titleChanged.connect(titles.append)
+    controller.set_model_state(ModelState.READY)
+    return presenter, controller, worker, photos, view, controls, titles
+
+
+def answer(worker, job, maps):
+    top = [TopClass(r + 1, r, f"class {r}", 0.5 / (r + 1)) for r in range(5)]
+    worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, maps=maps, crop=(0, 0, 1, 1),
+                                   display=QImage(60, 40, QImage.Format.Format_RGB888), size=(60, 40),
+                                   record={"ok": True}))
+
+
+def test_a_classified_photo_shows_its_top_5_its_map_and_the_title_names_it(qtbot, rig):
+    presenter, controller, worker, photos, view, controls, titles = rig
+    (photo,) = controller.enqueue([("/p/cat.png", "/p/cat.png")])
+    assert presenter.current_photo() is photo and controls.top5.message.text() == "Classifying…"
+    maps = np.stack([np.full((224, 224), r * 40, np.uint8) for r in range(5)])
+    answer(worker, worker.of(ClassifyJob)[0], maps)
+    qtbot.waitUntil(lambda: titles and "class 0" in titles[-1])
+    assert titles[-1] == f"cat.png · 60×40 · class 0 50% — {APP_TITLE}"
+    assert controls.top5.title.text() == "Top 5 · heatmap: last stage"
+    assert np.array_equal(presenter.current_map(), maps[0]) and view.photo_width() == 60
+    presenter.choose_class(3)
+    assert np.array_equal(presenter.current_map(), maps[2]) and "class 2 17%" in titles[-1]
+
+
+def test_a_photo_without_its_full_view_shows_the_thumbnail_and_asks_once(qtbot, rig):
+    presenter, controller, worker, photos, view, controls, titles = rig
+    photos.display_cache = 0
+    (photo,) = controller.enqueue([("/p/a.png", "/p/a.png")])
+    answer(worker, worker.of(ClassifyJob)[0], None)
+    qtbot.waitUntil(lambda: photo.result is not None)
+    presenter.refresh()
+    presenter.refresh()
+    assert len(worker.of(ViewJob)) == 1 and view.placeholder == "Loading /p/a.png…"
+
+
+def test_a_failed_photo_says_why_and_nothing_selected_says_so(qtbot, rig):
+    presenter, controller, worker, photos, view, controls, titles = rig
+    (photo,) = controller.enqueue([("/p/x.png", "/p/x.png")])
+    worker.fail(worker.of(ClassifyJob)[0], "not an image")
+    qtbot.waitUntil(lambda: photo.result is not None)
+    assert view.placeholder == "Could not classify this file\n\nnot an image." and controls.top5.message.text() == "not an image."
+    controller.clear()
+    assert view.placeholder == IDLE_HINT and titles[-1] == APP_TITLE and controls.top5.title.text() == "Top 5"
