@@ -296,7 +296,7 @@ def _xdotool(env: dict, *args: str) -> str:
         return ""
 
 
-def launch_until_named(display: dict, command: list[str], weights, photo, home: Path, timeout: float = 300) -> dict:
+def launch_until_named(display: dict, command: list[str], weights, photo, home: Path, timeout: float = 120) -> dict:
     """Start the app as a user does, on a display, with one photo: ms until its window is on screen and until
     the window's title names the photo's class (xdotool reads the title). Then SIGINT closes it, as Ctrl+C in
     its terminal does (not Ctrl+Q sent with xdotool: after that, the next app on the same display closed as
