@@ -2,8 +2,9 @@
 
 For each decoder (Pillow, simplejpeg, PyTurboJPEG) and each decode size (full; the app's default, shorter side
 at least 2x the resize target; a smaller DCT scale, at least 1x) it reports the decode time, the decode plus
-the weights' transforms, how far the model's input moves from the full-size Pillow decode, and whether the
-top-5 stays the same. Writes benchmarks/decode.md (and prints it).
+the app's preprocessing (numpy; the same numbers as the weights' transforms in torchvision), how far the
+model's input moves from the full-size Pillow decode, and whether the top-5 stays the same (torchvision's
+network with the same weights). Writes benchmarks/decode.md (and prints it).
 """
 
 from __future__ import annotations
@@ -23,11 +24,9 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench import cpu_features, describe_machine, make_photos, weights_path  # noqa: E402
+from bench import cpu_features, describe_machine, make_photos, torch_reference, weights_path  # noqa: E402
 
-from resnext_gui.core.classifier import Classifier  # noqa: E402
-from resnext_gui.core.model import forward_to  # noqa: E402
-from resnext_gui.core.preprocess import model_input  # noqa: E402
+from resnext_gui.core.weights import WeightsSource, find_weights  # noqa: E402
 
 SCALES = (8, 4, 2, 1)  # libjpeg's DCT scaling: 1/8 ... 1/1
 
@@ -81,24 +80,25 @@ def turbojpeg_decoder() -> Callable[[bytes, int | None], Image.Image] | str:
     return decode
 
 
-def stand_in_classifier(weights: Path, description: str, photos: list[Path]) -> tuple[Classifier, str]:
-    """The official weights when present; else the seeded network with a head fitted so that every photo has
-    its own well-separated top-5 (logits 12, 9, 6, 4, 2), so "same top-5" compares real answers, not ties."""
-    clf = Classifier(weights, device="cpu", backend="torch")
+def stand_in_reference(source: WeightsSource, description: str, inputs: torch.Tensor) -> tuple[torch.nn.Module, str]:
+    """torchvision's network with the weights: the official ones when present; else the seeded network with a
+    head fitted so that every photo (``inputs``, their reference model inputs) has its own well-separated top-5
+    (logits 12, 9, 6, 4, 2), so "same top-5" compares real answers, not ties."""
+    from resnext_gui.core.model import forward_to
+
+    model = torch_reference(source, "cpu")
     if not description.startswith("generated"):
-        return clf, description
-    model = clf.loaded.model
+        return model, description
     with torch.inference_mode():
-        batch = torch.from_numpy(np.stack([clf.prepare(p).tensor for p in photos]))
-        feats = forward_to(model, batch, "layer4").mean((2, 3)).double()
+        feats = forward_to(model, inputs, "layer4").mean((2, 3)).double()
     rng = np.random.default_rng(0)
-    targets = torch.zeros(len(photos), model.fc.out_features, dtype=torch.float64)
-    for row, classes in enumerate(rng.permutation(model.fc.out_features)[: 5 * len(photos)].reshape(-1, 5)):
+    targets = torch.zeros(len(inputs), model.fc.out_features, dtype=torch.float64)
+    for row, classes in enumerate(rng.permutation(model.fc.out_features)[: 5 * len(inputs)].reshape(-1, 5)):
         targets[row, torch.as_tensor(classes)] = torch.tensor([12.0, 9.0, 6.0, 4.0, 2.0], dtype=torch.float64)
     with torch.no_grad():
         model.fc.weight.copy_((torch.linalg.pinv(feats) @ targets).T.float())
         model.fc.bias.zero_()
-    return clf, "the seeded network, head fitted to these photos (no official weights here)"
+    return model, "the seeded network, head fitted to these photos (no official weights here)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,20 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     big, _small = make_photos()
     blobs = [p.read_bytes() for p in big]
     weights, description = weights_path()
-    clf, model_desc = stand_in_classifier(weights, description, big)
-    resize = clf.resize
+    from resnext_gui.core.preprocess import model_input
 
-    def transforms(image: Image.Image) -> torch.Tensor:  # the app's own preprocessing (equal to the weights')
-        return torch.from_numpy(model_input(image, clf.preprocessing))
+    source = find_weights(weights)
+    spec = source.transforms_variant.preprocessing  # the weights' own: resize, centre crop, mean and std
+    resize = spec.resize
 
-    def probabilities(images: list[Image.Image]) -> torch.Tensor:
-        with torch.inference_mode():
-            return torch.softmax(clf.loaded.model(torch.stack([transforms(im) for im in images])), 1)
+    def transforms(image: Image.Image) -> torch.Tensor:
+        """The app's preprocessing (numpy, what ``Classifier.prepare`` runs after decoding), as a tensor."""
+        return torch.from_numpy(model_input(image, spec))
 
     reference_inputs = [transforms(pillow(b, None)) for b in blobs]
-    reference_probs = probabilities([pillow(b, None) for b in blobs])
-    reference_top5 = reference_probs.topk(5, dim=1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1) * 255
+    model, model_desc = stand_in_reference(source, description, torch.stack(reference_inputs))
+
+    def probabilities(inputs: list[torch.Tensor]) -> torch.Tensor:
+        with torch.inference_mode():
+            return torch.softmax(model(torch.stack(inputs)), 1)
+
+    reference_top5 = probabilities(reference_inputs).topk(5, dim=1)
+    std = torch.tensor(spec.std, dtype=torch.float32).view(3, 1, 1) * 255
 
     decoders: dict[str, Callable[[bytes, int | None], Image.Image] | str] = {
         f"Pillow {Image.__version__} (draft)": pillow, "simplejpeg": simplejpeg_decoder(), "PyTurboJPEG": turbojpeg_decoder()}
@@ -134,10 +139,12 @@ def main(argv: list[str] | None = None) -> int:
         f"Machine: {describe_machine(torch.device('cpu'))}; CPU features: {cpu_features()}.",
         f"{len(big)} JPEGs of 12 MP (4000×3000, quality 90, from scikit-image's photos); median of "
         f"{args.repeats} decodes of each. Top-5 compared with: {model_desc}.",
-        "Input Δ: the model's 224×224 input against the full-size Pillow decode, in 0–255 pixel units "
-        "(mean and largest absolute difference); top-5 prob. Δ: the largest change of a reference top-5 probability.",
+        "Preprocessing: the app's own (numpy: resize, centre crop, normalise; the same numbers as the weights' "
+        "transforms in torchvision). Input Δ: the model's 224×224 input against the full-size Pillow decode, in "
+        "0–255 pixel units (mean and largest absolute difference); top-5 prob. Δ: the largest change of a "
+        "reference top-5 probability.",
         "",
-        "| decoder | decode size | decode ms | decode + transforms ms | input Δ mean / max | same top-5 | top-5 prob. Δ |",
+        "| decoder | decode size | decode ms | decode + preprocessing ms | input Δ mean / max | same top-5 | top-5 prob. Δ |",
         "|---|---|---:|---:|---:|---:|---:|",
     ]
     print("\n".join(lines), flush=True)
@@ -159,9 +166,9 @@ def main(argv: list[str] | None = None) -> int:
                     t2 = time.perf_counter()
                     dec_ms.append((t1 - t) * 1000)
                     full_ms.append((t2 - t) * 1000)
-            images = [decode(b, min_side) for b in blobs]
-            deltas = [((transforms(im) - ref) * std).abs() for im, ref in zip(images, reference_inputs)]
-            probs = probabilities(images)
+            inputs = [transforms(decode(b, min_side)) for b in blobs]
+            deltas = [((x - ref) * std).abs() for x, ref in zip(inputs, reference_inputs)]
+            probs = probabilities(inputs)
             same = sum(a == b for a, b in zip(probs.topk(5, dim=1).indices.tolist(), reference_top5.indices.tolist()))
             moved = float((probs.gather(1, reference_top5.indices) - reference_top5.values).abs().max())
             line = (f"| {name} | {label} | {statistics.median(dec_ms):.1f} | {statistics.median(full_ms):.1f} | "

@@ -1,9 +1,10 @@
 """Mid-batch responsiveness of the real window: drop N 12-MP photos, click the first one T s later, time what it shows.
 
 Run on a display (tools/xvfb-check.sh style: Xvfb + openbox, DISPLAY set):
-    .venv/bin/python benchmarks/window_priority.py [--photos 240] [--click-after 12] [--shot shot.png]
-Prints one JSON line: when the thumbnail and the full photo appeared after the click, and that the batch was
-still running then. Uses a generated checkpoint: the weights' values don't change the timing.
+    .venv/bin/python benchmarks/window_priority.py [--photos 240] [--click-after 12] [--shot shot.png] [--block-torch]
+Prints one JSON line: when the thumbnail and the full photo appeared after the click, that the batch was
+still running then, and whether torch was imported (``--block-torch``: it cannot be, as in the light app).
+Uses a generated checkpoint (made once, in a subprocess): the weights' values don't change the timing.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
 DATA = REPO / "benchmarks" / "data"
 
 
@@ -48,22 +50,26 @@ def main() -> int:
     ap.add_argument("--photos", type=int, default=240)
     ap.add_argument("--click-after", type=float, default=12.0)
     ap.add_argument("--shot", help="screenshot of the whole screen right after the full photo appeared")
+    ap.add_argument("--block-torch", action="store_true", help="torch and torchvision cannot be imported (the light app)")
     args = ap.parse_args()
     if not os.environ.get("DISPLAY"):
         print("needs a display: run under Xvfb (see tools/xvfb-check.sh)", file=sys.stderr)
         return 2
+    from bench import GENERATE_CHECKPOINT, block_torch
+
+    if args.block_torch:
+        block_torch()
     from PySide6.QtCore import QSettings, Qt, QTimer
     from PySide6.QtTest import QTest
     from PySide6.QtWidgets import QApplication
 
     from resnext_gui.ui.gallery import Status
     from resnext_gui.ui.main_window import MainWindow
-    from tests.helpers import make_checkpoint
 
     DATA.mkdir(parents=True, exist_ok=True)
     ckpt = DATA / "seed0.pth"
-    if not ckpt.exists():
-        make_checkpoint(ckpt)
+    if not ckpt.exists():  # torchvision's seeded init (tests.helpers.make_checkpoint), made without torch in here
+        subprocess.run([sys.executable, "-c", GENERATE_CHECKPOINT, str(ckpt)], check=True)
     folder = twelve_megapixel_photos(args.photos)
     app = QApplication([sys.argv[0]])
     tmp = tempfile.mkdtemp()
@@ -116,6 +122,8 @@ def main() -> int:
         "thumbnail_at_once": state["thumb_shown"], "thumbnail_width_px": state["thumb_width"],
         "full_photo_after_click_s": round(state["full"] - state["clicked"], 3),
         "photos_still_waiting_then": state["queued_then"],
+        "backend": win.model_info.backend if win.model_info is not None else None,
+        "torch_loaded": "torch" in sys.modules,
     })
     print(json.dumps(out))
     return 0 if out["full_photo_after_click_s"] <= 2.0 and out["photos_still_waiting_then"] > 0 else 1
