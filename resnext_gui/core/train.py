@@ -582,8 +582,7 @@ def require_real_weights(clf: Classifier) -> None:
     tests, a seeded stand-in). What can still be told from the network itself is refused: a backbone whose
     features are constant (all-zero weights, say) can't tell photos apart.
     """
-    source = getattr(clf, "source", None)
-    if source is None or not Path(getattr(source, "path", "")).is_file():
+    if not Path(clf.source.path).is_file():
         from .weights import no_weights_message
 
         raise TrainingError("teaching needs real backbone weights; features of an untrained network are "

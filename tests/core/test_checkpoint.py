@@ -555,7 +555,6 @@ print(json.dumps(out))
 """
 
 
-@pytest.mark.xfail(strict=True, reason="core/weights.py imports torch until its torch-free version is merged")
 def test_checkpoints_are_read_with_torch_blocked(tmp_path, state):
     labels = [f"fish {i}" for i in range(10)]
     torch.save({"state_dict": state, "labels": labels}, tmp_path / "zip.pth")

@@ -201,7 +201,6 @@ def test_huge_batch_size_is_clamped(clf, tmp_path, monkeypatch):
 
 def test_non_finite_scores_are_never_reported(checkpoint, photos):
     import json
-    import math
 
     clf = Classifier(checkpoint, device="cpu", backend="torch")  # edits the PyTorch network in place
     clf.runtime.model.fc.bias.fill_(float("inf"))  # a model that overflows (load refuses such files)
@@ -210,5 +209,26 @@ def test_non_finite_scores_are_never_reported(checkpoint, photos):
     record = pred.to_record()
     json.dumps(record, allow_nan=False)
     preds = list(clf.classify_many([photos["coffee"], photos["chelsea"]], batch_size=2))
-    assert not any(p.ok for p in preds)
-    assert all(math.isfinite(t.prob) for p in preds for t in p.top)
+    assert not any(p.ok for p in preds) and all("not finite" in p.error for p in preds)
+
+
+def test_a_photo_with_non_finite_scores_fails_alone_in_its_batch(checkpoint, photos):
+    import json
+    import math
+
+    clf = Classifier(checkpoint, device="cpu")
+    real = clf.runtime.infer
+
+    def second_overflows(batch):
+        feats, logits = real(batch)
+        logits = logits.copy()
+        logits[1, 7] = np.nan  # the second photo's scores only
+        return feats, logits
+
+    clf.runtime.infer = second_overflows
+    preds = list(clf.classify_many([photos["coffee"], photos["chelsea"], photos["astronaut"]], batch_size=3))
+    assert [p.ok for p in preds] == [True, False, True] and "not finite" in preds[1].error
+    finite = [t.prob for p in preds if p.ok for t in p.top]
+    assert len(finite) == 10 and all(math.isfinite(x) and 0 <= x <= 1 for x in finite)
+    for p in preds:
+        json.dumps(p.to_record(), allow_nan=False)

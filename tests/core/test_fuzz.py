@@ -15,7 +15,7 @@ from PIL import Image
 from resnext_gui.core.classifier import Prediction, TopClass
 from resnext_gui.core.errors import ImageError
 from resnext_gui.core.preprocess import load_image
-from resnext_gui.core.records import FORMULA_START, csv_header, csv_row, json_line, valid_text, write_records
+from resnext_gui.core.records import FORMULA_START, csv_header, json_line, valid_text, write_records
 
 
 def _seeds() -> list[bytes]:
@@ -77,6 +77,11 @@ _markup = st.one_of(
 )
 
 
+def _unneutralised(cell: str) -> str:
+    """The text a neutralised CSV cell stands for: the quote is added only before a formula character."""
+    return cell[1:] if cell.startswith("'") and cell[1:2] and cell[1] in FORMULA_START else cell
+
+
 def _prediction(name: bytes, labels: list[str], ok: bool) -> Prediction:
     path = os.fsdecode(b"/photos/" + name)
     if not ok:
@@ -117,10 +122,20 @@ def test_any_markup_or_label_exports_as_valid_neutralised_csv_and_json(preds):
             text = fh.read()
     k = max(len(r.get("top", [])) for r in records)
     assert rows[0] == csv_header(k) and len(rows) == len(records) + 1
-    for row, record in zip(rows[1:], records):
+    header = rows[0]
+    for row, (name, labels, ok) in zip(rows[1:], preds):
         assert not any(cell.startswith(FORMULA_START) for cell in row)  # nothing a spreadsheet would run
-        assert row == [str(c) for c in csv_row(record, k)]
-        assert row[0].removeprefix("'") == valid_text(record["path"])
+        cell = dict(zip(header, row))
+        assert len(row) == len(header)
+        assert cell["path"].removeprefix("'") == valid_text(os.fsdecode(b"/photos/" + name))
+        assert cell["ok"] == str(ok)
+        if ok:  # the labels the prediction was made with, ranked as made, each in its own column
+            for r, label in enumerate(labels, 1):
+                assert _unneutralised(cell[f"label{r}"]) == valid_text(label)
+                assert cell[f"index{r}"] == str(r - 1) and float(cell[f"prob{r}"]) == pytest.approx(1 / (r + 1), abs=1e-6)
+            assert all(cell[f"label{r}"] == "" for r in range(len(labels) + 1, k + 1))
+        else:
+            assert "is not an image" in cell["error"] and all(cell[f"label{r}"] == "" for r in range(1, k + 1))
     assert "\u2028" not in text
 
     def no_constants(name):  # NaN / Infinity as JSON numbers, not inside a label

@@ -154,7 +154,6 @@ def test_a_build_failure_falls_back_to_pytorch(fitted, photos, tmp_path, monkeyp
     monkeypatch.setattr(ov_net, "build_network", broken)
     clf = Classifier(fitted, device="cpu")
     assert clf.backend == "torch" and "could not build" in clf.note and "graph exploded" in clf.note
-    assert clf.default_batch_size == 8
     pred, ref = clf.classify(photos["coffee"]), pair[0].classify(photos["coffee"])
     assert [t.index for t in pred.top] == [t.index for t in ref.top] and pred.ok
 

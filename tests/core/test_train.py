@@ -7,12 +7,12 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image, ImageEnhance
 
 from resnext_gui.core import train as T
 from resnext_gui.core.classifier import Classifier
 from resnext_gui.core.errors import NoWeightsError
+from tests.fakes import FakeClassifier
 from tests.helpers import head_loss, run_cli, torch_fit_head
 
 pytestmark = pytest.mark.slow  # teaching runs: features of dozens of photos, seconds each
@@ -242,30 +242,6 @@ def test_cli_train_summary_and_exit_codes(taught, tmp_path):
 
 
 # ---- bad input, with a stand-in backbone (what the data handling does doesn't depend on the numbers) ----
-class FakeBackbone:
-    """Real decoding; features are a fixed function of the photo's pixels. ``source`` is a real file."""
-
-    def __init__(self, source_file: Path) -> None:
-        from resnext_gui.core.preprocess import load_and_prepare
-
-        self._prepare = load_and_prepare
-        self.source = SimpleNamespace(path=source_file, variant=None)
-        self.loaded = SimpleNamespace(model=torch.nn.Linear(2, 2))
-        self.resize, self.crop_size, self.precision = 40, 32, "fp32"
-
-    def prepare(self, path):
-        from resnext_gui.core.preprocess import Preprocessing
-
-        return self._prepare(path, Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), True)
-
-    def pooled_features(self, items):
-        x = torch.from_numpy(np.stack([i.tensor for i in items])).flatten(1)
-        proj = torch.Generator().manual_seed(0)
-        w = torch.randn(x.shape[1], T.FEATURE_DIM, generator=proj)
-        f = torch.relu(x @ w)
-        return torch.stack([f, f], 1).numpy()
-
-
 def folder_of(root: Path, spec: dict, photo: Path) -> Path:
     base = Image.open(photo).convert("RGB").resize((48, 48))
     root.mkdir(parents=True, exist_ok=True)
@@ -293,13 +269,13 @@ def test_no_weights_is_refused_before_any_work(tmp_path, photos):
     """The app's only untrained network is the one it never builds: no weights file means a refusal."""
     with pytest.raises(NoWeightsError, match="weights fetch"):
         Classifier(None, device="cpu")
-    fake = FakeBackbone(tmp_path / "gone.pth")
+    fake = FakeClassifier(tmp_path / "gone.pth", "cpu")
     with pytest.raises(T.TrainingError, match="(?s)real backbone weights.*weights fetch"):
         T.train(fake, folder_of(tmp_path / "d", {"a": 2, "b": 2}, photos["coffee"]), cache_dir=tmp_path / "c")
 
 
 def test_constant_features_are_refused(tmp_path, photos, checkpoint):
-    fake = FakeBackbone(checkpoint)
+    fake = FakeClassifier(checkpoint, "cpu")
     fake.pooled_features = lambda items: np.ones((len(items), 2, T.FEATURE_DIM), np.float32)
     with pytest.raises(T.TrainingError, match="same features for every photo"):
         T.train(fake, folder_of(tmp_path / "d", {"a": 2, "b": 2}, photos["coffee"]), cache_dir=tmp_path / "c")
@@ -313,7 +289,7 @@ def test_warnings_name_duplicates_labels_and_skipped_files(tmp_path, photos, che
     (data / "loose.png").write_bytes(b"")
     (data / ".thumbnails").mkdir()
     (data / "cats" / "empty.jpg").write_bytes(b"")
-    result = T.train(FakeBackbone(checkpoint), data, cache_dir=tmp_path / "c")
+    result = T.train(FakeClassifier(checkpoint, "cpu"), data, cache_dir=tmp_path / "c")
     assert result.labels == ["bad name", "cats", "dogs"]
     text = "\n".join(result.warnings)
     assert "'bad\\x07name ' is not a valid class label" in text and "called 'bad name'" in text

@@ -3,7 +3,6 @@
 import hashlib
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -268,19 +267,17 @@ def test_refused_connection_and_unwritable_folder(tmp_path):
 
 
 def test_cancel_takes_effect_on_a_stalled_server(tmp_path):
+    """A cancel is seen while the server holds the connection silent: with a read timeout longer than the
+    server's stall, a download that only noticed the cancel after its read would return after the stall."""
     stop = threading.Event()
-    cancelled_at = []
 
     def cancel_once_stalled():
         if srv.stalled.wait(30):
-            cancelled_at.append(time.monotonic())
             stop.set()
 
     with WeightsServer({"w.pth": PAYLOAD}) as srv:
         threading.Thread(target=cancel_once_stalled, daemon=True).start()
         with pytest.raises(W.DownloadCancelled):
-            W.download(f"{srv.base}/stall/w.pth", tmp_path / "w.pth", HASH8, cancelled=stop.is_set)
-        returned_at = time.monotonic()
-    # the read timeout is 15 s; a cancel must not wait for it (a generous bound: the machine is shared)
-    assert cancelled_at and returned_at - cancelled_at[0] < 5.0
+            W.download(f"{srv.base}/stall/w.pth", tmp_path / "w.pth", HASH8, cancelled=stop.is_set, timeout=600)
+        assert stop.is_set() and not srv.stall_over.is_set()  # ended by the cancel, the server still stalling
     assert _leftovers(tmp_path) == []

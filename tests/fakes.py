@@ -1,0 +1,71 @@
+"""The one stand-in for the Classifier (worker, window and teaching tests): real decoding, a fixed answer, a log of calls.
+
+It implements the worker's ClassifierLike in full, and what teaching needs of a backbone; a test that needs
+another answer changes an attribute of the fake it was given, never the code under test. Qt-free.
+"""
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+
+class FakeClassifier:
+    """Answers every photo with classes 0-4; ``gate`` (if given) holds the first photo until it is set.
+
+    ``backend`` is the runtime asked for ("auto" runs as OpenVINO would), so a test can tell what reached it.
+    """
+
+    def __init__(self, weights, device, gate: threading.Event | None = None, backend: str = "auto",
+                 precision: str = "fp32") -> None:
+        from resnext_gui.core.devices import Device
+
+        self.device = Device("cpu")
+        self.labels = [f"class {i}" for i in range(1000)]
+        self.source = SimpleNamespace(describe=lambda: f"fake weights {weights}", variant=None,
+                                      path=Path(str(weights or "fake.pth")))
+        self.backend = "openvino" if backend == "auto" else backend
+        self.precision = precision
+        self.note: str | None = None
+        self.load_ms = 0.0
+        self.calls: list[tuple[str, str]] = []  # (photo name, layer), in the order asked
+        self.gate = gate
+        self.busy = threading.Event()  # set once the first photo is being computed
+        # what teaching reads of a backbone (core.train): its preprocessing and the arrays to fingerprint
+        self.checkpoint = SimpleNamespace(state={"conv1.weight": np.arange(6, dtype=np.float32)}, sha256="0" * 64)
+        self.resize, self.crop_size = 40, 32
+
+    def classify(self, source, keep_image=False, layer=None):
+        from resnext_gui.core.classifier import Prediction, TopClass
+        from resnext_gui.core.errors import ImageError
+        from resnext_gui.core.preprocess import load_image, source_name
+
+        layer = layer or "layer4"
+        name = source_name(source)
+        self.calls.append((Path(name).name, layer))
+        self.busy.set()
+        if self.gate is not None:
+            self.gate.wait(60)
+        try:
+            decoded = load_image(source)
+        except ImageError as exc:
+            return Prediction(path=name, ok=False, error=str(exc))
+        w, h = decoded.original_size
+        top = [TopClass(r + 1, r, self.labels[r], 0.5 / (r + 1)) for r in range(5)]
+        side = 7 if layer == "layer4" else 14
+        cams = np.random.default_rng(len(self.calls)).random((5, side, side), dtype=np.float32)
+        return Prediction(path=name, ok=True, top=top, cams=cams, layer=layer, crop=(0.0, 0.0, float(w), float(h)),
+                          image_size=(w, h), image=decoded.image if keep_image else None)
+
+    # ---- teaching: features a fixed projection of the pixels ----
+    def prepare(self, source):
+        from resnext_gui.core.preprocess import Preprocessing, load_and_prepare
+
+        return load_and_prepare(source, Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), True)
+
+    def pooled_features(self, items):
+        x = np.stack([i.tensor for i in items]).reshape(len(items), -1)
+        w = np.random.default_rng(0).standard_normal((x.shape[1], 2048)).astype(np.float32)
+        f = np.maximum(x @ w, 0)
+        return np.stack([f, f[:, ::-1]], 1)
