@@ -193,28 +193,17 @@ class CamWriter:
         png, npy = self.folder / f"{stem}.cam.png", self.folder / f"{stem}.cam.npy"
         overlay = cam_overlay(pred, 1, cmap)
         cam = pred.cams[0].astype(np.float32)
-        temps: list[str] = []
-        placed: list[Path] = []
+        from .core.files import atomic_file
+
+        # each through a temporary file renamed into place (a link at the name is replaced, never written
+        # through); a map without its partner would be a half answer, so the first goes if the second fails
+        with atomic_file(png, shared=True) as fh:
+            save_png(overlay, fh)
         try:
-            for save in (lambda fh: save_png(overlay, fh), lambda fh: np.save(fh, cam)):
-                fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=".cam-", suffix=".partial")
-                temps.append(tmp)
-                with os.fdopen(fd, "wb") as fh:
-                    save(fh)
-            for tmp, target in zip(temps, (png, npy)):
-                os.replace(tmp, target)  # replaces a link at ``target`` itself, never writes through it
-                placed.append(target)
+            with atomic_file(npy, shared=True) as fh:
+                np.save(fh, cam)
         except BaseException:
-            for tmp in temps:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-            for target in placed:  # a map without its partner would be a half answer
-                try:
-                    os.unlink(target)
-                except OSError:
-                    pass
+            png.unlink(missing_ok=True)
             raise
         return png, npy
 

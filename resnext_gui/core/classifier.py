@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -409,7 +409,8 @@ def cam_overlay(pred: Prediction, rank: int = 1, cmap: str = "jet", opacity: flo
     return cam_mod.overlay(photo, pred.cams[rank - 1], rect, cmap, opacity, heatmap_only)
 
 
-def save_png(array: np.ndarray, path: Path) -> None:
+def save_png(array: np.ndarray, path: Path | IO[bytes]) -> None:
+    """An (H, W, 3) uint8 picture as PNG, to a path or an open binary file."""
     from PIL import Image
 
     Image.fromarray(array).save(path, format="PNG")
