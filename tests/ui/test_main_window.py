@@ -326,7 +326,7 @@ def test_cpu_runtime_menu_reloads_the_model_and_is_remembered(qtbot, window, pho
 
 @pytest.mark.parametrize("native", [False, True])
 def test_bfloat16_is_offered_only_where_the_cpu_computes_it(qtbot, settings, monkeypatch, native):
-    monkeypatch.setattr("resnext_gui.core.backend.native_bf16", lambda: native)
+    monkeypatch.setattr("resnext_gui.core.devices.native_bf16", lambda: native)
     factory = FakeFactory()
     win = open_window(qtbot, settings, "fake.pth", factory=factory)
     try:
