@@ -100,7 +100,7 @@ def describe(device: Device) -> str:
     threads = cpu_threads()
     if "torch" in sys.modules:
         threads = sys.modules["torch"].get_num_threads()
-    return f"CPU · {threads} threads"
+    return f"CPU · {threads} thread{'s' if threads != 1 else ''}"
 
 
 def set_threads(threads: int | None) -> None:
