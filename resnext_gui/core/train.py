@@ -143,7 +143,7 @@ def scan(root: str | os.PathLike[str] | list[str]) -> DataSet:
             data.warnings.append(f"folder {shown!r} is not a valid class label as it stands; "
                                  f"the class is called {label!r}")
         if label in seen:
-            if unicodedata.normalize("NFC", seen[label]) != unicodedata.normalize("NFC", shown):
+            if seen[label] == shown or unicodedata.normalize("NFC", seen[label]) != unicodedata.normalize("NFC", shown):
                 raise TrainingError(f"folders {seen[label]!r} and {shown!r} would both be the class {label!r}: "
                                     "rename one of them")
             data.warnings.append(f"folders {ascii(seen[label])} and {ascii(shown)} are the same name written in two "

@@ -502,6 +502,8 @@ def test_class_names_in_two_unicode_forms_case_twins_hidden_folders_and_outside_
     assert f"skipped {data / 'Dog' / 'outside.png'}: is a link that leads outside the folder" in text
     assert f"skipped {data / 'Dog' / 'other class.png'}: is a link that leads outside the folder" in text
     assert "not a valid class label" not in text  # NFD is the same name, not a renamed one
+    with pytest.raises(T.TrainingError, match="would both be the class 'dog'"):  # two folders of one name: no merge
+        T.scan([data / "dog", folder_of(tmp_path / "other", {"dog": 2}, photos["coffee"]) / "dog"])
 
 
 def test_cli_train_checks_the_folder_before_loading_the_model(tmp_path, photos):
