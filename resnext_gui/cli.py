@@ -320,7 +320,7 @@ def cmd_classify(args) -> int:
 
 def cmd_train(args) -> int:
     from .core.errors import ResnextGuiError
-    from .core.train import TrainingError, model_path_problem, save, train
+    from .core.train import TrainingError, model_path_problem, save, scan, train
 
     out = Path(args.out)
     problem = model_path_problem(out)
@@ -333,6 +333,11 @@ def cmd_train(args) -> int:
         return EXIT_USAGE
     if not 0.0 <= args.val_fraction < 1.0:
         print("resnext-gui train: --val-fraction must be at least 0 and below 1", file=sys.stderr)
+        return EXIT_USAGE
+    try:  # the folder first: a refusal costs no model loading
+        data = scan(args.data_dir)
+    except TrainingError as exc:
+        print(f"resnext-gui: {exc}", file=sys.stderr)
         return EXIT_USAGE
     from .core.classifier import Classifier
 
@@ -354,7 +359,7 @@ def cmd_train(args) -> int:
             progress.step(True)
 
     try:
-        result = train(clf, args.data_dir, val_fraction=args.val_fraction, seed=args.seed, progress=on_progress,
+        result = train(clf, data, val_fraction=args.val_fraction, seed=args.seed, progress=on_progress,
                        log=lambda m: print(f"resnext-gui: {m}", file=sys.stderr, flush=True))
         if progress is not None:
             progress.close()

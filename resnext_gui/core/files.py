@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -12,15 +13,19 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_file(target: Path, text: bool = False, shared: bool = False) -> Iterator[IO[Any]]:
+def atomic_file(target: Path, text: bool = False, shared: bool = False, keep_mode: bool = False) -> Iterator[IO[Any]]:
     """Write ``target`` through a temporary file in its folder, renamed over it only when the block succeeds:
     a failure (full disk, an exception, Ctrl+C) leaves any earlier file as it was and no temporary behind.
-    ``shared``: permissions as any program would create the file (mkstemp makes it private)."""
+    ``shared``: permissions as any program would create the file (mkstemp makes it private).
+    ``keep_mode``: an existing regular file's permissions are kept (a private 0600 file stays private)."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     try:
         with (os.fdopen(fd, "w", newline="", encoding="utf-8") if text else os.fdopen(fd, "wb")) as fh:
             yield fh
-        if shared:
+        old = _regular_mode(target) if keep_mode else None
+        if old is not None:
+            os.chmod(tmp, old)
+        elif shared:
             umask = os.umask(0)
             os.umask(umask)
             os.chmod(tmp, 0o666 & ~umask)
@@ -30,6 +35,44 @@ def atomic_file(target: Path, text: bool = False, shared: bool = False) -> Itera
             os.unlink(tmp)
         except OSError:
             pass
+        raise
+
+
+def _regular_mode(path: Path) -> int | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words: "a named pipe", "a character device"..."""
+    for test, kind in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a plain file"
+
+
+class NotRegularFile(OSError):
+    """A path that names a pipe, a device, a socket or a folder where a regular file was expected."""
+
+
+def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
+    """Open ``path`` for reading only if it is a regular file (after following links), else NotRegularFile.
+
+    Opened non-blocking, so a named pipe never waits for a writer, and checked with fstat on what was
+    opened, so a file swapped for a pipe or a link to /dev/zero since any earlier look is still refused.
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(f"it is {file_kind(mode)}, not a regular file")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
         raise
 
 

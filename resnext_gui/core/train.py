@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 import unicodedata
 from collections import deque
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ImageError, ResnextGuiError
-from .files import atomic_file, cache_root
+from .files import NotRegularFile, atomic_file, cache_root, file_kind, open_regular
 from .paths import IMAGE_SUFFIXES, iter_images
 from .records import valid_text
 
@@ -34,6 +35,7 @@ L2 = 1e-3  # weight of the L2 penalty on the head (features scaled to unit root 
 MAX_LABEL = 100  # characters of a class name
 MODEL_SUFFIX = ".safetensors"  # the format of the model files teaching writes
 FEATURE_BATCH = 8
+SHOWN = 5  # names listed in one warning before "and N more"
 
 Progress = Callable[[int, int], None]  # (photos done, photos in all) during feature extraction
 
@@ -63,11 +65,24 @@ class DataSet:
 
 
 def clean_label(name: str) -> str:
-    """A folder name as a class label: valid Unicode, no control characters, single spaces, at most MAX_LABEL."""
-    text = valid_text(name)
+    """A folder name as a class label: valid Unicode in NFC, no control characters, single spaces, at most MAX_LABEL.
+
+    NFC: "café" typed on one system and "cafe" + combining accent written by another (macOS, some zip tools)
+    are the same name, shown alike, and one class.
+    """
+    text = unicodedata.normalize("NFC", valid_text(name))
     text = "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
     text = re.sub(r"\s+", " ", text).strip()
     return text[:MAX_LABEL].rstrip()
+
+
+def _listed(names: list[str]) -> str:
+    shown = ", ".join(repr(n) for n in names[:SHOWN])
+    return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
+
+
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def scan(root: str | os.PathLike[str] | list[str]) -> DataSet:
@@ -75,9 +90,12 @@ def scan(root: str | os.PathLike[str] | list[str]) -> DataSet:
 
     ``root`` may also be a list of class folders (folders dropped on the window one by one). Refuses
     (TrainingError) a root that is not a folder, fewer than two classes, or a class with fewer than
-    MIN_PHOTOS photos; warns (``warnings``) about small classes, renamed labels, files passed over.
+    MIN_PHOTOS photos; warns (``warnings``) about small classes, renamed labels, classes whose names differ
+    only in case, and everything passed over (hidden folders, files that are not images, links leading
+    out of their class folder). Folder names are compared in NFC: two spellings of one name are one class.
     """
     loose = 0
+    hidden: list[str] = []
     if isinstance(root, (list, tuple)):
         folders = [Path(f) for f in root]
         missing = [valid_text(str(f)) for f in folders if not f.is_dir()]
@@ -100,17 +118,20 @@ def scan(root: str | os.PathLike[str] | list[str]) -> DataSet:
                 is_dir = False
             if not is_dir:
                 loose += 1
-            elif not entry.name.startswith("."):  # hidden folders (.git, .thumbnails) are not classes
+            elif entry.name.startswith("."):  # hidden folders (.git, .thumbnails) are not classes
+                hidden.append(valid_text(entry.name))
+            else:
                 folders.append(Path(entry.path))
     data = DataSet(root, [], [])
-    seen: dict[str, str] = {}
+    seen: dict[str, str] = {}  # label -> the folder name it came from, as shown
+    photos_of: dict[str, list[Path]] = {}
     skipped: list[str] = []
 
     def other(_path: Path) -> None:
         data.other_files += 1
 
     def on_skip(path: Path, reason: str) -> None:
-        skipped.append(f"skipped {path}: {reason}")
+        skipped.append(f"skipped {valid_text(str(path))}: {reason}")
 
     for folder in folders:
         label = clean_label(folder.name)
@@ -118,18 +139,38 @@ def scan(root: str | os.PathLike[str] | list[str]) -> DataSet:
         if not label:
             data.warnings.append(f"folder {shown!r} has no usable name for a class; skipped")
             continue
-        if label != folder.name:
+        if label != unicodedata.normalize("NFC", shown):
             data.warnings.append(f"folder {shown!r} is not a valid class label as it stands; "
                                  f"the class is called {label!r}")
         if label in seen:
-            raise TrainingError(f"folders {seen[label]!r} and {shown!r} would both be the class {label!r}: "
-                                "rename one of them")
-        seen[label] = shown
-        photos = list(iter_images([folder], on_skip=on_skip, on_other=other))
-        index = len(data.labels)
-        data.labels.append(label)
-        data.files += [(p, index) for p in photos]
+            if seen[label] == shown or unicodedata.normalize("NFC", seen[label]) != unicodedata.normalize("NFC", shown):
+                raise TrainingError(f"folders {seen[label]!r} and {shown!r} would both be the class {label!r}: "
+                                    "rename one of them")
+            data.warnings.append(f"folders {ascii(seen[label])} and {ascii(shown)} are the same name written in two "
+                                 f"Unicode forms; their photos are one class {label!r}")
+        else:
+            seen[label] = shown
+            data.labels.append(label)
+            photos_of[label] = []
+        real_folder = os.path.realpath(folder)
+        for photo in iter_images([folder], on_skip=on_skip, on_other=other):
+            if os.path.islink(photo) and not _inside(os.path.realpath(photo), real_folder):
+                on_skip(photo, "is a link that leads outside the folder; not followed")
+                continue
+            photos_of[label].append(photo)
+    for index, label in enumerate(data.labels):
+        data.files += [(p, index) for p in sorted(photos_of[label], key=str)]
+    by_case: dict[str, list[str]] = {}
+    for label in data.labels:
+        by_case.setdefault(label.casefold(), []).append(label)
+    for same in by_case.values():
+        if len(same) > 1:
+            data.warnings.append(f"classes {_listed(same)} differ only in upper and lower case: they are taught as "
+                                 "different classes; rename or merge the folders if they are meant to be one")
     data.warnings += skipped
+    if hidden:
+        data.warnings.append(f"hidden folder{'s' if len(hidden) > 1 else ''} {_listed(hidden)} in "
+                             f"{valid_text(str(root))} skipped: names starting with '.' are not classes")
     if loose:
         data.warnings.append(f"{loose} file{'s' if loose > 1 else ''} directly in {valid_text(str(root))} "
                              "ignored: photos belong in one subfolder per class")
@@ -160,11 +201,23 @@ def check_counts(labels: list[str], counts: list[int], warnings: list[str]) -> N
 
 # ---- the feature cache: one small file per photo and backbone ----
 def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 of a regular file's bytes; NotRegularFile (an OSError) for a pipe, a device or a folder."""
+    return _photo_sha256(Path(path))[0]
+
+
+def _photo_sha256(path: Path) -> tuple[str, tuple[int, int, int, int]]:
+    """(sha256, identity) of a regular file, read once; the identity (device, inode, size, mtime) tells later
+    whether the file that was decoded is still the one that was hashed."""
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
+        st = os.fstat(fh.fileno())
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()
+    return digest.hexdigest(), _identity(st)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 def backbone_sha256(clf: Classifier) -> str:
@@ -184,32 +237,54 @@ def _backbone_state(clf: Classifier) -> dict[str, np.ndarray]:
     return dict(clf.checkpoint.state)
 
 
+ENTRY_MAGIC = b"RXGFEAT1"
+ENTRY_FEATURES = 2 * FEATURE_DIM * 4  # (2, 2048) float32
+ENTRY_BYTES = len(ENTRY_MAGIC) + 32 + 32 + ENTRY_FEATURES
+
+
 class FeatureCache:
-    """``<cache>/features/<backbone>/<photo sha256>.npy``: a photo's (2, 2048) pooled features and its mirror's."""
+    """``<cache>/features/<backbone>/<photo sha256>.feat``: a photo's (2, 2048) pooled features and its mirror's.
+
+    Each entry carries what it answers for: ``RXGFEAT1``, the sha256 of the photo's bytes and of the
+    backbone (32 bytes each), then the features as little-endian float32. An entry is used only when both
+    match what is asked for, so a file copied, swapped or planted under another photo's name (or from
+    another network's folder) is recomputed, never believed. Entries are read only from regular files of
+    exactly that size.
+    """
 
     def __init__(self, folder: str | os.PathLike[str], backbone: str) -> None:
         self.folder = Path(folder) / "features" / backbone[:32]
+        self.backbone = bytes.fromhex(backbone)
 
     def _path(self, content: str) -> Path:
-        return self.folder / content[:2] / f"{content}.npy"
+        return self.folder / content[:2] / f"{content}.feat"
 
     def get(self, content: str) -> np.ndarray | None:
-        """The cached features, or None when absent or unusable (damaged, wrong shape, not finite)."""
+        """The cached features, or None when absent or unusable (not a regular file, damaged, another photo's or
+        another backbone's, not finite)."""
         try:
-            arr = np.load(self._path(content), allow_pickle=False)
-        except (OSError, ValueError, EOFError):
+            with open_regular(self._path(content)) as fh:
+                if os.fstat(fh.fileno()).st_size != ENTRY_BYTES:
+                    return None
+                raw = fh.read(ENTRY_BYTES + 1)
+        except OSError:
             return None
-        if not isinstance(arr, np.ndarray) or arr.shape != (2, FEATURE_DIM) or arr.dtype != np.float32 or not np.isfinite(arr).all():
+        magic, rest = raw[:len(ENTRY_MAGIC)], raw[len(ENTRY_MAGIC):]
+        if len(raw) != ENTRY_BYTES or magic != ENTRY_MAGIC:
             return None
-        return arr
+        if rest[:32] != bytes.fromhex(content) or rest[32:64] != self.backbone:
+            return None
+        arr = np.frombuffer(rest[64:], dtype="<f4").reshape(2, FEATURE_DIM).astype(np.float32)
+        return arr if np.isfinite(arr).all() else None
 
     def put(self, content: str, feats: np.ndarray) -> None:
         """Write atomically (a temporary file renamed into place); a cache that can't be written is no error."""
         target = self._path(content)
+        body = np.ascontiguousarray(feats, dtype="<f4").reshape(2, FEATURE_DIM).tobytes()
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with atomic_file(target) as fh:
-                np.save(fh, np.ascontiguousarray(feats, dtype=np.float32))
+                fh.write(ENTRY_MAGIC + bytes.fromhex(content) + self.backbone + body)
         except OSError:
             pass
 
@@ -227,20 +302,43 @@ class Features:
     ms: float = 0.0
 
 
-def _prepare(clf: Classifier, path: Path) -> tuple[Prepared | None, str | None]:
+def _prepare(clf: Classifier, path: Path, identity: tuple[int, int, int, int]) -> tuple[Prepared | None, str | None]:
+    """The photo decoded, if it is still the file that was hashed (else its features would be cached under
+    another photo's content)."""
+    name = valid_text(str(path))
     try:
-        return clf.prepare(path), None
+        item = clf.prepare(path)
     except ImageError as exc:
         return None, str(exc)
     except Exception as exc:  # MemoryError, ...: this photo is skipped with the reason
-        return None, f"{path.name} could not be read ({type(exc).__name__})"
+        return None, f"{name} could not be read ({type(exc).__name__})"
+    try:
+        same = _identity(os.stat(path)) == identity
+    except OSError:
+        same = False
+    if not same:
+        return None, f"{name} changed while it was being read; skipped (train again once it is complete)"
+    return item, None
+
+
+def _unreadable_reason(path: Path, exc: OSError) -> str:
+    name = valid_text(str(path))
+    if isinstance(exc, NotRegularFile):
+        try:
+            kind = file_kind(os.stat(path).st_mode)
+        except OSError:
+            kind = "not a plain file"
+        return f"{name} is not a regular file ({kind}), not a photo; skipped"
+    return f"{name} cannot be read: {exc.strerror or exc}"
 
 
 def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress: Progress | None = None,
             cancelled: Callable[[], bool] | None = None, batch_size: int = FEATURE_BATCH) -> Features:
     """Pooled features of every photo, from the cache when it has them, else through ``clf.pooled_features``.
 
-    Unreadable photos are skipped and listed; the next batch decodes on a thread while the network runs.
+    Only regular files are read (a named pipe or a device among the photos is skipped with the reason);
+    unreadable photos are skipped and listed; the next batch decodes on a thread while the network runs.
+    ``cancelled`` is asked between any two photos: TrainingCancelled as soon as it says so.
     """
     start = time.perf_counter()
     total = len(data.files)
@@ -251,7 +349,7 @@ def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress
     result = Features([], np.zeros(0, np.int64), np.zeros((0, 2, FEATURE_DIM), np.float32), [])
     seen: set[tuple[str, int]] = set()
     done = 0
-    todo: list[tuple[Path, int, str]] = []
+    todo: list[tuple[Path, int, str, tuple[int, int, int, int]]] = []
 
     def keep(path: Path, label: int, content: str, feats: np.ndarray) -> None:
         out_paths.append(path)
@@ -259,19 +357,23 @@ def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress
         out_hashes.append(content)
         out_feats.append(feats)
 
+    def stop_if_asked() -> None:
+        if cancelled and cancelled():
+            raise TrainingCancelled("training stopped; nothing was saved")
+
     def tick(n: int = 1) -> None:
         nonlocal done
         done += n
         if progress:
             progress(done, total)
-        if cancelled and cancelled():
-            raise TrainingCancelled("training stopped; nothing was saved")
+        stop_if_asked()
 
     for path, label in data.files:  # hashes first: the cache answers without decoding
+        stop_if_asked()
         try:
-            content = file_sha256(path)
+            content, identity = _photo_sha256(path)
         except OSError as exc:
-            result.unreadable.append((path, f"{valid_text(str(path))} cannot be read: {exc.strerror or exc}"))
+            result.unreadable.append((path, _unreadable_reason(path, exc)))
             tick()
             continue
         if (content, label) in seen:
@@ -284,22 +386,28 @@ def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress
             keep(path, label, content, cached)
             tick()
         else:
-            todo.append((path, label, content))
+            todo.append((path, label, content, identity))
 
-    with ThreadPoolExecutor(1, thread_name_prefix="teach-decode") as pool:
+    pool = ThreadPoolExecutor(1, thread_name_prefix="teach-decode")
+    try:
         chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-        upcoming = [pool.submit(_prepare, clf, p) for p, _, _ in chunks[0]] if chunks else []
+        upcoming = [pool.submit(_prepare, clf, p, ident) for p, _, _, ident in chunks[0]] if chunks else []
         for k, chunk in enumerate(chunks):
-            prepared = [f.result() for f in upcoming]
-            upcoming = [pool.submit(_prepare, clf, p) for p, _, _ in chunks[k + 1]] if k + 1 < len(chunks) else []
+            prepared = []
+            for future in upcoming:
+                stop_if_asked()
+                prepared.append(future.result())
+            stop_if_asked()
+            upcoming = ([pool.submit(_prepare, clf, p, ident) for p, _, _, ident in chunks[k + 1]]
+                        if k + 1 < len(chunks) else [])
             good = [(item, meta) for (item, err), meta in zip(prepared, chunk, strict=True) if item is not None]
-            for (item, err), (path, _, _) in zip(prepared, chunk, strict=True):
+            for (item, err), (path, _, _, _) in zip(prepared, chunk, strict=True):
                 if item is None:
                     result.unreadable.append((path, err or f"{path.name} could not be read"))
             if good:
                 feats = clf.pooled_features([item for item, _ in good])
                 result.computed += len(good)
-                for (_, (path, label, content)), f in zip(good, feats, strict=True):
+                for (_, (path, label, content, _)), f in zip(good, feats, strict=True):
                     if not np.isfinite(f).all():
                         result.unreadable.append((path, f"{valid_text(path.name)}: the network's features are not "
                                                         "finite numbers; skipped"))
@@ -308,6 +416,8 @@ def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress
                         cache.put(content, f)
                     keep(path, label, content, f)
             tick(len(chunk))
+    finally:  # stopped or failed: photos not yet decoded are dropped, not waited for
+        pool.shutdown(wait=False, cancel_futures=True)
     order = sorted(range(len(out_paths)), key=lambda i: (out_labels[i], str(out_paths[i])))
     result.paths = [out_paths[i] for i in order]
     result.labels = np.array([out_labels[i] for i in order], dtype=np.int64)
@@ -595,16 +705,17 @@ def _check_features_vary(feats: np.ndarray) -> None:
                             "are these real weights? Use the official ImageNet weights (resnext-gui weights fetch)")
 
 
-def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str], val_fraction: float = 0.2, seed: int = 0,
+def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str] | DataSet, val_fraction: float = 0.2, seed: int = 0,
           cache_dir: str | os.PathLike[str] | None = None, progress: Progress | None = None,
           cancelled: Callable[[], bool] | None = None, log: Callable[[str], None] | None = None,
           l2: float = L2) -> TrainResult:
-    """Scan ``data_dir``, extract (or reuse) features with ``clf``'s frozen backbone, fit and validate a head."""
+    """Scan ``data_dir`` (or take the DataSet ``scan`` made of it), extract (or reuse) features with ``clf``'s
+    frozen backbone, fit and validate a head."""
     if not 0.0 <= val_fraction < 1.0:
         raise TrainingError(f"the validation fraction must be at least 0 and below 1 (got {val_fraction})")
     require_real_weights(clf)
     say = log or (lambda _m: None)
-    data = scan(data_dir)
+    data = data_dir if isinstance(data_dir, DataSet) else scan(data_dir)
     for w in data.warnings:
         say(f"warning: {w}")
     say(f"{len(data.files)} photos in {len(data.labels)} classes; computing features…")
@@ -643,7 +754,7 @@ def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str], val_fra
     provenance = {
         "base_weights": {
             "file": valid_text(Path(source.path).name),
-            "sha256": file_sha256(source.path),
+            "sha256": clf.checkpoint.sha256,  # of the bytes the backbone was built from
             "variant": source.variant.name if source.variant is not None else None,
         },
         "backbone_sha256": backbone,
@@ -684,10 +795,18 @@ def _plain(value: Any) -> Any:
 
 
 def model_path_problem(path: str | os.PathLike[str]) -> str | None:
-    """Why a model can't be written to ``path`` (a folder, a name not ending in .safetensors); None if it can."""
+    """Why a model can't be written to ``path`` (a folder, a pipe or device such as /dev/null, a name not ending
+    in .safetensors); None if it can."""
     target = Path(path)
     if target.is_dir():
         return f"{target} is a folder; give a file name for the model (e.g. {target / ('model' + MODEL_SUFFIX)})"
+    try:
+        mode = os.stat(target).st_mode  # through a link: a link to /dev/null is refused as /dev/null is
+    except OSError:
+        mode = None
+    if mode is not None and not stat.S_ISREG(mode):
+        return (f"{valid_text(str(target))} is {file_kind(mode)}, not a regular file; a model is saved only as an "
+                "ordinary file: give a new file name")
     if target.suffix.lower() != MODEL_SUFFIX:
         return (f"{target.name}: models are saved in the safetensors format; give a name ending in {MODEL_SUFFIX} "
                 f"(e.g. {target.with_suffix(MODEL_SUFFIX).name})")
@@ -705,7 +824,7 @@ def save(clf: Classifier, result: TrainResult, out: str | os.PathLike[str]) -> P
     state, metadata = checkpoint_state(clf, result)
     data = safetensors_bytes(state, metadata=metadata)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_file(target, shared=True) as fh:  # an ordinary file, as any program would create it
+    with atomic_file(target, shared=True, keep_mode=True) as fh:  # an ordinary file; an existing one's mode kept
         fh.write(data)
     return target
 
@@ -746,6 +865,6 @@ def copy_model(source: str | os.PathLike[str], target: str | os.PathLike[str]) -
     problem = model_path_problem(target)
     if problem:
         raise TrainingError(problem)
-    with atomic_file(target, shared=True) as out, open(source, "rb") as src:
+    with atomic_file(target, shared=True, keep_mode=True) as out, open_regular(source) as src:
         shutil.copyfileobj(src, out, 1 << 20)
     return target

@@ -1,7 +1,10 @@
 """Teaching new classes: a small data set made from the test photos, trained, checked, reloaded and explained."""
 
 import json
+import os
 import shutil
+import stat
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -162,13 +165,31 @@ def test_the_cache_makes_a_second_run_near_instant(taught):
     shutil.copytree(taught.data, more)
     for i, name in enumerate(("astronaut", "chelsea")):
         Image.open(next((more / name).glob("*.png"))).rotate(90 + i).save(more / name / "new.png")
-    entry = next(taught.cache.rglob("*.npy"))
+    entry = next(taught.cache.rglob("*.feat"))
     entry.write_bytes(b"damaged")
     before = taught.counter.photos
     third = T.train(taught.clf, more, val_fraction=0.25, seed=0, cache_dir=taught.cache)
     assert third.computed == 3 and taught.counter.photos - before == 3  # two new photos + the damaged entry
     assert third.cache_hits == n + 2 - 3
     assert not list(taught.cache.rglob("*.partial"))
+
+
+def test_swapped_cache_entries_leave_the_labels_and_accuracy_as_they_were(taught, tmp_path):
+    """Two classes' cached features swapped on disk (the file of a chelsea photo holds an astronaut photo's, and
+    back): each entry says which photo it belongs to, so both are recomputed and nothing is learnt wrong."""
+    cache_dir = tmp_path / "cache"
+    shutil.copytree(taught.cache, cache_dir)
+    cache = T.FeatureCache(cache_dir, T.backbone_sha256(taught.clf))
+    first, second = (cache._path(T.file_sha256(sorted((taught.data / c).glob("*.png"))[0])) for c in ("chelsea", "astronaut"))
+    first_bytes, second_bytes = first.read_bytes(), second.read_bytes()
+    first.write_bytes(second_bytes)
+    second.write_bytes(first_bytes)
+    again = T.train(taught.clf, taught.data, val_fraction=0.25, seed=0, cache_dir=cache_dir)
+    assert again.computed == 2 and again.cache_hits == 4 * PER_CLASS - 2
+    assert again.labels == taught.result.labels and again.counts == taught.result.counts
+    assert again.validation["accuracy"] == taught.result.validation["accuracy"]
+    assert again.validation["confusion"] == taught.result.validation["confusion"]
+    assert first.read_bytes() == first_bytes and second.read_bytes() == second_bytes  # rewritten as they were
 
 
 def test_saved_model_reloads_and_classifies_held_out_crops(taught, photos, tmp_path):
@@ -321,3 +342,172 @@ def test_metrics():
     assert m["accuracy"] == 0.6 and m["confusion"] == [[1, 1, 0], [0, 2, 0], [0, 1, 0]]
     assert m["per_class"]["b"] == {"precision": 0.5, "recall": 1.0, "support": 2}
     assert m["per_class"]["c"]["precision"] is None and m["per_class"]["c"]["recall"] == 0.0
+
+
+# ---- untrusted files: pipes, devices, swapped cache entries, odd names, targets that are not files ----
+HANG_GUARD_S = 120  # a guard, not a measurement: what it catches is a read that never ends
+
+
+def finishes(fn, *pipes):
+    """``fn()`` on a thread; if it is still stuck after HANG_GUARD_S (reading a pipe that never ends), the test
+    fails, and a writer that comes and goes gives the stuck reader an end of file."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed to the test
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(HANG_GUARD_S)
+    if thread.is_alive():
+        for pipe in pipes:
+            try:
+                os.close(os.open(pipe, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
+        pytest.fail("training waited on a pipe or device instead of skipping it")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def test_pipes_and_devices_among_the_photos_are_skipped_with_the_reason(tmp_path, photos, checkpoint):
+    data = folder_of(tmp_path / "d", {"cats": 3, "dogs": 3}, photos["coffee"])
+    pipe = data / "cats" / "a pipe.png"
+    os.mkfifo(pipe)
+    (data / "cats" / "pipe link.png").symlink_to(pipe)
+    (data / "dogs" / "zeros.jpg").symlink_to("/dev/zero")
+    result = finishes(lambda: T.train(FakeClassifier(checkpoint, "cpu"), data, cache_dir=tmp_path / "c"), pipe)
+    reasons = {p.name: e for p, e in result.unreadable}
+    assert set(reasons) == {"a pipe.png", "pipe link.png"}
+    assert "not a regular file (a named pipe)" in reasons["a pipe.png"]
+    assert "not a regular file (a named pipe)" in reasons["pipe link.png"]
+    assert any("zeros.jpg: is a link that leads outside the folder" in w for w in result.warnings)
+    assert result.counts == [3, 3]
+
+
+def test_a_pipe_or_device_as_a_cache_entry_is_recomputed(tmp_path, photos, checkpoint):
+    data = folder_of(tmp_path / "d", {"cats": 3, "dogs": 3}, photos["coffee"])
+    fake = FakeClassifier(checkpoint, "cpu")
+    first = T.train(fake, data, cache_dir=tmp_path / "c")
+    cache = T.FeatureCache(tmp_path / "c", T.backbone_sha256(fake))
+    pipe = cache._path(T.file_sha256(data / "cats" / "0.png"))
+    zeros = cache._path(T.file_sha256(data / "dogs" / "0.png"))
+    for entry in (pipe, zeros):
+        assert entry.is_file()
+        entry.unlink()
+    os.mkfifo(pipe)
+    zeros.symlink_to("/dev/zero")
+    again = finishes(lambda: T.train(fake, data, cache_dir=tmp_path / "c"), pipe)
+    assert again.computed == 2 and again.cache_hits == 4
+    assert np.array_equal(again.weight, first.weight)
+
+
+def test_stop_is_honoured_between_photos(tmp_path, photos, checkpoint):
+    """Stop pressed while the first photo decodes: no batch goes through the network afterwards."""
+    data = folder_of(tmp_path / "d", {"cats": 3, "dogs": 3}, photos["coffee"])
+    fake = FakeClassifier(checkpoint, "cpu")
+    stop = threading.Event()
+    batches = []
+    decode = fake.prepare
+
+    def prepare(source):
+        stop.set()
+        return decode(source)
+
+    fake.prepare = prepare
+    real = fake.pooled_features
+    fake.pooled_features = lambda items: batches.append(len(items)) or real(items)
+    with pytest.raises(T.TrainingCancelled):
+        T.train(fake, data, cache_dir=tmp_path / "c", cancelled=stop.is_set)
+    assert batches == []
+    with pytest.raises(T.TrainingCancelled):  # stopped before it began: not one photo is decoded
+        T.train(FakeClassifier(checkpoint, "cpu"), data, cache_dir=tmp_path / "c2", cancelled=lambda: True)
+    assert not (tmp_path / "c2").exists() or not list((tmp_path / "c2").rglob("*.*"))
+
+
+def test_swapped_or_foreign_cache_entries_are_recomputed(tmp_path, photos, checkpoint):
+    """An entry answers only for the photo and backbone written inside it, whatever its file name."""
+    data = folder_of(tmp_path / "d", {"cats": 3, "dogs": 3}, photos["coffee"])
+    fake = FakeClassifier(checkpoint, "cpu")
+    first = T.train(fake, data, cache_dir=tmp_path / "c")
+    cache = T.FeatureCache(tmp_path / "c", T.backbone_sha256(fake))
+    cat, dog = (cache._path(T.file_sha256(data / c / "0.png")) for c in ("cats", "dogs"))
+    cat_bytes, dog_bytes = cat.read_bytes(), dog.read_bytes()
+    cat.write_bytes(dog_bytes)
+    dog.write_bytes(cat_bytes)
+    again = T.train(fake, data, cache_dir=tmp_path / "c")
+    assert again.computed == 2 and again.cache_hits == 4
+    assert np.array_equal(again.weight, first.weight) and again.validation == first.validation
+    # another backbone's entries, copied under this backbone's folder, are not believed either
+    other = FakeClassifier(checkpoint, "cpu")
+    other.checkpoint.state = {"conv1.weight": np.arange(6, dtype=np.float32) + 1}
+    other.pooled_features = lambda items: np.full((len(items), 2, T.FEATURE_DIM), 7.0, np.float32)
+    foreign = T.FeatureCache(tmp_path / "other", T.backbone_sha256(other))
+    T.extract(other, T.scan(data), foreign)
+    shutil.rmtree(cache.folder)
+    shutil.copytree(foreign.folder, cache.folder)
+    third = T.train(fake, data, cache_dir=tmp_path / "c")
+    assert third.computed == 6 and third.cache_hits == 0
+    assert np.array_equal(third.weight, first.weight)
+
+
+def test_the_model_is_never_written_over_a_pipe_or_device_and_keeps_the_mode(tmp_path, photos, checkpoint):
+    data = folder_of(tmp_path / "d", {"cats": 2, "dogs": 2}, photos["coffee"])
+    fake = FakeClassifier(checkpoint, "cpu")
+    result = T.train(fake, data, cache_dir=tmp_path / "c")
+    pipe = tmp_path / "pipe.safetensors"
+    os.mkfifo(pipe)
+    null = tmp_path / "null.safetensors"
+    null.symlink_to("/dev/null")
+    for target, kind in ((pipe, "a named pipe"), (null, "a character device"), (Path("/dev/null"), "a character device")):
+        with pytest.raises(T.TrainingError, match=f"is {kind}, not a regular file"):
+            T.save(fake, result, target)
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode) and null.is_symlink()
+    proc = run_cli("train", data, "--out", pipe, "--weights", tmp_path / "missing.pth")
+    assert proc.returncode == 2 and "is a named pipe, not a regular file" in proc.stderr
+    assert stat.S_ISFIFO(os.lstat(pipe).st_mode)
+    # an existing model keeps its permissions: a private file stays private
+    private = tmp_path / "private.safetensors"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    T.save(fake, result, private)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_bytes() != b"old"
+    copied = tmp_path / "copied.safetensors"
+    copied.write_bytes(b"old")
+    copied.chmod(0o640)
+    T.copy_model(private, copied)
+    assert stat.S_IMODE(copied.stat().st_mode) == 0o640 and copied.read_bytes() == private.read_bytes()
+
+
+def test_class_names_in_two_unicode_forms_case_twins_hidden_folders_and_outside_file_links(tmp_path, photos):
+    nfc, nfd = "caf\u00e9", "cafe\u0301"
+    data = folder_of(tmp_path / "d", {nfc: 2, nfd: 2, "Dog": 2, "dog": 2, "..hidden": 2, ".git": 1}, photos["coffee"])
+    outside = folder_of(tmp_path / "elsewhere", {"x": 1}, photos["chelsea"]) / "x" / "0.png"
+    (data / "Dog" / "outside.png").symlink_to(outside)
+    (data / "Dog" / "other class.png").symlink_to(data / "dog" / "0.png")  # out of its class folder too
+    (data / "Dog" / "inside.png").symlink_to(data / "Dog" / "0.png")  # stays inside: followed
+    ds = T.scan(data)
+    assert ds.labels == ["Dog", nfc, "dog"]
+    assert ds.counts() == [3, 4, 2]
+    names = {p.name for p, y in ds.files if y == 0}
+    assert names == {"0.png", "1.png", "inside.png"}
+    text = "\n".join(ds.warnings)
+    assert "two Unicode forms" in text and f"one class {nfc!r}" in text
+    assert "classes 'Dog', 'dog' differ only in upper and lower case" in text
+    assert "hidden folders '..hidden', '.git'" in text
+    assert f"skipped {data / 'Dog' / 'outside.png'}: is a link that leads outside the folder" in text
+    assert f"skipped {data / 'Dog' / 'other class.png'}: is a link that leads outside the folder" in text
+    assert "not a valid class label" not in text  # NFD is the same name, not a renamed one
+    with pytest.raises(T.TrainingError, match="would both be the class 'dog'"):  # two folders of one name: no merge
+        T.scan([data / "dog", folder_of(tmp_path / "other", {"dog": 2}, photos["coffee"]) / "dog"])
+
+
+def test_cli_train_checks_the_folder_before_loading_the_model(tmp_path, photos):
+    one = folder_of(tmp_path / "one", {"cats": 3}, photos["coffee"])
+    proc = run_cli("train", one, "--out", tmp_path / "m.safetensors", "--weights", tmp_path / "missing.pth")
+    assert proc.returncode == 2 and "at least two classes" in proc.stderr
+    assert "loading the model" not in proc.stderr
