@@ -47,6 +47,7 @@ class BatchController(QObject):
     summaryChanged = Signal(str)  # "12 photos · 2 not classified · 3 waiting"
     answerTime = Signal(str)  # "96 ms · <note>": how long the last answer took
     undoChanged = Signal()  # whether there is a Clear to undo may have changed
+    alreadyKnown = Signal(int, int)  # listing id, how many of its photos the gallery already had
 
     def __init__(self, photos: GalleryModel, worker: Worker, messages: Messages, current: Callable[[], Photo | None],
                  parent: QObject | None = None) -> None:
@@ -68,11 +69,16 @@ class BatchController(QObject):
         photos.countsChanged.connect(self._update_summary)
 
     # ---- photos in ----
-    def enqueue(self, sources: list[tuple[PhotoSource, str]], select: bool = True) -> list[Photo]:
+    def enqueue(self, sources: list[tuple[PhotoSource, str]], select: bool = True, listing: int = 0) -> list[Photo]:
+        """Queue what is new. Photos the gallery has already are said here, or, for a slice of a folder
+        listing (``listing`` != 0), counted through ``alreadyKnown`` so the listing's end says them all at once."""
         new = self.photos.add(sources)
         if len(new) < len(sources):
             n = len(sources) - len(new)
-            self.messages.show_status(f"{plural(n, 'photo is', 'photos are')} already in the gallery.", 6000)
+            if listing:
+                self.alreadyKnown.emit(listing, n)
+            else:
+                self.messages.show_status(f"{plural(n, 'photo is', 'photos are')} already in the gallery.", 6000)
         for photo in new:
             self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
         self._batch[0] += len(new)

@@ -129,6 +129,7 @@ class MainWindow(QMainWindow):
         c.undoChanged.connect(self.commands.refresh)
         c.cleared.connect(lambda: self.time_label.setText(""))
         self.intake.arrived.connect(c.enqueue)
+        c.alreadyKnown.connect(self.intake.already_known)
         self.intake.refused.connect(c.add_refused)
         self.intake.scanFinished.connect(self.scanFinished)
         self.model.stateChanged.connect(self._on_model_state)

@@ -16,7 +16,7 @@ def intake(qtbot, tmp_path):
     messages.status.connect(lambda text, ms: status.append(text))
     it = Intake(messages, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     arrived = []
-    it.arrived.connect(lambda sources, select: arrived.append((sources, select)))
+    it.arrived.connect(lambda sources, select, listing: arrived.append((sources, select)))
     refused = []
     it.refused.connect(lambda what, why: refused.append(what))
     yield it, arrived, refused, status
@@ -67,3 +67,36 @@ def test_image_data_is_named_and_web_links_are_refused(intake):
     web = QMimeData()
     web.setUrls([QUrl("https://example.com/cat.jpg")])
     assert it.add_mime(web) and refused == ["https://example.com/cat.jpg"]
+
+
+def test_photos_already_in_the_gallery_are_counted_exactly_with_the_files_skipped(qtbot, intake, tmp_path):
+    """Wired to the batch controller as the window wires them: however many slices a listing takes, its end
+    says once how many photos the gallery had already, together with the files passed over by name."""
+    from resnext_gui.ui.controller import BatchController
+    from resnext_gui.ui.gallery import GalleryModel
+    from tests.ui.fakes import FakeWorker
+
+    it, arrived, refused, status = intake
+    photos = GalleryModel()
+    ctl = BatchController(photos, FakeWorker(), it.messages, lambda: None)
+    it.arrived.connect(ctl.enqueue)
+    ctl.alreadyKnown.connect(it.already_known)
+    n_photos, n_notes = 2 * ARRIVAL_SLICE + 9, ARRIVAL_SLICE + 13  # past two slices, and not a multiple of one
+    images = [tmp_path / f"p{i:03}.png" for i in range(n_photos)]
+    for p in images:
+        Image.new("RGB", (4, 4)).save(p)
+    notes = [tmp_path / f"n{i:03}.txt" for i in range(n_notes)]
+    for n in notes:
+        n.write_text("x")
+    with qtbot.waitSignal(it.scanFinished, timeout=30_000):
+        it.add_paths([str(tmp_path)])  # the folder: its text files are not listed at all
+    assert len(photos) == n_photos
+    status.clear()
+    with qtbot.waitSignal(it.scanFinished, timeout=30_000):
+        it.add_paths([str(tmp_path)])
+    assert status == [f"{n_photos} photos are already in the gallery."]
+    status.clear()
+    with qtbot.waitSignal(it.scanFinished, timeout=30_000):
+        it.add_paths([str(p) for p in sorted(images + notes)])  # the files themselves, as a file manager drops them
+    assert status == [f"{n_photos} photos are already in the gallery. {n_notes} files skipped: not images."]
+    assert len(photos) == n_photos
