@@ -87,9 +87,6 @@ class BatchController(QObject):
             self.selectWanted.emit(new[0], True)
         return new
 
-    def add_refused(self, what: str, why: str) -> None:
-        self.selectWanted.emit(self.photos.add_failed(what, why), False)
-
     # ---- the model's state ----
     def set_model_state(self, state: ModelState) -> None:
         self.model_state = state
@@ -221,7 +218,7 @@ class BatchController(QObject):
         again = (Status.FAILED, Status.STOPPED)
         cur = self.current()
         todo = [cur] if cur is not None and cur.status in again else [p for p in self.photos if p.status in again]
-        todo = [p for p in todo if p.source is not None]  # a refused web link has nothing to retry
+        todo = [p for p in todo if p.source is not None]  # nothing to read again without a source
         for photo in todo:
             self.photos.requeue(photo)
             self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]

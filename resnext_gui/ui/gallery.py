@@ -217,13 +217,6 @@ class GalleryModel(QAbstractListModel):
         self._changed(photo)
         self.countsChanged.emit()
 
-    def add_failed(self, name: str, message: str) -> Photo:
-        (photo,) = self.add([(None, name)], Status.FAILED)
-        photo.result = PhotoResult(photo.item_id, False, name, error=message,
-                                   record={"path": name, "ok": False, "error": message})
-        self._changed(photo)
-        return photo
-
     def set_result(self, res: PhotoResult) -> Photo | None:
         """A batch answer; returns the photo, or None when it was removed meanwhile."""
         photo = self.get(res.item_id)

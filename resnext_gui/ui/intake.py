@@ -25,7 +25,6 @@ class Intake(QObject):
     """Turns what the user hands the app into ``arrived`` batches of (source, name); says what it skipped."""
 
     arrived = Signal(list, bool, int)  # [(source, name)], whether to select the first of them, listing (0: none)
-    refused = Signal(str, str)  # what (a web link...), why
     scanFinished = Signal(int)  # a drop's files are all in the gallery (how many)
 
     def __init__(self, messages: Messages, settings: QSettings, parent: QWidget | None = None) -> None:
@@ -72,8 +71,10 @@ class Intake(QObject):
             self.add_paths(dropped.paths)
         if dropped.data:
             self.arrived.emit([(data, name or self._unnamed_name(pasted)) for data, name in dropped.data], True, 0)
-        for what, why in dropped.refused:
-            self.refused.emit(what, why)
+        if dropped.refused:  # web links alone: said in the status bar; nothing enters the gallery
+            _what, why = dropped.refused[0]
+            more = len(dropped.refused) - 1
+            self.messages.show_status(why + (f" ({plural(more, 'other link')} not downloaded either.)" if more else ""), 10000)
         return bool(dropped)
 
     def paste(self) -> None:

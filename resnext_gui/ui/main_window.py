@@ -130,7 +130,6 @@ class MainWindow(QMainWindow):
         c.cleared.connect(lambda: self.time_label.setText(""))
         self.intake.arrived.connect(c.enqueue)
         c.alreadyKnown.connect(self.intake.already_known)
-        self.intake.refused.connect(c.add_refused)
         self.intake.scanFinished.connect(self.scanFinished)
         self.model.stateChanged.connect(self._on_model_state)
         self.model.placeholderWanted.connect(self.view.set_placeholder)

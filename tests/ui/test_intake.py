@@ -1,10 +1,11 @@
 """How photos come in (ui/intake.py), without a window: files skipped by name, folders listed a slice at a time,
-image data named, web links refused."""
+image data named, web links said in the status bar and never added."""
 
 import pytest
 from PIL import Image
 from PySide6.QtCore import QMimeData, QSettings, QUrl
 
+from resnext_gui.ui.drops import offline_message
 from resnext_gui.ui.intake import ARRIVAL_SLICE, Intake
 from resnext_gui.ui.messages import Messages
 
@@ -17,8 +18,7 @@ def intake(qtbot, tmp_path):
     it = Intake(messages, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     arrived = []
     it.arrived.connect(lambda sources, select, listing: arrived.append((sources, select)))
-    refused = []
-    it.refused.connect(lambda what, why: refused.append(what))
+    refused = []  # kept for the tests' unpacking: nothing is refused into the gallery
     yield it, arrived, refused, status
     assert it.scanner.stop()
 
@@ -64,9 +64,18 @@ def test_image_data_is_named_and_web_links_are_refused(intake):
     assert it.add_mime(mime, pasted=True)
     it.add_mime(mime)
     assert [sources[0][1] for sources, _ in arrived] == ["pasted image 1", "dropped image 2"]
+
+
+def test_a_web_link_alone_is_said_in_the_status_bar_and_leaves_no_entry(intake):
+    it, arrived, refused, status = intake
     web = QMimeData()
     web.setUrls([QUrl("https://example.com/cat.jpg")])
-    assert it.add_mime(web) and refused == ["https://example.com/cat.jpg"]
+    assert it.add_mime(web)  # taken (the drop is answered), but nothing arrives in the gallery
+    assert arrived == [] and status == [offline_message("https://example.com/cat.jpg")]
+    two = QMimeData()
+    two.setUrls([QUrl("https://example.com/a.jpg"), QUrl("ftp://example.com/b.png")])
+    it.add_mime(two)
+    assert arrived == [] and status[-1] == offline_message("https://example.com/a.jpg") + " (1 other link not downloaded either.)"
 
 
 def test_photos_already_in_the_gallery_are_counted_exactly_with_the_files_skipped(qtbot, intake, tmp_path):
