@@ -83,6 +83,7 @@ class TeachDialog(QDialog):
     """Collects class folders, runs the worker's TrainJob and shows the outcome. Never touches the model itself."""
 
     modelUsed = Signal(str)  # path of the taught model the window switched to
+    modelSaved = Signal(str, str)  # the taught model's file in the cache, where the user saved it
 
     def __init__(self, worker: Worker, messages: Messages, device: str = "auto", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -99,7 +100,7 @@ class TeachDialog(QDialog):
         layout.addWidget(self.pages)
         messages.route(TrainJob, lambda job, outcome: self._on_finished(outcome), lambda job, message: self._on_failed(message),
                        lambda job, done, total: self._on_progress(done, total))
-        messages.route(SaveModelJob, lambda job, path: self._on_saved(True, path), lambda job, message: self._on_saved(False, message))
+        messages.route(SaveModelJob, self._on_saved, lambda job, message: self.saved_label.setText(message))
         self.resize(760, 560)
 
     # ---- setup page ----
@@ -339,9 +340,9 @@ class TeachDialog(QDialog):
             self.saved_label.setText(f"Saving {path}…")
             self.worker.save_model(self.outcome.model_path, path)
 
-    def _on_saved(self, ok: bool, message: str) -> None:
-        self.saved_label.setText(f"Saved {message}: open it later with File → Open Weights… or --weights"
-                                 if ok else message)
+    def _on_saved(self, job: SaveModelJob, path: str) -> None:
+        self.saved_label.setText(f"Saved {path}: open it later with File → Open Weights… or --weights")
+        self.modelSaved.emit(job.source, path)
 
     def closeEvent(self, event) -> None:
         if self.running:
