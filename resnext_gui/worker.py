@@ -22,6 +22,7 @@ from .throttle import throttled
 if TYPE_CHECKING:
     from .core.classifier import Classifier, Prediction, TopClass
     from .core.preprocess import Source
+    from .core.train import DataSet
     from .core.weights import WeightsSource
 
 DISPLAY_MAX_SIDE = 1280  # the photo kept for the view; the full decode never leaves the worker
@@ -287,6 +288,22 @@ class TrainJob(Job):
                     pass
             mistakes.append(entry)
         return TrainOutcome(str(path), result.summary(), list(result.labels), mistakes)
+
+
+@dataclass
+class CountJob(Job):
+    """The classes Teach would learn and each one's photos, listed by name (no photo is read) before training."""
+
+    data: str | list[str]
+
+    def run(self, ctx: _Runner) -> DataSet:
+        from .core import train
+        from .core.errors import ResnextGuiError
+
+        try:
+            return train.scan(self.data)
+        except ResnextGuiError as exc:  # too few classes or photos, a folder that can't be read
+            raise JobFailed(str(exc)) from exc
 
 
 @dataclass
@@ -606,6 +623,10 @@ class Worker(QObject):
     def train(self, data: str | list[str], val_fraction: float = 0.2, seed: int = 0) -> Job:
         """Teach new classes with the current backbone (off the GUI thread): progress, then its answer."""
         return self.submit(TrainJob(data, val_fraction, seed))
+
+    def count_classes(self, data: str | list[str]) -> Job:
+        """List the class folders' photos (off the GUI thread): answers core.train.scan's DataSet."""
+        return self.submit(CountJob(data))
 
     def cancel_training(self) -> None:
         self._runner.train_cancelled.set()

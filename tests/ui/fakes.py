@@ -5,7 +5,7 @@ import threading
 
 from PySide6.QtCore import QObject, Signal
 
-from resnext_gui.worker import ClassifyJob, DownloadJob, LoadJob, RecomputeJob, SaveModelJob, ViewJob
+from resnext_gui.worker import ClassifyJob, CountJob, DownloadJob, LoadJob, RecomputeJob, SaveModelJob, ViewJob
 from tests.fakes import FakeClassifier
 
 
@@ -60,6 +60,9 @@ class FakeWorker(QObject):
 
     def download(self, variant="v2", url=None):
         return self._put(DownloadJob(variant, url))
+
+    def count_classes(self, data):
+        return self._put(CountJob(data))
 
     def save_model(self, source, target):
         return self._put(SaveModelJob(source, target))
