@@ -21,9 +21,7 @@ def atomic_file(target: Path, text: bool = False, shared: bool = False) -> Itera
         with (os.fdopen(fd, "w", newline="", encoding="utf-8") if text else os.fdopen(fd, "wb")) as fh:
             yield fh
         if shared:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            share(tmp)
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -31,6 +29,13 @@ def atomic_file(target: Path, text: bool = False, shared: bool = False) -> Itera
         except OSError:
             pass
         raise
+
+
+def share(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` the permissions any program's new file gets under the user's umask (0644 under 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def cache_root() -> Path:

@@ -4,13 +4,14 @@ Stop, Clear, Undo, Retry, Remove and the batch's progress."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
+from ..core.files import share
 from ..core.records import write_records
 from ..worker import ClassifyJob, PhotoResult, PhotoSource, RecomputeJob, ViewJob
 from .controls import layer_name
@@ -230,9 +231,10 @@ class BatchController(QObject):
                                   else "Nothing to retry: no failed or stopped photos.", 4000)
 
     # ---- results out ----
-    def export_results(self, path: str, fmt: str | None = None) -> bool:
-        """Write every answer; the format is the one chosen (else the file's extension), which is added if missing."""
-        records = self.photos.records()
+    def export_results(self, path: str, fmt: str | None = None, only: Collection[int] | None = None) -> bool:
+        """Write every answer (or those of the photos ``only`` names); the format is the one chosen (else the
+        file's extension), which is added if missing. The file gets the permissions the user's umask gives."""
+        records = self.photos.records(only)
         suffix = Path(path).suffix.lower().lstrip(".")
         fmt = fmt or (suffix if suffix in ("csv", "json") else "csv")
         if suffix in ("csv", "json") and suffix != fmt:
@@ -241,11 +243,13 @@ class BatchController(QObject):
             path += f".{fmt}"
         try:
             write_records(path, records, fmt)
+            share(path)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.messages.warning("Export failed", f"Could not write {path}: {reason}")
             return False
-        self.messages.show_status(f"Exported {len(records)} results to {path}", 5000)
+        which = " of the photos the gallery shows" if only is not None else ""
+        self.messages.show_status(f"Exported {plural(len(records), 'result')}{which} to {path}", 5000)
         return True
 
     # ---- status ----

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, QSettings, Qt, Signal
 from PySide6.QtGui import QDrag, QGuiApplication, QPixmap
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
 
 from .controller import BatchController
 from .controls import ControlPanel, layer_name
@@ -232,13 +232,37 @@ class Presenter(QObject):
         return ok
 
     def export_dialog(self) -> None:
-        if not self.photos.records():
+        """Export every answer; while the gallery's search or filter hides some, ask whether only those shown."""
+        total = len(self.photos.records())
+        if not total:
             self.messages.show_status("Nothing to export yet.", 4000)
             return
+        visible = {self.proxy.index(row, 0).data(PhotoRole).item_id for row in range(self.proxy.rowCount())}
+        shown = len(self.photos.records(visible))
+        only: set[int] | None = None
+        if shown < total:
+            scope = self.ask_export_scope(shown, total)
+            if scope is None:
+                return
+            only = visible if scope == "visible" else None
         path, chosen = QFileDialog.getSaveFileName(self.parent_widget, "Export Results",
                                                    str(Path(self._last_folder()) / "results.csv"), ";;".join(EXPORT_FORMATS))
         if path:
-            self.controller.export_results(path, EXPORT_FORMATS.get(chosen))
+            self.controller.export_results(path, EXPORT_FORMATS.get(chosen), only)
+
+    def ask_export_scope(self, shown: int, total: int) -> str | None:
+        """"visible", "all", or None (cancelled): the gallery shows ``shown`` of the ``total`` answers."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Export Results",
+                          f"The gallery's search or filter shows {shown} of the {total} classified photos. "
+                          "Which results should be exported?", QMessageBox.StandardButton.Cancel, self.parent_widget)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        choices = {box.addButton(f"All {total} Photos", QMessageBox.ButtonRole.AcceptRole): "all"}
+        if shown:
+            visible = box.addButton(f"Only the {shown} Shown", QMessageBox.ButtonRole.AcceptRole)
+            choices[visible] = "visible"
+            box.setDefaultButton(visible)
+        box.exec()
+        return choices.get(box.clickedButton())
 
     def gallery_menu_pos(self, pos: QPoint) -> Photo | None:
         """The photo at ``pos`` in the gallery becomes the current one (a context menu is about to open for it)."""

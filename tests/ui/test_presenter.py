@@ -1,9 +1,12 @@
 """The photo shown (ui/presenter.py), built from its parts with a fake worker: view, top 5, title, class chosen."""
 
+import json
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from resnext_gui.core.classifier import TopClass
 from resnext_gui.ui.controller import BatchController, ModelState
@@ -79,3 +82,43 @@ def test_a_failed_photo_says_why_and_nothing_selected_says_so(qtbot, rig):
     assert view.placeholder == "Could not classify this file\n\nnot an image." and controls.top5.message.text() == "not an image."
     controller.clear()
     assert view.placeholder == IDLE_HINT and titles[-1] == APP_TITLE and controls.top5.title.text() == "Top 5"
+
+
+def _exported(presenter, photos, monkeypatch, tmp_path, button):
+    """Export with the search on, the question answered with the button whose text starts with ``button``."""
+    asked = []
+
+    def click(box):
+        asked.append(box.text())
+        choice = next((b for b in box.buttons() if b.text().startswith(button)), None)
+        (choice or box.button(QMessageBox.StandardButton.Cancel)).click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", click)
+    target = tmp_path / f"export{len(list(tmp_path.glob('export*')))}.json"  # a new file each time
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "JSON (*.json)"))
+    presenter.export_dialog()
+    return asked, ([r["path"] for r in json.loads(target.read_text())] if target.exists() else None)
+
+
+def test_export_while_the_search_hides_photos_asks_which_and_writes_what_was_chosen(qtbot, rig, monkeypatch, tmp_path):
+    presenter, controller, worker, photos, view, controls, titles = rig
+    names = ["/p/cat.png", "/p/dog.png", "/p/cat2.png"]
+    controller.enqueue([(n, n) for n in names])
+    for job in worker.of(ClassifyJob):
+        top = [TopClass(1, 0, "class 0", 0.9)]
+        worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, record={"path": str(job.source), "ok": True}))
+    qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "All")
+    assert asked == [] and written == names  # nothing hidden: no question
+    presenter.proxy.set_text("cat")
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Only")
+    assert asked == ["The gallery's search or filter shows 2 of the 3 classified photos. Which results should be exported?"]
+    assert written == ["/p/cat.png", "/p/cat2.png"]
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "All 3")
+    assert written == names
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Cancel")
+    assert asked and written is None  # cancelled: no file dialog, nothing written
+    presenter.proxy.set_text("no such photo")
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Only")
+    assert asked and written is None  # none shown: only "All" is offered, and not clicked here
