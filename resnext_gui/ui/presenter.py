@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, QSettings, Qt, Signal
 from PySide6.QtGui import QDrag, QGuiApplication, QPixmap
-from PySide6.QtWidgets import QFileDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QAbstractButton, QFileDialog, QMessageBox, QWidget
 
 from .controller import BatchController
 from .controls import ControlPanel, layer_name
@@ -256,7 +256,7 @@ class Presenter(QObject):
                           f"The gallery's search or filter shows {shown} of the {total} classified photos. "
                           "Which results should be exported?", QMessageBox.StandardButton.Cancel, self.parent_widget)
         box.setTextFormat(Qt.TextFormat.PlainText)
-        choices = {box.addButton(f"All {total} Photos", QMessageBox.ButtonRole.AcceptRole): "all"}
+        choices: dict[QAbstractButton, str] = {box.addButton(f"All {total} Photos", QMessageBox.ButtonRole.AcceptRole): "all"}
         if shown:
             visible = box.addButton(f"Only the {shown} Shown", QMessageBox.ButtonRole.AcceptRole)
             choices[visible] = "visible"
