@@ -126,8 +126,8 @@ class Presenter(QObject):
             return
         crop = res.crop if res is not None and res.ok else None
         display = self.photos.display(photo.item_id)
-        if display is not None:
-            self.view.set_photo(display, crop)
+        if display is not None:  # a copy of at most the worker's display size: zoom is told in the photo's pixels
+            self.view.set_photo(display, crop, res.size[0] if res is not None and res.size else 0)
         else:
             # At once: the thumbnail, scaled; the full view follows as soon as the worker is free.
             self.view.set_photo(photo.thumb.toImage() if photo.thumb is not None else None, crop)
@@ -171,8 +171,9 @@ class Presenter(QObject):
         if photo.status is Status.DONE and res is not None and res.top:
             top = res.top[min(self.selected_rank, len(res.top)) - 1]
             parts.append(f"{top.label} {percent(top.prob)}")
-        if self.view.zoom is not None:
-            parts.append(f"{self.view.zoom:.0%}")
+        zoom = self.view.photo_zoom()
+        if zoom is not None:
+            parts.append(f"{zoom:.0%}")  # of the photo's own pixels
         self.titleChanged.emit(" · ".join(parts) + f" — {APP_TITLE}")
 
     # ---- what leaves the window ----

@@ -122,3 +122,16 @@ def test_export_while_the_search_hides_photos_asks_which_and_writes_what_was_cho
     presenter.proxy.set_text("no such photo")
     asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Only")
     assert asked and written is None  # none shown: only "All" is offered, and not clicked here
+
+
+def test_the_zoom_in_the_title_is_of_the_photo_s_own_pixels(qtbot, rig):
+    presenter, controller, worker, photos, view, controls, titles = rig
+    view.resize(400, 300)
+    controller.enqueue([("/p/big.png", "/p/big.png")])
+    (job,) = worker.of(ClassifyJob)
+    top = [TopClass(1, 0, "class 0", 0.9)]
+    worker.answer(job, PhotoResult(job.item_id, True, "/p/big.png", top=top, crop=(0, 0, 1, 1), record={"ok": True},
+                                   display=QImage(100, 50, QImage.Format.Format_RGB888), size=(800, 400)))
+    qtbot.waitUntil(lambda: titles and "class 0" in titles[-1])
+    view.actual_size()
+    assert titles[-1] == f"big.png · 800×400 · class 0 90% · 100% — {APP_TITLE}" and view._fit().width() == pytest.approx(800)
