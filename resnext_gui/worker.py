@@ -194,10 +194,12 @@ class RecomputeJob(Job):
 
 @dataclass
 class ViewJob(Job):
-    """Decode a photo again for the view (its display copy was dropped to bound memory); answers a QImage."""
+    """Decode a photo again for the view (its display copy was dropped to bound memory); answers a QImage.
+    ``full``: every pixel of the photo (the view zoomed past its display copy, or Save Overlay)."""
 
     item_id: int
     source: PhotoSource
+    full: bool = False
 
     def run(self, ctx: _Runner) -> QImage:
         from .core.errors import ImageError
@@ -205,10 +207,10 @@ class ViewJob(Job):
 
         source = qimage_to_png_bytes(self.source) if isinstance(self.source, QImage) else self.source
         try:
-            decoded = load_image(source, min_side=DISPLAY_MAX_SIDE)
+            decoded = load_image(source, min_side=None if self.full else DISPLAY_MAX_SIDE)
         except ImageError as exc:
             raise JobFailed(str(exc)) from exc
-        return _display_copy(decoded.image)
+        return qimage_from_rgb(np.asarray(decoded.image)) if self.full else _display_copy(decoded.image)
 
 
 @dataclass
@@ -605,8 +607,8 @@ class Worker(QObject):
     def recompute(self, item_id: int, source: PhotoSource, layer: str) -> Job:
         return self.submit(RecomputeJob(item_id, _own(source), layer))
 
-    def view(self, item_id: int, source: PhotoSource) -> Job:
-        return self.submit(ViewJob(item_id, _own(source)))
+    def view(self, item_id: int, source: PhotoSource, full: bool = False) -> Job:
+        return self.submit(ViewJob(item_id, _own(source), full))
 
     def load(self, weights: str | None, device: str, explicit: bool = True, backend: str | None = None,
              precision: str | None = None) -> Job:

@@ -63,6 +63,11 @@ class BatchController(QObject):
         self._layer_asked: dict[int, str] = {}  # recomputes on their way: photo -> layer
         self._layer_failed: set[tuple[int, str]] = set()  # never asked again for that photo and layer
         self._cleared: list[Photo] = []  # what the last Clear removed (Undo brings it back)
+        # Every pixel of one photo at a time (the one zoomed past its display copy, or being saved), decoded by
+        # the worker: never cached with the display copies, so memory holds at most one full photo.
+        self._full: tuple[int, QImage] | None = None
+        self._full_asked: int | None = None
+        self._full_failed: set[int] = set()
         messages.route(ClassifyJob, lambda job, res: self._answers.put(res),
                        lambda job, message: self._answers.put(PhotoResult.failure(job.item_id, job.name, message)))
         messages.route(RecomputeJob, self._on_recomputed, self._on_recompute_failed)
@@ -120,6 +125,21 @@ class BatchController(QObject):
             self._views_asked.add(photo.item_id)
             self.worker.view(photo.item_id, photo.source)  # type: ignore[arg-type]
 
+    def want_full(self, photo: Photo) -> bool:
+        """Every pixel of ``photo``: True when here already (``full_view``), else asked for once (``updated`` follows)."""
+        if self.full_view(photo) is not None:
+            return True
+        if photo.source is not None and photo.item_id != self._full_asked and photo.item_id not in self._full_failed:
+            self._full_asked = photo.item_id
+            self.worker.view(photo.item_id, photo.source, full=True)  # type: ignore[arg-type]
+        return False
+
+    def full_view(self, photo: Photo) -> QImage | None:
+        return self._full[1] if self._full is not None and self._full[0] == photo.item_id else None
+
+    def full_failed(self, photo: Photo) -> bool:
+        return photo.item_id in self._full_failed
+
     def selected(self, photo: Photo) -> None:
         self._views_failed.discard(photo.item_id)  # the user chose it again: the file may be back
 
@@ -150,6 +170,14 @@ class BatchController(QObject):
             self.updated.emit(photo)
 
     def _on_view_ready(self, job: ViewJob, image: QImage) -> None:
+        if job.full:
+            if self._full_asked == job.item_id:
+                self._full_asked = None
+            photo = self.photos.get(job.item_id)
+            if photo is not None:
+                self._full = (job.item_id, image)
+                self.updated.emit(photo)
+            return
         self._views_asked.discard(job.item_id)
         self.photos.cache_display(job.item_id, image)
         photo = self.photos.get(job.item_id)
@@ -157,6 +185,15 @@ class BatchController(QObject):
             self.updated.emit(photo)
 
     def _on_view_failed(self, job: ViewJob, message: str) -> None:
+        if job.full:
+            if self._full_asked == job.item_id:
+                self._full_asked = None
+            self._full_failed.add(job.item_id)
+            photo = self.photos.get(job.item_id)
+            if photo is not None:
+                self.photos.set_note(photo, f"Could not read the whole photo: {message} Showing its reduced copy.")
+                self.updated.emit(photo)
+            return
         self._views_asked.discard(job.item_id)
         self._views_failed.add(job.item_id)
         photo = self.photos.get(job.item_id)
@@ -189,6 +226,8 @@ class BatchController(QObject):
         self._layer_asked.clear()
         self._views_asked.clear()
         self._views_failed.clear()
+        self._full, self._full_asked = None, None
+        self._full_failed.clear()
         self._batch = [0, 0]
         self._update_progress()
         self.undoChanged.emit()
@@ -212,6 +251,8 @@ class BatchController(QObject):
             self._batch[0] -= 1  # its answer will be dropped, so the progress bar must not wait for it
             self._update_progress()
         self.photos.remove([photo])
+        if self._full is not None and self._full[0] == photo.item_id:
+            self._full = None
         self.messages.show_status(f"Removed {photo.name} from the gallery.", 4000)
 
     def retry(self) -> None:

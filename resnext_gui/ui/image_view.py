@@ -281,12 +281,14 @@ class ImageView(QWidget):
             painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), 1, Qt.PenStyle.DashLine))
             painter.drawRect(region)
 
-    def render_image(self) -> QImage | None:
-        """The current composition at the photo's display resolution (what "Save overlay" writes)."""
-        if self._photo is None:
+    def render_image(self, photo: QImage | None = None) -> QImage | None:
+        """The current composition at the resolution of the image shown, or drawn on ``photo`` (the same photo
+        at another resolution: Save Overlay's full size)."""
+        photo = photo if photo is not None else self._photo
+        if photo is None or self._photo is None:
             return None
-        out = QImage(self._photo.size(), QImage.Format.Format_RGB32)
+        out = QImage(photo.size(), QImage.Format.Format_RGB32)
         painter = QPainter(out)
-        self._paint_on(painter, QRectF(0, 0, self._photo.width(), self._photo.height()), self._photo)
+        self._paint_on(painter, QRectF(0, 0, photo.width(), photo.height()), photo)
         painter.end()
         return out

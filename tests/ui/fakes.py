@@ -51,8 +51,8 @@ class FakeWorker(QObject):
     def recompute(self, item_id, source, layer):
         return self._put(RecomputeJob(item_id, source, layer))
 
-    def view(self, item_id, source):
-        return self._put(ViewJob(item_id, source))
+    def view(self, item_id, source, full=False):
+        return self._put(ViewJob(item_id, source, full))
 
     def load(self, weights, device, explicit=True, backend=None, precision=None):
         self.weights = weights

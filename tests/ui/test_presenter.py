@@ -135,3 +135,37 @@ def test_the_zoom_in_the_title_is_of_the_photo_s_own_pixels(qtbot, rig):
     qtbot.waitUntil(lambda: titles and "class 0" in titles[-1])
     view.actual_size()
     assert titles[-1] == f"big.png · 800×400 · class 0 90% · 100% — {APP_TITLE}" and view._fit().width() == pytest.approx(800)
+
+
+def test_zoom_past_the_display_copy_shows_every_pixel_and_save_overlay_writes_the_full_photo(qtbot, rig, tmp_path):
+    """The worker decodes the whole photo (here: the fake worker's answer) once the view is zoomed past the
+    reduced copy, and for Save Overlay; the GUI thread only shows and writes what it gets."""
+    presenter, controller, worker, photos, view, controls, titles = rig
+    view.resize(400, 300)
+    controller.enqueue([("/p/a.png", "/p/a.png"), ("/p/b.png", "/p/b.png")])
+    maps = np.stack([np.full((224, 224), 200, np.uint8)] * 5)
+    top = [TopClass(1, 0, "class 0", 0.9)]
+    for job in worker.of(ClassifyJob):
+        worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, crop=(0, 0, 1, 1), maps=maps,
+                                       record={"ok": True}, display=QImage(100, 50, QImage.Format.Format_RGB888),
+                                       size=(800, 400)))
+    qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
+    a, b = photos
+    presenter.select(a)
+    assert not [j for j in worker.of(ViewJob) if j.full]  # fitted: the display copy is enough
+    view.actual_size()
+    view.zoom_by(1.25)
+    fulls = [j for j in worker.of(ViewJob) if j.full]
+    assert [j.item_id for j in fulls] == [a.item_id]  # asked once
+    full = QImage(800, 400, QImage.Format.Format_RGB888)
+    full.fill(0x808080)
+    worker.answer(fulls[0], full)
+    assert view.photo_width() == 800 and view.photo_zoom() == pytest.approx(1.25) and view._fit().width() == pytest.approx(1000)
+    assert presenter.save_overlay_to(str(tmp_path / "a.png"))  # every pixel is here: written at once
+    assert QImage(str(tmp_path / "a.png")).size().toTuple() == (800, 400)
+    presenter.select(b)
+    assert view.photo_width() == 100 and photos.display(a.item_id).width() == 100  # the full photo was never cached
+    assert not presenter.save_overlay_to(str(tmp_path / "b.png")) and not (tmp_path / "b.png").exists()
+    (job,) = [j for j in worker.of(ViewJob) if j.full and j.item_id == b.item_id]
+    worker.answer(job, full)
+    assert QImage(str(tmp_path / "b.png")).size().toTuple() == (800, 400)
