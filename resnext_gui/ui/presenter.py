@@ -289,7 +289,7 @@ class Presenter(QObject):
     def ask_export_scope(self, shown: int, total: int) -> str | None:
         """"visible", "all", or None (cancelled): the gallery shows ``shown`` of the ``total`` answers."""
         box = QMessageBox(QMessageBox.Icon.Question, "Export Results",
-                          f"The gallery's search or filter shows {shown} of the {total} classified photos. "
+                          f"The gallery's search or filter shows {shown} of the {total} photos with results. "
                           "Which results should be exported?", QMessageBox.StandardButton.Cancel, self.parent_widget)
         box.setTextFormat(Qt.TextFormat.PlainText)
         choices: dict[QAbstractButton, str] = {box.addButton(f"All {total} Photos", QMessageBox.ButtonRole.AcceptRole): "all"}

@@ -113,7 +113,7 @@ def test_export_while_the_search_hides_photos_asks_which_and_writes_what_was_cho
     assert asked == [] and written == names  # nothing hidden: no question
     presenter.proxy.set_text("cat")
     asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Only")
-    assert asked == ["The gallery's search or filter shows 2 of the 3 classified photos. Which results should be exported?"]
+    assert asked == ["The gallery's search or filter shows 2 of the 3 photos with results. Which results should be exported?"]
     assert written == ["/p/cat.png", "/p/cat2.png"]
     asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "All 3")
     assert written == names
