@@ -77,7 +77,7 @@ class ImageView(QWidget):
         if self._photo is None:
             return 1.0
         pw, ph = self._photo.width(), self._photo.height()
-        return min(self.width() / pw, self.height() / ph, self.reduction())  # small photos at their own size
+        return min(self.width() / pw, self.height() / ph, 1.0)  # small images at their own size, as before
 
     def scale(self) -> float:
         return self.fit_scale() if self.zoom is None else self.zoom
