@@ -22,6 +22,7 @@ from .throttle import throttled
 if TYPE_CHECKING:
     from .core.classifier import Classifier, Prediction, TopClass
     from .core.preprocess import Source
+    from .core.train import DataSet
     from .core.weights import WeightsSource
 
 DISPLAY_MAX_SIDE = 1280  # the photo kept for the view; the full decode never leaves the worker
@@ -193,10 +194,12 @@ class RecomputeJob(Job):
 
 @dataclass
 class ViewJob(Job):
-    """Decode a photo again for the view (its display copy was dropped to bound memory); answers a QImage."""
+    """Decode a photo again for the view (its display copy was dropped to bound memory); answers a QImage.
+    ``full``: every pixel of the photo (the view zoomed past its display copy, or Save Overlay)."""
 
     item_id: int
     source: PhotoSource
+    full: bool = False
 
     def run(self, ctx: _Runner) -> QImage:
         from .core.errors import ImageError
@@ -204,10 +207,10 @@ class ViewJob(Job):
 
         source = qimage_to_png_bytes(self.source) if isinstance(self.source, QImage) else self.source
         try:
-            decoded = load_image(source, min_side=DISPLAY_MAX_SIDE)
+            decoded = load_image(source, min_side=None if self.full else DISPLAY_MAX_SIDE)
         except ImageError as exc:
             raise JobFailed(str(exc)) from exc
-        return _display_copy(decoded.image)
+        return qimage_from_rgb(np.asarray(decoded.image)) if self.full else _display_copy(decoded.image)
 
 
 @dataclass
@@ -287,6 +290,22 @@ class TrainJob(Job):
                     pass
             mistakes.append(entry)
         return TrainOutcome(str(path), result.summary(), list(result.labels), mistakes)
+
+
+@dataclass
+class CountJob(Job):
+    """The classes Teach would learn and each one's photos, listed by name (no photo is read) before training."""
+
+    data: str | list[str]
+
+    def run(self, ctx: _Runner) -> DataSet:
+        from .core import train
+        from .core.errors import ResnextGuiError
+
+        try:
+            return train.scan(self.data)
+        except ResnextGuiError as exc:  # too few classes or photos, a folder that can't be read
+            raise JobFailed(str(exc)) from exc
 
 
 @dataclass
@@ -588,8 +607,8 @@ class Worker(QObject):
     def recompute(self, item_id: int, source: PhotoSource, layer: str) -> Job:
         return self.submit(RecomputeJob(item_id, _own(source), layer))
 
-    def view(self, item_id: int, source: PhotoSource) -> Job:
-        return self.submit(ViewJob(item_id, _own(source)))
+    def view(self, item_id: int, source: PhotoSource, full: bool = False) -> Job:
+        return self.submit(ViewJob(item_id, _own(source), full))
 
     def load(self, weights: str | None, device: str, explicit: bool = True, backend: str | None = None,
              precision: str | None = None) -> Job:
@@ -606,6 +625,10 @@ class Worker(QObject):
     def train(self, data: str | list[str], val_fraction: float = 0.2, seed: int = 0) -> Job:
         """Teach new classes with the current backbone (off the GUI thread): progress, then its answer."""
         return self.submit(TrainJob(data, val_fraction, seed))
+
+    def count_classes(self, data: str | list[str]) -> Job:
+        """List the class folders' photos (off the GUI thread): answers core.train.scan's DataSet."""
+        return self.submit(CountJob(data))
 
     def cancel_training(self) -> None:
         self._runner.train_cancelled.set()

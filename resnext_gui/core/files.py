@@ -26,9 +26,7 @@ def atomic_file(target: Path, text: bool = False, shared: bool = False, keep_mod
         if old is not None:
             os.chmod(tmp, old)
         elif shared:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
+            _share(tmp)
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -74,6 +72,13 @@ def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
     except BaseException:
         os.close(fd)
         raise
+
+
+def _share(path: str | os.PathLike[str]) -> None:
+    """Give ``path`` the permissions any program's new file gets under the user's umask (0644 under 022)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def cache_root() -> Path:

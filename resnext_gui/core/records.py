@@ -124,7 +124,7 @@ def write_records(path: str | os.PathLike[str], records: list[Record], fmt: str)
     """Write ``records`` as ``fmt`` ("json" or "csv") atomically: a failure leaves any earlier file as it was."""
     if fmt not in ("json", "csv"):
         raise ValueError(f"unknown export format {fmt!r}")
-    with atomic_file(Path(path), text=True) as fh:
+    with atomic_file(Path(path), text=True, shared=True) as fh:  # as any program's file: the umask decides
         if fmt == "json":
             text = json.dumps([clean_record(r) for r in records], ensure_ascii=False, indent=1, allow_nan=False)
             fh.write(_escape_line_breaks(text))

@@ -4,7 +4,7 @@ Stop, Clear, Undo, Retry, Remove and the batch's progress."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -47,6 +47,7 @@ class BatchController(QObject):
     summaryChanged = Signal(str)  # "12 photos · 2 not classified · 3 waiting"
     answerTime = Signal(str)  # "96 ms · <note>": how long the last answer took
     undoChanged = Signal()  # whether there is a Clear to undo may have changed
+    alreadyKnown = Signal(int, int)  # listing id, how many of its photos the gallery already had
 
     def __init__(self, photos: GalleryModel, worker: Worker, messages: Messages, current: Callable[[], Photo | None],
                  parent: QObject | None = None) -> None:
@@ -61,6 +62,11 @@ class BatchController(QObject):
         self._layer_asked: dict[int, str] = {}  # recomputes on their way: photo -> layer
         self._layer_failed: set[tuple[int, str]] = set()  # never asked again for that photo and layer
         self._cleared: list[Photo] = []  # what the last Clear removed (Undo brings it back)
+        # Every pixel of one photo at a time (the one zoomed past its display copy, or being saved), decoded by
+        # the worker: never cached with the display copies, so memory holds at most one full photo.
+        self._full: tuple[int, QImage] | None = None
+        self._full_asked: int | None = None
+        self._full_failed: set[int] = set()
         messages.route(ClassifyJob, lambda job, res: self._answers.put(res),
                        lambda job, message: self._answers.put(PhotoResult.failure(job.item_id, job.name, message)))
         messages.route(RecomputeJob, self._on_recomputed, self._on_recompute_failed)
@@ -68,11 +74,16 @@ class BatchController(QObject):
         photos.countsChanged.connect(self._update_summary)
 
     # ---- photos in ----
-    def enqueue(self, sources: list[tuple[PhotoSource, str]], select: bool = True) -> list[Photo]:
+    def enqueue(self, sources: list[tuple[PhotoSource, str]], select: bool = True, listing: int = 0) -> list[Photo]:
+        """Queue what is new. Photos the gallery has already are said here, or, for a slice of a folder
+        listing (``listing`` != 0), counted through ``alreadyKnown`` so the listing's end says them all at once."""
         new = self.photos.add(sources)
         if len(new) < len(sources):
             n = len(sources) - len(new)
-            self.messages.show_status(f"{plural(n, 'photo is', 'photos are')} already in the gallery.", 6000)
+            if listing:
+                self.alreadyKnown.emit(listing, n)
+            else:
+                self.messages.show_status(f"{plural(n, 'photo is', 'photos are')} already in the gallery.", 6000)
         for photo in new:
             self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
         self._batch[0] += len(new)
@@ -80,9 +91,6 @@ class BatchController(QObject):
         if new and (select or self.current() is None):
             self.selectWanted.emit(new[0], True)
         return new
-
-    def add_refused(self, what: str, why: str) -> None:
-        self.selectWanted.emit(self.photos.add_failed(what, why), False)
 
     # ---- the model's state ----
     def set_model_state(self, state: ModelState) -> None:
@@ -116,6 +124,21 @@ class BatchController(QObject):
             self._views_asked.add(photo.item_id)
             self.worker.view(photo.item_id, photo.source)  # type: ignore[arg-type]
 
+    def want_full(self, photo: Photo) -> bool:
+        """Every pixel of ``photo``: True when here already (``full_view``), else asked for once (``updated`` follows)."""
+        if self.full_view(photo) is not None:
+            return True
+        if photo.source is not None and photo.item_id != self._full_asked and photo.item_id not in self._full_failed:
+            self._full_asked = photo.item_id
+            self.worker.view(photo.item_id, photo.source, full=True)  # type: ignore[arg-type]
+        return False
+
+    def full_view(self, photo: Photo) -> QImage | None:
+        return self._full[1] if self._full is not None and self._full[0] == photo.item_id else None
+
+    def full_failed(self, photo: Photo) -> bool:
+        return photo.item_id in self._full_failed
+
     def selected(self, photo: Photo) -> None:
         self._views_failed.discard(photo.item_id)  # the user chose it again: the file may be back
 
@@ -146,6 +169,14 @@ class BatchController(QObject):
             self.updated.emit(photo)
 
     def _on_view_ready(self, job: ViewJob, image: QImage) -> None:
+        if job.full:
+            if self._full_asked == job.item_id:
+                self._full_asked = None
+            photo = self.photos.get(job.item_id)
+            if photo is not None:
+                self._full = (job.item_id, image)
+                self.updated.emit(photo)
+            return
         self._views_asked.discard(job.item_id)
         self.photos.cache_display(job.item_id, image)
         photo = self.photos.get(job.item_id)
@@ -153,6 +184,15 @@ class BatchController(QObject):
             self.updated.emit(photo)
 
     def _on_view_failed(self, job: ViewJob, message: str) -> None:
+        if job.full:
+            if self._full_asked == job.item_id:
+                self._full_asked = None
+            self._full_failed.add(job.item_id)
+            photo = self.photos.get(job.item_id)
+            if photo is not None:
+                self.photos.set_note(photo, f"Could not read the whole photo: {message} Showing its reduced copy.")
+                self.updated.emit(photo)
+            return
         self._views_asked.discard(job.item_id)
         self._views_failed.add(job.item_id)
         photo = self.photos.get(job.item_id)
@@ -185,6 +225,8 @@ class BatchController(QObject):
         self._layer_asked.clear()
         self._views_asked.clear()
         self._views_failed.clear()
+        self._full, self._full_asked = None, None
+        self._full_failed.clear()
         self._batch = [0, 0]
         self._update_progress()
         self.undoChanged.emit()
@@ -208,6 +250,8 @@ class BatchController(QObject):
             self._batch[0] -= 1  # its answer will be dropped, so the progress bar must not wait for it
             self._update_progress()
         self.photos.remove([photo])
+        if self._full is not None and self._full[0] == photo.item_id:
+            self._full = None
         self.messages.show_status(f"Removed {photo.name} from the gallery.", 4000)
 
     def retry(self) -> None:
@@ -215,7 +259,7 @@ class BatchController(QObject):
         again = (Status.FAILED, Status.STOPPED)
         cur = self.current()
         todo = [cur] if cur is not None and cur.status in again else [p for p in self.photos if p.status in again]
-        todo = [p for p in todo if p.source is not None]  # a refused web link has nothing to retry
+        todo = [p for p in todo if p.source is not None]  # nothing to read again without a source
         for photo in todo:
             self.photos.requeue(photo)
             self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
@@ -227,9 +271,10 @@ class BatchController(QObject):
                                   else "Nothing to retry: no failed or stopped photos.", 4000)
 
     # ---- results out ----
-    def export_results(self, path: str, fmt: str | None = None) -> bool:
-        """Write every answer; the format is the one chosen (else the file's extension), which is added if missing."""
-        records = self.photos.records()
+    def export_results(self, path: str, fmt: str | None = None, only: Collection[int] | None = None) -> bool:
+        """Write every answer (or those of the photos ``only`` names); the format is the one chosen (else the
+        file's extension), which is added if missing. The file gets the permissions the user's umask gives."""
+        records = self.photos.records(only)
         suffix = Path(path).suffix.lower().lstrip(".")
         fmt = fmt or (suffix if suffix in ("csv", "json") else "csv")
         if suffix in ("csv", "json") and suffix != fmt:
@@ -242,7 +287,8 @@ class BatchController(QObject):
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.messages.warning("Export failed", f"Could not write {path}: {reason}")
             return False
-        self.messages.show_status(f"Exported {len(records)} results to {path}", 5000)
+        which = " of the photos the gallery shows" if only is not None else ""
+        self.messages.show_status(f"Exported {plural(len(records), 'result')}{which} to {path}", 5000)
         return True
 
     # ---- status ----

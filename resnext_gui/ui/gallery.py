@@ -6,7 +6,7 @@ import enum
 import itertools
 import os
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -150,9 +150,10 @@ class GalleryModel(QAbstractListModel):
         self._counts[status] += 1
         photo.status = status
 
-    def records(self) -> list[dict]:
-        """What Export writes: the core's record of every photo that has an answer."""
-        return [p.result.record for p in self._photos if p.result is not None and p.result.record]
+    def records(self, only: Collection[int] | None = None) -> list[dict]:
+        """What Export writes: the core's record of every photo that has an answer (of those ``only`` names)."""
+        return [p.result.record for p in self._photos if p.result is not None and p.result.record
+                and (only is None or p.item_id in only)]
 
     # ---- changes ----
     def add(self, sources: Iterable[tuple[PhotoSource | None, str]], status: Status = Status.QUEUED) -> list[Photo]:
@@ -216,13 +217,6 @@ class GalleryModel(QAbstractListModel):
         photo.result, photo.note = None, None
         self._changed(photo)
         self.countsChanged.emit()
-
-    def add_failed(self, name: str, message: str) -> Photo:
-        (photo,) = self.add([(None, name)], Status.FAILED)
-        photo.result = PhotoResult(photo.item_id, False, name, error=message,
-                                   record={"path": name, "ok": False, "error": message})
-        self._changed(photo)
-        return photo
 
     def set_result(self, res: PhotoResult) -> Photo | None:
         """A batch answer; returns the photo, or None when it was removed meanwhile."""

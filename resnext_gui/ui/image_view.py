@@ -18,7 +18,9 @@ class ImageView(QWidget):
     """Paints a photo (QImage made by the worker) and an 8-bit map through a colour table: no pixel loops here.
 
     Zoom: ``zoom`` is None when the photo is fitted (never enlarged past its own size), else the scale in
-    screen pixels per photo pixel; ``centre`` is the photo point shown in the middle of the view.
+    screen pixels per pixel of the image shown; ``centre`` is the image point shown in the middle of the view.
+    The image shown may be a reduced copy of a bigger photo (``full_width``): ``photo_zoom`` is the scale in
+    screen pixels per pixel of the photo itself, which Actual Size makes 1 and the zoom percentage shows.
     """
 
     zoomChanged = Signal()
@@ -38,16 +40,19 @@ class ImageView(QWidget):
         self._map: np.ndarray | None = None
         self._map_image: QImage | None = None
         self._crop: tuple | None = None
+        self._full_width = 0  # the photo's own width; 0: the image shown is the photo at its own size
         self._cmap = "jet"
         self.opacity = 0.5
         self.mode = "overlay"
         self.placeholder = "Drop photos or folders here"
 
     # ---- state ----
-    def set_photo(self, image: QImage | None, crop: tuple | None = None) -> None:
-        """``crop``: the region the model saw, as fractions (left, top, right, bottom) of the photo."""
+    def set_photo(self, image: QImage | None, crop: tuple | None = None, full_width: int = 0) -> None:
+        """``crop``: the region the model saw, as fractions (left, top, right, bottom) of the photo.
+        ``full_width``: the photo's own width when ``image`` is a reduced copy of it (0: it is not)."""
         before = self._photo.size() if self._photo is not None else None
         self._photo, self._crop = image, crop
+        self._full_width = full_width
         self._pixmap = QPixmap.fromImage(image) if image is not None else None
         if image is None:
             self.fit()
@@ -58,11 +63,21 @@ class ImageView(QWidget):
         self.update()
 
     # ---- zoom and pan ----
+    def reduction(self) -> float:
+        """The photo's own pixels per pixel of the image shown (1: the photo at its own size; 4: a quarter copy)."""
+        if self._photo is None or self._full_width <= self._photo.width():
+            return 1.0
+        return self._full_width / self._photo.width()
+
+    def photo_zoom(self) -> float | None:
+        """Screen pixels per pixel of the photo itself (None: fitted): what the zoom percentage says."""
+        return None if self.zoom is None else self.zoom / self.reduction()
+
     def fit_scale(self) -> float:
         if self._photo is None:
             return 1.0
         pw, ph = self._photo.width(), self._photo.height()
-        return min(self.width() / pw, self.height() / ph, 1.0)  # small photos at their own size
+        return min(self.width() / pw, self.height() / ph, 1.0)  # small images at their own size, as before
 
     def scale(self) -> float:
         return self.fit_scale() if self.zoom is None else self.zoom
@@ -73,7 +88,8 @@ class ImageView(QWidget):
         self.zoomChanged.emit()
 
     def actual_size(self) -> None:
-        self.zoom_to(1.0)
+        """One screen pixel per pixel of the photo itself (not of a reduced copy of it)."""
+        self.zoom_to(self.reduction())
 
     def zoom_by(self, factor: float, at: QPointF | None = None) -> None:
         self.zoom_to(self.scale() * factor, at)
@@ -86,7 +102,7 @@ class ImageView(QWidget):
         target = self._fit()
         old = self.scale()
         point = (at - target.topLeft()) / old  # the photo point under ``at``
-        scale = min(scale, ZOOM_MAX)
+        scale = min(scale, ZOOM_MAX * self.reduction())  # at most ZOOM_MAX screen pixels per photo pixel
         if scale <= self.fit_scale() * 1.001:
             self.fit()
             return
@@ -265,12 +281,14 @@ class ImageView(QWidget):
             painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), 1, Qt.PenStyle.DashLine))
             painter.drawRect(region)
 
-    def render_image(self) -> QImage | None:
-        """The current composition at the photo's display resolution (what "Save overlay" writes)."""
-        if self._photo is None:
+    def render_image(self, photo: QImage | None = None) -> QImage | None:
+        """The current composition at the resolution of the image shown, or drawn on ``photo`` (the same photo
+        at another resolution: Save Overlay's full size)."""
+        photo = photo if photo is not None else self._photo
+        if photo is None or self._photo is None:
             return None
-        out = QImage(self._photo.size(), QImage.Format.Format_RGB32)
+        out = QImage(photo.size(), QImage.Format.Format_RGB32)
         painter = QPainter(out)
-        self._paint_on(painter, QRectF(0, 0, self._photo.width(), self._photo.height()), self._photo)
+        self._paint_on(painter, QRectF(0, 0, photo.width(), photo.height()), photo)
         painter.end()
         return out

@@ -24,8 +24,7 @@ IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.gif *.webp *.tif *.tiff);;All
 class Intake(QObject):
     """Turns what the user hands the app into ``arrived`` batches of (source, name); says what it skipped."""
 
-    arrived = Signal(list, bool)  # [(source, name)], whether to select the first of them
-    refused = Signal(str, str)  # what (a web link...), why
+    arrived = Signal(list, bool, int)  # [(source, name)], whether to select the first of them, listing (0: none)
     scanFinished = Signal(int)  # a drop's files are all in the gallery (how many)
 
     def __init__(self, messages: Messages, settings: QSettings, parent: QWidget | None = None) -> None:
@@ -35,6 +34,8 @@ class Intake(QObject):
         self._scans: set[int] = set()  # requests still being listed
         self._scan_new: dict[int, bool] = {}  # request id -> its first photo still to be selected
         self._skipped: list[tuple[str, str]] = []
+        self._not_images: dict[int, int] = {}  # request id -> files passed over by name (told at its end)
+        self._known: dict[int, int] = {}  # request id -> photos the gallery already had (told at its end)
         self._unnamed = 0  # images without a file: "pasted image 1", "dropped image 2"
         # What the scanner finds, in slices of ARRIVAL_SLICE photos, and the scan's end in its place.
         self._arrivals: PacedQueue[tuple[int, list[str] | None, int, bool]] = PacedQueue(self._take_arrival, self)
@@ -49,14 +50,19 @@ class Intake(QObject):
         Files that are plainly not photos (a name without an image extension) are counted, not added."""
         paths = [str(p) for p in paths]
         kept = [p for p in paths if is_image_name(p) or not os.path.isfile(p)]
-        if len(kept) < len(paths):
-            self.messages.show_status(f"{plural(len(paths) - len(kept), 'file')} skipped: not images.", 8000)
         if not kept:
+            self.messages.show_status(f"{plural(len(paths), 'file')} skipped: not images.", 8000)
             return 0
         request = self.scanner.scan(kept)
         self._scans.add(request)
         self._scan_new[request] = True
+        self._not_images[request] = len(paths) - len(kept)  # said with the rest once the listing ends
         return request
+
+    def already_known(self, request: int, n: int) -> None:
+        """The gallery already had ``n`` of what listing ``request`` brought: counted, told once at its end."""
+        if request in self._scans:
+            self._known[request] = self._known.get(request, 0) + n
 
     def add_mime(self, mime: QMimeData, pasted: bool = False) -> bool:
         """Files, folders, image data from other programs, or pasted paths. Returns True if anything came in."""
@@ -64,9 +70,11 @@ class Intake(QObject):
         if dropped.paths:
             self.add_paths(dropped.paths)
         if dropped.data:
-            self.arrived.emit([(data, name or self._unnamed_name(pasted)) for data, name in dropped.data], True)
-        for what, why in dropped.refused:
-            self.refused.emit(what, why)
+            self.arrived.emit([(data, name or self._unnamed_name(pasted)) for data, name in dropped.data], True, 0)
+        if dropped.refused:  # web links alone: said in the status bar; nothing enters the gallery
+            _what, why = dropped.refused[0]
+            more = len(dropped.refused) - 1
+            self.messages.show_status(why + (f" ({plural(more, 'other link')} not downloaded either.)" if more else ""), 10000)
         return bool(dropped)
 
     def paste(self) -> None:
@@ -94,6 +102,8 @@ class Intake(QObject):
         self.scanner.cancel()
         self._scans.clear()
         self._scan_new.clear()
+        self._not_images.clear()
+        self._known.clear()
         self._arrivals.clear()
 
     def stop(self) -> None:
@@ -117,7 +127,7 @@ class Intake(QObject):
             self._finish_scan(request, count, cancelled)
         else:
             sources: list[tuple[PhotoSource, str]] = [(p, p) for p in paths]
-            self.arrived.emit(sources, self._scan_new.pop(request, False))
+            self.arrived.emit(sources, self._scan_new.pop(request, False), request)
 
     def _on_skipped(self, request: int, path: str, reason: str) -> None:
         if request in self._scans:
@@ -130,8 +140,13 @@ class Intake(QObject):
     def _finish_scan(self, request: int, count: int, cancelled: bool) -> None:
         self._scans.discard(request)
         self._scan_new.pop(request, None)
+        known, not_images = self._known.pop(request, 0), self._not_images.pop(request, 0)
         notes = []
-        if count == 0 and not cancelled:
+        if known:
+            notes.append(f"{plural(known, 'photo is', 'photos are')} already in the gallery.")
+        if not_images:
+            notes.append(f"{plural(not_images, 'file')} skipped: not images.")
+        if count == 0 and not cancelled and not not_images:
             notes.append("No images found in what was dropped.")
         if self._skipped:
             first = self._skipped[0]

@@ -129,7 +129,7 @@ class MainWindow(QMainWindow):
         c.undoChanged.connect(self.commands.refresh)
         c.cleared.connect(lambda: self.time_label.setText(""))
         self.intake.arrived.connect(c.enqueue)
-        self.intake.refused.connect(c.add_refused)
+        c.alreadyKnown.connect(self.intake.already_known)
         self.intake.scanFinished.connect(self.scanFinished)
         self.model.stateChanged.connect(self._on_model_state)
         self.model.placeholderWanted.connect(self.view.set_placeholder)

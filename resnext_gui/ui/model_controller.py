@@ -3,6 +3,7 @@ CPU runtime, the status-bar labels naming them, the About box and Teach New Clas
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import html
 import os
@@ -159,6 +160,17 @@ class ModelController(QObject):
         self.weights_label.setText(f"Weights: {info.weights_short}")
         self.weights_label.setToolTip(plain_tooltip(info.weights))
 
+    def model_saved(self, source: str, target: str) -> None:
+        """A taught model was saved: if it is the one in use, it is named (and reloaded) by its saved file from now
+        on, not by its temporary copy in the cache."""
+        info = self.info
+        if info is None or self.worker.weights != source:
+            return
+        self.worker.weights = target  # a change of device or runtime loads the saved file
+        self.info = dataclasses.replace(info, weights=info.weights.replace(source, target),
+                                        weights_short=Path(target).name)
+        self._show_info()
+
     # ---- weights ----
     def _last_folder(self) -> str:
         return str(self.settings.value("last_folder", str(Path.home()), type=str))
@@ -288,6 +300,7 @@ class ModelController(QObject):
 
         if self.teach_dialog is None:
             self.teach_dialog = TeachDialog(self.worker, self.messages, self.device_choice, self.parent_widget)
+            self.teach_dialog.modelSaved.connect(self.model_saved)
         dialog = self.teach_dialog
         assert isinstance(dialog, TeachDialog)
         dialog.device = self.device_choice

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, QSettings, Qt, Signal
-from PySide6.QtGui import QDrag, QGuiApplication, QPixmap
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtGui import QDrag, QGuiApplication, QImage, QPixmap
+from PySide6.QtWidgets import QAbstractButton, QFileDialog, QMessageBox, QWidget
 
 from .controller import BatchController
 from .controls import ControlPanel, layer_name
@@ -37,9 +37,11 @@ class Presenter(QObject):
         self.controls, self.controller, self.messages, self.settings = controls, controller, messages, settings
         self.parent_widget = parent
         self.selected_rank = 1
+        self._pending_save: tuple[int, str] | None = None  # (photo, path): Save Overlay waiting for every pixel
         gallery.selectionModel().currentChanged.connect(self._on_current_changed)
         controls.classChosen.connect(self.choose_class)
         view.zoomChanged.connect(self.update_title)
+        view.zoomChanged.connect(self._want_sharper)
         view.dragOut.connect(self.drag_out)
         controller.updated.connect(self._on_updated)
         controller.refreshWanted.connect(self.refresh)
@@ -86,6 +88,9 @@ class Presenter(QObject):
 
     def _on_current_changed(self, current: QModelIndex, _previous: QModelIndex) -> None:
         self.selected_rank = 1
+        if self._pending_save is not None:
+            self._pending_save = None
+            self.messages.show_status("Save Overlay cancelled: another photo was selected.", 5000)
         photo = current.data(PhotoRole) if current.isValid() else None
         if photo is not None:
             self.controller.selected(photo)
@@ -97,6 +102,19 @@ class Presenter(QObject):
     def _on_updated(self, photo: Photo) -> None:
         if self.current_photo() is photo:
             self.show(photo)
+            pending = self._pending_save
+            if pending is not None and pending[0] == photo.item_id:
+                full = self.controller.full_view(photo)
+                if full is not None or self.controller.full_failed(photo):
+                    self._pending_save = None
+                    self._write_overlay(pending[1], full)
+
+    def _want_sharper(self) -> None:
+        """Zoomed past the display copy of a bigger photo: the worker decodes every pixel of it for the view."""
+        photo = self.current_photo()
+        zoom = self.view.zoom
+        if photo is not None and zoom is not None and zoom > 1.0 and self.view.reduction() > 1.0:
+            self.controller.want_full(photo)
 
     def refresh(self) -> None:
         cur = self.current_photo()
@@ -126,8 +144,11 @@ class Presenter(QObject):
             return
         crop = res.crop if res is not None and res.ok else None
         display = self.photos.display(photo.item_id)
-        if display is not None:
-            self.view.set_photo(display, crop)
+        full = self.controller.full_view(photo)
+        if full is not None:
+            self.view.set_photo(full, crop)
+        elif display is not None:  # a copy of at most the worker's display size: zoom is told in the photo's pixels
+            self.view.set_photo(display, crop, res.size[0] if res is not None and res.size else 0)
         else:
             # At once: the thumbnail, scaled; the full view follows as soon as the worker is free.
             self.view.set_photo(photo.thumb.toImage() if photo.thumb is not None else None, crop)
@@ -171,8 +192,9 @@ class Presenter(QObject):
         if photo.status is Status.DONE and res is not None and res.top:
             top = res.top[min(self.selected_rank, len(res.top)) - 1]
             parts.append(f"{top.label} {percent(top.prob)}")
-        if self.view.zoom is not None:
-            parts.append(f"{self.view.zoom:.0%}")
+        zoom = self.view.photo_zoom()
+        if zoom is not None:
+            parts.append(f"{zoom:.0%}")  # of the photo's own pixels
         self.titleChanged.emit(" · ".join(parts) + f" — {APP_TITLE}")
 
     # ---- what leaves the window ----
@@ -220,8 +242,22 @@ class Presenter(QObject):
             self.save_overlay_to(path if path.lower().endswith(".png") else path + ".png")
 
     def save_overlay_to(self, path: str) -> bool:
-        """Write what the view shows, at the photo's display size, naming photo, class and layer in the PNG's text."""
-        image = self.view.render_image()
+        """Write what the view shows, at the photo's full size, naming photo, class and layer in the PNG's text.
+        When the view has a reduced copy only, the worker decodes the photo first and the file is written then
+        (False: not written yet, or not at all)."""
+        photo = self.current_photo()
+        res = photo.result if photo is not None else None
+        if (photo is not None and res is not None and res.size and res.size[0] > self.view.photo_width()
+                and not self.controller.full_failed(photo)):
+            if not self.controller.want_full(photo):
+                self._pending_save = (photo.item_id, path)
+                self.messages.show_status(f"Reading all of {photo.name} to save it at full size…", 10000)
+                return False
+            return self._write_overlay(path, self.controller.full_view(photo))
+        return self._write_overlay(path, None)
+
+    def _write_overlay(self, path: str, full: QImage | None) -> bool:
+        image = self.view.render_image(full)
         photo = self.current_photo()
         meta = {}
         if photo is not None:
@@ -232,13 +268,37 @@ class Presenter(QObject):
         return ok
 
     def export_dialog(self) -> None:
-        if not self.photos.records():
+        """Export every answer; while the gallery's search or filter hides some, ask whether only those shown."""
+        total = len(self.photos.records())
+        if not total:
             self.messages.show_status("Nothing to export yet.", 4000)
             return
+        visible = {self.proxy.index(row, 0).data(PhotoRole).item_id for row in range(self.proxy.rowCount())}
+        shown = len(self.photos.records(visible))
+        only: set[int] | None = None
+        if shown < total:
+            scope = self.ask_export_scope(shown, total)
+            if scope is None:
+                return
+            only = visible if scope == "visible" else None
         path, chosen = QFileDialog.getSaveFileName(self.parent_widget, "Export Results",
                                                    str(Path(self._last_folder()) / "results.csv"), ";;".join(EXPORT_FORMATS))
         if path:
-            self.controller.export_results(path, EXPORT_FORMATS.get(chosen))
+            self.controller.export_results(path, EXPORT_FORMATS.get(chosen), only)
+
+    def ask_export_scope(self, shown: int, total: int) -> str | None:
+        """"visible", "all", or None (cancelled): the gallery shows ``shown`` of the ``total`` answers."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Export Results",
+                          f"The gallery's search or filter shows {shown} of the {total} photos with results. "
+                          "Which results should be exported?", QMessageBox.StandardButton.Cancel, self.parent_widget)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        choices: dict[QAbstractButton, str] = {box.addButton(f"All {total} Photos", QMessageBox.ButtonRole.AcceptRole): "all"}
+        if shown:
+            visible = box.addButton(f"Only the {shown} Shown", QMessageBox.ButtonRole.AcceptRole)
+            choices[visible] = "visible"
+            box.setDefaultButton(visible)
+        box.exec()
+        return choices.get(box.clickedButton())
 
     def gallery_menu_pos(self, pos: QPoint) -> Photo | None:
         """The photo at ``pos`` in the gallery becomes the current one (a context menu is about to open for it)."""

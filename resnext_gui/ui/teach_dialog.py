@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QColor
@@ -27,11 +28,14 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..worker import Misclassified, SaveModelJob, TrainJob, TrainOutcome, Worker
+from ..worker import CountJob, Misclassified, SaveModelJob, TrainJob, TrainOutcome, Worker
 from .drops import read_mime
 from .image_view import ImageView
 from .messages import Messages
 from .text import plain_tooltip, plural
+
+if TYPE_CHECKING:
+    from ..core.train import DataSet
 
 INTRO = ("Teach the model your own classes. Put the photos of each class in a folder of its own, named after "
          "the class (e.g. photos/ripe, photos/unripe), then choose the folder that holds them — or drop the "
@@ -83,6 +87,7 @@ class TeachDialog(QDialog):
     """Collects class folders, runs the worker's TrainJob and shows the outcome. Never touches the model itself."""
 
     modelUsed = Signal(str)  # path of the taught model the window switched to
+    modelSaved = Signal(str, str)  # the taught model's file in the cache, where the user saved it
 
     def __init__(self, worker: Worker, messages: Messages, device: str = "auto", parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -92,6 +97,7 @@ class TeachDialog(QDialog):
         self.data: str | list[str] | None = None
         self.outcome: TrainOutcome | None = None
         self.running = False
+        self._count_job: CountJob | None = None  # the listing of the classes' photos now awaited
         self.pages = QStackedWidget()
         self.pages.addWidget(self._build_setup())
         self.pages.addWidget(self._build_result())
@@ -99,7 +105,8 @@ class TeachDialog(QDialog):
         layout.addWidget(self.pages)
         messages.route(TrainJob, lambda job, outcome: self._on_finished(outcome), lambda job, message: self._on_failed(message),
                        lambda job, done, total: self._on_progress(done, total))
-        messages.route(SaveModelJob, lambda job, path: self._on_saved(True, path), lambda job, message: self._on_saved(False, message))
+        messages.route(CountJob, self._on_counted, self._on_count_failed)
+        messages.route(SaveModelJob, self._on_saved, lambda job, message: self.saved_label.setText(message))
         self.resize(760, 560)
 
     # ---- setup page ----
@@ -154,8 +161,10 @@ class TeachDialog(QDialog):
             self.set_data(folder)
 
     def set_data(self, data: str | list[str]) -> None:
-        """A folder of class folders, or a list of class folders. Listing their names only: no file is read."""
+        """A folder of class folders, or a list of class folders. Their names now; each one's photos are counted
+        on the worker's thread (listed by name, no photo is read) and shown when they come."""
         self.data = data
+        self._count_job = None
         self.class_list.clear()
         if isinstance(data, str):
             self.source_label.setText(data)
@@ -173,7 +182,29 @@ class TeachDialog(QDialog):
         if len(names) < 2:
             self.status.setText("Teaching needs at least two classes: one folder of photos each.")
         else:
-            self.status.setText(f"{len(names)} classes. Teach to compute their features and fit the new model.")
+            self.status.setText(f"{len(names)} classes (counting their photos…). "
+                                "Teach to compute their features and fit the new model.")
+            job = self.worker.count_classes(data)
+            self._count_job = job if isinstance(job, CountJob) else None
+
+    def _on_counted(self, job: CountJob, data: DataSet) -> None:
+        if job is not self._count_job:
+            return  # other folders were chosen since
+        self._count_job = None
+        counts = data.counts()
+        self.class_list.clear()
+        for label, n in zip(data.labels, counts, strict=True):
+            item = QListWidgetItem(f"{label} — {plural(n, 'photo')}")
+            self.class_list.addItem(item)
+        self.status.setText(f"{len(data.labels)} classes, {plural(sum(counts), 'photo')}. "
+                            "Teach to compute their features and fit the new model.")
+
+    def _on_count_failed(self, job: CountJob, message: str) -> None:
+        if job is not self._count_job:
+            return
+        self._count_job = None
+        self.train_button.setEnabled(False)  # training would refuse the same folders
+        self.status.setText(f"Cannot teach these classes yet: {message}.")
 
     def dragEnterEvent(self, event) -> None:
         if event.mimeData().hasUrls():
@@ -339,9 +370,9 @@ class TeachDialog(QDialog):
             self.saved_label.setText(f"Saving {path}…")
             self.worker.save_model(self.outcome.model_path, path)
 
-    def _on_saved(self, ok: bool, message: str) -> None:
-        self.saved_label.setText(f"Saved {message}: open it later with File → Open Weights… or --weights"
-                                 if ok else message)
+    def _on_saved(self, job: SaveModelJob, path: str) -> None:
+        self.saved_label.setText(f"Saved {path}: open it later with File → Open Weights… or --weights")
+        self.modelSaved.emit(job.source, path)
 
     def closeEvent(self, event) -> None:
         if self.running:

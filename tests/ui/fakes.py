@@ -5,7 +5,7 @@ import threading
 
 from PySide6.QtCore import QObject, Signal
 
-from resnext_gui.worker import ClassifyJob, DownloadJob, LoadJob, RecomputeJob, ViewJob
+from resnext_gui.worker import ClassifyJob, CountJob, DownloadJob, LoadJob, RecomputeJob, SaveModelJob, ViewJob
 from tests.fakes import FakeClassifier
 
 
@@ -51,8 +51,8 @@ class FakeWorker(QObject):
     def recompute(self, item_id, source, layer):
         return self._put(RecomputeJob(item_id, source, layer))
 
-    def view(self, item_id, source):
-        return self._put(ViewJob(item_id, source))
+    def view(self, item_id, source, full=False):
+        return self._put(ViewJob(item_id, source, full))
 
     def load(self, weights, device, explicit=True, backend=None, precision=None):
         self.weights = weights
@@ -60,6 +60,12 @@ class FakeWorker(QObject):
 
     def download(self, variant="v2", url=None):
         return self._put(DownloadJob(variant, url))
+
+    def count_classes(self, data):
+        return self._put(CountJob(data))
+
+    def save_model(self, source, target):
+        return self._put(SaveModelJob(source, target))
 
     def cancel_download(self):
         self.cancelled_downloads += 1

@@ -1,6 +1,10 @@
 """The batch controller (ui/controller.py) with a fake worker and no window: queueing, answers, Stop, Clear, Undo,
 Retry, Remove, what was asked for, and progress."""
 
+import json
+import os
+import stat
+
 import pytest
 from PySide6.QtGui import QImage
 
@@ -166,3 +170,28 @@ def test_export_to_a_folder_that_is_not_there_is_a_warning(qtbot, rig, tmp_path)
     assert box.windowTitle() == "Export failed" and str(tmp_path / "missing" / "r.csv") in box.text()
     box.close()
     assert rig.ctl.export_results(str(tmp_path / "r"), "json") and (tmp_path / "r.json").is_file()
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_export_honours_the_umask_like_any_program_s_file(qtbot, rig, tmp_path, umask):
+    rig.add(1)
+    (job,) = rig.worker.of(ClassifyJob)
+    rig.worker.answer(job, rig.ok(job))
+    qtbot.waitUntil(lambda: len(rig.updated) == 1)
+    old = os.umask(umask)
+    try:
+        assert rig.ctl.export_results(str(tmp_path / "r.csv"))
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(tmp_path / "r.csv").st_mode) == 0o666 & ~umask
+
+
+def test_export_of_only_some_photos_writes_theirs_and_says_so(qtbot, rig, tmp_path):
+    photos = rig.add(3)
+    for job in rig.worker.of(ClassifyJob):
+        rig.worker.answer(job, rig.ok(job))
+    qtbot.waitUntil(lambda: len(rig.updated) == 3)
+    assert rig.ctl.export_results(str(tmp_path / "r.json"), only={photos[0].item_id, photos[2].item_id})
+    written = json.loads((tmp_path / "r.json").read_text())
+    assert [r["path"] for r in written] == [str(photos[0].source), str(photos[2].source)]
+    assert rig.status[-1] == f"Exported 2 results of the photos the gallery shows to {tmp_path / 'r.json'}"

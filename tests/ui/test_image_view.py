@@ -60,3 +60,21 @@ def test_the_map_shown_and_the_rendered_overlay_follow_mode_and_map(qtbot):
         view.set_mode("sideways")
     view.set_photo(None)
     assert not view.has_photo() and view.photo_width() == 0
+
+
+def test_a_reduced_copy_is_zoomed_in_the_photo_s_own_pixels(qtbot):
+    """A 4247×2825 photo shown from its 1062×707 copy: Actual Size is 2825 screen pixels tall, and says 100 %."""
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.resize(800, 600)
+    view.set_photo(QImage(1062, 707, QImage.Format.Format_RGB32), full_width=4247)
+    assert view.zoom is None and view.photo_zoom() is None and view.reduction() == pytest.approx(4247 / 1062)
+    view.actual_size()
+    assert view.photo_zoom() == pytest.approx(1.0) and view._fit().height() == pytest.approx(707 * 4247 / 1062)
+    view.zoom_by(1.25)
+    assert view.photo_zoom() == pytest.approx(1.25)
+    view.zoom_to(1e6)
+    assert view.photo_zoom() == pytest.approx(16.0)  # the limit is of the photo's pixels, not the copy's
+    view.resize(2000, 1500)
+    view.fit()  # fitted, the image shown is never enlarged (the look is the same as for any image)
+    assert view.scale() == 1.0

@@ -125,3 +125,40 @@ def test_a_recent_file_that_is_gone_is_forgotten_with_a_message(rig, tmp_path):
     assert RecentWeights(rig.settings).paths() == [] and not rig.actions.menus["recent"].isEnabled()
     assert rig.messages.last_message.windowTitle() == "Weights file not found"
     rig.messages.last_message.close()
+
+
+def test_a_taught_model_in_use_is_named_by_the_file_it_was_saved_to(rig, tmp_path):
+    from resnext_gui.worker import SaveModelJob, TrainOutcome
+
+    temporary = str(tmp_path / "cache" / "taught-1f2e.safetensors")
+    rig.worker.answer(rig.worker.load(None, "cpu"), info())
+    dialog = rig.model.teach()
+    dialog.outcome = TrainOutcome(temporary, {}, ["a", "b"], [])
+    dialog.use_model()
+    (_, use) = rig.worker.of(LoadJob)
+    rig.worker.answer(use, info(weights=f"custom checkpoint: {temporary} (from the file chosen)",
+                                weights_short="taught-1f2e.safetensors"))
+    assert rig.model.weights_label.text() == "Weights: taught-1f2e.safetensors"
+    saved = str(tmp_path / "my-classes.safetensors")
+    dialog.save_to(saved)
+    (job,) = rig.worker.of(SaveModelJob)
+    rig.worker.answer(job, saved)
+    assert rig.model.weights_label.text() == "Weights: my-classes.safetensors"
+    assert rig.model.weights_label.toolTip().count(saved) == 1 and temporary not in rig.model.weights_label.toolTip()
+    assert rig.worker.weights == saved  # a change of device reloads the saved file, not the cache's copy
+    rig.model.set_device("cpu")
+    assert rig.worker.of(LoadJob)[-1].weights == saved
+    dialog.close()
+
+
+def test_saving_a_taught_model_not_in_use_leaves_the_status_bar_alone(rig, tmp_path):
+    from resnext_gui.worker import SaveModelJob, TrainOutcome
+
+    rig.worker.answer(rig.worker.load("/w/mine.pth", "cpu"), info())
+    dialog = rig.model.teach()
+    dialog.outcome = TrainOutcome(str(tmp_path / "taught.safetensors"), {}, ["a", "b"], [])
+    dialog.save_to(str(tmp_path / "kept.safetensors"))
+    (job,) = rig.worker.of(SaveModelJob)
+    rig.worker.answer(job, str(tmp_path / "kept.safetensors"))
+    assert rig.model.weights_label.text() == "Weights: mine.pth" and rig.worker.weights == "/w/mine.pth"
+    dialog.close()

@@ -1,9 +1,12 @@
 """The photo shown (ui/presenter.py), built from its parts with a fake worker: view, top 5, title, class chosen."""
 
+import json
+
 import numpy as np
 import pytest
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QImage
+from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from resnext_gui.core.classifier import TopClass
 from resnext_gui.ui.controller import BatchController, ModelState
@@ -79,3 +82,90 @@ def test_a_failed_photo_says_why_and_nothing_selected_says_so(qtbot, rig):
     assert view.placeholder == "Could not classify this file\n\nnot an image." and controls.top5.message.text() == "not an image."
     controller.clear()
     assert view.placeholder == IDLE_HINT and titles[-1] == APP_TITLE and controls.top5.title.text() == "Top 5"
+
+
+def _exported(presenter, photos, monkeypatch, tmp_path, button):
+    """Export with the search on, the question answered with the button whose text starts with ``button``."""
+    asked = []
+
+    def click(box):
+        asked.append(box.text())
+        choice = next((b for b in box.buttons() if b.text().startswith(button)), None)
+        (choice or box.button(QMessageBox.StandardButton.Cancel)).click()
+        return 0
+
+    monkeypatch.setattr(QMessageBox, "exec", click)
+    target = tmp_path / f"export{len(list(tmp_path.glob('export*')))}.json"  # a new file each time
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", lambda *a, **k: (str(target), "JSON (*.json)"))
+    presenter.export_dialog()
+    return asked, ([r["path"] for r in json.loads(target.read_text())] if target.exists() else None)
+
+
+def test_export_while_the_search_hides_photos_asks_which_and_writes_what_was_chosen(qtbot, rig, monkeypatch, tmp_path):
+    presenter, controller, worker, photos, view, controls, titles = rig
+    names = ["/p/cat.png", "/p/dog.png", "/p/cat2.png"]
+    controller.enqueue([(n, n) for n in names])
+    for job in worker.of(ClassifyJob):
+        top = [TopClass(1, 0, "class 0", 0.9)]
+        worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, record={"path": str(job.source), "ok": True}))
+    qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "All")
+    assert asked == [] and written == names  # nothing hidden: no question
+    presenter.proxy.set_text("cat")
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Only")
+    assert asked == ["The gallery's search or filter shows 2 of the 3 photos with results. Which results should be exported?"]
+    assert written == ["/p/cat.png", "/p/cat2.png"]
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "All 3")
+    assert written == names
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Cancel")
+    assert asked and written is None  # cancelled: no file dialog, nothing written
+    presenter.proxy.set_text("no such photo")
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Only")
+    assert asked and written is None  # none shown: only "All" is offered, and not clicked here
+
+
+def test_the_zoom_in_the_title_is_of_the_photo_s_own_pixels(qtbot, rig):
+    presenter, controller, worker, photos, view, controls, titles = rig
+    view.resize(400, 300)
+    controller.enqueue([("/p/big.png", "/p/big.png")])
+    (job,) = worker.of(ClassifyJob)
+    top = [TopClass(1, 0, "class 0", 0.9)]
+    worker.answer(job, PhotoResult(job.item_id, True, "/p/big.png", top=top, crop=(0, 0, 1, 1), record={"ok": True},
+                                   display=QImage(100, 50, QImage.Format.Format_RGB888), size=(800, 400)))
+    qtbot.waitUntil(lambda: titles and "class 0" in titles[-1])
+    view.actual_size()
+    assert titles[-1] == f"big.png · 800×400 · class 0 90% · 100% — {APP_TITLE}" and view._fit().width() == pytest.approx(800)
+
+
+def test_zoom_past_the_display_copy_shows_every_pixel_and_save_overlay_writes_the_full_photo(qtbot, rig, tmp_path):
+    """The worker decodes the whole photo (here: the fake worker's answer) once the view is zoomed past the
+    reduced copy, and for Save Overlay; the GUI thread only shows and writes what it gets."""
+    presenter, controller, worker, photos, view, controls, titles = rig
+    view.resize(400, 300)
+    controller.enqueue([("/p/a.png", "/p/a.png"), ("/p/b.png", "/p/b.png")])
+    maps = np.stack([np.full((224, 224), 200, np.uint8)] * 5)
+    top = [TopClass(1, 0, "class 0", 0.9)]
+    for job in worker.of(ClassifyJob):
+        worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, crop=(0, 0, 1, 1), maps=maps,
+                                       record={"ok": True}, display=QImage(100, 50, QImage.Format.Format_RGB888),
+                                       size=(800, 400)))
+    qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
+    a, b = photos
+    presenter.select(a)
+    assert not [j for j in worker.of(ViewJob) if j.full]  # fitted: the display copy is enough
+    view.actual_size()
+    view.zoom_by(1.25)
+    fulls = [j for j in worker.of(ViewJob) if j.full]
+    assert [j.item_id for j in fulls] == [a.item_id]  # asked once
+    full = QImage(800, 400, QImage.Format.Format_RGB888)
+    full.fill(0x808080)
+    worker.answer(fulls[0], full)
+    assert view.photo_width() == 800 and view.photo_zoom() == pytest.approx(1.25) and view._fit().width() == pytest.approx(1000)
+    assert presenter.save_overlay_to(str(tmp_path / "a.png"))  # every pixel is here: written at once
+    assert QImage(str(tmp_path / "a.png")).size().toTuple() == (800, 400)
+    presenter.select(b)
+    assert view.photo_width() == 100 and photos.display(a.item_id).width() == 100  # the full photo was never cached
+    assert not presenter.save_overlay_to(str(tmp_path / "b.png")) and not (tmp_path / "b.png").exists()
+    (job,) = [j for j in worker.of(ViewJob) if j.full and j.item_id == b.item_id]
+    worker.answer(job, full)
+    assert QImage(str(tmp_path / "b.png")).size().toTuple() == (800, 400)

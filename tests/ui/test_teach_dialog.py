@@ -3,10 +3,11 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image, ImageEnhance
 from PySide6.QtCore import QMimeData, QUrl
 
-from resnext_gui.worker import SaveModelJob, TrainJob
+from resnext_gui.worker import JobFailed, SaveModelJob, TrainJob
 from tests.ui.conftest import drop, open_window
 from tests.ui.fakes import FakeFactory
 
@@ -81,3 +82,44 @@ def test_refusal_is_shown_in_the_dialog(qtbot, settings, checkpoint, photos, tmp
     assert "'coffee' (1)" in dlg.status.text() and dlg.pages.currentIndex() == 0
     assert dlg.train_button.isEnabled() and dlg.cancel_button.text() == "Close"
     win.close()
+
+
+def test_the_classes_show_their_photo_counts_before_teaching(qtbot, tmp_path):
+    """Counted on the worker's thread by core.train.scan (here: the fake worker's job, run as the worker runs it)."""
+    from resnext_gui.ui.messages import Messages
+    from resnext_gui.ui.teach_dialog import TeachDialog
+    from resnext_gui.worker import CountJob
+    from tests.ui.fakes import FakeWorker
+
+    worker, messages = FakeWorker(), Messages()
+    messages.listen(worker)
+    dlg = TeachDialog(worker, messages)
+    qtbot.addWidget(dlg)
+    sizes = {"ripe": 7, "unripe": 3}
+    for name, n in sizes.items():
+        (tmp_path / "data" / name / "deeper").mkdir(parents=True)
+        for i in range(n):
+            Image.new("RGB", (4, 4)).save(tmp_path / "data" / name / ("deeper" if i % 2 else "") / f"{i}.png")
+        (tmp_path / "data" / name / "notes.txt").write_text("not a photo")
+    dlg.set_data(str(tmp_path / "data"))
+    (job,) = worker.of(CountJob)
+    assert job.data == str(tmp_path / "data")
+    worker.answer(job, job.run(None))
+    shown = [dlg.class_list.item(i).text() for i in range(dlg.class_list.count())]
+    assert shown == ["ripe — 7 photos", "unripe — 3 photos"]
+    assert dlg.status.text().startswith("2 classes, 10 photos.") and dlg.train_button.isEnabled()
+    # a class too small to teach: the reason, and Teach is off
+    (tmp_path / "few" / "a").mkdir(parents=True)
+    (tmp_path / "few" / "b").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "few" / "a" / "only.png")
+    for i in range(2):
+        Image.new("RGB", (4, 4)).save(tmp_path / "few" / "b" / f"{i}.png")
+    dlg.set_data(str(tmp_path / "few"))
+    job = worker.of(CountJob)[-1]
+    with pytest.raises(JobFailed) as refused:
+        job.run(None)
+    worker.fail(job, str(refused.value))
+    assert "'a' (1)" in dlg.status.text() and not dlg.train_button.isEnabled()
+    # an answer for folders chosen before is not shown over the current ones
+    worker.answer(worker.of(CountJob)[0], job.__class__(str(tmp_path / "data")).run(None))
+    assert "'a' (1)" in dlg.status.text()

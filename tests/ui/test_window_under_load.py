@@ -19,7 +19,7 @@ class TurnLog:
 
     def __init__(self, intake) -> None:
         self.log: list[str] = []
-        intake.arrived.connect(lambda sources, select: self.log.append("slice"))
+        intake.arrived.connect(lambda sources, select, listing: self.log.append("slice"))
         self.timer = QTimer()
         self.timer.setInterval(0)
         self.timer.timeout.connect(lambda: self.log.append("other"))

@@ -218,3 +218,16 @@ def test_image_data_without_a_file_is_encoded_as_png_for_the_core(qtbot):
     back = QImage.fromData(data)
     assert data.startswith(b"\x89PNG") and (back.width(), back.height()) == (5, 3)
     assert back.pixelColor(2, 1) == QColor(10, 200, 30)
+
+
+def test_the_view_s_full_decode_has_every_pixel_and_its_display_copy_is_reduced(tmp_path):
+    from PIL import Image
+
+    from resnext_gui.worker import DISPLAY_MAX_SIDE
+
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (3 * DISPLAY_MAX_SIDE, 2 * DISPLAY_MAX_SIDE), (90, 120, 30)).save(big)
+    reduced = ViewJob(1, str(big)).run(None)
+    full = ViewJob(1, str(big), full=True).run(None)
+    assert max(reduced.width(), reduced.height()) <= DISPLAY_MAX_SIDE
+    assert (full.width(), full.height()) == (3 * DISPLAY_MAX_SIDE, 2 * DISPLAY_MAX_SIDE)
