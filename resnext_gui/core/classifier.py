@@ -368,9 +368,8 @@ class Classifier:
     def _decode_workers(self, batch_size: int) -> int:
         """Threads that decode the next photos while the model runs.
 
-        On a GPU the CPU is free, so decoding overlaps fully. On the CPU the forward pass already uses
-        every core: measured on 2 cores (benchmarks/), a decode thread beside batch-1 inference made each
-        photo 15-25% slower, while with batches of 8 it made them about 10% faster.
+        On a GPU the CPU is free, so decoding overlaps fully. On the CPU the forward pass already uses every
+        core: a decode thread pays off only beside batches (the figures: benchmarks/results.md, rows 3b).
         """
         if self.decode_workers is not None:
             return max(0, self.decode_workers)
