@@ -287,6 +287,10 @@ def compile_network(model: ov.Model, precision: str = "fp32", threads: int | Non
         core = ov.Core()
         if cache_dir is not None:
             core.set_property({"CACHE_DIR": str(cache_dir)})
+        if "ENABLE_CPU_PINNING" in core.get_property("CPU", "SUPPORTED_PROPERTIES"):
+            # Unpinned: photos decode on a thread beside the network, and a pinned worker thread that the decoder
+            # preempts holds up every layer; unpinned, the scheduler moves it (benchmarks/backends.md)
+            config["ENABLE_CPU_PINNING"] = False
         return core.compile_model(model, "CPU", config)
     except Exception as exc:  # OpenVINO raises RuntimeError (sometimes others) with its own text
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
