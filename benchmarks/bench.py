@@ -584,21 +584,38 @@ def main(argv=None) -> int:
     row("3c. `resnext-gui classify --batch-size 8`, 12-MP JPEG, per photo", cli8["per_photo_ms"], "x")
     clit = run_classify(big * 3, weights, args.device, ["--backend", "torch"])
     row("3c. `resnext-gui classify --backend torch` (batch 8), 12-MP JPEG, per photo", clit["per_photo_ms"], "x")
-    cli = run_classify(soak, weights, args.device)
+    # The two rows the targets are about run three times each, alternating (this machine's runs of the same
+    # command vary by a fifth): the median per photo is reported, with the range.
+    runs: dict[str, list[dict]] = {"source": [], "light": []}
+    light_failed = None
+    for _ in range(3):
+        runs["source"].append(run_classify(soak, weights, args.device))
+        if light_failed is None:
+            try:
+                runs["light"].append(run_classify(soak, weights, "cpu", app=LIGHT_APP))  # the light app: CPU only
+            except RuntimeError as exc:
+                light_failed = str(exc)[:300]
+
+    def median_run(kind: str) -> tuple[dict, str]:
+        done = sorted(runs[kind], key=lambda r: r["per_photo_ms"])
+        spread = ", ".join(f"{r['per_photo_ms']:.1f}" for r in done)
+        return done[len(done) // 2], f"median of {len(done)} runs ({spread} ms)"
+
+    cli, spread = median_run("source")
     row(f"3c. `resnext-gui classify` (defaults: {clf.backend}, batch {clf.default_batch_size}), {cli['n']} × 12-MP JPEG,"
         " per photo", cli["per_photo_ms"], "x",
-        f"target ≤ 1.0; {naive_big / cli['per_photo_ms']:.2f}× faster than 2a (target ≥ 2.5), "
-        f"{naive_cam5 / cli['per_photo_ms']:.1f}× faster than 2b with 5 maps")
+        f"target ≤ 0.75; {naive_big / cli['per_photo_ms']:.2f}× faster than 2a (target ≥ 3), "
+        f"{naive_cam5 / cli['per_photo_ms']:.1f}× faster than 2b with 5 maps; {spread}")
     cli_small = run_classify(small * 4, weights, args.device)
     row("3c. `resnext-gui classify` (defaults), small PNG, per photo", cli_small["per_photo_ms"], "x")
     light_name = f"3d. classify defaults over {len(soak)} × 12-MP JPEGs with torch blocked (the light app's path), per photo"
-    try:
-        light = run_classify(soak, weights, "cpu", app=LIGHT_APP)  # the light app runs on the CPU only
+    if light_failed is None:
+        light, spread = median_run("light")
         row(light_name, light["per_photo_ms"], "x",
-            f"{light['per_photo_ms'] / cli['per_photo_ms']:.2f}× row 3c's defaults; peak RSS {light['peak_mb']:.0f} MB "
-            f"(3c: {cli['peak_mb']:.0f} MB)")
-    except RuntimeError as exc:
-        row(light_name, "failed", "", str(exc)[:300])
+            f"target ≤ 0.75; {naive_big / light['per_photo_ms']:.2f}× faster than 2a (target ≥ 3); {spread}; "
+            f"peak RSS {light['peak_mb']:.0f} MB (3c: {cli['peak_mb']:.0f} MB)")
+    else:
+        row(light_name, "failed", "", light_failed)
     if cli.get("rss_at_10pct_mb"):
         growth = cli["rss_at_end_mb"] - cli["rss_at_10pct_mb"]
         row(f"4. classify RSS after {cli['n'] // 10} → {cli['n']} photos (MB)", f"{cli['rss_at_10pct_mb']:.0f} → {cli['rss_at_end_mb']:.0f}",
