@@ -378,3 +378,16 @@ def head_loss(weight, x, y, l2: float) -> float:
     lse = np.log(np.exp(logits - top).sum(axis=1)) + top[:, 0]
     w = np.asarray(weight, np.float64) * scale
     return float(np.mean(lse - logits[np.arange(len(y)), y]) + 0.5 * l2 * np.sum(w * w))
+
+
+# The light app's condition, for scripts run in a subprocess: torch and torchvision cannot be imported.
+BLOCK_TORCH = r"""
+import sys
+
+class BlockTorch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "torchvision", "functorch", "triton"):
+            raise ImportError(f"{name} is blocked in this test")
+
+sys.meta_path.insert(0, BlockTorch())
+"""

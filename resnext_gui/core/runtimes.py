@@ -56,16 +56,16 @@ def compiled_cache_dir() -> Path:
     return cache_root() / "openvino-compiled"
 
 
-def _clean_cache(folder: Path) -> None:
+def _clean_cache(folder: Path, everything: bool = False) -> None:
     """Remove whatever in the cache folder is not a plain file (a FIFO or a link to /dev/zero would hang the
-    runtime reading it). OpenVINO checks each blob against its key and rebuilds what does not match."""
+    runtime reading it), or with ``everything`` all of it. OpenVINO rebuilds what is missing."""
     try:
         entries = list(folder.iterdir())
     except OSError:
         return
     for entry in entries:
         try:
-            if not stat.S_ISREG(entry.lstat().st_mode):
+            if everything or not stat.S_ISREG(entry.lstat().st_mode):
                 entry.unlink()
         except OSError:
             pass
@@ -176,23 +176,11 @@ class _Network:
             if bytes(np.asarray(values[-1], dtype=np.uint8)) != self._runtime._tag:
                 if not self.from_cache:
                     raise BackendError("OpenVINO's compiled network does not carry the checkpoint it was built from")
-                _forget_cache(self._runtime.cache_dir)  # a cache entry that answers for another network
+                _clean_cache(self._runtime.cache_dir, everything=True)  # an entry that answers for another network
                 self._compile()
                 return self.run(inputs)
             self._verified = True
         return values
-
-
-def _forget_cache(folder: Path) -> None:
-    try:
-        entries = list(folder.iterdir())
-    except OSError:
-        return
-    for entry in entries:
-        try:
-            entry.unlink()
-        except OSError:
-            pass
 
 
 def _first_line(exc: BaseException) -> str:

@@ -22,7 +22,7 @@ from resnext_gui.core import checkpoint as C
 from resnext_gui.core.checkpoint import read_checkpoint, reference_shapes
 from resnext_gui.core.errors import WeightsError
 from resnext_gui.core.weights import WeightsSource
-from tests.helpers import REPO, make_checkpoint
+from tests.helpers import BLOCK_TORCH, REPO, make_checkpoint
 
 
 def src(path):
@@ -527,16 +527,10 @@ def test_tensors_claiming_more_numbers_than_a_checkpoint_holds_are_refused(tmp_p
 # ---------------------------------------------------------------------------------------------------------
 # No torch needed
 
-READ_WITHOUT_TORCH = r"""
+READ_WITHOUT_TORCH = BLOCK_TORCH + r"""
 import json, sys
 from pathlib import Path
 
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, BlockTorch())
 import numpy as np
 from resnext_gui.core.checkpoint import read_checkpoint
 from resnext_gui.core.errors import WeightsError

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from resnext_gui.core import train as T
-from tests.helpers import REPO, head_loss, torch_fit_head
+from tests.helpers import BLOCK_TORCH, REPO, head_loss, torch_fit_head
 
 
 def pooled_like(rng, labels, classes, separation):
@@ -58,15 +58,9 @@ def test_predict_proba_is_a_stable_softmax():
     assert np.isfinite(huge).all() and np.allclose(huge.sum(axis=1), 1.0)
 
 
-LIGHT = r"""
+LIGHT = BLOCK_TORCH + r"""
 import sys
 
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, BlockTorch())
 import numpy as np
 from PIL import Image
 from resnext_gui.core import cam, labels, preprocess, train, weights

@@ -6,22 +6,12 @@ import sys
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import BLOCK_TORCH, REPO
 
 pytestmark = pytest.mark.slow  # builds and compiles the OpenVINO network in fresh processes
 
-BLOCKER = r"""
-import sys
 
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "functorch", "triton"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, BlockTorch())
-"""
-
-CORE = BLOCKER + r"""
+CORE = BLOCK_TORCH + r"""
 import importlib, json, pkgutil
 import resnext_gui.core
 from resnext_gui.core.devices import torch_installed
@@ -55,7 +45,7 @@ def test_core_classifies_and_explains_without_torch(checkpoint, photos):
                    "torch_loaded": False}
 
 
-CLI = BLOCKER + r"""
+CLI = BLOCK_TORCH + r"""
 from resnext_gui.cli import main
 code = main(["classify", "--weights", sys.argv[1], "--layer", "layer3", sys.argv[2]])
 assert not any(k.split(".")[0] in ("torch", "torchvision") for k in sys.modules), "torch was imported"
@@ -72,14 +62,14 @@ def test_classify_command_without_torch(checkpoint, photos):
 
 
 def test_asking_for_cuda_without_torch_says_so(checkpoint, photos):
-    code = BLOCKER + "from resnext_gui.cli import main\nsys.exit(main(['classify', '--device', 'cuda', '--weights', sys.argv[1], sys.argv[2]]))\n"
+    code = BLOCK_TORCH + "from resnext_gui.cli import main\nsys.exit(main(['classify', '--device', 'cuda', '--weights', sys.argv[1], sys.argv[2]]))\n"
     r = subprocess.run([sys.executable, "-c", code, str(checkpoint), str(photos["coffee"])],
                        capture_output=True, text=True, cwd=REPO, timeout=300)
     assert r.returncode == 2
     assert "runs on the CPU only" in r.stderr and "Traceback" not in r.stderr
 
 
-WINDOW = BLOCKER + r"""
+WINDOW = BLOCK_TORCH + r"""
 from resnext_gui.app import main
 sys.exit(main(["--startup-report", "--weights", sys.argv[1], sys.argv[2]]))
 """

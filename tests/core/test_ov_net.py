@@ -13,7 +13,7 @@ from torchvision.models import ResNeXt50_32X4D_Weights, resnext50_32x4d
 from resnext_gui.core import ov_net
 from resnext_gui.core.errors import OpenVINOError, WeightsError
 from resnext_gui.core.model import forward_from, forward_to
-from tests.helpers import REPO
+from tests.helpers import BLOCK_TORCH, REPO
 
 PHOTOS = ("chelsea", "coffee", "rocket", "astronaut")
 STAGE_SHAPES = {"layer3": (1024, 14, 14), "layer2": (512, 28, 28)}
@@ -223,16 +223,10 @@ def test_bad_arguments_are_clear_errors(file_state, tmp_path):
         ov_net.compile_network(model, threads=-2)
 
 
-BLOCK_TORCH_AND_RUN = r"""
+BLOCK_TORCH_AND_RUN = BLOCK_TORCH + r"""
 import os, sys
 from pathlib import Path
 
-class BlockTorch:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, BlockTorch())
 import numpy as np
 from resnext_gui.core import ov_net
 
