@@ -380,14 +380,20 @@ def head_loss(weight, x, y, l2: float) -> float:
     return float(np.mean(lse - logits[np.arange(len(y)), y]) + 0.5 * l2 * np.sum(w * w))
 
 
-# The light app's condition, for scripts run in a subprocess: torch and torchvision cannot be imported.
-BLOCK_TORCH = r"""
+def import_blocker(*packages: str) -> str:
+    """Python source that makes ``packages`` (and their submodules) impossible to import: the start of a script
+    run in a subprocess, as if they were not installed."""
+    return f"""
 import sys
 
-class BlockTorch:
+class Blocked:
     def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("torch", "torchvision", "functorch", "triton"):
-            raise ImportError(f"{name} is blocked in this test")
+        if name.split(".")[0] in {packages!r}:
+            raise ImportError(f"{{name}} is blocked in this test")
 
-sys.meta_path.insert(0, BlockTorch())
+sys.meta_path.insert(0, Blocked())
 """
+
+
+BLOCK_TORCH = import_blocker("torch", "torchvision", "functorch", "triton")  # the light app's condition
+BLOCK_QT = import_blocker("PySide6", "shiboken6", "PyQt5", "PyQt6")

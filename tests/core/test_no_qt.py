@@ -3,17 +3,10 @@
 import subprocess
 import sys
 
-from tests.helpers import REPO
+from tests.helpers import BLOCK_QT, REPO
 
-BLOCK_QT_AND_RUN = r"""
-import importlib, pkgutil, sys
-
-class BlockQt:
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("PySide6", "shiboken6", "PyQt5", "PyQt6"):
-            raise ImportError(f"{name} is blocked in this test")
-
-sys.meta_path.insert(0, BlockQt())
+BLOCK_QT_AND_RUN = BLOCK_QT + r"""
+import importlib, pkgutil
 import resnext_gui.core
 mods = [m.name for m in pkgutil.walk_packages(resnext_gui.core.__path__, "resnext_gui.core.")]
 for m in mods + ["resnext_gui.cli"]:
