@@ -7,6 +7,7 @@ says what the model is doing (``loading``) and how far a long job has come (``pr
 from __future__ import annotations
 
 import gc
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -122,6 +123,7 @@ class PhotoResult:
     record: dict[str, Any] = field(default_factory=dict)  # the core's output record (what `classify` prints)
     encoded: bytes | None = None  # for image data without a file: the PNG the worker made of it
     size: tuple[int, int] | None = None  # (width, height) of the photo itself, as oriented
+    cached: bool = False  # answered from the results library (no forward pass)
 
     @classmethod
     def failure(cls, item_id: int, name: str, message: str) -> PhotoResult:
@@ -174,7 +176,11 @@ class ClassifyJob(Job):
         return _name_of(self.source)
 
     def run(self, ctx: _Runner) -> PhotoResult:
-        return _photo_result(ctx.require_classifier(), self.item_id, self.source, self.layer, ctx.pixel_ratio)
+        clf = ctx.require_classifier()
+        known = ctx.library.answer(clf, self.item_id, self.source, self.layer)
+        if known is not None:
+            return known
+        return _photo_result(clf, self.item_id, self.source, self.layer, ctx.pixel_ratio, keep=ctx.library.keeper(clf))
 
 
 @dataclass
@@ -357,7 +363,9 @@ def qimage_to_png_bytes(image: QImage) -> bytes:
     return bytes(buf.data().data())
 
 
-def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer: str, pixel_ratio: float) -> PhotoResult:
+def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer: str, pixel_ratio: float,
+                  keep: Callable[[PhotoSource, Prediction], str | None] | None = None) -> PhotoResult:
+    """Classify one photo; ``keep`` (the results library) is handed each successful answer and may return a note."""
     encoded = qimage_to_png_bytes(source) if isinstance(source, QImage) else None
     data = encoded if encoded is not None else source
     pred = clf.classify(cast("Source", data), keep_image=True, layer=layer)
@@ -365,6 +373,7 @@ def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer:
     if not pred.ok or pred.image is None or pred.image_size is None or pred.crop is None or pred.cams is None:
         return PhotoResult(item_id, False, name, error=pred.error or "the photo could not be read",
                            record=pred.to_record(), encoded=encoded)
+    kept_note = keep(source, pred) if keep is not None else None
     display = _display_copy(pred.image)
     width, height = pred.image_size
     left, top, right, bottom = pred.crop
@@ -375,7 +384,8 @@ def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer:
         item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams),
         crop=(left / width, top / height, right / width, bottom / height),
         display=display, thumb=thumb, ms=pred.ms, device=pred.device, layer=pred.layer,
-        note=pred.note, record=pred.to_record(), encoded=encoded, size=(width, height),
+        note="; ".join(n for n in (pred.note, kept_note) if n) or None, record=pred.to_record(), encoded=encoded,
+        size=(width, height),
     )
 
 
@@ -440,8 +450,12 @@ class _Runner(QObject):
     """Lives in the worker thread: takes a job, lets it run with this context, and sends its one answer."""
 
     def __init__(self, out: Worker, queue: JobQueue, factory: ClassifierFactory, weights: str | None, device: str,
-                 pixel_ratio: float, threads: int | None, backend: str, precision: str) -> None:
+                 pixel_ratio: float, threads: int | None, backend: str, precision: str,
+                 library: str | os.PathLike[str] | None = None) -> None:
         super().__init__()
+        from .library_worker import LibraryKeeper
+
+        self.library = LibraryKeeper(library, pixel_ratio)  # the results library; opened after the model loads
         self.out, self.queue, self.factory = out, queue, factory
         self.weights, self.device = weights, device
         self.backend, self.precision = backend, precision
@@ -455,7 +469,13 @@ class _Runner(QObject):
     def start(self) -> None:
         self.cuda_available = runtime_facts(self.threads)
         self._answer(LoadJob(self.weights, self.device, explicit=False))
+        self.library.open()
         self._kick()
+
+    @Slot()
+    def shutdown(self) -> None:
+        """In the worker thread, as it ends: the gallery kept last is written and the library closed."""
+        self.library.close()
 
     @Slot()
     def tick(self) -> None:
@@ -562,15 +582,17 @@ class Worker(QObject):
     def __init__(self, weights: str | None = None, device: str = "auto", parent: QObject | None = None,
                  pixel_ratio: float = 1.0, threads: int | None = None,
                  classifier_factory: ClassifierFactory | None = None, backend: str = "auto",
-                 precision: str = "fp32") -> None:
+                 precision: str = "fp32", library: str | os.PathLike[str] | None = None) -> None:
         super().__init__(parent)
         self._queue = JobQueue()
         self._thread = QThread()
         self._thread.setObjectName("resnext-gui inference")
         self._runner = _Runner(self, self._queue, classifier_factory or _default_factory, weights, device,
-                               pixel_ratio, threads, backend, precision)
+                               pixel_ratio, threads, backend, precision, library)
         self._runner.moveToThread(self._thread)
         self._thread.started.connect(self._runner.start)
+        # emitted from the worker thread itself as it ends: the library's connection is closed where it was made
+        self._thread.finished.connect(self._runner.shutdown, Qt.ConnectionType.DirectConnection)
         self._wake.connect(self._runner.tick, Qt.ConnectionType.QueuedConnection)
         self._thread.finished.connect(self._runner.deleteLater)
         self.weights = weights  # the file asked for last (None: the lookup order)
@@ -636,12 +658,23 @@ class Worker(QObject):
     def save_model(self, source: str, target: str) -> Job:
         return self.submit(SaveModelJob(source, target))
 
+    def keep_gallery(self, paths: list[str]) -> None:
+        """The gallery to show at the next start (files, in order); written now and again as the worker stops."""
+        self._runner.library.keep_gallery(paths)
+        self.submit(_save_gallery_job())
+
     def cancel_batch(self) -> list[int]:
         """Drop the batch photos not yet started (the one being computed finishes); returns their ids."""
         return [job.item_id for job in self._queue.drop_batch() if isinstance(job, ClassifyJob)]
 
     def pending(self) -> int:
         return self._queue.pending_batch()
+
+
+def _save_gallery_job() -> Job:
+    from .library_worker import SaveGalleryJob
+
+    return SaveGalleryJob()
 
 
 def _own(source: PhotoSource) -> PhotoSource:

@@ -42,6 +42,7 @@ def isolated_env(monkeypatch, tmp_path_factory, model_cache):
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("TORCH_HOME", str(home / "torch"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / ".local" / "share"))  # the results library, desktop entries
     monkeypatch.delenv("RESNEXT_GUI_WEIGHTS", raising=False)
     return home
 

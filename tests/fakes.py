@@ -35,6 +35,9 @@ class FakeClassifier:
         # what teaching reads of a backbone (core.train): its preprocessing and the arrays to fingerprint
         self.checkpoint = SimpleNamespace(state={"conv1.weight": np.arange(6, dtype=np.float32)}, sha256="0" * 64)
         self.resize, self.crop_size = 40, 32
+        from resnext_gui.core.preprocess import Preprocessing
+
+        self.preprocessing = Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # what the results library keys on
 
     def classify(self, source, keep_image=False, layer=None):
         from resnext_gui.core.classifier import Prediction, TopClass
@@ -60,9 +63,9 @@ class FakeClassifier:
 
     # ---- teaching: features a fixed projection of the pixels ----
     def prepare(self, source):
-        from resnext_gui.core.preprocess import Preprocessing, load_and_prepare
+        from resnext_gui.core.preprocess import load_and_prepare
 
-        return load_and_prepare(source, Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)), True)
+        return load_and_prepare(source, self.preprocessing, True)
 
     def pooled_features(self, items):
         x = np.stack([i.tensor for i in items]).reshape(len(items), -1)

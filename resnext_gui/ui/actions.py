@@ -60,6 +60,8 @@ MENUS: list[tuple[str, list[Entry]]] = [
         SEPARATOR,
         Command("save", "&Save Overlay as PNG…", "presenter.save_overlay", (SK.Save,)),
         Command("export", "&Export Results…", "presenter.export_dialog", ("Ctrl+E",), tip="All processed photos as CSV or JSON"),
+        Command("write_keywords", "Write &Keywords…", "write_keywords",
+                tip="The top classes as XMP keywords beside each photo, for digiKam, darktable, Lightroom"),
         SEPARATOR,
         Command("quit", "&Quit", "close", (SK.Quit,)),
     ]),
@@ -70,6 +72,11 @@ MENUS: list[tuple[str, list[Entry]]] = [
         Command("remove", "&Remove Photo", "presenter.remove_selected", (SK.Delete,)),
         Command("retry", "Re&try", "controller.retry", ("Ctrl+R",), tip="Classify failed or stopped photos again"),
         Command("find", "&Find…", "gallery_bar.search.setFocus", (SK.Find,)),
+        Command("search_library", "Search the &Library…", "search_library", ("Ctrl+Shift+F",),
+                tip="Find photos classified on any earlier day, by label or file name"),
+        Command("forget", "For&get Photo", "forget_photo",
+                tip="Remove the selected photo from the gallery and its results from the library"),
+        Command("clear_library", "Clear Li&brary…", "library.clear_library", tip="Remove every kept result"),
         SEPARATOR,
         Command("stop", "S&top", "stop", ("Esc",)),
         Command("clear", "&Clear All", "clear", ("Ctrl+Shift+Backspace",)),
@@ -108,7 +115,8 @@ MENU_TOOLTIPS = {"&Device"}  # menus whose actions' tooltips say why one is disa
 
 # The gallery's context menu: commands, each with the predicate that enables it there (None: as in the menus).
 CONTEXT_MENU: list[tuple[str, str | None] | None] = [
-    ("copy", "has_photo"), ("retry", "can_retry"), ("remove", "has_photo"), ("save", None), SEPARATOR, ("undo", None),
+    ("copy", "has_photo"), ("retry", "can_retry"), ("remove", "has_photo"), ("forget", "has_photo"), ("save", None),
+    SEPARATOR, ("undo", None),
 ]
 
 

@@ -150,7 +150,8 @@ class BatchController(QObject):
         self._batch[1] += 1
         self._update_progress()
         if res.ok:
-            self.answerTime.emit(f"{res.ms:.0f} ms" + (f" · {res.note}" if res.note else ""))
+            took = "from the library" if res.cached else f"{res.ms:.0f} ms"
+            self.answerTime.emit(took + (f" · {res.note}" if res.note else ""))
         self.updated.emit(photo)
 
     def _on_recomputed(self, job: RecomputeJob, res: PhotoResult) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent, QGuiApplication, QShowEvent
-from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from ..worker import Worker
 from . import window_settings
@@ -22,6 +22,7 @@ from .gallery import GalleryModel, GalleryView, Photo, Status
 from .gallery_filter import GalleryBar, GalleryFilter
 from .image_view import MODES, ImageView
 from .intake import Intake
+from .library_ui import LibraryController, describe, library_path
 from .messages import Messages
 from .model_controller import ModelController, plain_label, startup_weights
 from .presenter import APP_TITLE, IDLE_HINT, Presenter
@@ -50,7 +51,8 @@ class MainWindow(QMainWindow):
             worker = Worker(startup_weights(weights, RecentWeights(self.settings)), device, self,
                             pixel_ratio=screen.devicePixelRatio() if screen else 1.0,
                             backend=str(self.settings.value("backend", "auto", type=str)),
-                            precision=str(self.settings.value("precision", "fp32", type=str)))
+                            precision=str(self.settings.value("precision", "fp32", type=str)),
+                            library=library_path(self.settings))
         self.worker = worker
         self.messages = Messages(self)
         self.messages.listen(worker)
@@ -60,6 +62,7 @@ class MainWindow(QMainWindow):
         self.presenter = Presenter(self.photos, self.proxy, self.gallery, self.view, self.controls, self.controller,
                                    self.messages, self.settings, self)
         self.intake = Intake(self.messages, self.settings, self)
+        self.library = LibraryController(self.photos, self.controller, worker, self.messages, self)
         self.model = ModelController(worker, self.settings, self.messages, device, self)
         self.outer.insertWidget(0, self.model.banner)
         self.commands = Actions(self, {
@@ -88,6 +91,11 @@ class MainWindow(QMainWindow):
         self.gallery = GalleryView(left)
         self.gallery.setModel(self.proxy)
         g.addWidget(self.gallery_bar)
+        self.library_search = QPushButton(left)  # the search box's text, looked for in every earlier day's photos
+        self.library_search.setFlat(True)
+        self.library_search.setStyleSheet("text-align: left; padding: 2px 4px;")
+        self.library_search.hide()
+        g.addWidget(self.library_search)
         g.addWidget(self.gallery, 1)
         split.addWidget(left)
         self.view = ImageView(self)
@@ -137,6 +145,9 @@ class MainWindow(QMainWindow):
         self.gallery.customContextMenuRequested.connect(lambda pos: self.gallery_menu_for(pos).popup(
             self.gallery.viewport().mapToGlobal(pos)))
         self.gallery_bar.changed.connect(p.filter_changed)
+        self.gallery_bar.search.textChanged.connect(self._offer_library_search)
+        self.library_search.clicked.connect(self.search_library)
+        self.library.infoChanged.connect(lambda info: self.summary_label.setToolTip(describe(info)))
         self.view.doubleClicked.connect(self.toggle_full_screen)
         controls.modeChosen.connect(self.set_mode)
         controls.opacityChanged.connect(self.view.set_opacity)
@@ -146,8 +157,10 @@ class MainWindow(QMainWindow):
         controls.clearClicked.connect(self.clear)
 
     def start(self) -> None:
-        """Start the worker (it imports torch and loads the model while the window is already up)."""
+        """Start the worker (it imports torch and loads the model while the window is already up); last time's
+        gallery follows from the results library once the model is there."""
         self.worker.start()
+        self.library.restore()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
         super().showEvent(event)
@@ -217,6 +230,21 @@ class MainWindow(QMainWindow):
     def toggle_full_screen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
+    def _offer_library_search(self, text: str) -> None:
+        text = text.strip()
+        self.library_search.setVisible(bool(text))
+        self.library_search.setText(f"Search the library for “{text}”…")
+
+    def search_library(self) -> None:
+        """Edit → Search the Library…: every photo classified on any day, by label or name."""
+        self.library.open_library(self.gallery_bar.search.text())
+
+    def forget_photo(self) -> None:
+        self.library.forget_selected(self.current_photo())
+
+    def write_keywords(self) -> None:
+        self.library.write_keywords_dialog(self.current_photo())
+
     def fit_to_screen(self) -> None:
         window_settings.fit_to_screen(self)
 
@@ -244,5 +272,6 @@ class MainWindow(QMainWindow):
         window_settings.save(self, self.settings)
         self.hide()  # gone at once for the user, even if the worker needs a moment to finish its photo
         self.intake.stop()
+        self.library.closing()  # the gallery as it is now, written by the worker as it stops
         self.stopped_cleanly = self.worker.stop()
         event.accept()

@@ -67,6 +67,12 @@ class FakeWorker(QObject):
     def save_model(self, source, target):
         return self._put(SaveModelJob(source, target))
 
+    def submit(self, job):
+        return self._put(job)
+
+    def keep_gallery(self, paths):
+        self.gallery = list(paths)
+
     def cancel_download(self):
         self.cancelled_downloads += 1
 

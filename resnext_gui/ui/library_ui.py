@@ -1,0 +1,418 @@
+"""The results library in the window: last time's gallery at start, the library search, Forget Photo, Clear
+Library, the library's size, and Write Keywords (XMP sidecars for photo managers)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QObject, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtWidgets import (
+    QAbstractButton,
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QMessageBox,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..library_worker import (
+    ClearLibraryJob,
+    ForgetJob,
+    KeywordPhoto,
+    KeywordsOutcome,
+    LibraryInfo,
+    LibraryInfoJob,
+    LibraryMatch,
+    LibrarySearchJob,
+    Restored,
+    RestoreJob,
+    SaveGalleryJob,
+    WriteKeywordsJob,
+    default_path,
+)
+from .gallery import GalleryModel, Photo, Status
+from .messages import Messages
+from .text import percent, plural
+
+if TYPE_CHECKING:
+    from ..worker import Worker
+    from .controller import BatchController
+
+SAVE_AFTER_MS = 1500  # the gallery is written this long after it last changed (and when the window closes)
+SEARCH_AFTER_MS = 250  # typing in the Library window searches once the user pauses
+
+
+def library_path(settings: QSettings) -> str:
+    """Where the window keeps its results: the settings' ``library_path``, else the user's data folder."""
+    chosen = settings.value("library_path", "", type=str)
+    return chosen if isinstance(chosen, str) and chosen else str(default_path())
+
+
+def human_size(n: int) -> str:
+    """1536 -> "1.5 KB"; the library's size as people read it."""
+    size = float(n)
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{n} bytes" if unit == "bytes" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} bytes"
+
+
+def describe(info: LibraryInfo) -> str:
+    if not info.available:
+        return "Results are not being kept (no results library)."
+    return f"Results library: {plural(info.count, 'photo')}, {human_size(info.size_bytes)} — {info.path}"
+
+
+class LibraryController(QObject):
+    """The window's side of the results library; every library operation runs on the worker."""
+
+    infoChanged = Signal(object)  # LibraryInfo
+    restored = Signal(int)  # last time's gallery is in (how many photos)
+    searched = Signal(object)  # list[LibraryMatch], for the Library window
+    keywordsDone = Signal(str)  # the summary shown at the end of Write Keywords
+
+    def __init__(self, photos: GalleryModel, controller: BatchController, worker: Worker, messages: Messages,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.photos, self.controller, self.worker, self.messages = photos, controller, worker, messages
+        self.parent_widget = parent
+        self.info = LibraryInfo()
+        self.is_restored = False  # until then the gallery is not written (a close before it would lose it)
+        self.dialog: LibraryDialog | None = None
+        self._confirm_clear = False  # a Clear Library waiting for the library's size to ask with
+        self._save_timer = QTimer(self)
+        self._save_timer.setSingleShot(True)
+        self._save_timer.setInterval(SAVE_AFTER_MS)
+        self._save_timer.timeout.connect(self.save_gallery)
+        for signal in (photos.rowsInserted, photos.rowsRemoved, photos.modelReset):
+            signal.connect(self._gallery_changed)
+        controller.updated.connect(self._gallery_changed)  # answers grow the library: its size is asked again
+        messages.route(RestoreJob, self._on_restored, self._on_restore_failed)
+        messages.route(SaveGalleryJob, lambda job, result: None, lambda job, message: None)
+        messages.route(LibraryInfoJob, self._on_info, lambda job, message: None)
+        messages.route(LibrarySearchJob, self._on_searched, self._on_search_failed)
+        messages.route(ForgetJob, self._on_forgotten, self._on_library_failed)
+        messages.route(ClearLibraryJob, self._on_cleared, self._on_library_failed)
+        messages.route(WriteKeywordsJob, self._on_keywords, self._on_keywords_failed, self._on_keywords_progress)
+
+    # ---- last time's gallery ----
+    def restore(self) -> None:
+        """Ask for last time's gallery (answered once the model is loaded, then classified from the library)."""
+        self.worker.submit(RestoreJob())
+
+    def _on_restored(self, job: RestoreJob, res: Restored) -> None:
+        self.is_restored = True
+        if res.note:
+            self.messages.warning("Results library", res.note)
+        self._on_info(job, res.info)
+        if res.paths:
+            self.controller.enqueue([(p, p) for p in res.paths], select=False)
+        if res.missing:
+            first = res.missing[0]
+            more = f" (and {len(res.missing) - 1} more)" if len(res.missing) > 1 else ""
+            self.messages.show_status(f"{plural(len(res.missing), 'photo')} from last time could not be found and "
+                                      f"{'was' if len(res.missing) == 1 else 'were'} left out: {first}{more}.", 10000)
+        self.restored.emit(len(res.paths))
+
+    def _on_restore_failed(self, job: RestoreJob, message: str) -> None:
+        self.is_restored = True
+        self.messages.show_status(f"Last time's gallery could not be shown: {message}", 10000)
+        self.restored.emit(0)
+
+    def gallery_paths(self) -> list[str]:
+        return [p.source for p in self.photos if isinstance(p.source, str)]
+
+    def _gallery_changed(self, *_args: object) -> None:
+        if self.is_restored:
+            self._save_timer.start()
+
+    def save_gallery(self) -> None:
+        """Write the gallery for the next start (and ask for the library's size, which answers have grown)."""
+        self._save_timer.stop()
+        if self.is_restored:
+            self.worker.keep_gallery(self.gallery_paths())
+            self.worker.submit(LibraryInfoJob())
+
+    def closing(self) -> None:
+        """The window closes: the gallery as it is now is written as the worker stops."""
+        self._save_timer.stop()
+        if self.is_restored:
+            self.worker.keep_gallery(self.gallery_paths())
+
+    # ---- size ----
+    def refresh_info(self) -> None:
+        self.worker.submit(LibraryInfoJob())
+
+    def _on_info(self, job: object, info: LibraryInfo) -> None:
+        self.info = info
+        self.infoChanged.emit(info)
+        if self._confirm_clear and isinstance(job, LibraryInfoJob):
+            self._confirm_clear = False
+            self._ask_clear()
+
+    # ---- search ----
+    def open_library(self, text: str = "") -> LibraryDialog:
+        """The Library window: every photo ever classified whose label or name matches, to add to the gallery."""
+        if self.dialog is None:
+            self.dialog = LibraryDialog(self, self.parent_widget)
+        self.dialog.set_text(text)
+        self.dialog.show()
+        self.dialog.raise_()
+        self.dialog.activateWindow()
+        self.search(text)
+        return self.dialog
+
+    def search(self, text: str) -> None:
+        self.worker.submit(LibrarySearchJob(text.strip()))
+
+    def _on_searched(self, job: LibrarySearchJob, matches: list[LibraryMatch]) -> None:
+        if self.dialog is not None and job.text == self.dialog.text():
+            self.dialog.show_matches(matches, self.info)
+        self.searched.emit(matches)
+
+    def _on_search_failed(self, job: LibrarySearchJob, message: str) -> None:
+        if self.dialog is not None:
+            self.dialog.show_message(message)
+        else:
+            self.messages.show_status(message, 8000)
+
+    def add_to_gallery(self, paths: list[str]) -> None:
+        """Photos from the library into the gallery: answered from the library, without a forward pass."""
+        if paths:
+            self.controller.enqueue([(p, p) for p in paths])
+            self.messages.show_status(f"Added {plural(len(paths), 'photo')} from the library.", 5000)
+
+    # ---- forget and clear ----
+    def forget_selected(self, photo: Photo | None) -> None:
+        """Edit → Forget Photo: its results leave the library, and the photo the gallery (the file stays)."""
+        if photo is None:
+            self.messages.show_status("Select a photo first.", 4000)
+            return
+        if isinstance(photo.source, str):
+            self.worker.submit(ForgetJob([photo.source]))
+        self.controller.remove(photo)
+        self.messages.show_status(f"Forgot {photo.name}: its results are no longer kept (the file is untouched).", 6000)
+
+    def forget(self, paths: list[str]) -> None:
+        if paths:
+            self.worker.submit(ForgetJob(paths))
+
+    def _on_forgotten(self, job: ForgetJob, info: LibraryInfo) -> None:
+        self._on_info(job, info)
+        if self.dialog is not None and self.dialog.isVisible():
+            self.search(self.dialog.text())
+
+    def clear_library(self) -> None:
+        """Edit → Clear Library…: asks first, naming what it holds (its size is asked of the worker first)."""
+        self._confirm_clear = True
+        self.refresh_info()
+
+    def _ask_clear(self) -> None:
+        if not self.info.available:
+            self.messages.show_status("There is no results library to clear.", 5000)
+            return
+        if self.confirm_clear(self.info):
+            self.worker.submit(ClearLibraryJob())
+
+    def confirm_clear(self, info: LibraryInfo) -> bool:
+        box = QMessageBox(QMessageBox.Icon.Question, "Clear Library",
+                          f"Remove the results of all {plural(info.count, 'photo')} ({human_size(info.size_bytes)}) "
+                          "from the results library? Photos will be classified again the next time they are "
+                          "opened. The photos themselves and the gallery are not touched.",
+                          QMessageBox.StandardButton.Cancel, self.parent_widget)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        clear = box.addButton("Clear Library", QMessageBox.ButtonRole.DestructiveRole)
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.exec()
+        return box.clickedButton() is clear
+
+    def _on_cleared(self, job: ClearLibraryJob, info: LibraryInfo) -> None:
+        self._on_info(job, info)
+        self.messages.show_status(f"Cleared the results library ({plural(info.changed, 'photo')}).", 6000)
+        if self.dialog is not None and self.dialog.isVisible():
+            self.search(self.dialog.text())
+
+    def _on_library_failed(self, job: object, message: str) -> None:
+        self.messages.warning("Results library", message)
+
+    # ---- keywords ----
+    def write_keywords_dialog(self, current: Photo | None) -> None:
+        """File → Write Keywords…: for the selected photo or all of them, asked first."""
+        done = [p for p in self.photos if p.status is Status.DONE]
+        if not done:
+            self.messages.show_status("No classified photos to write keywords for yet.", 5000)
+            return
+        scope = self.ask_keywords_scope(current if current is not None and current.status is Status.DONE else None,
+                                        len(done))
+        if scope is not None:
+            self.write_keywords([current] if scope == "selected" and current is not None else done)
+
+    def ask_keywords_scope(self, current: Photo | None, total: int) -> str | None:
+        """"selected", "all", or None (cancelled)."""
+        box = QMessageBox(QMessageBox.Icon.Question, "Write Keywords",
+                          "Write the top classes as keywords where photo managers (digiKam, darktable, Lightroom) "
+                          "read them: a sidecar file NAME.EXT.xmp beside each photo. An existing sidecar is "
+                          "merged, never replaced; the photos themselves are not changed.",
+                          QMessageBox.StandardButton.Cancel, self.parent_widget)
+        box.setTextFormat(Qt.TextFormat.PlainText)
+        choices: dict[QAbstractButton, str] = {box.addButton(f"All {total} Photos", QMessageBox.ButtonRole.AcceptRole): "all"}
+        if current is not None:
+            selected = box.addButton("Selected Photo", QMessageBox.ButtonRole.AcceptRole)
+            choices[selected] = "selected"
+            box.setDefaultButton(selected)
+        box.exec()
+        return choices.get(box.clickedButton())
+
+    def write_keywords(self, photos: list[Photo], min_prob: float | None = None) -> None:
+        todo = [KeywordPhoto(p.item_id, p.source if isinstance(p.source, str) else None, p.name,
+                             [{"rank": t.rank, "index": t.index, "label": t.label, "prob": t.prob} for t in p.result.top])
+                for p in photos if p.status is Status.DONE and p.result is not None and p.result.top]
+        if todo:
+            self.worker.submit(WriteKeywordsJob(todo, min_prob))
+            self.messages.show_status(f"Writing keywords for {plural(len(todo), 'photo')}…", 30000)
+
+    def _on_keywords_progress(self, job: WriteKeywordsJob, done: int, total: int) -> None:
+        self.messages.show_status(f"Writing keywords… {done} of {total}", 30000)
+
+    def _on_keywords(self, job: WriteKeywordsJob, out: KeywordsOutcome) -> None:
+        for item_id, _name, why in out.failed:
+            photo = self.photos.get(item_id)
+            if photo is not None:
+                self.photos.set_note(photo, f"Keywords not written: {why}")
+        summary = keywords_summary(out)
+        self.messages.show_status(summary.splitlines()[0], 10000)
+        if out.failed:
+            self.messages.warning("Write Keywords", summary)
+        else:
+            self.messages.dialog("Write Keywords", summary)
+        self.keywordsDone.emit(summary)
+
+    def _on_keywords_failed(self, job: WriteKeywordsJob, message: str) -> None:
+        self.messages.warning("Write Keywords", f"No keywords were written: {message}")
+        self.keywordsDone.emit(message)
+
+
+def keywords_summary(out: KeywordsOutcome) -> str:
+    """ "Keywords written for 12 photos; 1 failed: a.jpg: the folder is read-only" (each failure on its line)."""
+    text = f"Keywords written for {plural(len(out.written), 'photo')}"
+    if not out.failed:
+        return text + "."
+    lines = [f"{text}; {len(out.failed)} failed:"]
+    lines += [f"{name}: {why}" for _item, name, why in out.failed[:20]]
+    if len(out.failed) > 20:
+        lines.append(f"… and {len(out.failed) - 20} more.")
+    return "\n".join(lines)
+
+
+class LibraryDialog(QDialog):
+    """Search everything ever classified (label or file name) and add what it finds to the gallery."""
+
+    def __init__(self, library: LibraryController, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.library = library
+        self.setWindowTitle("Results Library")
+        self.resize(640, 480)
+        layout = QVBoxLayout(self)
+        self.search = QLineEdit(self)
+        self.search.setPlaceholderText("Search every photo classified so far: a label (espresso) or a file name")
+        self.search.setClearButtonEnabled(True)
+        self.summary = QLabel(self)
+        self.summary.setTextFormat(Qt.TextFormat.PlainText)
+        self.summary.setWordWrap(True)
+        self.list = QListWidget(self)
+        self.list.setViewMode(QListWidget.ViewMode.IconMode)
+        self.list.setIconSize(QSize(96, 96))
+        self.list.setGridSize(QSize(132, 144))
+        self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
+        self.list.setMovement(QListWidget.Movement.Static)
+        self.list.setWordWrap(True)
+        self.list.setUniformItemSizes(True)
+        self.list.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        buttons = QDialogButtonBox(self)
+        self.add_button = QPushButton("Add to Gallery", self)
+        self.add_all_button = QPushButton("Add All", self)
+        self.forget_button = QPushButton("Forget", self)
+        self.forget_button.setToolTip("Remove the selected photos' results from the library (the files stay)")
+        buttons.addButton(self.add_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.add_all_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(self.forget_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        layout.addWidget(self.search)
+        layout.addWidget(self.summary)
+        layout.addWidget(self.list, 1)
+        layout.addWidget(buttons)
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(SEARCH_AFTER_MS)
+        self._timer.timeout.connect(lambda: library.search(self.text()))
+        self.search.textChanged.connect(lambda _text: self._timer.start())
+        self.search.returnPressed.connect(self._search_now)
+        self.add_button.clicked.connect(lambda: library.add_to_gallery(self.chosen()))
+        self.add_all_button.clicked.connect(lambda: library.add_to_gallery(self.chosen(everything=True)))
+        self.forget_button.clicked.connect(lambda: library.forget(self.chosen(present=False)))
+        self.list.itemDoubleClicked.connect(lambda item: library.add_to_gallery(self._paths([item])))
+        self.list.itemSelectionChanged.connect(self._update_buttons)
+        buttons.rejected.connect(self.close)
+        self._update_buttons()
+
+    def text(self) -> str:
+        return self.search.text().strip()
+
+    def _search_now(self) -> None:
+        self._timer.stop()
+        self.library.search(self.text())
+
+    def set_text(self, text: str) -> None:
+        self.search.blockSignals(True)
+        self.search.setText(text)
+        self.search.blockSignals(False)
+
+    def show_message(self, text: str) -> None:
+        self.list.clear()
+        self.summary.setText(text)
+        self._update_buttons()
+
+    def show_matches(self, matches: list[LibraryMatch], info: LibraryInfo) -> None:
+        self.list.clear()
+        for m in matches:
+            name = m.path.replace("\\", "/").rsplit("/", 1)[-1]
+            item = QListWidgetItem(f"{m.label} {percent(m.prob)}\n{name}" if m.exists else f"(file missing)\n{name}")
+            if m.thumb is not None:
+                item.setIcon(QIcon(QPixmap.fromImage(m.thumb)))
+            when = time.strftime("%d %b %Y %H:%M", time.localtime(m.classified_at)) if m.classified_at else ""
+            item.setToolTip(f"{m.path}\n{m.label} — {m.prob:.1%}\nClassified {when}" +
+                            ("" if m.exists else "\nThe file is no longer there."))
+            item.setData(Qt.ItemDataRole.UserRole, m.path)
+            if not m.exists:
+                item.setForeground(self.palette().placeholderText())
+            item.setData(Qt.ItemDataRole.UserRole + 1, m.exists)
+            self.list.addItem(item)
+        what = f"“{self.text()}”" if self.text() else "everything"
+        found = f"{plural(len(matches), 'photo')} found for {what}" if matches else f"Nothing found for {what}"
+        lib = (f" · the library holds {plural(info.count, 'photo')} ({human_size(info.size_bytes)})"
+               if info.available else "")
+        self.summary.setText(found + lib + ".")
+        self._update_buttons()
+
+    def _paths(self, items: list[QListWidgetItem], present: bool = True) -> list[str]:
+        return [item.data(Qt.ItemDataRole.UserRole) for item in items
+                if not present or item.data(Qt.ItemDataRole.UserRole + 1)]
+
+    def chosen(self, everything: bool = False, present: bool = True) -> list[str]:
+        """The selected matches' files (``everything``: all of them); ``present``: only files still there."""
+        items = [self.list.item(i) for i in range(self.list.count())] if everything else self.list.selectedItems()
+        return self._paths(items, present)
+
+    def _update_buttons(self) -> None:
+        self.add_button.setEnabled(bool(self.chosen()))
+        self.add_all_button.setEnabled(bool(self.chosen(everything=True)))
+        self.forget_button.setEnabled(bool(self.list.selectedItems()))
