@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
@@ -20,6 +20,8 @@ from PySide6.QtGui import QImage
 from .worker import THUMB_SIDE, ClassifierLike, Job, JobFailed, PhotoResult, PhotoSource, _map_indices, _name_of
 
 if TYPE_CHECKING:
+    from PIL.Image import Image as PILImage
+
     from .core.classifier import Prediction
     from .core.library import Library, LibraryEntry
     from .worker import _Runner
@@ -44,6 +46,7 @@ class LibraryInfo:
     size_bytes: int = 0
     available: bool = False
     changed: int = 0  # entries a Forget or Clear removed
+    note: str | None = None  # something the library has to say (set aside, kept in memory only): said once
 
 
 @dataclass
@@ -52,8 +55,7 @@ class Restored:
 
     paths: list[str]
     missing: list[str]
-    note: str | None  # a damaged library set aside, or one that could not be opened: said once
-    info: LibraryInfo
+    info: LibraryInfo  # its note: a damaged library set aside, or one that could not be opened
 
 
 @dataclass
@@ -105,20 +107,23 @@ class LibraryKeeper:
             from .core.library import Library
 
             self.lib = Library(self.path)
-            self.note = self.lib.note
         except Exception as exc:  # a folder that can't be written, a disk fault: the app works on, without it
             self.lib = None
             self.note = (f"The results library {self.path} could not be opened ({exc}). "
                          "Results are not kept this time.")
 
     def take_note(self) -> str | None:
+        """What the library has to tell the user, once (it may find a problem at any read, not only at opening)."""
         note, self.note = self.note, None
+        if self.lib is not None:
+            note, self.lib.note = note or self.lib.note, None
         return note
 
     def info(self, changed: int = 0) -> LibraryInfo:
         if self.lib is None:
-            return LibraryInfo(str(self.path or ""))
-        return LibraryInfo(str(self.path), self.lib.count(), self.lib.size_bytes(), True, changed)
+            return LibraryInfo(str(self.path or ""), note=self.take_note())
+        count, size = self.lib.count(), self.lib.size_bytes()
+        return LibraryInfo(str(self.path), count, size, True, changed, self.take_note())
 
     def model_key(self, clf: ClassifierLike) -> str | None:
         """The library's name for the model answering (its checkpoint and preprocessing); None: not known."""
@@ -133,9 +138,11 @@ class LibraryKeeper:
         return key
 
     # ---- photos ----
-    def answer(self, clf: ClassifierLike, item_id: int, source: PhotoSource, layer: str) -> PhotoResult | None:
-        """The library's answer for an unchanged photo and the same model; None: it is to be computed."""
-        if self.lib is None or layer != LIBRARY_LAYER or not isinstance(source, str):
+    def answer(self, clf: ClassifierLike, item_id: int, source: PhotoSource, layer: str,
+               method: str = "gradcam") -> PhotoResult | None:
+        """The library's answer for an unchanged photo and the same model; None: it is to be computed.
+        The library keeps the last stage's Grad-CAM maps: another layer or method is computed."""
+        if self.lib is None or layer != LIBRARY_LAYER or method != "gradcam" or not isinstance(source, str):
             return None
         key = self.model_key(clf)
         if key is None:
@@ -188,7 +195,7 @@ class LibraryKeeper:
             try:
                 from .core.library import thumbnail_bytes
 
-                self.lib.store(source, key, pred, thumbnail_bytes(pred.image))
+                self.lib.store(source, key, pred, thumbnail_bytes(cast("PILImage", pred.image)))
             except Exception as exc:  # a full disk: the answer is shown all the same; said once
                 if not self._store_failed:
                     self._store_failed = True
@@ -237,7 +244,7 @@ class RestoreJob(Job):
                 paths = []
         here = [p for p in paths if os.path.isfile(p)]
         gone = [p for p in paths if p not in set(here)]
-        return Restored(here, gone, keeper.take_note(), keeper.info())
+        return Restored(here, gone, keeper.info())
 
 
 @dataclass
@@ -271,7 +278,7 @@ class LibrarySearchJob(Job):
             raise JobFailed(f"The library could not be searched: {exc}") from exc
         out = []
         for e in entries:
-            best = e.top[0] if e.top else {"label": "", "prob": 0.0}
+            best: dict[str, Any] = e.top[0] if e.top else {"label": "", "prob": 0.0}
             out.append(LibraryMatch(e.path, str(best["label"]), float(best["prob"]), e.classified_at,
                                     os.path.isfile(e.path), ctx.library.thumb(e.thumbnail)))
         return out

@@ -177,7 +177,7 @@ class ClassifyJob(Job):
 
     def run(self, ctx: _Runner) -> PhotoResult:
         clf = ctx.require_classifier()
-        known = ctx.library.answer(clf, self.item_id, self.source, self.layer)
+        known = ctx.library.answer(clf, self.item_id, self.source, self.layer, getattr(self, "method", "gradcam"))
         if known is not None:
             return known
         return _photo_result(clf, self.item_id, self.source, self.layer, ctx.pixel_ratio, keep=ctx.library.keeper(clf))

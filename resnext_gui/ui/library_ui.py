@@ -111,8 +111,6 @@ class LibraryController(QObject):
 
     def _on_restored(self, job: RestoreJob, res: Restored) -> None:
         self.is_restored = True
-        if res.note:
-            self.messages.warning("Results library", res.note)
         self._on_info(job, res.info)
         if res.paths:
             self.controller.enqueue([(p, p) for p in res.paths], select=False)
@@ -154,6 +152,8 @@ class LibraryController(QObject):
 
     def _on_info(self, job: object, info: LibraryInfo) -> None:
         self.info = info
+        if info.note:
+            self.messages.warning("Results library", info.note)
         self.infoChanged.emit(info)
         if self._confirm_clear and isinstance(job, LibraryInfoJob):
             self._confirm_clear = False
