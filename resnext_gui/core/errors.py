@@ -9,6 +9,11 @@ class ImageError(ResnextGuiError):
     """A file could not be read as a photo (missing, not an image, truncated, too large...)."""
 
 
+class XmpError(ResnextGuiError):
+    """Keywords could not be written for one photo (its sidecar is not XMP, a link, read-only, the disk is full...);
+    the photo and any existing sidecar are left as they were."""
+
+
 class WeightsError(ResnextGuiError):
     """A checkpoint is missing, unreadable, unsafe, or not a ResNeXt-50 32x4d."""
 
