@@ -340,7 +340,9 @@ class WriteKeywordsJob(Job):
             try:
                 sidecar = xmp.write_keywords(Path(photo.path), xmp.keywords_for(photo.top, min_prob), parent)
             except Exception as exc:  # XmpError says what, per photo; anything else is said too, never a crash
-                out.failed.append((photo.item_id, photo.name, str(exc) or type(exc).__name__))
+                why = str(exc) or type(exc).__name__
+                why = why.removeprefix(f"{photo.path}: ").removeprefix("keywords not written: ")  # the name is said
+                out.failed.append((photo.item_id, photo.name, why))
             else:
                 out.written.append((photo.item_id, str(sidecar)))
         progress(len(self.photos), len(self.photos))
@@ -352,5 +354,5 @@ def keyword_parent(clf: ClassifierLike | None) -> str:
     from .core import xmp
 
     if clf is None:
-        return xmp.parent_for(None)
-    return xmp.parent_for(clf.source)
+        return xmp.DEFAULT_PARENT
+    return xmp.parent_for(clf.labels, clf.source.path)

@@ -3,6 +3,7 @@ Library, the library's size, and Write Keywords (XMP sidecars for photo managers
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING
 
@@ -307,7 +308,7 @@ def keywords_summary(out: KeywordsOutcome) -> str:
     if not out.failed:
         return text + "."
     lines = [f"{text}; {len(out.failed)} failed:"]
-    lines += [f"{name}: {why}" for _item, name, why in out.failed[:20]]
+    lines += [f"{os.path.basename(name) or name}: {why}" for _item, name, why in out.failed[:20]]
     if len(out.failed) > 20:
         lines.append(f"… and {len(out.failed) - 20} more.")
     return "\n".join(lines)
