@@ -242,8 +242,9 @@ class RestoreJob(Job):
                 paths = keeper.lib.gallery()
             except Exception:
                 paths = []
-        here = [p for p in paths if os.path.isfile(p)]
-        gone = [p for p in paths if p not in set(here)]
+        here, gone = [], []
+        for p in paths:
+            (here if os.path.isfile(p) else gone).append(p)
         return Restored(here, gone, keeper.info())
 
 

@@ -114,7 +114,9 @@ class LibraryController(QObject):
         self.is_restored = True
         self._on_info(job, res.info)
         if res.paths:
-            self.controller.enqueue([(p, p) for p in res.paths], select=False)
+            new = self.controller.enqueue([(p, p) for p in res.paths], select=False)
+            if new:
+                self.messages.show_status(f"Showing last time's {plural(len(new), 'photo')} from the results library.", 6000)
         if res.missing:
             first = res.missing[0]
             more = f" (and {len(res.missing) - 1} more)" if len(res.missing) > 1 else ""
@@ -189,8 +191,10 @@ class LibraryController(QObject):
     def add_to_gallery(self, paths: list[str]) -> None:
         """Photos from the library into the gallery: answered from the library, without a forward pass."""
         if paths:
-            self.controller.enqueue([(p, p) for p in paths])
-            self.messages.show_status(f"Added {plural(len(paths), 'photo')} from the library.", 5000)
+            new = self.controller.enqueue([(p, p) for p in paths])
+            known = len(paths) - len(new)
+            more = f" ({known} already in the gallery)" if known else ""
+            self.messages.show_status(f"Added {plural(len(new), 'photo')} from the library{more}.", 5000)
 
     # ---- forget and clear ----
     def forget_selected(self, photo: Photo | None) -> None:
@@ -290,7 +294,9 @@ class LibraryController(QObject):
             if photo is not None:
                 self.photos.set_note(photo, f"Keywords not written: {why}")
         summary = keywords_summary(out)
-        self.messages.show_status(summary.splitlines()[0], 10000)
+        first = f" ({os.path.basename(out.failed[0][1]) or out.failed[0][1]}{', …' if len(out.failed) > 1 else ''})" \
+            if out.failed else ""
+        self.messages.show_status(summary.splitlines()[0].rstrip(":.") + first + ".", 10000)
         if out.failed:
             self.messages.warning("Write Keywords", summary)
         else:

@@ -93,7 +93,9 @@ class MainWindow(QMainWindow):
         g.addWidget(self.gallery_bar)
         self.library_search = QPushButton(left)  # the search box's text, looked for in every earlier day's photos
         self.library_search.setFlat(True)
-        self.library_search.setStyleSheet("text-align: left; padding: 2px 4px;")
+        self.library_search.setStyleSheet("text-align: left; padding: 2px 4px; color: palette(link); text-decoration: underline;")
+        self.library_search.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.library_search.setToolTip("Find photos classified on any earlier day, also those not in the gallery (Ctrl+Shift+F)")
         self.library_search.hide()
         g.addWidget(self.library_search)
         g.addWidget(self.gallery, 1)
