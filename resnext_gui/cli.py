@@ -57,6 +57,23 @@ def _add_version(p: argparse.ArgumentParser) -> None:
     p.add_argument("--version", action="version", version=version_line(), help="print the version and exit")
 
 
+def _add_library_options(c: argparse.ArgumentParser) -> None:
+    g = c.add_argument_group("results library and keywords")
+    g.add_argument("--library", action="store_true",
+                   help="answer unchanged photos from the results library (marked \"cached\": true) and keep new "
+                        "answers there (the window's library; not used with --cam-dir, --faithfulness or --cam-method, "
+                        "which need the photo computed)")
+    g.add_argument("--library-path", metavar="FILE", help="the library file to use (implies --library; default "
+                   "$XDG_DATA_HOME/resnext-gui/library.sqlite3)")
+    g.add_argument("--xmp", action="store_true",
+                   help="write the classes as keywords into the sidecar NAME.EXT.xmp beside each photo, merged with "
+                        "what is there (dc:subject, and lr:hierarchicalSubject under ResNeXt|...)")
+    g.add_argument("--xmp-min-prob", type=float, default=None, metavar="P",
+                   help="keywords: the top class, and others at least this probable (0 to 1, default 0.2)")
+    g.add_argument("--xmp-into-file", action="store_true",
+                   help="write the keywords into the photo file as well (rewrites the photo; implies --xmp)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="resnext-gui",
@@ -79,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--backend", default="auto", choices=["auto", "torch", "openvino"],
                    help="CPU inference runtime (default auto: OpenVINO when installed, else PyTorch; "
                         "GPUs always use PyTorch)")
+    _add_library_options(c)
     c.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
 
     t = sub.add_parser("train", help="teach new classes: one subfolder of photos per class -> a new model file")
@@ -241,6 +259,10 @@ def cmd_classify(args) -> int:
     if args.topk < 1 or (args.batch_size is not None and args.batch_size < 1):
         print("resnext-gui classify: --topk and --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
+    problem = _check_library_options(args)
+    if problem:
+        print(f"resnext-gui classify: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     cams = None
     if args.cam_dir:
         problem = CamWriter.check_folder(Path(args.cam_dir))
@@ -286,21 +308,35 @@ def cmd_classify(args) -> int:
         csv.writer(buf).writerow(row)
         return buf.getvalue()
 
+    answers = LibraryAnswers.open(args, clf) if args.library else None
+    keywords = KeywordWriter(args, clf) if args.xmp else None
     progress = Progress(len(paths))
     failed = 0
     try:
         if args.format == "csv":
             _emit(csv_text(csv_header(clf.topk)))
-        for pred in clf.classify_many(paths, batch_size=args.batch_size, keep_images=cams is not None):
-            record = pred.to_record()
-            if pred.ok and cams:
-                try:
-                    png, npy = cams.write(pred)
-                    record["cam_png"], record["cam_npy"] = str(png), str(npy)
-                except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
-                    reason = getattr(exc, "strerror", None) or str(exc)
-                    record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
-            pred.image = None
+        keep = cams is not None or answers is not None  # the library keeps a thumbnail of each photo
+        if answers is None:
+            results = ((None, pred) for pred in clf.classify_many(paths, batch_size=args.batch_size, keep_images=keep))
+        else:
+            results = answers.results(clf, paths, batch_size=args.batch_size, keep_images=keep)
+        for cached, pred in results:
+            if cached is not None:
+                record = cached
+            else:
+                record = pred.to_record()
+                if pred.ok and cams:
+                    try:
+                        png, npy = cams.write(pred)
+                        record["cam_png"], record["cam_npy"] = str(png), str(npy)
+                    except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
+                        reason = getattr(exc, "strerror", None) or str(exc)
+                        record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
+                if answers is not None and record["ok"]:
+                    answers.store(pred, record)  # committed before the answer is printed: a kill loses nothing shown
+                pred.image = None
+            if keywords is not None and record["ok"] and not keywords.write(record):
+                failed += 1
             failed += 0 if record["ok"] else 1
             _emit(csv_text(csv_row(record, clf.topk)) if args.format == "csv" else json_line(record) + "\n")
             progress.step(record["ok"])
@@ -312,10 +348,131 @@ def cmd_classify(args) -> int:
         progress.close()  # ends the progress line itself
         return _stopped(exc, "every finished image was written", newline=False)
     progress.close()
+    if answers is not None:
+        answers.close()
     if unreadable or skipped:
         print(f"resnext-gui: {unreadable + skipped} folders or links skipped ({unreadable} could not be read)",
               file=sys.stderr)
     return EXIT_SOME_FAILED if failed or unreadable else EXIT_OK
+
+
+def _check_library_options(args) -> str | None:
+    """Why the --library / --xmp options can't be used as given (checked before the model loads); None if they can."""
+    if args.library_path:
+        args.library = True
+        if os.path.isdir(args.library_path):
+            return f"--library-path {args.library_path} is a folder; give the library's file name"
+    if args.xmp_into_file:
+        args.xmp = True
+    if args.xmp_min_prob is not None:
+        if not 0.0 <= args.xmp_min_prob <= 1.0:  # NaN fails too
+            return "--xmp-min-prob must be a probability from 0 to 1"
+        if not args.xmp:
+            return "--xmp-min-prob needs --xmp"
+    return None
+
+
+class LibraryAnswers:
+    """classify --library: photos the results library knows are answered from it, new answers are kept in it."""
+
+    def __init__(self, library, key: str, topk: int, lookups: bool) -> None:
+        self.library, self.key, self.topk, self.lookups = library, key, topk, lookups
+        self.cached = self.computed = 0
+        self.warned = False
+
+    @classmethod
+    def open(cls, args, clf) -> LibraryAnswers:
+        from .core.library import Library, model_key
+
+        library = Library(Path(args.library_path) if args.library_path else None)
+        if library.note:
+            print(f"resnext-gui: note: {library.note}", file=sys.stderr)
+        # a map of another method or stage, the faithfulness figures: those answers need the photo computed
+        lookups = not (args.cam_dir or getattr(args, "faithfulness", False)
+                       or getattr(args, "cam_method", None) not in (None, "gradcam"))
+        return cls(library, model_key(clf.checkpoint.sha256, clf.preprocessing), clf.topk, lookups)
+
+    def results(self, clf, paths: list[Path], batch_size: int, keep_images: bool):
+        """(cached record, None) or (None, prediction) for each path, in order; only the others reach the model."""
+        from collections import deque
+
+        order: deque = deque()  # (path, cached record or None) in input order; None: the model answers it
+
+        def to_compute():
+            for path in paths:
+                record = self._cached(path) if self.lookups else None
+                order.append(record)
+                if record is None:
+                    yield path
+
+        for pred in clf.classify_many(to_compute(), batch_size=batch_size, keep_images=keep_images):
+            while order and order[0] is not None:
+                yield order.popleft(), None
+            order.popleft()
+            self.computed += 1
+            yield None, pred
+        while order:
+            yield order.popleft(), None
+
+    def _cached(self, path: Path) -> dict | None:
+        from .core.preprocess import source_name
+
+        start = time.perf_counter()
+        entry = self.library.lookup(path, self.key, min_top=self.topk)
+        if entry is None:
+            return None
+        record = {k: v for k, v in entry.record.items() if k != "note"}  # a note told of that run, not this one
+        record["path"] = source_name(path)
+        record["top"] = list(record.get("top") or entry.top)[: self.topk]
+        record["ms"] = round((time.perf_counter() - start) * 1000.0, 1)
+        record["cached"] = True
+        self.cached += 1
+        return record
+
+    def store(self, pred, record: dict) -> None:
+        from .core.library import LibraryError, thumbnail_bytes
+
+        thumb = None
+        if pred.image is not None:
+            try:
+                thumb = thumbnail_bytes(pred.image)
+            except (OSError, ValueError, MemoryError):
+                thumb = None
+        try:
+            self.library.store(pred.path, self.key, pred, thumbnail=thumb, record=record)
+        except LibraryError as exc:
+            print(f"resnext-gui: warning: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.library.close()
+        print(f"resnext-gui: {self.cached} answered from the results library, {self.computed} classified",
+              file=sys.stderr)
+
+
+class KeywordWriter:
+    """classify --xmp: each answer's classes as keywords in the photo's XMP sidecar (and the photo, if asked)."""
+
+    def __init__(self, args, clf) -> None:
+        from .core.xmp import DEFAULT_MIN_PROB, parent_for
+
+        self.min_prob = DEFAULT_MIN_PROB if args.xmp_min_prob is None else args.xmp_min_prob
+        self.into_file = bool(args.xmp_into_file)
+        self.parent = parent_for(clf.labels, clf.source.path)
+
+    def write(self, record: dict) -> bool:
+        """Write the keywords of ``record`` (an ``ok`` answer); a failure goes into the record and onto stderr."""
+        from .core.errors import XmpError
+        from .core.xmp import keywords_for, write_keywords
+
+        try:
+            side = write_keywords(record["path"], keywords_for(record["top"], self.min_prob), self.parent,
+                                  into_file=self.into_file)
+        except XmpError as exc:
+            record["xmp_error"] = str(exc)
+            print(f"resnext-gui: {exc}", file=sys.stderr)
+            return False
+        record["xmp"] = str(side)
+        return True
 
 
 def cmd_train(args) -> int:

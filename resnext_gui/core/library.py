@@ -8,8 +8,9 @@ a small thumbnail and the record ``classify`` printed.
 
 The file is opened in WAL mode with a busy timeout, so two processes may write at once; every ``store`` is
 its own committed transaction (a killed process loses nothing already stored). A file that is not this app's
-library (damaged, truncated, not SQLite, another program's SQLite, a link, a pipe) is renamed aside and a
-new library is started, with the reason in ``Library.note``. A library written by a newer version of the app
+library (damaged, truncated, not SQLite, another program's SQLite, a link, a pipe) is renamed aside (with its
+-wal and -shm files) and a new library is started, with the reason in ``Library.note``; a folder or a device at
+the path is never renamed: results are then kept in memory only. A library written by a newer version of the app
 is left untouched: this run keeps its results in memory only, and ``note`` says so.
 
 Qt-free and torch-free.
@@ -208,6 +209,10 @@ class _Newer(Exception):
     """The library was written by a newer version of the app."""
 
 
+class _Untouchable(Exception):
+    """Something at the library's path that must not be renamed (a folder, a device): used in memory instead."""
+
+
 class Library:
     """The results library at ``path`` (default: ``default_library_path()``); ``Library(":memory:")`` keeps nothing.
 
@@ -242,6 +247,8 @@ class Library:
             return self._open_file(self.path)
         except _Newer as exc:
             return self._fall_back(str(exc), untouched=True)
+        except _Untouchable as exc:
+            return self._fall_back(str(exc))
         except (_Foreign, sqlite3.DatabaseError, NotRegularFile) as exc:
             if isinstance(exc, sqlite3.OperationalError) and not _is_damage(exc):
                 return self._fall_back(_reason(exc))  # locked for too long, read-only, disk full: don't touch it
@@ -263,6 +270,8 @@ class Library:
         if st is not None:
             if stat.S_ISLNK(st.st_mode):
                 raise _Foreign("it is a symbolic link, not the library file itself")
+            if stat.S_ISDIR(st.st_mode) or stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                raise _Untouchable(f"it is {file_kind(st.st_mode)}, not a library file (left as it is)")
             if not stat.S_ISREG(st.st_mode):
                 raise _Foreign(f"it is {file_kind(st.st_mode)}, not a regular file")
             problem = _header_problem(path, st.st_size, wal=_nonempty(path.with_name(path.name + "-wal")))
@@ -289,9 +298,9 @@ class Library:
             app_id, version, tables = self._identity(conn)
             if app_id != APPLICATION_ID and (app_id != 0 or tables):
                 raise _Foreign("it is not a resnext-gui results library (another program's database?)")
-            if version > max(MIGRATIONS):
-                raise _Newer(f"it was written by a newer version of resnext-gui (library version {version}; "
-                             f"this version knows up to {max(MIGRATIONS)}), so it is left untouched")
+            if version > SCHEMA_VERSION:
+                raise _Newer(f"was written by a newer version of resnext-gui (library version {version}; "
+                             f"this version knows up to {SCHEMA_VERSION}), so it is left untouched")
             for step in range(version + 1, SCHEMA_VERSION + 1):
                 MIGRATIONS[step](conn)
                 conn.execute(f"PRAGMA user_version={step}")
@@ -329,7 +338,7 @@ class Library:
             return self._fall_back(f"{reason}, and it cannot be set aside: {_reason(exc)}")
         try:
             conn = self._open_file(self.path)
-        except (sqlite3.Error, OSError, _Foreign, _Newer) as exc:
+        except (sqlite3.Error, OSError, _Foreign, _Newer, _Untouchable) as exc:
             return self._fall_back(f"{reason}; it was set aside as {aside.name}, but a new one cannot be started "
                                    f"({_reason(exc)})")
         self._memory = False
