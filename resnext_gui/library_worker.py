@@ -242,7 +242,8 @@ class RestoreJob(Job):
                 paths = keeper.lib.gallery()
             except Exception:
                 paths = []
-        here, gone = [], []
+        here: list[str] = []
+        gone: list[str] = []
         for p in paths:
             (here if os.path.isfile(p) else gone).append(p)
         return Restored(here, gone, keeper.info())
