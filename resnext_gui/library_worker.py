@@ -148,7 +148,7 @@ class LibraryKeeper:
         if key is None:
             return None
         try:
-            entry = self.lib.lookup(source, key)
+            entry = self.lib.lookup(source, key, min_top=int(getattr(clf, "topk", 1)))  # as many classes as asked
         except Exception:  # a library fault costs a forward pass, never the answer
             return None
         return None if entry is None else self._result(item_id, source, entry)

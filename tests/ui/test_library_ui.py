@@ -54,6 +54,8 @@ class Rig:
         self.worker = Worker(weights, "cpu", classifier_factory=self.factory, library=library)
         self.messages = Messages()
         self.messages.listen(self.worker)
+        self.said: list[str] = []  # every status-bar text
+        self.messages.status.connect(lambda text, _ms: self.said.append(text))
         self.photos = GalleryModel()
         self.controller = BatchController(self.photos, self.worker, self.messages, lambda: None)
         self.library = LibraryController(self.photos, self.controller, self.worker, self.messages)
@@ -217,6 +219,41 @@ def test_write_keywords_says_what_was_written_and_which_photo_failed(qtbot, rigs
     assert failed.note is not None and failed.note.startswith("Keywords not written")
     box = rig.messages.last_message
     assert box is not None and box.text() == summary
+
+
+def test_photos_gone_since_last_time_are_left_out_and_said(qtbot, rigs, tmp_path):
+    library = tmp_path / "library.sqlite3"
+    files = tiny_photos(tmp_path / "photos", 4)
+    rig = rigs(library)
+    rig.add(files)
+    rig.library.closing()  # the window closes: its gallery is written as the worker stops
+    rig.stop()
+    files[1].unlink()
+    again = rigs(library)
+    again.wait_done()
+    assert [p.source for p in again.photos] == [str(f) for f in files if f != files[1]]
+    assert again.factory.passes() == []
+    assert [t for t in again.said if "could not be found" in t] == [
+        f"1 photo from last time could not be found and was left out: {files[1]}."]
+
+
+def test_the_library_window_finds_earlier_photos_and_adds_them_without_a_forward_pass(qtbot, rigs, tmp_path):
+    rig = rigs(tmp_path / "library.sqlite3")
+    earlier = tiny_photos(tmp_path / "earlier day", 3)
+    rig.add(earlier)
+    rig.controller.clear()  # another day: the gallery no longer has them
+    today = tiny_photos(tmp_path / "today", 2, start=10)
+    rig.add(today)
+    with qtbot.waitSignal(rig.library.searched, timeout=TIMEOUT) as blocker:
+        dialog = rig.library.open_library("p00")
+    qtbot.addWidget(dialog)
+    assert sorted(m.path for m in blocker.args[0]) == sorted(str(p) for p in earlier)
+    assert dialog.list.count() == 3 and "3 photos found" in dialog.summary.text()
+    before = len(rig.factory.passes())
+    dialog.add_all_button.click()
+    rig.wait_done()
+    assert len(rig.photos) == 5 and len(rig.factory.passes()) == before  # answered from the library
+    assert all(p.result.cached for p in rig.photos if "earlier day" in p.source)
 
 
 def test_the_summary_names_every_failure_up_to_a_limit():
