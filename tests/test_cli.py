@@ -424,3 +424,132 @@ def test_version_falls_back_to_the_source_tree_without_metadata(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", missing)
     assert resnext_gui.version_line() == f"resnext-gui {resnext_gui.__version__}"
     assert f'version = "{resnext_gui.__version__}"' in (REPO / "pyproject.toml").read_text()  # the two agree
+
+
+# ---- the results library (--library) and keywords (--xmp) ----
+
+@pytest.fixture(scope="module")
+def album(tmp_path_factory, photos):
+    """30 small JPEGs, each with its own content (a copy would be recognised by its bytes and answered from the library)."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("album")
+    sources = [Image.open(p).convert("RGB").resize((256, 192)) for p in photos.values()]
+    out = []
+    for i in range(30):
+        im = sources[i % len(sources)].rotate(7 * (i // len(sources)), expand=False)
+        path = root / f"IMG_{i:04}.jpg"
+        im.save(path, quality=85)
+        out.append(path)
+    return out
+
+
+@pytest.fixture
+def forward_passes(monkeypatch):
+    """How many photos went through the network (Classifier.predict), counted in this process."""
+    from resnext_gui.core.classifier import Classifier
+
+    count = {"photos": 0}
+    real = Classifier.predict
+
+    def counting(self, items, *args, **kwargs):
+        count["photos"] += len(items)
+        return real(self, items, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "predict", counting)
+    return count
+
+
+def test_library_grown_folder_changed_file_and_other_weights(checkpoint, album, tmp_path, forward_passes):
+    import torch
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in album[:2]:
+        shutil.copy(p, folder / p.name)
+    lib = tmp_path / "library.sqlite3"
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, folder)
+    assert r.returncode == 0, r.stderr
+    assert forward_passes["photos"] == 2 and not any("cached" in o for o in lines(r.stdout))
+
+    for p in album[2:12]:  # the folder grows by ten photos
+        shutil.copy(p, folder / p.name)
+    forward_passes["photos"] = 0
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, "--batch-size", "4", folder)
+    assert r.returncode == 0, r.stderr
+    out = lines(r.stdout)
+    assert forward_passes["photos"] == 10
+    assert [o["path"] for o in out] == sorted(str(folder / p.name) for p in album[:12])  # in order, as without it
+    assert [o.get("cached", False) for o in out] == [True, True] + [False] * 10
+    assert "2 answered from the results library, 10 classified" in r.stderr
+    first = out[0]
+    assert set(first) == {"path", "ok", "top", "device", "ms", "cached"} and len(first["top"]) == 5
+
+    changed = folder / album[0].name  # same path, new content
+    shutil.copy(album[20], changed)
+    forward_passes["photos"] = 0
+    r = run_cli("classify", "--weights", checkpoint, "--library", "--library-path", lib, "--topk", "3", folder)
+    assert r.returncode == 0, r.stderr
+    out = lines(r.stdout)
+    assert forward_passes["photos"] == 1
+    assert [o["path"] for o in out if not o.get("cached")] == [str(changed)]
+    assert all(len(o["top"]) == 3 for o in out)  # fewer classes than stored: cut from what was kept
+
+    other = tmp_path / "same-weights-other-file.pth"  # other checkpoint bytes (hence sha256), same numbers
+    torch.save(torch.load(checkpoint, weights_only=True), other)
+    forward_passes["photos"] = 0
+    r = run_cli("classify", "--weights", other, "--backend", "torch", "--library-path", lib, *sorted(folder.iterdir())[:2])
+    assert r.returncode == 0, r.stderr
+    assert forward_passes["photos"] == 2 and not any(o.get("cached") for o in lines(r.stdout))
+
+
+def test_library_killed_mid_run_loses_no_printed_answer(checkpoint, album, tmp_path, forward_passes):
+    lib = tmp_path / "library.sqlite3"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resnext_gui", "classify", "--weights", str(checkpoint), "--library-path", str(lib),
+         "--batch-size", "1", *map(str, album)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    printed = [json.loads(proc.stdout.readline()) for _ in range(3)]
+    proc.kill()  # SIGKILL: no handler runs, nothing is flushed or closed
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert all(o["ok"] for o in printed)
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *[o["path"] for o in printed])
+    assert r.returncode == 0, r.stderr
+    again = lines(r.stdout)
+    assert forward_passes["photos"] == 0
+    assert [o["path"] for o in again] == [o["path"] for o in printed] and all(o["cached"] for o in again)
+    assert [o["top"] for o in again] == [o["top"] for o in printed]
+
+
+def test_xmp_keywords_from_classify(checkpoint, album, tmp_path):
+    from resnext_gui.core.xmp import keywords_for, sidecar_path
+    from tests.core.test_xmp import keywords_read_back
+
+    good, bad = tmp_path / "é good.jpg", tmp_path / "bad.jpg"
+    shutil.copy(album[0], good)
+    shutil.copy(album[1], bad)
+    garbage = b"not an xmp file at all" * 20
+    sidecar_path(bad).write_bytes(garbage)
+    r = run_cli("classify", "--weights", checkpoint, "--xmp", "--xmp-min-prob", "0", good, bad)
+    assert r.returncode == 1, r.stderr  # a photo without its keywords fails the run; the others are written
+    first, second = lines(r.stdout)
+    assert first["ok"] and first["xmp"] == str(sidecar_path(good))
+    words = keywords_for(first["top"], 0.0)
+    assert len(words) == 5  # every class is at least 0 probable
+    assert keywords_read_back(sidecar_path(good)) == (words, [f"ResNeXt|{w}" for w in words])
+    assert second["ok"] and "bad.jpg.xmp is not an XMP file" in second["xmp_error"] and "xmp" not in second
+    assert f"{bad}: keywords not written" in r.stderr
+    assert sidecar_path(bad).read_bytes() == garbage
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--xmp", "--xmp-min-prob", "1.5"], "--xmp-min-prob must be a probability from 0 to 1"),
+    (["--xmp", "--xmp-min-prob", "nan"], "--xmp-min-prob must be a probability from 0 to 1"),
+    (["--xmp-min-prob", "0.3"], "--xmp-min-prob needs --xmp"),
+    (["--library-path", "."], "is a folder"),
+])
+def test_library_and_xmp_options_checked_before_the_model_loads(checkpoint, photos, args, message):
+    r = run_cli("classify", "--weights", checkpoint, *args, photos["coffee"])
+    assert r.returncode == 2 and message in r.stderr and "loading the model" not in r.stderr
