@@ -678,7 +678,9 @@ class Worker(QObject):
 
     def save_image(self, path: str, image: QImage, text: dict[str, str]) -> Job:
         """Write ``image`` as a PNG file (Save Overlay) on the worker's thread: answers the path, or why not."""
-        return self.submit(SaveImageJob(path, image.copy(), dict(text)))
+        # Not copied: the image is the window's fresh composition, never drawn on again, and QImage's sharing is
+        # thread-safe (a full-size copy would double the memory of a big photo's save).
+        return self.submit(SaveImageJob(path, image, dict(text)))
 
     def cancel_batch(self) -> list[int]:
         """Drop the batch photos not yet started (the one being computed finishes); returns their ids."""
