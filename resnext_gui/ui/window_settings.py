@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .main_window import MainWindow
 
 DEFAULT_SIZE = (1280, 800)
-DEVICES = ("auto", "cpu", "cuda")
+DEVICES = ("auto", "cpu", "cuda", "mps")  # as the command line offers them
 BACKENDS = ("auto", "torch", "openvino")  # as core.runtimes.BACKENDS (the tests hold them equal)
 PRECISIONS = ("fp32", "bf16")  # as core.classifier.PRECISIONS
 
