@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, QThread, Signal, Slot
-from PySide6.QtGui import QImage
+from PySide6.QtGui import QImage, QImageWriter
 
 from .throttle import throttled
 
@@ -331,6 +331,46 @@ class SaveModelJob(Job):
         except Exception as exc:
             raise JobFailed(f"Could not save {self.target}: {exc}") from exc
         return self.target
+
+
+@dataclass
+class SaveImageJob(Job):
+    """Save Overlay's file: the image encoded as PNG (``text`` as its text chunks) and written whole or not at
+    all, off the GUI thread; answers the path written."""
+
+    path: str
+    image: QImage
+    text: dict[str, str] = field(default_factory=dict)
+
+    def run(self, ctx: _Runner | None) -> str:
+        write_png(self.image, self.path, self.text)
+        return self.path
+
+
+def write_png(image: QImage, path: str, text: dict[str, str]) -> None:
+    """Encode ``image`` as PNG and write it as the export files are (core.files.atomic_file: a temporary file
+    renamed into place, an existing file's mode kept); a folder, a named pipe or a device at ``path`` is refused.
+    JobFailed with the reason (a full disk, a read-only folder...); an earlier file at ``path`` is then untouched."""
+    from pathlib import Path
+
+    from .core.files import NotRegularFile, atomic_file, refuse_special
+
+    buf = QBuffer()
+    buf.open(QIODevice.OpenModeFlag.WriteOnly)
+    writer = QImageWriter(buf, b"png")
+    for key, value in text.items():
+        writer.setText(key, value)
+    if not writer.write(image):
+        raise JobFailed(f"Could not save {path}: the image could not be encoded ({writer.errorString()})")
+    data = bytes(buf.data().data())
+    try:
+        refuse_special(path)
+        with atomic_file(Path(path), shared=True, keep_mode=True) as fh:
+            fh.write(data)
+    except NotRegularFile as exc:
+        raise JobFailed(f"Could not save {path}: {exc}; choose another file name") from exc
+    except OSError as exc:
+        raise JobFailed(f"Could not save {path}: {exc.strerror or exc}") from exc
 
 
 def qimage_from_rgb(arr: np.ndarray) -> QImage:
@@ -662,6 +702,12 @@ class Worker(QObject):
         """The gallery to show at the next start (files, in order); written now and again as the worker stops."""
         self._runner.library.keep_gallery(paths)
         self.submit(_save_gallery_job())
+
+    def save_image(self, path: str, image: QImage, text: dict[str, str]) -> Job:
+        """Write ``image`` as a PNG file (Save Overlay) on the worker's thread: answers the path, or why not."""
+        # Not copied: the image is the window's fresh composition, never drawn on again, and QImage's sharing is
+        # thread-safe (a full-size copy would double the memory of a big photo's save).
+        return self.submit(SaveImageJob(path, image, dict(text)))
 
     def cancel_batch(self) -> list[int]:
         """Drop the batch photos not yet started (the one being computed finishes); returns their ids."""

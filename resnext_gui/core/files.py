@@ -57,6 +57,18 @@ class NotRegularFile(OSError):
     """A path that names a pipe, a device, a socket or a folder where a regular file was expected."""
 
 
+def refuse_special(target: str | os.PathLike[str]) -> None:
+    """NotRegularFile when ``target`` exists and is not a regular file (a folder, a named pipe, a device), also
+    through a link: a file is written only as a new file or over an ordinary one (atomic_file then replaces
+    the name itself, never writing through a link into whatever it points at)."""
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return  # nothing there yet (or a dangling link, which the rename replaces)
+    if not stat.S_ISREG(mode):
+        raise NotRegularFile(f"it is {file_kind(mode)}, not a regular file")
+
+
 def open_regular(path: str | os.PathLike[str]) -> IO[bytes]:
     """Open ``path`` for reading only if it is a regular file (after following links), else NotRegularFile.
 

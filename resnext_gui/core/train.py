@@ -36,6 +36,12 @@ MAX_LABEL = 100  # characters of a class name
 MODEL_SUFFIX = ".safetensors"  # the format of the model files teaching writes
 FEATURE_BATCH = 8
 SHOWN = 5  # names listed in one warning before "and N more"
+# At most this many classes are taught at once (ImageNet's own count). The head is fitted on every photo's
+# features at once: its memory is about classes x (photos + 40 x 2048) x 8 bytes, some 1-2 GB at 1,000 classes
+# of ten photos, and as photos come with classes it grows with the square of their number (tens of GB at 10,000).
+MAX_CLASSES = 1000
+WORST_SHOWN = 10  # classes named in the summary's "worst" list
+PREDICT_ROWS = 2048  # photos scored at once after the fit: memory PREDICT_ROWS x classes, whatever the photo count
 
 Progress = Callable[[int, int], None]  # (photos done, photos in all) during feature extraction
 
@@ -122,6 +128,11 @@ def scan(root: str | os.PathLike[str] | list[str]) -> DataSet:
                 hidden.append(valid_text(entry.name))
             else:
                 folders.append(Path(entry.path))
+    if len(folders) > MAX_CLASSES:  # said before any folder is listed
+        raise TrainingError(f"teaching learns at most {MAX_CLASSES:,} classes at once, and "
+                            f"{valid_text(str(root))} has {len(folders):,} class folders: teach a set of at most "
+                            f"{MAX_CLASSES:,} of them (the head is fitted on all their photos at once, and its memory "
+                            "grows with classes times photos)")
     data = DataSet(root, [], [])
     seen: dict[str, str] = {}  # label -> the folder name it came from, as shown
     photos_of: dict[str, list[Path]] = {}
@@ -334,7 +345,8 @@ def _unreadable_reason(path: Path, exc: OSError) -> str:
 
 def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress: Progress | None = None,
             cancelled: Callable[[], bool] | None = None, batch_size: int = FEATURE_BATCH) -> Features:
-    """Pooled features of every photo, from the cache when it has them, else through ``clf.pooled_features``.
+    """Pooled features of every photo, from the cache when it has them, else through ``clf.pooled_features``;
+    in the order of ``data.files`` (scan's: by class, then by path).
 
     Only regular files are read (a named pipe or a device among the photos is skipped with the reason);
     unreadable photos are skipped and listed; the next batch decodes on a thread while the network runs.
@@ -342,20 +354,20 @@ def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress
     """
     start = time.perf_counter()
     total = len(data.files)
-    out_paths: list[Path] = []
-    out_labels: list[int] = []
-    out_feats: list[np.ndarray] = []
-    out_hashes: list[str] = []
+    # Every photo's features go straight into one array, in data.files' order (the photo's slot): memory is the
+    # features once (16 KB a photo), however many photos, never a list of them and a stacked copy besides.
+    all_feats = np.zeros((total, 2, FEATURE_DIM), np.float32)
+    kept = np.zeros(total, bool)
+    hashes: list[str] = [""] * total
     result = Features([], np.zeros(0, np.int64), np.zeros((0, 2, FEATURE_DIM), np.float32), [])
     seen: set[tuple[str, int]] = set()
     done = 0
-    todo: list[tuple[Path, int, str, tuple[int, int, int, int]]] = []
+    todo: list[tuple[int, Path, int, str, tuple[int, int, int, int]]] = []
 
-    def keep(path: Path, label: int, content: str, feats: np.ndarray) -> None:
-        out_paths.append(path)
-        out_labels.append(label)
-        out_hashes.append(content)
-        out_feats.append(feats)
+    def keep(slot: int, content: str, feats: np.ndarray) -> None:
+        all_feats[slot] = feats
+        kept[slot] = True
+        hashes[slot] = content
 
     def stop_if_asked() -> None:
         if cancelled and cancelled():
@@ -368,7 +380,7 @@ def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress
             progress(done, total)
         stop_if_asked()
 
-    for path, label in data.files:  # hashes first: the cache answers without decoding
+    for slot, (path, label) in enumerate(data.files):  # hashes first: the cache answers without decoding
         stop_if_asked()
         try:
             content, identity = _photo_sha256(path)
@@ -383,47 +395,49 @@ def extract(clf: Classifier, data: DataSet, cache: FeatureCache | None, progress
         cached = cache.get(content) if cache else None
         if cached is not None:
             result.cache_hits += 1
-            keep(path, label, content, cached)
+            keep(slot, content, cached)
             tick()
         else:
-            todo.append((path, label, content, identity))
+            todo.append((slot, path, label, content, identity))
 
     pool = ThreadPoolExecutor(1, thread_name_prefix="teach-decode")
     try:
         chunks = [todo[i:i + batch_size] for i in range(0, len(todo), batch_size)]
-        upcoming = [pool.submit(_prepare, clf, p, ident) for p, _, _, ident in chunks[0]] if chunks else []
+        upcoming = [pool.submit(_prepare, clf, p, ident) for _, p, _, _, ident in chunks[0]] if chunks else []
         for k, chunk in enumerate(chunks):
             prepared = []
             for future in upcoming:
                 stop_if_asked()
                 prepared.append(future.result())
             stop_if_asked()
-            upcoming = ([pool.submit(_prepare, clf, p, ident) for p, _, _, ident in chunks[k + 1]]
+            upcoming = ([pool.submit(_prepare, clf, p, ident) for _, p, _, _, ident in chunks[k + 1]]
                         if k + 1 < len(chunks) else [])
             good = [(item, meta) for (item, err), meta in zip(prepared, chunk, strict=True) if item is not None]
-            for (item, err), (path, _, _, _) in zip(prepared, chunk, strict=True):
+            for (item, err), (_, path, _, _, _) in zip(prepared, chunk, strict=True):
                 if item is None:
                     result.unreadable.append((path, err or f"{path.name} could not be read"))
             if good:
                 feats = clf.pooled_features([item for item, _ in good])
                 result.computed += len(good)
-                for (_, (path, label, content, _)), f in zip(good, feats, strict=True):
+                for (_, (slot, path, _, content, _)), f in zip(good, feats, strict=True):
                     if not np.isfinite(f).all():
                         result.unreadable.append((path, f"{valid_text(path.name)}: the network's features are not "
                                                         "finite numbers; skipped"))
                         continue
                     if cache:
                         cache.put(content, f)
-                    keep(path, label, content, f)
+                    keep(slot, content, f)
             tick(len(chunk))
     finally:  # stopped or failed: photos not yet decoded are dropped, not waited for
         pool.shutdown(wait=False, cancel_futures=True)
-    order = sorted(range(len(out_paths)), key=lambda i: (out_labels[i], str(out_paths[i])))
-    result.paths = [out_paths[i] for i in order]
-    result.labels = np.array([out_labels[i] for i in order], dtype=np.int64)
-    result.hashes = [out_hashes[i] for i in order]
-    if order:
-        result.feats = np.stack([out_feats[i] for i in order]).astype(np.float32)
+    order = np.flatnonzero(kept)
+    for dst, src in enumerate(order.tolist()):  # the photos kept moved up in place: no second copy of them all
+        if dst != src:
+            all_feats[dst] = all_feats[src]
+    result.paths = [data.files[i][0] for i in order.tolist()]
+    result.labels = np.array([data.files[i][1] for i in order.tolist()], dtype=np.int64)
+    result.hashes = [hashes[i] for i in order.tolist()]
+    result.feats = all_feats[:len(order)]
     result.ms = (time.perf_counter() - start) * 1000.0
     return result
 
@@ -453,8 +467,9 @@ def split(labels: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarra
     """Stratified: each class gives round(n * fraction) photos to validation, at least one each way when n >= 2."""
     rng = np.random.default_rng(seed)
     train, val = [], []
-    for c in np.unique(labels):
-        idx = np.flatnonzero(labels == c)
+    order = np.argsort(labels, kind="stable")  # the photos of each class, in their order: one sort, not a pass per class
+    _, starts = np.unique(labels[order], return_index=True)
+    for idx in np.split(order, starts[1:]) if len(order) else []:
         idx = idx[rng.permutation(len(idx))]
         n_val = 0
         if val_fraction > 0 and len(idx) >= 2:
@@ -589,7 +604,8 @@ def _lbfgs(fun: Objective, x0: np.ndarray, max_iter: int, tol_grad: float = 1e-6
     return x
 
 
-def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max_iter: int = 200) -> tuple[np.ndarray, np.ndarray]:
+def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max_iter: int = 200,
+             overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Weights (C, D) and bias (C,) on the raw pooled features, fitted full-batch with L-BFGS.
 
     The features are divided by one common scale for the fit (their root mean square), and the weights by
@@ -598,11 +614,15 @@ def fit_head(x: np.ndarray, y: np.ndarray, num_classes: int, l2: float = L2, max
     for a class lives in its weights, which is what Grad-CAM reads at every position. With L2 the weights
     of all classes sum to zero, so the predicted class always has positive evidence somewhere and its map
     is never empty.
+
+    ``overwrite``: ``x`` (float64) is the caller's scratch copy and is scaled in place, so the fit holds one
+    copy of the features, not three.
     """
-    z = np.asarray(x, dtype=np.float64)
+    z = np.array(x, dtype=np.float64, copy=not (overwrite and isinstance(x, np.ndarray) and x.dtype == np.float64))
     labels = np.asarray(y, dtype=np.int64)
-    scale = max(float(np.sqrt(np.mean(z * z))), 1e-12) if z.size else 1.0
-    z = z / scale
+    flat = z.reshape(-1)
+    scale = max(float(np.sqrt(np.dot(flat, flat) / flat.size)), 1e-12) if z.size else 1.0
+    z /= scale
     w = _lbfgs(lambda w: _softmax_loss(w, z, labels, num_classes, l2), np.zeros(num_classes * z.shape[1]), max_iter)
     weight = (w.reshape(num_classes, z.shape[1]) / scale).astype(np.float32)
     return weight, np.zeros(num_classes, np.float32)
@@ -616,26 +636,66 @@ def predict_proba(weight: np.ndarray, bias: np.ndarray, x: np.ndarray) -> np.nda
 
 
 def metrics(y_true: np.ndarray, y_pred: np.ndarray, labels: list[str]) -> dict[str, Any]:
-    """Accuracy, per-class precision and recall (None when undefined), confusion matrix [true][predicted]."""
+    """Accuracy; per class its precision and recall (None when undefined), photos and photos recognised; the
+    confusions (true class taken for another, most frequent first); the classes recognised worst.
+
+    Linear in photos and classes: the confusion matrix is kept as its non-zero cells (at most one a photo),
+    never as classes x classes numbers (100 million at 10,000 classes).
+    """
     k = len(labels)
-    confusion = np.zeros((k, k), dtype=np.int64)
-    for t, p in zip(y_true.tolist(), y_pred.tolist(), strict=True):
-        confusion[t, p] += 1
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    right = t == p
+    support = np.bincount(t, minlength=k)
+    predicted = np.bincount(p, minlength=k)
+    correct = np.bincount(t[right], minlength=k)
     per_class = {}
     for c, label in enumerate(labels):
-        predicted, actual = int(confusion[:, c].sum()), int(confusion[c].sum())
         per_class[label] = {
-            "precision": round(int(confusion[c, c]) / predicted, 4) if predicted else None,
-            "recall": round(int(confusion[c, c]) / actual, 4) if actual else None,
-            "support": actual,
+            "precision": round(int(correct[c]) / int(predicted[c]), 4) if predicted[c] else None,
+            "recall": round(int(correct[c]) / int(support[c]), 4) if support[c] else None,
+            "support": int(support[c]),
+            "correct": int(correct[c]),
         }
-    n = int(confusion.sum())
+    pairs: dict[tuple[int, int], int] = {}
+    for a, b in zip(t[~right].tolist(), p[~right].tolist(), strict=True):
+        pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    confused = [{"true": labels[a], "predicted": labels[b], "photos": n}
+                for (a, b), n in sorted(pairs.items(), key=lambda item: (-item[1], item[0]))]
+    scored = [c for c in range(k) if support[c]]
+    worst = sorted(scored, key=lambda c: (int(correct[c]) / int(support[c]), c))[:WORST_SHOWN]
+    n = len(t)
     return {
-        "accuracy": round(float(np.trace(confusion)) / n, 4) if n else None,
+        "accuracy": round(int(right.sum()) / n, 4) if n else None,
         "photos": n,
         "per_class": per_class,
-        "confusion": confusion.tolist(),
+        "confused": confused,
+        "worst": [{"class": labels[c], "recall": per_class[labels[c]]["recall"]} for c in worst if correct[c] < support[c]],
     }
+
+
+def confusion_matrix(validation: dict[str, Any], labels: list[str]) -> dict[tuple[int, int], int]:
+    """The confusion matrix's non-zero cells {(true, predicted): photos} from metrics(): its diagonal is each
+    class's photos recognised, the rest its confusions."""
+    index = {label: i for i, label in enumerate(labels)}
+    cells = {(index[label], index[label]): int(v["correct"])
+             for label, v in (validation.get("per_class") or {}).items() if label in index and v.get("correct")}
+    for entry in validation.get("confused") or []:
+        if entry.get("true") in index and entry.get("predicted") in index:
+            cells[(index[entry["true"]], index[entry["predicted"]])] = int(entry["photos"])
+    return cells
+
+
+def predict(weight: np.ndarray, bias: np.ndarray, x: np.ndarray, rows: int = PREDICT_ROWS) -> tuple[np.ndarray, np.ndarray]:
+    """(class predicted, its probability) of the head for each row of ``x``: scored ``rows`` at a time, so memory
+    stays rows x classes whatever the number of photos."""
+    pred = np.zeros(len(x), np.int64)
+    prob = np.zeros(len(x), np.float64)
+    for i in range(0, len(x), rows):
+        probs = predict_proba(weight, bias, x[i:i + rows])
+        pred[i:i + rows] = probs.argmax(1)
+        prob[i:i + rows] = probs[np.arange(len(probs)), pred[i:i + rows]]
+    return pred, prob
 
 
 # ---- the whole run ----
@@ -729,27 +789,27 @@ def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str] | DataSe
     for w in dups + warnings[len(data.warnings):]:
         say(f"warning: {w}")
     warnings += dups
-    counts = [int((feats.labels == c).sum()) for c in range(len(data.labels))]
+    counts = np.bincount(feats.labels, minlength=len(data.labels)).tolist()
     warnings = [w for w in warnings if not w.startswith(f"classes with fewer than {FEW_PHOTOS}")]  # recounted:
     check_counts(data.labels, counts, warnings)  # without unreadable photos and repeats
     _check_features_vary(feats.feats)
     train_idx, val_idx = split(feats.labels, val_fraction, seed)
     start = time.perf_counter()
-    x = feats.feats[train_idx].reshape(-1, FEATURE_DIM)  # each photo and its mirror image
+    x = _float64_rows(feats.feats, train_idx).reshape(-1, FEATURE_DIM)  # each photo and its mirror image
     y = np.repeat(feats.labels[train_idx], 2)
-    weight, bias = fit_head(x, y, len(data.labels), l2)
+    weight, bias = fit_head(x, y, len(data.labels), l2, overwrite=True)
+    del x
     fit_ms = (time.perf_counter() - start) * 1000.0
-    train_pred = predict_proba(weight, bias, feats.feats[train_idx, 0]).argmax(1)
-    train_acc = round(float((train_pred == feats.labels[train_idx]).mean()), 4)
+    train_pred, _ = predict(weight, bias, feats.feats[train_idx, 0])
+    train_acc = round(float((train_pred == feats.labels[train_idx]).mean()), 4) if len(train_idx) else 0.0
     validation: dict[str, Any] = {}
     mistakes: list[Mistake] = []
     if len(val_idx):
-        probs = predict_proba(weight, bias, feats.feats[val_idx, 0])
-        pred = probs.argmax(1)
+        pred, prob = predict(weight, bias, feats.feats[val_idx, 0])
         validation = metrics(feats.labels[val_idx], pred, data.labels)
-        for i, p, pr in zip(val_idx.tolist(), pred.tolist(), probs.tolist(), strict=True):
+        for i, p, pr in zip(val_idx.tolist(), pred.tolist(), prob.tolist(), strict=True):
             if p != feats.labels[i]:
-                mistakes.append(Mistake(feats.paths[i], int(feats.labels[i]), int(p), float(pr[p])))
+                mistakes.append(Mistake(feats.paths[i], int(feats.labels[i]), int(p), float(pr)))
     source = clf.source
     provenance = {
         "base_weights": {
@@ -760,7 +820,7 @@ def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str] | DataSe
         "backbone_sha256": backbone,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "classes": dict(zip(data.labels, counts, strict=True)),
-        "validation": {k: validation[k] for k in ("accuracy", "photos", "per_class", "confusion")} if validation else None,
+        "validation": {k: validation[k] for k in ("accuracy", "photos", "per_class", "confused")} if validation else None,
         "val_fraction": val_fraction,
         "seed": seed,
         "head": f"multinomial logistic regression, L2 {l2}, L-BFGS, horizontal-flip features",
@@ -768,6 +828,14 @@ def train(clf: Classifier, data_dir: str | os.PathLike[str] | list[str] | DataSe
     }
     return TrainResult(data.labels, weight, bias, counts, validation, train_acc, mistakes, warnings,
                        feats.unreadable, provenance, feats.cache_hits, feats.computed, feats.ms, fit_ms)
+
+
+def _float64_rows(feats: np.ndarray, rows: np.ndarray, step: int = 256) -> np.ndarray:
+    """``feats[rows]`` as float64, copied a few rows at a time (no float32 copy of them all on the way)."""
+    out = np.empty((len(rows), *feats.shape[1:]), np.float64)
+    for i in range(0, len(rows), step):
+        out[i:i + step] = feats[rows[i:i + step]]
+    return out
 
 
 def checkpoint_state(clf: Classifier, result: TrainResult) -> tuple[dict[str, np.ndarray], dict[str, str]]:

@@ -45,6 +45,7 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self._shown_once = False
         self.stopped_cleanly = False
+        settings_notes = window_settings.check_choices(self.settings)  # before anything reads them
         device = device or str(self.settings.value("device", "auto", type=str))
         if worker is None:
             screen = QGuiApplication.primaryScreen()
@@ -56,6 +57,8 @@ class MainWindow(QMainWindow):
         self.worker = worker
         self.messages = Messages(self)
         self.messages.listen(worker)
+        if settings_notes:
+            self.messages.dialog("Settings reset", "\n".join(settings_notes))
         self.photos = GalleryModel(self)
         self._build()
         self.controller = BatchController(self.photos, worker, self.messages, self.current_photo, self)

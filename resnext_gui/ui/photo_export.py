@@ -1,4 +1,4 @@
-"""What leaves the window for one photo: its top-5 as text, the overlay as an image (clipboard, drag) or a PNG file."""
+"""What leaves the window for one photo: its top-5 as text, the overlay as an image (clipboard, drag), a saved PNG's name and text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from PySide6.QtCore import QMimeData
-from PySide6.QtGui import QImage, QImageWriter
+from PySide6.QtGui import QImage
 
 from .gallery import Photo
 
@@ -32,14 +32,6 @@ def overlay_metadata(photo: Photo, rank: int, layer: str) -> dict[str, str]:
     if top is not None:
         meta.update({"Class": top.label, "Class index": str(top.index), "Rank": str(rank), "Probability": f"{top.prob:.4f}"})
     return meta
-
-
-def save_png(image: QImage, path: str, text: dict[str, str]) -> bool:
-    """Write ``image`` as PNG with ``text`` as the file's text chunks (shown by image viewers and exiftool)."""
-    writer = QImageWriter(path, b"png")
-    for key, value in text.items():
-        writer.setText(key, value)
-    return writer.write(image)
 
 
 def top5_text(photo: Photo) -> str:

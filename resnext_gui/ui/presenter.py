@@ -10,13 +10,14 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, QS
 from PySide6.QtGui import QDrag, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QAbstractButton, QFileDialog, QMessageBox, QWidget
 
+from ..worker import SaveImageJob
 from .controller import BatchController
 from .controls import ControlPanel, layer_name
 from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
 from .gallery_filter import GalleryFilter
 from .image_view import ImageView
 from .messages import Messages
-from .photo_export import overlay_metadata, overlay_name, photo_mime, save_png, stem_of
+from .photo_export import overlay_metadata, overlay_name, photo_mime, stem_of
 from .text import percent, sentence
 
 APP_TITLE = "ResNeXt Classifier"
@@ -47,6 +48,7 @@ class Presenter(QObject):
         controller.refreshWanted.connect(self.refresh)
         controller.selectWanted.connect(self._select_wanted)
         controller.cleared.connect(self.show_nothing)
+        messages.route(SaveImageJob, self._on_overlay_saved, self._on_overlay_failed)
 
     # ---- which photo ----
     def current_photo(self) -> Photo | None:
@@ -243,8 +245,9 @@ class Presenter(QObject):
 
     def save_overlay_to(self, path: str) -> bool:
         """Write what the view shows, at the photo's full size, naming photo, class and layer in the PNG's text.
-        When the view has a reduced copy only, the worker decodes the photo first and the file is written then
-        (False: not written yet, or not at all)."""
+        When the view has a reduced copy only, the worker decodes the photo first and the file is written then.
+        True: handed to the worker, which writes it (the status bar, or a warning, says how that went);
+        False: not asked for yet (waiting for every pixel), or nothing to save."""
         photo = self.current_photo()
         res = photo.result if photo is not None else None
         if (photo is not None and res is not None and res.size and res.size[0] > self.view.photo_width()
@@ -263,9 +266,19 @@ class Presenter(QObject):
         if photo is not None:
             layer, _label, rank = self._shown_layer_and_label(photo)
             meta = overlay_metadata(photo, rank, layer)
-        ok = image is not None and save_png(image, path, meta)
-        self.messages.show_status(f"Saved {path}" if ok else f"Could not save {path}", 5000)
-        return ok
+        if image is None:
+            self.messages.show_status(f"Could not save {path}: no photo is shown", 5000)
+            return False
+        # Encoded and written by the worker, whole or not at all (a full-size PNG takes long to encode)
+        self.controller.worker.save_image(path, image, meta)
+        self.messages.show_status(f"Saving {path}…", 10000)
+        return True
+
+    def _on_overlay_saved(self, job: SaveImageJob, path: str) -> None:
+        self.messages.show_status(f"Saved {path}", 5000)
+
+    def _on_overlay_failed(self, job: SaveImageJob, message: str) -> None:
+        self.messages.warning("Save Overlay failed", message)
 
     def export_dialog(self) -> None:
         """Export every answer; while the gallery's search or filter hides some, ask whether only those shown."""

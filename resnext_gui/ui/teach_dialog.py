@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QDialog,
@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QFrame,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -20,10 +21,10 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QStackedWidget,
-    QTableWidget,
-    QTableWidgetItem,
+    QTableView,
     QVBoxLayout,
     QWidget,
 )
@@ -36,6 +37,12 @@ from .text import plain_tooltip, plural
 
 if TYPE_CHECKING:
     from ..core.train import DataSet
+
+MATRIX_MAX = 20  # classes up to which the result page shows the whole confusion matrix; more: a table of classes
+LISTED = 20  # classes named in the result's text before "and N more"
+WARNINGS_SHOWN = 8  # warnings shown in it (resnext-gui train prints them all)
+LINE_MAX = 400  # characters of one warning shown (a warning can name a thousand classes)
+RIGHT, WRONG = QColor(200, 235, 200), QColor(245, 205, 200)
 
 INTRO = ("Teach the model your own classes. Put the photos of each class in a folder of its own, named after "
          "the class (e.g. photos/ripe, photos/unripe), then choose the folder that holds them — or drop the "
@@ -81,6 +88,101 @@ class MistakeView(QDialog):
         buttons.rejected.connect(self.reject)
         layout.addWidget(buttons)
         self.resize(760, 420)
+
+
+def _cells(validation: dict, labels: list[str]) -> dict[tuple[int, int], int]:
+    from ..core.train import confusion_matrix
+
+    return confusion_matrix(validation, labels)
+
+
+class ConfusionModel(QAbstractTableModel):
+    """The confusion matrix (rows: true class, columns: predicted) from its non-zero cells: nothing is made per
+    cell, a cell's number is looked up when the view draws it."""
+
+    def __init__(self, labels: list[str], cells: dict[tuple[int, int], int], parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.labels, self.cells = labels, cells
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.labels)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.labels)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid():
+            return None
+        n = self.cells.get((index.row(), index.column()), 0)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return str(n)
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return Qt.AlignmentFlag.AlignCenter
+        if role == Qt.ItemDataRole.BackgroundRole and n:
+            return RIGHT if index.row() == index.column() else WRONG
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if role == Qt.ItemDataRole.DisplayRole and 0 <= section < len(self.labels):
+            return self.labels[section]
+        return None
+
+
+class ClassTableModel(QAbstractTableModel):
+    """One row a class, the worst recognised first: its photos kept aside, recognised, recall, precision and the
+    class it was most often taken for. Built in one pass over the classes and the confusions."""
+
+    COLUMNS = ("Class", "Kept aside", "Recognised", "Recall", "Precision", "Most often taken for")
+
+    def __init__(self, labels: list[str], validation: dict, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        per_class = validation.get("per_class") or {}
+        taken_for: dict[str, str] = {}
+        for entry in validation.get("confused") or []:  # most frequent first: the first one per class is kept
+            taken_for.setdefault(entry["true"], f"{entry['predicted']} ({entry['photos']})")
+        rows = []
+        for label in labels:
+            v = per_class.get(label) or {}
+            recall, precision = v.get("recall"), v.get("precision")
+            rows.append((label, v.get("support", 0), v.get("correct", 0),
+                         "—" if recall is None else f"{recall:.0%}", "—" if precision is None else f"{precision:.0%}",
+                         taken_for.get(label, ""), 2.0 if recall is None else recall))
+        rows.sort(key=lambda row: (row[6], row[0]))
+        self.rows = [row[:6] for row in rows]
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:
+        return 0 if parent.isValid() else len(self.COLUMNS)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if not index.isValid():
+            return None
+        row = self.rows[index.row()]
+        if role == Qt.ItemDataRole.DisplayRole:
+            return str(row[index.column()])
+        if role == Qt.ItemDataRole.TextAlignmentRole and 0 < index.column() < 5:
+            return Qt.AlignmentFlag.AlignCenter
+        if role == Qt.ItemDataRole.BackgroundRole and index.column() == 3 and row[1]:
+            return RIGHT if row[2] == row[1] else WRONG
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> object:
+        if role != Qt.ItemDataRole.DisplayRole:
+            return None
+        if orientation == Qt.Orientation.Horizontal:
+            return self.COLUMNS[section] if 0 <= section < len(self.COLUMNS) else None
+        return str(section + 1)
+
+
+def _listed(items: list[str], what: str) -> str:
+    shown = ", ".join(items[:LISTED])
+    return shown + (f" and {len(items) - LISTED} more {what}" if len(items) > LISTED else "")
+
+
+def _short(line: str) -> str:
+    return line if len(line) <= LINE_MAX else line[:LINE_MAX - 1] + "…"
 
 
 class TeachDialog(QDialog):
@@ -272,11 +374,18 @@ class TeachDialog(QDialog):
         self.accuracy.setFont(font)
         v.addWidget(self.accuracy)
         self.details = _plain("", wrap=True)
-        v.addWidget(self.details)
-        v.addWidget(_plain("Confusion matrix (rows: true class, columns: predicted class)"))
-        self.confusion = QTableWidget()
-        self.confusion.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
-        self.confusion.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.details.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        details = QScrollArea()  # many classes or warnings scroll here: the tables below keep their room
+        details.setWidget(self.details)
+        details.setWidgetResizable(True)
+        details.setFrameShape(QFrame.Shape.NoFrame)
+        details.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        details.setMaximumHeight(self.details.fontMetrics().lineSpacing() * 7 + 4)
+        v.addWidget(details)
+        self.table_title = _plain("Confusion matrix (rows: true class, columns: predicted class)")
+        v.addWidget(self.table_title)
+        self.confusion = QTableView()  # a model over the results: nothing is made per cell, whatever the classes
+        self.confusion.setEditTriggers(QTableView.EditTrigger.NoEditTriggers)
         v.addWidget(self.confusion, 2)
         v.addWidget(_plain("Photos it got wrong (double-click for the heatmaps of both classes)"))
         self.mistakes = QListWidget()
@@ -310,27 +419,29 @@ class TeachDialog(QDialog):
             self.accuracy.setText(f"Accuracy on {val['photos']} photos kept aside: {val['accuracy']:.0%}")
         else:
             self.accuracy.setText("No photos were kept aside, so there is no accuracy to report")
-        counts = ", ".join(f"{k} {n}" for k, n in s["counts"].items())
-        lines = [f"Classes and photos: {counts}.",
+        counts = _listed([f"{k} {n}" for k, n in s["counts"].items()], "classes")
+        lines = [f"{len(labels)} classes and their photos: {counts}.",
                  f"Features: {s['features']['computed']} computed, {s['features']['cached']} remembered from before."]
         if s["unreadable"]:
             lines.append(f"{len(s['unreadable'])} unreadable file(s) skipped.")
-        lines += [f"Warning: {w}" for w in s["warnings"]]
+        warnings = s["warnings"]
+        lines += [f"Warning: {_short(w)}" for w in warnings[:WARNINGS_SHOWN]]
+        if len(warnings) > WARNINGS_SHOWN:
+            lines.append(f"… and {len(warnings) - WARNINGS_SHOWN} more warnings (resnext-gui train prints them all).")
         self.details.setText("\n".join(lines))
-        conf = val.get("confusion") or [[0] * len(labels) for _ in labels]
-        self.confusion.setRowCount(len(labels))
-        self.confusion.setColumnCount(len(labels))
-        self.confusion.setHorizontalHeaderLabels(labels)
-        self.confusion.setVerticalHeaderLabels(labels)
-        for r, row in enumerate(conf):
-            for c, n in enumerate(row):
-                item = QTableWidgetItem(str(n))
-                item.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                if n and r == c:
-                    item.setBackground(QColor(200, 235, 200))
-                elif n:
-                    item.setBackground(QColor(245, 205, 200))
-                self.confusion.setItem(r, c, item)
+        header = self.confusion.horizontalHeader()
+        old = self.confusion.model()
+        if len(labels) <= MATRIX_MAX:
+            self.table_title.setText("Confusion matrix (rows: true class, columns: predicted class)")
+            self.confusion.setModel(ConfusionModel(labels, _cells(val, labels), self.confusion))
+            header.setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        else:  # a matrix of hundreds of columns can't be read: each class's figures instead, worst first
+            self.table_title.setText(f"The {len(labels)} classes, the least often recognised first")
+            self.confusion.setModel(ClassTableModel(labels, val, self.confusion))
+            header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+            header.setStretchLastSection(True)
+        if old is not None:
+            old.deleteLater()
         self.mistakes.clear()
         for m in outcome.mistakes:
             entry = QListWidgetItem(f"{Path(m.path).name}: {m.true} taken for {m.predicted} ({m.prob:.0%})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QByteArray, QSettings, QSize
@@ -9,6 +10,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMainWindow
 
 from ..core.colormap import COLORMAPS
+from ..core.records import valid_text
+from .controls import LAYERS
 from .gallery_filter import SORTS
 from .image_view import MODES
 
@@ -16,6 +19,9 @@ if TYPE_CHECKING:
     from .main_window import MainWindow
 
 DEFAULT_SIZE = (1280, 800)
+DEVICES = ("auto", "cpu", "cuda", "mps")  # as the command line offers them
+BACKENDS = ("auto", "torch", "openvino")  # as core.runtimes.BACKENDS (the tests hold them equal)
+PRECISIONS = ("fp32", "bf16")  # as core.classifier.PRECISIONS
 
 
 def read_str(settings: QSettings, key: str, allowed: object, default: str) -> str:
@@ -25,15 +31,52 @@ def read_str(settings: QSettings, key: str, allowed: object, default: str) -> st
 
 
 def read_int(settings: QSettings, key: str, low: int, high: int, default: int) -> int:
-    """A remembered number, clamped to [low, high]; the default when the file holds no number there.
+    """A remembered number, clamped to [low, high]; the default when the file holds no whole number there.
 
-    ``value(key, type=int)`` alone reads text that is not a number as 0 (an invisible heatmap), so the
-    stored text is looked at first."""
+    The stored value is read as it is, never converted by Qt: ``value(key, type=int)`` reads text that is not
+    a number as 0 (an invisible heatmap), and raises on NaN, infinity or more digits than a double holds."""
     raw = settings.value(key)
-    if raw is None or (isinstance(raw, str) and not raw.strip().lstrip("+-").isdigit()):
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        value = raw
+    elif isinstance(raw, str) and _INTEGER.fullmatch(raw):
+        digits = raw.strip().lstrip("+-").lstrip("0")
+        # thousands of digits would take int() long (or be refused): past any bound, the sign says which one
+        value = int(raw) if len(digits) <= 18 else (low if raw.strip().startswith("-") else high)
+    else:  # text that is not a whole number in ASCII digits, a float (NaN, 1e309), a list, bytes...
         return default
-    value = settings.value(key, default, type=int)
-    return min(high, max(low, value)) if isinstance(value, int) else default
+    return min(high, max(low, value))
+
+
+_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+
+# Remembered choices the window or the worker acts on: (allowed values, the default, what it is called)
+CHOICES: dict[str, tuple[tuple[str, ...], str, str]] = {
+    "device": (DEVICES, "auto", "device"),
+    "backend": (BACKENDS, "auto", "CPU runtime"),
+    "precision": (PRECISIONS, "fp32", "precision"),
+    "colormap": (tuple(COLORMAPS), "jet", "colour map"),
+    "layer": (tuple(LAYERS), "layer4", "heatmap layer"),
+    "view_mode": (tuple(MODES), "overlay", "view"),
+    "gallery_sort": (tuple(key for key, _ in SORTS), "added", "gallery order"),
+}
+
+
+def check_choices(settings: QSettings) -> list[str]:
+    """Every remembered choice that is not one of its values (a settings file edited by hand, or from another
+    version) is removed, so its default holds, and said: one note each, for the user to see once."""
+    notes = []
+    for key, (allowed, default, what) in CHOICES.items():
+        raw = settings.value(key)
+        if raw is None or (isinstance(raw, str) and raw in allowed):
+            continue
+        settings.remove(key)
+        shown = valid_text(raw if isinstance(raw, str) else repr(raw))
+        shown = shown if len(shown) <= 40 else shown[:39] + "…"
+        notes.append(f"The {what} in the settings file, {shown!r}, is not one of {', '.join(allowed)}: "
+                     f"using {default!r}.")
+    if notes:
+        settings.sync()
+    return notes
 
 
 def _bytes(settings: QSettings, key: str) -> QByteArray | None:

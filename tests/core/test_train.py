@@ -86,7 +86,9 @@ def test_training_learns_the_classes(taught):
     assert r.counts == [PER_CLASS] * 4
     assert r.validation["photos"] == 8  # 25% of 8 per class
     assert r.validation["accuracy"] >= VAL_ACCURACY_BOUND
-    conf = np.array(r.validation["confusion"])
+    conf = np.zeros((4, 4), int)
+    for (t, p), n in T.confusion_matrix(r.validation, r.labels).items():
+        conf[t, p] = n
     assert conf.sum() == 8 and conf.sum(axis=1).tolist() == [2, 2, 2, 2]
     assert np.trace(conf) / 8 == pytest.approx(r.validation["accuracy"])
     assert set(r.validation["per_class"]) == set(r.labels)
@@ -188,7 +190,8 @@ def test_swapped_cache_entries_leave_the_labels_and_accuracy_as_they_were(taught
     assert again.computed == 2 and again.cache_hits == 4 * PER_CLASS - 2
     assert again.labels == taught.result.labels and again.counts == taught.result.counts
     assert again.validation["accuracy"] == taught.result.validation["accuracy"]
-    assert again.validation["confusion"] == taught.result.validation["confusion"]
+    assert again.validation["per_class"] == taught.result.validation["per_class"]
+    assert again.validation["confused"] == taught.result.validation["confused"]
     assert first.read_bytes() == first_bytes and second.read_bytes() == second_bytes  # rewritten as they were
 
 
@@ -249,7 +252,8 @@ def test_cli_train_summary_and_exit_codes(taught, tmp_path):
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["classes"] == taught.result.labels
-    assert summary["validation"]["confusion"] == taught.result.validation["confusion"]
+    assert summary["validation"]["confused"] == taught.result.validation["confused"]
+    assert summary["validation"]["per_class"] == taught.result.validation["per_class"]
     assert summary["features"] == {**summary["features"], "computed": 0, "cached": 4 * PER_CLASS}
     assert out.is_file() and "validation accuracy" in proc.stderr
     # no weights at all: refused, saying how to get them
@@ -339,8 +343,11 @@ def test_split_is_stratified_and_seeded():
 
 def test_metrics():
     m = T.metrics(np.array([0, 0, 1, 1, 2]), np.array([0, 1, 1, 1, 1]), ["a", "b", "c"])
-    assert m["accuracy"] == 0.6 and m["confusion"] == [[1, 1, 0], [0, 2, 0], [0, 1, 0]]
-    assert m["per_class"]["b"] == {"precision": 0.5, "recall": 1.0, "support": 2}
+    assert m["accuracy"] == 0.6 and "confusion" not in m  # never classes x classes numbers
+    assert T.confusion_matrix(m, ["a", "b", "c"]) == {(0, 0): 1, (0, 1): 1, (1, 1): 2, (2, 1): 1}
+    assert m["confused"] == [{"true": "a", "predicted": "b", "photos": 1}, {"true": "c", "predicted": "b", "photos": 1}]
+    assert m["worst"] == [{"class": "c", "recall": 0.0}, {"class": "a", "recall": 0.5}]
+    assert m["per_class"]["b"] == {"precision": 0.5, "recall": 1.0, "support": 2, "correct": 2}
     assert m["per_class"]["c"]["precision"] is None and m["per_class"]["c"]["recall"] == 0.0
 
 
@@ -511,3 +518,95 @@ def test_cli_train_checks_the_folder_before_loading_the_model(tmp_path, photos):
     proc = run_cli("train", one, "--out", tmp_path / "m.safetensors", "--weights", tmp_path / "missing.pth")
     assert proc.returncode == 2 and "at least two classes" in proc.stderr
     assert "loading the model" not in proc.stderr
+
+
+# ---- many classes, many photos: refused past the bound, linear below it, features held once ----
+def test_more_classes_than_the_bound_are_refused_before_any_folder_is_listed(tmp_path, monkeypatch):
+    listed = []
+    monkeypatch.setattr(T, "iter_images", lambda *a, **k: listed.append(a) or iter(()))
+    for i in range(T.MAX_CLASSES + 1):
+        (tmp_path / "data" / f"class {i:04}").mkdir(parents=True)
+    for data in (tmp_path / "data", sorted(str(p) for p in (tmp_path / "data").iterdir())):
+        with pytest.raises(T.TrainingError) as refused:
+            T.scan(data)
+        assert f"at most {T.MAX_CLASSES:,} classes" in str(refused.value)
+        assert f"has {T.MAX_CLASSES + 1:,} class folders" in str(refused.value)
+    assert listed == []  # no class folder was read
+
+
+def synthetic_run(monkeypatch, checkpoint, tmp_path, classes, per_class=3):
+    """T.train over ``classes`` classes with the features injected (no photo is read) and a head drawn at random
+    (the fit is not what is measured): what train does around them, and what it reports."""
+    rng = np.random.default_rng(classes)
+    files = [(Path(f"/nowhere/{c}/{i}.png"), c) for c in range(classes) for i in range(per_class)]
+    data = T.DataSet(tmp_path, [f"class {c}" for c in range(classes)], files)
+    feats = T.Features([p for p, _ in files], np.array([y for _, y in files]),
+                       rng.random((len(files), 2, T.FEATURE_DIM), dtype=np.float32), [str(i) for i in range(len(files))])
+    monkeypatch.setattr(T, "extract", lambda *a, **k: feats)
+    monkeypatch.setattr(T, "fit_head", lambda x, y, k, l2, overwrite=False: (
+        rng.standard_normal((k, T.FEATURE_DIM)).astype(np.float32), np.zeros(k, np.float32)))
+    fake = FakeClassifier(checkpoint, "cpu")
+    result = T.train(fake, data, val_fraction=0.34, cache_dir=tmp_path / "c")
+    _state, metadata = T.checkpoint_state(fake, result)
+    return result, len(json.dumps(result.summary())), len(metadata["provenance"])
+
+
+def test_what_train_reports_grows_linearly_with_the_classes(tmp_path, monkeypatch, checkpoint):
+    """At 4x the classes (and photos) the summary line and the model's provenance are about 4x as long, not 16x:
+    no classes x classes matrix is written anywhere (at 10,000 classes that was a 302 MB line)."""
+    small, small_summary, small_meta = synthetic_run(monkeypatch, checkpoint, tmp_path / "s", 250)
+    big, big_summary, big_meta = synthetic_run(monkeypatch, checkpoint, tmp_path / "b", 1000)
+    assert big_summary < 4.6 * small_summary and big_meta < 4.6 * small_meta
+    assert big.validation["photos"] == 1000 and len(big.validation["per_class"]) == 1000
+    assert len(big.validation["worst"]) == T.WORST_SHOWN
+    assert sum(e["photos"] for e in big.validation["confused"]) == len(big.mistakes)
+
+
+def test_metrics_of_a_thousand_classes_hold_no_matrix(tmp_path):
+    import tracemalloc
+
+    k, n = 1000, 3000
+    rng = np.random.default_rng(0)
+    truth, pred = rng.integers(0, k, n), rng.integers(0, k, n)
+    tracemalloc.start()
+    try:
+        m = T.metrics(truth, pred, [f"class {c}" for c in range(k)])
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20  # a dense k x k count (and its list) alone would be 16 MB
+    assert sum(e["photos"] for e in m["confused"]) == int((truth != pred).sum())
+
+
+def unique_photos(folder: Path, n: int, start: int) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        Image.new("RGB", (6, 6), (i % 256, i // 256, 7)).save(folder / f"{i}.png")
+
+
+def test_train_holds_each_photo_s_features_once_not_the_photos(tmp_path, checkpoint):
+    """Python memory at its peak grows per photo by little more than the photo's features (16 KB, the
+    photo and its mirror) and one float64 copy of the training part for the fit; never by a decoded photo."""
+    import tracemalloc
+
+    fake = FakeClassifier(checkpoint, "cpu")
+
+    def pooled(items):  # a cheap stand-in backbone: distinct features per photo, no big temporary
+        return np.stack([np.random.default_rng(int(i.tensor.sum() * 1000)).random((2, T.FEATURE_DIM), dtype=np.float32)
+                         for i in items])
+
+    fake.pooled_features = pooled
+    peaks = {}
+    for n in (40, 120):
+        data = tmp_path / f"d{n}"
+        unique_photos(data / "a", n // 2, 0)
+        unique_photos(data / "b", n // 2, n // 2)
+        tracemalloc.start()
+        try:
+            T.train(fake, data, cache_dir=tmp_path / "c")
+            peaks[n] = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    per_photo = (peaks[120] - peaks[40]) / 80
+    features = 2 * T.FEATURE_DIM * 4
+    assert per_photo < 3 * features, f"{per_photo / 1024:.0f} KB a photo"

@@ -5,7 +5,7 @@ import threading
 
 from PySide6.QtCore import QObject, Signal
 
-from resnext_gui.worker import ClassifyJob, CountJob, DownloadJob, LoadJob, RecomputeJob, SaveModelJob, ViewJob
+from resnext_gui.worker import ClassifyJob, CountJob, DownloadJob, LoadJob, RecomputeJob, SaveImageJob, SaveModelJob, ViewJob
 from tests.fakes import FakeClassifier
 
 
@@ -72,6 +72,9 @@ class FakeWorker(QObject):
 
     def keep_gallery(self, paths):
         self.gallery = list(paths)
+
+    def save_image(self, path, image, text):
+        return self._put(SaveImageJob(path, image, text))
 
     def cancel_download(self):
         self.cancelled_downloads += 1

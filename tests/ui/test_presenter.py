@@ -16,13 +16,14 @@ from resnext_gui.ui.gallery_filter import GalleryFilter
 from resnext_gui.ui.image_view import ImageView
 from resnext_gui.ui.messages import Messages
 from resnext_gui.ui.presenter import APP_TITLE, IDLE_HINT, Presenter
-from resnext_gui.worker import ClassifyJob, PhotoResult, ViewJob
+from resnext_gui.worker import ClassifyJob, JobFailed, PhotoResult, SaveImageJob, ViewJob
 from tests.ui.fakes import FakeWorker
 
 
 @pytest.fixture
 def rig(qtbot, tmp_path):
     worker, messages, photos = FakeWorker(), Messages(), GalleryModel()
+    worker.answered = []
     messages.listen(worker)
     proxy = GalleryFilter()
     proxy.setSourceModel(photos)
@@ -47,6 +48,19 @@ def answer(worker, job, maps):
     worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, maps=maps, crop=(0, 0, 1, 1),
                                    display=QImage(60, 40, QImage.Format.Format_RGB888), size=(60, 40),
                                    record={"ok": True}))
+
+
+def write(worker):
+    """Run the Save Overlay jobs not yet answered, as the worker's thread would, and answer them."""
+    for job in worker.of(SaveImageJob):
+        if not any(job is done for done in worker.answered):  # jobs alike compare equal: by identity
+            worker.answered.append(job)
+            try:
+                path = job.run(None)
+            except JobFailed as exc:
+                worker.fail(job, str(exc))
+            else:
+                worker.answer(job, path)
 
 
 def test_a_classified_photo_shows_its_top_5_its_map_and_the_title_names_it(qtbot, rig):
@@ -161,11 +175,86 @@ def test_zoom_past_the_display_copy_shows_every_pixel_and_save_overlay_writes_th
     full.fill(0x808080)
     worker.answer(fulls[0], full)
     assert view.photo_width() == 800 and view.photo_zoom() == pytest.approx(1.25) and view._fit().width() == pytest.approx(1000)
-    assert presenter.save_overlay_to(str(tmp_path / "a.png"))  # every pixel is here: written at once
+    assert presenter.save_overlay_to(str(tmp_path / "a.png"))  # every pixel is here: handed to the worker at once
+    write(worker)
     assert QImage(str(tmp_path / "a.png")).size().toTuple() == (800, 400)
     presenter.select(b)
     assert view.photo_width() == 100 and photos.display(a.item_id).width() == 100  # the full photo was never cached
     assert not presenter.save_overlay_to(str(tmp_path / "b.png")) and not (tmp_path / "b.png").exists()
     (job,) = [j for j in worker.of(ViewJob) if j.full and j.item_id == b.item_id]
     worker.answer(job, full)
+    write(worker)
     assert QImage(str(tmp_path / "b.png")).size().toTuple() == (800, 400)
+
+
+def test_save_overlay_is_written_by_the_worker_whole_never_through_a_link_or_into_a_pipe(qtbot, rig, tmp_path,
+                                                                                       monkeypatch):
+    """The GUI thread only composes the image; the worker encodes and writes it through core.files.atomic_file."""
+    import errno
+    import os
+    import stat
+
+    from resnext_gui.core import files
+
+    presenter, controller, worker, photos, view, controls, titles = rig
+    statuses = []
+    presenter.messages.status.connect(lambda text, ms: statuses.append(text))
+    controller.enqueue([("/p/cat.png", "/p/cat.png")])
+    answer(worker, worker.of(ClassifyJob)[0], np.stack([np.full((224, 224), 90, np.uint8)] * 5))
+    qtbot.waitUntil(lambda: presenter.current_photo().result is not None)
+    out = tmp_path / "out.png"
+    assert presenter.save_overlay_to(str(out))
+    assert not out.exists() and [j.path for j in worker.of(SaveImageJob)] == [str(out)]  # nothing written here
+    write(worker)
+    assert QImage(str(out)).size().toTuple() == (60, 40) and statuses[-1] == f"Saved {out}"
+    # an existing file is replaced by a new one (another inode) with its mode kept, not rewritten in place
+    out.chmod(0o600)
+    inode = out.stat().st_ino
+    presenter.save_overlay_to(str(out))
+    write(worker)
+    assert out.stat().st_ino != inode and stat.S_IMODE(out.stat().st_mode) == 0o600
+    # a planted link: the link is replaced, what it points at is untouched
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    link = tmp_path / "link.png"
+    link.symlink_to(victim)
+    presenter.save_overlay_to(str(link))
+    write(worker)
+    assert victim.read_text() == "keep me" and not link.is_symlink() and QImage(str(link)).width() == 60
+    # a named pipe (or a link to one) is refused, said in a warning, never opened
+    for name in ("pipe.png", "pipe-link.png"):
+        target = tmp_path / name
+        if name == "pipe.png":
+            os.mkfifo(target)
+        else:
+            target.symlink_to(tmp_path / "pipe.png")
+        presenter.save_overlay_to(str(target))
+        write(worker)
+        box = presenter.messages.last_message
+        assert box is not None and box.windowTitle() == "Save Overlay failed"
+        assert f"Could not save {target}: it is a named pipe, not a regular file" in box.text()
+        assert stat.S_ISFIFO(os.stat(target).st_mode)
+        box.close()
+    # a full disk: a clear message, the old file as it was, no temporary file left behind
+    before = out.read_bytes()
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    real_fdopen = os.fdopen
+    monkeypatch.setattr(files.os, "fdopen", lambda fd, *a, **k: Full(real_fdopen(fd, *a, **k)))
+    presenter.save_overlay_to(str(out))
+    write(worker)
+    monkeypatch.undo()
+    assert f"Could not save {out}: {os.strerror(errno.ENOSPC)}" == presenter.messages.last_message.text()
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.glob(".out.png.*")) == []

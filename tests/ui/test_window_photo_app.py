@@ -336,6 +336,7 @@ def test_save_overlay_names_the_photo_class_and_layer_in_the_name_and_the_png(qt
 
     monkeypatch.setattr(QFileDialog, "getSaveFileName", dialog)
     fwin.presenter.save_overlay()
+    qtbot.waitUntil((tmp_path / "out.png").exists)  # written by the worker
     assert seen["name"].endswith(f"coffee.{label}.layer4.png")
     reader = QImageReader(str(tmp_path / "out.png"))
     assert reader.text("Class") == label and reader.text("Layer") == "layer4" and reader.text("Rank") == "2"

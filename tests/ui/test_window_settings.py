@@ -3,7 +3,7 @@
 import pytest
 from PySide6.QtCore import QSettings
 
-from resnext_gui.ui.window_settings import read_int, read_str
+from resnext_gui.ui.window_settings import check_choices, read_int, read_str
 
 
 @pytest.fixture
@@ -52,3 +52,59 @@ def test_a_window_restores_what_it_saved_and_refuses_an_edited_file(qtbot, tmp_p
     qtbot.addWidget(third)
     assert (third.controls.opacity.value(), third.view.mode, third.controller.layer) == (50, "overlay", "layer4")
     third.close()
+
+
+# ---- a settings file written by hand: whatever it holds, the window starts, and says what it set aside ----
+def hand_written(tmp_path, lines):
+    path = tmp_path / "hand.ini"
+    path.write_text("[General]\n" + "\n".join(lines) + "\n", encoding="utf-8")
+    return QSettings(str(path), QSettings.Format.IniFormat)
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("99999999999999999999", 100), ("-2147483649", 0), ("1e309", 50), ("nan", 50), ("-inf", 50),
+    ("@Variant(\\0\\0\\0\\x87\\x7f\\xf8\\0\\0)", 50),  # a float NaN stored as Qt writes one
+    ("9" * 5000, 100), ("-" + "9" * 5000, 0), ("\\x663", 50),  # more digits than int() takes; an Arabic-Indic 3
+    ("1, 2", 50), ("@ByteArray(12)", 50), ("0x10", 50), (" 35 ", 35), ("+7", 7),
+])
+def test_numbers_from_a_hand_written_file_are_clamped_or_the_default(tmp_path, text, expected):
+    assert read_int(hand_written(tmp_path, [f"opacity={text}"]), "opacity", 0, 100, 50) == expected
+
+
+def test_the_choices_offered_are_the_core_s():
+    from resnext_gui.core.classifier import PRECISIONS
+    from resnext_gui.core.runtimes import BACKENDS
+    from resnext_gui.ui import window_settings
+
+    assert window_settings.BACKENDS == BACKENDS and window_settings.PRECISIONS == PRECISIONS
+
+
+def test_unknown_choices_fall_back_to_the_defaults_with_a_note_shown_once(qtbot, tmp_path):
+    from resnext_gui.ui.main_window import MainWindow
+    from tests.ui.fakes import FakeWorker
+
+    lines = ["backend=evil", "precision=evil", "layer=layer9", "colormap=plaid", "device=quantum",
+             "opacity=99999999999999999999", "view_mode=overlay"]
+    settings = hand_written(tmp_path, lines)
+    assert check_choices(settings) and not check_choices(settings)  # set aside once: the file holds defaults now
+    for key in ("backend", "precision", "layer", "colormap", "device"):
+        assert settings.value(key) is None
+    settings = hand_written(tmp_path, lines)
+    win = MainWindow(settings=settings, worker=FakeWorker())
+    qtbot.addWidget(win)
+    box = win.messages.last_message
+    assert box is not None and box.windowTitle() == "Settings reset"
+    text = box.text()
+    for what, value, default in (("CPU runtime", "evil", "auto"), ("precision", "evil", "fp32"),
+                                 ("heatmap layer", "layer9", "layer4"), ("colour map", "plaid", "jet"),
+                                 ("device", "quantum", "auto")):
+        assert f"The {what} in the settings file, {value!r}, is not one of" in text and f"using {default!r}" in text
+    assert "view" not in text.replace("preview", "")  # a valid value is no news
+    assert (win.controls.opacity.value(), win.controls.cmap.currentText(), win.controller.layer) == (100, "jet", "layer4")
+    assert win.model.device_choice == "auto"
+    box.close()
+    win.close()
+    again = MainWindow(settings=QSettings(str(tmp_path / "hand.ini"), QSettings.Format.IniFormat), worker=FakeWorker())
+    qtbot.addWidget(again)
+    assert again.messages.last_message is None  # said once
+    again.close()

@@ -231,3 +231,23 @@ def test_the_view_s_full_decode_has_every_pixel_and_its_display_copy_is_reduced(
     full = ViewJob(1, str(big), full=True).run(None)
     assert max(reduced.width(), reduced.height()) <= DISPLAY_MAX_SIDE
     assert (full.width(), full.height()) == (3 * DISPLAY_MAX_SIDE, 2 * DISPLAY_MAX_SIDE)
+
+
+def test_save_overlay_is_encoded_and_written_on_the_worker_thread(qtbot, gated, tmp_path, monkeypatch):
+    from PySide6.QtGui import QImage, QImageReader
+
+    import resnext_gui.worker as worker_module
+
+    worker, factory, gate, rec = gated
+    gate.set()
+    threads = []
+    real = worker_module.write_png
+    monkeypatch.setattr(worker_module, "write_png", lambda *a: threads.append(threading.current_thread()) or real(*a))
+    image = QImage(30, 20, QImage.Format.Format_RGB32)
+    image.fill(0x336699)
+    out = tmp_path / "overlay.png"
+    worker.save_image(str(out), image, {"Class": "tabby"})
+    qtbot.waitUntil(lambda: len(rec.events) == 2, timeout=30_000)
+    assert rec.events[1] == ("SaveImageJob", str(out))
+    assert threads and threads[0] is not threading.main_thread()
+    assert QImageReader(str(out)).text("Class") == "tabby" and QImage(str(out)).pixel(3, 3) == image.pixel(3, 3)
