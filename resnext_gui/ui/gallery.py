@@ -142,6 +142,11 @@ class GalleryModel(QAbstractListModel):
     def row_of(self, photo: Photo) -> int:
         return self._rows.get(photo.item_id, -1)
 
+    def in_order(self, photos: Iterable[Photo]) -> list[Photo]:
+        """Those of ``photos`` in the gallery, once each, in gallery order."""
+        rows = sorted({self._rows[p.item_id] for p in photos if p.item_id in self._rows})
+        return [self._photos[r] for r in rows]
+
     def counts(self) -> dict[Status, int]:
         return dict(self._counts)
 
@@ -180,17 +185,31 @@ class GalleryModel(QAbstractListModel):
             self.endInsertRows()
             self.countsChanged.emit()
 
-    def restore(self, photos: list[Photo]) -> None:
-        """Put back photos taken out by ``clear`` or ``remove`` (undo), after those added since."""
-        back = [p for p in photos if path_key(p.source) not in self._paths]
-        for photo in back:
+    def restore(self, photos: list[Photo], rows: list[int] | None = None) -> None:
+        """Put back photos taken out by ``clear`` or ``remove`` (undo): at ``rows`` (where ``remove`` found them,
+        ascending), else after those added since. A file added again meanwhile is not put back twice."""
+        places = rows if rows is not None and len(rows) == len(photos) else [None] * len(photos)
+        back = [(p, row) for p, row in zip(photos, places) if path_key(p.source) not in self._paths]
+        for photo, _row in back:
             if photo.status is Status.QUEUED:  # its place in the worker's line is gone
                 photo.status = Status.STOPPED
-        self._paths.update(k for k in map(path_key, (p.source for p in back)) if k is not None)
-        self._insert(back)
+        self._paths.update(k for k in map(path_key, (p.source for p, _row in back)) if k is not None)
+        if rows is None:
+            self._insert([p for p, _row in back])
+            return
+        for photo, row in back:  # ascending: each photo goes back where it was, before the ones after it
+            at = len(self._photos) if row is None else min(row, len(self._photos))
+            self.beginInsertRows(QModelIndex(), at, at)
+            self._photos.insert(at, photo)
+            self._rows = {p.item_id: i for i, p in enumerate(self._photos)}
+            self._counts[photo.status] += 1
+            self.endInsertRows()
+        if back:
+            self.countsChanged.emit()
 
     def remove(self, photos: Iterable[Photo]) -> list[Photo]:
-        """Take photos out of the gallery; returns those that were in it, in gallery order."""
+        """Take photos out of the gallery; returns those that were in it, in gallery order (``rows_of``
+        them first to put them back where they were)."""
         rows = sorted({self._rows[p.item_id] for p in photos if p.item_id in self._rows}, reverse=True)
         gone = []
         for row in rows:  # from the end, so earlier rows keep their numbers
@@ -381,7 +400,8 @@ class GalleryView(QListView):
         self.setBatchSize(200)
         self.setUniformItemSizes(True)
         self.setGridSize(CELL + QSize(4, 4))
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Ctrl+A, Shift+click, Ctrl+click, Shift+arrows/End: Copy, Remove, Retry and Export take the selection
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAcceptDrops(False)
         self.setDragEnabled(False)
         self.setMinimumWidth(CELL.width() + 24)

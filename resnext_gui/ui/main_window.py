@@ -18,7 +18,7 @@ from .controller import BatchController, ModelState
 from .controls import ControlPanel
 from .drop_overlay import DropOverlay
 from .drops import can_accept
-from .gallery import GalleryModel, GalleryView, Photo, Status
+from .gallery import GalleryModel, GalleryView, Photo
 from .gallery_filter import GalleryBar, GalleryFilter
 from .image_view import MODES, ImageView
 from .intake import Intake
@@ -56,7 +56,8 @@ class MainWindow(QMainWindow):
         self.messages.listen(worker)
         self.photos = GalleryModel(self)
         self._build()
-        self.controller = BatchController(self.photos, worker, self.messages, self.current_photo, self)
+        self.controller = BatchController(self.photos, worker, self.messages, self.current_photo, self,
+                                          selection=lambda: self.presenter.selected_photos())
         self.presenter = Presenter(self.photos, self.proxy, self.gallery, self.view, self.controls, self.controller,
                                    self.messages, self.settings, self)
         self.intake = Intake(self.messages, self.settings, self)
@@ -126,7 +127,7 @@ class MainWindow(QMainWindow):
         c.progressChanged.connect(self._show_progress)
         c.summaryChanged.connect(self.summary_label.setText)
         c.answerTime.connect(self.time_label.setText)
-        c.undoChanged.connect(self.commands.refresh)
+        c.undoChanged.connect(self._on_undo_changed)
         c.cleared.connect(lambda: self.time_label.setText(""))
         self.intake.arrived.connect(c.enqueue)
         c.alreadyKnown.connect(self.intake.already_known)
@@ -176,8 +177,11 @@ class MainWindow(QMainWindow):
         self.presenter.refresh()
 
     def _can_retry(self) -> bool:
-        photo = self.current_photo()
-        return photo is not None and photo.status in (Status.FAILED, Status.STOPPED)
+        return bool(self.controller.retry_scope())
+
+    def _on_undo_changed(self) -> None:
+        self.commands["undo"].setText("&" + self.controller.undo_text())  # "Undo Remove", "Undo Clear"
+        self.commands.refresh()
 
     def current_photo(self) -> Photo | None:
         return self.presenter.current_photo()

@@ -169,3 +169,42 @@ def test_zoom_past_the_display_copy_shows_every_pixel_and_save_overlay_writes_th
     (job,) = [j for j in worker.of(ViewJob) if j.full and j.item_id == b.item_id]
     worker.answer(job, full)
     assert QImage(str(tmp_path / "b.png")).size().toTuple() == (800, 400)
+
+
+def test_the_gallery_selects_several_and_copy_remove_and_export_take_them_all(qtbot, rig, monkeypatch, tmp_path):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    presenter, controller, worker, photos, view, controls, titles = rig
+    gallery = presenter.gallery
+    gallery.resize(700, 400)
+    gallery.show()
+    qtbot.waitExposed(gallery)
+    names = [f"/p/{n}.png" for n in "abcd"]
+    a, b, c, d = controller.enqueue([(n, n) for n in names])
+    for job in worker.of(ClassifyJob):
+        worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=[TopClass(1, 0, "class 0", 0.9)],
+                                       record={"path": str(job.source), "ok": True}))
+    qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
+    gallery.setFocus()
+    assert presenter.selected_photos() == [a]
+    qtbot.keyClick(gallery, Qt.Key.Key_End, Qt.KeyboardModifier.ShiftModifier)
+    assert presenter.selected_photos() == [a, b, c, d] and presenter.current_photo() is d
+    centre = lambda p: gallery.visualRect(presenter.proxy.index(photos.row_of(p), 0)).center()  # noqa: E731
+    qtbot.mouseClick(gallery.viewport(), Qt.MouseButton.LeftButton, pos=centre(b))
+    assert presenter.selected_photos() == [b]
+    qtbot.mouseClick(gallery.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, centre(c))
+    assert presenter.selected_photos() == [b, c]
+    presenter.gallery_menu_pos(centre(b))  # a right-click on the selection keeps it: the menu is about both
+    assert presenter.selected_photos() == [b, c]
+    presenter.copy()
+    assert QGuiApplication.clipboard().text() == "/p/b.png\n1. class 0 90.0%\n\n/p/c.png\n1. class 0 90.0%"
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Only the 2 Selected")
+    assert asked == ["2 of the 4 photos with results are selected. Which results should be exported?"]
+    assert written == ["/p/b.png", "/p/c.png"]
+    presenter.remove_selected()
+    assert list(photos) == [a, d] and presenter.current_photo() is d
+    controller.undo()
+    assert list(photos) == [a, b, c, d]
+    qtbot.keyClick(gallery, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    assert presenter.selected_photos() == [a, b, c, d]

@@ -259,6 +259,17 @@ def test_delete_removes_and_duplicates_are_not_added_twice(qtbot, fwin, photos):
     fwin.gallery.setFocus()
     qtbot.keyClick(fwin.gallery, Qt.Key.Key_Delete)
     assert [p.name for p in fwin.photos] == [str(photos["chelsea"])] and fwin.current_photo() is fwin.photos.photo(0)
+    assert fwin.commands["undo"].text() == "&Undo Remove" and fwin.commands["undo"].isEnabled()
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Z: back where it was
+    assert [p.name for p in fwin.photos] == [str(photos["coffee"]), str(photos["chelsea"])]
+    assert fwin.commands["undo"].text() == "&Undo" and not fwin.commands["undo"].isEnabled()
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_Delete)  # the whole selection
+    assert len(fwin.photos) == 0
+    fwin.commands["undo"].trigger()
+    assert len(fwin.photos) == 2
+    fwin.select(fwin.photos.photo(0))
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_Delete)
     _done(qtbot, fwin, [photos["coffee"]])  # removed: it may come back
     assert len(fwin.photos) == 2
 
@@ -282,7 +293,7 @@ def test_context_menu_offers_the_photo_actions(qtbot, fwin, photos):
     rect = fwin.gallery.visualRect(fwin.proxy.index(0, 0))
     fwin.gallery_menu_for(rect.center())
     texts = [a.text().replace("&", "") for a in fwin.gallery_menu.actions() if not a.isSeparator()]
-    assert {"Copy Result and Overlay", "Retry", "Remove Photo", "Save Overlay as PNG…", "Undo Clear"} <= set(texts)
+    assert {"Copy Result and Overlay", "Retry", "Remove Photo", "Save Overlay as PNG…", "Undo"} <= set(texts)
     assert not fwin.commands["retry"].isEnabled()  # a classified photo has nothing to retry
     fwin.gallery_menu.close()
 
