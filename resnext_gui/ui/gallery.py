@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from ..worker import THUMB_SIDE, PhotoResult, PhotoSource
@@ -364,6 +364,13 @@ class GalleryDelegate(QStyledItemDelegate):
             painter.setFont(font)
             painter.setPen(QColor("white"))
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+        if option.state & QStyle.StateFlag.State_HasFocus:  # type: ignore[attr-defined]
+            # the keyboard's place, drawn plainly: the style's own focus rectangle is faint or absent in many themes
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+            ring = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Highlight)
+            painter.setPen(QPen(ring, 2, Qt.PenStyle.DotLine if selected else Qt.PenStyle.SolidLine))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(rect.adjusted(4, 4, -4, -4) if selected else rect.adjusted(2, 2, -2, -2))
         painter.setFont(option.font)  # type: ignore[attr-defined]
         painter.setPen(pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
         fm = option.fontMetrics  # type: ignore[attr-defined]

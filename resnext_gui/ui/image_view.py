@@ -12,6 +12,7 @@ from ..core.colormap import colormap
 MODES = ("original", "overlay", "heatmap")
 ZOOM_STEP = 1.25
 ZOOM_MAX = 16.0
+FOCUS_FRAME = 2  # pixels of the frame painted round the view while it has the keyboard focus
 
 
 class ImageView(QWidget):
@@ -109,6 +110,8 @@ class ImageView(QWidget):
         self.zoom = scale
         self.centre = point - (at - QPointF(self.width() / 2, self.height() / 2)) / scale
         self._clamp()
+        if not self.hasFocus():  # zoomed from the menu, a key or the wheel: the arrow keys pan now, without Tab first
+            self.setFocus(Qt.FocusReason.OtherFocusReason)
         self.update()
         self.zoomChanged.emit()
 
@@ -275,11 +278,30 @@ class ImageView(QWidget):
             font.setPointSizeF(font.pointSizeF() * 1.3)
             painter.setFont(font)
             painter.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+            self._paint_focus(painter)
             return
         region = self._paint_on(painter, self._fit(), self._pixmap)
         if region is not None:  # outline the region the model saw
             painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), 1, Qt.PenStyle.DashLine))
             painter.drawRect(region)
+        self._paint_focus(painter)
+
+    def _paint_focus(self, painter: QPainter) -> None:
+        """A frame round the view while it has the keyboard (arrows pan, +/- zoom), over the photo's edge if need be."""
+        if self.hasFocus():
+            painter.setOpacity(1.0)
+            painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), FOCUS_FRAME))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            half = FOCUS_FRAME / 2
+            painter.drawRect(QRectF(self.rect()).adjusted(half, half, -half, -half))
+
+    def focusInEvent(self, event) -> None:  # noqa: N802
+        self.update()
+        super().focusInEvent(event)
+
+    def focusOutEvent(self, event) -> None:  # noqa: N802
+        self.update()
+        super().focusOutEvent(event)
 
     def render_image(self, photo: QImage | None = None) -> QImage | None:
         """The current composition at the resolution of the image shown, or drawn on ``photo`` (the same photo

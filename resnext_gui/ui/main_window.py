@@ -88,6 +88,7 @@ class MainWindow(QMainWindow):
         self.gallery_bar = GalleryBar(self.proxy, left)
         self.gallery = GalleryView(left)
         self.gallery.setModel(self.proxy)
+        self.gallery_bar.below = self.gallery  # Down in the search box
         g.addWidget(self.gallery_bar)
         g.addWidget(self.gallery, 1)
         split.addWidget(left)
