@@ -139,5 +139,5 @@ def _combo(items, tip: str, parent: QWidget) -> QComboBox:
         box.addItem(text, key)
     box.setToolTip(tip)
     box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    box.setMinimumContentsLength(6)
+    box.setMinimumContentsLength(4)  # narrow enough for the window to fit a 640-px-wide screen
     return box

@@ -34,7 +34,7 @@ class ImageView(QWidget):
         self.zoom: float | None = None
         self.centre = QPointF()
         self._press: QPointF | None = None
-        self.setMinimumSize(240, 180)
+        self.setMinimumSize(160, 120)  # with the gallery and the panel, the window fits a 640-px-wide screen (HiDPI scale 2)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._photo: QImage | None = None
         self._pixmap: QPixmap | None = None

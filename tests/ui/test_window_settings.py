@@ -52,3 +52,17 @@ def test_a_window_restores_what_it_saved_and_refuses_an_edited_file(qtbot, tmp_p
     qtbot.addWidget(third)
     assert (third.controls.opacity.value(), third.view.mode, third.controller.layer) == (50, "overlay", "layer4")
     third.close()
+
+
+def test_the_window_fits_a_screen_640_pixels_wide(qtbot, tmp_path):
+    """A 1280-px screen at a HiDPI scale of 2 is 640 px wide to the window: at its narrowest, frame and all, it
+    fits (wider, fit_to_screen could not make it fit, and the panel with the top 5 ran off the screen's edge)."""
+    from resnext_gui.ui.main_window import MainWindow
+    from tests.ui.fakes import FakeWorker
+
+    win = MainWindow(device="cpu", settings=QSettings(str(tmp_path / "w.ini"), QSettings.Format.IniFormat), worker=FakeWorker())
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    assert win.minimumSizeHint().width() <= 640 - 2 * 8  # room for a window manager's borders
+    win.close()
