@@ -46,6 +46,7 @@ class ImageView(QWidget):
         self.opacity = 0.5
         self.mode = "overlay"
         self.placeholder = "Drop photos or folders here"
+        self.placeholder_shown = True  # False while something is dragged over the window: the drop label says it all
 
     # ---- state ----
     def set_photo(self, image: QImage | None, crop: tuple | None = None, full_width: int = 0) -> None:
@@ -151,6 +152,11 @@ class ImageView(QWidget):
 
     def set_placeholder(self, text: str) -> None:
         self.placeholder = text
+        self.update()
+
+    def show_placeholder(self, shown: bool) -> None:
+        """Paint the placeholder text or not (not under the drop highlight, whose label would sit across it)."""
+        self.placeholder_shown = shown
         self.update()
 
     def shown_map(self) -> np.ndarray | None:
@@ -273,6 +279,9 @@ class ImageView(QWidget):
         painter = QPainter(self)
         painter.fillRect(self.rect(), self.palette().color(QPalette.ColorRole.Base))
         if self._pixmap is None:
+            if not self.placeholder_shown:
+                self._paint_focus(painter)
+                return
             painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
             font = painter.font()
             font.setPointSizeF(font.pointSizeF() * 1.3)

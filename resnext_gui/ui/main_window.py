@@ -232,6 +232,7 @@ class MainWindow(QMainWindow):
         if can_accept(event.mimeData()):
             event.acceptProposedAction()
             n = len(event.mimeData().urls())
+            self.view.show_placeholder(False)  # the drop label would sit across the hint, fragments showing each side
             self.drop_overlay.show_over(f"Drop to add {plural(n, 'item')}" if n else "Drop to add the image")
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802
@@ -239,9 +240,11 @@ class MainWindow(QMainWindow):
 
     def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802
         self.drop_overlay.hide()
+        self.view.show_placeholder(True)
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         self.drop_overlay.hide()
+        self.view.show_placeholder(True)
         if self.intake.add_mime(event.mimeData()):
             event.acceptProposedAction()
 

@@ -113,3 +113,17 @@ def test_zooming_gives_the_view_the_keyboard_so_arrows_pan_and_a_frame_shows_it(
     gallery.setFocus()
     qtbot.waitUntil(lambda: not view.hasFocus())
     assert view.grab().toImage() == unfocused
+
+
+def test_the_placeholder_can_be_kept_out_of_the_way_of_the_drop_label(qtbot):
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.set_placeholder("")
+    blank = view.grab().toImage()
+    view.set_placeholder("Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)")
+    assert view.grab().toImage() != blank
+    view.show_placeholder(False)  # while something is dragged over the window
+    assert view.grab().toImage() == blank
+    view.show_placeholder(True)
+    assert view.grab().toImage() != blank

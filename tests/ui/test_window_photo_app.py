@@ -4,7 +4,7 @@ import json
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QGuiApplication, QImage, QImageReader
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from resnext_gui.ui.gallery import CELL, GalleryDelegate, Status
@@ -317,11 +317,15 @@ def test_drop_highlight_and_skipped_files_are_counted(qtbot, fwin, photos, tmp_p
     enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(fwin, enter)
     assert fwin.drop_overlay.isVisible() and "1 item" in fwin.drop_overlay.text
+    assert not fwin.view.placeholder_shown  # the empty window's hint is not left in pieces round the drop label
+    QApplication.sendEvent(fwin, QDragLeaveEvent())
+    assert not fwin.drop_overlay.isVisible() and fwin.view.placeholder_shown
+    QApplication.sendEvent(fwin, enter)
     notes = [tmp_path / f"n{i}.txt" for i in range(3)]
     for n in notes:
         n.write_text("x")
     drop_and_list(qtbot, fwin, [photos["coffee"], *notes])
-    assert not fwin.drop_overlay.isVisible()
+    assert not fwin.drop_overlay.isVisible() and fwin.view.placeholder_shown
     assert len(fwin.photos) == 1 and fwin.statusBar().currentMessage() == "3 files skipped: not images."
 
 
