@@ -82,8 +82,9 @@ class BatchController(QObject):
         """Queue what is new. Photos the gallery has already are said here, or, for a slice of a folder
         listing (``listing`` != 0), counted through ``alreadyKnown`` so the listing's end says them all at once."""
         new = self.photos.add(sources)
-        if len(new) < len(sources):
-            n = len(sources) - len(new)
+        again = self._requeue_stopped(sources, new) if len(new) < len(sources) else 0
+        if len(new) + again < len(sources):
+            n = len(sources) - len(new) - again
             if listing:
                 self.alreadyKnown.emit(listing, n)
             else:
@@ -95,6 +96,24 @@ class BatchController(QObject):
         if new and (select or self.current() is None):
             self.selectWanted.emit(new[0], True)
         return new
+
+    def _requeue_stopped(self, sources: list[tuple[PhotoSource, str]], new: list[Photo]) -> int:
+        """A stopped photo given again (its folder dropped again after Stop) goes back in line; returns how many."""
+        added = {p.item_id for p in new}
+        todo = []
+        for source, _name in sources:
+            photo = self.photos.known(source)
+            if photo is not None and photo.item_id not in added and photo.status is Status.STOPPED:
+                todo.append(photo)
+                added.add(photo.item_id)
+        for photo in todo:
+            self.photos.requeue(photo)
+            self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+        if todo:
+            self._batch[0] += len(todo)
+            if self.current() in todo:
+                self.refreshWanted.emit()
+        return len(todo)
 
     # ---- the model's state ----
     def set_model_state(self, state: ModelState) -> None:

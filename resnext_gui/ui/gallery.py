@@ -103,7 +103,7 @@ class GalleryModel(QAbstractListModel):
         self._ids = itertools.count(1)
         self._displays: OrderedDict[int, QImage] = OrderedDict()
         self._counts = {s: 0 for s in Status}  # kept as statuses change: the status bar asks after every photo
-        self._paths: set[str] = set()  # files in the gallery: one file is never added twice
+        self._paths: dict[str, int] = {}  # files in the gallery (-> their photo): one file is never added twice
         self.display_cache = display_cache
         self.waiting_text = "Waiting for the model"
 
@@ -142,6 +142,12 @@ class GalleryModel(QAbstractListModel):
     def row_of(self, photo: Photo) -> int:
         return self._rows.get(photo.item_id, -1)
 
+    def known(self, source: object) -> Photo | None:
+        """The photo of this file, if the gallery has it already."""
+        key = path_key(source)
+        item_id = self._paths.get(key) if key is not None else None
+        return None if item_id is None else self.get(item_id)
+
     def in_order(self, photos: Iterable[Photo]) -> list[Photo]:
         """Those of ``photos`` in the gallery, once each, in gallery order."""
         rows = sorted({self._rows[p.item_id] for p in photos if p.item_id in self._rows})
@@ -169,8 +175,10 @@ class GalleryModel(QAbstractListModel):
             if key is not None:
                 if key in self._paths:
                     continue
-                self._paths.add(key)
-            new.append(Photo(next(self._ids), source, name, status))
+            photo = Photo(next(self._ids), source, name, status)
+            if key is not None:
+                self._paths[key] = photo.item_id
+            new.append(photo)
         self._insert(new)
         return new
 
@@ -193,7 +201,10 @@ class GalleryModel(QAbstractListModel):
         for photo, _row in back:
             if photo.status is Status.QUEUED:  # its place in the worker's line is gone
                 photo.status = Status.STOPPED
-        self._paths.update(k for k in map(path_key, (p.source for p, _row in back)) if k is not None)
+        for photo, _row in back:
+            key = path_key(photo.source)
+            if key is not None:
+                self._paths[key] = photo.item_id
         if rows is None:
             self._insert([p for p, _row in back])
             return
@@ -228,7 +239,7 @@ class GalleryModel(QAbstractListModel):
         self._displays.pop(photo.item_id, None)
         key = path_key(photo.source)
         if key is not None:
-            self._paths.discard(key)
+            self._paths.pop(key, None)
 
     def requeue(self, photo: Photo) -> None:
         """A failed or stopped photo goes back in line (Retry)."""

@@ -219,3 +219,16 @@ def test_export_of_only_some_photos_writes_theirs_and_says_so(qtbot, rig, tmp_pa
     written = json.loads((tmp_path / "r.json").read_text())
     assert [r["path"] for r in written] == [str(photos[0].source), str(photos[2].source)]
     assert rig.status[-1] == f"Exported 2 results of the photos the gallery shows to {tmp_path / 'r.json'}"
+
+
+def test_stopped_photos_given_again_go_back_in_line(qtbot, rig):
+    photos = rig.add(4)
+    rig.worker.waiting.pop(0)  # the worker took the first photo already: it is not stopped
+    rig.ctl.stop()
+    assert rig.photos.counts()[Status.STOPPED] == 3
+    asked = len(rig.worker.of(ClassifyJob))
+    rig.status.clear()
+    rig.add(4)  # the same folder dropped again
+    assert [j.item_id for j in rig.worker.of(ClassifyJob)[asked:]] == [p.item_id for p in photos[1:]]
+    assert rig.photos.counts()[Status.QUEUED] == 4 and len(rig.photos) == 4
+    assert rig.status == ["1 photo is already in the gallery."] and rig.progress[-1] == (0, 3)
