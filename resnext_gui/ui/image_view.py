@@ -171,14 +171,17 @@ class ImageView(QWidget):
         return self._photo is not None
 
     def _rebuild_map_image(self) -> None:
-        if self._map is None:
-            self._map_image = None
-        else:
-            h, w = self._map.shape
-            img = QImage(self._map.data, w, h, w, QImage.Format.Format_Indexed8)
-            img.setColorTable([0xFF000000 | (int(r) << 16) | (int(g) << 8) | int(b) for r, g, b in colormap(self._cmap)])
-            self._map_image = img.copy()  # own the buffer
+        self._map_image = self._map_to_image(self._map)
         self.update()
+
+    def _map_to_image(self, indices: np.ndarray | None) -> QImage | None:
+        if indices is None:
+            return None
+        indices = np.ascontiguousarray(indices, np.uint8)
+        h, w = indices.shape
+        img = QImage(indices.data, w, h, w, QImage.Format.Format_Indexed8)
+        img.setColorTable([0xFF000000 | (int(r) << 16) | (int(g) << 8) | int(b) for r, g, b in colormap(self._cmap)])
+        return img.copy()  # own the buffer
 
     # ---- painting ----
     def sizeHint(self) -> QSize:
@@ -254,16 +257,20 @@ class ImageView(QWidget):
             self._clamp()
         super().resizeEvent(event)
 
-    def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image) -> QRectF | None:
-        """Draw the photo into ``target`` and the heatmap over the crop; return the crop's rectangle if drawn."""
+    def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image,
+                  overlay: tuple[QImage | None, tuple | None] | None = None) -> QRectF | None:
+        """Draw the photo into ``target`` and the heatmap over the crop; return the crop's rectangle if drawn.
+        The heatmap and crop are the view's own unless ``overlay`` gives others (another photo's, for Save
+        Overlay on several)."""
+        map_image, crop = (self._map_image, self._crop) if overlay is None else overlay
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         if isinstance(pixmap_or_image, QPixmap):
             painter.drawPixmap(target, pixmap_or_image, QRectF(pixmap_or_image.rect()))
         else:
             painter.drawImage(target, pixmap_or_image)
-        if self.mode == "original" or self._map_image is None or self._crop is None:
+        if self.mode == "original" or map_image is None or crop is None:
             return None
-        left, top, right, bottom = self._crop  # fractions of the photo, whatever resolution is shown
+        left, top, right, bottom = crop  # fractions of the photo, whatever resolution is shown
         w, h = target.width(), target.height()
         region = QRectF(target.x() + left * w, target.y() + top * h, (right - left) * w, (bottom - top) * h)
         if self.mode == "heatmap":
@@ -271,7 +278,7 @@ class ImageView(QWidget):
             painter.setOpacity(1.0)
         else:
             painter.setOpacity(self.opacity)
-        painter.drawImage(region, self._map_image, QRectF(self._map_image.rect()))
+        painter.drawImage(region, map_image, QRectF(map_image.rect()))
         painter.setOpacity(1.0)
         return region
 
@@ -311,6 +318,15 @@ class ImageView(QWidget):
     def focusOutEvent(self, event) -> None:  # noqa: N802
         self.update()
         super().focusOutEvent(event)
+
+    def compose(self, photo: QImage, indices: np.ndarray | None, crop: tuple | None) -> QImage:
+        """Another photo drawn as this view draws its own (mode, colour map, opacity), with its heatmap ``indices``
+        over its ``crop``: what Save Overlay writes for each of several photos."""
+        out = QImage(photo.size(), QImage.Format.Format_RGB32)
+        painter = QPainter(out)
+        self._paint_on(painter, QRectF(0, 0, photo.width(), photo.height()), photo, (self._map_to_image(indices), crop))
+        painter.end()
+        return out
 
     def render_image(self, photo: QImage | None = None) -> QImage | None:
         """The current composition at the resolution of the image shown, or drawn on ``photo`` (the same photo

@@ -16,6 +16,7 @@ from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
 from .gallery_filter import GalleryFilter
 from .image_view import ImageView
 from .messages import Messages
+from .overlay_saver import OverlaySaver
 from .photo_export import overlay_metadata, overlay_name, photo_mime, photos_mime, save_png, stem_of
 from .text import percent, plural, sentence
 
@@ -38,6 +39,7 @@ class Presenter(QObject):
         self.parent_widget = parent
         self.selected_rank = 1
         self._pending_save: tuple[int, str] | None = None  # (photo, path): Save Overlay waiting for every pixel
+        self._saver: OverlaySaver | None = None  # Save Overlay on several photos, while it runs
         gallery.selectionModel().currentChanged.connect(self._on_current_changed)
         controls.classChosen.connect(self.choose_class)
         view.zoomChanged.connect(self.update_title)
@@ -247,6 +249,11 @@ class Presenter(QObject):
         drag.exec(Qt.DropAction.CopyAction)
 
     def save_overlay(self) -> None:
+        if len(self.selected_photos()) > 1:  # several selected: each one's overlay, into a folder
+            folder = QFileDialog.getExistingDirectory(self.parent_widget, "Save Overlays into Folder", self._last_folder())
+            if folder:
+                self.save_overlays_to(folder)
+            return
         photo = self.current_photo()
         if photo is None or not self.view.has_photo():
             self.messages.show_status("Select a classified photo first.", 4000)
@@ -256,6 +263,13 @@ class Presenter(QObject):
         path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save Overlay", suggested, "PNG image (*.png)")
         if path:
             self.save_overlay_to(path if path.lower().endswith(".png") else path + ".png")
+
+    def save_overlays_to(self, folder: str) -> OverlaySaver:
+        """The selected photos' overlays (each one's top class) into ``folder``, at full size, one after another."""
+        saver = self._saver = OverlaySaver(self.selected_photos(), folder, self.photos, self.controller, self.view,
+                                           self.messages, self)
+        saver.start()
+        return saver
 
     def save_overlay_to(self, path: str) -> bool:
         """Write what the view shows, at the photo's full size, naming photo, class and layer in the PNG's text.

@@ -208,3 +208,37 @@ def test_the_gallery_selects_several_and_copy_remove_and_export_take_them_all(qt
     assert list(photos) == [a, b, c, d]
     qtbot.keyClick(gallery, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
     assert presenter.selected_photos() == [a, b, c, d]
+
+
+def test_save_overlay_on_several_photos_writes_each_one_at_full_size_into_a_folder(qtbot, rig, tmp_path):
+    from PySide6.QtCore import QItemSelection, QItemSelectionModel
+
+    presenter, controller, worker, photos, view, controls, titles = rig
+    status = []
+    presenter.messages.status.connect(lambda text, ms: status.append(text))
+    controller.enqueue([(n, n) for n in ("/p/a.png", "/p/b.png", "/p/c.png")])
+    maps = np.stack([np.full((224, 224), 250, np.uint8)] * 5)
+    a_job, b_job, c_job = worker.of(ClassifyJob)
+    for job in (a_job, c_job):
+        worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=[TopClass(1, 0, "class 0", 0.9)],
+                                       crop=(0, 0, 1, 1), maps=maps, record={"ok": True}, size=(800, 400),
+                                       display=QImage(100, 50, QImage.Format.Format_RGB888)))
+    worker.fail(b_job, "broken")
+    qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
+    a, b, c = photos
+    (tmp_path / "a.class 0.layer4.png").write_bytes(b"someone else's")  # never overwritten
+    everything = QItemSelection(presenter.proxy.index(0, 0), presenter.proxy.index(2, 0))
+    presenter.gallery.selectionModel().select(everything, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    saver = presenter.save_overlays_to(str(tmp_path))
+    full = QImage(800, 400, QImage.Format.Format_RGB888)
+    full.fill(0x202020)
+    for photo in (a, c):  # one photo's every pixel at a time
+        (job,) = [j for j in worker.of(ViewJob) if j.full and j.item_id == photo.item_id]
+        assert not saver.done
+        worker.answer(job, full)
+    assert saver.done and (tmp_path / "a.class 0.layer4.png").read_bytes() == b"someone else's"
+    written = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert written == ["a.class 0.layer4-2.png", "a.class 0.layer4.png", "c.class 0.layer4.png"]
+    out = QImage(str(tmp_path / "c.class 0.layer4.png"))
+    assert out.size().toTuple() == (800, 400) and out.pixelColor(400, 200).name() != "#202020"  # the heatmap over it
+    assert status[-1] == f"Saved 2 overlays into {tmp_path}; 1 photo not saved (not classified, or unreadable)."
