@@ -113,8 +113,10 @@ def fit_to_screen(win: QMainWindow) -> None:
     screen = win.screen() or QGuiApplication.primaryScreen()
     if screen is None:
         return
-    frame = win.frameGeometry().size() - win.geometry().size()  # title bar and borders (the app's own on Wayland)
-    if frame.isNull() or frame.height() <= 0:  # not shown yet: leave room for a title bar
+    frame = win.frameGeometry().size() - win.geometry().size()  # title bar and borders
+    # Not shown yet, or on Wayland, where the title bar Qt draws itself is not counted in frameGeometry (weston:
+    # the two are equal): leave room for a title bar.
+    if frame.isNull() or frame.height() <= 0:
         frame = QSize(8, win.fontMetrics().height() * 2 + 8)
     size, place = fitted(screen.availableGeometry(), frame, win.size(), win.frameGeometry().topLeft(), platform())
     if size != win.size():
