@@ -55,6 +55,11 @@ def main(argv: list[str] | None = None) -> int:
 
             QMessageBox.critical(None, "resnext-gui cannot start", problem)
         return 3
+    from .qt_check import font_problem
+
+    fonts = font_problem()
+    if fonts:  # the window still opens (its photos and heatmaps work); the terminal says why it has no text
+        sys.stderr.write(f"resnext-gui: {fonts}\n")
     app.setApplicationName("resnext-gui")
     app.setOrganizationName("resnext-gui")
     app.setApplicationDisplayName("ResNeXt Classifier")

@@ -1,4 +1,5 @@
-"""Refuses a Qt binding that loses references to None or True (PySide6 6.12.0 on CPython < 3.12) before it can crash the app."""
+"""What in the Qt installation would wreck the app: a binding that loses references to None or True (PySide6
+6.12.0 on CPython < 3.12, refused before it can crash the app), and a system without fonts (said on stderr)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,17 @@ def binding_problem(calls: int = 200) -> str | None:
         return None
     return (f"PySide6 {PySide6.__version__} on Python {sys.version.split()[0]} loses a reference to None on "
             f"every Qt call ({lost['None']} of {calls} here) and would crash this app within minutes. {ADVICE}")
+
+
+FONT_ADVICE = "Install a font package: fonts-dejavu-core (Debian, Ubuntu), dejavu-sans-fonts (Fedora), ttf-dejavu (Arch)."
+
+
+def font_problem() -> str | None:
+    """A plain sentence when no installed font can draw text (the window would show empty boxes), else None.
+
+    Needs a QGuiApplication. Qt says nothing itself when fontconfig finds no fonts at all."""
+    from PySide6.QtGui import QFontMetrics, QGuiApplication
+
+    if QFontMetrics(QGuiApplication.font()).inFont("a"):
+        return None
+    return f"no fonts found on this system: the window's text cannot be drawn and shows as empty boxes. {FONT_ADVICE}"

@@ -23,6 +23,7 @@ class FolderScanner(QThread):
 
     found = Signal(int, list)  # request id, [path str]
     skipped = Signal(int, str, str)  # request id, path, reason
+    passedOver = Signal(int, int)  # request id, files in its folders that are not images by name (before its end)
     finishedRequest = Signal(int, int, bool)  # request id, files found, cancelled
 
     live: set[FolderScanner] = set()
@@ -71,13 +72,17 @@ class FolderScanner(QThread):
                 return
             rid, paths, generation = request
             count, chunk, last = 0, [], time.monotonic()
+            others = [0]  # a folder's files that are not images, counted so the window can say them
 
             def skip(path: Path, reason: str, rid: int = rid) -> None:
                 self.skipped.emit(rid, str(path), reason)
 
+            def other(_path: Path, others: list[int] = others) -> None:
+                others[0] += 1
+
             cancelled = not self._current(generation)
             if not cancelled:
-                for path in iter_images(paths, skip):
+                for path in iter_images(paths, skip, other):
                     if not self._current(generation):
                         cancelled = True
                         break
@@ -92,4 +97,6 @@ class FolderScanner(QThread):
             if chunk and not cancelled:
                 self.found.emit(rid, chunk)
                 count += len(chunk)
+            if others[0] and not cancelled:
+                self.passedOver.emit(rid, others[0])
             self.finishedRequest.emit(rid, count, cancelled)

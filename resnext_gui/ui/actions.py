@@ -66,7 +66,8 @@ MENUS: list[tuple[str, list[Entry]]] = [
         Command("quit", "&Quit", "close", (SK.Quit,)),
     ]),
     ("&Edit", [
-        Command("undo", "&Undo Clear", "controller.undo_clear", (SK.Undo,), enabled_when="can_undo"),
+        Command("undo", "&Undo", "controller.undo", (SK.Undo,), enabled_when="can_undo",
+                tip="Bring back what the last Clear or Remove took out of the gallery"),
         SEPARATOR,
         Command("copy", "&Copy Result and Overlay", "presenter.copy", (SK.Copy,), tip="The top 5 as text and the overlay as an image"),
         Command("remove", "&Remove Photo", "presenter.remove_selected", (SK.Delete,)),

@@ -4,7 +4,7 @@ Stop, Clear, Undo, Retry, Remove and the batch's progress."""
 from __future__ import annotations
 
 import enum
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +33,7 @@ class ModelState(str, enum.Enum):
     FAILED = "failed"  # a chosen file was refused (the previous model, if any, stays)
 
 
+UNDO_DEPTH = 20  # Clears and Removes that Ctrl+Z can take back, last first
 WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
 
 
@@ -46,13 +47,15 @@ class BatchController(QObject):
     progressChanged = Signal(int, int)  # photos answered, photos in the batch (0: no bar)
     summaryChanged = Signal(str)  # "12 photos · 2 not classified · 3 waiting"
     answerTime = Signal(str)  # "96 ms · <note>": how long the last answer took
-    undoChanged = Signal()  # whether there is a Clear to undo may have changed
+    undoChanged = Signal()  # whether there is a Clear or Remove to undo (undo_text) may have changed
     alreadyKnown = Signal(int, int)  # listing id, how many of its photos the gallery already had
 
     def __init__(self, photos: GalleryModel, worker: Worker, messages: Messages, current: Callable[[], Photo | None],
-                 parent: QObject | None = None) -> None:
+                 parent: QObject | None = None, selection: Callable[[], list[Photo]] | None = None) -> None:
         super().__init__(parent)
         self.photos, self.worker, self.messages, self.current = photos, worker, messages, current
+        # the photos selected in the gallery (several with Shift/Ctrl); by default the current one alone
+        self.selection = selection or (lambda: [p for p in (current(),) if p is not None])
         self.layer = "layer4"
         self.model_state = ModelState.LOADING
         self._batch = [0, 0]  # photos in the current batch, and how many have their answer
@@ -61,7 +64,8 @@ class BatchController(QObject):
         self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
         self._layer_asked: dict[int, str] = {}  # recomputes on their way: photo -> layer
         self._layer_failed: set[tuple[int, str]] = set()  # never asked again for that photo and layer
-        self._cleared: list[Photo] = []  # what the last Clear removed (Undo brings it back)
+        # What Clear and Remove took out, last first (Undo brings back the last): (what, photos, their rows or None)
+        self._undo: list[tuple[str, list[Photo], list[int] | None]] = []
         # Every pixel of one photo at a time (the one zoomed past its display copy, or being saved), decoded by
         # the worker: never cached with the display copies, so memory holds at most one full photo.
         self._full: tuple[int, QImage] | None = None
@@ -78,8 +82,9 @@ class BatchController(QObject):
         """Queue what is new. Photos the gallery has already are said here, or, for a slice of a folder
         listing (``listing`` != 0), counted through ``alreadyKnown`` so the listing's end says them all at once."""
         new = self.photos.add(sources)
-        if len(new) < len(sources):
-            n = len(sources) - len(new)
+        again = self._requeue_stopped(sources, new) if len(new) < len(sources) else 0
+        if len(new) + again < len(sources):
+            n = len(sources) - len(new) - again
             if listing:
                 self.alreadyKnown.emit(listing, n)
             else:
@@ -91,6 +96,24 @@ class BatchController(QObject):
         if new and (select or self.current() is None):
             self.selectWanted.emit(new[0], True)
         return new
+
+    def _requeue_stopped(self, sources: list[tuple[PhotoSource, str]], new: list[Photo]) -> int:
+        """A stopped photo given again (its folder dropped again after Stop) goes back in line; returns how many."""
+        added = {p.item_id for p in new}
+        todo = []
+        for source, _name in sources:
+            photo = self.photos.known(source)
+            if photo is not None and photo.item_id not in added and photo.status is Status.STOPPED:
+                todo.append(photo)
+                added.add(photo.item_id)
+        for photo in todo:
+            self.photos.requeue(photo)
+            self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+        if todo:
+            self._batch[0] += len(todo)
+            if self.current() in todo:
+                self.refreshWanted.emit()
+        return len(todo)
 
     # ---- the model's state ----
     def set_model_state(self, state: ModelState) -> None:
@@ -217,11 +240,11 @@ class BatchController(QObject):
         self.refreshWanted.emit()
 
     def clear(self) -> None:
-        """Stop and empty the gallery; undo_clear brings the photos back."""
+        """Stop and empty the gallery; undo brings the photos back."""
         self.worker.cancel_batch()
         gone = self.photos.clear()
         if gone:
-            self._cleared = gone
+            self._push_undo("Clear", gone, None)
             self.messages.show_status(f"Cleared {plural(len(gone), 'photo')}. Undo with Ctrl+Z.", 10000)
         self._layer_asked.clear()
         self._views_asked.clear()
@@ -233,43 +256,69 @@ class BatchController(QObject):
         self.undoChanged.emit()
         self.cleared.emit()
 
-    def can_undo(self) -> bool:
-        return bool(self._cleared)
-
-    def undo_clear(self) -> None:
-        photos, self._cleared = self._cleared, []
+    def _push_undo(self, what: str, photos: list[Photo], rows: list[int] | None) -> None:
+        self._undo = [*self._undo, (what, photos, rows)][-UNDO_DEPTH:]
         self.undoChanged.emit()
-        if photos:
-            self.photos.restore(photos)
-            if self.current() is None:
-                self.selectWanted.emit(photos[0], False)
-            self.messages.show_status(f"Brought back {plural(len(photos), 'photo')}.", 5000)
 
-    def remove(self, photo: Photo) -> None:
-        """Take ``photo`` out of the gallery (the file itself is never touched)."""
-        if photo.status is Status.QUEUED and self._batch[0]:
-            self._batch[0] -= 1  # its answer will be dropped, so the progress bar must not wait for it
-            self._update_progress()
-        self.photos.remove([photo])
-        if self._full is not None and self._full[0] == photo.item_id:
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    def undo_text(self) -> str:
+        """What Undo would undo: "Undo Remove", "Undo Clear", or "Undo" when nothing."""
+        return f"Undo {self._undo[-1][0]}" if self._undo else "Undo"
+
+    def undo(self) -> None:
+        """Ctrl+Z: bring back what the last Clear or Remove took out of the gallery (removed photos where they were)."""
+        if not self._undo:
+            return
+        _what, photos, rows = self._undo.pop()
+        self.undoChanged.emit()
+        self.photos.restore(photos, rows)
+        if self.current() is None or rows is not None:
+            self.selectWanted.emit(photos[0], False)
+        self.messages.show_status(f"Brought back {plural(len(photos), 'photo')}.", 5000)
+
+    def remove(self, photos: Photo | Iterable[Photo]) -> None:
+        """Take photos out of the gallery (the files themselves are never touched); Undo puts them back."""
+        todo = self.photos.in_order([photos] if isinstance(photos, Photo) else photos)
+        if not todo:
+            return
+        rows = [self.photos.row_of(p) for p in todo]
+        for photo in todo:
+            if photo.status is Status.QUEUED and self._batch[0]:
+                self._batch[0] -= 1  # its answer will be dropped, so the progress bar must not wait for it
+        self._update_progress()
+        self.photos.remove(todo)
+        if self._full is not None and self._full[0] in {p.item_id for p in todo}:
             self._full = None
-        self.messages.show_status(f"Removed {photo.name} from the gallery.", 4000)
+        self._push_undo("Remove", todo, rows)
+        what = todo[0].name if len(todo) == 1 else plural(len(todo), "photo")
+        self.messages.show_status(f"Removed {what} from the gallery. Undo with Ctrl+Z.", 6000)
+
+    def retry_scope(self) -> list[Photo]:
+        """What Retry classifies again: the failed or stopped photos of a selection of several, else every
+        failed or stopped photo (one photo is always selected: it is the photo shown, not a choice)."""
+        again = (Status.FAILED, Status.STOPPED)
+        chosen = self.selection()
+        pool = chosen if len(chosen) > 1 else list(self.photos)
+        return [p for p in pool if p.status in again and p.source is not None]  # nothing to read without a source
 
     def retry(self) -> None:
-        """Classify the current photo again if it failed or was stopped; with none such current, all of them."""
-        again = (Status.FAILED, Status.STOPPED)
-        cur = self.current()
-        todo = [cur] if cur is not None and cur.status in again else [p for p in self.photos if p.status in again]
-        todo = [p for p in todo if p.source is not None]  # nothing to read again without a source
+        """Classify again what ``retry_scope`` names, and say which."""
+        chosen = len(self.selection()) > 1
+        todo = self.retry_scope()
         for photo in todo:
             self.photos.requeue(photo)
             self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
         self._batch[0] += len(todo)
         self._update_progress()
-        if cur is not None:
+        if self.current() is not None:
             self.refreshWanted.emit()
-        self.messages.show_status(f"Trying {plural(len(todo), 'photo')} again." if todo
-                                  else "Nothing to retry: no failed or stopped photos.", 4000)
+        if todo:
+            text = f"Trying {plural(len(todo), 'selected photo' if chosen else 'failed or stopped photo')} again."
+        else:
+            text = f"Nothing to retry: no failed or stopped photos{' among those selected' if chosen else ''}."
+        self.messages.show_status(text, 4000)
 
     # ---- results out ----
     def export_results(self, path: str, fmt: str | None = None, only: Collection[int] | None = None) -> bool:

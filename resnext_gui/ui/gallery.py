@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPixmap
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from ..worker import THUMB_SIDE, PhotoResult, PhotoSource
@@ -103,7 +103,7 @@ class GalleryModel(QAbstractListModel):
         self._ids = itertools.count(1)
         self._displays: OrderedDict[int, QImage] = OrderedDict()
         self._counts = {s: 0 for s in Status}  # kept as statuses change: the status bar asks after every photo
-        self._paths: set[str] = set()  # files in the gallery: one file is never added twice
+        self._paths: dict[str, int] = {}  # files in the gallery (-> their photo): one file is never added twice
         self.display_cache = display_cache
         self.waiting_text = "Waiting for the model"
 
@@ -142,6 +142,17 @@ class GalleryModel(QAbstractListModel):
     def row_of(self, photo: Photo) -> int:
         return self._rows.get(photo.item_id, -1)
 
+    def known(self, source: object) -> Photo | None:
+        """The photo of this file, if the gallery has it already."""
+        key = path_key(source)
+        item_id = self._paths.get(key) if key is not None else None
+        return None if item_id is None else self.get(item_id)
+
+    def in_order(self, photos: Iterable[Photo]) -> list[Photo]:
+        """Those of ``photos`` in the gallery, once each, in gallery order."""
+        rows = sorted({self._rows[p.item_id] for p in photos if p.item_id in self._rows})
+        return [self._photos[r] for r in rows]
+
     def counts(self) -> dict[Status, int]:
         return dict(self._counts)
 
@@ -164,8 +175,10 @@ class GalleryModel(QAbstractListModel):
             if key is not None:
                 if key in self._paths:
                     continue
-                self._paths.add(key)
-            new.append(Photo(next(self._ids), source, name, status))
+            photo = Photo(next(self._ids), source, name, status)
+            if key is not None:
+                self._paths[key] = photo.item_id
+            new.append(photo)
         self._insert(new)
         return new
 
@@ -180,17 +193,34 @@ class GalleryModel(QAbstractListModel):
             self.endInsertRows()
             self.countsChanged.emit()
 
-    def restore(self, photos: list[Photo]) -> None:
-        """Put back photos taken out by ``clear`` or ``remove`` (undo), after those added since."""
-        back = [p for p in photos if path_key(p.source) not in self._paths]
-        for photo in back:
+    def restore(self, photos: list[Photo], rows: list[int] | None = None) -> None:
+        """Put back photos taken out by ``clear`` or ``remove`` (undo): at ``rows`` (where ``remove`` found them,
+        ascending), else after those added since. A file added again meanwhile is not put back twice."""
+        places = rows if rows is not None and len(rows) == len(photos) else [None] * len(photos)
+        back = [(p, row) for p, row in zip(photos, places) if path_key(p.source) not in self._paths]
+        for photo, _row in back:
             if photo.status is Status.QUEUED:  # its place in the worker's line is gone
                 photo.status = Status.STOPPED
-        self._paths.update(k for k in map(path_key, (p.source for p in back)) if k is not None)
-        self._insert(back)
+        for photo, _row in back:
+            key = path_key(photo.source)
+            if key is not None:
+                self._paths[key] = photo.item_id
+        if rows is None:
+            self._insert([p for p, _row in back])
+            return
+        for photo, row in back:  # ascending: each photo goes back where it was, before the ones after it
+            at = len(self._photos) if row is None else min(row, len(self._photos))
+            self.beginInsertRows(QModelIndex(), at, at)
+            self._photos.insert(at, photo)
+            self._rows = {p.item_id: i for i, p in enumerate(self._photos)}
+            self._counts[photo.status] += 1
+            self.endInsertRows()
+        if back:
+            self.countsChanged.emit()
 
     def remove(self, photos: Iterable[Photo]) -> list[Photo]:
-        """Take photos out of the gallery; returns those that were in it, in gallery order."""
+        """Take photos out of the gallery; returns those that were in it, in gallery order (``rows_of``
+        them first to put them back where they were)."""
         rows = sorted({self._rows[p.item_id] for p in photos if p.item_id in self._rows}, reverse=True)
         gone = []
         for row in rows:  # from the end, so earlier rows keep their numbers
@@ -209,7 +239,7 @@ class GalleryModel(QAbstractListModel):
         self._displays.pop(photo.item_id, None)
         key = path_key(photo.source)
         if key is not None:
-            self._paths.discard(key)
+            self._paths.pop(key, None)
 
     def requeue(self, photo: Photo) -> None:
         """A failed or stopped photo goes back in line (Retry)."""
@@ -345,6 +375,13 @@ class GalleryDelegate(QStyledItemDelegate):
             painter.setFont(font)
             painter.setPen(QColor("white"))
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
+        if option.state & QStyle.StateFlag.State_HasFocus:  # type: ignore[attr-defined]
+            # the keyboard's place, drawn plainly: the style's own focus rectangle is faint or absent in many themes
+            painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
+            ring = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Highlight)
+            painter.setPen(QPen(ring, 2, Qt.PenStyle.DotLine if selected else Qt.PenStyle.SolidLine))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(rect.adjusted(4, 4, -4, -4) if selected else rect.adjusted(2, 2, -2, -2))
         painter.setFont(option.font)  # type: ignore[attr-defined]
         painter.setPen(pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
         fm = option.fontMetrics  # type: ignore[attr-defined]
@@ -381,7 +418,8 @@ class GalleryView(QListView):
         self.setBatchSize(200)
         self.setUniformItemSizes(True)
         self.setGridSize(CELL + QSize(4, 4))
-        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        # Ctrl+A, Shift+click, Ctrl+click, Shift+arrows/End: Copy, Remove, Retry and Export take the selection
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAcceptDrops(False)
         self.setDragEnabled(False)
         self.setMinimumWidth(CELL.width() + 24)

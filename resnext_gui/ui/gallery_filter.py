@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
 
 from .gallery import Photo, PhotoRole, Status
 
@@ -81,7 +81,10 @@ class GalleryBar(QWidget):
         self.search = QLineEdit(self)
         self.search.setPlaceholderText("Search labels and names")
         self.search.setClearButtonEnabled(True)
-        self.search.setToolTip("Show only photos whose top label or file name contains this text (Ctrl+F)")
+        self.search.setToolTip("Show only photos whose top label or file name contains this text (Ctrl+F; "
+                               "Esc clears it, Down goes to the photos)")
+        self.search.installEventFilter(self)
+        self.below: QAbstractItemView | None = None  # where Down in the search box goes: the gallery
         self.sort = _combo(SORTS, "Sort the gallery", self)
         self.show_box = _combo(FILTERS, "Which photos to show", self)
         layout.addWidget(self.search)
@@ -92,6 +95,28 @@ class GalleryBar(QWidget):
         self.search.textChanged.connect(self._apply)
         self.sort.currentIndexChanged.connect(self._apply)
         self.show_box.currentIndexChanged.connect(self._apply)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
+        """In the search box, Esc clears the search (before the window's Esc = Stop sees it, while there is text)
+        and Down goes on to the gallery, to its current photo (else its first)."""
+        if watched is not self.search:
+            return False
+        kind = event.type()
+        if kind in (QEvent.Type.ShortcutOverride, QEvent.Type.KeyPress):
+            key = event.key()  # type: ignore[attr-defined]
+            if key == Qt.Key.Key_Escape and self.search.text():
+                if kind == QEvent.Type.KeyPress:
+                    self.search.clear()
+                event.accept()
+                return kind == QEvent.Type.KeyPress
+            if key == Qt.Key.Key_Down and kind == QEvent.Type.KeyPress and self.below is not None:
+                below = self.below
+                model = below.model()
+                if not below.currentIndex().isValid() and model is not None and model.rowCount():
+                    below.setCurrentIndex(model.index(0, 0))
+                below.setFocus(Qt.FocusReason.TabFocusReason)
+                return True
+        return False
 
     def _apply(self) -> None:
         self.proxy.set_text(self.search.text())
@@ -114,5 +139,5 @@ def _combo(items, tip: str, parent: QWidget) -> QComboBox:
         box.addItem(text, key)
     box.setToolTip(tip)
     box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-    box.setMinimumContentsLength(6)
+    box.setMinimumContentsLength(4)  # narrow enough for the window to fit a 640-px-wide screen
     return box

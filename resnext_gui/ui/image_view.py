@@ -12,6 +12,7 @@ from ..core.colormap import colormap
 MODES = ("original", "overlay", "heatmap")
 ZOOM_STEP = 1.25
 ZOOM_MAX = 16.0
+FOCUS_FRAME = 2  # pixels of the frame painted round the view while it has the keyboard focus
 
 
 class ImageView(QWidget):
@@ -33,7 +34,7 @@ class ImageView(QWidget):
         self.zoom: float | None = None
         self.centre = QPointF()
         self._press: QPointF | None = None
-        self.setMinimumSize(240, 180)
+        self.setMinimumSize(160, 120)  # with the gallery and the panel, the window fits a 640-px-wide screen (HiDPI scale 2)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self._photo: QImage | None = None
         self._pixmap: QPixmap | None = None
@@ -45,6 +46,7 @@ class ImageView(QWidget):
         self.opacity = 0.5
         self.mode = "overlay"
         self.placeholder = "Drop photos or folders here"
+        self.placeholder_shown = True  # False while something is dragged over the window: the drop label says it all
 
     # ---- state ----
     def set_photo(self, image: QImage | None, crop: tuple | None = None, full_width: int = 0) -> None:
@@ -109,6 +111,8 @@ class ImageView(QWidget):
         self.zoom = scale
         self.centre = point - (at - QPointF(self.width() / 2, self.height() / 2)) / scale
         self._clamp()
+        if not self.hasFocus():  # zoomed from the menu, a key or the wheel: the arrow keys pan now, without Tab first
+            self.setFocus(Qt.FocusReason.OtherFocusReason)
         self.update()
         self.zoomChanged.emit()
 
@@ -150,6 +154,11 @@ class ImageView(QWidget):
         self.placeholder = text
         self.update()
 
+    def show_placeholder(self, shown: bool) -> None:
+        """Paint the placeholder text or not (not under the drop highlight, whose label would sit across it)."""
+        self.placeholder_shown = shown
+        self.update()
+
     def shown_map(self) -> np.ndarray | None:
         """The 8-bit heatmap shown now (colour-map indices), if any."""
         return self._map
@@ -162,14 +171,17 @@ class ImageView(QWidget):
         return self._photo is not None
 
     def _rebuild_map_image(self) -> None:
-        if self._map is None:
-            self._map_image = None
-        else:
-            h, w = self._map.shape
-            img = QImage(self._map.data, w, h, w, QImage.Format.Format_Indexed8)
-            img.setColorTable([0xFF000000 | (int(r) << 16) | (int(g) << 8) | int(b) for r, g, b in colormap(self._cmap)])
-            self._map_image = img.copy()  # own the buffer
+        self._map_image = self._map_to_image(self._map)
         self.update()
+
+    def _map_to_image(self, indices: np.ndarray | None) -> QImage | None:
+        if indices is None:
+            return None
+        indices = np.ascontiguousarray(indices, np.uint8)
+        h, w = indices.shape
+        img = QImage(indices.data, w, h, w, QImage.Format.Format_Indexed8)
+        img.setColorTable([0xFF000000 | (int(r) << 16) | (int(g) << 8) | int(b) for r, g, b in colormap(self._cmap)])
+        return img.copy()  # own the buffer
 
     # ---- painting ----
     def sizeHint(self) -> QSize:
@@ -245,16 +257,20 @@ class ImageView(QWidget):
             self._clamp()
         super().resizeEvent(event)
 
-    def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image) -> QRectF | None:
-        """Draw the photo into ``target`` and the heatmap over the crop; return the crop's rectangle if drawn."""
+    def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image,
+                  overlay: tuple[QImage | None, tuple | None] | None = None) -> QRectF | None:
+        """Draw the photo into ``target`` and the heatmap over the crop; return the crop's rectangle if drawn.
+        The heatmap and crop are the view's own unless ``overlay`` gives others (another photo's, for Save
+        Overlay on several)."""
+        map_image, crop = (self._map_image, self._crop) if overlay is None else overlay
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform, True)
         if isinstance(pixmap_or_image, QPixmap):
             painter.drawPixmap(target, pixmap_or_image, QRectF(pixmap_or_image.rect()))
         else:
             painter.drawImage(target, pixmap_or_image)
-        if self.mode == "original" or self._map_image is None or self._crop is None:
+        if self.mode == "original" or map_image is None or crop is None:
             return None
-        left, top, right, bottom = self._crop  # fractions of the photo, whatever resolution is shown
+        left, top, right, bottom = crop  # fractions of the photo, whatever resolution is shown
         w, h = target.width(), target.height()
         region = QRectF(target.x() + left * w, target.y() + top * h, (right - left) * w, (bottom - top) * h)
         if self.mode == "heatmap":
@@ -262,7 +278,7 @@ class ImageView(QWidget):
             painter.setOpacity(1.0)
         else:
             painter.setOpacity(self.opacity)
-        painter.drawImage(region, self._map_image, QRectF(self._map_image.rect()))
+        painter.drawImage(region, map_image, QRectF(map_image.rect()))
         painter.setOpacity(1.0)
         return region
 
@@ -270,16 +286,47 @@ class ImageView(QWidget):
         painter = QPainter(self)
         painter.fillRect(self.rect(), self.palette().color(QPalette.ColorRole.Base))
         if self._pixmap is None:
+            if not self.placeholder_shown:
+                self._paint_focus(painter)
+                return
             painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
             font = painter.font()
             font.setPointSizeF(font.pointSizeF() * 1.3)
             painter.setFont(font)
             painter.drawText(self.rect().adjusted(20, 20, -20, -20), Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+            self._paint_focus(painter)
             return
         region = self._paint_on(painter, self._fit(), self._pixmap)
         if region is not None:  # outline the region the model saw
             painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), 1, Qt.PenStyle.DashLine))
             painter.drawRect(region)
+        self._paint_focus(painter)
+
+    def _paint_focus(self, painter: QPainter) -> None:
+        """A frame round the view while it has the keyboard (arrows pan, +/- zoom), over the photo's edge if need be."""
+        if self.hasFocus():
+            painter.setOpacity(1.0)
+            painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), FOCUS_FRAME))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            half = FOCUS_FRAME / 2
+            painter.drawRect(QRectF(self.rect()).adjusted(half, half, -half, -half))
+
+    def focusInEvent(self, event) -> None:  # noqa: N802
+        self.update()
+        super().focusInEvent(event)
+
+    def focusOutEvent(self, event) -> None:  # noqa: N802
+        self.update()
+        super().focusOutEvent(event)
+
+    def compose(self, photo: QImage, indices: np.ndarray | None, crop: tuple | None) -> QImage:
+        """Another photo drawn as this view draws its own (mode, colour map, opacity), with its heatmap ``indices``
+        over its ``crop``: what Save Overlay writes for each of several photos."""
+        out = QImage(photo.size(), QImage.Format.Format_RGB32)
+        painter = QPainter(out)
+        self._paint_on(painter, QRectF(0, 0, photo.width(), photo.height()), photo, (self._map_to_image(indices), crop))
+        painter.end()
+        return out
 
     def render_image(self, photo: QImage | None = None) -> QImage | None:
         """The current composition at the resolution of the image shown, or drawn on ``photo`` (the same photo

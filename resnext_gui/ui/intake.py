@@ -41,6 +41,7 @@ class Intake(QObject):
         self._arrivals: PacedQueue[tuple[int, list[str] | None, int, bool]] = PacedQueue(self._take_arrival, self)
         self.scanner.found.connect(self._on_found)
         self.scanner.skipped.connect(self._on_skipped)
+        self.scanner.passedOver.connect(self._on_passed_over)
         self.scanner.finishedRequest.connect(self._on_scan_finished)
 
     # ---- from the user ----
@@ -132,6 +133,11 @@ class Intake(QObject):
     def _on_skipped(self, request: int, path: str, reason: str) -> None:
         if request in self._scans:
             self._skipped.append((path, reason))
+
+    def _on_passed_over(self, request: int, n: int) -> None:
+        """A folder's files that are not images by name: told with the listing's end, like files dropped."""
+        if request in self._scans:
+            self._not_images[request] = self._not_images.get(request, 0) + n
 
     def _on_scan_finished(self, request: int, count: int, cancelled: bool) -> None:
         if request in self._scans:

@@ -197,15 +197,19 @@ class LibraryController(QObject):
             self.messages.show_status(f"Added {plural(len(new), 'photo')} from the library{more}.", 5000)
 
     # ---- forget and clear ----
-    def forget_selected(self, photo: Photo | None) -> None:
-        """Edit → Forget Photo: its results leave the library, and the photo the gallery (the file stays)."""
-        if photo is None:
+    def forget_selected(self, photos: Photo | list[Photo] | None) -> None:
+        """Edit → Forget Photo: the selected photos' results leave the library, and the photos the gallery (the
+        files stay; Ctrl+Z brings them back into the gallery, answered again as photos new to the library)."""
+        chosen = [photos] if isinstance(photos, Photo) else [p for p in (photos or []) if p is not None]
+        if not chosen:
             self.messages.show_status("Select a photo first.", 4000)
             return
-        if isinstance(photo.source, str):
-            self.worker.submit(ForgetJob([photo.source]))
-        self.controller.remove(photo)
-        self.messages.show_status(f"Forgot {photo.name}: its results are no longer kept (the file is untouched).", 6000)
+        paths = [p.source for p in chosen if isinstance(p.source, str)]
+        if paths:
+            self.worker.submit(ForgetJob(paths))
+        self.controller.remove(chosen)
+        what = chosen[0].name if len(chosen) == 1 else plural(len(chosen), "photo")
+        self.messages.show_status(f"Forgot {what}: the results are no longer kept (the files are untouched).", 6000)
 
     def forget(self, paths: list[str]) -> None:
         if paths:
@@ -250,18 +254,18 @@ class LibraryController(QObject):
         self.messages.warning("Results library", message)
 
     # ---- keywords ----
-    def write_keywords_dialog(self, current: Photo | None) -> None:
-        """File → Write Keywords…: for the selected photo or all of them, asked first."""
+    def write_keywords_dialog(self, selected: list[Photo]) -> None:
+        """File → Write Keywords…: for the selected photos or all of them, asked first."""
         done = [p for p in self.photos if p.status is Status.DONE]
         if not done:
             self.messages.show_status("No classified photos to write keywords for yet.", 5000)
             return
-        scope = self.ask_keywords_scope(current if current is not None and current.status is Status.DONE else None,
-                                        len(done))
+        chosen = [p for p in selected if p.status is Status.DONE]
+        scope = self.ask_keywords_scope(len(chosen), len(done))
         if scope is not None:
-            self.write_keywords([current] if scope == "selected" and current is not None else done)
+            self.write_keywords(chosen if scope == "selected" else done)
 
-    def ask_keywords_scope(self, current: Photo | None, total: int) -> str | None:
+    def ask_keywords_scope(self, selected: int, total: int) -> str | None:
         """"selected", "all", or None (cancelled)."""
         box = QMessageBox(QMessageBox.Icon.Question, "Write Keywords",
                           "Write the top classes as keywords where photo managers (digiKam, darktable, Lightroom) "
@@ -270,10 +274,11 @@ class LibraryController(QObject):
                           QMessageBox.StandardButton.Cancel, self.parent_widget)
         box.setTextFormat(Qt.TextFormat.PlainText)
         choices: dict[QAbstractButton, str] = {box.addButton(f"All {total} Photos", QMessageBox.ButtonRole.AcceptRole): "all"}
-        if current is not None:
-            selected = box.addButton("Selected Photo", QMessageBox.ButtonRole.AcceptRole)
-            choices[selected] = "selected"
-            box.setDefaultButton(selected)
+        if selected and selected < total:
+            label = "Selected Photo" if selected == 1 else f"The {selected} Selected"
+            button = box.addButton(label, QMessageBox.ButtonRole.AcceptRole)
+            choices[button] = "selected"
+            box.setDefaultButton(button)
         box.exec()
         return choices.get(box.clickedButton())
 

@@ -18,7 +18,7 @@ from .controller import BatchController, ModelState
 from .controls import ControlPanel
 from .drop_overlay import DropOverlay
 from .drops import can_accept
-from .gallery import GalleryModel, GalleryView, Photo, Status
+from .gallery import GalleryModel, GalleryView, Photo
 from .gallery_filter import GalleryBar, GalleryFilter
 from .image_view import MODES, ImageView
 from .intake import Intake
@@ -61,7 +61,8 @@ class MainWindow(QMainWindow):
             self.messages.dialog("Settings reset", "\n".join(settings_notes))
         self.photos = GalleryModel(self)
         self._build()
-        self.controller = BatchController(self.photos, worker, self.messages, self.current_photo, self)
+        self.controller = BatchController(self.photos, worker, self.messages, self.current_photo, self,
+                                          selection=lambda: self.presenter.selected_photos())
         self.presenter = Presenter(self.photos, self.proxy, self.gallery, self.view, self.controls, self.controller,
                                    self.messages, self.settings, self)
         self.intake = Intake(self.messages, self.settings, self)
@@ -93,6 +94,7 @@ class MainWindow(QMainWindow):
         self.gallery_bar = GalleryBar(self.proxy, left)
         self.gallery = GalleryView(left)
         self.gallery.setModel(self.proxy)
+        self.gallery_bar.below = self.gallery  # Down in the search box
         g.addWidget(self.gallery_bar)
         self.library_search = QPushButton(left)  # the search box's text, looked for in every earlier day's photos
         self.library_search.setFlat(True)
@@ -139,7 +141,7 @@ class MainWindow(QMainWindow):
         c.progressChanged.connect(self._show_progress)
         c.summaryChanged.connect(self.summary_label.setText)
         c.answerTime.connect(self.time_label.setText)
-        c.undoChanged.connect(self.commands.refresh)
+        c.undoChanged.connect(self._on_undo_changed)
         c.cleared.connect(lambda: self.time_label.setText(""))
         self.intake.arrived.connect(c.enqueue)
         c.alreadyKnown.connect(self.intake.already_known)
@@ -194,8 +196,11 @@ class MainWindow(QMainWindow):
         self.presenter.refresh()
 
     def _can_retry(self) -> bool:
-        photo = self.current_photo()
-        return photo is not None and photo.status in (Status.FAILED, Status.STOPPED)
+        return bool(self.controller.retry_scope())
+
+    def _on_undo_changed(self) -> None:
+        self.commands["undo"].setText("&" + self.controller.undo_text())  # "Undo Remove", "Undo Clear"
+        self.commands.refresh()
 
     def current_photo(self) -> Photo | None:
         return self.presenter.current_photo()
@@ -245,10 +250,10 @@ class MainWindow(QMainWindow):
         self.library.open_library(self.gallery_bar.search.text())
 
     def forget_photo(self) -> None:
-        self.library.forget_selected(self.current_photo())
+        self.library.forget_selected(self.presenter.selected_photos())
 
     def write_keywords(self) -> None:
-        self.library.write_keywords_dialog(self.current_photo())
+        self.library.write_keywords_dialog(self.presenter.selected_photos())
 
     def fit_to_screen(self) -> None:
         window_settings.fit_to_screen(self)
@@ -260,6 +265,7 @@ class MainWindow(QMainWindow):
         if can_accept(event.mimeData()):
             event.acceptProposedAction()
             n = len(event.mimeData().urls())
+            self.view.show_placeholder(False)  # the drop label would sit across the hint, fragments showing each side
             self.drop_overlay.show_over(f"Drop to add {plural(n, 'item')}" if n else "Drop to add the image")
 
     def dragMoveEvent(self, event: QDragMoveEvent) -> None:  # noqa: N802
@@ -267,9 +273,11 @@ class MainWindow(QMainWindow):
 
     def dragLeaveEvent(self, event: QDragLeaveEvent) -> None:  # noqa: N802
         self.drop_overlay.hide()
+        self.view.show_placeholder(True)
 
     def dropEvent(self, event: QDropEvent) -> None:  # noqa: N802
         self.drop_overlay.hide()
+        self.view.show_placeholder(True)
         if self.intake.add_mime(event.mimeData()):
             event.acceptProposedAction()
 

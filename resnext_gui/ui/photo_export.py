@@ -1,4 +1,4 @@
-"""What leaves the window for one photo: its top-5 as text, the overlay as an image (clipboard, drag), a saved PNG's name and text."""
+"""What leaves the window for photos: the top-5 as text, the overlay as an image (clipboard, drag), a saved PNG's name and text."""
 
 from __future__ import annotations
 
@@ -51,4 +51,11 @@ def photo_mime(photo: Photo, overlay: QImage | None) -> QMimeData:
     mime.setText(top5_text(photo))
     if overlay is not None:
         mime.setImageData(overlay)
+    return mime
+
+
+def photos_mime(photos: list[Photo]) -> QMimeData:
+    """Several photos' top 5 as text, one block each (Copy on a selection)."""
+    mime = QMimeData()
+    mime.setText("\n\n".join(top5_text(p) for p in photos))
     return mime

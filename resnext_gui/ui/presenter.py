@@ -17,8 +17,9 @@ from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
 from .gallery_filter import GalleryFilter
 from .image_view import ImageView
 from .messages import Messages
-from .photo_export import overlay_metadata, overlay_name, photo_mime, stem_of
-from .text import percent, sentence
+from .overlay_saver import OverlaySaver
+from .photo_export import overlay_metadata, overlay_name, photo_mime, photos_mime, stem_of
+from .text import percent, plural, sentence
 
 APP_TITLE = "ResNeXt Classifier"
 IDLE_HINT = "Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)"
@@ -39,6 +40,7 @@ class Presenter(QObject):
         self.parent_widget = parent
         self.selected_rank = 1
         self._pending_save: tuple[int, str] | None = None  # (photo, path): Save Overlay waiting for every pixel
+        self._saver: OverlaySaver | None = None  # Save Overlay on several photos, while it runs
         gallery.selectionModel().currentChanged.connect(self._on_current_changed)
         controls.classChosen.connect(self.choose_class)
         view.zoomChanged.connect(self.update_title)
@@ -55,6 +57,15 @@ class Presenter(QObject):
         index = self.gallery.currentIndex()
         return index.data(PhotoRole) if index.isValid() else None
 
+    def selected_photos(self) -> list[Photo]:
+        """The photos selected in the gallery, in the order it shows them; the current one when none is."""
+        rows = sorted(i.row() for i in self.gallery.selectionModel().selectedIndexes() if i.column() == 0)
+        chosen = [self.proxy.index(r, 0).data(PhotoRole) for r in rows]
+        if not chosen:
+            cur = self.current_photo()
+            return [cur] if cur is not None else []
+        return [p for p in chosen if p is not None]
+
     def select(self, photo: Photo) -> bool:
         """Make ``photo`` the current one and scroll to it; False when the gallery's filter hides it."""
         index = self.proxy.mapFromSource(self.photos.index(self.photos.row_of(photo)))
@@ -70,12 +81,13 @@ class Presenter(QObject):
             self.gallery.setFocus()
 
     def remove_selected(self) -> None:
-        """Delete: take the selected photo out of the gallery; the next one becomes the current one."""
-        photo = self.current_photo()
-        if photo is None:
+        """Delete: take the selected photos out of the gallery (Ctrl+Z puts them back); the next one becomes current."""
+        chosen = self.selected_photos()
+        if not chosen:
             return
-        row = self.gallery.currentIndex().row()
-        self.controller.remove(photo)
+        rows = [self.proxy.mapFromSource(self.photos.index(self.photos.row_of(p))).row() for p in chosen]
+        row = min(r for r in rows if r >= 0) if any(r >= 0 for r in rows) else 0
+        self.controller.remove(chosen)
         if self.proxy.rowCount():
             self.gallery.setCurrentIndex(self.proxy.index(min(row, self.proxy.rowCount() - 1), 0))
 
@@ -211,10 +223,16 @@ class Presenter(QObject):
         return str(self.settings.value("last_folder", str(Path.home()), type=str))
 
     def copy(self) -> None:
-        """Ctrl+C: the selected photo's top 5 as text and the overlay as an image."""
+        """Ctrl+C: the selected photo's top 5 as text and the overlay as an image; of several selected, each
+        one's top 5 as text (the overlay is of the photo shown only, so none then)."""
         photo = self.current_photo()
-        if photo is None:
+        chosen = self.selected_photos()
+        if photo is None or not chosen:
             self.messages.show_status("Select a photo first.", 4000)
+            return
+        if len(chosen) > 1:
+            QGuiApplication.clipboard().setMimeData(photos_mime(chosen))
+            self.messages.show_status(f"Copied the top 5 of {plural(len(chosen), 'photo')}.", 3000)
             return
         QGuiApplication.clipboard().setMimeData(photo_mime(photo, self.view.render_image()))
         self.messages.show_status("Copied the top 5 and the overlay.", 3000)
@@ -233,6 +251,11 @@ class Presenter(QObject):
         drag.exec(Qt.DropAction.CopyAction)
 
     def save_overlay(self) -> None:
+        if len(self.selected_photos()) > 1:  # several selected: each one's overlay, into a folder
+            folder = QFileDialog.getExistingDirectory(self.parent_widget, "Save Overlays into Folder", self._last_folder())
+            if folder:
+                self.save_overlays_to(folder)
+            return
         photo = self.current_photo()
         if photo is None or not self.view.has_photo():
             self.messages.show_status("Select a classified photo first.", 4000)
@@ -242,6 +265,13 @@ class Presenter(QObject):
         path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save Overlay", suggested, "PNG image (*.png)")
         if path:
             self.save_overlay_to(path if path.lower().endswith(".png") else path + ".png")
+
+    def save_overlays_to(self, folder: str) -> OverlaySaver:
+        """The selected photos' overlays (each one's top class) into ``folder``, at full size, one after another."""
+        saver = self._saver = OverlaySaver(self.selected_photos(), folder, self.photos, self.controller, self.view,
+                                           self.messages, self)
+        saver.start()
+        return saver
 
     def save_overlay_to(self, path: str) -> bool:
         """Write what the view shows, at the photo's full size, naming photo, class and layer in the PNG's text.
@@ -275,47 +305,66 @@ class Presenter(QObject):
         return True
 
     def _on_overlay_saved(self, job: SaveImageJob, path: str) -> None:
+        if self._saver is not None and self._saver.owns(job):
+            self._saver.job_done(job, path)
+            return
         self.messages.show_status(f"Saved {path}", 5000)
 
     def _on_overlay_failed(self, job: SaveImageJob, message: str) -> None:
+        if self._saver is not None and self._saver.owns(job):
+            self._saver.job_done(job, None)
+            self.messages.show_status(message, 8000)
+            return
         self.messages.warning("Save Overlay failed", message)
 
     def export_dialog(self) -> None:
-        """Export every answer; while the gallery's search or filter hides some, ask whether only those shown."""
+        """Export every answer; while the gallery's search or filter hides some, or several photos are
+        selected, ask whether only those shown or selected."""
         total = len(self.photos.records())
         if not total:
             self.messages.show_status("Nothing to export yet.", 4000)
             return
         visible = {self.proxy.index(row, 0).data(PhotoRole).item_id for row in range(self.proxy.rowCount())}
         shown = len(self.photos.records(visible))
+        several = self.selected_photos()
+        picked = {p.item_id for p in several} if len(several) > 1 else set()
+        selected = len(self.photos.records(picked)) if picked else 0
         only: set[int] | None = None
-        if shown < total:
-            scope = self.ask_export_scope(shown, total)
+        if shown < total or 0 < selected < total:
+            scope = self.ask_export_scope(shown, total, selected)
             if scope is None:
                 return
-            only = visible if scope == "visible" else None
+            only = {"visible": visible, "selected": picked}.get(scope)
         path, chosen = QFileDialog.getSaveFileName(self.parent_widget, "Export Results",
                                                    str(Path(self._last_folder()) / "results.csv"), ";;".join(EXPORT_FORMATS))
         if path:
             self.controller.export_results(path, EXPORT_FORMATS.get(chosen), only)
 
-    def ask_export_scope(self, shown: int, total: int) -> str | None:
-        """"visible", "all", or None (cancelled): the gallery shows ``shown`` of the ``total`` answers."""
-        box = QMessageBox(QMessageBox.Icon.Question, "Export Results",
-                          f"The gallery's search or filter shows {shown} of the {total} photos with results. "
-                          "Which results should be exported?", QMessageBox.StandardButton.Cancel, self.parent_widget)
+    def ask_export_scope(self, shown: int, total: int, selected: int = 0) -> str | None:
+        """"visible", "selected", "all", or None (cancelled): the gallery shows ``shown`` of the ``total``
+        answers, and ``selected`` of them are selected (0: one photo or none, no choice)."""
+        why = (f"The gallery's search or filter shows {shown} of the {total} photos with results."
+               if shown < total else f"{selected} of the {total} photos with results are selected.")
+        box = QMessageBox(QMessageBox.Icon.Question, "Export Results", f"{why} Which results should be exported?",
+                          QMessageBox.StandardButton.Cancel, self.parent_widget)
         box.setTextFormat(Qt.TextFormat.PlainText)
         choices: dict[QAbstractButton, str] = {box.addButton(f"All {total} Photos", QMessageBox.ButtonRole.AcceptRole): "all"}
-        if shown:
+        if shown and shown < total:
             visible = box.addButton(f"Only the {shown} Shown", QMessageBox.ButtonRole.AcceptRole)
             choices[visible] = "visible"
             box.setDefaultButton(visible)
+        if selected:
+            picked = box.addButton(f"Only the {selected} Selected", QMessageBox.ButtonRole.AcceptRole)
+            choices[picked] = "selected"
+            box.setDefaultButton(picked)
         box.exec()
         return choices.get(box.clickedButton())
 
     def gallery_menu_pos(self, pos: QPoint) -> Photo | None:
         """The photo at ``pos`` in the gallery becomes the current one (a context menu is about to open for it)."""
         index = self.gallery.indexAt(pos)
-        if index.isValid():
+        if index.isValid() and self.gallery.selectionModel().isSelected(index):  # the menu is about the selection
+            self.gallery.selectionModel().setCurrentIndex(index, QItemSelectionModel.SelectionFlag.NoUpdate)
+        elif index.isValid():
             self.gallery.setCurrentIndex(index)
         return self.current_photo()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRectF, QSize, Qt, Signal
+from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QPainter, QPalette
 from PySide6.QtWidgets import QAbstractButton, QButtonGroup, QLabel, QSizePolicy, QStyle, QStyleOptionFocusRect, QVBoxLayout, QWidget
 
@@ -68,6 +68,10 @@ class ClassRow(QAbstractButton):
 
 
 MESSAGE_LINES = 3  # the note under the classes has a fixed height, so nothing below it moves
+# The heading ("Top 5 · heatmap: stage before (updating…)") wraps onto a second line in a narrow panel (a 990-px
+# window, a HiDPI scale) rather than run off its edge; it always has room for two, so the rows don't move with it
+# (a third line only where a large font needs one).
+TITLE_LINES = 2
 
 
 class Top5Panel(QWidget):
@@ -85,7 +89,9 @@ class Top5Panel(QWidget):
         font = self.title.font()
         font.setBold(True)
         self.title.setFont(font)
-        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.title.setWordWrap(True)
+        self.title.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignBottom)
         layout.addWidget(self.title)
         self.group = QButtonGroup(self)
         self.group.setExclusive(True)
@@ -101,10 +107,19 @@ class Top5Panel(QWidget):
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.message.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        self.message.setFixedHeight(self.message.fontMetrics().lineSpacing() * MESSAGE_LINES + 4)
         layout.addWidget(self.message)
+        self._fix_heights()
         self.group.idClicked.connect(self.classChosen)
         self.set_top([])
+
+    def _fix_heights(self) -> None:
+        self.title.setMinimumHeight(self.title.fontMetrics().lineSpacing() * TITLE_LINES + 2)
+        self.message.setFixedHeight(self.message.fontMetrics().lineSpacing() * MESSAGE_LINES + 4)
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.FontChange:  # a larger font: the fixed heights grow with it
+            self._fix_heights()
+        super().changeEvent(event)
 
     def set_top(self, top: list, selected: int = 1, message: str = "") -> None:
         """``top``: the core's TopClass objects, best first."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QByteArray, QSettings, QSize
+from PySide6.QtCore import QByteArray, QPoint, QRect, QSettings, QSize
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMainWindow
 
@@ -22,6 +22,10 @@ DEFAULT_SIZE = (1280, 800)
 DEVICES = ("auto", "cpu", "cuda", "mps")  # as the command line offers them
 BACKENDS = ("auto", "torch", "openvino")  # as core.runtimes.BACKENDS (the tests hold them equal)
 PRECISIONS = ("fp32", "bf16")  # as core.classifier.PRECISIONS
+
+# Wayland tells an app nothing of the compositor's panels (the available area is the whole output), and the
+# frame is drawn by the app itself: room for a panel is kept so the status bar is never under or past the edge.
+WAYLAND_PANEL = 48
 
 
 def read_str(settings: QSettings, key: str, allowed: object, default: str) -> str:
@@ -84,10 +88,25 @@ def _bytes(settings: QSettings, key: str) -> QByteArray | None:
     return value if isinstance(value, QByteArray) and not value.isEmpty() else None
 
 
+def platform() -> str:
+    """"xcb", "wayland", "offscreen"…: the display system the window is on."""
+    name = QGuiApplication.platformName()
+    return "wayland" if name.startswith("wayland") else name
+
+
 def restore(win: MainWindow, settings: QSettings) -> None:
     geometry = _bytes(settings, "geometry")
-    if geometry is not None:
+    saved_on = settings.value("geometry_platform", "", type=str)
+    if geometry is not None and saved_on == platform():
         win.restoreGeometry(geometry)
+    elif geometry is not None:
+        # Saved under another display system (X11, then Wayland): its frame and position mean something else
+        # here (on Wayland the app draws the title bar, and places nothing), so only the size is taken.
+        probe = QMainWindow()
+        probe.restoreGeometry(geometry)
+        size = probe.normalGeometry().size() if probe.normalGeometry().isValid() else probe.size()
+        probe.deleteLater()
+        win.resize(size if size.isValid() and not size.isEmpty() else QSize(*DEFAULT_SIZE))
     else:
         win.resize(*DEFAULT_SIZE)
     fit_to_screen(win)
@@ -105,6 +124,7 @@ def restore(win: MainWindow, settings: QSettings) -> None:
 
 def save(win: MainWindow, settings: QSettings) -> None:
     settings.setValue("geometry", win.saveGeometry())
+    settings.setValue("geometry_platform", platform())
     settings.setValue("splitter", win.splitter.saveState())
     settings.setValue("gallery_sort", win.proxy.sort_key)
     settings.setValue("opacity", win.controls.opacity.value())
@@ -115,6 +135,21 @@ def save(win: MainWindow, settings: QSettings) -> None:
     settings.sync()
 
 
+def fitted(free: QRect, frame: QSize, size: QSize, frame_pos: QPoint, on: str) -> tuple[QSize, QPoint]:
+    """The window's size and its frame's place so that frame and all lie in ``free``, the screen's free area.
+
+    ``frame``: what the title bar and borders add to ``size``. On Wayland the free area is the whole output
+    (the compositor's panels are not told), so ``WAYLAND_PANEL`` is kept free as well."""
+    if on == "wayland":
+        free = free.adjusted(0, 0, 0, -WAYLAND_PANEL)
+    width = min(size.width(), free.width() - frame.width())
+    height = min(size.height(), free.height() - frame.height())
+    outer = QSize(width + frame.width(), height + frame.height())
+    x = max(free.left(), min(frame_pos.x(), free.left() + free.width() - outer.width()))
+    y = max(free.top(), min(frame_pos.y(), free.top() + free.height() - outer.height()))
+    return QSize(width, height), QPoint(x, y)
+
+
 def fit_to_screen(win: QMainWindow) -> None:
     """Never larger than the screen's free area (a saved size from a larger screen, or a HiDPI scale)."""
     if win.isMaximized() or win.isFullScreen():
@@ -122,14 +157,17 @@ def fit_to_screen(win: QMainWindow) -> None:
     screen = win.screen() or QGuiApplication.primaryScreen()
     if screen is None:
         return
-    free = screen.availableGeometry()
     frame = win.frameGeometry().size() - win.geometry().size()  # title bar and borders
-    if frame.isNull() or frame.height() <= 0:  # not shown yet: leave room for a title bar
+    # Not shown yet, or on Wayland, where the title bar Qt draws itself is not counted in frameGeometry (weston:
+    # the two are equal): leave room for a title bar.
+    if frame.isNull() or frame.height() <= 0:
         frame = QSize(8, win.fontMetrics().height() * 2 + 8)
-    width = min(win.width(), free.width() - frame.width())
-    height = min(win.height(), free.height() - frame.height())
-    if (width, height) != (win.width(), win.height()):
-        win.resize(width, height)
-    if not free.contains(win.frameGeometry()):
-        win.move(max(free.left(), min(win.x(), free.right() - win.frameGeometry().width())),
-                 max(free.top(), min(win.y(), free.bottom() - win.frameGeometry().height())))
+    size, place = fitted(screen.availableGeometry(), frame, win.size(), win.frameGeometry().topLeft(), platform())
+    if size != win.size():
+        win.resize(size)
+    handle = win.windowHandle()
+    if place != win.frameGeometry().topLeft():
+        if handle is not None:
+            handle.setFramePosition(place)  # the frame's corner: QWidget.move places the inside on some systems
+        else:
+            win.move(place)

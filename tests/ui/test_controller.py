@@ -89,10 +89,11 @@ def test_clear_then_undo_brings_the_photos_back_once(qtbot, rig):
     rig.ctl.cleared.connect(lambda: cleared.append(True))
     rig.ctl.clear()
     assert len(rig.photos) == 0 and cleared and rig.ctl.can_undo() and rig.status[-1] == "Cleared 2 photos. Undo with Ctrl+Z."
-    rig.ctl.undo_clear()
+    assert rig.ctl.undo_text() == "Undo Clear"
+    rig.ctl.undo()
     assert [p.item_id for p in rig.photos] == [p.item_id for p in new] and not rig.ctl.can_undo()
     assert rig.selected[-1] is new[0] and rig.status[-1] == "Brought back 2 photos."
-    rig.ctl.undo_clear()  # nothing more to undo
+    rig.ctl.undo()  # nothing more to undo
     assert len(rig.photos) == 2
 
 
@@ -113,21 +114,44 @@ def test_removing_a_waiting_photo_does_not_leave_the_bar_waiting_for_it(qtbot, r
     rig.worker.answer(job_a, rig.ok(job_a))
     qtbot.waitUntil(lambda: a.status is Status.DONE)
     assert rig.progress[-1] == (1, 0) and [p.item_id for p in rig.photos] == [a.item_id]
-    assert rig.status[-1] == "Removed /p/1.jpg from the gallery."
+    assert rig.status[-1] == "Removed /p/1.jpg from the gallery. Undo with Ctrl+Z."
 
 
-def test_retry_asks_again_for_the_current_failed_photo_else_all_of_them(qtbot, rig):
-    a, b, c = rig.add(3)
-    for job in rig.worker.of(ClassifyJob):
+def test_removed_photos_come_back_where_they_were_with_ctrl_z(qtbot, rig):
+    a, b, c, d = rig.add(4)
+    rig.ctl.remove([d, b])  # a selection, in any order
+    assert list(rig.photos) == [a, c] and rig.status[-1] == "Removed 2 photos from the gallery. Undo with Ctrl+Z."
+    rig.ctl.remove(a)
+    assert list(rig.photos) == [c] and rig.ctl.undo_text() == "Undo Remove"
+    rig.ctl.undo()
+    assert list(rig.photos) == [a, c] and rig.selected[-1] is a
+    rig.ctl.undo()
+    assert list(rig.photos) == [a, b, c, d] and not rig.ctl.can_undo() and rig.status[-1] == "Brought back 2 photos."
+    assert [p.status for p in rig.photos] == [Status.STOPPED, Status.STOPPED, Status.QUEUED, Status.STOPPED]
+    assert rig.photos.counts()[Status.STOPPED] == 3  # those removed lost their place in the worker's line
+    rig.ctl.enqueue([("/p/1.jpg", "/p/1.jpg")])
+    assert len(rig.photos) == 4  # back in the gallery means known again: not added twice
+
+
+def test_retry_takes_every_failed_or_stopped_photo_unless_several_are_selected(qtbot, rig):
+    a, b, c, d = rig.add(4)
+    for job in rig.worker.of(ClassifyJob)[:3]:
+        rig.worker.fail(job, "broken")
+    qtbot.waitUntil(lambda: sum(p.status is Status.FAILED for p in rig.photos) == 3)
+    rig.ctl.stop()  # d had not started: stopped
+    rig.current = b  # the photo shown is one of them: still all of them are tried again
+    rig.ctl.retry()
+    assert [j.item_id for j in rig.worker.of(ClassifyJob)[-4:]] == [a.item_id, b.item_id, c.item_id, d.item_id]
+    assert rig.status[-1] == "Trying 4 failed or stopped photos again."
+    for job in rig.worker.of(ClassifyJob)[-4:]:
         rig.worker.fail(job, "broken")
     qtbot.waitUntil(lambda: all(p.status is Status.FAILED for p in rig.photos))
-    rig.current = b
+    rig.ctl.selection = lambda: [c, a]  # Shift/Ctrl+click chose two
     rig.ctl.retry()
-    assert rig.worker.of(ClassifyJob)[-1].item_id == b.item_id and b.status is Status.QUEUED
-    rig.current = None
+    assert [j.item_id for j in rig.worker.of(ClassifyJob)[-2:]] == [c.item_id, a.item_id]
+    assert rig.status[-1] == "Trying 2 selected photos again." and b.status is Status.FAILED
     rig.ctl.retry()
-    assert [j.item_id for j in rig.worker.of(ClassifyJob)[-2:]] == [a.item_id, c.item_id]
-    assert rig.status[-1] == "Trying 2 photos again."
+    assert rig.status[-1] == "Nothing to retry: no failed or stopped photos among those selected."
 
 
 def test_another_layer_is_asked_for_once_and_a_failure_is_not_asked_again(qtbot, rig):
@@ -195,3 +219,16 @@ def test_export_of_only_some_photos_writes_theirs_and_says_so(qtbot, rig, tmp_pa
     written = json.loads((tmp_path / "r.json").read_text())
     assert [r["path"] for r in written] == [str(photos[0].source), str(photos[2].source)]
     assert rig.status[-1] == f"Exported 2 results of the photos the gallery shows to {tmp_path / 'r.json'}"
+
+
+def test_stopped_photos_given_again_go_back_in_line(qtbot, rig):
+    photos = rig.add(4)
+    rig.worker.waiting.pop(0)  # the worker took the first photo already: it is not stopped
+    rig.ctl.stop()
+    assert rig.photos.counts()[Status.STOPPED] == 3
+    asked = len(rig.worker.of(ClassifyJob))
+    rig.status.clear()
+    rig.add(4)  # the same folder dropped again
+    assert [j.item_id for j in rig.worker.of(ClassifyJob)[asked:]] == [p.item_id for p in photos[1:]]
+    assert rig.photos.counts()[Status.QUEUED] == 4 and len(rig.photos) == 4
+    assert rig.status == ["1 photo is already in the gallery."] and rig.progress[-1] == (0, 3)

@@ -1,5 +1,6 @@
 """The control panel (ui/controls.py) alone: what it emits when the user changes something, and what it shows."""
 
+import pytest
 from PySide6.QtCore import Qt
 
 from resnext_gui.core.classifier import TopClass
@@ -62,3 +63,31 @@ def test_show_top_lists_the_classes_and_an_empty_call_resets_the_heading(qtbot):
     panel.show_top()
     assert not any(r.isVisible() for r in panel.top5.rows) and panel.top5.title.text() == "Top 5"
     assert panel.top5.message.text() == ""
+
+
+@pytest.mark.parametrize("scale", [1, 2])
+def test_the_heading_fits_the_narrowest_panel_and_keeps_its_height(qtbot, scale):
+    """"(updating…)" wraps within the panel (not cut at its edge), and the rows below stay put whatever the
+    heading says; at twice the font size too (large fonts), where it may take a third line."""
+    from PySide6.QtCore import QRect
+
+    panel = ControlPanel()
+    qtbot.addWidget(panel)
+    font = panel.font()
+    font.setPointSizeF(font.pointSizeF() * scale)
+    panel.setFont(font)
+    panel.resize(panel.minimumWidth(), 700)  # as narrow as the window lets it be
+    panel.show()
+    qtbot.waitExposed(panel)
+    top = [TopClass(r + 1, r, f"class {r}", 0.5 / (r + 1)) for r in range(5)]
+    title = panel.top5.title
+    places = set()
+    for heading in ("Top 5", "Top 5 · heatmap: last stage", "Top 5 · heatmap: stage before (updating…)"):
+        panel.show_top(top, 1, "", heading)
+        qtbot.waitUntil(lambda: not title.wordWrap() or title.height() >= title.heightForWidth(title.width()))  # laid out
+        box = title.contentsRect()
+        flags = int(title.alignment()) | (int(Qt.TextFlag.TextWordWrap) if title.wordWrap() else 0)
+        needed = title.fontMetrics().boundingRect(QRect(0, 0, box.width(), 10_000), flags, heading)
+        assert needed.width() <= box.width() and needed.height() <= box.height(), heading
+        places.add(panel.top5.rows[0].y())
+    assert len(places) == 1 or scale > 1  # a large font may need a third line; the usual one never moves the rows

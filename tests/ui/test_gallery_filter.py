@@ -58,3 +58,42 @@ def test_the_bar_drives_the_proxy_and_says_when_it_changed(qtbot):
     assert proxy.rowCount() == 1 and proxy.index(0, 0).data(Qt.ItemDataRole.DisplayRole).endswith("/p/a.jpg")
     bar.set_sort("confidence")
     assert proxy.sort_key == "confidence"
+
+
+def test_down_in_the_search_box_goes_to_the_gallery_and_esc_clears_it_before_stop(qtbot):
+    from PySide6.QtGui import QAction, QKeySequence
+    from PySide6.QtWidgets import QVBoxLayout, QWidget
+
+    from resnext_gui.ui.gallery import GalleryView
+
+    model = GalleryModel()
+    model.add([(f"/p/{n}.jpg", f"/p/{n}.jpg") for n in ("a", "b")])
+    proxy = GalleryFilter()
+    proxy.setSourceModel(model)
+    window = QWidget()
+    qtbot.addWidget(window)
+    bar, gallery = GalleryBar(proxy, window), GalleryView(window)
+    gallery.setModel(proxy)
+    bar.below = gallery
+    layout = QVBoxLayout(window)
+    layout.addWidget(bar)
+    layout.addWidget(gallery)
+    stops = []
+    stop = QAction("Stop", window)
+    stop.setShortcut(QKeySequence("Esc"))
+    stop.triggered.connect(lambda: stops.append(True))
+    window.addAction(stop)  # as the window's Edit → Stop
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    qtbot.waitActive(window)
+    bar.search.setFocus()
+    qtbot.waitUntil(bar.search.hasFocus)
+    qtbot.keyClicks(bar.search, "b.jpg")
+    assert proxy.rowCount() == 1
+    qtbot.keyClick(bar.search, Qt.Key.Key_Escape)
+    assert bar.search.text() == "" and proxy.rowCount() == 2 and stops == []
+    qtbot.keyClick(bar.search, Qt.Key.Key_Escape)  # nothing left to clear: Esc is Stop again
+    assert stops == [True]
+    qtbot.keyClick(bar.search, Qt.Key.Key_Down)
+    assert gallery.hasFocus() and gallery.currentIndex().row() == 0

@@ -49,3 +49,35 @@ def test_names_are_tooltips_in_plain_text(qtbot):
     (photo,) = model.add([("<img src=/dev/zero>.jpg", "<img src=/dev/zero>.jpg")])
     tip = model.index(0).data(Qt.ItemDataRole.ToolTipRole)
     assert "<img" not in tip and "&lt;img src=/dev/zero&gt;.jpg" in tip
+
+
+def test_the_keyboard_s_cell_is_outlined_selected_or_not(qtbot):
+    """The cell with the keyboard focus gets a frame of its own: the style's focus rectangle is faint or absent."""
+    from PySide6.QtGui import QPainter
+    from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
+
+    from resnext_gui.ui.gallery import CELL, GalleryView
+
+    model = GalleryModel()
+    model.add([("/p/a.jpg", "/p/a.jpg")])
+    view = GalleryView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+
+    def cell(state):
+        image = QImage(CELL, QImage.Format.Format_RGB32)
+        image.fill(0xFFFFFFFF)
+        option = QStyleOptionViewItem()
+        option.initFrom(view)
+        option.rect = image.rect()
+        option.state = state | QStyle.StateFlag.State_Enabled
+        painter = QPainter(image)
+        view.itemDelegate().paint(painter, option, model.index(0))
+        painter.end()
+        return image
+
+    for base in (QStyle.StateFlag.State_None, QStyle.StateFlag.State_Selected):
+        plain, focused = cell(base), cell(base | QStyle.StateFlag.State_HasFocus)
+        columns = range(10, CELL.width() - 10)  # along the top, inside the cell, above the thumbnail
+        changed = [x for x in columns if any(plain.pixel(x, y) != focused.pixel(x, y) for y in range(1, 6))]
+        assert len(changed) > len(columns) // 3

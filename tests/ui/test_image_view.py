@@ -78,3 +78,52 @@ def test_a_reduced_copy_is_zoomed_in_the_photo_s_own_pixels(qtbot):
     view.resize(2000, 1500)
     view.fit()  # fitted, the image shown is never enlarged (the look is the same as for any image)
     assert view.scale() == 1.0
+
+
+def test_zooming_gives_the_view_the_keyboard_so_arrows_pan_and_a_frame_shows_it(qtbot):
+    from PySide6.QtWidgets import QHBoxLayout, QListWidget, QWidget
+
+    window = QWidget()
+    qtbot.addWidget(window)
+    layout = QHBoxLayout(window)
+    gallery, view = QListWidget(), ImageView()
+    layout.addWidget(gallery)
+    layout.addWidget(view)
+    window.resize(900, 500)
+    window.show()
+    qtbot.waitExposed(window)
+    window.activateWindow()
+    qtbot.waitActive(window)
+    gallery.setFocus()
+    qtbot.waitUntil(gallery.hasFocus)
+    image = QImage(2000, 1500, QImage.Format.Format_RGB32)
+    image.fill(0xFF808080)
+    view.set_photo(image)
+    unfocused = view.grab().toImage()
+    view.zoom_by(4)  # as Ctrl++ from the menu does, with the gallery holding the keyboard
+    assert view.hasFocus()
+    before = QPointF(view.centre)
+    qtbot.keyClick(view, Qt.Key.Key_Right)
+    assert view.centre.x() > before.x() and view.centre.y() == before.y()
+    view.fit()
+    focused = view.grab().toImage()
+    corner = [(x, 0) for x in range(3, view.width() - 3, 7)] + [(0, y) for y in range(3, view.height() - 3, 7)]
+    assert view.hasFocus()
+    assert [(x, y) for x, y in corner if focused.pixel(x, y) == unfocused.pixel(x, y)] == []  # the frame round the view
+    gallery.setFocus()
+    qtbot.waitUntil(lambda: not view.hasFocus())
+    assert view.grab().toImage() == unfocused
+
+
+def test_the_placeholder_can_be_kept_out_of_the_way_of_the_drop_label(qtbot):
+    view = ImageView()
+    qtbot.addWidget(view)
+    view.resize(400, 300)
+    view.set_placeholder("")
+    blank = view.grab().toImage()
+    view.set_placeholder("Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)")
+    assert view.grab().toImage() != blank
+    view.show_placeholder(False)  # while something is dragged over the window
+    assert view.grab().toImage() == blank
+    view.show_placeholder(True)
+    assert view.grab().toImage() != blank

@@ -44,6 +44,23 @@ def test_a_folder_arrives_in_slices_and_its_first_slice_is_selected(qtbot, intak
     assert [select for _, select in arrived] == [True] + [False] * (len(arrived) - 1)
 
 
+def test_a_folder_s_files_that_are_not_images_are_counted_in_what_was_skipped(qtbot, intake, tmp_path):
+    it, arrived, refused, status = intake
+    (tmp_path / "sub").mkdir()
+    Image.new("RGB", (4, 4)).save(tmp_path / "p.png")
+    for name in ("a.txt", "sub/b.pdf", "sub/c.xmp"):
+        (tmp_path / name).write_text("x")
+    with qtbot.waitSignal(it.scanFinished, timeout=30_000):
+        it.add_paths([str(tmp_path)])
+    assert [name for sources, _ in arrived for _src, name in sources] == [str(tmp_path / "p.png")]
+    assert status == ["3 files skipped: not images."]
+    status.clear()
+    (tmp_path / "p.png").unlink()
+    with qtbot.waitSignal(it.scanFinished, timeout=30_000):
+        it.add_paths([str(tmp_path / "sub")])  # nothing but other files: said as such, not as "no images found"
+    assert status == ["2 files skipped: not images."]
+
+
 def test_a_cancelled_listing_brings_nothing_more_in(qtbot, intake, tmp_path):
     it, arrived, refused, status = intake
     for i in range(3):
@@ -98,12 +115,12 @@ def test_photos_already_in_the_gallery_are_counted_exactly_with_the_files_skippe
     for n in notes:
         n.write_text("x")
     with qtbot.waitSignal(it.scanFinished, timeout=30_000):
-        it.add_paths([str(tmp_path)])  # the folder: its text files are not listed at all
+        it.add_paths([str(tmp_path)])  # the folder: its text files are not listed, only counted
     assert len(photos) == n_photos
     status.clear()
     with qtbot.waitSignal(it.scanFinished, timeout=30_000):
         it.add_paths([str(tmp_path)])
-    assert status == [f"{n_photos} photos are already in the gallery."]
+    assert status == [f"{n_photos} photos are already in the gallery. {n_notes} files skipped: not images."]
     status.clear()
     with qtbot.waitSignal(it.scanFinished, timeout=30_000):
         it.add_paths([str(p) for p in sorted(images + notes)])  # the files themselves, as a file manager drops them

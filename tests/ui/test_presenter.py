@@ -258,3 +258,78 @@ def test_save_overlay_is_written_by_the_worker_whole_never_through_a_link_or_int
     monkeypatch.undo()
     assert f"Could not save {out}: {os.strerror(errno.ENOSPC)}" == presenter.messages.last_message.text()
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.glob(".out.png.*")) == []
+
+
+def test_the_gallery_selects_several_and_copy_remove_and_export_take_them_all(qtbot, rig, monkeypatch, tmp_path):
+    from PySide6.QtCore import Qt
+    from PySide6.QtGui import QGuiApplication
+
+    presenter, controller, worker, photos, view, controls, titles = rig
+    gallery = presenter.gallery
+    gallery.resize(700, 400)
+    gallery.show()
+    qtbot.waitExposed(gallery)
+    names = [f"/p/{n}.png" for n in "abcd"]
+    a, b, c, d = controller.enqueue([(n, n) for n in names])
+    for job in worker.of(ClassifyJob):
+        worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=[TopClass(1, 0, "class 0", 0.9)],
+                                       record={"path": str(job.source), "ok": True}))
+    qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
+    gallery.setFocus()
+    assert presenter.selected_photos() == [a]
+    qtbot.keyClick(gallery, Qt.Key.Key_End, Qt.KeyboardModifier.ShiftModifier)
+    assert presenter.selected_photos() == [a, b, c, d] and presenter.current_photo() is d
+    centre = lambda p: gallery.visualRect(presenter.proxy.index(photos.row_of(p), 0)).center()  # noqa: E731
+    qtbot.mouseClick(gallery.viewport(), Qt.MouseButton.LeftButton, pos=centre(b))
+    assert presenter.selected_photos() == [b]
+    qtbot.mouseClick(gallery.viewport(), Qt.MouseButton.LeftButton, Qt.KeyboardModifier.ShiftModifier, centre(c))
+    assert presenter.selected_photos() == [b, c]
+    presenter.gallery_menu_pos(centre(b))  # a right-click on the selection keeps it: the menu is about both
+    assert presenter.selected_photos() == [b, c]
+    presenter.copy()
+    assert QGuiApplication.clipboard().text() == "/p/b.png\n1. class 0 90.0%\n\n/p/c.png\n1. class 0 90.0%"
+    asked, written = _exported(presenter, photos, monkeypatch, tmp_path, "Only the 2 Selected")
+    assert asked == ["2 of the 4 photos with results are selected. Which results should be exported?"]
+    assert written == ["/p/b.png", "/p/c.png"]
+    presenter.remove_selected()
+    assert list(photos) == [a, d] and presenter.current_photo() is d
+    controller.undo()
+    assert list(photos) == [a, b, c, d]
+    qtbot.keyClick(gallery, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    assert presenter.selected_photos() == [a, b, c, d]
+
+
+def test_save_overlay_on_several_photos_writes_each_one_at_full_size_into_a_folder(qtbot, rig, tmp_path):
+    from PySide6.QtCore import QItemSelection, QItemSelectionModel
+
+    presenter, controller, worker, photos, view, controls, titles = rig
+    status = []
+    presenter.messages.status.connect(lambda text, ms: status.append(text))
+    controller.enqueue([(n, n) for n in ("/p/a.png", "/p/b.png", "/p/c.png")])
+    maps = np.stack([np.full((224, 224), 250, np.uint8)] * 5)
+    a_job, b_job, c_job = worker.of(ClassifyJob)
+    for job in (a_job, c_job):
+        worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=[TopClass(1, 0, "class 0", 0.9)],
+                                       crop=(0, 0, 1, 1), maps=maps, record={"ok": True}, size=(800, 400),
+                                       display=QImage(100, 50, QImage.Format.Format_RGB888)))
+    worker.fail(b_job, "broken")
+    qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
+    a, b, c = photos
+    (tmp_path / "a.class 0.layer4.png").write_bytes(b"someone else's")  # never overwritten
+    everything = QItemSelection(presenter.proxy.index(0, 0), presenter.proxy.index(2, 0))
+    presenter.gallery.selectionModel().select(everything, QItemSelectionModel.SelectionFlag.ClearAndSelect)
+    saver = presenter.save_overlays_to(str(tmp_path))
+    full = QImage(800, 400, QImage.Format.Format_RGB888)
+    full.fill(0x202020)
+    for photo in (a, c):  # one photo's every pixel at a time
+        (job,) = [j for j in worker.of(ViewJob) if j.full and j.item_id == photo.item_id]
+        assert not saver.done
+        worker.answer(job, full)
+    assert not saver.done and not list(tmp_path.glob("?.class 0.layer4-2.png"))  # the worker writes them
+    write(worker)
+    assert saver.done and (tmp_path / "a.class 0.layer4.png").read_bytes() == b"someone else's"
+    written = sorted(p.name for p in tmp_path.glob("*.png"))
+    assert written == ["a.class 0.layer4-2.png", "a.class 0.layer4.png", "c.class 0.layer4.png"]
+    out = QImage(str(tmp_path / "c.class 0.layer4.png"))
+    assert out.size().toTuple() == (800, 400) and out.pixelColor(400, 200).name() != "#202020"  # the heatmap over it
+    assert status[-1] == f"Saved 2 overlays into {tmp_path}; 1 photo not saved (not classified, or unreadable)."

@@ -37,3 +37,20 @@ def test_no_weights_startup_reports_missing_and_exits_cleanly(tmp_path):
     events = [json.loads(line) for line in r.stdout.splitlines()]
     assert [e["event"] for e in events] == ["window", "model"] and events[1]["state"] == "missing"
     assert r.returncode == 0 and "Traceback" not in r.stderr
+
+
+def test_a_system_without_fonts_is_said_in_one_line_on_stderr(tmp_path):
+    """fontconfig finding no fonts at all leaves the window's text as empty boxes and Qt says nothing: the app does."""
+    empty = tmp_path / "no-fonts"
+    empty.mkdir()
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(f'<?xml version="1.0"?><fontconfig><dir>{empty}</dir><cachedir>{tmp_path / "fc-cache"}</cachedir></fontconfig>')
+    base = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    for env, said in (({**base, "FONTCONFIG_FILE": str(conf)}, True), (base, False)):
+        r = subprocess.run([sys.executable, "-m", "resnext_gui", "--startup-report"], capture_output=True, text=True,
+                           env=env, cwd=REPO, timeout=60)
+        lines = [line for line in r.stderr.splitlines() if "font" in line.lower()]
+        assert r.returncode == 0 and lines == (["resnext-gui: no fonts found on this system: the window's text cannot "
+                                                "be drawn and shows as empty boxes. Install a font package: fonts-dejavu-core"
+                                                " (Debian, Ubuntu), dejavu-sans-fonts (Fedora), ttf-dejavu (Arch)."]
+                                               if said else []), r.stderr

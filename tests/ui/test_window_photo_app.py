@@ -4,7 +4,7 @@ import json
 
 import pytest
 from PySide6.QtCore import QMimeData, QPoint, Qt, QUrl
-from PySide6.QtGui import QDragEnterEvent, QGuiApplication, QImage, QImageReader
+from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QGuiApplication, QImage, QImageReader
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from resnext_gui.ui.gallery import CELL, GalleryDelegate, Status
@@ -259,6 +259,17 @@ def test_delete_removes_and_duplicates_are_not_added_twice(qtbot, fwin, photos):
     fwin.gallery.setFocus()
     qtbot.keyClick(fwin.gallery, Qt.Key.Key_Delete)
     assert [p.name for p in fwin.photos] == [str(photos["chelsea"])] and fwin.current_photo() is fwin.photos.photo(0)
+    assert fwin.commands["undo"].text() == "&Undo Remove" and fwin.commands["undo"].isEnabled()
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)  # Ctrl+Z: back where it was
+    assert [p.name for p in fwin.photos] == [str(photos["coffee"]), str(photos["chelsea"])]
+    assert fwin.commands["undo"].text() == "&Undo" and not fwin.commands["undo"].isEnabled()
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_A, Qt.KeyboardModifier.ControlModifier)
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_Delete)  # the whole selection
+    assert len(fwin.photos) == 0
+    fwin.commands["undo"].trigger()
+    assert len(fwin.photos) == 2
+    fwin.select(fwin.photos.photo(0))
+    qtbot.keyClick(fwin.gallery, Qt.Key.Key_Delete)
     _done(qtbot, fwin, [photos["coffee"]])  # removed: it may come back
     assert len(fwin.photos) == 2
 
@@ -282,7 +293,7 @@ def test_context_menu_offers_the_photo_actions(qtbot, fwin, photos):
     rect = fwin.gallery.visualRect(fwin.proxy.index(0, 0))
     fwin.gallery_menu_for(rect.center())
     texts = [a.text().replace("&", "") for a in fwin.gallery_menu.actions() if not a.isSeparator()]
-    assert {"Copy Result and Overlay", "Retry", "Remove Photo", "Save Overlay as PNG…", "Undo Clear"} <= set(texts)
+    assert {"Copy Result and Overlay", "Retry", "Remove Photo", "Save Overlay as PNG…", "Undo"} <= set(texts)
     assert not fwin.commands["retry"].isEnabled()  # a classified photo has nothing to retry
     fwin.gallery_menu.close()
 
@@ -306,11 +317,15 @@ def test_drop_highlight_and_skipped_files_are_counted(qtbot, fwin, photos, tmp_p
     enter = QDragEnterEvent(QPoint(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
     QApplication.sendEvent(fwin, enter)
     assert fwin.drop_overlay.isVisible() and "1 item" in fwin.drop_overlay.text
+    assert not fwin.view.placeholder_shown  # the empty window's hint is not left in pieces round the drop label
+    QApplication.sendEvent(fwin, QDragLeaveEvent())
+    assert not fwin.drop_overlay.isVisible() and fwin.view.placeholder_shown
+    QApplication.sendEvent(fwin, enter)
     notes = [tmp_path / f"n{i}.txt" for i in range(3)]
     for n in notes:
         n.write_text("x")
     drop_and_list(qtbot, fwin, [photos["coffee"], *notes])
-    assert not fwin.drop_overlay.isVisible()
+    assert not fwin.drop_overlay.isVisible() and fwin.view.placeholder_shown
     assert len(fwin.photos) == 1 and fwin.statusBar().currentMessage() == "3 files skipped: not images."
 
 

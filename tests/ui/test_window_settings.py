@@ -108,3 +108,58 @@ def test_unknown_choices_fall_back_to_the_defaults_with_a_note_shown_once(qtbot,
     qtbot.addWidget(again)
     assert again.messages.last_message is None  # said once
     again.close()
+
+
+def test_the_window_fits_a_screen_640_pixels_wide(qtbot, tmp_path):
+    """A 1280-px screen at a HiDPI scale of 2 is 640 px wide to the window: at its narrowest, frame and all, it
+    fits (wider, fit_to_screen could not make it fit, and the panel with the top 5 ran off the screen's edge)."""
+    from resnext_gui.ui.main_window import MainWindow
+    from tests.ui.fakes import FakeWorker
+
+    win = MainWindow(device="cpu", settings=QSettings(str(tmp_path / "w.ini"), QSettings.Format.IniFormat), worker=FakeWorker())
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    assert win.minimumSizeHint().width() <= 640 - 2 * 8  # room for a window manager's borders
+    win.close()
+
+
+def test_the_frame_and_a_wayland_panel_are_kept_inside_the_screen():
+    """A 1000-px-high screen, a 963-px window saved under X11 (where the window manager drew a 37-px title bar):
+    on Wayland the app draws that bar itself and the compositor's panel is not told, so both are left room for."""
+    from PySide6.QtCore import QPoint, QRect, QSize
+
+    from resnext_gui.ui.window_settings import WAYLAND_PANEL, fitted
+
+    free, frame = QRect(0, 0, 1280, 1000), QSize(0, 37)
+    size, place = fitted(free, frame, QSize(1280, 963), QPoint(0, 0), "wayland")
+    assert size == QSize(1280, 1000 - WAYLAND_PANEL - 37) and place == QPoint(0, 0)
+    assert fitted(free, frame, QSize(1280, 963), QPoint(0, 0), "xcb") == (QSize(1280, 963), QPoint(0, 0))
+    size, place = fitted(QRect(0, 27, 1280, 973), frame, QSize(1000, 960), QPoint(200, 100), "xcb")
+    assert size == QSize(1000, 973 - 37) and place == QPoint(200, 27)  # moved up so the bottom is on the screen
+    assert place.y() + size.height() + frame.height() <= 27 + 973
+
+
+def test_a_geometry_saved_under_another_display_system_gives_only_its_size(qtbot, tmp_path):
+    from PySide6.QtCore import QSize
+
+    from resnext_gui.ui.main_window import MainWindow
+    from resnext_gui.ui.window_settings import platform
+    from tests.ui.fakes import FakeWorker
+
+    path = str(tmp_path / "w.ini")
+    win = MainWindow(device="cpu", settings=QSettings(path, QSettings.Format.IniFormat), worker=FakeWorker())
+    qtbot.addWidget(win)
+    win.resize(700, 500)
+    win.move(40, 30)
+    win.close()
+    assert QSettings(path, QSettings.Format.IniFormat).value("geometry_platform") == platform()
+    same = MainWindow(device="cpu", settings=QSettings(path, QSettings.Format.IniFormat), worker=FakeWorker())
+    qtbot.addWidget(same)
+    assert same.size() == QSize(700, 500) and same.pos() == win.pos()
+    other = QSettings(path, QSettings.Format.IniFormat)
+    other.setValue("geometry_platform", "xcb" if platform() != "xcb" else "wayland")
+    other.sync()
+    moved = MainWindow(device="cpu", settings=QSettings(path, QSettings.Format.IniFormat), worker=FakeWorker())
+    qtbot.addWidget(moved)
+    assert moved.size() == QSize(700, 500) and moved.pos() != win.pos()
