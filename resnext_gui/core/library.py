@@ -289,7 +289,7 @@ class Library:
 
     def _check_and_migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA trusted_schema=OFF")  # a planted file's views and triggers can't call risky functions
         app_id, version, tables = self._identity(conn)
         if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
             return
