@@ -259,10 +259,6 @@ def cmd_classify(args) -> int:
     if args.topk < 1 or (args.batch_size is not None and args.batch_size < 1):
         print("resnext-gui classify: --topk and --batch-size must be at least 1", file=sys.stderr)
         return EXIT_USAGE
-    problem = _check_library_options(args)
-    if problem:
-        print(f"resnext-gui classify: {problem}", file=sys.stderr)
-        return EXIT_USAGE
     cams = None
     if args.cam_dir:
         problem = CamWriter.check_folder(Path(args.cam_dir))
@@ -270,6 +266,10 @@ def cmd_classify(args) -> int:
             print(f"resnext-gui: {problem}", file=sys.stderr)
             return EXIT_USAGE
         cams = CamWriter(Path(args.cam_dir))
+    problem = _check_library_options(args)
+    if problem:
+        print(f"resnext-gui classify: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     paths, unreadable, skipped = _expand(args.paths)
     if not paths:
         print("resnext-gui: nothing to classify: no image files were found", file=sys.stderr)
@@ -292,6 +292,10 @@ def cmd_classify(args) -> int:
         print(f"resnext-gui: note: {clf.note}", file=sys.stderr)
     if args.batch_size is None:
         args.batch_size = clf.default_batch_size
+    answers = LibraryAnswers.open(args, clf) if args.library else None
+    if answers is not None:
+        clf = answers.wrap(clf)  # its classify_many answers unchanged photos from the library
+    keywords = KeywordWriter(args, clf) if args.xmp else None
     if args.precision == "bf16" and clf.device.type == "cpu":
         from .core.devices import cpu_capability, native_bf16
 
@@ -308,35 +312,25 @@ def cmd_classify(args) -> int:
         csv.writer(buf).writerow(row)
         return buf.getvalue()
 
-    answers = LibraryAnswers.open(args, clf) if args.library else None
-    keywords = KeywordWriter(args, clf) if args.xmp else None
     progress = Progress(len(paths))
     failed = 0
     try:
         if args.format == "csv":
             _emit(csv_text(csv_header(clf.topk)))
-        keep = cams is not None or answers is not None  # the library keeps a thumbnail of each photo
-        if answers is None:
-            results = ((None, pred) for pred in clf.classify_many(paths, batch_size=args.batch_size, keep_images=keep))
-        else:
-            results = answers.results(clf, paths, batch_size=args.batch_size, keep_images=keep)
-        for cached, pred in results:
-            if cached is not None:
-                record = cached
-            else:
-                record = pred.to_record()
-                if pred.ok and cams:
-                    try:
-                        png, npy = cams.write(pred)
-                        record["cam_png"], record["cam_npy"] = str(png), str(npy)
-                    except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
-                        reason = getattr(exc, "strerror", None) or str(exc)
-                        record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
-                if answers is not None and record["ok"]:
-                    answers.store(pred, record)  # committed before the answer is printed: a kill loses nothing shown
-                pred.image = None
+        for pred in clf.classify_many(paths, batch_size=args.batch_size, keep_images=cams is not None):
+            record = pred.to_record()
+            if pred.ok and cams:
+                try:
+                    png, npy = cams.write(pred)
+                    record["cam_png"], record["cam_npy"] = str(png), str(npy)
+                except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
+            if answers is not None:
+                answers.keep(pred, record)  # committed before the answer is printed: a kill loses nothing shown
             if keywords is not None and record["ok"] and not keywords.write(record):
                 failed += 1
+            pred.image = None
             failed += 0 if record["ok"] else 1
             _emit(csv_text(csv_row(record, clf.topk)) if args.format == "csv" else json_line(record) + "\n")
             progress.step(record["ok"])
@@ -372,13 +366,27 @@ def _check_library_options(args) -> str | None:
     return None
 
 
+class CachedAnswer:
+    """A photo answered from the results library: stands where classify_many's Prediction would."""
+
+    ok = True
+    image = None
+    cams = None
+
+    def __init__(self, path: str, record: dict) -> None:
+        self.path, self.record = path, record
+
+    def to_record(self) -> dict:
+        return dict(self.record)
+
+
 class LibraryAnswers:
     """classify --library: photos the results library knows are answered from it, new answers are kept in it."""
 
     def __init__(self, library, key: str, topk: int, lookups: bool) -> None:
         self.library, self.key, self.topk, self.lookups = library, key, topk, lookups
         self.cached = self.computed = 0
-        self.warned = False
+        self.thumbnails: dict[str, bytes] = {}
 
     @classmethod
     def open(cls, args, clf) -> LibraryAnswers:
@@ -392,29 +400,38 @@ class LibraryAnswers:
                        or getattr(args, "cam_method", None) not in (None, "gradcam"))
         return cls(library, model_key(clf.checkpoint.sha256, clf.preprocessing), clf.topk, lookups)
 
-    def results(self, clf, paths: list[Path], batch_size: int, keep_images: bool):
-        """(cached record, None) or (None, prediction) for each path, in order; only the others reach the model."""
+    def wrap(self, clf):
+        """``clf`` with its classify_many answering from the library first (what cmd_classify iterates)."""
+        return _LibraryClassifier(clf, self)
+
+    def results(self, clf, sources, batch_size: int = 1, keep_images: bool = False, **kwargs):
+        """classify_many's answers in order: CachedAnswer for what the library knows, the model's for the rest."""
         from collections import deque
 
-        order: deque = deque()  # (path, cached record or None) in input order; None: the model answers it
+        order: deque = deque()  # a CachedAnswer, or None where the model answers, in input order
 
         def to_compute():
-            for path in paths:
-                record = self._cached(path) if self.lookups else None
-                order.append(record)
-                if record is None:
+            for path in sources:
+                hit = self._cached(path) if self.lookups else None
+                order.append(hit)
+                if hit is None:
                     yield path
 
-        for pred in clf.classify_many(to_compute(), batch_size=batch_size, keep_images=keep_images):
+        # the photo is kept until its thumbnail is made, then let go unless the caller wants it
+        for pred in clf.classify_many(to_compute(), batch_size=batch_size, keep_images=True, **kwargs):
             while order and order[0] is not None:
-                yield order.popleft(), None
+                yield order.popleft()
             order.popleft()
             self.computed += 1
-            yield None, pred
+            if pred.ok and pred.image is not None:
+                self._thumbnail(pred)
+            if not keep_images:
+                pred.image = None
+            yield pred
         while order:
-            yield order.popleft(), None
+            yield order.popleft()
 
-    def _cached(self, path: Path) -> dict | None:
+    def _cached(self, path) -> CachedAnswer | None:
         from .core.preprocess import source_name
 
         start = time.perf_counter()
@@ -427,13 +444,26 @@ class LibraryAnswers:
         record["ms"] = round((time.perf_counter() - start) * 1000.0, 1)
         record["cached"] = True
         self.cached += 1
-        return record
+        return CachedAnswer(record["path"], record)
 
-    def store(self, pred, record: dict) -> None:
+    def _thumbnail(self, pred) -> None:
+        from .core.library import thumbnail_bytes
+
+        try:
+            self.thumbnails[pred.path] = thumbnail_bytes(pred.image)
+        except (OSError, ValueError, MemoryError):
+            pass
+
+    def keep(self, pred, record: dict) -> None:
+        """Store a computed answer (not one the library gave); a failure is a warning, the run goes on."""
         from .core.library import LibraryError, thumbnail_bytes
 
-        thumb = None
-        if pred.image is not None:
+        if isinstance(pred, CachedAnswer):
+            return
+        thumb = self.thumbnails.pop(pred.path, None)
+        if not record["ok"]:
+            return
+        if thumb is None and pred.image is not None:
             try:
                 thumb = thumbnail_bytes(pred.image)
             except (OSError, ValueError, MemoryError):
@@ -447,6 +477,19 @@ class LibraryAnswers:
         self.library.close()
         print(f"resnext-gui: {self.cached} answered from the results library, {self.computed} classified",
               file=sys.stderr)
+
+
+class _LibraryClassifier:
+    """The classifier, with classify_many going through the results library first; everything else is the model's."""
+
+    def __init__(self, clf, answers: LibraryAnswers) -> None:
+        self._clf, self._answers = clf, answers
+
+    def classify_many(self, sources, batch_size: int = 1, keep_images: bool = False, **kwargs):
+        return self._answers.results(self._clf, sources, batch_size=batch_size, keep_images=keep_images, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._clf, name)
 
 
 class KeywordWriter:

@@ -350,82 +350,6 @@ def test_batch_size_over_the_cap_works_with_a_note(checkpoint, photos):
     assert "--batch-size 300 is capped at 64" in r.stderr and len(lines(r.stdout)) == 2
 
 
-_WITH_DEFAULT_SIGINT = (  # a test runner started in the background passes SIGINT on as "ignored"
-    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-    "os.execv(sys.executable, [sys.executable, '-m', 'resnext_gui', *sys.argv[1:]])"
-)
-
-
-def _start(*args):
-    return subprocess.Popen([sys.executable, "-c", _WITH_DEFAULT_SIGINT, *map(str, args)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
-
-
-def test_ctrl_c_while_the_model_loads_is_quiet(checkpoint, photos):
-    proc = _start("classify", "--weights", checkpoint, photos["coffee"])
-    for line in proc.stderr:  # wait until it says it is loading
-        if "loading the model" in line:
-            break
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
-
-
-def test_sigterm_during_classify_leaves_no_half_written_maps(checkpoint, tree, tmp_path):
-    cams = tmp_path / "cams"
-    proc = _start("classify", "--weights", checkpoint, "--cam-dir", cams, *[tree / "rocket.jpg"] * 100)
-    first = proc.stdout.readline()
-    assert json.loads(first)["ok"]
-    proc.send_signal(signal.SIGTERM)
-    rest, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "Traceback" not in err and "terminated" in err
-    done = [json.loads(line) for line in (first + rest).splitlines()]
-    assert 1 <= len(done) < 100
-    written = {p.name for p in cams.iterdir()}
-    listed = {Path(d[k]).name for d in done for k in ("cam_png", "cam_npy")}
-    assert listed <= written and not any(name.startswith(".") for name in written)  # no temporary file left
-    for name in written:  # and every map there is whole (one may be finished but not yet reported)
-        if name.endswith(".npy"):
-            assert np.load(cams / name).shape == (7, 7)
-            assert (cams / name.replace(".npy", ".png")).exists()
-        else:
-            from PIL import Image
-
-            with Image.open(cams / name) as im:
-                im.load()
-
-
-@pytest.mark.parametrize("args", [["--version"], ["classify", "--version"], ["weights", "fetch", "--version"],
-                                  ["photo.jpg", "--version"]])
-def test_version_without_torch_or_qt(args):
-    """`--version` prints the package's version and exits 0, without loading torch, Qt or OpenVINO."""
-    import re
-    from importlib.metadata import version
-
-    declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
-    assert version("resnext-gui") == declared  # the installed metadata is this tree's
-    code = ("import sys\nfrom resnext_gui.__main__ import main\ntry:\n    code = main(sys.argv[1:])\n"
-            "except SystemExit as exc:\n    code = exc.code\n"
-            "print(sorted(m for m in ('torch', 'PySide6', 'openvino') if m in sys.modules))\nsys.exit(code)")
-    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
-    assert r.returncode == 0, r.stderr
-    assert r.stdout.splitlines() == [f"resnext-gui {declared}", "[]"]
-
-
-def test_version_falls_back_to_the_source_tree_without_metadata(monkeypatch):
-    """The frozen app carries no distribution metadata: the version comes from the package itself."""
-    import importlib.metadata
-
-    import resnext_gui
-
-    def missing(name):
-        raise importlib.metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(importlib.metadata, "version", missing)
-    assert resnext_gui.version_line() == f"resnext-gui {resnext_gui.__version__}"
-    assert f'version = "{resnext_gui.__version__}"' in (REPO / "pyproject.toml").read_text()  # the two agree
-
-
 # ---- the results library (--library) and keywords (--xmp) ----
 
 @pytest.fixture(scope="module")
@@ -553,3 +477,79 @@ def test_xmp_keywords_from_classify(checkpoint, album, tmp_path):
 def test_library_and_xmp_options_checked_before_the_model_loads(checkpoint, photos, args, message):
     r = run_cli("classify", "--weights", checkpoint, *args, photos["coffee"])
     assert r.returncode == 2 and message in r.stderr and "loading the model" not in r.stderr
+
+
+_WITH_DEFAULT_SIGINT = (  # a test runner started in the background passes SIGINT on as "ignored"
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'resnext_gui', *sys.argv[1:]])"
+)
+
+
+def _start(*args):
+    return subprocess.Popen([sys.executable, "-c", _WITH_DEFAULT_SIGINT, *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO)
+
+
+def test_ctrl_c_while_the_model_loads_is_quiet(checkpoint, photos):
+    proc = _start("classify", "--weights", checkpoint, photos["coffee"])
+    for line in proc.stderr:  # wait until it says it is loading
+        if "loading the model" in line:
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err and "interrupted" in err
+
+
+def test_sigterm_during_classify_leaves_no_half_written_maps(checkpoint, tree, tmp_path):
+    cams = tmp_path / "cams"
+    proc = _start("classify", "--weights", checkpoint, "--cam-dir", cams, *[tree / "rocket.jpg"] * 100)
+    first = proc.stdout.readline()
+    assert json.loads(first)["ok"]
+    proc.send_signal(signal.SIGTERM)
+    rest, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err and "terminated" in err
+    done = [json.loads(line) for line in (first + rest).splitlines()]
+    assert 1 <= len(done) < 100
+    written = {p.name for p in cams.iterdir()}
+    listed = {Path(d[k]).name for d in done for k in ("cam_png", "cam_npy")}
+    assert listed <= written and not any(name.startswith(".") for name in written)  # no temporary file left
+    for name in written:  # and every map there is whole (one may be finished but not yet reported)
+        if name.endswith(".npy"):
+            assert np.load(cams / name).shape == (7, 7)
+            assert (cams / name.replace(".npy", ".png")).exists()
+        else:
+            from PIL import Image
+
+            with Image.open(cams / name) as im:
+                im.load()
+
+
+@pytest.mark.parametrize("args", [["--version"], ["classify", "--version"], ["weights", "fetch", "--version"],
+                                  ["photo.jpg", "--version"]])
+def test_version_without_torch_or_qt(args):
+    """`--version` prints the package's version and exits 0, without loading torch, Qt or OpenVINO."""
+    import re
+    from importlib.metadata import version
+
+    declared = re.search(r'^version = "([^"]+)"', (REPO / "pyproject.toml").read_text(), re.M).group(1)
+    assert version("resnext-gui") == declared  # the installed metadata is this tree's
+    code = ("import sys\nfrom resnext_gui.__main__ import main\ntry:\n    code = main(sys.argv[1:])\n"
+            "except SystemExit as exc:\n    code = exc.code\n"
+            "print(sorted(m for m in ('torch', 'PySide6', 'openvino') if m in sys.modules))\nsys.exit(code)")
+    r = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines() == [f"resnext-gui {declared}", "[]"]
+
+
+def test_version_falls_back_to_the_source_tree_without_metadata(monkeypatch):
+    """The frozen app carries no distribution metadata: the version comes from the package itself."""
+    import importlib.metadata
+
+    import resnext_gui
+
+    def missing(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", missing)
+    assert resnext_gui.version_line() == f"resnext-gui {resnext_gui.__version__}"
+    assert f'version = "{resnext_gui.__version__}"' in (REPO / "pyproject.toml").read_text()  # the two agree

@@ -289,7 +289,7 @@ class Library:
 
     def _check_and_migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
-        conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA trusted_schema=OFF")  # a planted file's views and triggers can't call risky functions
         app_id, version, tables = self._identity(conn)
         if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
             return
@@ -389,6 +389,17 @@ class Library:
                         raise LibraryError(message) from None
                     self.note = message
                     return None
+                except (ValueError, TypeError, KeyError, IndexError) as exc:  # an entry that does not read back
+                    if self._conn.in_transaction:
+                        try:
+                            self._conn.execute("ROLLBACK")
+                        except sqlite3.Error:
+                            pass
+                    message = f"The results library could not {doing}: an entry is unreadable ({exc})"
+                    if write:
+                        raise LibraryError(message) from None
+                    self.note = message
+                    return None
             return None
 
     # ---- looking up ----
@@ -462,31 +473,30 @@ class Library:
         with self._lock:
             keys = [self._key(p) for p in paths]
 
-            def read(conn: sqlite3.Connection) -> dict[bytes, tuple[Any, ...]]:
-                rows: dict[bytes, tuple[Any, ...]] = {}
+            def read(conn: sqlite3.Connection) -> dict[bytes, LibraryEntry]:
+                found: dict[bytes, LibraryEntry] = {}
                 conn.execute("BEGIN")
                 try:
                     for _, key in keys:
                         row = conn.execute(f"SELECT {_COLUMNS} FROM photos WHERE path=? AND model_key=?",
                                            (key, model_key)).fetchone()
                         if row is not None:
-                            rows[key] = row
+                            found[key] = _entry(row)
                 finally:
                     conn.execute("COMMIT")
-                return rows
+                return found
 
-            rows: dict[bytes, tuple[Any, ...]] = self._run(read, write=False, doing="be read") or {}
+            stored: dict[bytes, LibraryEntry] = self._run(read, write=False, doing="be read") or {}
             out: list[LibraryEntry | None] = []
             for (absolute, key), raw in zip(keys, paths):
-                row = rows.get(key)
+                entry: LibraryEntry | None = stored.get(key)
                 try:
                     st = os.stat(absolute)
                 except OSError:
                     out.append(None)
                     continue
-                if row is not None and row[2] == st.st_size and row[3] == st.st_mtime_ns and stat.S_ISREG(st.st_mode):
-                    entry: LibraryEntry | None = _entry(row)
-                else:
+                unchanged = entry is not None and entry.size == st.st_size and entry.mtime_ns == st.st_mtime_ns
+                if not (unchanged and stat.S_ISREG(st.st_mode)):
                     entry = self.lookup(raw, model_key, min_top)
                 out.append(entry if entry is not None and len(entry.top) >= min_top else None)
             return out
@@ -539,8 +549,9 @@ class Library:
             params.append(model_key)
         sql += " ORDER BY classified_at DESC, id DESC LIMIT ?"
         params.append(max(0, int(limit)))
-        rows = self._run(lambda conn: conn.execute(sql, params).fetchall(), write=False, doing="be searched")
-        return [_entry(row) for row in rows or []]
+        found: list[LibraryEntry] | None = self._run(
+            lambda conn: [_entry(row) for row in conn.execute(sql, params).fetchall()], write=False, doing="be searched")
+        return found or []
 
     def forget(self, paths: Iterable[str | os.PathLike[str]]) -> int:
         """Remove every model's answer for these photos; the number of entries removed."""

@@ -314,3 +314,20 @@ def test_thumbnail_bytes_is_a_small_jpeg():
     data = L.thumbnail_bytes(Image.new("RGB", (1200, 900), (200, 30, 30)))
     with Image.open(io.BytesIO(data)) as thumb:
         assert thumb.format == "JPEG" and thumb.size == (L.THUMBNAIL_SIDE, 192)
+
+
+def test_an_entry_that_does_not_read_back_is_a_miss_not_a_crash(tmp_path):
+    p = photo(tmp_path, "a.jpg", b"a" * 10)
+    q = photo(tmp_path, "b.jpg", b"b" * 10)
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        lib.store(p, KEY, prediction(p))
+        lib.store(q, KEY, prediction(q))
+    conn = sqlite3.connect(tmp_path / "lib.sqlite3")
+    with conn:
+        conn.execute("UPDATE photos SET record='{not json' WHERE path=?", (os.fsencode(str(p)),))
+    conn.close()
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        assert lib.lookup(p, KEY) is None and "unreadable" in lib.note
+        assert [e is not None for e in lib.lookup_many([p, q], KEY)] == [False, True]
+        lib.store(p, KEY, prediction(p))  # computed again, it replaces the bad entry
+        assert lib.lookup(p, KEY) is not None

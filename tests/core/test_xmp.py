@@ -146,10 +146,18 @@ def _hostile(kind, photo: Path, tmp_path: Path) -> Path:
         os.mkfifo(side)
     elif kind == "broken xml":
         side.write_bytes(DARKTABLE.read_bytes()[:1500])
+    elif kind == "entity expansion":  # "billion laughs": a few hundred bytes that would expand to gigabytes
+        entities = "".join(f'<!ENTITY e{i} "{f"&e{i - 1};" * 10}">' for i in range(1, 10))
+        side.write_text('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
+                        f'<!DOCTYPE x [<!ENTITY e0 "lol">{entities}]>\n'
+                        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                        '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:title="&e9;"/>'
+                        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>', encoding="utf-8")
     return side
 
 
-@pytest.mark.parametrize("kind", ["garbage", "jpeg renamed", "symlink", "dangling symlink", "fifo", "broken xml"])
+@pytest.mark.parametrize("kind", ["garbage", "jpeg renamed", "symlink", "dangling symlink", "fifo", "broken xml",
+                                  "entity expansion"])
 def test_hostile_sidecar_refused_photo_and_sidecar_untouched(tmp_path, kind):
     photo = jpeg(tmp_path / "p.jpg")
     side = _hostile(kind, photo, tmp_path)
