@@ -316,7 +316,7 @@ def test_cam_files_are_atomic_short_and_never_follow_links(checkpoint, photos, t
     assert all(len(os.fsencode(Path(o["cam_png"]).name)) <= 255 for o in out)
     assert sorted(p.name for p in cams.iterdir() if p.name.startswith(".")) == []
 
-    def disk_full(array, fh):
+    def disk_full(array, fh, text=None):
         fh.write(b"\x89PNG partial")
         raise OSError(28, "No space left on device")
 
