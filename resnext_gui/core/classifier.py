@@ -366,11 +366,14 @@ class Classifier:
         Score-CAM, cheaper; the softmax runs over them).
         """
         check_method("scorecam", layer)
+        wanted = np.asarray(classes, dtype=np.int64).reshape(-1)
+        if wanted.size == 0 or wanted.min() < 0 or wanted.max() >= self.num_classes:
+            raise ValueError(f"Score-CAM needs one or more of the model's {self.num_classes} class indices, "
+                             f"not {list(classes)!r}")
         tensor = np.asarray(item.tensor, dtype=np.float32)
         acts = self._stage_activations(tensor[None], layer)[0]
         picked = np.arange(acts.shape[0]) if channels is None else np.asarray(channels, dtype=np.int64)
         acts = acts[picked]
-        wanted = np.asarray(classes, dtype=np.int64)
         total, step = len(acts), max(1, int(batch_size))
         scores = np.empty((total, len(wanted)), np.float32)
         size = (int(tensor.shape[1]), int(tensor.shape[2]))
