@@ -249,6 +249,8 @@ class Classifier:
         (Eigen-CAM needs only the activations, which come with them)."""
         if layer == "layer4":
             return cam_mod.last_stage_cams(feats, self._fc_weight, classes, method)
+        if method == "eigencam":  # the activations only: the gradient pass for one class, not k
+            return cam_mod.stage_cams(method, self._stage_activations(batch, layer), None, k=int(classes.shape[1]))
         acts, grads = self.runtime.gradients(batch, layer, self._fc_weight[classes])
         return cam_mod.stage_cams(method, acts, grads)
 

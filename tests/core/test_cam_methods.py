@@ -235,17 +235,15 @@ def ov_clf(checkpoint):
     return Classifier(checkpoint, device="cpu", backend="openvino")
 
 
-def test_score_cam_on_openvino_agrees_with_torch_progress_and_cancel(ov_clf, clf, photos):
-    item = ov_clf.prepare(photos["chelsea"])
-    feats = ov_clf.features([item])[0]
-    chans = _subset(feats, 18)
+def test_score_cam_on_openvino_agrees_with_torch_progress_and_cancel(ov_clf, score_subset, items):
+    chans, top, ref, _ = score_subset
     seen = []
-    got = ov_clf.score_cams(item, [281, 282], "layer4", progress=lambda d, t: seen.append((d, t)), channels=chans)
-    assert seen == [(16, 18), (18, 18)]  # one report per batch of 16 masked inputs
-    ref = clf.score_cams(clf.prepare(photos["chelsea"]), [281, 282], "layer4", channels=chans)
+    got = ov_clf.score_cams(items[0], [top, top + 1], "layer4", progress=lambda d, t: seen.append((d, t)),
+                            channels=chans, batch_size=8)
+    assert seen == [(8, 12), (12, 12)]  # one report per batch of masked inputs
     assert all(_corr(got[j], ref[j]) >= 0.99 for j in range(2))
     with Passes(ov_clf.runtime) as passes, pytest.raises(Cancelled, match="Score-CAM was cancelled"):
-        ov_clf.score_cams(item, [281], "layer4", cancelled=lambda: len(passes.calls) >= 2, channels=chans, batch_size=2)
+        ov_clf.score_cams(items[0], [top], "layer4", cancelled=lambda: len(passes.calls) >= 2, channels=chans, batch_size=2)
     assert passes.calls == ["infer", "infer"]  # the activations, one batch, then stopped before the next
 
 
