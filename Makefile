@@ -44,6 +44,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/isa_limit.py
 	$(PY) benchmarks/library.py
 	$(PY) benchmarks/library_restore.py
+	$(PY) benchmarks/cam_methods.py
 
 DIST_STAMP := $(VENV)/.dist-stamp
 
