@@ -1,4 +1,5 @@
-"""The top-5 panel: one clickable row per class with its label, a probability bar and the percentage."""
+"""The top-5 panel: one clickable row per class with its label, a probability bar and the percentage; under them
+a note and the faithfulness score of the map shown."""
 
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class ClassRow(QAbstractButton):
 
 
 MESSAGE_LINES = 3  # the note under the classes has a fixed height, so nothing below it moves
+SCORE_LINES = 3  # and so has the faithfulness score of the map shown
 
 
 class Top5Panel(QWidget):
@@ -103,6 +105,15 @@ class Top5Panel(QWidget):
         self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.message.setFixedHeight(self.message.fontMetrics().lineSpacing() * MESSAGE_LINES + 4)
         layout.addWidget(self.message)
+        self.score = QLabel("")
+        self.score.setTextFormat(Qt.TextFormat.PlainText)
+        self.score.setWordWrap(True)
+        self.score.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.score.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.score.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.score.setFixedHeight(self.score.fontMetrics().lineSpacing() * SCORE_LINES + 4)
+        self.score.setAccessibleName("Faithfulness of the map shown")
+        layout.addWidget(self.score)
         self.group.idClicked.connect(self.classChosen)
         self.set_top([])
 
@@ -118,6 +129,11 @@ class Top5Panel(QWidget):
             self.rows[min(selected, len(top)) - 1].setChecked(True)
         self.message.setText(message)
         self.message.setToolTip(plain_tooltip(message) if message else "")
+
+    def set_score(self, text: str, tip: str = "") -> None:
+        """The faithfulness score of the map shown, in words ("" while there is none)."""
+        self.score.setText(text)
+        self.score.setToolTip(plain_tooltip(tip) if tip else "")
 
     def step(self, current: ClassRow, delta: int) -> None:
         """Arrow keys move between the classes (and show that class's heatmap)."""

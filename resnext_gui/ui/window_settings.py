@@ -8,6 +8,7 @@ from PySide6.QtCore import QByteArray, QSettings, QSize
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMainWindow
 
+from ..core.cam import METHODS, method_layers
 from ..core.colormap import COLORMAPS
 from .gallery_filter import SORTS
 from .image_view import MODES
@@ -56,8 +57,11 @@ def restore(win: MainWindow, settings: QSettings) -> None:
     controls.opacity.setValue(read_int(settings, "opacity", 0, 100, 50))
     controls.set_colormap(read_str(settings, "colormap", COLORMAPS, "jet"))
     win.set_mode(read_str(settings, "view_mode", MODES, "overlay"))
-    controls.set_layer(read_str(settings, "layer", controls.layer_keys(), "layer4"))
-    win.controller.set_layer(controls.layer)
+    method = read_str(settings, "cam_method", METHODS, "gradcam")
+    controls.set_method(method)
+    offered = [key for key in controls.layer_keys() if key in method_layers(method)]
+    controls.set_layer(read_str(settings, "layer", offered, offered[0] if offered else "layer4"))
+    win.set_cam_method(method)
 
 
 def save(win: MainWindow, settings: QSettings) -> None:
@@ -68,6 +72,7 @@ def save(win: MainWindow, settings: QSettings) -> None:
     settings.setValue("colormap", win.controls.cmap.currentText())
     settings.setValue("view_mode", win.view.mode)
     settings.setValue("layer", win.controls.layer)
+    settings.setValue("cam_method", win.controls.method)
     settings.setValue("device", win.model.device_choice)
     settings.sync()
 
