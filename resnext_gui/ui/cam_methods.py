@@ -12,7 +12,6 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QW
 
 from ..core.cam import METHOD_NAMES
 from ..worker import FaithfulnessJob, ScoreCamJob, ScoreCamMaps
-from .controls import layer_name
 from .gallery import GalleryModel, Photo, Status
 from .messages import Messages
 from .text import sentence
@@ -24,7 +23,9 @@ if TYPE_CHECKING:
 
 SCORECAM = "scorecam"
 FaithKey = tuple[int, int, str, str]  # photo, class index, method, layer: the map a score is about
-COMPUTING = "Faithfulness of this map: computing…"
+COMPUTING = "Faithfulness: computing…"
+SCORECAM_COMPUTING = "Computing Score-CAM for this photo (see the status bar); the map shown is the one-pass one until then."
+RECOMPUTING = "Computing the new map…"
 
 
 def method_name(method: str) -> str:
@@ -34,7 +35,7 @@ def method_name(method: str) -> str:
 def faithfulness_text(f: Faithfulness, label: str) -> tuple[str, str]:
     """The panel's line about a map's faithfulness, and its tooltip with the figures behind it."""
     line = f.sentence(label)
-    text = sentence(f"Faithfulness of this map: {line}")
+    text = sentence(f"Faithfulness: {line}")
     tip = (f"Deletion: the pixels the map rates highest are hidden step by step; the area under the class's "
            f"probability curve is {f.deletion_auc:.2f} (a random map: {f.random_deletion_auc:.2f}). Lower than "
            f"random means the map found pixels the answer depends on.\n"
@@ -63,6 +64,7 @@ class CamMethods(QObject):
         self._faith_key: FaithKey | None = None  # the map whose score is on its way
         self._shown: FaithKey | None = None  # the map the panel shows now
         self._faith: dict[FaithKey, Faithfulness] = {}  # scores that came back for the map shown then
+        self._faith_failed: dict[FaithKey, str] = {}  # not asked again (the file went away...): what went wrong
         messages.route(ScoreCamJob, self._on_score, self._on_score_failed, self._on_score_progress)
         messages.route(FaithfulnessJob, self._on_faith, self._on_faith_failed)
         batch.cleared.connect(self.forget)
@@ -111,13 +113,13 @@ class CamMethods(QObject):
             self._declined = (job.item_id, job.layer)
             photo = self.photos.get(job.item_id)
             if photo is not None and photo.result is not None:
-                self.photos.set_note(photo, f"Score-CAM cancelled: showing the {self._shown_map(photo)} map. "
-                                            "Show the photo again, or choose Score-CAM again, to compute it.")
+                self.photos.set_note(photo, f"Score-CAM cancelled: showing {self._shown_map(photo)}. "
+                                            "Show the photo again to compute it.")
                 self.batch.updated.emit(photo)
 
     def _shown_map(self, photo: Photo) -> str:
         res = photo.result
-        return f"{method_name(res.method)} ({layer_name(res.layer)})" if res is not None else "one-pass"
+        return method_name(res.method) if res is not None else "the one-pass map"
 
     def _on_score_progress(self, job: ScoreCamJob, done: int, total: int) -> None:
         if job is self._score:
@@ -149,7 +151,7 @@ class CamMethods(QObject):
         photo = self.photos.get(job.item_id)
         if photo is not None and photo.result is not None:
             self.photos.set_note(photo, f"Could not compute Score-CAM: {sentence(message)} "
-                                        f"Showing the {self._shown_map(photo)} map.")
+                                        f"Showing {self._shown_map(photo)}.")
             self.batch.updated.emit(photo)
 
     # ---- the faithfulness score of the map shown ----
@@ -161,7 +163,12 @@ class CamMethods(QObject):
                 or self.batch.layer_pending(photo) or self.score_pending(photo)):
             self._shown = None  # nothing, or a map about to be replaced: its score would be of the wrong one
             self._cancel_faith()
-            self.faithText.emit("", "")
+            if photo is not None and self.score_pending(photo):
+                self.faithText.emit(SCORECAM_COMPUTING, "")
+            elif photo is not None and self.batch.layer_pending(photo):
+                self.faithText.emit(RECOMPUTING, "")
+            else:
+                self.faithText.emit("", "")
             return
         top = res.top[rank - 1]
         key: FaithKey = (photo.item_id, top.index, res.method, res.layer)
@@ -170,6 +177,10 @@ class CamMethods(QObject):
         if known is not None:
             self._cancel_faith()
             self.faithText.emit(*faithfulness_text(known, top.label))
+            return
+        if key in self._faith_failed:
+            self._cancel_faith()
+            self.faithText.emit(self._faith_failed[key], "")
             return
         if self._faith_key != key:
             self._cancel_faith()
@@ -205,15 +216,19 @@ class CamMethods(QObject):
     def _on_faith_failed(self, job: FaithfulnessJob, message: str) -> None:
         if job is self._faith_job:
             self._faith_job, self._faith_key = None, None
-        if job.cancel.is_set() or self._key_of(job) != self._shown:
+        if job.cancel.is_set():
             return
-        self.faithText.emit(sentence(f"The faithfulness score could not be computed: {message}"), "")
+        key = self._key_of(job)
+        self._faith_failed[key] = text = sentence(f"The faithfulness score could not be computed: {message}")
+        if key == self._shown:
+            self.faithText.emit(text, "")
 
     def forget(self) -> None:
         """Clear, or another model: nothing computed before is about the photos shown from now."""
         self.cancel_score(quiet=True)
         self._cancel_faith()
         self._faith.clear()
+        self._faith_failed.clear()
         self._score_failed.clear()
         self._declined, self._shown = None, None
 

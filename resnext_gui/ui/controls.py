@@ -16,6 +16,7 @@ from .top5 import Top5Panel
 
 LAYERS = {"layer4": "Last stage (7×7, default)", "layer3": "Stage before (14×14, finer)",
           "layer2": "Two stages before (28×28, finest)"}
+LAYER_SIZES = {"layer4": "7×7", "layer3": "14×14", "layer2": "28×28"}  # each layer's map, as the panel's heading says it
 METHOD_TIPS = {
     "gradcam": "Grad-CAM: the stage's activations weighted by the class's average gradient (the default)",
     "hirescam": "HiResCAM: activations times the gradient at each position, so the map shows what the score used",
@@ -23,8 +24,8 @@ METHOD_TIPS = {
     "xgradcam": "XGrad-CAM: gradients weighted by the activations themselves",
     "layercam": "Layer-CAM: the positive gradient at each position; fine detail at the earlier stages",
     "eigencam": "Eigen-CAM: the activations' main component; the same map for every class",
-    "scorecam": "Score-CAM: how much each activation map alone raises the class's score. Slow (a forward pass "
-                "per map): computed for the photo shown only, with progress and Cancel",
+    "scorecam": "Score-CAM: each activation map, used as a mask on the photo, weighted by the class's score "
+                "on it. Slow (a forward pass per map): computed for the photo shown only, with progress and Cancel",
 }
 MODE_BUTTONS = (("Original", "The photo alone (Ctrl+1)"), ("Overlay", "The heatmap over the photo (Ctrl+2)"),
                 ("Heatmap", "The heatmap alone (Ctrl+3)"))

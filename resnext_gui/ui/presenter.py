@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QAbstractButton, QFileDialog, QMessageBox, QWidget
 
 from .cam_methods import CamMethods, method_name
 from .controller import BatchController
-from .controls import ControlPanel, layer_name
+from .controls import LAYER_SIZES, ControlPanel, layer_name
 from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
 from .gallery_filter import GalleryFilter
 from .image_view import ImageView
@@ -163,9 +163,9 @@ class Presenter(QObject):
         if photo.status is Status.DONE and res is not None:
             rank = min(self.selected_rank, len(res.top))
             self.view.set_map(res.maps[rank - 1] if res.maps is not None else None)
-            pending = " (updating…)" if self.controller.layer_pending(photo) or self.cam.score_pending(photo) else ""
             self.controls.show_top(res.top, rank, photo.note or res.note or "",
-                                   f"Top {len(res.top)} · {method_name(res.method)}, {layer_name(res.layer)}{pending}")
+                                   f"Top {len(res.top)} · {method_name(res.method)} ({LAYER_SIZES.get(res.layer, res.layer)})")
+            self.controls.top5.title.setToolTip(f"The heatmap: {method_name(res.method)} at the {layer_name(res.layer)}")
             self.cam.shown(photo, rank)
             return
         self.view.set_map(None)

@@ -69,7 +69,7 @@ class ClassRow(QAbstractButton):
 
 
 MESSAGE_LINES = 3  # the note under the classes has a fixed height, so nothing below it moves
-SCORE_LINES = 3  # and so has the faithfulness score of the map shown
+SCORE_LINES = 5  # and so has the faithfulness score of the map shown
 
 
 class Top5Panel(QWidget):

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog
 from resnext_gui.core.cam import METHODS
 from resnext_gui.core.classifier import TopClass
 from resnext_gui.core.faithfulness import Faithfulness
-from resnext_gui.ui.cam_methods import COMPUTING, CamMethods
+from resnext_gui.ui.cam_methods import COMPUTING, RECOMPUTING, SCORECAM_COMPUTING, CamMethods
 from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.controls import ControlPanel
 from resnext_gui.ui.gallery import GalleryModel
@@ -54,7 +54,7 @@ def test_the_method_is_one_setting_for_all_photos_that_recomputes_the_photo_show
             _choose(win, "layercam")
         shown, other = win.photos.photo(1), win.photos.photo(0)
         assert shown.result.method == "layercam" and other.result.method == "gradcam"  # the others when shown
-        assert fake.methods[-1] == "layercam" and win.controls.top5.title.text().startswith("Top 5 · Layer-CAM, last stage")
+        assert fake.methods[-1] == "layercam" and win.controls.top5.title.text() == "Top 5 · Layer-CAM (7×7)"
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000):
             win.select(other)
         assert other.result.method == "layercam"
@@ -153,7 +153,7 @@ def test_score_cam_is_computed_for_the_photo_shown_only_with_a_progress_bar_and_
         _choose(win, "scorecam")
         bar = win.score_bar
         qtbot.waitUntil(lambda: bar.isVisible() and bar.bar.value() == 1, timeout=30_000)
-        assert "(updating…)" in win.controls.top5.title.text() and win.controls.top5.score.text() == ""
+        assert win.controls.top5.score.text() == SCORECAM_COMPUTING  # and no faithfulness of a map about to go
         # the window goes on while the worker computes: a key moves to the next photo, whose Score-CAM supersedes
         win.gallery.setFocus()
         qtbot.keyClick(win.gallery, Qt.Key.Key_Right)
@@ -162,7 +162,7 @@ def test_score_cam_is_computed_for_the_photo_shown_only_with_a_progress_bar_and_
         qtbot.waitUntil(lambda: second.result.method == "scorecam", timeout=30_000)
         assert first.result.method == "gradcam"  # not shown any more: kept its one-pass map
         assert fake.score_done == 1 + fake.score_total and not bar.isVisible()
-        assert win.controls.top5.title.text().startswith("Top 5 · Score-CAM, last stage")
+        assert win.controls.top5.title.text() == "Top 5 · Score-CAM (7×7)"
         assert second.result.record["cam_method"] == "scorecam"
         # Cancel, in the status bar: the photo keeps its one-pass map and says so
         fake.score_hold = threading.Event()
@@ -173,7 +173,7 @@ def test_score_cam_is_computed_for_the_photo_shown_only_with_a_progress_bar_and_
             assert not bar.isVisible()
             fake.score_hold.set()
         assert fake.score_done == 2 + fake.score_total and first.result.method == "gradcam"
-        assert first.note.startswith("Score-CAM cancelled: showing the Grad-CAM (last stage) map.")
+        assert first.note == "Score-CAM cancelled: showing Grad-CAM. Show the photo again to compute it."
         assert win.controls.top5.message.text() == first.note
         assert all(t != GUI for t in fake.threads)
     finally:
@@ -227,7 +227,7 @@ def test_a_faithfulness_answer_for_a_photo_or_class_no_longer_shown_is_dropped(q
     rig.worker.fail(job_a, CANCELLED)
     assert rig.texts[-1] == COMPUTING and "faithfulness" not in a.result.record
     rig.worker.answer(job_a2, _figures(0.05))
-    assert rig.texts[-1] == ("Faithfulness of this map: hiding the brightest 20 % of this map drops class 11 "
+    assert rig.texts[-1] == ("Faithfulness: hiding the brightest 20 % of this map drops class 11 "
                              "from 50 % to 5 % (a random map: to 45 %).")
     assert "faithfulness" not in b.result.record  # Export carries the top class's figures; this was class 2
     rig.cam.shown(b, 1)
@@ -251,7 +251,7 @@ def test_no_score_while_the_map_is_about_to_change(qtbot):
     rig.batch.want_layer(a)  # the photo shown is recomputed with the new method
     assert rig.worker.of(RecomputeJob)[-1].method == "hirescam"
     rig.cam.shown(a, 1)
-    assert job.cancel.is_set() and rig.texts[-1] == ""  # the old map's score would be of the wrong map
+    assert job.cancel.is_set() and rig.texts[-1] == RECOMPUTING  # the old map's score would be of the wrong map
     rig.cam.set_method("scorecam")
     rig.batch.set_method("scorecam")
     rig.cam.want(a)
@@ -268,9 +268,14 @@ def test_a_failed_score_cam_says_which_map_is_shown_and_is_not_asked_again(qtbot
     (job,) = rig.worker.of(ScoreCamJob)
     assert job.classes == (10, 11, 12, 13, 14) and job.layer == "layer4"
     rig.worker.fail(job, "not enough memory")
-    assert a.note == "Could not compute Score-CAM: not enough memory. Showing the Grad-CAM (last stage) map."
+    assert a.note == "Could not compute Score-CAM: not enough memory. Showing Grad-CAM."
     rig.cam.want(a)
     assert len(rig.worker.of(ScoreCamJob)) == 1
+    rig.cam.shown(a, 1)  # and the score of the map shown, once: a failure is said, not asked again
+    rig.worker.fail(rig.worker.of(FaithfulnessJob)[-1], "/p/0.jpg does not exist")
+    rig.cam.shown(a, 1)
+    assert len(rig.worker.of(FaithfulnessJob)) == 1
+    assert rig.texts[-2:] == ["The faithfulness score could not be computed: /p/0.jpg does not exist."] * 2
 
 
 # ---------------------------------------------------------------- what leaves the window
@@ -280,7 +285,7 @@ def test_save_overlay_and_export_carry_the_method_and_the_score(qtbot, settings,
         _done(qtbot, win, [photos["coffee"]])
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000):
             _choose(win, "gradcam++")
-        qtbot.waitUntil(lambda: win.controls.top5.score.text().startswith("Faithfulness of this map: hiding"), timeout=30_000)
+        qtbot.waitUntil(lambda: win.controls.top5.score.text().startswith("Faithfulness: hiding"), timeout=30_000)
         assert factory.made[0].faith_calls[-1] == (0, (224, 224))  # the top class, its map as shown
         label = win.current_photo().result.top[0].label
         seen = {}

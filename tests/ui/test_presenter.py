@@ -57,7 +57,7 @@ def test_a_classified_photo_shows_its_top_5_its_map_and_the_title_names_it(qtbot
     answer(worker, worker.of(ClassifyJob)[0], maps)
     qtbot.waitUntil(lambda: titles and "class 0" in titles[-1])
     assert titles[-1] == f"cat.png · 60×40 · class 0 50% — {APP_TITLE}"
-    assert controls.top5.title.text() == "Top 5 · Grad-CAM, last stage"
+    assert controls.top5.title.text() == "Top 5 · Grad-CAM (7×7)"
     assert np.array_equal(presenter.current_map(), maps[0]) and view.photo_width() == 60
     presenter.choose_class(3)
     assert np.array_equal(presenter.current_map(), maps[2]) and "class 2 17%" in titles[-1]

@@ -109,7 +109,7 @@ def test_the_layer_is_a_global_setting_applied_to_each_photo_as_it_is_shown(qtbo
         assert second.result.layer == "layer4"  # not recomputed until it is shown
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.result.layer == "layer3"):
             win.select(second)
-        assert win.controls.top5.title.text().endswith("Grad-CAM, stage before")
+        assert win.controls.top5.title.text().endswith("Grad-CAM (14×14)")
         # a failed recompute is said once and not asked again each time the photo is shown
         files[1].unlink()
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.note is not None):
