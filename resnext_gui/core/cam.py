@@ -1,4 +1,8 @@
-"""Grad-CAM of the last stage in closed form (numpy), colour maps and overlays."""
+"""Class activation maps (Grad-CAM and its relatives, Eigen-CAM, Score-CAM's arithmetic) in numpy, colour maps and overlays.
+
+Every method is defined as pytorch-grad-cam 1.5.7 computes it for a classifier's logit, at the stage's own
+resolution: the method's raw map, then ReLU, then min-max scaling to [0, 1] per map.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,36 @@ from PIL import Image
 from .colormap import colorize
 
 LAYERS = ("layer4", "layer3", "layer2")  # the stages a map can be computed at: 7x7, 14x14, 28x28
+METHODS = ("gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam")
+METHOD_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
+                "layercam": "Layer-CAM", "eigencam": "Eigen-CAM", "scorecam": "Score-CAM"}
+DEFAULT_METHOD = "gradcam"
+ONE_PASS = tuple(m for m in METHODS if m != "scorecam")  # from the one forward pass (+ the stage's gradients)
+# Score-CAM runs one forward pass per activation map of the stage: 2048 at layer4, 1024 at layer3, 512 at layer2.
+# Every stage is offered: with progress and Cancel it is the user's choice to wait (see README).
+SCORECAM_LAYERS = LAYERS
+STAGE_CHANNELS = {"layer4": 2048, "layer3": 1024, "layer2": 512}
+_GRADCAM_PP_EPS = 1e-6  # pytorch-grad-cam's constants, so the maps agree with it where a denominator is tiny
+_XGRADCAM_EPS = 1e-7
+_SCORECAM_EPS = 1e-8
+
+
+def method_layers(method: str) -> tuple[str, ...]:
+    """The stages ``method`` is offered at."""
+    check_method(method)
+    return SCORECAM_LAYERS if method == "scorecam" else LAYERS
+
+
+def check_method(method: str, layer: str | None = None) -> None:
+    """A ValueError with a message for the user when ``method`` (at ``layer``) is not one the app computes."""
+    if method not in METHODS:
+        raise ValueError(f"unknown CAM method {method!r}: choose one of {', '.join(METHODS)}")
+    if layer is not None:
+        if layer not in LAYERS:
+            raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
+        offered = SCORECAM_LAYERS if method == "scorecam" else LAYERS
+        if layer not in offered:
+            raise ValueError(f"{METHOD_NAMES[method]} is offered at {', '.join(offered)}, not at {layer}")
 
 
 def normalize_maps(raw: np.ndarray) -> np.ndarray:
@@ -21,26 +55,146 @@ def normalize_maps(raw: np.ndarray) -> np.ndarray:
     return out
 
 
-def last_stage_cams(feats: np.ndarray, fc_weight: np.ndarray, classes: np.ndarray) -> np.ndarray:
-    """Grad-CAM of the last stage without a backward pass.
+def _weighted(weights: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """sum_c weights[n, k, c] * acts[n, c]: (N, k, C) x (N, C, h, w) -> (N, k, h, w)."""
+    n, c, h, w = acts.shape
+    raw = np.matmul(weights.astype(np.float32, copy=False), acts.reshape(n, c, h * w))
+    out: np.ndarray = raw.reshape(n, -1, h, w)
+    return out
+
+
+def _gradcam_pp_weights(grads: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    """Grad-CAM++'s alpha (eq. 19 of Chattopadhyay et al.) with the higher derivatives taken as powers of the
+    gradient, as pytorch-grad-cam does: a = g^2 / (2 g^2 + sum(A) g^3 + eps), zero where g = 0, then
+    weight = sum over positions of ReLU(g) * a. ``grads`` (N, k, C, ...positions), ``sums`` broadcastable."""
+    g2 = grads * grads
+    g3 = g2 * grads
+    aij = g2 / (np.float32(2.0) * g2 + sums * g3 + np.float32(_GRADCAM_PP_EPS))
+    aij = np.where(grads != 0, aij, np.float32(0.0))
+    out: np.ndarray = (np.maximum(grads, np.float32(0.0)) * aij).astype(np.float32)
+    return out
+
+
+def eigen_cams(acts: np.ndarray) -> np.ndarray:
+    """Eigen-CAM, one map per photo (N, h, w), not yet scaled: the activations (positions x channels), centred
+    per channel, projected on their first right singular vector. The sign is the SVD's own (numpy's LAPACK),
+    as in pytorch-grad-cam: it is not corrected, and the ReLU that follows keeps the positive side."""
+    acts = np.nan_to_num(np.asarray(acts, dtype=np.float32))
+    n, c, h, w = acts.shape
+    out = np.empty((n, h, w), np.float32)
+    for i in range(n):
+        x = acts[i].reshape(c, h * w).T
+        x = x - x.mean(axis=0)
+        vt = np.linalg.svd(x, full_matrices=False)[2]  # the same first vector as full_matrices=True, cheaper
+        out[i] = (x @ vt[0]).reshape(h, w)
+    return out
+
+
+def stage_cams(method: str, acts: np.ndarray, grads: np.ndarray | None, k: int = 1) -> np.ndarray:
+    """The maps of a one-pass ``method`` at any stage from its activations (N, C, h, w) and each class's
+    gradients there (N, k, C, h, w): (N, k, h, w) float32 in [0, 1]. Eigen-CAM needs no gradients (``grads``
+    may be None, then ``k`` copies of the map are returned).
+
+    gradcam: weights = the gradient's mean over positions; hirescam: sum_c g * A position by position;
+    gradcam++: see _gradcam_pp_weights; xgradcam: weights = sum(g * A) / sum(A); layercam: sum_c ReLU(g) * A.
+    """
+    if method not in ONE_PASS:
+        raise ValueError(f"{method!r} is not computed from one pass: choose one of {', '.join(ONE_PASS)}")
+    acts = np.asarray(acts, dtype=np.float32)
+    if method == "eigencam":
+        kk = k if grads is None else int(grads.shape[1])
+        return np.repeat(normalize_maps(eigen_cams(acts))[:, None], kk, axis=1)
+    if grads is None:
+        raise ValueError(f"{METHOD_NAMES[method]} needs the stage's gradients")
+    g = np.asarray(grads, dtype=np.float32)
+    a = acts[:, None]  # (N, 1, C, h, w)
+    if method == "gradcam":
+        raw = _weighted(g.mean(axis=(3, 4), dtype=np.float32), acts)
+    elif method == "hirescam":
+        raw = (g * a).sum(axis=2, dtype=np.float32)
+    elif method == "layercam":
+        raw = (np.maximum(g, np.float32(0.0)) * a).sum(axis=2, dtype=np.float32)
+    elif method == "xgradcam":
+        sums = acts.sum(axis=(2, 3), dtype=np.float32)[:, None, :, None, None]
+        raw = _weighted((g * a / (sums + np.float32(_XGRADCAM_EPS))).sum(axis=(3, 4), dtype=np.float32), acts)
+    else:  # gradcam++
+        sums = acts.sum(axis=(2, 3), dtype=np.float32)[:, None, :, None, None]
+        raw = _weighted(_gradcam_pp_weights(g, sums).sum(axis=(3, 4), dtype=np.float32), acts)
+    return normalize_maps(raw)
+
+
+def last_stage_cams(feats: np.ndarray, fc_weight: np.ndarray, classes: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
+    """The maps of a one-pass ``method`` at the last stage without a backward pass.
 
     After the last stage come a global average pool over h*w positions and one linear layer, so
-    dy_c/dA_k(i, j) = W[c, k] / (h*w) at every position: the Grad-CAM weights are alpha_k = W[c, k] / (h*w).
+    dy_c/dA_k(i, j) = W[c, k] / (h*w) at every position: every gradient-based method follows from the
+    activations and W (HiResCAM then equals Grad-CAM; Grad-CAM++'s sum over positions is h*w equal terms).
     feats: (N, C, h, w); fc_weight: (num_classes, C); classes: (N, k) ints -> maps (N, k, h, w), float32.
     """
+    if method not in ONE_PASS:
+        raise ValueError(f"{method!r} is not computed from one pass: choose one of {', '.join(ONE_PASS)}")
     feats = np.asarray(feats, dtype=np.float32)
     n, c, h, w = feats.shape
-    alpha = np.asarray(fc_weight, dtype=np.float32)[np.asarray(classes, dtype=np.int64)] / np.float32(h * w)  # (N, k, C)
-    raw = np.matmul(alpha, feats.reshape(n, c, h * w))  # (N, k, h*w)
-    return normalize_maps(raw.reshape(n, -1, h, w))
+    classes = np.asarray(classes, dtype=np.int64)
+    if method == "eigencam":
+        return stage_cams(method, feats, None, k=int(classes.shape[1]))
+    g = np.asarray(fc_weight, dtype=np.float32)[classes] / np.float32(h * w)  # (N, k, C): the same at every position
+    if method in ("gradcam", "hirescam"):
+        weights = g
+    elif method == "layercam":
+        weights = np.maximum(g, np.float32(0.0))
+    elif method == "xgradcam":
+        sums = feats.sum(axis=(2, 3), dtype=np.float32)[:, None, :]
+        weights = g * sums / (sums + np.float32(_XGRADCAM_EPS))
+    else:  # gradcam++
+        sums = feats.sum(axis=(2, 3), dtype=np.float32)[:, None, :]
+        weights = _gradcam_pp_weights(g, sums) * np.float32(h * w)
+    return normalize_maps(_weighted(weights, feats))
 
 
 def grad_cams(acts: np.ndarray, grads: np.ndarray) -> np.ndarray:
     """Grad-CAM of any stage from its activations (N, C, h, w) and each class's gradients there (N, k, C, h, w):
     alpha_k = the gradient's mean over positions, map = ReLU(sum_k alpha_k A_k), min-max scaled."""
-    alpha = grads.mean(axis=(3, 4), dtype=np.float32)  # (N, k, C)
-    raw = np.einsum("nkc,nchw->nkhw", alpha, acts, optimize=True)
-    return normalize_maps(raw.astype(np.float32, copy=False))
+    return stage_cams("gradcam", acts, grads)
+
+
+def _bilinear_matrix(size_out: int, size_in: int) -> np.ndarray:
+    """(size_out, size_in): bilinear interpolation with the corners aligned (torch's UpsamplingBilinear2d)."""
+    m = np.zeros((size_out, size_in), np.float64)
+    if size_in == 1:
+        m[:, 0] = 1.0
+        return m.astype(np.float32)
+    pos = np.arange(size_out, dtype=np.float64) * (size_in - 1) / max(size_out - 1, 1)
+    lo = np.minimum(np.floor(pos).astype(np.int64), size_in - 2)
+    frac = pos - lo
+    rows = np.arange(size_out)
+    m[rows, lo] = 1.0 - frac
+    m[rows, lo + 1] += frac
+    return m.astype(np.float32)
+
+
+def score_masks(acts: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Score-CAM's masks: each activation map (C, h, w) upsampled bilinearly (corners aligned) to ``size`` =
+    (height, width), then min-max scaled to [0, 1] (a flat map gives zeros): (C, height, width) float32."""
+    acts = np.asarray(acts, dtype=np.float32)
+    _, h, w = acts.shape
+    up = np.matmul(np.matmul(_bilinear_matrix(size[0], h), acts), _bilinear_matrix(size[1], w).T)
+    lo = up.min(axis=(1, 2), keepdims=True)
+    hi = up.max(axis=(1, 2), keepdims=True)
+    out: np.ndarray = ((up - lo) / (hi - lo + np.float32(_SCORECAM_EPS))).astype(np.float32)
+    return out
+
+
+def score_cam_maps(acts: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Score-CAM from a stage's activations (C, h, w) and each masked input's logits of the k classes (C, k):
+    the weights are the softmax of those scores over the C maps (pytorch-grad-cam's ScoreCAM), then
+    ReLU(sum_c weight_c A_c), min-max scaled: (k, h, w) float32."""
+    acts = np.asarray(acts, dtype=np.float32)
+    z = np.asarray(scores, dtype=np.float64).T  # (k, C)
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    weights = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+    return normalize_maps(_weighted(weights[None], acts[None])[0])
 
 
 def upsample(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:

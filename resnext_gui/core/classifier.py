@@ -1,11 +1,11 @@
-"""Classifier: photos in, plain Prediction objects out (top-k, Grad-CAMs of those classes, crop, timings)."""
+"""Classifier: photos in, plain Prediction objects out (top-k, class activation maps of those classes, crop, timings)."""
 
 from __future__ import annotations
 
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,10 +14,11 @@ from typing import IO, Any, TypeVar
 import numpy as np
 
 from . import cam as cam_mod
-from .cam import LAYERS
+from .cam import DEFAULT_METHOD, LAYERS, METHOD_NAMES, ONE_PASS, check_method
 from .checkpoint import Checkpoint, read_checkpoint
 from .devices import Device, resolve, torch_installed
-from .errors import ImageError
+from .errors import Cancelled, ImageError
+from .faithfulness import DEFAULT_STEPS, HIDDEN_FRACTION, Faithfulness, measure
 from .preprocess import Prepared, Source, load_and_prepare, source_name
 from .runtimes import BACKENDS, OpenVINORuntime, Runtime, openvino_available
 from .weights import WeightsSource, find_weights
@@ -41,6 +42,7 @@ class Prediction:
     top: list[TopClass] = field(default_factory=list)
     cams: np.ndarray | None = None  # (k, h, w) float32 in [0, 1], one map per entry of ``top``
     layer: str = "layer4"
+    method: str = DEFAULT_METHOD  # the CAM method of ``cams`` (cam.METHODS)
     crop: tuple[float, float, float, float] | None = None  # (left, top, right, bottom), full-size photo pixels
     image_size: tuple[int, int] | None = None  # (width, height) of the oriented photo
     device: str = "cpu"
@@ -61,12 +63,15 @@ class Prediction:
             "device": self.device,
             "ms": round(self.ms, 1),
         }
+        if self.method != DEFAULT_METHOD:  # records of the default method stay as they always were
+            record["cam_method"] = self.method
         if self.note:
             record["note"] = self.note
         return record
 
 
 PRECISIONS = ("fp32", "bf16")
+SCORECAM_BATCH = 16  # masked inputs per forward pass of Score-CAM (as pytorch-grad-cam)
 MAX_BATCH = 64  # photos per forward pass at most: larger batches only cost memory (activations grow with it)
 
 
@@ -133,6 +138,7 @@ class Classifier:
         device: str = "auto",
         layer: str = "layer4",
         topk: int = 5,
+        method: str = DEFAULT_METHOD,
         fast_decode: bool = True,
         decode_workers: int | None = None,
         precision: str = "fp32",
@@ -145,6 +151,7 @@ class Classifier:
             raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
+        self._check_one_pass(method, layer)
         start = time.perf_counter()
         self.device: Device = resolve(device)
         source = weights if isinstance(weights, WeightsSource) else find_weights(weights)
@@ -152,6 +159,7 @@ class Classifier:
         self.preprocessing = source.transforms_variant.preprocessing  # the weights' own resize, crop, mean, std
         self.resize, self.crop_size = self.preprocessing.resize, self.preprocessing.crop
         self.layer = layer
+        self.method = method  # the CAM method of predict/classify when none is given (never "scorecam")
         self.topk = max(1, min(int(topk), self.checkpoint.num_classes))
         self.fast_decode = fast_decode
         self.decode_workers = decode_workers  # None: chosen per run, see _decode_workers
@@ -228,24 +236,35 @@ class Classifier:
             self.note = self._pending_note = f"ran on PyTorch: {exc}"
             return self.runtime.infer(batch)
 
-    def _maps(self, batch: np.ndarray, feats: np.ndarray, classes: np.ndarray, layer: str) -> np.ndarray:
-        """Grad-CAM of ``classes`` (N, k): analytic at the last stage, through the runtime's gradients before it."""
-        if layer == "layer4":
-            return cam_mod.last_stage_cams(feats, self._fc_weight, classes)
-        acts, grads = self.runtime.gradients(batch, layer, self._fc_weight[classes])
-        return cam_mod.grad_cams(acts, grads)
+    @staticmethod
+    def _check_one_pass(method: str, layer: str) -> None:
+        check_method(method, layer)
+        if method not in ONE_PASS:
+            raise ValueError(f"{METHOD_NAMES[method]} needs a forward pass per activation map: it is computed by "
+                             "score_cams for one photo, not with every prediction")
 
-    def predict(self, items: list[Prepared], layer: str | None = None) -> list[Prediction]:
-        """Run the model once over already prepared photos (one batch)."""
+    def _maps(self, batch: np.ndarray, feats: np.ndarray, classes: np.ndarray, layer: str,
+              method: str = DEFAULT_METHOD) -> np.ndarray:
+        """The maps of ``classes`` (N, k): analytic at the last stage, through the runtime's gradients before it
+        (Eigen-CAM needs only the activations, which come with them)."""
+        if layer == "layer4":
+            return cam_mod.last_stage_cams(feats, self._fc_weight, classes, method)
+        acts, grads = self.runtime.gradients(batch, layer, self._fc_weight[classes])
+        return cam_mod.stage_cams(method, acts, grads)
+
+    def predict(self, items: list[Prepared], layer: str | None = None, method: str | None = None) -> list[Prediction]:
+        """Run the model once over already prepared photos (one batch): top-k and the maps of ``method``."""
         layer = layer or self.layer
+        method = method or self.method
         if layer not in LAYERS:
             raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
+        self._check_one_pass(method, layer)
         start = time.perf_counter()
         batch = np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
         feats, logits = self._infer(batch)
         probs, classes = top_k(softmax(logits).astype(np.float32), self.topk)
         finite = np.isfinite(logits).all(axis=1) & np.isfinite(probs).all(axis=1)
-        maps = self._maps(batch, feats, classes, layer)
+        maps = self._maps(batch, feats, classes, layer, method)
         note = self.runtime.take_note() or self._pending_note
         self._pending_note = None
         device = "cpu" if note and note.startswith("ran on the CPU") else self.device.type
@@ -271,6 +290,7 @@ class Classifier:
                     top=top,
                     cams=maps[i],
                     layer=layer,
+                    method=method,
                     crop=item.crop,
                     image_size=item.decoded.original_size,
                     device=device,
@@ -299,20 +319,94 @@ class Classifier:
         n = len(items)
         return np.stack([pooled[:n], pooled[n:]], axis=1)
 
-    def classify(self, source: Source, keep_image: bool = False, layer: str | None = None) -> Prediction:
-        """One photo, start to finish. Bad input gives ``ok=False`` with the reason, never an exception."""
+    def classify(self, source: Source, keep_image: bool = False, layer: str | None = None,
+                 method: str | None = None) -> Prediction:
+        """One photo, start to finish. Bad input gives ``ok=False`` with the reason, never an exception;
+        an unknown ``layer`` or ``method`` (or "scorecam", see score_cams) is a ValueError."""
+        self._check_one_pass(method or self.method, layer or self.layer)
         name = source_name(source)
         try:
             item = self.prepare(source)
         except Exception as exc:  # MemoryError, ValueError, OSError...: this photo's answer, not the caller's
             return failure(name, exc)
         try:
-            pred = self.predict([item], layer)[0]
+            pred = self.predict([item], layer, method)[0]
         except Exception as exc:  # the model itself failed on this photo (out of memory, ...)
             return failure(name, exc, "classified")
         if keep_image:
             pred.image = item.decoded.image
         return pred
+
+    # ---- the slow explanations, for one photo at a time ----
+    def _stage_activations(self, batch: np.ndarray, layer: str) -> np.ndarray:
+        """(N, C, h, w): the activations of ``layer`` (before the last stage through the gradient pass, whose
+        gradients are not needed)."""
+        if layer == "layer4":
+            return self._infer(batch)[0]
+        seeds = np.broadcast_to(self._fc_weight[:1], (batch.shape[0], 1, self._fc_weight.shape[1]))
+        return self.runtime.gradients(batch, layer, np.ascontiguousarray(seeds))[0]
+
+    def score_cams(
+        self,
+        item: Prepared,
+        classes: Sequence[int],
+        layer: str = "layer4",
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        batch_size: int = SCORECAM_BATCH,
+        channels: Sequence[int] | None = None,
+    ) -> np.ndarray:
+        """Score-CAM (Wang et al., 2020, as pytorch-grad-cam computes it) of ``classes`` for one photo: (k, h, w).
+
+        The input is multiplied by each of the stage's activation maps, upsampled and scaled to [0, 1], and run
+        through the network in batches of ``batch_size``: one forward pass per map (layer4: 2048, layer3: 1024,
+        layer2: 512), the same passes serving every class. A map's weight is the softmax, over the maps, of the
+        class's logit on its masked input. ``progress(done, total)`` after each batch (maps done, all maps);
+        ``cancelled()`` before each: True raises core.errors.Cancelled. ``channels``: only these maps (a partial
+        Score-CAM, cheaper; the softmax runs over them).
+        """
+        check_method("scorecam", layer)
+        tensor = np.asarray(item.tensor, dtype=np.float32)
+        acts = self._stage_activations(tensor[None], layer)[0]
+        picked = np.arange(acts.shape[0]) if channels is None else np.asarray(channels, dtype=np.int64)
+        acts = acts[picked]
+        wanted = np.asarray(classes, dtype=np.int64)
+        total, step = len(acts), max(1, int(batch_size))
+        scores = np.empty((total, len(wanted)), np.float32)
+        size = (int(tensor.shape[1]), int(tensor.shape[2]))
+        for start in range(0, total, step):
+            if cancelled is not None and cancelled():
+                raise Cancelled("Score-CAM was cancelled")
+            masks = cam_mod.score_masks(acts[start:start + step], size)
+            logits = self._infer(np.ascontiguousarray(tensor[None] * masks[:, None]))[1]
+            scores[start:start + len(masks)] = logits[:, wanted]
+            if progress is not None:
+                progress(min(start + step, total), total)
+        return cam_mod.score_cam_maps(acts, scores)
+
+    def faithfulness(
+        self,
+        item: Prepared,
+        class_index: int,
+        cam: np.ndarray,
+        steps: int = DEFAULT_STEPS,
+        seed: int = 0,
+        progress: Callable[[int, int], None] | None = None,
+        cancelled: Callable[[], bool] | None = None,
+        hidden_fraction: float = HIDDEN_FRACTION,
+    ) -> Faithfulness:
+        """Deletion and insertion figures of ``cam`` (h, w) for class ``class_index`` on this photo, beside a
+        random map's (core/faithfulness.py): four batched passes of ``steps`` + 1 inputs each."""
+        c = int(class_index)
+        if not 0 <= c < self.num_classes:
+            raise ValueError(f"class index {class_index} is not one of the model's {self.num_classes} classes")
+
+        def probability(batch: np.ndarray) -> np.ndarray:
+            out: np.ndarray = softmax(self._infer(np.ascontiguousarray(batch))[1])[:, c]
+            return out
+
+        return measure(np.asarray(item.tensor, dtype=np.float32), cam, c, probability, steps=steps, seed=seed,
+                       hidden_fraction=hidden_fraction, progress=progress, cancelled=cancelled)
 
     def classify_many(
         self,
@@ -408,8 +502,32 @@ def cam_overlay(pred: Prediction, rank: int = 1, cmap: str = "jet", opacity: flo
     return cam_mod.overlay(photo, pred.cams[rank - 1], rect, cmap, opacity, heatmap_only)
 
 
-def save_png(array: np.ndarray, path: Path | IO[bytes]) -> None:
-    """An (H, W, 3) uint8 picture as PNG, to a path or an open binary file."""
-    from PIL import Image
+def overlay_text(pred: Prediction, rank: int = 1) -> dict[str, str]:
+    """The text fields of an overlay PNG of ``pred``'s class ``rank``: what it shows and how it was made (the
+    photo by its file name only, never its folder)."""
+    from .records import valid_text
 
-    Image.fromarray(array).save(path, format="PNG")
+    text = {"Source": valid_text(Path(pred.path).name), "Software": "resnext-gui", "Method": METHOD_NAMES.get(pred.method, pred.method),
+            "Layer": pred.layer}
+    if pred.ok and 0 < rank <= len(pred.top):
+        top = pred.top[rank - 1]
+        text.update({"Class": valid_text(top.label), "Class index": str(top.index), "Rank": str(rank), "Probability": f"{top.prob:.4f}"})
+    return text
+
+
+def save_png(array: np.ndarray, path: Path | IO[bytes], text: dict[str, str] | None = None) -> None:
+    """An (H, W, 3) uint8 picture as PNG, to a path or an open binary file, with ``text`` as its text chunks
+    (iTXt where a value is not Latin-1)."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = None
+    if text:
+        info = PngInfo()
+        for key, value in text.items():
+            try:
+                value.encode("latin-1")
+                info.add_text(key, value)
+            except UnicodeEncodeError:
+                info.add_itxt(key, value)
+    Image.fromarray(array).save(path, format="PNG", pnginfo=info)

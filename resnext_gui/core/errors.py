@@ -31,3 +31,7 @@ class BackendError(ResnextGuiError):
 
 class OpenVINOError(BackendError):
     """OpenVINO could not build, compile or run the network (the app can use PyTorch instead)."""
+
+
+class Cancelled(ResnextGuiError):
+    """A long computation (Score-CAM, the faithfulness figures) was stopped by the user before it finished."""
