@@ -180,6 +180,33 @@ def test_score_cam_is_computed_for_the_photo_shown_only_with_a_progress_bar_and_
         win.close()
 
 
+@pytest.mark.slow
+def test_with_the_real_classifier_cancel_stops_score_cam_and_the_score_comes_from_the_worker(qtbot, checkpoint, shared_model, photos):
+    worker = Worker(str(checkpoint), "cpu", classifier_factory=shared_model)
+    seen = {"progress": [], "failed": [], "finished": []}
+    worker.progress.connect(lambda job, done, total: seen["progress"].append((job, done, total)))
+    worker.failed.connect(lambda job, message: seen["failed"].append((job, message)))
+    worker.finished.connect(lambda job, res: seen["finished"].append((job, res)))
+    try:
+        with qtbot.waitSignal(worker.finished, timeout=120_000):
+            worker.start()
+        job = worker.score_cam(1, str(photos["coffee"]), "layer4", [967, 0])
+        qtbot.waitUntil(lambda: any(p[0] is job for p in seen["progress"]), timeout=60_000)
+        worker.cancel(job)
+        qtbot.waitUntil(lambda: bool(seen["failed"]), timeout=60_000)
+        done = [d for j, d, total in seen["progress"] if j is job]
+        assert seen["failed"] == [(job, CANCELLED)] and max(done) <= 2 * done[0] < 2048  # a batch at most after Cancel
+        cam = np.zeros((7, 7), np.float32)
+        cam[2:5, 2:5] = 1.0
+        faith = worker.faithfulness(1, str(photos["coffee"]), 967, cam)
+        qtbot.waitUntil(lambda: bool(seen["finished"]) and seen["finished"][-1][0] is faith, timeout=120_000)
+        figures = seen["finished"][-1][1]
+        assert isinstance(figures, Faithfulness) and figures.class_index == 967 and 0 <= figures.deletion_auc <= 1
+        assert "espresso" in figures.sentence("espresso")
+    finally:
+        assert worker.stop()
+
+
 # ---------------------------------------------------------------- the faithfulness score
 class Rig:
     """The method's slow parts alone: a gallery, the batch controller and CamMethods on a thread-less worker."""
