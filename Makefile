@@ -42,6 +42,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/bench.py $(ARGS)
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/isa_limit.py
+	$(PY) benchmarks/cam_methods.py
 
 DIST_STAMP := $(VENV)/.dist-stamp
 

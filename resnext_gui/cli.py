@@ -58,6 +58,9 @@ def _add_version(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .core.cam import METHODS
+    from .core.faithfulness import DEFAULT_STEPS
+
     parser = argparse.ArgumentParser(
         prog="resnext-gui",
         description="ResNeXt-50 image classifier with Grad-CAM. Without a subcommand, opens the window.",
@@ -68,8 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("classify", help="classify photos and folders; one JSON line (or CSV row) per image")
     _add_model_options(c)
     c.add_argument("--topk", type=int, default=5, metavar="K", help="classes per image (default 5)")
-    c.add_argument("--cam-dir", metavar="DIR", help="write <name>.cam.png (overlay) and <name>.cam.npy (top-1 map)")
-    c.add_argument("--layer", default="layer4", choices=["layer4", "layer3", "layer2"], help="Grad-CAM stage (default layer4)")
+    c.add_argument("--cam-dir", metavar="DIR", help="write <name>.cam.png (overlay) and <name>.cam.npy (top-1 map); "
+                   "with another --cam-method than gradcam, <name>.<method>.cam.png and .npy")
+    c.add_argument("--layer", default="layer4", choices=["layer4", "layer3", "layer2"],
+                   help="the stage the maps are computed at: layer4 7x7 (default), layer3 14x14, layer2 28x28")
+    c.add_argument("--cam-method", default="gradcam", choices=list(METHODS), metavar="NAME",
+                   help="the map's method: " + ", ".join(METHODS) + " (default gradcam). All but scorecam come from "
+                        "the one forward pass (plus one gradient pass before layer4). scorecam runs one forward pass "
+                        "per activation map of the stage, for each photo: 2048 at layer4, 1024 at layer3, 512 at "
+                        "layer2, i.e. as long as classifying that many photos")
+    c.add_argument("--faithfulness", action="store_true",
+                   help="add the top-1 map's deletion and insertion figures (and a random map's) to each record: "
+                        f"{4 * (DEFAULT_STEPS + 1)} more forward passes per photo")
     c.add_argument("--batch-size", type=int, default=None, metavar="N",
                    help="photos per forward pass (default 8: measured fastest per photo with both runtimes)")
     c.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
@@ -147,7 +160,7 @@ class CamWriter:
     two inputs with the same name get ``name`` and ``name-2``.
     """
 
-    MAX_STEM_BYTES = 200  # + "-NN.cam.png" stays well under the usual 255-byte limit
+    MAX_STEM_BYTES = 200  # + "-NN.gradcam++.cam.png" stays well under the usual 255-byte limit
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -185,12 +198,16 @@ class CamWriter:
         return stem
 
     def write(self, pred, cmap: str = "jet") -> tuple[Path, Path]:
+        """The overlay of the top-1 class (its PNG text fields say the method, layer and class) and its map;
+        named <stem>.cam.png for the default method, <stem>.<method>.cam.png for the others."""
         import numpy as np
 
-        from .core.classifier import cam_overlay, save_png
+        from .core.cam import DEFAULT_METHOD
+        from .core.classifier import cam_overlay, overlay_text, save_png
 
         stem = self._stem(pred.path)
-        png, npy = self.folder / f"{stem}.cam.png", self.folder / f"{stem}.cam.npy"
+        kind = "cam" if pred.method == DEFAULT_METHOD else f"{pred.method}.cam"
+        png, npy = self.folder / f"{stem}.{kind}.png", self.folder / f"{stem}.{kind}.npy"
         overlay = cam_overlay(pred, 1, cmap)
         cam = pred.cams[0].astype(np.float32)
         from .core.files import atomic_file
@@ -198,7 +215,7 @@ class CamWriter:
         # each through a temporary file renamed into place (a link at the name is replaced, never written
         # through); a map without its partner would be a half answer, so the first goes if the second fails
         with atomic_file(png, shared=True) as fh:
-            save_png(overlay, fh)
+            save_png(overlay, fh, overlay_text(pred, 1))
         try:
             with atomic_file(npy, shared=True) as fh:
                 np.save(fh, cam)
@@ -234,12 +251,76 @@ def _expand(paths: list[str]) -> tuple[list[Path], int, int]:
     return found, unreadable, skipped
 
 
+FAITHFULNESS_COLUMNS = ("deletion_auc", "insertion_auc", "random_deletion_auc", "random_insertion_auc", "prob",
+                        "prob_hidden", "random_prob_hidden")
+
+
+def _csv_extra(args) -> tuple[str, ...]:
+    """The CSV columns beyond the usual ones: the method when it is not the default, the faithfulness figures."""
+    extra: tuple[str, ...] = ()
+    if args.cam_method != "gradcam":
+        extra += ("cam_method",)
+    if args.faithfulness:
+        extra += tuple(f"faithfulness.{name}" for name in FAITHFULNESS_COLUMNS)
+    return extra
+
+
+def _one_by_one(clf, paths, args, keep_images: bool):
+    """(prediction, faithfulness record or None) per photo, for Score-CAM and --faithfulness: each photo decoded,
+    classified, then its slow extras computed from its own model input."""
+    from .core import faithfulness
+    from .core.classifier import failure
+    from .core.preprocess import source_name
+
+    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    for path in paths:
+        name = source_name(path)
+        try:
+            item = clf.prepare(path)
+        except Exception as exc:  # this photo's answer, as classify_many gives it
+            yield failure(name, exc), None
+            continue
+        try:
+            pred = clf.predict([item])[0]
+            if pred.ok and args.cam_method == "scorecam":
+                if not tty:
+                    print(f"resnext-gui: Score-CAM of {name}…", file=sys.stderr, flush=True)
+
+                def show(done: int, total: int) -> None:
+                    if tty:
+                        sys.stderr.write(f"\rScore-CAM: {done}/{total} masked passes")
+                        sys.stderr.flush()
+
+                pred.cams = clf.score_cams(item, [t.index for t in pred.top], args.layer, progress=show)
+                pred.method = "scorecam"
+                if tty:
+                    sys.stderr.write("\r\033[K")
+            figures = None
+            if pred.ok and args.faithfulness and pred.cams is not None:
+                top = pred.top[0]
+                f = clf.faithfulness(item, top.index, pred.cams[0], steps=faithfulness.DEFAULT_STEPS)
+                figures = {"method": pred.method, "layer": pred.layer, "label": top.label, **f.to_record(),
+                           "sentence": f.sentence(top.label)}
+        except Exception as exc:  # the model failed on this photo (out of memory, ...)
+            yield failure(name, exc, "classified"), None
+            continue
+        if keep_images:
+            pred.image = item.decoded.image
+        yield pred, figures
+
+
 def cmd_classify(args) -> int:
     from .core.errors import ResnextGuiError
     from .core.records import csv_header, csv_row, json_line
 
     if args.topk < 1 or (args.batch_size is not None and args.batch_size < 1):
         print("resnext-gui classify: --topk and --batch-size must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
+    from .core.cam import method_layers
+
+    if args.layer not in method_layers(args.cam_method):
+        print(f"resnext-gui classify: --cam-method {args.cam_method} is offered at "
+              f"{', '.join(method_layers(args.cam_method))}, not at --layer {args.layer}", file=sys.stderr)
         return EXIT_USAGE
     cams = None
     if args.cam_dir:
@@ -253,6 +334,7 @@ def cmd_classify(args) -> int:
         print("resnext-gui: nothing to classify: no image files were found", file=sys.stderr)
         return EXIT_SOME_FAILED
 
+    from .core.cam import DEFAULT_METHOD, ONE_PASS
     from .core.classifier import MAX_BATCH, Classifier
 
     if args.batch_size is not None and args.batch_size > MAX_BATCH:
@@ -262,6 +344,7 @@ def cmd_classify(args) -> int:
     print("resnext-gui: loading the model…", file=sys.stderr, flush=True)
     try:
         clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision,
+                         method=args.cam_method if args.cam_method in ONE_PASS else DEFAULT_METHOD,
                          backend=args.backend, progress=lambda text: print(f"resnext-gui: {text}", file=sys.stderr, flush=True))
     except ResnextGuiError as exc:
         print(f"resnext-gui: {exc}", file=sys.stderr)
@@ -288,11 +371,20 @@ def cmd_classify(args) -> int:
 
     progress = Progress(len(paths))
     failed = 0
+    extra = _csv_extra(args)
+    one_by_one = args.cam_method not in ONE_PASS or args.faithfulness
     try:
         if args.format == "csv":
-            _emit(csv_text(csv_header(clf.topk)))
-        for pred in clf.classify_many(paths, batch_size=args.batch_size, keep_images=cams is not None):
+            _emit(csv_text(csv_header(clf.topk, extra)))
+        if one_by_one:  # the slow extras need each photo's model input: one photo at a time
+            results = _one_by_one(clf, paths, args, keep_images=cams is not None)
+        else:
+            results = ((pred, None) for pred in
+                       clf.classify_many(paths, batch_size=args.batch_size, keep_images=cams is not None))
+        for pred, figures in results:
             record = pred.to_record()
+            if figures is not None:
+                record["faithfulness"] = figures
             if pred.ok and cams:
                 try:
                     png, npy = cams.write(pred)
@@ -302,7 +394,7 @@ def cmd_classify(args) -> int:
                     record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
             pred.image = None
             failed += 0 if record["ok"] else 1
-            _emit(csv_text(csv_row(record, clf.topk)) if args.format == "csv" else json_line(record) + "\n")
+            _emit(csv_text(csv_row(record, clf.topk, extra)) if args.format == "csv" else json_line(record) + "\n")
             progress.step(record["ok"])
     except OutputError as exc:
         _silence_stdout()

@@ -316,7 +316,7 @@ def test_cam_files_are_atomic_short_and_never_follow_links(checkpoint, photos, t
     assert all(len(os.fsencode(Path(o["cam_png"]).name)) <= 255 for o in out)
     assert sorted(p.name for p in cams.iterdir() if p.name.startswith(".")) == []
 
-    def disk_full(array, fh):
+    def disk_full(array, fh, text=None):
         fh.write(b"\x89PNG partial")
         raise OSError(28, "No space left on device")
 
@@ -424,3 +424,73 @@ def test_version_falls_back_to_the_source_tree_without_metadata(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", missing)
     assert resnext_gui.version_line() == f"resnext-gui {resnext_gui.__version__}"
     assert f'version = "{resnext_gui.__version__}"' in (REPO / "pyproject.toml").read_text()  # the two agree
+
+
+def test_cam_method_names_the_files_the_record_and_the_png(checkpoint, tree, tmp_path):
+    from PIL import Image
+
+    r = run_cli("classify", "--weights", checkpoint, "--cam-method", "layercam", "--cam-dir", tmp_path, tree / "rocket.jpg")
+    assert r.returncode == 0, r.stderr
+    rec = lines(r.stdout)[0]
+    assert rec["cam_method"] == "layercam" and "faithfulness" not in rec
+    assert Path(rec["cam_png"]).name == "rocket.layercam.cam.png" and Path(rec["cam_npy"]).name == "rocket.layercam.cam.npy"
+    text = Image.open(rec["cam_png"]).text
+    assert text["Method"] == "Layer-CAM" and text["Layer"] == "layer4" and text["Class"] == rec["top"][0]["label"]
+    assert text["Source"] == "rocket.jpg"  # the file's name, never its folder
+    r = run_cli("classify", "--weights", checkpoint, "--cam-dir", tmp_path, tree / "rocket.jpg")
+    rec = lines(r.stdout)[0]
+    assert "cam_method" not in rec and Path(rec["cam_png"]).name == "rocket.cam.png"  # the default: as it always was
+    assert Image.open(rec["cam_png"]).text["Method"] == "Grad-CAM"
+    assert not np.allclose(np.load(rec["cam_npy"]), np.load(tmp_path / "rocket.layercam.cam.npy"))
+
+
+def test_score_cam_and_faithfulness_per_photo(checkpoint, tree, tmp_path, monkeypatch):
+    """Score-CAM through the CLI (its maps cut to 8 activation maps here: the full 2048 passes are the core's to
+    test), and the faithfulness figures of the map written, at 5 steps instead of 20 to keep the test short."""
+    from resnext_gui.core import faithfulness
+    from resnext_gui.core.classifier import Classifier
+
+    real = Classifier.score_cams
+    asked = []
+
+    def few_maps(self, item, classes, layer="layer4", progress=None, cancelled=None, **kw):
+        asked.append((list(classes), layer))
+        return real(self, item, classes, layer, progress, cancelled, channels=range(8))
+
+    monkeypatch.setattr(Classifier, "score_cams", few_maps)
+    monkeypatch.setattr(faithfulness, "DEFAULT_STEPS", 5)
+    r = run_cli("classify", "--weights", checkpoint, "--cam-method", "scorecam", "--faithfulness", "--cam-dir", tmp_path,
+                tree / "album" / "cat.png", tmp_path / "missing.png")
+    assert r.returncode == 1, r.stderr
+    rec, missing = lines(r.stdout)
+    assert rec["cam_method"] == "scorecam" and asked == [([t["index"] for t in rec["top"]], "layer4")]
+    assert "Score-CAM of" in r.stderr and missing["ok"] is False and "does not exist" in missing["error"]
+    assert Path(rec["cam_png"]).name == "cat.scorecam.cam.png"
+    f = rec["faithfulness"]
+    assert f["method"] == "scorecam" and f["class_index"] == rec["top"][0]["index"] and f["label"] == rec["top"][0]["label"]
+    assert len(f["deletion"]) == len(f["insertion"]) == 6 and f["prob"] == pytest.approx(rec["top"][0]["prob"], abs=1e-3)
+    assert 0 <= f["deletion_auc"] <= 1 and 0 <= f["random_insertion_auc"] <= 1
+    assert f["sentence"].startswith("hiding the brightest 20 % of this map") and rec["top"][0]["label"] in f["sentence"]
+
+
+def test_cam_method_csv_column_and_bad_names(checkpoint, tree):
+    r = run_cli("classify", "--weights", checkpoint, "--format", "csv", "--cam-method", "eigencam", tree / "rocket.jpg")
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert rows[0]["cam_method"] == "eigencam" and "faithfulness.deletion_auc" not in rows[0]
+    r = run_cli("classify", "--weights", checkpoint, "--cam-method", "gradcam+", tree / "rocket.jpg")
+    assert r.returncode == 2 and "invalid choice: 'gradcam+'" in r.stderr and "gradcam++" in r.stderr
+    from resnext_gui.core.records import csv_header, csv_row
+
+    extra = ("cam_method", "faithfulness.deletion_auc", "faithfulness.deletion")
+    row = csv_row({"path": "a.jpg", "ok": True, "top": [], "cam_method": "hirescam",
+                   "faithfulness": {"deletion_auc": 0.25, "deletion": [1.0, 0.5]}}, 1, extra)
+    assert dict(zip(csv_header(1, extra), row))["faithfulness.deletion_auc"] == 0.25
+    assert row[-3:] == ["hirescam", 0.25, ""]  # a list has no cell of its own
+
+
+def test_classify_help_states_score_cams_cost():
+    r = run_cli("classify", "--help")
+    assert r.returncode == 0
+    text = " ".join(r.stdout.split())
+    assert "2048 at layer4, 1024 at layer3, 512 at layer2" in text and "--faithfulness" in text

@@ -343,8 +343,8 @@ class Classifier:
         gradients are not needed)."""
         if layer == "layer4":
             return self._infer(batch)[0]
-        seeds = np.broadcast_to(self._fc_weight[:1], (batch.shape[0], 1, self._fc_weight.shape[1]))
-        return self.runtime.gradients(batch, layer, np.ascontiguousarray(seeds))[0]
+        seeds = self._fc_weight[np.zeros((batch.shape[0], 1), np.int64)]  # any one class: (N, 1, 2048)
+        return self.runtime.gradients(batch, layer, seeds)[0]
 
     def score_cams(
         self,

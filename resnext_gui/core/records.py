@@ -91,19 +91,23 @@ def neutralise(cell: Any) -> Any:
     return cell
 
 
-def csv_header(k: int) -> list[str]:
+def csv_header(k: int, extra: tuple[str, ...] = ()) -> list[str]:
+    """The CSV columns for ``k`` classes; ``extra`` columns at the end name further fields, a dotted name one
+    inside a nested record ("faithfulness.deletion_auc")."""
     cols = ["path", "ok", "error", "device", "ms"]
     for r in range(1, k + 1):
         cols += [f"label{r}", f"index{r}", f"prob{r}"]
-    return cols + ["cam_png", "cam_npy", "note", "path_bytes"]
+    return cols + ["cam_png", "cam_npy", "note", "path_bytes", *extra]
 
 
-def csv_row(record: Record, k: int) -> list[Any]:
+def csv_row(record: Record, k: int, extra: tuple[str, ...] = ()) -> list[Any]:
     record = clean_record(record)
 
     def get(key: str) -> Any:
-        value = record.get(key)
-        return "" if value is None else value
+        value: Any = record
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return "" if value is None or isinstance(value, (dict, list)) else value
 
     row = [get("path"), record["ok"], get("error"), get("device"), get("ms")]
     top = record.get("top") or []
@@ -113,6 +117,7 @@ def csv_row(record: Record, k: int) -> list[Any]:
         else:
             row += ["", "", ""]
     row += [get("cam_png"), get("cam_npy"), get("note"), get("path_bytes")]
+    row += [get(key) for key in extra]
     return [neutralise(cell) for cell in row]
 
 
