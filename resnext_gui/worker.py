@@ -121,6 +121,7 @@ class PhotoResult:
     error: str | None = None
     top: list[TopClass] = field(default_factory=list)  # the core's own TopClass objects
     maps: np.ndarray | None = None  # (k, MAP_SIDE, MAP_SIDE) uint8 colour-map indices
+    cams: np.ndarray | None = None  # (k, h, w) float32 in [0, 1]: the same maps at the layer's own size (faithfulness)
     crop: tuple[float, float, float, float] | None = None  # (left, top, right, bottom), fractions of width and height
     display: QImage | None = None  # the photo at view size (at most DISPLAY_MAX_SIDE)
     thumb: QImage | None = None
@@ -214,6 +215,7 @@ class ScoreCamMaps:
     layer: str
     classes: tuple[int, ...]
     maps: np.ndarray  # (k, MAP_SIDE, MAP_SIDE) uint8 colour-map indices, one per class of ``classes``
+    cams: np.ndarray  # (k, h, w) float32 in [0, 1], at the layer's own size
 
 
 @dataclass(eq=False)
@@ -232,7 +234,8 @@ class ScoreCamJob(Job):
         item = _prepared(clf, self.source, self.cancel)
         cams = _cancellable(lambda: clf.score_cams(item, list(self.classes), self.layer,
                                                   progress=ctx.progress_of(self), cancelled=self.cancel.is_set))
-        return ScoreCamMaps(self.item_id, self.layer, self.classes, _map_indices(cams))
+        cams = np.asarray(cams, dtype=np.float32)
+        return ScoreCamMaps(self.item_id, self.layer, self.classes, _map_indices(cams), cams)
 
 
 @dataclass(eq=False)
@@ -243,7 +246,7 @@ class FaithfulnessJob(Job):
     item_id: int
     source: PhotoSource
     class_index: int
-    cam: np.ndarray  # (h, w) float32 in [0, 1]: the map shown
+    cam: np.ndarray  # (h, w) float32 in [0, 1]: the map shown, at the layer's own size
     method: str = "gradcam"
     layer: str = "layer4"
     cancel: threading.Event = field(default_factory=threading.Event)
@@ -467,7 +470,7 @@ def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer:
     thumb = display.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
     thumb.setDevicePixelRatio(pixel_ratio)
     return PhotoResult(
-        item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams),
+        item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams), cams=np.asarray(pred.cams, np.float32),
         crop=(left / width, top / height, right / width, bottom / height),
         display=display, thumb=thumb, ms=pred.ms, device=pred.device, layer=pred.layer,
         method=pred.method, note=pred.note, record=pred.to_record(), encoded=encoded, size=(width, height),

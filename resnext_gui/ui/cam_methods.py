@@ -24,7 +24,10 @@ if TYPE_CHECKING:
 SCORECAM = "scorecam"
 FaithKey = tuple[int, int, str, str]  # photo, class index, method, layer: the map a score is about
 COMPUTING = "Faithfulness: computing…"
-SCORECAM_COMPUTING = "Computing Score-CAM for this photo (see the status bar); the map shown is the one-pass one until then."
+
+
+def scorecam_computing(shown: str) -> str:
+    return f"Computing Score-CAM for this photo (progress in the status bar); until then, the {shown} map is shown."
 RECOMPUTING = "Computing the new map…"
 
 
@@ -136,7 +139,7 @@ class CamMethods(QObject):
             return  # the photo, its answer or the choice changed meanwhile: these maps are of nothing shown
         record = {**res.record, "cam_method": SCORECAM}  # as classify --cam-method scorecam records it
         record.pop("faithfulness", None)  # the figures were of the map replaced
-        new = dataclasses.replace(res, maps=maps.maps, method=SCORECAM, layer=job.layer, display=None, thumb=None,
+        new = dataclasses.replace(res, maps=maps.maps, cams=maps.cams, method=SCORECAM, layer=job.layer, display=None, thumb=None,
                                   encoded=None, record=record)
         if self.photos.set_recomputed(new) is not None:
             self.batch.updated.emit(photo)
@@ -164,7 +167,7 @@ class CamMethods(QObject):
             self._shown = None  # nothing, or a map about to be replaced: its score would be of the wrong one
             self._cancel_faith()
             if photo is not None and self.score_pending(photo):
-                self.faithText.emit(SCORECAM_COMPUTING, "")
+                self.faithText.emit(scorecam_computing(self._shown_map(photo)), "")
             elif photo is not None and self.batch.layer_pending(photo):
                 self.faithText.emit(RECOMPUTING, "")
             else:
@@ -184,7 +187,8 @@ class CamMethods(QObject):
             return
         if self._faith_key != key:
             self._cancel_faith()
-            cam = res.maps[rank - 1].astype(np.float32) / np.float32(255.0)
+            cam = (res.cams[rank - 1] if res.cams is not None and len(res.cams) >= rank  # as classify computes it
+                   else res.maps[rank - 1].astype(np.float32) / np.float32(255.0))
             self._faith_job = self.worker.faithfulness(photo.item_id, photo.source, top.index, cam,  # type: ignore[arg-type]
                                                        res.method, res.layer)
             self._faith_key = key
@@ -208,9 +212,10 @@ class CamMethods(QObject):
         if key != self._shown or photo is None or res is None:
             return  # stale: another photo, class or map is shown by now
         self._faith[key] = figures
-        if res.top and res.top[0].index == job.class_index:  # Export carries the top class's figures, as classify does
-            res.record["faithfulness"] = {**figures.to_record(), "cam_method": job.method, "layer": job.layer}
         label = next((t.label for t in res.top if t.index == job.class_index), "")
+        if res.top and res.top[0].index == job.class_index:  # Export carries the top class's figures, as classify does
+            res.record["faithfulness"] = {"method": job.method, "layer": job.layer, "label": label,
+                                          **figures.to_record(), "sentence": figures.sentence(label)}
         self.faithText.emit(*faithfulness_text(figures, label))
 
     def _on_faith_failed(self, job: FaithfulnessJob, message: str) -> None:

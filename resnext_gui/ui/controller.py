@@ -3,6 +3,7 @@ Stop, Clear, Undo, Retry, Remove and the batch's progress."""
 
 from __future__ import annotations
 
+import csv
 import enum
 from collections.abc import Callable, Collection
 from pathlib import Path
@@ -12,7 +13,8 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from ..core.cam import ONE_PASS
-from ..core.records import write_records
+from ..core.files import atomic_file
+from ..core.records import csv_header, csv_row, topk_of, write_records
 from ..worker import ClassifyJob, PhotoResult, PhotoSource, RecomputeJob, ViewJob
 from .controls import layer_name
 from .gallery import GalleryModel, Photo, Status
@@ -32,6 +34,19 @@ class ModelState(str, enum.Enum):
     READY = "ready"
     MISSING = "missing"  # no weights: photos wait
     FAILED = "failed"  # a chosen file was refused (the previous model, if any, stays)
+
+
+# The faithfulness figures of the top class's map, as `classify --faithfulness` writes them to CSV.
+FAITHFULNESS_COLUMNS = ("method", "layer", "deletion_auc", "insertion_auc", "random_deletion_auc",
+                        "random_insertion_auc", "prob", "prob_hidden", "random_prob_hidden")
+
+
+def _csv_extra(records: list[dict]) -> tuple[str, ...]:
+    """The CSV columns beyond the usual ones, when some record has them: its CAM method, the faithfulness figures."""
+    extra: tuple[str, ...] = ("cam_method",) if any("cam_method" in r for r in records) else ()
+    if any("faithfulness" in r for r in records):
+        extra += tuple(f"faithfulness.{name}" for name in FAITHFULNESS_COLUMNS)
+    return extra
 
 
 WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
@@ -301,7 +316,15 @@ class BatchController(QObject):
         elif suffix != fmt:
             path += f".{fmt}"
         try:
-            write_records(path, records, fmt)
+            extra = _csv_extra(records) if fmt == "csv" else ()
+            if extra:
+                with atomic_file(Path(path), text=True, shared=True) as fh:  # as write_records, with the extra columns
+                    rows = csv.writer(fh)
+                    k = topk_of(records)
+                    rows.writerow(csv_header(k, extra))
+                    rows.writerows(csv_row(r, k, extra) for r in records)
+            else:
+                write_records(path, records, fmt)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.messages.warning("Export failed", f"Could not write {path}: {reason}")

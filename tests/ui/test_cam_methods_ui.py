@@ -1,6 +1,7 @@
 """The CAM method in the window: the choice (persisted, stages offered), Score-CAM of the photo shown with progress
 and Cancel, the faithfulness score in the panel (stale answers dropped), and the method in what leaves the window."""
 
+import csv
 import json
 import threading
 
@@ -13,7 +14,7 @@ from PySide6.QtWidgets import QFileDialog
 from resnext_gui.core.cam import METHODS
 from resnext_gui.core.classifier import TopClass
 from resnext_gui.core.faithfulness import Faithfulness
-from resnext_gui.ui.cam_methods import COMPUTING, RECOMPUTING, SCORECAM_COMPUTING, CamMethods
+from resnext_gui.ui.cam_methods import COMPUTING, RECOMPUTING, CamMethods, scorecam_computing
 from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.controls import ControlPanel
 from resnext_gui.ui.gallery import GalleryModel
@@ -153,7 +154,7 @@ def test_score_cam_is_computed_for_the_photo_shown_only_with_a_progress_bar_and_
         _choose(win, "scorecam")
         bar = win.score_bar
         qtbot.waitUntil(lambda: bar.isVisible() and bar.bar.value() == 1, timeout=30_000)
-        assert win.controls.top5.score.text() == SCORECAM_COMPUTING  # and no faithfulness of a map about to go
+        assert win.controls.top5.score.text() == scorecam_computing("Grad-CAM")  # and no faithfulness of a map about to go
         # the window goes on while the worker computes: a key moves to the next photo, whose Score-CAM supersedes
         win.gallery.setFocus()
         qtbot.keyClick(win.gallery, Qt.Key.Key_Right)
@@ -246,7 +247,7 @@ def test_a_faithfulness_answer_for_a_photo_or_class_no_longer_shown_is_dropped(q
     rig.cam.shown(a, 1)  # shown again (an update): asked once
     (job_a,) = rig.worker.of(FaithfulnessJob)
     assert (job_a.item_id, job_a.class_index, job_a.method, job_a.layer) == (a.item_id, 10, "gradcam", "layer4")
-    assert job_a.cam.shape == (224, 224) and job_a.cam.dtype == np.float32 and rig.texts[-1] == COMPUTING
+    assert job_a.cam.shape == (224, 224) and job_a.cam.dtype == np.float32 and rig.texts[-1] == COMPUTING  # no cams: the 8-bit map
     rig.cam.shown(b, 2)  # another photo and class: the first is superseded
     job_a2 = rig.worker.of(FaithfulnessJob)[-1]
     assert job_a.cancel.is_set() and job_a2.class_index == 11 and np.allclose(job_a2.cam, 40 / 255)
@@ -261,7 +262,7 @@ def test_a_faithfulness_answer_for_a_photo_or_class_no_longer_shown_is_dropped(q
     job_b1 = rig.worker.of(FaithfulnessJob)[-1]
     rig.worker.answer(job_b1, _figures(0.2))
     assert "drops class 10 from 50 % to 20 %" in rig.texts[-1]
-    assert b.result.record["faithfulness"]["prob_hidden"] == 0.2 and b.result.record["faithfulness"]["cam_method"] == "gradcam"
+    assert b.result.record["faithfulness"]["prob_hidden"] == 0.2 and b.result.record["faithfulness"]["method"] == "gradcam"
     asked = len(rig.worker.of(FaithfulnessJob))
     rig.cam.shown(b, 2)  # back to a map already scored: no new job
     assert len(rig.worker.of(FaithfulnessJob)) == asked and "to 5 %" in rig.texts[-1]
@@ -313,7 +314,7 @@ def test_save_overlay_and_export_carry_the_method_and_the_score(qtbot, settings,
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000):
             _choose(win, "gradcam++")
         qtbot.waitUntil(lambda: win.controls.top5.score.text().startswith("Faithfulness: hiding"), timeout=30_000)
-        assert factory.made[0].faith_calls[-1] == (0, (224, 224))  # the top class, its map as shown
+        assert factory.made[0].faith_calls[-1] == (0, (7, 7))  # the top class's map, at the layer's own size
         label = win.current_photo().result.top[0].label
         seen = {}
 
@@ -329,7 +330,11 @@ def test_save_overlay_and_export_carry_the_method_and_the_score(qtbot, settings,
         assert win.controller.export_results(str(tmp_path / "results.json"), "json")
         (record,) = json.loads((tmp_path / "results.json").read_text())
         assert record["cam_method"] == "gradcam++" and record["faithfulness"]["prob_hidden"] == 0.05
-        assert record["faithfulness"]["cam_method"] == "gradcam++"
+        assert record["faithfulness"]["method"] == "gradcam++" and record["faithfulness"]["label"] == label
+        assert win.controller.export_results(str(tmp_path / "results.csv"), "csv")
+        with (tmp_path / "results.csv").open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows[0]["cam_method"] == "gradcam++" and rows[0]["faithfulness.prob_hidden"] == "0.05"
         assert all(t != GUI for t in factory.made[0].threads)
     finally:
         win.close()
