@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     weights, weights_desc = weights_path()
     clf = Classifier(weights, device="cpu")
     item = clf.prepare(small[1])  # chelsea
-    model = torch_reference(clf.source)
+    model = torch_reference(clf.source).requires_grad_(True)  # as a user's model is: the library backpropagates
     x5 = torch.from_numpy(np.repeat(item.tensor[None], 5, axis=0))
     pred = clf.predict([item])[0]
     classes = [t.index for t in pred.top]

@@ -138,12 +138,12 @@ class Classifier:
         device: str = "auto",
         layer: str = "layer4",
         topk: int = 5,
-        method: str = DEFAULT_METHOD,
         fast_decode: bool = True,
         decode_workers: int | None = None,
         precision: str = "fp32",
         backend: str = "auto",
         progress: Callable[[str], None] | None = None,
+        method: str = DEFAULT_METHOD,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -249,6 +249,8 @@ class Classifier:
         (Eigen-CAM needs only the activations, which come with them)."""
         if layer == "layer4":
             return cam_mod.last_stage_cams(feats, self._fc_weight, classes, method)
+        if method == "eigencam":  # the activations only: the gradient pass for one class, not k
+            return cam_mod.stage_cams(method, self._stage_activations(batch, layer), None, k=int(classes.shape[1]))
         acts, grads = self.runtime.gradients(batch, layer, self._fc_weight[classes])
         return cam_mod.stage_cams(method, acts, grads)
 
@@ -366,11 +368,16 @@ class Classifier:
         Score-CAM, cheaper; the softmax runs over them).
         """
         check_method("scorecam", layer)
+        wanted = np.asarray(classes, dtype=np.int64).reshape(-1)
+        if wanted.size == 0 or wanted.min() < 0 or wanted.max() >= self.num_classes:
+            raise ValueError(f"Score-CAM needs one or more of the model's {self.num_classes} class indices, "
+                             f"not {list(classes)!r}")
         tensor = np.asarray(item.tensor, dtype=np.float32)
         acts = self._stage_activations(tensor[None], layer)[0]
-        picked = np.arange(acts.shape[0]) if channels is None else np.asarray(channels, dtype=np.int64)
+        picked = np.arange(acts.shape[0]) if channels is None else np.asarray(channels, dtype=np.int64).reshape(-1)
+        if picked.size == 0:
+            raise ValueError("Score-CAM needs at least one activation map")
         acts = acts[picked]
-        wanted = np.asarray(classes, dtype=np.int64)
         total, step = len(acts), max(1, int(batch_size))
         scores = np.empty((total, len(wanted)), np.float32)
         size = (int(tensor.shape[1]), int(tensor.shape[2]))
@@ -507,11 +514,12 @@ def overlay_text(pred: Prediction, rank: int = 1) -> dict[str, str]:
     photo by its file name only, never its folder)."""
     from .records import valid_text
 
-    text = {"Source": valid_text(Path(pred.path).name), "Software": "resnext-gui", "Method": METHOD_NAMES.get(pred.method, pred.method),
-            "Layer": pred.layer}
+    text = {"Source": valid_text(Path(pred.path).name), "Software": "resnext-gui",
+            "Method": METHOD_NAMES.get(pred.method, pred.method), "Layer": pred.layer}
     if pred.ok and 0 < rank <= len(pred.top):
         top = pred.top[rank - 1]
-        text.update({"Class": valid_text(top.label), "Class index": str(top.index), "Rank": str(rank), "Probability": f"{top.prob:.4f}"})
+        text.update({"Class": valid_text(top.label), "Class index": str(top.index), "Rank": str(rank),
+                     "Probability": f"{top.prob:.4f}"})
     return text
 
 

@@ -196,7 +196,19 @@ def _subset(acts, n):
     return np.sort(np.argsort(-acts.mean(axis=(1, 2)), kind="stable")[:n])
 
 
-def test_score_cam_matches_pytorch_grad_cam_on_a_channel_subset(clf, items, oracle_model):
+@pytest.fixture(scope="module")
+def score_subset(clf, items):
+    """Score-CAM of the first photo's top class (and the next class index) over the 12 layer4 maps with the largest
+    mean activation: (channels, class, maps, progress seen)."""
+    feats = clf.features(items[:1])[0]
+    chans = _subset(feats, 12)
+    top = int(np.argmax(clf.runtime.infer(items[0].tensor[None])[1][0]))
+    seen = []
+    got = clf.score_cams(items[0], [top, top + 1], "layer4", progress=lambda d, t: seen.append((d, t)), channels=chans)
+    return chans, top, got, seen
+
+
+def test_score_cam_matches_pytorch_grad_cam_on_a_channel_subset(score_subset, items, oracle_model):
     """Score-CAM costs one forward pass per activation map (2048 at layer4), on both sides: too much for the suite.
     Both compute it here over the same 12 maps of layer4 (the ones with the largest mean activation): the
     oracle's own ScoreCAM weights (its masks, batches and softmax over the maps given) from its own hooked
@@ -207,14 +219,12 @@ def test_score_cam_matches_pytorch_grad_cam_on_a_channel_subset(clf, items, orac
     with torch.no_grad():
         logits = obj.activations_and_grads(x)
     acts = obj.activations_and_grads.activations[0].numpy()
-    chans = _subset(acts[0], 12)
-    top = int(logits.argmax())
+    chans, top, got, seen = score_subset
+    assert np.array_equal(chans, _subset(acts[0], 12)) and top == int(logits.argmax())
     targets = [ClassifierOutputTarget(top)]
     raw = obj.get_cam_image(x, oracle_model.layer4, targets, acts[:, chans], None, False)
     want = obj.aggregate_multi_layers([scale_cam_image(np.maximum(raw, 0), (7, 7))[:, None]])[0]
     obj.activations_and_grads.release()
-    seen = []
-    got = clf.score_cams(item, [top, top + 1], "layer4", progress=lambda d, t: seen.append((d, t)), channels=chans)
     assert got.shape == (2, 7, 7) and seen == [(12, 12)]
     assert _corr(got[0], want) >= 0.99 and np.abs(got[0] - want).max() < 0.05
     assert not np.allclose(got[0], got[1])  # each class weighs the same masked passes its own way
@@ -225,17 +235,15 @@ def ov_clf(checkpoint):
     return Classifier(checkpoint, device="cpu", backend="openvino")
 
 
-def test_score_cam_on_openvino_agrees_with_torch_progress_and_cancel(ov_clf, clf, photos):
-    item = ov_clf.prepare(photos["chelsea"])
-    feats = ov_clf.features([item])[0]
-    chans = _subset(feats, 18)
+def test_score_cam_on_openvino_agrees_with_torch_progress_and_cancel(ov_clf, score_subset, items):
+    chans, top, ref, _ = score_subset
     seen = []
-    got = ov_clf.score_cams(item, [281, 282], "layer4", progress=lambda d, t: seen.append((d, t)), channels=chans)
-    assert seen == [(16, 18), (18, 18)]  # one report per batch of 16 masked inputs
-    ref = clf.score_cams(clf.prepare(photos["chelsea"]), [281, 282], "layer4", channels=chans)
+    got = ov_clf.score_cams(items[0], [top, top + 1], "layer4", progress=lambda d, t: seen.append((d, t)),
+                            channels=chans, batch_size=8)
+    assert seen == [(8, 12), (12, 12)]  # one report per batch of masked inputs
     assert all(_corr(got[j], ref[j]) >= 0.99 for j in range(2))
     with Passes(ov_clf.runtime) as passes, pytest.raises(Cancelled, match="Score-CAM was cancelled"):
-        ov_clf.score_cams(item, [281], "layer4", cancelled=lambda: len(passes.calls) >= 2, channels=chans, batch_size=2)
+        ov_clf.score_cams(items[0], [top], "layer4", cancelled=lambda: len(passes.calls) >= 2, channels=chans, batch_size=2)
     assert passes.calls == ["infer", "infer"]  # the activations, one batch, then stopped before the next
 
 
@@ -352,6 +360,8 @@ def test_faithfulness_sentence_cancel_and_bad_arguments(clf, items):
         clf.faithfulness(items[0], 281, cam_map, steps=3)
     with pytest.raises(ValueError, match="not one of the model's 1000 classes"):
         clf.faithfulness(items[0], 1000, cam_map)
+    with pytest.raises(ValueError, match="class indices"):
+        clf.score_cams(items[0], [], "layer4")
 
 
 def test_deletion_and_insertion_inputs():
@@ -423,6 +433,18 @@ def test_sanity_check_maps_change_when_the_last_stages_are_randomised(randomized
             if method in CLASS_METHODS:
                 rho = np.mean([_spearman(got[p, j], trained[p, j]) for p in range(len(PHOTOS)) for j in range(5)])
                 assert rho < SANITY_BOUND, f"{method} at {layer}: mean rank correlation {rho:.2f} after randomisation"
+
+
+@pytest.mark.xfail(reason="Score-CAM over the 12 most active maps fails the sanity check on the test model: the "
+                          "most active maps of a re-initialised layer4 cover the same places, and a random head's "
+                          "logits weigh them almost evenly (the README says so)")
+def test_sanity_check_score_cam(randomized, score_subset, items):
+    """Score-CAM over the randomised model's own 12 most active layer4 maps (the full 2048 passes are too many
+    here), for the trained model's top class: the map should change."""
+    _, top, trained, _ = score_subset
+    chans = _subset(randomized.features(items[:1])[0], 12)
+    got = randomized.score_cams(items[0], [top], "layer4", channels=chans)[0]
+    assert float(np.abs(got - trained[0]).mean()) > CHANGED
 
 
 @pytest.mark.xfail(reason="Eigen-CAM fails the sanity check on the test model: the first principal component of a "
