@@ -184,3 +184,4 @@ class ControlPanel(QScrollArea):
         """The top-5 list and its heading (empty with the plain heading: nothing classified to show)."""
         self.top5.set_top(top or [], rank, message=message)
         self.top5.title.setText(title)
+        self.top5.title.setToolTip("")
