@@ -10,9 +10,9 @@ import gc
 import os
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, QThread, Signal, Slot
@@ -22,7 +22,8 @@ from .throttle import throttled
 
 if TYPE_CHECKING:
     from .core.classifier import Classifier, Prediction, TopClass
-    from .core.preprocess import Source
+    from .core.faithfulness import Faithfulness
+    from .core.preprocess import Prepared, Source
     from .core.train import DataSet
     from .core.weights import WeightsSource
 
@@ -53,7 +54,15 @@ class ClassifierLike(Protocol):
     note: str | None  # why the runtime asked for is not the one in use, if it is not
     load_ms: float
 
-    def classify(self, source: Source, keep_image: bool = False, layer: str | None = None) -> Prediction: ...
+    def classify(self, source: Source, keep_image: bool = False, layer: str | None = None,
+                 method: str | None = None) -> Prediction: ...
+    def prepare(self, source: Source) -> Prepared: ...
+    def score_cams(self, item: Prepared, classes: Sequence[int], layer: str = "layer4",
+                   progress: Callable[[int, int], None] | None = None,
+                   cancelled: Callable[[], bool] | None = None) -> np.ndarray: ...
+    def faithfulness(self, item: Prepared, class_index: int, cam: np.ndarray, *,
+                     progress: Callable[[int, int], None] | None = None,
+                     cancelled: Callable[[], bool] | None = None) -> Faithfulness: ...
 
 
 class ClassifierFactory(Protocol):
@@ -113,12 +122,14 @@ class PhotoResult:
     error: str | None = None
     top: list[TopClass] = field(default_factory=list)  # the core's own TopClass objects
     maps: np.ndarray | None = None  # (k, MAP_SIDE, MAP_SIDE) uint8 colour-map indices
+    cams: np.ndarray | None = None  # (k, h, w) float32 in [0, 1]: the same maps at the layer's own size (faithfulness)
     crop: tuple[float, float, float, float] | None = None  # (left, top, right, bottom), fractions of width and height
     display: QImage | None = None  # the photo at view size (at most DISPLAY_MAX_SIDE)
     thumb: QImage | None = None
     ms: float = 0.0
     device: str = ""
     layer: str = "layer4"
+    method: str = "gradcam"  # the CAM method of ``maps`` (core.cam.METHODS)
     note: str | None = None
     record: dict[str, Any] = field(default_factory=dict)  # the core's output record (what `classify` prints)
     encoded: bytes | None = None  # for image data without a file: the PNG the worker made of it
@@ -170,6 +181,7 @@ class ClassifyJob(Job):
     item_id: int
     source: PhotoSource
     layer: str = "layer4"
+    method: str = "gradcam"  # a one-pass method (Score-CAM is a ScoreCamJob, for the photo shown only)
 
     @property
     def name(self) -> str:
@@ -177,25 +189,110 @@ class ClassifyJob(Job):
 
     def run(self, ctx: _Runner) -> PhotoResult:
         clf = ctx.require_classifier()
-        known = ctx.library.answer(clf, self.item_id, self.source, self.layer, getattr(self, "method", "gradcam"))
+        known = ctx.library.answer(clf, self.item_id, self.source, self.layer, self.method)
         if known is not None:
             return known
-        return _photo_result(clf, self.item_id, self.source, self.layer, ctx.pixel_ratio, keep=ctx.library.keeper(clf))
+        return _photo_result(clf, self.item_id, self.source, self.layer, self.method, ctx.pixel_ratio,
+                             keep=ctx.library.keeper(clf))
 
 
 @dataclass
 class RecomputeJob(Job):
-    """The selected photo again, with another Grad-CAM layer."""
+    """The selected photo again, with another CAM layer or one-pass method."""
 
     item_id: int
     source: PhotoSource
     layer: str
+    method: str = "gradcam"
 
     def run(self, ctx: _Runner) -> PhotoResult:
-        res = _photo_result(ctx.require_classifier(), self.item_id, self.source, self.layer, ctx.pixel_ratio)
+        res = _photo_result(ctx.require_classifier(), self.item_id, self.source, self.layer, self.method,
+                            ctx.pixel_ratio)
         if not res.ok:
             raise JobFailed(res.error or "the photo could not be read again")
         return res
+
+
+@dataclass
+class ScoreCamMaps:
+    """Score-CAM maps of one photo's classes, as PhotoResult.maps are sent."""
+
+    item_id: int
+    layer: str
+    classes: tuple[int, ...]
+    maps: np.ndarray  # (k, MAP_SIDE, MAP_SIDE) uint8 colour-map indices, one per class of ``classes``
+    cams: np.ndarray  # (k, h, w) float32 in [0, 1], at the layer's own size
+
+
+@dataclass(eq=False)
+class ScoreCamJob(Job):
+    """Score-CAM of the photo shown: a forward pass per activation map, batched, with progress; ``cancel``
+    stops it between two batches (it then fails with CANCELLED). Never asked for a whole batch of photos."""
+
+    item_id: int
+    source: PhotoSource
+    layer: str
+    classes: tuple[int, ...]  # the photo's top classes, best first
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, ctx: _Runner) -> ScoreCamMaps:
+        clf = ctx.require_classifier()
+        item = _prepared(clf, self.source, self.cancel)
+        cams = _cancellable(lambda: clf.score_cams(item, list(self.classes), self.layer,
+                                                  progress=ctx.progress_of(self), cancelled=self.cancel.is_set))
+        cams = np.asarray(cams, dtype=np.float32)
+        return ScoreCamMaps(self.item_id, self.layer, self.classes, _map_indices(cams), cams)
+
+
+@dataclass(eq=False)
+class FaithfulnessJob(Job):
+    """How faithful one map is to the model (deletion / insertion, against a random map): one batched pass
+    for the photo and class shown. Answers a core Faithfulness; ``cancel``: superseded, fails with CANCELLED."""
+
+    item_id: int
+    source: PhotoSource
+    class_index: int
+    cam: np.ndarray  # (h, w) float32 in [0, 1]: the map shown, at the layer's own size
+    method: str = "gradcam"
+    layer: str = "layer4"
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, ctx: _Runner) -> Faithfulness:
+        clf = ctx.require_classifier()
+        item = _prepared(clf, self.source, self.cancel)
+        return _cancellable(lambda: clf.faithfulness(item, self.class_index, self.cam, cancelled=self.cancel.is_set))
+
+
+CANCELLED = "Cancelled."
+
+
+def _prepared(clf: ClassifierLike, source: PhotoSource, cancel: threading.Event) -> Prepared:
+    """The photo decoded again for a job on the photo shown (a job cancelled while it waited does nothing)."""
+    from .core.errors import ResnextGuiError
+
+    if cancel.is_set():
+        raise JobFailed(CANCELLED)
+    data = qimage_to_png_bytes(source) if isinstance(source, QImage) else source
+    try:
+        return clf.prepare(cast("Source", data))
+    except ResnextGuiError as exc:
+        raise JobFailed(str(exc)) from exc
+    except Exception as exc:  # the file went away or changed since it was classified
+        raise JobFailed(f"the photo could not be read again ({type(exc).__name__})") from exc
+
+
+_R = TypeVar("_R")
+
+
+def _cancellable(compute: Callable[[], _R]) -> _R:
+    from .core.errors import Cancelled, ResnextGuiError
+
+    try:
+        return compute()
+    except Cancelled as exc:
+        raise JobFailed(CANCELLED) from exc
+    except ResnextGuiError as exc:
+        raise JobFailed(str(exc)) from exc
 
 
 @dataclass
@@ -403,12 +500,12 @@ def qimage_to_png_bytes(image: QImage) -> bytes:
     return bytes(buf.data().data())
 
 
-def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer: str, pixel_ratio: float,
-                  keep: Callable[[PhotoSource, Prediction], str | None] | None = None) -> PhotoResult:
+def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer: str, method: str,
+                  pixel_ratio: float, keep: Callable[[PhotoSource, Prediction], str | None] | None = None) -> PhotoResult:
     """Classify one photo; ``keep`` (the results library) is handed each successful answer and may return a note."""
     encoded = qimage_to_png_bytes(source) if isinstance(source, QImage) else None
     data = encoded if encoded is not None else source
-    pred = clf.classify(cast("Source", data), keep_image=True, layer=layer)
+    pred = clf.classify(cast("Source", data), keep_image=True, layer=layer, method=method)
     name = pred.path
     if not pred.ok or pred.image is None or pred.image_size is None or pred.crop is None or pred.cams is None:
         return PhotoResult(item_id, False, name, error=pred.error or "the photo could not be read",
@@ -421,11 +518,11 @@ def _photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer:
     thumb = display.scaled(side, side, Qt.AspectRatioMode.KeepAspectRatio, Qt.TransformationMode.SmoothTransformation)
     thumb.setDevicePixelRatio(pixel_ratio)
     return PhotoResult(
-        item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams),
+        item_id, True, name, top=list(pred.top), maps=_map_indices(pred.cams), cams=np.asarray(pred.cams, np.float32),
         crop=(left / width, top / height, right / width, bottom / height),
         display=display, thumb=thumb, ms=pred.ms, device=pred.device, layer=pred.layer,
-        note="; ".join(n for n in (pred.note, kept_note) if n) or None, record=pred.to_record(), encoded=encoded,
-        size=(width, height),
+        method=pred.method, note="; ".join(n for n in (pred.note, kept_note) if n) or None, record=pred.to_record(),
+        encoded=encoded, size=(width, height),
     )
 
 
@@ -504,6 +601,7 @@ class _Runner(QObject):
         self.cuda_available = False
         self.download_cancelled = threading.Event()
         self.train_cancelled = threading.Event()
+        self.running: Job | None = None  # the job being computed (read from the GUI thread by Worker.stop)
 
     @Slot()
     def start(self) -> None:
@@ -526,7 +624,14 @@ class _Runner(QObject):
         self._answer(job)
         self.out._wake.emit()  # queued: the next job comes after pending events
 
+    def cancel_running(self) -> None:
+        """The window closes: a Score-CAM or faithfulness job being computed stops at its next batch."""
+        job = self.running
+        if isinstance(job, (ScoreCamJob, FaithfulnessJob)):
+            job.cancel.set()
+
     def _answer(self, job: Job) -> None:
+        self.running = job
         try:
             result = job.run(self)
         except JobFailed as exc:
@@ -535,6 +640,8 @@ class _Runner(QObject):
             self.out.failed.emit(job, f"internal error: {exc!r}")
         else:
             self.out.finished.emit(job, result)
+        finally:
+            self.running = None
 
     def _kick(self) -> None:
         if self.queue.wake_if_needed(batch_allowed=self.classifier is not None):
@@ -651,6 +758,7 @@ class Worker(QObject):
         self._queue.drop_batch()
         self._runner.download_cancelled.set()
         self._runner.train_cancelled.set()
+        self._runner.cancel_running()
         self._thread.quit()
         finished = self._thread.wait(timeout_ms)
         if finished:
@@ -663,11 +771,28 @@ class Worker(QObject):
             self._wake.emit()
         return job
 
-    def classify(self, item_id: int, source: PhotoSource, layer: str = "layer4") -> Job:
-        return self.submit(ClassifyJob(item_id, _own(source), layer))
+    def classify(self, item_id: int, source: PhotoSource, layer: str = "layer4", method: str = "gradcam") -> Job:
+        return self.submit(ClassifyJob(item_id, _own(source), layer, method))
 
-    def recompute(self, item_id: int, source: PhotoSource, layer: str) -> Job:
-        return self.submit(RecomputeJob(item_id, _own(source), layer))
+    def recompute(self, item_id: int, source: PhotoSource, layer: str, method: str = "gradcam") -> Job:
+        return self.submit(RecomputeJob(item_id, _own(source), layer, method))
+
+    def score_cam(self, item_id: int, source: PhotoSource, layer: str, classes: Sequence[int]) -> ScoreCamJob:
+        """Score-CAM of the photo shown (progress, then its maps); ``cancel(job)`` stops it."""
+        job = ScoreCamJob(item_id, _own(source), layer, tuple(classes))
+        self.submit(job)
+        return job
+
+    def faithfulness(self, item_id: int, source: PhotoSource, class_index: int, cam: np.ndarray,
+                     method: str = "gradcam", layer: str = "layer4") -> FaithfulnessJob:
+        """The faithfulness figures of the map shown; ``cancel(job)`` when it no longer is."""
+        job = FaithfulnessJob(item_id, _own(source), class_index, np.array(cam, dtype=np.float32), method, layer)
+        self.submit(job)
+        return job
+
+    def cancel(self, job: ScoreCamJob | FaithfulnessJob) -> None:
+        """Stop ``job`` between two of its batches (or before it starts); it answers ``failed(job, CANCELLED)``."""
+        job.cancel.set()
 
     def view(self, item_id: int, source: PhotoSource, full: bool = False) -> Job:
         return self.submit(ViewJob(item_id, _own(source), full))

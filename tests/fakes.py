@@ -30,6 +30,13 @@ class FakeClassifier:
         self.note: str | None = None
         self.load_ms = 0.0
         self.calls: list[tuple[str, str]] = []  # (photo name, layer), in the order asked
+        self.methods: list[str] = []  # the CAM method of each call of ``calls``
+        self.threads: list[int] = []  # threading.get_ident() of every call that computes (classify, Score-CAM, faithfulness)
+        # Score-CAM: ``score_total`` batches; ``score_done`` counts those computed. With ``score_hold`` given,
+        # each batch after the first waits for it (a test cancels in between); ``faith_calls`` counts faithfulness.
+        self.score_total, self.score_done = 8, 0
+        self.score_hold: threading.Event | None = None
+        self.faith_calls: list[tuple[int, tuple[int, ...]]] = []  # (class index, map shape)
         self.gate = gate
         self.busy = threading.Event()  # set once the first photo is being computed
         # what teaching reads of a backbone (core.train): its preprocessing and the arrays to fingerprint
@@ -39,14 +46,18 @@ class FakeClassifier:
 
         self.preprocessing = Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # what the results library keys on
 
-    def classify(self, source, keep_image=False, layer=None):
+    def classify(self, source, keep_image=False, layer=None, method=None):
         from resnext_gui.core.classifier import Prediction, TopClass
         from resnext_gui.core.errors import ImageError
         from resnext_gui.core.preprocess import load_image, source_name
 
-        layer = layer or "layer4"
+        layer, method = layer or "layer4", method or "gradcam"
+        if method == "scorecam":
+            raise ValueError("Score-CAM is computed by score_cams, not classify")
         name = source_name(source)
         self.calls.append((Path(name).name, layer))
+        self.methods.append(method)
+        self.threads.append(threading.get_ident())
         self.busy.set()
         if self.gate is not None:
             self.gate.wait(60)
@@ -58,10 +69,38 @@ class FakeClassifier:
         top = [TopClass(r + 1, r, self.labels[r], 0.5 / (r + 1)) for r in range(5)]
         side = 7 if layer == "layer4" else 14
         cams = np.random.default_rng(len(self.calls)).random((5, side, side), dtype=np.float32)
-        return Prediction(path=name, ok=True, top=top, cams=cams, layer=layer, crop=(0.0, 0.0, float(w), float(h)),
-                          image_size=(w, h), image=decoded.image if keep_image else None)
+        return Prediction(path=name, ok=True, top=top, cams=cams, layer=layer, method=method,
+                          crop=(0.0, 0.0, float(w), float(h)), image_size=(w, h),
+                          image=decoded.image if keep_image else None)
 
-    # ---- teaching: features a fixed projection of the pixels ----
+    # ---- the slow explanations of the photo shown ----
+    def score_cams(self, item, classes, layer="layer4", progress=None, cancelled=None):
+        from resnext_gui.core.errors import Cancelled
+
+        self.threads.append(threading.get_ident())
+        for i in range(self.score_total):
+            if i and self.score_hold is not None:
+                self.score_hold.wait(60)
+            if cancelled is not None and cancelled():
+                raise Cancelled("Score-CAM was cancelled")
+            self.score_done += 1
+            if progress is not None:
+                progress(i + 1, self.score_total)
+        side = 7 if layer == "layer4" else 14
+        return np.random.default_rng(self.score_done).random((len(classes), side, side), dtype=np.float32)
+
+    def faithfulness(self, item, class_index, cam, *, progress=None, cancelled=None, **_options):
+        from resnext_gui.core.errors import Cancelled
+        from resnext_gui.core.faithfulness import Faithfulness
+
+        self.threads.append(threading.get_ident())
+        self.faith_calls.append((int(class_index), tuple(np.shape(cam))))
+        if cancelled is not None and cancelled():
+            raise Cancelled("the faithfulness figures were cancelled")
+        return Faithfulness(deletion_auc=0.1, insertion_auc=0.7, random_deletion_auc=0.3, random_insertion_auc=0.4,
+                            prob=0.5, prob_hidden=0.05, random_prob_hidden=0.4, class_index=int(class_index))
+
+    # ---- teaching (and the slow explanations): features a fixed projection of the pixels ----
     def prepare(self, source):
         from resnext_gui.core.preprocess import load_and_prepare
 

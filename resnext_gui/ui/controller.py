@@ -3,6 +3,7 @@ Stop, Clear, Undo, Retry, Remove and the batch's progress."""
 
 from __future__ import annotations
 
+import csv
 import enum
 from collections.abc import Callable, Collection, Iterable
 from pathlib import Path
@@ -11,7 +12,9 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
-from ..core.records import write_records
+from ..core.cam import ONE_PASS
+from ..core.files import atomic_file
+from ..core.records import csv_header, csv_row, topk_of, write_records
 from ..worker import ClassifyJob, PhotoResult, PhotoSource, RecomputeJob, ViewJob
 from .controls import layer_name
 from .gallery import GalleryModel, Photo, Status
@@ -34,6 +37,20 @@ class ModelState(str, enum.Enum):
 
 
 UNDO_DEPTH = 20  # Clears and Removes that Ctrl+Z can take back, last first
+
+# The faithfulness figures of the top class's map, as `classify --faithfulness` writes them to CSV.
+FAITHFULNESS_COLUMNS = ("method", "layer", "deletion_auc", "insertion_auc", "random_deletion_auc",
+                        "random_insertion_auc", "prob", "prob_hidden", "random_prob_hidden")
+
+
+def _csv_extra(records: list[dict]) -> tuple[str, ...]:
+    """The CSV columns beyond the usual ones, when some record has them: its CAM method, the faithfulness figures."""
+    extra: tuple[str, ...] = ("cam_method",) if any("cam_method" in r for r in records) else ()
+    if any("faithfulness" in r for r in records):
+        extra += tuple(f"faithfulness.{name}" for name in FAITHFULNESS_COLUMNS)
+    return extra
+
+
 WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
 
 
@@ -57,13 +74,14 @@ class BatchController(QObject):
         # the photos selected in the gallery (several with Shift/Ctrl); by default the current one alone
         self.selection = selection or (lambda: [p for p in (current(),) if p is not None])
         self.layer = "layer4"
+        self.method = "gradcam"  # the CAM method chosen; Score-CAM's own maps come from ui.cam_methods
         self.model_state = ModelState.LOADING
         self._batch = [0, 0]  # photos in the current batch, and how many have their answer
         self._answers: PacedQueue[PhotoResult] = PacedQueue(self._take_answer, self)
         self._views_asked: set[int] = set()  # full views on their way
         self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
-        self._layer_asked: dict[int, str] = {}  # recomputes on their way: photo -> layer
-        self._layer_failed: set[tuple[int, str]] = set()  # never asked again for that photo and layer
+        self._layer_asked: dict[int, tuple[str, str]] = {}  # recomputes on their way: photo -> (layer, method)
+        self._layer_failed: set[tuple[int, str, str]] = set()  # never asked again for that photo, layer and method
         # What Clear and Remove took out, last first (Undo brings back the last): (what, photos, their rows or None)
         self._undo: list[tuple[str, list[Photo], list[int] | None]] = []
         # Every pixel of one photo at a time (the one zoomed past its display copy, or being saved), decoded by
@@ -90,7 +108,7 @@ class BatchController(QObject):
             else:
                 self.messages.show_status(f"{plural(n, 'photo is', 'photos are')} already in the gallery.", 6000)
         for photo in new:
-            self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+            self.worker.classify(photo.item_id, photo.source, self.layer, self.one_pass_method)  # type: ignore[arg-type]
         self._batch[0] += len(new)
         self._update_progress()
         if new and (select or self.current() is None):
@@ -129,17 +147,34 @@ class BatchController(QObject):
         self.layer = layer
         self._layer_failed.clear()  # a new choice: each photo gets one try again
 
+    def set_method(self, method: str) -> None:
+        self.method = method
+        self._layer_failed.clear()
+
+    @property
+    def one_pass_method(self) -> str:
+        """The method of the maps computed with each answer: the one chosen, or Grad-CAM while Score-CAM is
+        (Score-CAM is computed for the photo shown only)."""
+        return self.method if self.method in ONE_PASS else "gradcam"
+
     def want_layer(self, photo: Photo) -> None:
-        """The chosen Grad-CAM layer holds for every photo: one shown with another layer is recomputed, once."""
+        """The chosen layer and method hold for every photo: one shown with others is recomputed, once.
+        With Score-CAM chosen the photo keeps its one-pass map until its Score-CAM maps come."""
         res = photo.result
-        if (photo.status is not Status.DONE or res is None or res.layer == self.layer or photo.source is None
-                or self._layer_asked.get(photo.item_id) == self.layer or (photo.item_id, self.layer) in self._layer_failed):
+        wanted = (self.layer, self.one_pass_method)
+        if (photo.status is not Status.DONE or res is None or photo.source is None or self.method not in ONE_PASS
+                or (res.layer, res.method) == wanted or self._layer_asked.get(photo.item_id) == wanted
+                or (photo.item_id, *wanted) in self._layer_failed):
             return
-        self._layer_asked[photo.item_id] = self.layer
-        self.worker.recompute(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+        self._layer_asked[photo.item_id] = wanted
+        self.worker.recompute(photo.item_id, photo.source, *wanted)  # type: ignore[arg-type]
 
     def layer_pending(self, photo: Photo) -> bool:
-        return self._layer_asked.get(photo.item_id) == self.layer
+        return self._layer_asked.get(photo.item_id) == (self.layer, self.one_pass_method)
+
+    def recompute_pending(self, photo: Photo) -> bool:
+        """A recompute of ``photo`` is on its way (for any layer or method): its maps are about to change."""
+        return photo.item_id in self._layer_asked
 
     def want_view(self, photo: Photo) -> None:
         """The full photo for the view (its display copy was dropped), unless asked already or failed."""
@@ -184,8 +219,8 @@ class BatchController(QObject):
             self.updated.emit(photo)
 
     def _on_recompute_failed(self, job: RecomputeJob, message: str) -> None:
-        layer = self._layer_asked.pop(job.item_id, job.layer)
-        self._layer_failed.add((job.item_id, layer))  # not asked again: the note says which map is shown
+        layer, method = self._layer_asked.pop(job.item_id, (job.layer, job.method))
+        self._layer_failed.add((job.item_id, layer, method))  # not asked again: the note says which map is shown
         photo = self.photos.get(job.item_id)
         if photo is not None and photo.result is not None:
             shown = layer_name(photo.result.layer)
@@ -309,7 +344,7 @@ class BatchController(QObject):
         todo = self.retry_scope()
         for photo in todo:
             self.photos.requeue(photo)
-            self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+            self.worker.classify(photo.item_id, photo.source, self.layer, self.one_pass_method)  # type: ignore[arg-type]
         self._batch[0] += len(todo)
         self._update_progress()
         if self.current() is not None:
@@ -332,7 +367,15 @@ class BatchController(QObject):
         elif suffix != fmt:
             path += f".{fmt}"
         try:
-            write_records(path, records, fmt)
+            extra = _csv_extra(records) if fmt == "csv" else ()
+            if extra:
+                with atomic_file(Path(path), text=True, shared=True) as fh:  # as write_records, with the extra columns
+                    rows = csv.writer(fh)
+                    k = topk_of(records)
+                    rows.writerow(csv_header(k, extra))
+                    rows.writerows(csv_row(r, k, extra) for r in records)
+            else:
+                write_records(path, records, fmt)
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.messages.warning("Export failed", f"Could not write {path}: {reason}")

@@ -1,16 +1,32 @@
-"""The control panel beside the photo: top 5, Show, opacity, colour map, legend, Grad-CAM layer, Stop and Clear."""
+"""The control panel beside the photo: top 5, Show, opacity, colour map, legend, CAM method and layer, Stop and Clear."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QStandardItemModel
 from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QPushButton, QScrollArea, QSlider, QVBoxLayout, QWidget
 
+from ..core.cam import METHOD_NAMES, METHODS
 from ..core.colormap import COLORMAPS
 from .image_view import MODES
 from .legend import HeatmapLegend
 from .top5 import Top5Panel
 
-LAYERS = {"layer4": "Last stage (7×7, default)", "layer3": "Stage before (14×14, finer)"}
+LAYERS = {"layer4": "Last stage (7×7, default)", "layer3": "Stage before (14×14, finer)",
+          "layer2": "Two stages before (28×28, finest)"}
+LAYER_SIZES = {"layer4": "7×7", "layer3": "14×14", "layer2": "28×28"}  # each layer's map, as the panel's heading says it
+METHOD_TIPS = {
+    "gradcam": "Grad-CAM: the stage's activations weighted by the class's average gradient (the default)",
+    "hirescam": "HiResCAM: activations times the gradient at each position, so the map shows what the score used",
+    "gradcam++": "Grad-CAM++: higher-order gradient weights; often covers several objects of the class better",
+    "xgradcam": "XGrad-CAM: gradients weighted by the activations themselves",
+    "layercam": "Layer-CAM: the positive gradient at each position; fine detail at the earlier stages",
+    "eigencam": "Eigen-CAM: the activations' main component; the same map for every class",
+    "scorecam": "Score-CAM: each activation map, used as a mask on the photo, weighted by the class's score "
+                "on it. Slow (a forward pass per map): computed for the photo shown only, with progress and Cancel",
+}
 MODE_BUTTONS = (("Original", "The photo alone (Ctrl+1)"), ("Overlay", "The heatmap over the photo (Ctrl+2)"),
                 ("Heatmap", "The heatmap alone (Ctrl+3)"))
 
@@ -29,7 +45,8 @@ class ControlPanel(QScrollArea):
     modeChosen = Signal(str)  # a Show button
     opacityChanged = Signal(float)  # 0..1
     colormapChanged = Signal(str)
-    layerChosen = Signal(str)  # "layer4" | "layer3"
+    layerChosen = Signal(str)  # "layer4" | "layer3" | "layer2"
+    methodChosen = Signal(str)  # one of core.cam.METHODS
     classChosen = Signal(int)  # rank in the top 5, 1-based
     stopClicked = Signal()
     clearClicked = Signal()
@@ -68,11 +85,20 @@ class ControlPanel(QScrollArea):
         s.addWidget(self.cmap)
         self.legend = HeatmapLegend(side)
         s.addWidget(self.legend)
-        s.addWidget(QLabel("Grad-CAM layer (all photos)"))
+        s.addWidget(QLabel("Heatmap method (all photos)"))
+        self.method_box = QComboBox()
+        for key in METHODS:
+            self.method_box.addItem(METHOD_NAMES[key], key)
+            self.method_box.setItemData(self.method_box.count() - 1, METHOD_TIPS.get(key, ""), Qt.ItemDataRole.ToolTipRole)
+        self.method_box.setToolTip("How the heatmap is computed; each photo is recomputed with it when you show it")
+        self.method_box.setAccessibleName("Heatmap method")
+        s.addWidget(self.method_box)
+        s.addWidget(QLabel("Heatmap layer (all photos)"))
         self.layer_box = QComboBox()
         for key, text in LAYERS.items():
             self.layer_box.addItem(text, key)
         self.layer_box.setToolTip("Applies to every photo: each one is recomputed with this layer when you show it")
+        self.layer_box.setAccessibleName("Heatmap layer")
         s.addWidget(self.layer_box)
         buttons = QHBoxLayout()
         self.stop_button = QPushButton("Stop")
@@ -95,6 +121,7 @@ class ControlPanel(QScrollArea):
         self.cmap.currentTextChanged.connect(self.legend.set_colormap)
         self.cmap.currentTextChanged.connect(self.colormapChanged)
         self.layer_box.currentIndexChanged.connect(lambda i: self.layerChosen.emit(self.layer_box.itemData(i)))
+        self.method_box.currentIndexChanged.connect(lambda i: self.methodChosen.emit(self.method_box.itemData(i)))
         self.top5.classChosen.connect(self.classChosen)
         self.stop_button.clicked.connect(self.stopClicked)
         self.clear_button.clicked.connect(self.clearClicked)
@@ -105,6 +132,32 @@ class ControlPanel(QScrollArea):
 
     def layer_keys(self) -> list[str]:
         return list(LAYERS)
+
+    @property
+    def method(self) -> str:
+        return str(self.method_box.currentData())
+
+    def set_method(self, method: str) -> None:
+        """Show ``method`` as chosen without asking for anything (a restored setting)."""
+        self.method_box.blockSignals(True)
+        self.method_box.setCurrentIndex(max(0, self.method_box.findData(method)))
+        self.method_box.blockSignals(False)
+
+    def offer_layers(self, offered: Collection[str], why: str = "") -> str:
+        """Only the layers in ``offered`` can be chosen (the others are greyed, ``why`` as their tooltip); a
+        chosen layer no longer offered becomes the first one offered, without asking. Returns the layer now chosen."""
+        model = self.layer_box.model()
+        assert isinstance(model, QStandardItemModel)  # a plain QComboBox's own model
+        for i in range(self.layer_box.count()):
+            item = model.item(i)
+            item.setEnabled(item.data(Qt.ItemDataRole.UserRole) in offered)
+            item.setToolTip("" if item.isEnabled() else why)
+        if self.layer not in offered:
+            first = next((i for i in range(self.layer_box.count()) if model.item(i).isEnabled()), 0)
+            self.layer_box.blockSignals(True)
+            self.layer_box.setCurrentIndex(first)
+            self.layer_box.blockSignals(False)
+        return self.layer
 
     def _on_opacity(self, value: int) -> None:
         self.legend.set_opacity(value / 100)
@@ -131,3 +184,4 @@ class ControlPanel(QScrollArea):
         """The top-5 list and its heading (empty with the plain heading: nothing classified to show)."""
         self.top5.set_top(top or [], rank, message=message)
         self.top5.title.setText(title)
+        self.top5.title.setToolTip("")

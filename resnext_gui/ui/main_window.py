@@ -11,9 +11,11 @@ from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent, QGuiApplication, QShowEvent
 from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
 
+from ..core.cam import METHOD_NAMES, method_layers
 from ..worker import Worker
 from . import window_settings
 from .actions import Actions
+from .cam_methods import ScoreCamBar
 from .controller import BatchController, ModelState
 from .controls import ControlPanel
 from .drop_overlay import DropOverlay
@@ -128,11 +130,13 @@ class MainWindow(QMainWindow):
         self.progress.setTextVisible(True)
         self.progress.setFormat("%v / %m")
         self.progress.hide()
+        self.score_bar = ScoreCamBar()
         bar.addWidget(self.model.device_label)
         bar.addWidget(self.model.weights_label, 1)
         bar.addPermanentWidget(self.summary_label)
         bar.addPermanentWidget(self.time_label)
         bar.addPermanentWidget(self.progress)
+        bar.addPermanentWidget(self.score_bar)
 
     def _connect(self) -> None:
         self.messages.status.connect(self.statusBar().showMessage)
@@ -160,6 +164,10 @@ class MainWindow(QMainWindow):
         controls.opacityChanged.connect(self.view.set_opacity)
         controls.colormapChanged.connect(self.view.set_colormap)
         controls.layerChosen.connect(self._on_layer_chosen)
+        controls.methodChosen.connect(self._on_method_chosen)
+        p.cam.scoreProgress.connect(self.score_bar.show_progress)
+        p.cam.faithText.connect(controls.top5.set_score)
+        self.score_bar.cancelClicked.connect(lambda: p.cam.cancel_score())
         controls.stopClicked.connect(self.stop)
         controls.clearClicked.connect(self.clear)
 
@@ -180,6 +188,8 @@ class MainWindow(QMainWindow):
     def _on_model_state(self, state: ModelState) -> None:
         if state is not ModelState.FAILED:
             self.controller.set_model_state(state)
+        if state is ModelState.READY:
+            self.presenter.cam.forget()  # another model: scores computed with the last one are not about it
         if state is ModelState.READY and not len(self.photos):
             self.view.set_placeholder(IDLE_HINT)
         self.modelStateChanged.emit(state.value)
@@ -194,6 +204,20 @@ class MainWindow(QMainWindow):
         self.settings.setValue("layer", layer)
         self.controller.set_layer(layer)
         self.presenter.refresh()
+
+    def _on_method_chosen(self, method: str) -> None:
+        self.settings.setValue("cam_method", method)
+        self.set_cam_method(method)
+        self.settings.setValue("layer", self.controls.layer)
+        self.presenter.refresh()
+
+    def set_cam_method(self, method: str) -> None:
+        """One method for every photo; only the layers it is offered at can be chosen with it."""
+        layer = self.controls.offer_layers(method_layers(method),
+                                           f"{METHOD_NAMES.get(method, method)} is not offered at this layer")
+        self.controller.set_layer(layer)
+        self.controller.set_method(method)
+        self.presenter.cam.set_method(method)
 
     def _can_retry(self) -> bool:
         return bool(self.controller.retry_scope())
@@ -230,6 +254,7 @@ class MainWindow(QMainWindow):
             self.showNormal()
             return
         self.intake.cancel()
+        self.presenter.cam.cancel_score()
         self.controller.stop()
 
     def clear(self) -> None:

@@ -70,9 +70,9 @@ class OverlaySaver(QObject):
             return
         indices = res.maps[0] if res.maps is not None else None
         composed = self.view.compose(image, indices, res.crop)
-        path = self._free_path(overlay_name(photo, res.top[0].label, res.layer))
+        path = self._free_path(overlay_name(photo, res.top[0].label, res.layer, res.method))
         self.reserved.add(str(path))
-        self.pending.append(self.controller.worker.save_image(str(path), composed, overlay_metadata(photo, 1, res.layer)))
+        self.pending.append(self.controller.worker.save_image(str(path), composed, overlay_metadata(photo, 1, res.layer, res.method)))
 
     def owns(self, job: Job) -> bool:
         return any(job is j for j in self.pending)

@@ -8,6 +8,7 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QImage
 
+from ..core.cam import METHOD_NAMES
 from .gallery import Photo
 
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
@@ -19,16 +20,16 @@ def stem_of(photo: Photo) -> str:
     return Path(name).stem if isinstance(photo.source, str) else name
 
 
-def overlay_name(photo: Photo, label: str, layer: str) -> str:
-    """``coffee.espresso.layer4.png``: the photo, the class shown and the Grad-CAM layer, safe as a file name."""
+def overlay_name(photo: Photo, label: str, layer: str, method: str = "gradcam") -> str:
+    """``coffee.espresso.gradcam.layer4.png``: the photo, the class shown, the CAM method and layer, safe as a file name."""
     parts = [_UNSAFE.sub("_", part).strip(" .") or "photo" for part in (stem_of(photo), label)]
-    return f"{parts[0]}.{parts[1]}.{layer}.png"
+    return f"{parts[0]}.{parts[1]}.{method}.{layer}.png"
 
 
-def overlay_metadata(photo: Photo, rank: int, layer: str) -> dict[str, str]:
+def overlay_metadata(photo: Photo, rank: int, layer: str, method: str = "gradcam") -> dict[str, str]:
     res = photo.result
     top = res.top[rank - 1] if res is not None and res.ok and 0 < rank <= len(res.top) else None
-    meta = {"Source": photo.name, "Software": "resnext-gui", "Layer": layer}
+    meta = {"Source": photo.name, "Software": "resnext-gui", "Layer": layer, "Method": METHOD_NAMES.get(method, method)}
     if top is not None:
         meta.update({"Class": top.label, "Class index": str(top.index), "Rank": str(rank), "Probability": f"{top.prob:.4f}"})
     return meta

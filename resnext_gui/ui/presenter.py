@@ -11,8 +11,9 @@ from PySide6.QtGui import QDrag, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QAbstractButton, QFileDialog, QMessageBox, QWidget
 
 from ..worker import SaveImageJob
+from .cam_methods import CamMethods, method_name
 from .controller import BatchController
-from .controls import ControlPanel, layer_name
+from .controls import LAYER_SIZES, ControlPanel, layer_name
 from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
 from .gallery_filter import GalleryFilter
 from .image_view import ImageView
@@ -38,6 +39,7 @@ class Presenter(QObject):
         self.photos, self.proxy, self.gallery, self.view = photos, proxy, gallery, view
         self.controls, self.controller, self.messages, self.settings = controls, controller, messages, settings
         self.parent_widget = parent
+        self.cam = CamMethods(photos, controller.worker, messages, controller, self)  # Score-CAM, faithfulness
         self.selected_rank = 1
         self._pending_save: tuple[int, str] | None = None  # (photo, path): Save Overlay waiting for every pixel
         self._saver: OverlaySaver | None = None  # Save Overlay on several photos, while it runs
@@ -141,10 +143,13 @@ class Presenter(QObject):
         self.view.set_map(None)
         self.view.set_placeholder(IDLE_HINT if not len(self.photos) else "No photo selected")
         self.controls.show_top()
+        self.cam.want(None)
+        self.cam.shown(None, 0)
         self.update_title()
 
     def show(self, photo: Photo) -> None:
         self.controller.want_layer(photo)
+        self.cam.want(photo)
         self._show_now(photo)
         self.update_title()
 
@@ -155,6 +160,7 @@ class Presenter(QObject):
             self.view.set_map(None)
             self.view.set_placeholder(f"Could not classify this file\n\n{sentence(photo.error or '')}")
             self.controls.show_top(message=sentence(photo.error or ""))
+            self.cam.shown(None, 0)
             return
         crop = res.crop if res is not None and res.ok else None
         display = self.photos.display(photo.item_id)
@@ -171,11 +177,13 @@ class Presenter(QObject):
         if photo.status is Status.DONE and res is not None:
             rank = min(self.selected_rank, len(res.top))
             self.view.set_map(res.maps[rank - 1] if res.maps is not None else None)
-            pending = " (updating…)" if self.controller.layer_pending(photo) else ""
             self.controls.show_top(res.top, rank, photo.note or res.note or "",
-                                   f"Top {len(res.top)} · heatmap: {layer_name(res.layer)}{pending}")
+                                   f"Top {len(res.top)} · {method_name(res.method)} ({LAYER_SIZES.get(res.layer, res.layer)})")
+            self.controls.top5.title.setToolTip(f"The heatmap: {method_name(res.method)} at the {layer_name(res.layer)}")
+            self.cam.shown(photo, rank)
             return
         self.view.set_map(None)
+        self.cam.shown(None, 0)
         waiting = "Stopped before it was classified" if photo.status is Status.STOPPED else self.photos.waiting_text
         self.controls.show_top(message=photo.note or waiting)
         if display is None and photo.thumb is None and photo.source is None:
@@ -187,6 +195,7 @@ class Presenter(QObject):
             return
         self.selected_rank = rank
         self.view.set_map(photo.result.maps[rank - 1])
+        self.cam.shown(photo, rank)
         self.update_title()
 
     def current_map(self) -> np.ndarray | None:
@@ -218,6 +227,10 @@ class Presenter(QObject):
             return self.controller.layer, "original", 0
         rank = min(self.selected_rank, len(res.top))
         return res.layer, res.top[rank - 1].label, rank
+
+    def _shown_method(self, photo: Photo) -> str:
+        res = photo.result
+        return res.method if res is not None and res.ok and res.top else self.controller.method
 
     def _last_folder(self) -> str:
         return str(self.settings.value("last_folder", str(Path.home()), type=str))
@@ -261,7 +274,7 @@ class Presenter(QObject):
             self.messages.show_status("Select a classified photo first.", 4000)
             return
         layer, label, _rank = self._shown_layer_and_label(photo)
-        suggested = str(Path(self._last_folder()) / overlay_name(photo, label, layer))
+        suggested = str(Path(self._last_folder()) / overlay_name(photo, label, layer, self._shown_method(photo)))
         path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save Overlay", suggested, "PNG image (*.png)")
         if path:
             self.save_overlay_to(path if path.lower().endswith(".png") else path + ".png")
@@ -295,7 +308,7 @@ class Presenter(QObject):
         meta = {}
         if photo is not None:
             layer, _label, rank = self._shown_layer_and_label(photo)
-            meta = overlay_metadata(photo, rank, layer)
+            meta = overlay_metadata(photo, rank, layer, self._shown_method(photo))
         if image is None:
             self.messages.show_status(f"Could not save {path}: no photo is shown", 5000)
             return False

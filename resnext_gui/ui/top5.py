@@ -1,4 +1,5 @@
-"""The top-5 panel: one clickable row per class with its label, a probability bar and the percentage."""
+"""The top-5 panel: one clickable row per class with its label, a probability bar and the percentage; under them
+a note and the faithfulness score of the map shown."""
 
 from __future__ import annotations
 
@@ -68,10 +69,11 @@ class ClassRow(QAbstractButton):
 
 
 MESSAGE_LINES = 3  # the note under the classes has a fixed height, so nothing below it moves
-# The heading ("Top 5 · heatmap: stage before (updating…)") wraps onto a second line in a narrow panel (a 990-px
+# The heading ("Top 5 · Grad-CAM++ (14×14)") wraps onto a second line in a narrow panel (a 990-px
 # window, a HiDPI scale) rather than run off its edge; it always has room for two, so the rows don't move with it
 # (a third line only where a large font needs one).
 TITLE_LINES = 2
+SCORE_LINES = 5  # and so has the faithfulness score of the map shown
 
 
 class Top5Panel(QWidget):
@@ -108,6 +110,14 @@ class Top5Panel(QWidget):
         self.message.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
         self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         layout.addWidget(self.message)
+        self.score = QLabel("")
+        self.score.setTextFormat(Qt.TextFormat.PlainText)
+        self.score.setWordWrap(True)
+        self.score.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.score.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        self.score.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.score.setAccessibleName("Faithfulness of the map shown")
+        layout.addWidget(self.score)
         self._fix_heights()
         self.group.idClicked.connect(self.classChosen)
         self.set_top([])
@@ -115,6 +125,7 @@ class Top5Panel(QWidget):
     def _fix_heights(self) -> None:
         self.title.setMinimumHeight(self.title.fontMetrics().lineSpacing() * TITLE_LINES + 2)
         self.message.setFixedHeight(self.message.fontMetrics().lineSpacing() * MESSAGE_LINES + 4)
+        self.score.setFixedHeight(self.score.fontMetrics().lineSpacing() * SCORE_LINES + 4)
 
     def changeEvent(self, event: QEvent) -> None:  # noqa: N802
         if event.type() == QEvent.Type.FontChange:  # a larger font: the fixed heights grow with it
@@ -133,6 +144,11 @@ class Top5Panel(QWidget):
             self.rows[min(selected, len(top)) - 1].setChecked(True)
         self.message.setText(message)
         self.message.setToolTip(plain_tooltip(message) if message else "")
+
+    def set_score(self, text: str, tip: str = "") -> None:
+        """The faithfulness score of the map shown, in words ("" while there is none)."""
+        self.score.setText(text)
+        self.score.setToolTip(plain_tooltip(tip) if tip else "")
 
     def step(self, current: ClassRow, delta: int) -> None:
         """Arrow keys move between the classes (and show that class's heatmap)."""

@@ -9,6 +9,7 @@ from PySide6.QtCore import QByteArray, QPoint, QRect, QSettings, QSize
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QMainWindow
 
+from ..core.cam import METHODS, method_layers
 from ..core.colormap import COLORMAPS
 from ..core.records import valid_text
 from .controls import LAYERS
@@ -60,6 +61,7 @@ CHOICES: dict[str, tuple[tuple[str, ...], str, str]] = {
     "precision": (PRECISIONS, "fp32", "precision"),
     "colormap": (tuple(COLORMAPS), "jet", "colour map"),
     "layer": (tuple(LAYERS), "layer4", "heatmap layer"),
+    "cam_method": (METHODS, "gradcam", "heatmap method"),
     "view_mode": (tuple(MODES), "overlay", "view"),
     "gallery_sort": (tuple(key for key, _ in SORTS), "added", "gallery order"),
 }
@@ -118,8 +120,11 @@ def restore(win: MainWindow, settings: QSettings) -> None:
     controls.opacity.setValue(read_int(settings, "opacity", 0, 100, 50))
     controls.set_colormap(read_str(settings, "colormap", COLORMAPS, "jet"))
     win.set_mode(read_str(settings, "view_mode", MODES, "overlay"))
-    controls.set_layer(read_str(settings, "layer", controls.layer_keys(), "layer4"))
-    win.controller.set_layer(controls.layer)
+    method = read_str(settings, "cam_method", METHODS, "gradcam")
+    controls.set_method(method)
+    offered = [key for key in controls.layer_keys() if key in method_layers(method)]
+    controls.set_layer(read_str(settings, "layer", offered, offered[0] if offered else "layer4"))
+    win.set_cam_method(method)
 
 
 def save(win: MainWindow, settings: QSettings) -> None:
@@ -131,6 +136,7 @@ def save(win: MainWindow, settings: QSettings) -> None:
     settings.setValue("colormap", win.controls.cmap.currentText())
     settings.setValue("view_mode", win.view.mode)
     settings.setValue("layer", win.controls.layer)
+    settings.setValue("cam_method", win.controls.method)
     settings.setValue("device", win.model.device_choice)
     settings.sync()
 

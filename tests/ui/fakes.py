@@ -5,7 +5,18 @@ import threading
 
 from PySide6.QtCore import QObject, Signal
 
-from resnext_gui.worker import ClassifyJob, CountJob, DownloadJob, LoadJob, RecomputeJob, SaveImageJob, SaveModelJob, ViewJob
+from resnext_gui.worker import (
+    ClassifyJob,
+    CountJob,
+    DownloadJob,
+    FaithfulnessJob,
+    LoadJob,
+    RecomputeJob,
+    SaveImageJob,
+    SaveModelJob,
+    ScoreCamJob,
+    ViewJob,
+)
 from tests.fakes import FakeClassifier
 
 
@@ -45,11 +56,20 @@ class FakeWorker(QObject):
             self.waiting.append(job)
         return job
 
-    def classify(self, item_id, source, layer="layer4"):
-        return self._put(ClassifyJob(item_id, source, layer))
+    def classify(self, item_id, source, layer="layer4", method="gradcam"):
+        return self._put(ClassifyJob(item_id, source, layer, method))
 
-    def recompute(self, item_id, source, layer):
-        return self._put(RecomputeJob(item_id, source, layer))
+    def recompute(self, item_id, source, layer, method="gradcam"):
+        return self._put(RecomputeJob(item_id, source, layer, method))
+
+    def score_cam(self, item_id, source, layer, classes):
+        return self._put(ScoreCamJob(item_id, source, layer, tuple(classes)))
+
+    def faithfulness(self, item_id, source, class_index, cam, method="gradcam", layer="layer4"):
+        return self._put(FaithfulnessJob(item_id, source, class_index, cam, method, layer))
+
+    def cancel(self, job):
+        job.cancel.set()
 
     def view(self, item_id, source, full=False):
         return self._put(ViewJob(item_id, source, full))

@@ -71,7 +71,7 @@ def test_a_classified_photo_shows_its_top_5_its_map_and_the_title_names_it(qtbot
     answer(worker, worker.of(ClassifyJob)[0], maps)
     qtbot.waitUntil(lambda: titles and "class 0" in titles[-1])
     assert titles[-1] == f"cat.png · 60×40 · class 0 50% — {APP_TITLE}"
-    assert controls.top5.title.text() == "Top 5 · heatmap: last stage"
+    assert controls.top5.title.text() == "Top 5 · Grad-CAM (7×7)"
     assert np.array_equal(presenter.current_map(), maps[0]) and view.photo_width() == 60
     presenter.choose_class(3)
     assert np.array_equal(presenter.current_map(), maps[2]) and "class 2 17%" in titles[-1]
@@ -315,7 +315,7 @@ def test_save_overlay_on_several_photos_writes_each_one_at_full_size_into_a_fold
     worker.fail(b_job, "broken")
     qtbot.waitUntil(lambda: all(p.result is not None for p in photos))
     a, b, c = photos
-    (tmp_path / "a.class 0.layer4.png").write_bytes(b"someone else's")  # never overwritten
+    (tmp_path / "a.class 0.gradcam.layer4.png").write_bytes(b"someone else's")  # never overwritten
     everything = QItemSelection(presenter.proxy.index(0, 0), presenter.proxy.index(2, 0))
     presenter.gallery.selectionModel().select(everything, QItemSelectionModel.SelectionFlag.ClearAndSelect)
     saver = presenter.save_overlays_to(str(tmp_path))
@@ -325,11 +325,11 @@ def test_save_overlay_on_several_photos_writes_each_one_at_full_size_into_a_fold
         (job,) = [j for j in worker.of(ViewJob) if j.full and j.item_id == photo.item_id]
         assert not saver.done
         worker.answer(job, full)
-    assert not saver.done and not list(tmp_path.glob("?.class 0.layer4-2.png"))  # the worker writes them
+    assert not saver.done and not list(tmp_path.glob("?.class 0.gradcam.layer4-2.png"))  # the worker writes them
     write(worker)
-    assert saver.done and (tmp_path / "a.class 0.layer4.png").read_bytes() == b"someone else's"
+    assert saver.done and (tmp_path / "a.class 0.gradcam.layer4.png").read_bytes() == b"someone else's"
     written = sorted(p.name for p in tmp_path.glob("*.png"))
-    assert written == ["a.class 0.layer4-2.png", "a.class 0.layer4.png", "c.class 0.layer4.png"]
-    out = QImage(str(tmp_path / "c.class 0.layer4.png"))
+    assert written == ["a.class 0.gradcam.layer4-2.png", "a.class 0.gradcam.layer4.png", "c.class 0.gradcam.layer4.png"]
+    out = QImage(str(tmp_path / "c.class 0.gradcam.layer4.png"))
     assert out.size().toTuple() == (800, 400) and out.pixelColor(400, 200).name() != "#202020"  # the heatmap over it
     assert status[-1] == f"Saved 2 overlays into {tmp_path}; 1 photo not saved (not classified, or unreadable)."

@@ -109,7 +109,7 @@ def test_the_layer_is_a_global_setting_applied_to_each_photo_as_it_is_shown(qtbo
         assert second.result.layer == "layer4"  # not recomputed until it is shown
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.result.layer == "layer3"):
             win.select(second)
-        assert win.controls.top5.title.text().endswith("heatmap: stage before")
+        assert win.controls.top5.title.text().endswith("Grad-CAM (14×14)")
         # a failed recompute is said once and not asked again each time the photo is shown
         files[1].unlink()
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.note is not None):
@@ -174,7 +174,7 @@ def test_download_dialog_sits_over_the_window_and_cancel_is_not_a_failure(qtbot,
 
 def test_clear_resets_the_heading_and_can_be_undone(qtbot, fwin, photos):
     _done(qtbot, fwin, [photos["coffee"], photos["chelsea"]])
-    assert "heatmap" in fwin.controls.top5.title.text()
+    assert "Grad-CAM" in fwin.controls.top5.title.text()
     fwin.clear()
     assert fwin.controls.top5.title.text() == "Top 5" and len(fwin.photos) == 0 and fwin.windowTitle() == "ResNeXt Classifier"
     fwin.activateWindow()
@@ -352,9 +352,10 @@ def test_save_overlay_names_the_photo_class_and_layer_in_the_name_and_the_png(qt
     monkeypatch.setattr(QFileDialog, "getSaveFileName", dialog)
     fwin.presenter.save_overlay()
     qtbot.waitUntil((tmp_path / "out.png").exists)  # written by the worker
-    assert seen["name"].endswith(f"coffee.{label}.layer4.png")
+    assert seen["name"].endswith(f"coffee.{label}.gradcam.layer4.png")
     reader = QImageReader(str(tmp_path / "out.png"))
     assert reader.text("Class") == label and reader.text("Layer") == "layer4" and reader.text("Rank") == "2"
+    assert reader.text("Method") == "Grad-CAM"
     assert reader.text("Source").endswith("coffee.png")
 
 

@@ -83,11 +83,11 @@ def test_unknown_choices_fall_back_to_the_defaults_with_a_note_shown_once(qtbot,
     from resnext_gui.ui.main_window import MainWindow
     from tests.ui.fakes import FakeWorker
 
-    lines = ["backend=evil", "precision=evil", "layer=layer9", "colormap=plaid", "device=quantum",
+    lines = ["backend=evil", "precision=evil", "layer=layer9", "colormap=plaid", "device=quantum", "cam_method=magic",
              "opacity=99999999999999999999", "view_mode=overlay"]
     settings = hand_written(tmp_path, lines)
     assert check_choices(settings) and not check_choices(settings)  # set aside once: the file holds defaults now
-    for key in ("backend", "precision", "layer", "colormap", "device"):
+    for key in ("backend", "precision", "layer", "colormap", "device", "cam_method"):
         assert settings.value(key) is None
     settings = hand_written(tmp_path, lines)
     win = MainWindow(settings=settings, worker=FakeWorker())
@@ -97,6 +97,7 @@ def test_unknown_choices_fall_back_to_the_defaults_with_a_note_shown_once(qtbot,
     text = box.text()
     for what, value, default in (("CPU runtime", "evil", "auto"), ("precision", "evil", "fp32"),
                                  ("heatmap layer", "layer9", "layer4"), ("colour map", "plaid", "jet"),
+                                 ("heatmap method", "magic", "gradcam"),
                                  ("device", "quantum", "auto")):
         assert f"The {what} in the settings file, {value!r}, is not one of" in text and f"using {default!r}" in text
     assert "view" not in text.replace("preview", "")  # a valid value is no news

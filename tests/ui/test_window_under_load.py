@@ -162,6 +162,6 @@ def test_a_failed_recompute_says_so_and_keeps_showing_what_is_current(qtbot, set
             win.controls.layer_box.setCurrentIndex(1)
         assert photo.result.layer == "layer4"
         assert "Could not compute the new heatmap" in win.controls.top5.message.text() and "last stage" in win.controls.top5.message.text()
-        assert win.controls.top5.title.text().endswith("heatmap: last stage")
+        assert win.controls.top5.title.text().endswith("Grad-CAM (7×7)")
     finally:
         win.close()
