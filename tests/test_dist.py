@@ -149,14 +149,23 @@ def test_second_start_uses_the_compiled_network(bundle, checkpoint, tmp_path):
 
 
 def test_classify_in_bare_environment(bundle, checkpoint, tmp_path, photos):
+    """classify, its results library and its keywords (the bundled exiv2) in the frozen app."""
+    from resnext_gui.core.xmp import read_keywords
+
     photo = tmp_path / "Ünïcödé photo.png"
     shutil.copy(photos["chelsea"], photo)
-    r = bare_run(bundle, ["classify", photo, tmp_path / "missing.jpg"], tmp_path, checkpoint, tmp_path)
+    args = ["classify", "--library", "--xmp", photo, tmp_path / "missing.jpg"]
+    r = bare_run(bundle, args, tmp_path, checkpoint, tmp_path)
     assert r.returncode == 1, r.stderr
     lines = [json.loads(line) for line in r.stdout.splitlines()]
     assert [line["ok"] for line in lines] == [True, False]
     assert lines[0]["path"] == str(photo) and len(lines[0]["top"]) == 5
     assert "Traceback" not in r.stderr
+    assert lines[0]["xmp"] == f"{photo}.xmp" and lines[0]["top"][0]["label"] in read_keywords(f"{photo}.xmp")[0]
+    again = bare_run(bundle, args[:2] + [photo], tmp_path, checkpoint, tmp_path)
+    assert again.returncode == 0, again.stderr
+    (record,) = [json.loads(line) for line in again.stdout.splitlines()]
+    assert record["cached"] is True and record["top"] == lines[0]["top"]
 
 
 def test_self_test_fails_loudly_without_weights(bundle, tmp_path):
