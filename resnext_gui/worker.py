@@ -490,7 +490,11 @@ def _map_indices(cams: np.ndarray) -> np.ndarray:
     """Maps in [0, 1] -> (k, MAP_SIDE, MAP_SIDE) colour-map indices, upsampled as the CLI's overlays are."""
     from .core.cam import upsample
 
-    return np.stack([np.clip(np.rint(upsample(m, (MAP_SIDE, MAP_SIDE)) * 255), 0, 255).astype(np.uint8) for m in cams])
+    maps = upsample(np.asarray(cams, dtype=np.float32), (MAP_SIDE, MAP_SIDE))  # all k at once
+    maps *= np.float32(255)
+    np.rint(maps, out=maps)
+    np.clip(maps, 0, 255, out=maps)
+    return maps.astype(np.uint8)
 
 
 def qimage_to_png_bytes(image: QImage) -> bytes:

@@ -153,3 +153,22 @@ def test_prediction_overlay_uses_crop_of_full_photo(clf, big_jpeg):
     changed = np.any(out != photo, axis=2)
     sx = photo.shape[1] / 4000
     assert not changed[:, : int(left * sx) - 1].any() and not changed[:, int(right * sx) + 1 :].any()
+
+
+@pytest.mark.parametrize("shape, size", [((7, 7), (224, 224)), ((14, 14), (224, 224)), ((28, 28), (301, 187)),
+                                         ((7, 7), (1, 1)), ((1, 1), (5, 3)), ((7, 7), (3, 5)), ((5, 9), (9, 5))])
+def test_upsample_is_pillows_bilinear_resize(shape, size):
+    cam_mod_upsample = cam.upsample
+    """The overlay's and the window's maps: the matrix form gives Pillow's numbers (up- and downscaling)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(sum(shape) + sum(size))
+    raw = rng.random(shape, dtype=np.float32)
+    want = np.asarray(Image.fromarray(raw).resize(size, Image.Resampling.BILINEAR), dtype=np.float32)
+    got = cam_mod_upsample(raw, size)
+    assert got.shape == want.shape == (size[1], size[0]) and got.dtype == np.float32
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-6)
+    several = cam_mod_upsample(np.stack([raw, raw[::-1]]), size)  # a stack of maps: each one alone
+    np.testing.assert_array_equal(several[0], got)
+    np.testing.assert_allclose(several[1], np.asarray(Image.fromarray(np.ascontiguousarray(raw[::-1])).resize(
+        size, Image.Resampling.BILINEAR)), rtol=0, atol=2e-6)
