@@ -11,7 +11,6 @@ estimate of what the window does next, decoding those thumbnails with Pillow.
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import statistics
 import sys
@@ -30,6 +29,9 @@ from resnext_gui.core.classifier import Prediction, TopClass  # noqa: E402
 from resnext_gui.core.labels import imagenet_labels  # noqa: E402
 from resnext_gui.core.library import Library, model_key, thumbnail_bytes  # noqa: E402
 from resnext_gui.core.preprocess import Preprocessing  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import cpu_features  # noqa: E402
 
 KEY = model_key("0" * 64, Preprocessing(232, 224))
 
@@ -104,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# The results library",
         "",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; Python "
+        f"Machine: {platform.processor() or platform.machine()}, CPU features {cpu_features()}; Python "
         f"{platform.python_version()}, SQLite {__import__('sqlite3').sqlite_version}. `python benchmarks/library.py"
         f"{' --quick' if args.quick else ''}`; synthetic entries (see the script's docstring), {n:,} photos.",
         "",

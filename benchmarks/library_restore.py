@@ -114,7 +114,11 @@ def main(argv: list[str] | None = None) -> int:
         win.close()
         app.processEvents()
 
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench import cpu_features
+
     row = {
+        "cpu": cpu_features(),
         "photos": args.photos,
         "gallery_listed_s": round(marks["listed"] - start, 3) if "listed" in marks else None,
         "restored_gallery_shown_s": round(marks["shown"] - start, 3) if "shown" in marks else None,
