@@ -230,6 +230,26 @@ def test_score_cam_matches_pytorch_grad_cam_on_a_channel_subset(score_subset, it
     assert not np.allclose(got[0], got[1])  # each class weighs the same masked passes its own way
 
 
+@pytest.mark.parametrize("layer, side", [("layer3", 14), ("layer2", 28)])
+def test_score_cam_before_the_last_stage_matches_pytorch_grad_cam(clf, items, oracle_model, layer, side):
+    """The same comparison at the earlier stages Score-CAM is offered at: 12 maps each side, chosen from the
+    oracle's own hooked activations (the largest mean activation), the same class."""
+    item = items[0]
+    x = torch.from_numpy(item.tensor[None])
+    obj = ScoreCAM(oracle_model, [getattr(oracle_model, layer)])
+    with torch.no_grad():
+        logits = obj.activations_and_grads(x)
+    acts = obj.activations_and_grads.activations[0].numpy()
+    top = int(logits.argmax())
+    chans = _subset(acts[0], 12)
+    raw = obj.get_cam_image(x, getattr(oracle_model, layer), [ClassifierOutputTarget(top)], acts[:, chans], None, False)
+    want = obj.aggregate_multi_layers([scale_cam_image(np.maximum(raw, 0), (side, side))[:, None]])[0]
+    obj.activations_and_grads.release()
+    got = clf.score_cams(item, [top], layer, channels=chans)
+    assert got.shape == (1, side, side) and want.shape == (side, side)
+    assert _corr(got[0], want) >= 0.99 and np.abs(got[0] - want).max() < 0.05
+
+
 @pytest.fixture(scope="module")
 def ov_clf(checkpoint):
     return Classifier(checkpoint, device="cpu", backend="openvino")
