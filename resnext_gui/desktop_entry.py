@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .core.files import atomic_file, open_regular
+from .core.files import atomic_file, open_regular, xdg_folder
 
 APP_ID = "resnext-gui"
 MARK = "X-ResNeXt-GUI-Generated=true"  # in every entry this app writes: uninstall removes only those
@@ -19,8 +19,7 @@ MIME_TYPES = ("image/jpeg", "image/png", "image/bmp", "image/gif", "image/webp",
 
 
 def data_home() -> Path:
-    value = os.environ.get("XDG_DATA_HOME", "")
-    return Path(value) if os.path.isabs(value) else Path.home() / ".local" / "share"
+    return xdg_folder("XDG_DATA_HOME", ".local", "share")
 
 
 def desktop_file() -> Path:

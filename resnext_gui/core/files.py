@@ -93,13 +93,31 @@ def _share(path: str | os.PathLike[str]) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def cache_root() -> Path:
-    """The user's cache folder for this app (XDG on Linux, the platform's own elsewhere)."""
+def xdg_folder(variable: str, *default: str) -> Path:
+    """An XDG base folder: ``$variable`` when it is an absolute path (the spec says to ignore a relative one),
+    else ``~/default``."""
+    value = os.environ.get(variable, "")
+    return Path(value) if os.path.isabs(value) else Path.home().joinpath(*default)
+
+
+def _user_folder(xdg: tuple[str, ...], windows: tuple[str, ...], mac: tuple[str, ...]) -> Path:
+    """This app's folder of one kind: XDG on Linux (``xdg``: the variable and its default under home), the
+    platform's own elsewhere (``windows``: the variable and its default under home; ``mac``: under home)."""
     if sys.platform == "win32":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        base = Path(os.environ.get(windows[0]) or Path.home().joinpath(*windows[1:]))
     elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Caches"
+        base = Path.home().joinpath(*mac)
     else:
-        xdg = os.environ.get("XDG_CACHE_HOME")  # the XDG spec: a relative path is to be ignored
-        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+        base = xdg_folder(*xdg)
     return base / "resnext-gui"
+
+
+def cache_root() -> Path:
+    """The user's cache folder for this app (``~/.cache/resnext-gui`` on Linux)."""
+    return _user_folder(("XDG_CACHE_HOME", ".cache"), ("LOCALAPPDATA", "AppData", "Local"), ("Library", "Caches"))
+
+
+def data_root() -> Path:
+    """The user's data folder for this app (``~/.local/share/resnext-gui`` on Linux): what is kept, not cached."""
+    return _user_folder(("XDG_DATA_HOME", ".local", "share"), ("APPDATA", "AppData", "Roaming"),
+                        ("Library", "Application Support"))

@@ -23,7 +23,6 @@ import json
 import os
 import sqlite3
 import stat
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -34,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import ResnextGuiError
-from .files import NotRegularFile, file_kind, open_regular
+from .files import NotRegularFile, data_root, file_kind, open_regular
 from .records import valid_text
 
 if TYPE_CHECKING:
@@ -58,14 +57,7 @@ class LibraryError(ResnextGuiError):
 
 def default_library_path() -> Path:
     """``$XDG_DATA_HOME/resnext-gui/library.sqlite3`` (``~/.local/share/...``; the platform's own folder elsewhere)."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        xdg = os.environ.get("XDG_DATA_HOME")  # the XDG spec: a relative path is to be ignored
-        base = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".local" / "share"
-    return base / "resnext-gui" / "library.sqlite3"
+    return data_root() / "library.sqlite3"
 
 
 def model_key(checkpoint_sha256: str, preprocessing: Preprocessing | Any) -> str:

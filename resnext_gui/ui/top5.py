@@ -10,6 +10,17 @@ from PySide6.QtWidgets import QAbstractButton, QButtonGroup, QLabel, QSizePolicy
 from .text import plain_tooltip
 
 
+def _text_line() -> QLabel:
+    """A wrapped, selectable plain-text label of a fixed height (set by the panel), as wide as the panel."""
+    label = QLabel("")
+    label.setTextFormat(Qt.TextFormat.PlainText)
+    label.setWordWrap(True)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+    label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+    return label
+
+
 class ClassRow(QAbstractButton):
     """A checkable row; the checked one is the class whose heatmap is shown."""
 
@@ -103,19 +114,9 @@ class Top5Panel(QWidget):
             self.group.addButton(row, i + 1)
             layout.addWidget(row)
             self.rows.append(row)
-        self.message = QLabel("")
-        self.message.setTextFormat(Qt.TextFormat.PlainText)
-        self.message.setWordWrap(True)
-        self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.message.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.message.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.message = _text_line()
         layout.addWidget(self.message)
-        self.score = QLabel("")
-        self.score.setTextFormat(Qt.TextFormat.PlainText)
-        self.score.setWordWrap(True)
-        self.score.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.score.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-        self.score.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        self.score = _text_line()
         self.score.setAccessibleName("Faithfulness of the map shown")
         layout.addWidget(self.score)
         self._fix_heights()
