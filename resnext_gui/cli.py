@@ -101,7 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="add the top-1 map's deletion and insertion figures (and a random map's) to each record: "
                         f"{4 * (DEFAULT_STEPS + 1)} more forward passes per photo")
     c.add_argument("--batch-size", type=int, default=None, metavar="N",
-                   help="photos per forward pass (default 8: measured fastest per photo with both runtimes)")
+                   help="photos per forward pass (default: 1 with OpenVINO, whose streams each run their own "
+                        "photo at once, 8 with PyTorch; measured fastest per photo, see benchmarks)")
     c.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
     c.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="bf16: faster on CPUs with native bfloat16 (AVX-512 BF16, AMX), slightly different numbers "
@@ -364,10 +365,12 @@ def cmd_classify(args) -> int:
               "(larger batches only cost memory)", file=sys.stderr)
         args.batch_size = MAX_BATCH
     print("resnext-gui: loading the model…", file=sys.stderr, flush=True)
-    try:
+    one_by_one = args.cam_method not in ONE_PASS or args.faithfulness
+    try:  # a folder streams through the network, several photos at once; one photo (or the slow extras) one by one
         clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision,
                          method=args.cam_method if args.cam_method in ONE_PASS else DEFAULT_METHOD,
-                         backend=args.backend, progress=lambda text: print(f"resnext-gui: {text}", file=sys.stderr, flush=True))
+                         backend=args.backend, progress=lambda text: print(f"resnext-gui: {text}", file=sys.stderr, flush=True),
+                         tuned_for="throughput" if len(paths) > 1 and not one_by_one else "latency")
     except ResnextGuiError as exc:
         print(f"resnext-gui: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -398,7 +401,6 @@ def cmd_classify(args) -> int:
     progress = Progress(len(paths))
     failed = 0
     extra = _csv_extra(args)
-    one_by_one = args.cam_method not in ONE_PASS or args.faithfulness
     try:
         if args.format == "csv":
             _emit(csv_text(csv_header(clf.topk, extra)))

@@ -370,17 +370,18 @@ def album(tmp_path_factory, photos):
 
 @pytest.fixture
 def forward_passes(monkeypatch):
-    """How many photos went through the network (Classifier.predict), counted in this process."""
+    """How many photos the network answered (Classifier._answers, where every batch's outputs become
+    predictions), counted in this process."""
     from resnext_gui.core.classifier import Classifier
 
     count = {"photos": 0}
-    real = Classifier.predict
+    real = Classifier._answers
 
     def counting(self, items, *args, **kwargs):
         count["photos"] += len(items)
         return real(self, items, *args, **kwargs)
 
-    monkeypatch.setattr(Classifier, "predict", counting)
+    monkeypatch.setattr(Classifier, "_answers", counting)
     return count
 
 

@@ -20,7 +20,7 @@ from .devices import Device, resolve, torch_installed
 from .errors import Cancelled, ImageError
 from .faithfulness import DEFAULT_STEPS, HIDDEN_FRACTION, Faithfulness, measure
 from .preprocess import Prepared, Source, load_and_prepare, source_name
-from .runtimes import BACKENDS, OpenVINORuntime, Runtime, openvino_available
+from .runtimes import BACKENDS, TUNINGS, OpenVINORuntime, Pending, Runtime, openvino_available
 from .weights import WeightsSource, find_weights
 
 
@@ -90,6 +90,16 @@ def failure(name: str, exc: BaseException, doing: str = "prepared") -> Predictio
 _T = TypeVar("_T")
 
 
+@dataclass
+class _InFlight:
+    """A batch whose forward pass is under way (classify_many)."""
+
+    items: list[Prepared]
+    batch: np.ndarray
+    pending: Pending
+    start: float
+
+
 class _Inline:
     """An executor that runs each job at once in the calling thread (``decode_workers=0``)."""
 
@@ -144,9 +154,12 @@ class Classifier:
         backend: str = "auto",
         progress: Callable[[str], None] | None = None,
         method: str = DEFAULT_METHOD,
+        tuned_for: str = "latency",
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+        if tuned_for not in TUNINGS:
+            raise ValueError(f"unknown tuning {tuned_for!r}: choose {' or '.join(TUNINGS)}")
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
         if layer not in LAYERS:
@@ -164,6 +177,7 @@ class Classifier:
         self.fast_decode = fast_decode
         self.decode_workers = decode_workers  # None: chosen per run, see _decode_workers
         self.precision = precision
+        self.tuned_for = tuned_for  # "latency": one photo at a time (the window); "throughput": folders (classify)
         self.note: str | None = None  # why the backend asked for is not the one in use, if it is not
         self._pending_note: str | None = None  # for the next prediction, after a backend fell back mid-run
         self._fc_weight = np.ascontiguousarray(self.checkpoint.state["fc.weight"], dtype=np.float32)
@@ -181,7 +195,7 @@ class Classifier:
                 reason = "OpenVINO is not installed"
             else:
                 try:
-                    return OpenVINORuntime(self.checkpoint, self.precision, progress=progress)
+                    return OpenVINORuntime(self.checkpoint, self.precision, progress=progress, tuned_for=self.tuned_for)
                 except Exception as exc:  # BackendError, or anything else the runtime raises: PyTorch gives the answer
                     reason = str(exc)
         if not torch_installed():
@@ -205,8 +219,9 @@ class Classifier:
 
     @property
     def default_batch_size(self) -> int:
-        """Photos per forward pass for ``classify``: 8 with either runtime (see benchmarks/backends.md)."""
-        return 8
+        """Photos per forward pass for ``classify``: 1 where the runtime runs several passes at once (OpenVINO's
+        streams, each photo on its own core), else 8 (see benchmarks/backends.md)."""
+        return 1 if self.runtime.parallel > 1 else 8
 
     # ---- properties the front ends show ----
     @property
@@ -262,8 +277,17 @@ class Classifier:
             raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
         self._check_one_pass(method, layer)
         start = time.perf_counter()
-        batch = np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
-        feats, logits = self._infer(batch)
+        batch = self._batch(items)
+        return self._answers(items, batch, self._infer(batch), layer, method, start)
+
+    @staticmethod
+    def _batch(items: list[Prepared]) -> np.ndarray:
+        return np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
+
+    def _answers(self, items: list[Prepared], batch: np.ndarray, outputs: tuple[np.ndarray, np.ndarray], layer: str,
+                 method: str, start: float) -> list[Prediction]:
+        """The predictions of one batch from the network's outputs: top-k, the maps, the timings."""
+        feats, logits = outputs
         probs, classes = top_k(softmax(logits).astype(np.float32), self.topk)
         finite = np.isfinite(logits).all(axis=1) & np.isfinite(probs).all(axis=1)
         maps = self._maps(batch, feats, classes, layer, method)
@@ -306,8 +330,7 @@ class Classifier:
 
     def features(self, items: list[Prepared]) -> np.ndarray:
         """(N, 2048, 7, 7) float32: the last stage's activations, from the same network and precision as ``predict``."""
-        batch = np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
-        return self._infer(batch)[0]
+        return self._infer(self._batch(items))[0]
 
     def pooled_features(self, items: list[Prepared]) -> np.ndarray:
         """(N, 2, 2048) float32: each photo's globally pooled last-stage features, and those of its mirror image.
@@ -315,7 +338,7 @@ class Classifier:
         The mirror is the model's input flipped left to right (the centre crop is symmetric, so that is the crop
         of the mirrored photo). Teaching a new head uses these: the backbone stays frozen, only ``fc`` is learnt.
         """
-        batch = np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
+        batch = self._batch(items)
         both = np.concatenate([batch, batch[..., ::-1]])
         pooled = self._infer(np.ascontiguousarray(both))[0].mean(axis=(2, 3), dtype=np.float32)
         n = len(items)
@@ -422,7 +445,8 @@ class Classifier:
         keep_images: bool = False,
         cancelled: Callable[[], bool] | None = None,
     ) -> Iterator[Prediction]:
-        """Stream predictions in input order; the next photos decode on worker threads meanwhile.
+        """Stream predictions in input order; the next photos decode on worker threads meanwhile, and where the
+        runtime runs several passes at once (OpenVINO tuned for throughput) that many batches are under way.
 
         At most a few photos are decoded ahead, so memory stays flat however long the list is: a queued photo
         holds only its model tensor (the decoded picture too when ``keep_images`` is asked for). Batches are
@@ -430,9 +454,10 @@ class Classifier:
         """
         batch_size = max(1, min(int(batch_size), MAX_BATCH))
         workers = self._decode_workers(batch_size)
-        ahead = batch_size + workers
+        ahead = batch_size * max(1, self.runtime.parallel) + workers
         sources = iter(sources)
         pending: deque[tuple[str, Future[Prepared]]] = deque()
+        flight: deque[_InFlight | Prediction] = deque()  # in input order: batches under way, and failed photos
 
         def submit(pool: ThreadPoolExecutor | _Inline) -> None:
             while len(pending) < ahead:
@@ -441,6 +466,9 @@ class Classifier:
                 except StopIteration:
                     return
                 pending.append((source_name(src), pool.submit(self._prepare_queued, src, keep_images)))
+
+        def running() -> int:
+            return sum(isinstance(entry, _InFlight) for entry in flight)
 
         executor = ThreadPoolExecutor(workers, thread_name_prefix="decode") if workers else _Inline()
         with executor as pool:
@@ -458,25 +486,62 @@ class Classifier:
                     except Exception as exc:  # any per-photo error, MemoryError included
                         failed = failure(name, exc)
                     if batch and (failed or len(batch) >= batch_size or not pending):
-                        yield from self._finish(batch, keep_images)
+                        while running() >= max(1, self.runtime.parallel):
+                            yield from self._collect(flight.popleft(), keep_images)
+                        flight.append(self._start(batch))
                         batch = []
                     if failed:
-                        yield failed
+                        flight.append(failed)
+                    while flight and (isinstance(flight[0], Prediction) or flight[0].pending.done()):
+                        yield from self._collect(flight.popleft(), keep_images)
+                while flight:
+                    if cancelled and cancelled():
+                        return
+                    yield from self._collect(flight.popleft(), keep_images)
             finally:
                 for _, fut in pending:
                     fut.cancel()
+                for entry in flight:  # passes still under way finish before their requests are reused
+                    if isinstance(entry, _InFlight):
+                        try:
+                            entry.pending.result()
+                        except Exception:
+                            pass
 
     def _decode_workers(self, batch_size: int) -> int:
         """Threads that decode the next photos while the model runs.
 
         On a GPU the CPU is free, so decoding overlaps fully. On the CPU the forward pass already uses every
-        core: a decode thread pays off only beside batches (the figures: benchmarks/results.md, rows 3b).
+        core: a decode thread pays off beside batches, or beside OpenVINO's streams, which do not wait for each
+        other the way one pass's threads do (one decoder for each two streams; the figures:
+        benchmarks/results.md, rows 3b).
         """
         if self.decode_workers is not None:
             return max(0, self.decode_workers)
         if self.device.type != "cpu":
             return max(1, min(4, (os.cpu_count() or 2) - 1))
+        if self.runtime.parallel > 1:
+            return max(1, min(4, self.runtime.parallel // 2))
         return 1 if batch_size > 1 else 0
+
+    def _start(self, items: list[Prepared]) -> _InFlight:
+        start = time.perf_counter()
+        batch = self._batch(items)
+        return _InFlight(items, batch, self.runtime.start(batch), start)
+
+    def _collect(self, entry: _InFlight | Prediction, keep_images: bool) -> list[Prediction]:
+        """The answers of a batch under way once it is done (or a failed photo's own); a batch the runtime failed
+        on is computed again the careful way (one photo at a time, PyTorch if OpenVINO fails)."""
+        if isinstance(entry, Prediction):
+            return [entry]
+        try:
+            preds = self._answers(entry.items, entry.batch, entry.pending.result(), self.layer, self.method, entry.start)
+        except Exception:
+            return self._finish(entry.items, keep_images)
+        if keep_images:
+            for pred, item in zip(preds, entry.items):
+                pred.image = item.decoded.image
+        return preds
 
     def _prepare_queued(self, source: Source, keep_images: bool) -> Prepared:
         item = self.prepare(source)

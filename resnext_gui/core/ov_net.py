@@ -26,6 +26,7 @@ STAGES = (("layer1", 3, 64, 1), ("layer2", 4, 128, 2), ("layer3", 6, 256, 2), ("
 GRADIENT_LAYERS = ("layer3", "layer2")
 FEATURES = 2048  # channels of layer4, the classifier's input
 PRECISIONS = {"fp32": "f32", "f32": "f32", "bf16": "bf16"}  # ours -> OpenVINO's INFERENCE_PRECISION_HINT
+TUNINGS = {"latency": "LATENCY", "throughput": "THROUGHPUT"}  # ours -> OpenVINO's PERFORMANCE_HINT
 
 
 @dataclass(frozen=True)
@@ -265,16 +266,22 @@ def build_stage_gradients(state: Mapping[str, np.ndarray], layer: str, uint8_inp
 
 
 def compile_network(model: ov.Model, precision: str = "fp32", threads: int | None = None,
-                    cache_dir: Path | None = None) -> ov.CompiledModel:
-    """Compile for the CPU in float32 (OpenVINO's default there is bf16 where the CPU has it) or bf16,
-    tuned for latency. With ``cache_dir`` OpenVINO keeps the compiled form there, keyed by the graph and its
-    weights, and a later compile of the same network loads it instead. Failures are an OpenVINOError."""
+                    cache_dir: Path | None = None, tuned_for: str = "latency") -> ov.CompiledModel:
+    """Compile for the CPU in float32 (OpenVINO's default there is bf16 where the CPU has it) or bf16.
+
+    ``tuned_for="latency"``: one stream using every core, each request as soon as possible (one photo shown);
+    ``"throughput"``: OpenVINO's streams, several requests at once on their own cores (a folder of photos).
+    With ``cache_dir`` OpenVINO keeps the compiled form there, keyed by the graph, its weights and these
+    settings, and a later compile of the same network loads it instead. Failures are an OpenVINOError."""
     hint = PRECISIONS.get(precision)
     if hint is None:
         raise ValueError(f"unknown precision {precision!r}: choose fp32 or bf16")
+    tuning = TUNINGS.get(tuned_for)
+    if tuning is None:
+        raise ValueError(f"unknown tuning {tuned_for!r}: choose {' or '.join(TUNINGS)}")
     if threads is not None and threads < 0:
         raise ValueError(f"the number of threads must be positive (or None for OpenVINO's choice), not {threads}")
-    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": "LATENCY"}
+    config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": hint, "PERFORMANCE_HINT": tuning}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     if cache_dir is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import stat
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -16,7 +17,45 @@ from .errors import BackendError
 from .files import cache_root
 
 BACKENDS = ("auto", "torch", "openvino")
+TUNINGS = ("latency", "throughput")  # one photo as soon as possible (the window), or many photos (classify)
 Progress = Callable[[str], None]
+Outputs = tuple[np.ndarray, np.ndarray]
+
+
+class Pending:
+    """A forward pass under way, or done: ``result()`` waits for it, then gives its answer or raises its error."""
+
+    def __init__(self, fetch: Callable[[], Outputs], ready: Callable[[], bool] | None = None) -> None:
+        self._fetch: Callable[[], Outputs] | None = fetch
+        self._ready = ready
+        self._value: Outputs | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def now(cls, compute: Callable[[], Outputs]) -> Pending:
+        """A pass computed at once, in the calling thread (its error, if any, is kept for ``result``)."""
+        pending = cls(compute)
+        try:
+            pending.result()
+        except Exception:
+            pass
+        return pending
+
+    def done(self) -> bool:
+        """Whether ``result`` would answer without waiting."""
+        return self._fetch is None or self._ready is None or self._ready()
+
+    def result(self) -> Outputs:
+        if self._fetch is not None:
+            fetch, self._fetch = self._fetch, None
+            try:
+                self._value = fetch()
+            except Exception as exc:
+                self._error = exc
+        if self._error is not None:
+            raise self._error
+        assert self._value is not None
+        return self._value
 
 
 class Runtime(Protocol):
@@ -26,11 +65,22 @@ class Runtime(Protocol):
     device: Device
     from_cache: bool  # the compiled network came from OpenVINO's cache (this start skipped compiling)
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def parallel(self) -> int:
+        """Forward passes worth having under way at once through ``start`` (1: one at a time)."""
+        ...
+
+    def infer(self, batch: np.ndarray) -> Outputs:
         """(last-stage activations (N, 2048, 7, 7), logits (N, classes)), float32."""
         ...
 
-    def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def start(self, batch: np.ndarray) -> Pending:
+        """``infer`` begun, to be collected with ``result()``: up to ``parallel`` passes run at once, so the caller
+        can decode the next photos and read the last answers meanwhile. A runtime that computes one batch at a
+        time answers at once."""
+        ...
+
+    def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> Outputs:
         """(activations of ``layer`` (N, C, h, w), d(seed_k · pooled last stage)/d(activations) (N, K, C, h, w)).
 
         With ``seeds[n, k] = fc.weight[c]`` that is the gradient of class c's logit (the bias does not move it).
@@ -79,14 +129,21 @@ class OpenVINORuntime:
     network read back from the cache proves, on its first run, which checkpoint it was built from; one that
     shows another (a planted or mixed-up entry) is thrown away with the cache and compiled afresh. The
     earlier-stage gradient graphs are built on first use, the same way.
+
+    ``tuned_for="latency"`` (the window): one photo at a time, every core on it. ``"throughput"`` (classify over
+    a folder): OpenVINO's streams, one per core or so, each running its own photo; ``parallel`` passes are
+    worth having under way, and ``infer`` spreads a batch over them. The earlier-stage gradients, needed for
+    one photo at a time, are always tuned for latency.
     """
 
     name = "openvino"
 
     def __init__(self, checkpoint: Checkpoint, precision: str = "fp32", threads: int | None = None,
-                 cache_dir: Path | None = None, progress: Progress | None = None) -> None:
+                 cache_dir: Path | None = None, progress: Progress | None = None, tuned_for: str = "latency") -> None:
+        if tuned_for not in TUNINGS:
+            raise ValueError(f"unknown tuning {tuned_for!r}: choose {' or '.join(TUNINGS)}")
         self.device = Device("cpu")
-        self.precision, self.threads = precision, threads
+        self.precision, self.threads, self.tuned_for = precision, threads, tuned_for
         self.cache_dir = compiled_cache_dir() if cache_dir is None else cache_dir
         self.timings: dict[str, float] = {}
         self._state = checkpoint.state
@@ -94,23 +151,47 @@ class OpenVINORuntime:
         self._stages: dict[str, _Network] = {}
         say = progress or (lambda _text: None)
         say("Preparing the model for this CPU…")
-        self._main = _Network(self, lambda tag: _build("network", lambda ov_net: ov_net.build_network(self._state, tag=tag)))
+        self._main = _Network(self, lambda tag: _build("network", lambda ov_net: ov_net.build_network(self._state, tag=tag)),
+                              tuned_for)
         self.timings.update(self._main.timings)
         self.from_cache = self._main.from_cache
 
-    def infer(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    @property
+    def parallel(self) -> int:
+        return self._main.requests
+
+    def infer(self, batch: np.ndarray) -> Outputs:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if len(x) < 2 or self.parallel < 2:
+            return self._answer(lambda: self._main.run([x]), len(x))
+        parts = [self.start(part) for part in np.array_split(x, min(self.parallel, len(x)))]
+        answers = [part.result() for part in parts]
+        return np.concatenate([a[0] for a in answers]), np.concatenate([a[1] for a in answers])
+
+    def start(self, batch: np.ndarray) -> Pending:
+        x = np.ascontiguousarray(batch, dtype=np.float32)
+        if not self._main.verified:  # the first pass proves the compiled network's checkpoint: run it through
+            return Pending.now(lambda: self._answer(lambda: self._main.run([x]), len(x)))
         try:
-            out = self._main.run([np.ascontiguousarray(batch, dtype=np.float32)])
-            feats, logits = (np.array(o, dtype=np.float32, copy=True) for o in out[:2])
+            request = self._main.start([x])
+        except Exception as exc:
+            error = BackendError(f"OpenVINO failed while running the model ({_first_line(exc)})")
+            return Pending.now(lambda: _raise(error))
+        return Pending(lambda: self._answer(request.values, len(x)), request.done)
+
+    def _answer(self, values: Callable[[], list[np.ndarray]], n: int) -> Outputs:
+        try:
+            out = values()
         except BackendError:
             raise
         except Exception as exc:
             raise BackendError(f"OpenVINO failed while running the model ({_first_line(exc)})") from exc
-        if feats.shape[0] != batch.shape[0] or logits.shape[0] != batch.shape[0]:
-            raise BackendError(f"OpenVINO returned {logits.shape[0]} answers for {batch.shape[0]} photos")
+        feats, logits = out[0], out[1]
+        if feats.shape[0] != n or logits.shape[0] != n:
+            raise BackendError(f"OpenVINO returned {logits.shape[0]} answers for {n} photos")
         return feats, logits
 
-    def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> Outputs:
         network = self._stages.get(layer)
         if network is None:
             network = _Network(self, lambda tag: _build(
@@ -118,7 +199,7 @@ class OpenVINORuntime:
             self._stages[layer] = network
         try:
             out = network.run([np.ascontiguousarray(batch, dtype=np.float32), np.ascontiguousarray(seeds, dtype=np.float32)])
-            return np.array(out[1], dtype=np.float32, copy=True), np.array(out[2], dtype=np.float32, copy=True)
+            return out[1], out[2]
         except BackendError:
             raise
         except Exception as exc:
@@ -126,6 +207,10 @@ class OpenVINORuntime:
 
     def take_note(self) -> str | None:
         return None
+
+
+def _raise(error: BaseException) -> Outputs:
+    raise error
 
 
 def _build(what: str, build: Callable[[Any], Any]) -> Any:
@@ -138,12 +223,13 @@ def _build(what: str, build: Callable[[Any], Any]) -> Any:
 
 
 class _Network:
-    """One compiled graph of a runtime, checked on its first run to be the checkpoint's own (see OpenVINORuntime)."""
+    """One compiled graph of a runtime, checked on its first run to be the checkpoint's own (see OpenVINORuntime),
+    with the infer requests its tuning asks for."""
 
-    def __init__(self, runtime: OpenVINORuntime, build: Callable[[bytes], Any]) -> None:
-        self._runtime, self._graph = runtime, build(runtime._tag)
+    def __init__(self, runtime: OpenVINORuntime, build: Callable[[bytes], Any], tuned_for: str = "latency") -> None:
+        self._runtime, self._graph, self._tuned_for = runtime, build(runtime._tag), tuned_for
         self.timings: dict[str, float] = {}
-        self._verified = False
+        self.verified = False
         self._compile()
 
     def _compile(self) -> None:
@@ -159,28 +245,80 @@ class _Network:
             cache = None  # a read-only or odd cache folder only means compiling again next time
         start = time.perf_counter()
         try:
-            self._compiled = ov_net.compile_network(self._graph, rt.precision, rt.threads, cache)
+            self._compiled = ov_net.compile_network(self._graph, rt.precision, rt.threads, cache, self._tuned_for)
+            self.requests = max(1, int(self._compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
         except Exception as exc:
             raise BackendError(f"OpenVINO could not compile the model ({_first_line(exc)})") from exc
-        self._request = self._compiled.create_infer_request()
+        self._free = deque(self._compiled.create_infer_request() for _ in range(self.requests))
+        self._busy: deque[_Request] = deque()
         self.timings["compile_ms"] = (time.perf_counter() - start) * 1000
         try:
             self.from_cache = bool(self._compiled.get_property("LOADED_FROM_CACHE"))
         except Exception:  # a runtime that does not report it
             self.from_cache = False
 
+    def start(self, inputs: list[np.ndarray]) -> _Request:
+        """Begin a pass on a free request; when all are busy, the oldest pass is collected first."""
+        while not self._free:
+            self._busy[0].collect()
+        request = self._free.popleft()
+        try:
+            request.start_async(inputs)
+        except Exception:
+            self._free.append(request)
+            raise
+        started = _Request(self, request)
+        self._busy.append(started)
+        return started
+
+    def _release(self, started: _Request, request: Any) -> None:
+        self._busy.remove(started)
+        self._free.append(request)
+
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        out = self._request.infer(inputs)
-        values = [out[o] for o in self._compiled.outputs]
-        if not self._verified:
+        values = self.start(inputs).values()
+        if not self.verified:
             if bytes(np.asarray(values[-1], dtype=np.uint8)) != self._runtime._tag:
                 if not self.from_cache:
                     raise BackendError("OpenVINO's compiled network does not carry the checkpoint it was built from")
                 _clean_cache(self._runtime.cache_dir, everything=True)  # an entry that answers for another network
                 self._compile()
                 return self.run(inputs)
-            self._verified = True
+            self.verified = True
         return values
+
+
+class _Request:
+    """One pass on one of a network's infer requests: its outputs copied out once it is done, the request given back."""
+
+    def __init__(self, network: _Network, request: Any) -> None:
+        self._network, self._request = network, request
+        self._values: list[np.ndarray] | None = None
+        self._error: BaseException | None = None
+
+    def done(self) -> bool:
+        return self._request is None or bool(self._request.wait_for(0))
+
+    def collect(self) -> None:
+        request, self._request = self._request, None
+        if request is None:
+            return
+        try:
+            request.wait()
+            self._values = [np.array(request.get_tensor(o).data, dtype=np.float32, copy=True)
+                            if o.get_element_type().is_real() else np.array(request.get_tensor(o).data, copy=True)
+                            for o in self._network._compiled.outputs]
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._network._release(self, request)
+
+    def values(self) -> list[np.ndarray]:
+        self.collect()
+        if self._error is not None:
+            raise self._error
+        assert self._values is not None
+        return self._values
 
 
 def _first_line(exc: BaseException) -> str:

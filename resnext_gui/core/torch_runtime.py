@@ -14,6 +14,7 @@ from torchvision.models import ResNet
 from .checkpoint import Checkpoint
 from .devices import Device
 from .model import forward_to, load_state
+from .runtimes import Pending
 from .weights import WeightsSource
 
 
@@ -31,6 +32,7 @@ class TorchRuntime:
 
     name = "torch"
     from_cache = False
+    parallel = 1  # one batch at a time: ``start`` computes it at once
 
     def __init__(self, checkpoint: Checkpoint, device: Device, precision: str = "fp32") -> None:
         self.device = device
@@ -75,6 +77,9 @@ class TorchRuntime:
 
         result: tuple[np.ndarray, np.ndarray] = self._on_device(run, batch)
         return result
+
+    def start(self, batch: np.ndarray) -> Pending:
+        return Pending.now(lambda: self.infer(batch))
 
     def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if layer not in _LATER:

@@ -161,15 +161,98 @@ def test_any_exception_while_preparing_is_that_files_answer(clf, photos, tmp_pat
     assert not single.ok and "not enough memory" in single.error
 
 
+@pytest.fixture(scope="module")
+def streams(checkpoint):
+    """The Classifier ``classify`` uses for a folder: OpenVINO's streams, several passes under way."""
+    return Classifier(checkpoint, device="cpu", tuned_for="throughput")
+
+
+def test_a_folder_through_the_streams_answers_as_one_photo_at_a_time(clf, streams, photos, tmp_path):
+    junk = tmp_path / "notes.jpg"
+    junk.write_text("not a photo")
+    inputs = [photos["chelsea"], junk, photos["astronaut"], photos["coffee"], tmp_path / "missing.png",
+              photos["rocket_jpg"], photos["chelsea"]]
+    alone = [clf.classify(p) for p in inputs]
+    assert streams.default_batch_size == (1 if streams.runtime.parallel > 1 else 8)
+    for batch_size in (1, 2, 3):
+        streamed = list(streams.classify_many(inputs, batch_size=batch_size))
+        assert [p.path for p in streamed] == [str(p) for p in inputs]
+        assert [p.ok for p in streamed] == [a.ok for a in alone] == [True, False, True, True, False, True, True]
+        assert streamed[1].error == alone[1].error and streamed[4].error == alone[4].error
+        for a, b in zip(alone, streamed):
+            if a.ok:
+                assert a.top[0].index == b.top[0].index and a.top[0].prob == pytest.approx(b.top[0].prob, rel=1e-4)
+                assert [t.prob for t in a.top] == pytest.approx([t.prob for t in b.top], abs=1e-5)
+                assert np.allclose(a.cams, b.cams, atol=1e-4)
+
+
+class _Counted:
+    """A pass under way, counted until its answer is taken."""
+
+    def __init__(self, pending, live, most):
+        self.pending, self.live, self.most = pending, live, most
+        live.add(self)
+        most.append(len(live))
+
+    def done(self):
+        return self.pending.done()
+
+    def result(self):
+        self.live.discard(self)
+        return self.pending.result()
+
+
+def test_the_streams_keep_their_passes_under_way_together(streams, photos, monkeypatch):
+    runtime = streams.runtime
+    if runtime.parallel < 2:
+        pytest.skip("OpenVINO runs one stream on this machine")
+    real, live, most = runtime.start, set(), []
+    monkeypatch.setattr(runtime, "start", lambda batch: _Counted(real(batch), live, most))
+    names = ["chelsea", "coffee", "astronaut", "rocket_jpg"] * 2
+    preds = list(streams.classify_many([photos[n] for n in names], batch_size=1))
+    assert [p.top[0].index for p in preds] == [PHOTO_CLASSES[n.removesuffix("_jpg")] for n in names]
+    assert len(most) == len(names) and max(most) == runtime.parallel and not live
+
+
+def test_a_pass_that_fails_is_computed_again_the_careful_way(streams, photos, monkeypatch):
+    from resnext_gui.core.errors import BackendError
+    from resnext_gui.core.runtimes import Pending
+
+    runtime, calls = streams.runtime, []
+    real = runtime.start
+
+    def fail():
+        raise BackendError("OpenVINO failed while running the model")
+
+    def second_fails(batch):
+        calls.append(len(batch))
+        return Pending.now(fail) if len(calls) == 2 else real(batch)
+
+    monkeypatch.setattr(runtime, "start", second_fails)
+    names = ["chelsea", "astronaut", "coffee"]
+    preds = list(streams.classify_many([photos[n] for n in names], batch_size=1))
+    assert len(calls) == 3 and [p.top[0].index for p in preds] == [PHOTO_CLASSES[n] for n in names]
+    assert all(p.ok for p in preds) and streams.backend == "openvino"
+
+
+def test_cancelling_the_streams_leaves_them_ready_for_the_next_run(streams, photos):
+    answered = []
+    for pred in streams.classify_many([photos["chelsea"]] * 8, cancelled=lambda: len(answered) >= 2):
+        answered.append(pred)
+    assert 2 <= len(answered) < 8
+    preds = list(streams.classify_many([photos["coffee"], photos["astronaut"], photos["chelsea"]]))
+    assert [p.top[0].index for p in preds] == [PHOTO_CLASSES[n] for n in ("coffee", "astronaut", "chelsea")]
+
+
 def test_queued_photos_keep_only_their_tensor(clf, photos, monkeypatch):
     seen = []
-    real = clf.predict
+    real = clf._batch
 
-    def spy(items, layer=None):
+    def spy(items):  # what reaches the network
         seen.extend(item.decoded.image for item in items)
-        return real(items, layer)
+        return real(items)
 
-    monkeypatch.setattr(clf, "predict", spy)
+    monkeypatch.setattr(clf, "_batch", spy)
     inputs = [photos["coffee"], photos["chelsea"], photos["astronaut"]]
     preds = list(clf.classify_many(inputs, batch_size=2))
     assert len(seen) == 3 and all(image is None for image in seen)
@@ -183,17 +266,19 @@ def test_queued_photos_keep_only_their_tensor(clf, photos, monkeypatch):
 def test_huge_batch_size_is_clamped(clf, tmp_path, monkeypatch):
     from PIL import Image
 
-    from resnext_gui.core.classifier import MAX_BATCH, Prediction
+    from resnext_gui.core.classifier import MAX_BATCH
+    from resnext_gui.core.runtimes import Pending
 
     small = tmp_path / "small.png"
     Image.new("RGB", (40, 30), (10, 200, 30)).save(small)
     batches = []
 
-    def fake_predict(items, layer=None):  # the model is not what is tested here
-        batches.append(len(items))
-        return [Prediction(path=item.decoded.name, ok=True) for item in items]
+    def fake_start(batch):  # the model is not what is tested here
+        batches.append(len(batch))
+        n = len(batch)
+        return Pending.now(lambda: (np.zeros((n, 2048, 7, 7), np.float32), np.zeros((n, clf.num_classes), np.float32)))
 
-    monkeypatch.setattr(clf, "predict", fake_predict)
+    monkeypatch.setattr(clf.runtime, "start", fake_start)
     preds = list(clf.classify_many([small] * (MAX_BATCH + 6), batch_size=300))
     assert len(preds) == MAX_BATCH + 6 and all(p.ok for p in preds)
     assert max(batches) == MAX_BATCH
@@ -216,6 +301,8 @@ def test_a_photo_with_non_finite_scores_fails_alone_in_its_batch(checkpoint, pho
     import json
     import math
 
+    from resnext_gui.core.runtimes import Pending
+
     clf = Classifier(checkpoint, device="cpu")
     real = clf.runtime.infer
 
@@ -225,7 +312,7 @@ def test_a_photo_with_non_finite_scores_fails_alone_in_its_batch(checkpoint, pho
         logits[1, 7] = np.nan  # the second photo's scores only
         return feats, logits
 
-    clf.runtime.infer = second_overflows
+    clf.runtime.start = lambda batch: Pending.now(lambda: second_overflows(batch))
     preds = list(clf.classify_many([photos["coffee"], photos["chelsea"], photos["astronaut"]], batch_size=3))
     assert [p.ok for p in preds] == [True, False, True] and "not finite" in preds[1].error
     finite = [t.prob for p in preds if p.ok for t in p.top]

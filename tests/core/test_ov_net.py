@@ -221,6 +221,15 @@ def test_bad_arguments_are_clear_errors(file_state, tmp_path):
         ov_net.compile_network(model, cache_dir=blocked / "ov")
     with pytest.raises(ValueError, match="threads must be positive"):
         ov_net.compile_network(model, threads=-2)
+    with pytest.raises(ValueError, match="unknown tuning 'fast': choose latency or throughput"):
+        ov_net.compile_network(model, tuned_for="fast")
+
+
+@pytest.mark.slow
+def test_tuned_for_throughput_runs_several_requests_at_once(file_state):
+    streams = ov_net.compile_network(ov_net.build_network(file_state), threads=2, tuned_for="throughput")
+    assert str(streams.get_property("PERFORMANCE_HINT")) == "THROUGHPUT"
+    assert streams.get_property("NUM_STREAMS") == streams.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS") == 2
 
 
 BLOCK_TORCH_AND_RUN = BLOCK_TORCH + r"""
