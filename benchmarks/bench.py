@@ -526,7 +526,7 @@ def main(argv=None) -> int:
             "the default CPU runtime; target < 1")
         x8 = np.ascontiguousarray(np.repeat(x_np, 8, axis=0))
         row("1b. OpenVINO fp32 forward, batch 8, per photo", median_ms(lambda: clf.runtime.infer(x8), 4, warmup=1) / 8, "x",
-            "batch 8 per photo against batch 1 (classify's default is 8)")
+            "batch 8 per photo against batch 1")
 
     naive_big = naive_loop(model, transforms, big, device)
     row("2a. naive loop, 12-MP JPEG (open→RGB→transforms→top-5)", naive_big, "x")
