@@ -96,7 +96,7 @@ class _InFlight:
 
     items: list[Prepared]
     batch: np.ndarray
-    pending: Pending
+    pending: Pending[tuple[np.ndarray, np.ndarray]]
     start: float
 
 

@@ -7,7 +7,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import numpy as np
 
@@ -20,19 +20,21 @@ BACKENDS = ("auto", "torch", "openvino")
 TUNINGS = ("latency", "throughput")  # one photo as soon as possible (the window), or many photos (classify)
 Progress = Callable[[str], None]
 Outputs = tuple[np.ndarray, np.ndarray]
+_V = TypeVar("_V")
 
 
-class Pending:
-    """A forward pass under way, or done: ``result()`` waits for it, then gives its answer or raises its error."""
+class Pending(Generic[_V]):
+    """A forward pass under way, or done: ``result()`` waits for it (once), then gives its answer or raises its
+    error, as often as asked."""
 
-    def __init__(self, fetch: Callable[[], Outputs], ready: Callable[[], bool] | None = None) -> None:
-        self._fetch: Callable[[], Outputs] | None = fetch
+    def __init__(self, fetch: Callable[[], _V], ready: Callable[[], bool] | None = None) -> None:
+        self._fetch: Callable[[], _V] | None = fetch
         self._ready = ready
-        self._value: Outputs | None = None
+        self._value: _V | None = None
         self._error: BaseException | None = None
 
     @classmethod
-    def now(cls, compute: Callable[[], Outputs]) -> Pending:
+    def now(cls, compute: Callable[[], _V]) -> Pending[_V]:
         """A pass computed at once, in the calling thread (its error, if any, is kept for ``result``)."""
         pending = cls(compute)
         try:
@@ -45,7 +47,7 @@ class Pending:
         """Whether ``result`` would answer without waiting."""
         return self._fetch is None or self._ready is None or self._ready()
 
-    def result(self) -> Outputs:
+    def result(self) -> _V:
         if self._fetch is not None:
             fetch, self._fetch = self._fetch, None
             try:
@@ -74,7 +76,7 @@ class Runtime(Protocol):
         """(last-stage activations (N, 2048, 7, 7), logits (N, classes)), float32."""
         ...
 
-    def start(self, batch: np.ndarray) -> Pending:
+    def start(self, batch: np.ndarray) -> Pending[Outputs]:
         """``infer`` begun, to be collected with ``result()``: up to ``parallel`` passes run at once, so the caller
         can decode the next photos and read the last answers meanwhile. A runtime that computes one batch at a
         time answers at once."""
@@ -140,10 +142,8 @@ class OpenVINORuntime:
 
     def __init__(self, checkpoint: Checkpoint, precision: str = "fp32", threads: int | None = None,
                  cache_dir: Path | None = None, progress: Progress | None = None, tuned_for: str = "latency") -> None:
-        if tuned_for not in TUNINGS:
-            raise ValueError(f"unknown tuning {tuned_for!r}: choose {' or '.join(TUNINGS)}")
         self.device = Device("cpu")
-        self.precision, self.threads, self.tuned_for = precision, threads, tuned_for
+        self.precision, self.threads = precision, threads
         self.cache_dir = compiled_cache_dir() if cache_dir is None else cache_dir
         self.timings: dict[str, float] = {}
         self._state = checkpoint.state
@@ -168,7 +168,7 @@ class OpenVINORuntime:
         answers = [part.result() for part in parts]
         return np.concatenate([a[0] for a in answers]), np.concatenate([a[1] for a in answers])
 
-    def start(self, batch: np.ndarray) -> Pending:
+    def start(self, batch: np.ndarray) -> Pending[Outputs]:
         x = np.ascontiguousarray(batch, dtype=np.float32)
         if not self._main.verified:  # the first pass proves the compiled network's checkpoint: run it through
             return Pending.now(lambda: self._answer(lambda: self._main.run([x]), len(x)))
@@ -177,7 +177,7 @@ class OpenVINORuntime:
         except Exception as exc:
             error = BackendError(f"OpenVINO failed while running the model ({_first_line(exc)})")
             return Pending.now(lambda: _raise(error))
-        return Pending(lambda: self._answer(request.values, len(x)), request.done)
+        return Pending(lambda: self._answer(request.result, len(x)), request.done)
 
     def _answer(self, values: Callable[[], list[np.ndarray]], n: int) -> Outputs:
         try:
@@ -186,7 +186,7 @@ class OpenVINORuntime:
             raise
         except Exception as exc:
             raise BackendError(f"OpenVINO failed while running the model ({_first_line(exc)})") from exc
-        feats, logits = out[0], out[1]
+        feats, logits = (np.asarray(o, dtype=np.float32) for o in out[:2])
         if feats.shape[0] != n or logits.shape[0] != n:
             raise BackendError(f"OpenVINO returned {logits.shape[0]} answers for {n} photos")
         return feats, logits
@@ -199,7 +199,7 @@ class OpenVINORuntime:
             self._stages[layer] = network
         try:
             out = network.run([np.ascontiguousarray(batch, dtype=np.float32), np.ascontiguousarray(seeds, dtype=np.float32)])
-            return out[1], out[2]
+            return np.asarray(out[1], dtype=np.float32), np.asarray(out[2], dtype=np.float32)
         except BackendError:
             raise
         except Exception as exc:
@@ -250,33 +250,42 @@ class _Network:
         except Exception as exc:
             raise BackendError(f"OpenVINO could not compile the model ({_first_line(exc)})") from exc
         self._free = deque(self._compiled.create_infer_request() for _ in range(self.requests))
-        self._busy: deque[_Request] = deque()
+        self._busy: deque[Pending[list[np.ndarray]]] = deque()
         self.timings["compile_ms"] = (time.perf_counter() - start) * 1000
         try:
             self.from_cache = bool(self._compiled.get_property("LOADED_FROM_CACHE"))
         except Exception:  # a runtime that does not report it
             self.from_cache = False
 
-    def start(self, inputs: list[np.ndarray]) -> _Request:
-        """Begin a pass on a free request; when all are busy, the oldest pass is collected first."""
+    def start(self, inputs: list[np.ndarray]) -> Pending[list[np.ndarray]]:
+        """Begin a pass on a free request (when all are busy, the oldest pass is collected first); its outputs are
+        copied out when it is collected, and the request given back."""
         while not self._free:
-            self._busy[0].collect()
+            try:
+                self._busy[0].result()
+            except Exception:  # its error stays with it, for whoever started it
+                pass
         request = self._free.popleft()
         try:
             request.start_async(inputs)
         except Exception:
             self._free.append(request)
             raise
-        started = _Request(self, request)
+
+        def collect() -> list[np.ndarray]:
+            try:
+                request.wait()
+                return [np.array(request.get_tensor(o).data, copy=True) for o in self._compiled.outputs]
+            finally:
+                self._busy.remove(started)
+                self._free.append(request)
+
+        started = Pending(collect, lambda: bool(request.wait_for(0)))
         self._busy.append(started)
         return started
 
-    def _release(self, started: _Request, request: Any) -> None:
-        self._busy.remove(started)
-        self._free.append(request)
-
     def run(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
-        values = self.start(inputs).values()
+        values = self.start(inputs).result()
         if not self.verified:
             if bytes(np.asarray(values[-1], dtype=np.uint8)) != self._runtime._tag:
                 if not self.from_cache:
@@ -286,39 +295,6 @@ class _Network:
                 return self.run(inputs)
             self.verified = True
         return values
-
-
-class _Request:
-    """One pass on one of a network's infer requests: its outputs copied out once it is done, the request given back."""
-
-    def __init__(self, network: _Network, request: Any) -> None:
-        self._network, self._request = network, request
-        self._values: list[np.ndarray] | None = None
-        self._error: BaseException | None = None
-
-    def done(self) -> bool:
-        return self._request is None or bool(self._request.wait_for(0))
-
-    def collect(self) -> None:
-        request, self._request = self._request, None
-        if request is None:
-            return
-        try:
-            request.wait()
-            self._values = [np.array(request.get_tensor(o).data, dtype=np.float32, copy=True)
-                            if o.get_element_type().is_real() else np.array(request.get_tensor(o).data, copy=True)
-                            for o in self._network._compiled.outputs]
-        except Exception as exc:
-            self._error = exc
-        finally:
-            self._network._release(self, request)
-
-    def values(self) -> list[np.ndarray]:
-        self.collect()
-        if self._error is not None:
-            raise self._error
-        assert self._values is not None
-        return self._values
 
 
 def _first_line(exc: BaseException) -> str:

@@ -78,7 +78,7 @@ class TorchRuntime:
         result: tuple[np.ndarray, np.ndarray] = self._on_device(run, batch)
         return result
 
-    def start(self, batch: np.ndarray) -> Pending:
+    def start(self, batch: np.ndarray) -> Pending[tuple[np.ndarray, np.ndarray]]:
         return Pending.now(lambda: self.infer(batch))
 
     def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
