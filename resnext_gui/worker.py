@@ -1,4 +1,4 @@
-"""The Qt bridge: one QThread owns the classifier; jobs run themselves in two lanes (what the user asked for first).
+"""The Qt bridge: one QThread owns the classifier; jobs run themselves in three lanes (what the user asked for first).
 
 Every job answers once: ``finished(job, result)`` or ``failed(job, message)``. Besides those, the worker
 says what the model is doing (``loading``) and how far a long job has come (``progress``).
@@ -10,9 +10,9 @@ import gc
 import os
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, TypeVar, cast
 
 import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, QThread, Signal, Slot
@@ -60,9 +60,8 @@ class ClassifierLike(Protocol):
     def score_cams(self, item: Prepared, classes: Sequence[int], layer: str = "layer4",
                    progress: Callable[[int, int], None] | None = None,
                    cancelled: Callable[[], bool] | None = None) -> np.ndarray: ...
-    def faithfulness(self, item: Prepared, class_index: int, cam: np.ndarray, *,
-                     progress: Callable[[int, int], None] | None = None,
-                     cancelled: Callable[[], bool] | None = None) -> Faithfulness: ...
+    def faithfulness_passes(self, item: Prepared, class_index: int,
+                            cam: np.ndarray) -> Generator[int, None, Faithfulness]: ...
 
 
 class ClassifierFactory(Protocol):
@@ -164,12 +163,25 @@ class TrainOutcome:
 
 
 # ---- jobs (GUI -> worker): each one runs itself with the worker's context ----
+Lane = Literal["interactive", "batch", "background"]
+
+
 @dataclass
 class Job:
-    interactive: ClassVar[bool] = True  # False: a batch photo, taken after everything the user asked for
+    # "interactive": what the user asked for, taken first. "batch": a photo of a batch, after those.
+    # "background": work for the photo shown that takes turns with the batch photos, a step at a time (AGAIN)
+    lane: ClassVar[Lane] = "interactive"
 
     def run(self, ctx: _Runner) -> object:
         raise NotImplementedError
+
+
+class _Again:
+    def __repr__(self) -> str:
+        return "AGAIN"
+
+
+AGAIN = _Again()  # what a background job's run answers when it did one step of several: it goes back in line
 
 
 @dataclass
@@ -177,7 +189,7 @@ class ClassifyJob(Job):
     """A photo of a batch: classified in turn, after anything the user asked for. A file that can't be read
     is an answer (a PhotoResult that is not ok), not a failure."""
 
-    interactive: ClassVar[bool] = False
+    lane: ClassVar[Lane] = "batch"
     item_id: int
     source: PhotoSource
     layer: str = "layer4"
@@ -246,9 +258,12 @@ class ScoreCamJob(Job):
 
 @dataclass(eq=False)
 class FaithfulnessJob(Job):
-    """How faithful one map is to the model (deletion / insertion, against a random map): one batched pass
-    for the photo and class shown. Answers a core Faithfulness; ``cancel``: superseded, fails with CANCELLED."""
+    """How faithful one map is to the model (deletion / insertion, against a random map) for the photo and class
+    shown: four batched passes, one per turn, so a save, a view or the next batch photo never waits for all four.
+    Answers a core Faithfulness; ``cancel``: superseded, fails with CANCELLED before its next pass, as it does when
+    another model was loaded in between."""
 
+    lane: ClassVar[Lane] = "background"
     item_id: int
     source: PhotoSource
     class_index: int
@@ -256,11 +271,25 @@ class FaithfulnessJob(Job):
     method: str = "gradcam"
     layer: str = "layer4"
     cancel: threading.Event = field(default_factory=threading.Event)
+    _passes: Generator[int, None, Faithfulness] | None = field(default=None, init=False, repr=False)
+    _model: ClassifierLike | None = field(default=None, init=False, repr=False)
 
-    def run(self, ctx: _Runner) -> Faithfulness:
+    def run(self, ctx: _Runner) -> Faithfulness | _Again:
         clf = ctx.require_classifier()
-        item = _prepared(clf, self.source, self.cancel)
-        return _cancellable(lambda: clf.faithfulness(item, self.class_index, self.cam, cancelled=self.cancel.is_set))
+        if self._passes is None:
+            item = _prepared(clf, self.source, self.cancel)
+            self._model = clf
+            self._passes = _cancellable(lambda: clf.faithfulness_passes(item, self.class_index, self.cam))
+        passes = self._passes
+        if self.cancel.is_set() or clf is not self._model:
+            passes.close()
+            raise JobFailed(CANCELLED if self.cancel.is_set() else "another model was loaded meanwhile")
+        try:
+            _cancellable(lambda: next(passes))
+        except StopIteration as end:
+            figures: Faithfulness = end.value
+            return figures
+        return AGAIN
 
 
 CANCELLED = "Cancelled."
@@ -539,7 +568,9 @@ def _name_of(source: PhotoSource) -> str:
 
 
 class JobQueue:
-    """Two lanes shared by the GUI thread and the worker: interactive jobs are always taken first.
+    """Three lanes shared by the GUI thread and the worker. Interactive jobs are always taken first; then batch
+    photos and background steps take turns, one each, while both wait (the batch keeps moving while the photo
+    shown is scored, and the score does not wait for the whole batch).
 
     Batch photos wait while there is no model. ``put`` says whether the worker needs waking; the worker
     keeps itself awake while jobs remain, so at most one wake-up is ever on its way.
@@ -547,30 +578,38 @@ class JobQueue:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._interactive: deque[Job] = deque()
-        self._batch: deque[Job] = deque()
+        self._lanes: dict[Lane, deque[Job]] = {"interactive": deque(), "batch": deque(), "background": deque()}
+        self._batch = self._lanes["batch"]
+        self._background_next = True  # whose turn it is when a batch photo and a background step both wait
         self._awake = False
 
     def put(self, job: Job, first: bool = False) -> bool:
         """Queue ``job`` in its lane (``first``: ahead of the others in it); True when the worker needs waking."""
         with self._lock:
-            lane = self._interactive if job.interactive else self._batch
+            lane = self._lanes[job.lane]
             lane.appendleft(job) if first else lane.append(job)
             wake, self._awake = not self._awake, True
             return wake
 
     def take(self, batch_allowed: bool) -> Job | None:
         with self._lock:
-            if self._interactive:
-                return self._interactive.popleft()
-            if batch_allowed and self._batch:
+            interactive, background = self._lanes["interactive"], self._lanes["background"]
+            if interactive:
+                return interactive.popleft()
+            batch = batch_allowed and bool(self._batch)
+            if background and (self._background_next or not batch):
+                self._background_next = False
+                return background.popleft()
+            if batch:
+                self._background_next = True
                 return self._batch.popleft()
             self._awake = False
             return None
 
     def wake_if_needed(self, batch_allowed: bool) -> bool:
         with self._lock:
-            has_work = bool(self._interactive) or (batch_allowed and bool(self._batch))
+            has_work = (bool(self._lanes["interactive"]) or bool(self._lanes["background"])
+                        or (batch_allowed and bool(self._batch)))
             wake = has_work and not self._awake
             self._awake = self._awake or wake
             return wake
@@ -643,7 +682,10 @@ class _Runner(QObject):
         except Exception as exc:  # a bug or an unexpected fault must not kill the worker, nor be lost
             self.out.failed.emit(job, f"internal error: {exc!r}")
         else:
-            self.out.finished.emit(job, result)
+            if result is AGAIN:
+                self.queue.put(job, first=True)  # its next step, before any other of its lane
+            else:
+                self.out.finished.emit(job, result)
         finally:
             self.running = None
 
@@ -718,8 +760,9 @@ class _Runner(QObject):
 class Worker(QObject):
     """The window's only way to the model: jobs in, one answer per job out (delivered on the GUI thread).
 
-    One QThread runs one job at a time. What the user asks for (a view, a recompute, weights, device,
-    download) goes before the next batch photo; the photo being computed always finishes first.
+    One QThread runs one job at a time. What the user asks for (a view, a recompute, a save, weights, device,
+    download) goes before the next batch photo; the photo being computed always finishes first. The score of
+    the photo shown is computed a pass at a time, taking turns with the batch photos (JobQueue).
     """
 
     loading = Signal(str)  # what the model load is doing, for the status bar

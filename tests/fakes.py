@@ -33,10 +33,15 @@ class FakeClassifier:
         self.methods: list[str] = []  # the CAM method of each call of ``calls``
         self.threads: list[int] = []  # threading.get_ident() of every call that computes (classify, Score-CAM, faithfulness)
         # Score-CAM: ``score_total`` batches; ``score_done`` counts those computed. With ``score_hold`` given,
-        # each batch after the first waits for it (a test cancels in between); ``faith_calls`` counts faithfulness.
+        # each batch after the first waits for it (a test cancels in between).
         self.score_total, self.score_done = 8, 0
         self.score_hold: threading.Event | None = None
+        # faithfulness: ``faith_calls`` counts the scores begun, ``faith_passes`` the passes computed; with
+        # ``faith_hold`` given, each pass waits for it once ``faith_in_pass`` says one has begun
         self.faith_calls: list[tuple[int, tuple[int, ...]]] = []  # (class index, map shape)
+        self.faith_passes = 0
+        self.faith_hold: threading.Event | None = None
+        self.faith_in_pass = threading.Event()
         self.gate = gate
         self.busy = threading.Event()  # set once the first photo is being computed
         # what teaching reads of a backbone (core.train): its preprocessing and the arrays to fingerprint
@@ -89,16 +94,22 @@ class FakeClassifier:
         side = 7 if layer == "layer4" else 14
         return np.random.default_rng(self.score_done).random((len(classes), side, side), dtype=np.float32)
 
-    def faithfulness(self, item, class_index, cam, *, progress=None, cancelled=None, **_options):
-        from resnext_gui.core.errors import Cancelled
-        from resnext_gui.core.faithfulness import Faithfulness
-
-        self.threads.append(threading.get_ident())
+    def faithfulness_passes(self, item, class_index, cam):
         self.faith_calls.append((int(class_index), tuple(np.shape(cam))))
-        if cancelled is not None and cancelled():
-            raise Cancelled("the faithfulness figures were cancelled")
+        return self._faith_passes(int(class_index))
+
+    def _faith_passes(self, class_index):
+        from resnext_gui.core.faithfulness import PASSES, Faithfulness
+
+        for done in range(1, PASSES + 1):
+            self.threads.append(threading.get_ident())
+            self.faith_in_pass.set()
+            if self.faith_hold is not None:
+                self.faith_hold.wait(60)
+            self.faith_passes += 1
+            yield done
         return Faithfulness(deletion_auc=0.1, insertion_auc=0.7, random_deletion_auc=0.3, random_insertion_auc=0.4,
-                            prob=0.5, prob_hidden=0.05, random_prob_hidden=0.4, class_index=int(class_index))
+                            prob=0.5, prob_hidden=0.05, random_prob_hidden=0.4, class_index=class_index)
 
     # ---- teaching (and the slow explanations): features a fixed projection of the pixels ----
     def prepare(self, source):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from .cam import DEFAULT_METHOD, LAYERS, METHOD_NAMES, ONE_PASS, check_method
 from .checkpoint import Checkpoint, read_checkpoint
 from .devices import Device, resolve, torch_installed
 from .errors import Cancelled, ImageError
-from .faithfulness import DEFAULT_STEPS, HIDDEN_FRACTION, Faithfulness, measure
+from .faithfulness import DEFAULT_STEPS, HIDDEN_FRACTION, Faithfulness, finish, measuring
 from .preprocess import Prepared, Source, load_and_prepare, source_name
 from .runtimes import BACKENDS, TUNINGS, OpenVINORuntime, Pending, Runtime, openvino_available
 from .weights import WeightsSource, find_weights
@@ -427,6 +427,20 @@ class Classifier:
     ) -> Faithfulness:
         """Deletion and insertion figures of ``cam`` (h, w) for class ``class_index`` on this photo, beside a
         random map's (core/faithfulness.py): four batched passes of ``steps`` + 1 inputs each."""
+        return finish(self.faithfulness_passes(item, class_index, cam, steps, seed, hidden_fraction),
+                      progress, cancelled)
+
+    def faithfulness_passes(
+        self,
+        item: Prepared,
+        class_index: int,
+        cam: np.ndarray,
+        steps: int = DEFAULT_STEPS,
+        seed: int = 0,
+        hidden_fraction: float = HIDDEN_FRACTION,
+    ) -> Generator[int, None, Faithfulness]:
+        """``faithfulness`` one batched pass at a time (core.faithfulness.measuring): yields the passes done,
+        returns the figures. A wrong class index or map is refused at once."""
         c = int(class_index)
         if not 0 <= c < self.num_classes:
             raise ValueError(f"class index {class_index} is not one of the model's {self.num_classes} classes")
@@ -435,8 +449,8 @@ class Classifier:
             out: np.ndarray = softmax(self._infer(np.ascontiguousarray(batch))[1])[:, c]
             return out
 
-        return measure(np.asarray(item.tensor, dtype=np.float32), cam, c, probability, steps=steps, seed=seed,
-                       hidden_fraction=hidden_fraction, progress=progress, cancelled=cancelled)
+        return measuring(np.asarray(item.tensor, dtype=np.float32), cam, c, probability, steps=steps, seed=seed,
+                         hidden_fraction=hidden_fraction)
 
     def classify_many(
         self,

@@ -11,7 +11,7 @@ gives the same figures for comparison.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from .errors import Cancelled
 
 DEFAULT_STEPS = 20  # points at 0, 5 %, 10 %, ... 100 % of the pixels
 HIDDEN_FRACTION = 0.2
+PASSES = 4  # batched passes: the map's deletion and insertion, then the random map's
 BLUR_SIGMA, BLUR_RADIUS = 5.0, 5  # RISE's insertion baseline: gaussian_filter-like blur, 11 taps
 
 
@@ -156,6 +157,38 @@ def measure(
     Four batched passes (the map's and the random map's deletion and insertion), each of ``steps`` + 1 inputs;
     ``progress(done, 4)`` after each, ``cancelled()`` before each (then core.errors.Cancelled).
     """
+    return finish(measuring(image, cam, class_index, probability, steps, seed, hidden_fraction), progress, cancelled)
+
+
+def finish(passes: Generator[int, None, Faithfulness], progress: Callable[[int, int], None] | None = None,
+           cancelled: Callable[[], bool] | None = None) -> Faithfulness:
+    """Run ``measuring``'s passes to the end: ``cancelled()`` before each (then core.errors.Cancelled),
+    ``progress(done, 4)`` after each."""
+    while True:
+        if cancelled is not None and cancelled():
+            passes.close()
+            raise Cancelled("the faithfulness figures were cancelled")
+        try:
+            done = next(passes)
+        except StopIteration as end:
+            figures: Faithfulness = end.value
+            return figures
+        if progress is not None:
+            progress(done, PASSES)
+
+
+def measuring(
+    image: np.ndarray,
+    cam: np.ndarray,
+    class_index: int,
+    probability: Callable[[np.ndarray], np.ndarray],
+    steps: int = DEFAULT_STEPS,
+    seed: int = 0,
+    hidden_fraction: float = HIDDEN_FRACTION,
+) -> Generator[int, None, Faithfulness]:
+    """``measure`` one batched pass at a time, for a caller that does other work in between (the window's worker
+    serves what the user asks for between two passes): yields the passes done so far (1..4), returns the figures.
+    The arguments are checked at once, before the first pass."""
     steps = int(steps)
     if steps < 1:
         raise ValueError("the faithfulness curves need at least one step")
@@ -166,19 +199,21 @@ def measure(
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise ValueError(f"the map must be 2-D (h, w), not of shape {cam.shape}")
+    return _passes(image, cam, class_index, probability, steps, seed, hidden_fraction)
+
+
+def _passes(image: np.ndarray, cam: np.ndarray, class_index: int, probability: Callable[[np.ndarray], np.ndarray],
+            steps: int, seed: int, hidden_fraction: float) -> Generator[int, None, Faithfulness]:
     size = (int(image.shape[1]), int(image.shape[2]))
     orders = [ranking(cam, size), ranking(random_map(cam.shape, seed), size)]
     curves: list[list[float]] = []
-    jobs = [(build, order) for order in orders for build in (deletion_batch, insertion_batch)]
-    for done, (build, order) in enumerate(jobs):
-        if cancelled is not None and cancelled():
-            raise Cancelled("the faithfulness figures were cancelled")
-        probs = np.asarray(probability(build(image, order, steps)), dtype=np.float64).reshape(-1)
-        curves.append([float(p) for p in probs])
-        if progress is not None:
-            progress(done + 1, len(jobs))
+    for order in orders:  # PASSES in all
+        for build in (deletion_batch, insertion_batch):
+            probs = np.asarray(probability(build(image, order, steps)), dtype=np.float64).reshape(-1)
+            curves.append([float(p) for p in probs])
+            yield len(curves)
     deletion, insertion, r_deletion, r_insertion = curves
-    hidden = int(round(hidden_step))
+    hidden = int(round(hidden_fraction * steps))
     return Faithfulness(
         deletion_auc=auc(deletion), insertion_auc=auc(insertion),
         random_deletion_auc=auc(r_deletion), random_insertion_auc=auc(r_insertion),

@@ -376,6 +376,15 @@ def test_faithfulness_sentence_cancel_and_bad_arguments(clf, items):
     with Passes(clf.runtime) as passes, pytest.raises(Cancelled):
         clf.faithfulness(items[0], 281, cam_map, steps=5, cancelled=lambda: True)
     assert passes.calls == []
+    with Passes(clf.runtime, memo=True) as passes:  # a step at a time (the window's worker): one pass per step
+        steps = clf.faithfulness_passes(items[0], 281, cam_map, steps=5)
+        assert passes.calls == []
+        assert [next(steps), len(passes.calls), next(steps), len(passes.calls)] == [1, 1, 2, 2]
+        stepwise = faithfulness.finish(steps)
+        assert len(passes.calls) == 4
+        assert stepwise == clf.faithfulness(items[0], 281, cam_map, steps=5) and len(passes.calls) == 8
+    with pytest.raises(ValueError, match="multiple of 1/3"):
+        clf.faithfulness_passes(items[0], 281, cam_map, steps=3)  # refused before any pass is asked for
     with pytest.raises(ValueError, match="multiple of 1/3"):
         clf.faithfulness(items[0], 281, cam_map, steps=3)
     with pytest.raises(ValueError, match="not one of the model's 1000 classes"):

@@ -52,7 +52,7 @@ class FakeWorker(QObject):
 
     def _put(self, job):
         self.jobs.append(job)
-        if not job.interactive:
+        if job.lane == "batch":
             self.waiting.append(job)
         return job
 

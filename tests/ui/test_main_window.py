@@ -224,7 +224,8 @@ def test_export_matches_classify_fields_and_overlay_saves(qtbot, window, photos,
     assert rows[0]["label1"] == records[0]["top"][0]["label"] and rows[1]["error"]
     window.select(window.photos.photo(0))
     assert window.presenter.save_overlay_to(str(tmp_path / "o.png"))
-    qtbot.waitUntil((tmp_path / "o.png").exists)  # the worker writes it (renamed into place: whole when there)
+    # the worker writes it (renamed into place: whole when there), after at most the score pass under way
+    qtbot.waitUntil((tmp_path / "o.png").exists, timeout=60_000)
     saved = QImage(str(tmp_path / "o.png"))
     assert (saved.width(), saved.height()) == (600, 400)  # coffee.png at its display size
 

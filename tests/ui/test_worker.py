@@ -1,19 +1,25 @@
-"""The worker: two lanes (what the user asks for first), one answer per job, and the thread stops cleanly."""
+"""The worker: three lanes (what the user asks for first, then batch photos and the score of the photo shown in
+turn), one answer per job, and the thread stops cleanly."""
 
 import threading
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Signal, Slot
 
 from resnext_gui.worker import (
+    CANCELLED,
     ClassifierLike,
     ClassifyJob,
     DownloadJob,
+    FaithfulnessJob,
     JobQueue,
     LoadJob,
     ModelInfo,
     RecomputeJob,
+    SaveImageJob,
     SaveModelJob,
+    ScoreCamJob,
     TrainJob,
     ViewJob,
     Worker,
@@ -34,6 +40,28 @@ def test_job_queue_serves_interactive_jobs_first_and_batch_only_with_a_model():
     assert q.wake_if_needed(batch_allowed=True) is True
     assert q.take(batch_allowed=True).item_id == 1
     assert [j.item_id for j in q.drop_batch()] == [2] and q.pending_batch() == 0
+
+
+def test_batch_photos_and_background_steps_take_turns_after_what_the_user_asks_for():
+    q = JobQueue()
+    cam = np.zeros((7, 7), np.float32)
+    for i in (1, 2, 3):
+        q.put(ClassifyJob(i, f"{i}.jpg"))
+    q.put(FaithfulnessJob(9, "s.jpg", 0, cam))
+    q.put(ViewJob(7, "g.jpg"))
+    order = []
+    for _ in range(5):
+        job = q.take(batch_allowed=True)
+        order.append(type(job).__name__)
+        if isinstance(job, FaithfulnessJob) and order.count("FaithfulnessJob") < 3:
+            q.put(job, first=True)  # one step done, as the runner puts it back
+    assert order == ["ViewJob", "FaithfulnessJob", "ClassifyJob", "FaithfulnessJob", "ClassifyJob"]
+    assert type(q.take(batch_allowed=True)).__name__ == "FaithfulnessJob"
+    assert [type(q.take(batch_allowed=True)).__name__, q.take(batch_allowed=True)] == ["ClassifyJob", None]
+    q.put(FaithfulnessJob(9, "s.jpg", 0, cam))
+    q.put(ClassifyJob(4, "4.jpg"))
+    assert type(q.take(batch_allowed=False)).__name__ == "FaithfulnessJob"  # no model: batch photos wait
+    assert q.take(batch_allowed=False) is None
 
 
 def test_the_fake_classifier_has_every_member_the_worker_uses():
@@ -202,9 +230,55 @@ def test_a_start_without_weights_answers_missing_and_jobs_that_need_a_model_say_
         assert worker.stop()
 
 
-def test_jobs_of_every_kind_are_interactive_except_batch_photos():
-    assert not ClassifyJob.interactive
-    assert all(kind.interactive for kind in (RecomputeJob, ViewJob, LoadJob, DownloadJob, TrainJob, SaveModelJob))
+def test_jobs_of_every_kind_are_interactive_except_batch_photos_and_the_score_of_the_photo_shown():
+    assert ClassifyJob.lane == "batch" and FaithfulnessJob.lane == "background"
+    assert {kind.lane for kind in (RecomputeJob, ViewJob, LoadJob, DownloadJob, TrainJob, SaveModelJob, SaveImageJob,
+                                   ScoreCamJob)} == {"interactive"}
+
+
+def test_a_save_and_the_batch_go_between_the_passes_of_the_score_of_the_photo_shown(qtbot, gated, photos, tmp_path):
+    from PySide6.QtGui import QImage
+
+    worker, factory, gate, rec = gated
+    gate.set()
+    fake = factory.made[0]
+    fake.faith_hold = hold = threading.Event()
+    faith = worker.faithfulness(9, str(photos["coffee"]), 3, np.zeros((7, 7), np.float32))
+    qtbot.waitUntil(fake.faith_in_pass.is_set)  # its first pass is being computed
+    files = copies([photos["coffee"]], 2, tmp_path)
+    worker.classify(1, str(files[0]))
+    worker.classify(2, str(files[1]))
+    image = QImage(4, 3, QImage.Format.Format_RGB32)
+    image.fill(0)
+    worker.save_image(str(tmp_path / "o.png"), image, {})
+    hold.set()
+    qtbot.waitUntil(lambda: any(e[0] == "FaithfulnessJob" for e in rec.events), timeout=60_000)
+    assert [e[0] for e in rec.events[1:]] == ["SaveImageJob", "classified", "classified", "FaithfulnessJob"]
+    assert rec.events[-1][1].class_index == 3 and fake.faith_passes == 4 and faith.cancel.is_set() is False
+
+
+def test_a_score_cancelled_or_outlived_by_its_model_stops_before_its_next_pass(qtbot, gated, photos):
+    worker, factory, gate, rec = gated
+    gate.set()
+    fake = factory.made[0]
+    fake.faith_hold = hold = threading.Event()
+    cam = np.zeros((7, 7), np.float32)
+    job = worker.faithfulness(9, str(photos["coffee"]), 3, cam)
+    qtbot.waitUntil(fake.faith_in_pass.is_set)
+    worker.cancel(job)
+    hold.set()
+    qtbot.waitUntil(lambda: len(rec.events) == 2, timeout=60_000)
+    assert rec.events[1] == ("FaithfulnessJob failed", 9, CANCELLED) and fake.faith_passes == 1
+    hold.clear()
+    fake.faith_in_pass.clear()
+    worker.faithfulness(9, str(photos["coffee"]), 3, cam)
+    qtbot.waitUntil(fake.faith_in_pass.is_set)
+    worker.load("second.pth", "cpu")  # waits for the pass under way, then goes before the next one
+    hold.set()
+    qtbot.waitUntil(lambda: len(rec.events) == 4, timeout=60_000)
+    assert rec.events[2] == ("ready", "fake weights second.pth")
+    assert rec.events[3] == ("FaithfulnessJob failed", 9, "another model was loaded meanwhile")
+    assert fake.faith_passes == 2 and factory.made[1].faith_calls == []
 
 
 def test_image_data_without_a_file_is_encoded_as_png_for_the_core(qtbot):
