@@ -347,7 +347,7 @@ def launch_rows(row, apps: list[tuple[str, list[str] | None, str]], weights, pho
             row(f"6c. {name}: launch with one photo → window title names its class", "n/a", "",
                 f"needs {', '.join(missing)} (apt-get install xvfb openbox xdotool)")
         return
-    from tests.helpers import XDisplay
+    from tests.support.helpers import XDisplay
 
     with XDisplay() as display:
         for name, command, where in apps:

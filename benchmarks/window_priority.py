@@ -68,7 +68,7 @@ def main() -> int:
 
     DATA.mkdir(parents=True, exist_ok=True)
     ckpt = DATA / "seed0.pth"
-    if not ckpt.exists():  # torchvision's seeded init (tests.helpers.make_checkpoint), made without torch in here
+    if not ckpt.exists():  # torchvision's seeded init (tests.support.helpers.make_checkpoint), made without torch in here
         subprocess.run([sys.executable, "-c", GENERATE_CHECKPOINT, str(ckpt)], check=True)
     folder = twelve_megapixel_photos(args.photos)
     app = QApplication([sys.argv[0]])

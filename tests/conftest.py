@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import fit_head, make_checkpoint
+from tests.support.helpers import fit_head, make_checkpoint
 
 
 @pytest.fixture(autouse=True)
@@ -57,7 +57,7 @@ def build_machine_lacks() -> list[str]:
     """The libraries build.spec must carry that this machine does not have (the build refuses without them)."""
     import importlib.util
 
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     spec = importlib.util.spec_from_file_location("bundle_libs", REPO / "packaging" / "bundle_libs.py")
     libs = importlib.util.module_from_spec(spec)
@@ -69,12 +69,12 @@ def build_machine_lacks() -> list[str]:
 @pytest.fixture(scope="session", params=sorted(FLAVOURS))
 def bundle(request, tmp_path_factory):
     """A standalone app, built once per test session from build.spec: the light CPU app (~1 min, 0.3 GB) and the
-    CUDA app (~3 min, 4 GB). Its executable (tests.bundle_scan.is_light tells which it is)."""
+    CUDA app (~3 min, 4 GB). Its executable (tests.support.bundle_scan.is_light tells which it is)."""
     import shutil
     import subprocess
     import sys
 
-    from tests.helpers import REPO
+    from tests.support.helpers import REPO
 
     flavour = request.param
     prebuilt = os.environ.get(f"RESNEXT_GUI_BUNDLE_{flavour.upper()}")  # test a bundle built before (make dist)
@@ -106,7 +106,7 @@ def bundle(request, tmp_path_factory):
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory, photos) -> Path:
     """The official file's keys and shapes, torchvision's seeded init, and a head fitted so that each test
-    photo has its own confident class (tests.helpers.PHOTO_CLASSES): answers that depend on the image."""
+    photo has its own confident class (tests.support.helpers.PHOTO_CLASSES): answers that depend on the image."""
     path = make_checkpoint(tmp_path_factory.mktemp("weights") / "resnext50_seed0.pth")
     return fit_head(path, {"rocket": photos["rocket_jpg"], **photos})
 
@@ -153,16 +153,18 @@ def checkpoint_is_v2(monkeypatch, checkpoint):
     return payload
 
 
-# Markers by place, so a run can pick its scope: `gui` (widgets, tests/ui/), `e2e` (runs the app or the
-# CLI as a process); `slow` and `dist` are set on the tests themselves.
-E2E_FILES = {"test_cli.py", "test_bad_input.py", "test_startup.py", "test_no_qt.py", "test_soak_display.py", "test_dist.py",
-             "test_dist_rootfs.py", "test_preflight.py", "test_desktop_entry.py"}
+# Markers by place, so a run can pick its scope: `gui` (Qt widget and worker tests, tests/unit/ui and
+# tests/unit/worker), `e2e` (runs the app or the CLI as a process: tests/e2e, tests/dist, and the layering proof
+# that imports the core with Qt blocked); `slow` and `dist` are set on the tests themselves.
+GUI_FOLDERS = {"ui", "worker"}
+E2E_FOLDERS = {"e2e", "dist"}
+E2E_FILES = {"test_no_qt.py"}
 
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        path = item.path
-        if "ui" in path.parts:
+        parts = set(item.path.relative_to(item.config.rootpath).parts[:-1])
+        if parts & GUI_FOLDERS:
             item.add_marker(pytest.mark.gui)
-        if path.name in E2E_FILES:
+        if parts & E2E_FOLDERS or item.path.name in E2E_FILES:
             item.add_marker(pytest.mark.e2e)

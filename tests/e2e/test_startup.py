@@ -1,0 +1,56 @@
+"""The window is up before the model is loaded; on the CPU (no NVIDIA driver) torch is never imported at all."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.support.helpers import REPO
+
+
+def test_window_appears_before_the_model_and_the_cpu_needs_no_torch(checkpoint, tmp_path):
+    from pathlib import Path
+
+    nvidia = Path("/proc/driver/nvidia/version").exists()  # only where a GPU can be used is torch asked
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "resnext_gui", "--startup-report", "--weights", str(checkpoint)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+    )
+    try:
+        window = json.loads(proc.stdout.readline())
+        model = json.loads(proc.stdout.readline())
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill() if proc.poll() is None else None
+    assert window["event"] == "window" and window["torch_loaded"] is False  # timings: benchmarks/bench.py
+    assert model == {**model, "event": "model", "state": "ready", "torch_loaded": nvidia}
+    assert model["s"] > window["s"]
+    assert proc.returncode == 0, err
+    assert "QThread" not in err and "Traceback" not in err
+
+
+def test_no_weights_startup_reports_missing_and_exits_cleanly(tmp_path):
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    r = subprocess.run([sys.executable, "-m", "resnext_gui", "--startup-report"], capture_output=True, text=True,
+                       env=env, cwd=REPO, timeout=60)
+    events = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [e["event"] for e in events] == ["window", "model"] and events[1]["state"] == "missing"
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+
+
+def test_a_system_without_fonts_is_said_in_one_line_on_stderr(tmp_path):
+    """fontconfig finding no fonts at all leaves the window's text as empty boxes and Qt says nothing: the app does."""
+    empty = tmp_path / "no-fonts"
+    empty.mkdir()
+    conf = tmp_path / "fonts.conf"
+    conf.write_text(f'<?xml version="1.0"?><fontconfig><dir>{empty}</dir><cachedir>{tmp_path / "fc-cache"}</cachedir></fontconfig>')
+    base = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
+    for env, said in (({**base, "FONTCONFIG_FILE": str(conf)}, True), (base, False)):
+        r = subprocess.run([sys.executable, "-m", "resnext_gui", "--startup-report"], capture_output=True, text=True,
+                           env=env, cwd=REPO, timeout=60)
+        lines = [line for line in r.stderr.splitlines() if "font" in line.lower()]
+        assert r.returncode == 0 and lines == (["resnext-gui: no fonts found on this system: the window's text cannot "
+                                                "be drawn and shows as empty boxes. Install a font package: fonts-dejavu-core"
+                                                " (Debian, Ubuntu), dejavu-sans-fonts (Fedora), ttf-dejavu (Arch)."]
+                                               if said else []), r.stderr

@@ -1,0 +1,266 @@
+"""The results library in the window: last time's gallery without a forward pass, exactly the changed photos
+recomputed, a damaged library set aside with one message, Forget and Clear, and Write Keywords' summary."""
+
+import hashlib
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from resnext_gui.library_worker import LibraryInfoJob
+from resnext_gui.ui.controller import BatchController
+from resnext_gui.ui.gallery import GalleryModel, Status
+from resnext_gui.ui.library_ui import LibraryController, keywords_summary
+from resnext_gui.ui.main_window import MainWindow
+from resnext_gui.ui.messages import Messages
+from resnext_gui.worker import Worker
+from tests.support.ui_fakes import FakeFactory
+
+TIMEOUT = 60_000
+
+
+class KeyedFactory(FakeFactory):
+    """Fake classifiers whose checkpoint hash follows the weights file named: another file is another model."""
+
+    def __call__(self, weights, device, *, backend, precision, progress):
+        clf = super().__call__(weights, device, backend=backend, precision=precision, progress=progress)
+        clf.checkpoint.sha256 = hashlib.sha256(str(weights).encode()).hexdigest()
+        return clf
+
+    def passes(self) -> list[str]:
+        """Every forward pass of every model made, by photo name."""
+        return [name for clf in self.made for name, _layer in clf.calls]
+
+
+def tiny_photos(folder, n, start=0):
+    """``n`` small photos, each its own content (so the library's content hash tells them apart)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for i in range(start, start + n):
+        rng = np.random.default_rng(i)
+        path = folder / f"p{i:03}.png"
+        Image.fromarray(rng.integers(0, 255, (24, 32, 3), dtype=np.uint8)).save(path)
+        out.append(path)
+    return out
+
+
+class Rig:
+    """The library's window side without a window: gallery model, batch controller, messages, a real worker."""
+
+    def __init__(self, qtbot, library, weights="first.pth", factory=None):
+        self.qtbot = qtbot
+        self.factory = factory or KeyedFactory()
+        self.worker = Worker(weights, "cpu", classifier_factory=self.factory, library=library)
+        self.messages = Messages()
+        self.messages.listen(self.worker)
+        self.said: list[str] = []  # every status-bar text
+        self.messages.status.connect(lambda text, _ms: self.said.append(text))
+        self.photos = GalleryModel()
+        self.controller = BatchController(self.photos, self.worker, self.messages, lambda: None)
+        self.library = LibraryController(self.photos, self.controller, self.worker, self.messages)
+        with qtbot.waitSignal(self.library.restored, timeout=TIMEOUT):
+            self.worker.start()
+            self.library.restore()
+
+    def add(self, paths):
+        before = len(self.factory.passes())
+        self.controller.enqueue([(str(p), str(p)) for p in paths])
+        self.wait_done()
+        return self.factory.passes()[before:]
+
+    def wait_done(self):
+        self.qtbot.waitUntil(lambda: len(self.photos) and all(p.status is not Status.QUEUED for p in self.photos),
+                             timeout=TIMEOUT)
+
+    def info(self):
+        with self.qtbot.waitSignal(self.library.infoChanged, timeout=TIMEOUT) as blocker:
+            self.worker.submit(LibraryInfoJob())
+        return blocker.args[0]
+
+    def stop(self):
+        assert self.worker.stop()
+
+
+@pytest.fixture
+def rigs(qtbot):
+    made = []
+
+    def make(library, **kw):
+        made.append(Rig(qtbot, library, **kw))
+        return made[-1]
+
+    yield make
+    for rig in made:
+        rig.stop()
+        if rig.messages.last_message is not None:
+            rig.messages.last_message.close()
+
+
+def open_window(qtbot, settings, library, factory):
+    worker = Worker("first.pth", "cpu", classifier_factory=factory, library=library)
+    win = MainWindow(weights="first.pth", device="cpu", settings=settings, worker=worker)
+    worker.setParent(win)
+    qtbot.addWidget(win)
+    win.show()
+    qtbot.waitExposed(win)
+    with qtbot.waitSignal(win.library.restored, timeout=TIMEOUT):
+        win.start()
+    return win
+
+
+def test_a_reopened_window_shows_last_times_200_photos_without_a_forward_pass(qtbot, settings, tmp_path):
+    library = tmp_path / "library.sqlite3"
+    files = tiny_photos(tmp_path / "photos", 200)
+    first = KeyedFactory()
+    win = open_window(qtbot, settings, library, first)
+    with qtbot.waitSignal(win.scanFinished, timeout=TIMEOUT):
+        win.add_paths([str(tmp_path / "photos")])
+    qtbot.waitUntil(lambda: len(win.photos) == 200 and all(p.status is Status.DONE for p in win.photos), timeout=TIMEOUT)
+    assert len(first.passes()) == 200
+    order = [p.source for p in win.photos]
+    win.close()
+    assert not win.worker.is_running()
+
+    again = KeyedFactory()
+    win2 = open_window(qtbot, settings, library, again)
+    qtbot.waitUntil(lambda: len(win2.photos) == 200 and all(p.status is Status.DONE for p in win2.photos), timeout=TIMEOUT)
+    assert again.passes() == []  # not one forward pass
+    assert [p.source for p in win2.photos] == order  # last time's gallery, in its order
+    assert all(p.thumb is not None and p.result.cached and p.result.maps.shape[0] == 5 for p in win2.photos)
+    assert win2.time_label.text().startswith("from the library")
+    assert "200 photos" in win2.summary_label.toolTip()
+    # a photo dropped again is answered from the library too; a view of it decodes the photo itself
+    win2.select(win2.photos.photo(7))
+    qtbot.waitUntil(lambda: win2.photos.display(win2.photos.photo(7).item_id) is not None, timeout=TIMEOUT)
+    assert again.passes() == [] and len(files) == 200
+    win2.close()
+
+
+def test_a_changed_photo_and_other_weights_are_recomputed_and_nothing_else(qtbot, rigs, tmp_path):
+    library = tmp_path / "library.sqlite3"
+    files = tiny_photos(tmp_path / "photos", 6)
+    rig = rigs(library)
+    assert sorted(rig.add(files)) == sorted(f.name for f in files)
+    rig.controller.clear()
+    assert rig.add(files) == []  # the same photos, the same model: all from the library
+
+    Image.fromarray(np.zeros((24, 32, 3), np.uint8)).save(files[2])  # the file changed
+    os.utime(files[2], ns=(1, 1))
+    rig.controller.clear()
+    assert rig.add(files) == [files[2].name]
+
+    with rig.qtbot.waitSignal(rig.worker.finished, timeout=TIMEOUT):
+        rig.worker.load("second.pth", "cpu")
+    rig.controller.clear()
+    assert rig.add(files[:3]) == [f.name for f in files[:3]]  # other weights: computed again, those three only
+    with rig.qtbot.waitSignal(rig.worker.finished, timeout=TIMEOUT):
+        rig.worker.load("first.pth", "cpu")
+    rig.controller.clear()
+    assert rig.add(files) == []  # the first model's answers are still kept
+
+
+def test_a_damaged_library_is_set_aside_with_one_message_and_a_fresh_start(qtbot, rigs, tmp_path):
+    library = tmp_path / "library.sqlite3"
+    library.write_bytes(b"this is not a database " * 200)
+    rig = rigs(library)
+    box = rig.messages.last_message
+    assert box is not None and str(library) in box.text() and "set aside" in box.text()
+    box.close()
+    rig.messages.last_message = None
+    files = tiny_photos(tmp_path / "photos", 2)
+    assert len(rig.add(files)) == 2
+    assert rig.info().count == 2  # the new library keeps answers
+    with qtbot.waitSignal(rig.library.restored, timeout=TIMEOUT):
+        rig.library.restore()  # asked again: the note is not said twice
+    assert rig.messages.last_message is None
+
+
+def test_forget_photo_and_clear_library_remove_entries(qtbot, rigs, tmp_path, monkeypatch):
+    rig = rigs(tmp_path / "library.sqlite3")
+    files = tiny_photos(tmp_path / "photos", 4)
+    rig.add(files)
+    assert rig.info().count == 4
+
+    forgotten = rig.photos.photo(1)
+    with qtbot.waitSignal(rig.library.infoChanged, timeout=TIMEOUT) as blocker:
+        rig.library.forget_selected(forgotten)
+    assert blocker.args[0].count == 3 and blocker.args[0].changed == 1
+    assert len(rig.photos) == 3 and rig.photos.get(forgotten.item_id) is None  # out of the gallery too
+    assert files[1].exists()  # the file itself is untouched
+    assert rig.add([files[1]]) == [files[1].name]  # computed again: nothing was kept of it
+
+    asked = []
+    monkeypatch.setattr(LibraryController, "confirm_clear", lambda self, info: asked.append(info.count) or True)
+    with qtbot.waitSignal(rig.library.infoChanged, timeout=TIMEOUT,
+                          check_params_cb=lambda info: info.changed == 4) as blocker:
+        rig.library.clear_library()
+    assert asked == [4] and blocker.args[0].count == 0  # asked with what it held; now empty
+    assert len(rig.photos) == 4  # the gallery is not cleared
+    rig.controller.clear()
+    assert sorted(rig.add(files)) == sorted(f.name for f in files)
+
+
+def test_write_keywords_says_what_was_written_and_which_photo_failed(qtbot, rigs, tmp_path):
+    rig = rigs(tmp_path / "library.sqlite3")
+    files = tiny_photos(tmp_path / "photos", 3)
+    rig.add(files)
+    bad = files[1].with_name(files[1].name + ".xmp")
+    bad.write_bytes(b"\x00\x01 not XMP at all")  # a sidecar of some other program's: never replaced
+    with qtbot.waitSignal(rig.library.keywordsDone, timeout=TIMEOUT) as blocker:
+        rig.library.write_keywords(list(rig.photos))
+    summary = blocker.args[0]
+    assert summary.startswith("Keywords written for 2 photos; 1 failed:")
+    assert summary.splitlines()[1].startswith(f"{files[1].name}: {bad.name} is not an XMP file")
+    assert bad.read_bytes() == b"\x00\x01 not XMP at all"
+    for f in (files[0], files[2]):  # a model of its own classes: its keywords under its own parent
+        assert "<rdf:li>ResNeXt|first|class 0</rdf:li>" in f.with_name(f.name + ".xmp").read_text(encoding="utf-8")
+    failed = rig.photos.photo(1)
+    assert failed.note is not None and failed.note.startswith("Keywords not written")
+    box = rig.messages.last_message
+    assert box is not None and box.text() == summary
+
+
+def test_photos_gone_since_last_time_are_left_out_and_said(qtbot, rigs, tmp_path):
+    library = tmp_path / "library.sqlite3"
+    files = tiny_photos(tmp_path / "photos", 4)
+    rig = rigs(library)
+    rig.add(files)
+    rig.library.closing()  # the window closes: its gallery is written as the worker stops
+    rig.stop()
+    files[1].unlink()
+    again = rigs(library)
+    again.wait_done()
+    assert [p.source for p in again.photos] == [str(f) for f in files if f != files[1]]
+    assert again.factory.passes() == []
+    assert [t for t in again.said if "could not be found" in t] == [
+        f"1 photo from last time could not be found and was left out: {files[1]}."]
+
+
+def test_the_library_window_finds_earlier_photos_and_adds_them_without_a_forward_pass(qtbot, rigs, tmp_path):
+    rig = rigs(tmp_path / "library.sqlite3")
+    earlier = tiny_photos(tmp_path / "earlier day", 3)
+    rig.add(earlier)
+    rig.controller.clear()  # another day: the gallery no longer has them
+    today = tiny_photos(tmp_path / "today", 2, start=10)
+    rig.add(today)
+    with qtbot.waitSignal(rig.library.searched, timeout=TIMEOUT) as blocker:
+        dialog = rig.library.open_library("p00")
+    qtbot.addWidget(dialog)
+    assert sorted(m.path for m in blocker.args[0]) == sorted(str(p) for p in earlier)
+    assert dialog.list.count() == 3 and "3 photos found" in dialog.summary.text()
+    before = len(rig.factory.passes())
+    dialog.add_all_button.click()
+    rig.wait_done()
+    assert len(rig.photos) == 5 and len(rig.factory.passes()) == before  # answered from the library
+    assert all(p.result.cached for p in rig.photos if "earlier day" in p.source)
+
+
+def test_the_summary_names_every_failure_up_to_a_limit():
+    from resnext_gui.library_worker import KeywordsOutcome
+
+    out = KeywordsOutcome(written=[(1, "a.xmp")] * 12, failed=[(i, f"f{i}.jpg", "read-only folder") for i in range(25)])
+    text = keywords_summary(out)
+    assert text.splitlines()[0] == "Keywords written for 12 photos; 25 failed:"
+    assert "f0.jpg: read-only folder" in text and "f24.jpg" not in text and text.endswith("… and 5 more.")
+    assert keywords_summary(KeywordsOutcome(written=[(1, "a.xmp")])) == "Keywords written for 1 photo."

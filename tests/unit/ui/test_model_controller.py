@@ -1,0 +1,164 @@
+"""The model controller (ui/model_controller.py) with a fake worker: which weights, the banner, the download
+dialog, Recent Weights; no main window."""
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from PySide6.QtCore import QSettings
+from PySide6.QtWidgets import QMenuBar, QWidget
+
+from resnext_gui.ui.actions import Actions
+from resnext_gui.ui.messages import Messages
+from resnext_gui.ui.model_controller import ModelController, startup_weights
+from resnext_gui.ui.recent import RecentWeights
+from resnext_gui.worker import DownloadJob, LoadJob, ModelInfo, ModelMissing
+from tests.support.ui_fakes import FakeWorker
+
+
+def info(**kw):
+    base = dict(device="CPU · 2 threads · OpenVINO", device_type="cpu", weights="/w/mine.pth (sha256 ab)",
+                weights_short="mine.pth", num_classes=1000, cuda_available=False, load_ms=1.0)
+    return ModelInfo(**{**base, **kw})
+
+
+@pytest.fixture
+def rig(qtbot, tmp_path):
+    parent = QWidget()
+    qtbot.addWidget(parent)
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    worker = FakeWorker()
+    messages = Messages(parent)
+    messages.listen(worker)
+    model = ModelController(worker, settings, messages, "cpu", parent)
+    actions = Actions(parent, {"can_undo": lambda: False, "can_download": model.can_download,
+                               "cuda_available": model.cuda_available, "bf16_offered": model.bf16_offered,
+                               "has_photo": lambda: False, "can_retry": lambda: False})
+    bar = QMenuBar(parent)
+    actions.build(bar)
+    model.attach(actions)
+    states = []
+    model.stateChanged.connect(states.append)
+    return SimpleNamespace(model=model, worker=worker, messages=messages, actions=actions, states=states,
+                           settings=settings, parent=parent)
+
+
+def test_the_startup_weights_are_the_ones_named_else_the_environment_s_else_the_last_chosen(tmp_path, monkeypatch):
+    settings = QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    recent = RecentWeights(settings)
+    last = tmp_path / "last.pth"
+    last.write_bytes(b"x")
+    recent.remember(str(last))
+    monkeypatch.delenv("RESNEXT_GUI_WEIGHTS", raising=False)
+    assert startup_weights("named.pth", recent) == "named.pth"
+    assert startup_weights(None, recent) == str(last)
+    monkeypatch.setenv("RESNEXT_GUI_WEIGHTS", str(tmp_path / "env.pth"))
+    assert startup_weights(None, recent) is None  # the worker's lookup order finds the environment's file
+
+
+def test_a_loaded_model_is_named_in_the_status_bar_and_a_chosen_file_is_remembered(rig, tmp_path):
+    chosen = tmp_path / "mine.pth"
+    chosen.write_bytes(b"x")
+    rig.model.load_weights(str(chosen))
+    (job,) = rig.worker.of(LoadJob)
+    assert job.weights == str(chosen) and job.explicit
+    rig.worker.answer(job, info(cuda_available=True, bf16_native=True))
+    assert rig.states == ["ready"] and rig.model.device_label.text() == "CPU · 2 threads · OpenVINO"
+    assert rig.model.weights_label.text() == "Weights: mine.pth"
+    assert RecentWeights(rig.settings).paths() == [str(chosen)] and rig.actions.menus["recent"].isEnabled()
+    assert rig.actions["device_cuda"].isEnabled() and rig.actions["bf16"].isEnabled()
+    rig.model.fill_recent_menu()
+    assert [a.text() for a in rig.actions.menus["recent"].actions()] == ["mine.pth"]
+
+
+def test_no_weights_shows_the_banner_and_a_refused_file_keeps_the_model_in_use(rig):
+    rig.worker.answer(LoadJob(None, "cpu"), ModelMissing("No weights anywhere"))
+    assert rig.states == ["missing"] and rig.model.state == "missing"
+    assert not rig.model.banner.isHidden() and "never guesses" in rig.model.banner.text.text()
+    assert rig.model.device_label.text() == "No model weights"
+    rig.worker.answer(LoadJob(None, "cpu"), info())
+    assert rig.model.banner.isHidden()
+    rig.model.load_weights("/w/bad.pth")
+    rig.worker.fail(rig.worker.of(LoadJob)[-1], "/w/bad.pth is empty")
+    assert rig.states[-1] == "failed" and rig.model.device_label.text() == "CPU · 2 threads · OpenVINO"
+    box = rig.messages.last_message
+    assert box.text() == "/w/bad.pth is empty The previous model stays in use."
+    box.close()
+    assert RecentWeights(rig.settings).paths() == []  # a refused file is not remembered
+
+
+def test_the_download_dialog_shows_progress_and_a_cancel_is_no_failure(qtbot, rig):
+    rig.model.download_weights()
+    dlg = rig.model.download_dialog
+    (job,) = rig.worker.of(DownloadJob)
+    assert dlg is not None and not rig.actions["download"].isEnabled()
+    assert not rig.model.banner.download_button.isEnabled()
+    rig.worker.progress.emit(job, 50 * 2**20, 100 * 2**20)
+    assert dlg.value() == 500 and dlg.labelText().endswith("50.0 of 100.0 MB")
+    rig.model._cancel_download()
+    assert rig.worker.cancelled_downloads == 1 and dlg.labelText() == "Cancelling…"
+    rig.worker.fail(job, "Download cancelled; nothing was saved.")
+    assert rig.model.download_dialog is None and rig.messages.last_message is None
+    assert rig.actions["download"].isEnabled() and rig.model.banner.download_button.isEnabled()
+    rig.model.download_weights()
+    rig.worker.fail(rig.worker.of(DownloadJob)[-1], "the mirror said 404")
+    assert rig.messages.last_message.windowTitle() == "Download failed"
+    rig.messages.last_message.close()
+
+
+def test_device_and_runtime_choices_are_remembered_and_reload_only_a_loaded_model(rig):
+    rig.model.set_device("auto")
+    assert rig.worker.of(LoadJob) == [] and rig.settings.value("device") == "auto"  # nothing loaded yet
+    rig.worker.answer(LoadJob(None, "cpu"), info())
+    rig.model.set_backend("torch")
+    rig.model.set_bf16(True)
+    loads = rig.worker.of(LoadJob)
+    assert [(j.backend, j.precision) for j in loads] == [("torch", None), (None, "bf16")]
+    assert rig.settings.value("backend") == "torch" and rig.settings.value("precision") == "bf16"
+    assert [a.isChecked() for a in rig.actions.groups["device"].actions()] == [True, False, False]
+
+
+def test_a_recent_file_that_is_gone_is_forgotten_with_a_message(rig, tmp_path):
+    gone = tmp_path / "gone.pth"
+    RecentWeights(rig.settings).remember(str(gone))
+    rig.model.open_recent(str(Path(gone)))
+    assert RecentWeights(rig.settings).paths() == [] and not rig.actions.menus["recent"].isEnabled()
+    assert rig.messages.last_message.windowTitle() == "Weights file not found"
+    rig.messages.last_message.close()
+
+
+def test_a_taught_model_in_use_is_named_by_the_file_it_was_saved_to(rig, tmp_path):
+    from resnext_gui.worker import SaveModelJob, TrainOutcome
+
+    temporary = str(tmp_path / "cache" / "taught-1f2e.safetensors")
+    rig.worker.answer(rig.worker.load(None, "cpu"), info())
+    dialog = rig.model.teach()
+    dialog.outcome = TrainOutcome(temporary, {}, ["a", "b"], [])
+    dialog.use_model()
+    (_, use) = rig.worker.of(LoadJob)
+    rig.worker.answer(use, info(weights=f"custom checkpoint: {temporary} (from the file chosen)",
+                                weights_short="taught-1f2e.safetensors"))
+    assert rig.model.weights_label.text() == "Weights: taught-1f2e.safetensors"
+    saved = str(tmp_path / "my-classes.safetensors")
+    dialog.save_to(saved)
+    (job,) = rig.worker.of(SaveModelJob)
+    rig.worker.answer(job, saved)
+    assert rig.model.weights_label.text() == "Weights: my-classes.safetensors"
+    assert rig.model.weights_label.toolTip().count(saved) == 1 and temporary not in rig.model.weights_label.toolTip()
+    assert rig.worker.weights == saved  # a change of device reloads the saved file, not the cache's copy
+    rig.model.set_device("cpu")
+    assert rig.worker.of(LoadJob)[-1].weights == saved
+    dialog.close()
+
+
+def test_saving_a_taught_model_not_in_use_leaves_the_status_bar_alone(rig, tmp_path):
+    from resnext_gui.worker import SaveModelJob, TrainOutcome
+
+    rig.worker.answer(rig.worker.load("/w/mine.pth", "cpu"), info())
+    dialog = rig.model.teach()
+    dialog.outcome = TrainOutcome(str(tmp_path / "taught.safetensors"), {}, ["a", "b"], [])
+    dialog.save_to(str(tmp_path / "kept.safetensors"))
+    (job,) = rig.worker.of(SaveModelJob)
+    rig.worker.answer(job, str(tmp_path / "kept.safetensors"))
+    assert rig.model.weights_label.text() == "Weights: mine.pth" and rig.worker.weights == "/w/mine.pth"
+    dialog.close()
