@@ -25,9 +25,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 sys.path.insert(0, str(REPO))
 
-from resnext_gui.core.classifier import Prediction, TopClass  # noqa: E402
 from resnext_gui.core.labels import imagenet_labels  # noqa: E402
 from resnext_gui.core.library import Library, model_key, thumbnail_bytes  # noqa: E402
+from resnext_gui.core.prediction import Prediction, TopClass  # noqa: E402
 from resnext_gui.core.preprocess import Preprocessing  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -22,8 +22,8 @@ from .worker import THUMB_SIDE, ClassifierLike, Job, JobFailed, PhotoResult, Pho
 if TYPE_CHECKING:
     from PIL.Image import Image as PILImage
 
-    from .core.classifier import Prediction
     from .core.library import Library, LibraryEntry
+    from .core.prediction import Prediction
     from .worker import _Runner
 
 LIBRARY_LAYER = "layer4"  # the maps the library keeps (another layer is computed, not stored)
@@ -154,7 +154,7 @@ class LibraryKeeper:
         return None if entry is None else self._result(item_id, source, entry)
 
     def _result(self, item_id: int, source: str, entry: LibraryEntry) -> PhotoResult | None:
-        from .core.classifier import TopClass
+        from .core.prediction import TopClass
 
         if not entry.top or entry.maps is None or entry.crop is None or not entry.image_size:
             return None

@@ -18,11 +18,12 @@ import numpy as np
 from PySide6.QtCore import QBuffer, QIODevice, QObject, Qt, QThread, Signal, Slot
 from PySide6.QtGui import QImage, QImageWriter
 
-from .throttle import throttled
+from .core.throttle import throttled
 
 if TYPE_CHECKING:
-    from .core.classifier import Classifier, Prediction, TopClass
+    from .core.classifier import Classifier
     from .core.faithfulness import Faithfulness
+    from .core.prediction import Prediction, TopClass
     from .core.preprocess import Prepared, Source
     from .core.train import DataSet
     from .core.weights import WeightsSource

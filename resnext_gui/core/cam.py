@@ -12,12 +12,11 @@ import numpy as np
 from PIL import Image
 
 from .colormap import colorize
+from .kinds import DEFAULT_METHOD, LAYERS, METHODS, Layer, Method
 
-LAYERS = ("layer4", "layer3", "layer2")  # the stages a map can be computed at: 7x7, 14x14, 28x28
-METHODS = ("gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam")
+__all__ = ["DEFAULT_METHOD", "LAYERS", "METHODS", "Layer", "Method"]  # and the functions below
 METHOD_NAMES = {"gradcam": "Grad-CAM", "hirescam": "HiResCAM", "gradcam++": "Grad-CAM++", "xgradcam": "XGrad-CAM",
                 "layercam": "Layer-CAM", "eigencam": "Eigen-CAM", "scorecam": "Score-CAM"}
-DEFAULT_METHOD = "gradcam"
 ONE_PASS = tuple(m for m in METHODS if m != "scorecam")  # from the one forward pass (+ the stage's gradients)
 # Score-CAM runs one forward pass per activation map of the stage: 2048 at layer4, 1024 at layer3, 512 at layer2.
 # Every stage is offered: with progress and Cancel it is the user's choice to wait (see README).

@@ -7,9 +7,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -17,74 +16,16 @@ from . import cam as cam_mod
 from .cam import DEFAULT_METHOD, LAYERS, METHOD_NAMES, ONE_PASS, check_method
 from .checkpoint import Checkpoint, read_checkpoint
 from .devices import Device, resolve, torch_installed
-from .errors import Cancelled, ImageError
+from .errors import Cancelled
 from .faithfulness import DEFAULT_STEPS, HIDDEN_FRACTION, Faithfulness, finish, measuring
+from .kinds import BACKENDS, PRECISIONS, TUNINGS
+from .prediction import Prediction, TopClass, failure
 from .preprocess import Prepared, Source, load_and_prepare, source_name
-from .runtimes import BACKENDS, TUNINGS, OpenVINORuntime, Pending, Runtime, openvino_available
+from .runtimes import OpenVINORuntime, Pending, Runtime, openvino_available
 from .weights import WeightsSource, find_weights
 
-
-@dataclass
-class TopClass:
-    rank: int
-    index: int
-    label: str
-    prob: float
-
-
-@dataclass
-class Prediction:
-    """The answer for one photo: a result, or ``ok=False`` with a specific error message."""
-
-    path: str
-    ok: bool
-    error: str | None = None
-    top: list[TopClass] = field(default_factory=list)
-    cams: np.ndarray | None = None  # (k, h, w) float32 in [0, 1], one map per entry of ``top``
-    layer: str = "layer4"
-    method: str = DEFAULT_METHOD  # the CAM method of ``cams`` (cam.METHODS)
-    crop: tuple[float, float, float, float] | None = None  # (left, top, right, bottom), full-size photo pixels
-    image_size: tuple[int, int] | None = None  # (width, height) of the oriented photo
-    device: str = "cpu"
-    ms: float = 0.0  # this photo's share of the work: decode + inference + CAMs
-    decode_ms: float = 0.0
-    infer_ms: float = 0.0
-    note: str | None = None  # something worth telling the user (e.g. ran on CPU after a GPU error)
-    image: object = None  # the decoded PIL image (RGB, oriented), when asked for with keep_images
-
-    def to_record(self) -> dict[str, Any]:
-        """The fields of the ``classify`` output (JSON lines / CSV)."""
-        if not self.ok:
-            return {"path": self.path, "ok": False, "error": self.error}
-        record = {
-            "path": self.path,
-            "ok": True,
-            "top": [{"rank": t.rank, "index": t.index, "label": t.label, "prob": round(t.prob, 6)} for t in self.top],
-            "device": self.device,
-            "ms": round(self.ms, 1),
-        }
-        if self.method != DEFAULT_METHOD:  # records of the default method stay as they always were
-            record["cam_method"] = self.method
-        if self.note:
-            record["note"] = self.note
-        return record
-
-
-PRECISIONS = ("fp32", "bf16")
 SCORECAM_BATCH = 16  # masked inputs per forward pass of Score-CAM (as pytorch-grad-cam)
 MAX_BATCH = 64  # photos per forward pass at most: larger batches only cost memory (activations grow with it)
-
-
-def failure(name: str, exc: BaseException, doing: str = "prepared") -> Prediction:
-    """The ``ok=False`` answer for a photo whose own processing raised ``exc``: any exception, one message."""
-    if isinstance(exc, ImageError):
-        message = str(exc)
-    elif isinstance(exc, MemoryError) or "out of memory" in str(exc).lower():
-        message = f"{name} could not be {doing}: not enough memory"
-    else:
-        detail = (str(exc).splitlines() or [""])[0][:300]
-        message = f"{name} could not be {doing} ({type(exc).__name__}{': ' + detail if detail else ''})"
-    return Prediction(path=name, ok=False, error=message)
 
 
 _T = TypeVar("_T")
@@ -574,47 +515,3 @@ class Classifier:
             if keep_images:
                 pred.image = item.decoded.image
         return preds
-
-
-def cam_overlay(pred: Prediction, rank: int = 1, cmap: str = "jet", opacity: float = 0.5, heatmap_only: bool = False) -> np.ndarray:
-    """The photo kept in ``pred.image`` with the map of class ``rank`` drawn on the region the model saw."""
-    if pred.image is None or pred.cams is None or pred.crop is None or pred.image_size is None:
-        raise ValueError("this prediction has no image or map to draw (use keep_image=True)")
-    photo = np.asarray(pred.image)
-    sx = photo.shape[1] / pred.image_size[0]
-    sy = photo.shape[0] / pred.image_size[1]
-    left, top, right, bottom = pred.crop
-    rect = (left * sx, top * sy, right * sx, bottom * sy)
-    return cam_mod.overlay(photo, pred.cams[rank - 1], rect, cmap, opacity, heatmap_only)
-
-
-def overlay_text(pred: Prediction, rank: int = 1) -> dict[str, str]:
-    """The text fields of an overlay PNG of ``pred``'s class ``rank``: what it shows and how it was made (the
-    photo by its file name only, never its folder)."""
-    from .records import valid_text
-
-    text = {"Source": valid_text(Path(pred.path).name), "Software": "resnext-gui",
-            "Method": METHOD_NAMES.get(pred.method, pred.method), "Layer": pred.layer}
-    if pred.ok and 0 < rank <= len(pred.top):
-        top = pred.top[rank - 1]
-        text.update({"Class": valid_text(top.label), "Class index": str(top.index), "Rank": str(rank),
-                     "Probability": f"{top.prob:.4f}"})
-    return text
-
-
-def save_png(array: np.ndarray, path: Path | IO[bytes], text: dict[str, str] | None = None) -> None:
-    """An (H, W, 3) uint8 picture as PNG, to a path or an open binary file, with ``text`` as its text chunks
-    (iTXt where a value is not Latin-1)."""
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    info = None
-    if text:
-        info = PngInfo()
-        for key, value in text.items():
-            try:
-                value.encode("latin-1")
-                info.add_text(key, value)
-            except UnicodeEncodeError:
-                info.add_itxt(key, value)
-    Image.fromarray(array).save(path, format="PNG", pnginfo=info)

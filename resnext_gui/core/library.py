@@ -39,7 +39,7 @@ from .records import valid_text
 if TYPE_CHECKING:
     from PIL import Image
 
-    from .classifier import Prediction
+    from .prediction import Prediction
     from .preprocess import Preprocessing
 
 APPLICATION_ID = 0x52584C42  # "RXLB" in the file's header: this app's library, not some other program's SQLite

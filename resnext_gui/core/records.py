@@ -14,12 +14,13 @@ everything written goes through ``clean_record`` and the writers here:
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .files import atomic_file
 
@@ -91,6 +92,26 @@ def neutralise(cell: Any) -> Any:
     return cell
 
 
+# The faithfulness figures of a record's top-1 map, as CSV columns ("faithfulness.<name>").
+FAITHFULNESS_FIELDS = ("method", "layer", "deletion_auc", "insertion_auc", "random_deletion_auc",
+                       "random_insertion_auc", "prob", "prob_hidden", "random_prob_hidden")
+
+
+def extra_columns(cam_method: bool, faithfulness: bool) -> tuple[str, ...]:
+    """The CSV columns beyond the usual ones: the CAM method (when a map of another method than Grad-CAM is
+    recorded) and the faithfulness figures. One rule for `classify --format csv` and the window's Export."""
+    extra: tuple[str, ...] = ("cam_method",) if cam_method else ()
+    if faithfulness:
+        extra += tuple(f"faithfulness.{name}" for name in FAITHFULNESS_FIELDS)
+    return extra
+
+
+def extra_columns_of(records: Iterable[Record]) -> tuple[str, ...]:
+    """``extra_columns`` for records already made: the columns that some record has a value for."""
+    records = list(records)
+    return extra_columns(any("cam_method" in r for r in records), any("faithfulness" in r for r in records))
+
+
 def csv_header(k: int, extra: tuple[str, ...] = ()) -> list[str]:
     """The CSV columns for ``k`` classes; ``extra`` columns at the end name further fields, a dotted name one
     inside a nested record ("faithfulness.deletion_auc")."""
@@ -125,8 +146,43 @@ def topk_of(records: Iterable[Record], default: int = 5) -> int:
     return max((len(r.get("top", [])) for r in records), default=default)
 
 
+def csv_text(row: list[Any]) -> str:
+    """One CSV row as text, with its line ending (as csv.writer writes it)."""
+    buf = io.StringIO()
+    csv.writer(buf).writerow(row)
+    return buf.getvalue()
+
+
+class RecordWriter:
+    """The one writer of records: JSON lines or CSV rows to a text stream, one record at a time (``classify``
+    streams through it; Export writes a whole file through ``write_records``). ``k`` classes and the ``extra``
+    columns (``extra_columns``) are fixed when the writer is made; ``begin`` writes the CSV header, once."""
+
+    FORMATS = ("jsonl", "csv")
+
+    def __init__(self, stream: IO[str], fmt: str, k: int = 5, extra: tuple[str, ...] = ()) -> None:
+        if fmt not in self.FORMATS:
+            raise ValueError(f"unknown record format {fmt!r}")
+        self.stream, self.fmt, self.k, self.extra = stream, fmt, k, extra
+        self._begun = False
+
+    def begin(self) -> None:
+        if not self._begun:
+            self._begun = True
+            if self.fmt == "csv":
+                self.stream.write(csv_text(csv_header(self.k, self.extra)))
+
+    def write(self, record: Record) -> None:
+        self.begin()
+        if self.fmt == "jsonl":
+            self.stream.write(json_line(record) + "\n")
+        else:
+            self.stream.write(csv_text(csv_row(record, self.k, self.extra)))
+
+
 def write_records(path: str | os.PathLike[str], records: list[Record], fmt: str) -> None:
-    """Write ``records`` as ``fmt`` ("json" or "csv") atomically: a failure leaves any earlier file as it was."""
+    """Write ``records`` as ``fmt`` ("json": one JSON array; "csv": the columns ``classify --format csv``
+    writes for such records) atomically: a failure leaves any earlier file as it was."""
     if fmt not in ("json", "csv"):
         raise ValueError(f"unknown export format {fmt!r}")
     with atomic_file(Path(path), text=True, shared=True) as fh:  # as any program's file: the umask decides
@@ -134,7 +190,7 @@ def write_records(path: str | os.PathLike[str], records: list[Record], fmt: str)
             text = json.dumps([clean_record(r) for r in records], ensure_ascii=False, indent=1, allow_nan=False)
             fh.write(_escape_line_breaks(text))
         else:
-            k = topk_of(records)
-            writer = csv.writer(fh)
-            writer.writerow(csv_header(k))
-            writer.writerows(csv_row(r, k) for r in records)
+            writer = RecordWriter(fh, "csv", topk_of(records), extra_columns_of(records))
+            writer.begin()
+            for record in records:
+                writer.write(record)

@@ -16,8 +16,6 @@ from .devices import Device
 from .errors import BackendError
 from .files import cache_root
 
-BACKENDS = ("auto", "torch", "openvino")
-TUNINGS = ("latency", "throughput")  # one photo as soon as possible (the window), or many photos (classify)
 Progress = Callable[[str], None]
 Outputs = tuple[np.ndarray, np.ndarray]
 _V = TypeVar("_V")

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QMainWindow
 
 from ..core.cam import METHODS, method_layers
 from ..core.colormap import COLORMAPS
+from ..core.kinds import BACKENDS, DEVICE_CHOICES, PRECISIONS
 from ..core.records import valid_text
 from .controls import LAYERS
 from .gallery_filter import SORTS
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     from .main_window import MainWindow
 
 DEFAULT_SIZE = (1280, 800)
-DEVICES = ("auto", "cpu", "cuda", "mps")  # as the command line offers them
-BACKENDS = ("auto", "torch", "openvino")  # as core.runtimes.BACKENDS (the tests hold them equal)
-PRECISIONS = ("fp32", "bf16")  # as core.classifier.PRECISIONS
 
 # Wayland tells an app nothing of the compositor's panels (the available area is the whole output), and the
 # frame is drawn by the app itself: room for a panel is kept so the status bar is never under or past the edge.
@@ -56,7 +54,7 @@ _INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
 
 # Remembered choices the window or the worker acts on: (allowed values, the default, what it is called)
 CHOICES: dict[str, tuple[tuple[str, ...], str, str]] = {
-    "device": (DEVICES, "auto", "device"),
+    "device": (DEVICE_CHOICES, "auto", "device"),
     "backend": (BACKENDS, "auto", "CPU runtime"),
     "precision": (PRECISIONS, "fp32", "precision"),
     "colormap": (tuple(COLORMAPS), "jet", "colour map"),

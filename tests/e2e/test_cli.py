@@ -320,7 +320,7 @@ def test_cam_files_are_atomic_short_and_never_follow_links(checkpoint, photos, t
         fh.write(b"\x89PNG partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("resnext_gui.core.classifier.save_png", disk_full)
+    monkeypatch.setattr("resnext_gui.core.overlay.save_png", disk_full)
     full = tmp_path / "full"
     full.mkdir()
     assert cli.main(["classify", "--weights", str(checkpoint), "--cam-dir", str(full), str(tmp_path / "cat.png")]) == 1

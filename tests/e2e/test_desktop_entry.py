@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from resnext_gui import desktop_entry
-from resnext_gui.desktop_entry import MIME_TYPES, entry_text, launch_command
+from resnext_gui.launch import desktop_entry
+from resnext_gui.launch.desktop_entry import MIME_TYPES, entry_text, launch_command
 from tests.support.helpers import REPO, run_cli
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from resnext_gui import preflight as P
+from resnext_gui.launch import preflight as P
 from tests.support.helpers import REPO, XDisplay
 
 ICCCM = "libxcb-icccm.so.4"
@@ -69,7 +69,7 @@ def test_without_a_terminal_the_message_goes_to_a_log_and_a_dialog(fake_plugins,
     said = tmp_path / "zenity-args"
     (bin_dir / "zenity").write_text(f"#!/bin/sh\nprintf '%s\\n' \"$@\" > {said}\n")
     (bin_dir / "zenity").chmod(0o755)
-    code = ("import sys; from resnext_gui import preflight as P; "
+    code = ("import sys; from resnext_gui.launch import preflight as P; "
             f"P.plugins_dir = lambda: {str(tmp_path)!r}; "
             "from pathlib import Path; "
             f"P.check_plugin = lambda p, f=None: P.PluginCheck(p, Path('.'), 'x', [{ICCCM!r}]); "

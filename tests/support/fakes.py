@@ -52,8 +52,8 @@ class FakeClassifier:
         self.preprocessing = Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # what the results library keys on
 
     def classify(self, source, keep_image=False, layer=None, method=None):
-        from resnext_gui.core.classifier import Prediction, TopClass
         from resnext_gui.core.errors import ImageError
+        from resnext_gui.core.prediction import Prediction, TopClass
         from resnext_gui.core.preprocess import load_image, source_name
 
         layer, method = layer or "layer4", method or "gradcam"

@@ -6,9 +6,10 @@ import torch
 from torchvision.models import resnext50_32x4d
 
 from resnext_gui.core import cam, torch_cam
-from resnext_gui.core.classifier import Classifier, cam_overlay
+from resnext_gui.core.classifier import Classifier
 from resnext_gui.core.colormap import colormap
 from resnext_gui.core.model import forward_from, forward_to
+from resnext_gui.core.overlay import cam_overlay
 
 
 @pytest.fixture(scope="module", params=["openvino", "torch"])

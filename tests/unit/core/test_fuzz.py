@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from resnext_gui.core.classifier import Prediction, TopClass
 from resnext_gui.core.errors import ImageError
+from resnext_gui.core.prediction import Prediction, TopClass
 from resnext_gui.core.preprocess import load_image
 from resnext_gui.core.records import FORMULA_START, csv_header, json_line, valid_text, write_records
 

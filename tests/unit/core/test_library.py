@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from resnext_gui.core import library as L
-from resnext_gui.core.classifier import Prediction, TopClass
 from resnext_gui.core.library import Library, LibraryError, model_key
+from resnext_gui.core.prediction import Prediction, TopClass
 from resnext_gui.core.preprocess import Preprocessing
 from tests.support.helpers import REPO
 

@@ -70,7 +70,7 @@ def test_asking_for_cuda_without_torch_says_so(checkpoint, photos):
 
 
 WINDOW = BLOCK_TORCH + r"""
-from resnext_gui.app import main
+from resnext_gui.launch.app import main
 sys.exit(main(["--startup-report", "--weights", sys.argv[1], sys.argv[2]]))
 """
 

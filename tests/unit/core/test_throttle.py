@@ -1,6 +1,6 @@
 """The shared progress throttle (resnext_gui/throttle.py), on an injected clock."""
 
-from resnext_gui.throttle import throttled
+from resnext_gui.core.throttle import throttled
 
 
 def test_the_first_update_then_one_per_interval_and_always_the_last():

@@ -12,8 +12,8 @@ from PySide6.QtGui import QImage, QImageReader
 from PySide6.QtWidgets import QFileDialog
 
 from resnext_gui.core.cam import METHODS
-from resnext_gui.core.classifier import TopClass
 from resnext_gui.core.faithfulness import Faithfulness
+from resnext_gui.core.prediction import TopClass
 from resnext_gui.ui.cam_methods import COMPUTING, RECOMPUTING, CamMethods, scorecam_computing
 from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.controls import ControlPanel

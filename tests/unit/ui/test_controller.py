@@ -8,7 +8,7 @@ import stat
 import pytest
 from PySide6.QtGui import QImage
 
-from resnext_gui.core.classifier import TopClass
+from resnext_gui.core.prediction import TopClass
 from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.gallery import GalleryModel, Status
 from resnext_gui.ui.messages import Messages

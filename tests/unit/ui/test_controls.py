@@ -3,7 +3,7 @@
 import pytest
 from PySide6.QtCore import Qt
 
-from resnext_gui.core.classifier import TopClass
+from resnext_gui.core.prediction import TopClass
 from resnext_gui.ui.controls import ControlPanel, layer_name
 
 

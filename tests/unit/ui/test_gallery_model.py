@@ -3,7 +3,7 @@
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QImage
 
-from resnext_gui.core.classifier import TopClass
+from resnext_gui.core.prediction import TopClass
 from resnext_gui.ui.gallery import GalleryModel, Status
 from resnext_gui.worker import PhotoResult
 

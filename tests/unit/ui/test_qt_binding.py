@@ -5,7 +5,7 @@ import sys
 import PySide6
 from PySide6.QtWidgets import QLabel
 
-from resnext_gui.qt_check import binding_problem, lost_references
+from resnext_gui.launch.qt_check import binding_problem, lost_references
 
 
 def test_ten_thousand_void_calls_and_emits_keep_none_and_true(qtbot):
@@ -21,7 +21,7 @@ def test_ten_thousand_void_calls_and_emits_keep_none_and_true(qtbot):
 
 
 def test_a_leaking_binding_is_named_plainly(monkeypatch):
-    import resnext_gui.qt_check as qc
+    import resnext_gui.launch.qt_check as qc
 
     monkeypatch.setattr(qc, "lost_references", lambda calls: {"None": calls, "True": calls})
     message = qc.binding_problem(200)
@@ -38,8 +38,8 @@ def test_the_broken_release_is_excluded_from_the_requirements():
 
 
 def test_app_refuses_to_start_on_a_leaking_binding(monkeypatch, capsys, qapp):
-    import resnext_gui.qt_check as qc
-    from resnext_gui import app
+    import resnext_gui.launch.qt_check as qc
+    from resnext_gui.launch import app
 
     monkeypatch.setattr(qc, "binding_problem", lambda calls=200: "PySide6 X loses references; would crash")
     from PySide6.QtWidgets import QApplication, QMessageBox

@@ -71,14 +71,6 @@ def test_numbers_from_a_hand_written_file_are_clamped_or_the_default(tmp_path, t
     assert read_int(hand_written(tmp_path, [f"opacity={text}"]), "opacity", 0, 100, 50) == expected
 
 
-def test_the_choices_offered_are_the_core_s():
-    from resnext_gui.core.classifier import PRECISIONS
-    from resnext_gui.core.runtimes import BACKENDS
-    from resnext_gui.ui import window_settings
-
-    assert window_settings.BACKENDS == BACKENDS and window_settings.PRECISIONS == PRECISIONS
-
-
 def test_unknown_choices_fall_back_to_the_defaults_with_a_note_shown_once(qtbot, tmp_path):
     from resnext_gui.ui.main_window import MainWindow
     from tests.support.ui_fakes import FakeWorker

@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="PHOTO_OR_FOLDER", help="photos or folders to classify at start")
     p.add_argument("--weights", metavar="FILE", help="checkpoint to use (.pth or .safetensors)")
     p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="compute device (default: last used, else auto)")
-    from . import version_line
+    from .. import version_line
 
     p.add_argument("--version", action="version", version=version_line(), help="print the version and exit")
     p.add_argument("--self-test", action="store_true", help="headless check of the installation; prints JSON, exit 0 when fine")
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    from .ui.main_window import MainWindow
+    from ..ui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     from .qt_check import binding_problem
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     app.setDesktopFileName("resnext-gui")
     from PySide6.QtGui import QIcon
 
-    from .core.resources import asset
+    from ..core.resources import asset
 
     icon = asset("icon.png")
     if icon:

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     stage = "runtimes"
     start = time.perf_counter()
     try:
-        from .core.devices import torch_installed, versions
+        from ..core.devices import torch_installed, versions
 
         if torch_installed():  # the CUDA app and the source install; the light CPU app has no torch
             stage = "torchvision operators"  # a build that missed torchvision/_C fails here
@@ -31,9 +31,10 @@ def main(argv: list[str] | None = None) -> int:
             torchvision.ops.nms(boxes, torch.tensor([0.9, 0.8]), 0.5)
 
         stage = "weights"
-        from .core.classifier import Classifier, cam_overlay
-        from .core.resources import asset
-        from .core.weights import find_weights
+        from ..core.classifier import Classifier
+        from ..core.overlay import cam_overlay
+        from ..core.resources import asset
+        from ..core.weights import find_weights
 
         source = find_weights(args.weights)
         summary["weights"] = {"path": str(source.path), "origin": source.origin,
@@ -86,7 +87,7 @@ def _window_check(weights: str, device: str) -> str:
     from PySide6.QtCore import QEventLoop, QSettings, QTimer, qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
-    from .ui.main_window import MainWindow
+    from ..ui.main_window import MainWindow
 
     def quiet(_mode, _context, message: str) -> None:
         if "propagateSizeHints" not in message:  # the offscreen platform's own remark, not ours

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .core.files import atomic_file, open_regular, xdg_folder
+from ..core.files import atomic_file, open_regular, xdg_folder
 
 APP_ID = "resnext-gui"
 MARK = "X-ResNeXt-GUI-Generated=true"  # in every entry this app writes: uninstall removes only those
@@ -105,7 +105,7 @@ def _refresh_caches() -> None:
 
 
 def _icon_bytes() -> bytes:
-    from .core.resources import asset
+    from ..core.resources import asset
 
     icon = asset("icon.png")
     if icon is None:

@@ -1,0 +1,256 @@
+"""`resnext-gui classify`: photos and folders in, one JSON line (or CSV row) per photo out, in input order."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..core.kinds import BACKENDS, LAYERS, METHODS, PRECISIONS
+from .options import add_library_options, add_model_options
+from .output import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    CamWriter,
+    KeywordWriter,
+    OutputError,
+    Progress,
+    Stdout,
+    Terminated,
+    done_with_skips,
+    expand,
+    say,
+    silence_stdout,
+    stopped,
+    utf8_stdout,
+)
+
+if TYPE_CHECKING:
+    from ..core.answers import CachedAnswer, KnownAnswers
+    from ..core.classifier import Classifier
+    from ..core.prediction import Prediction
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    from ..core.faithfulness import DEFAULT_STEPS
+
+    c = sub.add_parser("classify", help="classify photos and folders; one JSON line (or CSV row) per image")
+    add_model_options(c)
+    c.add_argument("--topk", type=int, default=5, metavar="K", help="classes per image (default 5)")
+    c.add_argument("--cam-dir", metavar="DIR", help="write <name>.cam.png (overlay) and <name>.cam.npy (top-1 map); "
+                   "with another --cam-method than gradcam, <name>.<method>.cam.png and .npy")
+    c.add_argument("--layer", default="layer4", choices=list(LAYERS),
+                   help="the stage the maps are computed at: layer4 7x7 (default), layer3 14x14, layer2 28x28")
+    c.add_argument("--cam-method", default="gradcam", choices=list(METHODS), metavar="NAME",
+                   help="the map's method: " + ", ".join(METHODS) + " (default gradcam). All but scorecam come from "
+                        "the one forward pass (plus one gradient pass before layer4). scorecam runs one forward pass "
+                        "per activation map of the stage, for each photo: 2048 at layer4, 1024 at layer3, 512 at "
+                        "layer2, i.e. as long as classifying that many photos")
+    c.add_argument("--faithfulness", action="store_true",
+                   help="add the top-1 map's deletion and insertion figures (and a random map's) to each record: "
+                        f"{4 * (DEFAULT_STEPS + 1)} more forward passes per photo")
+    c.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="photos per forward pass (default: 1 with OpenVINO, whose streams each run their own "
+                        "photo at once, 8 with PyTorch; measured fastest per photo, see benchmarks)")
+    c.add_argument("--format", default="jsonl", choices=["jsonl", "csv"], help="output format (default jsonl)")
+    c.add_argument("--precision", default="fp32", choices=list(PRECISIONS),
+                   help="bf16: faster on CPUs with native bfloat16 (AVX-512 BF16, AMX), slightly different numbers "
+                        "(see benchmarks)")
+    c.add_argument("--backend", default="auto", choices=list(BACKENDS),
+                   help="CPU inference runtime (default auto: OpenVINO when installed, else PyTorch; "
+                        "GPUs always use PyTorch)")
+    add_library_options(c)
+    c.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
+    return c
+
+
+def check_library_options(args: argparse.Namespace) -> str | None:
+    """Why the --library / --xmp options can't be used as given (checked before the model loads); None if they can."""
+    if args.library_path:
+        args.library = True
+        if os.path.isdir(args.library_path):
+            return f"--library-path {args.library_path} is a folder; give the library's file name"
+    if getattr(args, "xmp_into_file", False):
+        args.xmp = True
+    if getattr(args, "xmp_min_prob", None) is not None:
+        if not 0.0 <= args.xmp_min_prob <= 1.0:  # NaN fails too
+            return "--xmp-min-prob must be a probability from 0 to 1"
+        if not args.xmp:
+            return "--xmp-min-prob needs --xmp"
+    return None
+
+
+def open_answers(args: argparse.Namespace, clf: Classifier) -> KnownAnswers:
+    """--library: the model's answers through the results library (looked up unless the photo must be computed)."""
+    from ..core.answers import KnownAnswers
+    from ..core.library import Library
+
+    library = Library(Path(args.library_path) if args.library_path else None)
+    if library.note:
+        say(f"note: {library.note}")
+    # a map of another method or stage, the faithfulness figures: those answers need the photo computed
+    lookups = not (args.cam_dir or getattr(args, "faithfulness", False)
+                   or getattr(args, "cam_method", None) not in (None, "gradcam"))
+    answers = KnownAnswers.of(clf, library, lookups)
+    assert answers is not None  # a real Classifier has a checkpoint and preprocessing: its key
+    return answers
+
+
+def _one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace,
+                keep_images: bool) -> Iterator[tuple[Prediction, dict[str, Any] | None]]:
+    """(prediction, faithfulness record or None) per photo, for Score-CAM and --faithfulness: each photo decoded,
+    classified, then its slow extras computed from its own model input."""
+    import sys
+
+    from ..core import faithfulness
+    from ..core.prediction import failure
+    from ..core.preprocess import source_name
+
+    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    for path in paths:
+        name = source_name(path)
+        try:
+            item = clf.prepare(path)
+        except Exception as exc:  # this photo's answer, as classify_many gives it
+            yield failure(name, exc), None
+            continue
+        try:
+            pred = clf.predict([item])[0]
+            if pred.ok and args.cam_method == "scorecam":
+                if not tty:
+                    say(f"Score-CAM of {name}…")
+
+                def show(done: int, total: int) -> None:
+                    if tty:
+                        sys.stderr.write(f"\rScore-CAM: {done}/{total} masked passes")
+                        sys.stderr.flush()
+
+                pred.cams = clf.score_cams(item, [t.index for t in pred.top], args.layer, progress=show)
+                pred.method = "scorecam"
+                if tty:
+                    sys.stderr.write("\r\033[K")
+            figures = None
+            if pred.ok and args.faithfulness and pred.cams is not None:
+                top = pred.top[0]
+                f = clf.faithfulness(item, top.index, pred.cams[0], steps=faithfulness.DEFAULT_STEPS)
+                figures = {"method": pred.method, "layer": pred.layer, "label": top.label, **f.to_record(),
+                           "sentence": f.sentence(top.label)}
+        except Exception as exc:  # the model failed on this photo (out of memory, ...)
+            yield failure(name, exc, "classified"), None
+            continue
+        if keep_images:
+            pred.image = item.decoded.image
+        yield pred, figures
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core.cam import ONE_PASS, method_layers
+    from ..core.classifier import MAX_BATCH, Classifier
+    from ..core.errors import ResnextGuiError
+    from ..core.kinds import DEFAULT_METHOD
+    from ..core.library import LibraryError
+    from ..core.records import RecordWriter, extra_columns
+
+    if args.topk < 1 or (args.batch_size is not None and args.batch_size < 1):
+        say("classify: --topk and --batch-size must be at least 1")
+        return EXIT_USAGE
+    if args.layer not in method_layers(args.cam_method):
+        say(f"classify: --cam-method {args.cam_method} is offered at {', '.join(method_layers(args.cam_method))}, "
+            f"not at --layer {args.layer}")
+        return EXIT_USAGE
+    cams = None
+    if args.cam_dir:
+        problem = CamWriter.check_folder(Path(args.cam_dir))
+        if problem:
+            say(problem)
+            return EXIT_USAGE
+        cams = CamWriter(Path(args.cam_dir))
+    problem = check_library_options(args)
+    if problem:
+        say(f"classify: {problem}")
+        return EXIT_USAGE
+    paths, unreadable, skipped = expand(args.paths)
+    if not paths:
+        say("nothing to classify: no image files were found")
+        return EXIT_SOME_FAILED
+
+    if args.batch_size is not None and args.batch_size > MAX_BATCH:
+        say(f"note: --batch-size {args.batch_size} is capped at {MAX_BATCH} (larger batches only cost memory)")
+        args.batch_size = MAX_BATCH
+    say("loading the model…")
+    one_by_one = args.cam_method not in ONE_PASS or args.faithfulness
+    try:  # a folder streams through the network, several photos at once; one photo (or the slow extras) one by one
+        clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision,
+                         method=args.cam_method if args.cam_method in ONE_PASS else DEFAULT_METHOD,
+                         backend=args.backend, progress=say,
+                         tuned_for="throughput" if len(paths) > 1 and not one_by_one else "latency")
+    except ResnextGuiError as exc:
+        say(str(exc))
+        return EXIT_USAGE
+    if clf.note:
+        say(f"note: {clf.note}")
+    if args.batch_size is None:
+        args.batch_size = clf.default_batch_size
+    answers = open_answers(args, clf) if args.library else None
+    keywords = KeywordWriter(args.xmp_min_prob, args.xmp_into_file, clf.labels, clf.source.path) if args.xmp else None
+    if args.precision == "bf16" and clf.device.type == "cpu":
+        from ..core.devices import cpu_capability, native_bf16
+
+        if not native_bf16():
+            say(f"note: this CPU ({cpu_capability()}) has no native bfloat16; --precision bf16 will be slower than "
+                "fp32 here")
+    utf8_stdout()
+    progress = Progress(len(paths))
+    failed = 0
+    out = RecordWriter(Stdout(), args.format, clf.topk,  # type: ignore[arg-type]  # Stdout writes as a TextIO does
+                       extra_columns(args.cam_method != DEFAULT_METHOD, args.faithfulness))
+    results: Iterator[tuple[Prediction | CachedAnswer, dict[str, Any] | None]]
+    try:
+        out.begin()
+        if one_by_one:  # the slow extras need each photo's model input: one photo at a time
+            results = _one_by_one(clf, paths, args, keep_images=cams is not None)
+        else:
+            source = answers if answers is not None else clf  # unchanged photos answered from the library first
+            results = ((pred, None) for pred in
+                       source.classify_many(paths, batch_size=args.batch_size, keep_images=cams is not None))
+        for pred, figures in results:
+            record = pred.to_record()
+            if figures is not None:
+                record["faithfulness"] = figures
+            if pred.ok and cams is not None and pred.cams is not None:
+                try:
+                    png, npy = cams.write(pred)  # type: ignore[arg-type]  # a computed Prediction: it has maps
+                    record["cam_png"], record["cam_npy"] = str(png), str(npy)
+                except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
+                    reason = getattr(exc, "strerror", None) or str(exc)
+                    record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
+            if answers is not None and not record["ok"]:
+                answers.forget_thumbnail(pred)
+            elif answers is not None:  # committed before the answer is printed: a kill loses nothing shown
+                try:
+                    answers.keep(pred.path, pred, record)
+                except LibraryError as exc:
+                    say(f"warning: {exc}")
+            if keywords is not None and record["ok"] and not keywords.write(record):
+                failed += 1
+            pred.image = None
+            failed += 0 if record["ok"] else 1
+            out.write(record)
+            progress.step(record["ok"])
+    except OutputError as exc:
+        silence_stdout()
+        say(f"cannot write the results to standard output: {exc}")
+        return EXIT_SOME_FAILED
+    except (KeyboardInterrupt, Terminated) as exc:
+        progress.close()  # ends the progress line itself
+        return stopped(exc, "every finished image was written", newline=False)
+    progress.close()
+    if answers is not None:
+        answers.library.close()
+        say(f"{answers.cached} answered from the results library, {answers.computed} classified")
+    done_with_skips(unreadable, skipped)
+    return EXIT_SOME_FAILED if failed or unreadable else EXIT_OK
+

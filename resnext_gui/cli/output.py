@@ -1,0 +1,248 @@
+"""What the commands write: records on stdout (through core.records' one writer), progress and messages on stderr, the maps of --cam-dir, the keywords of --xmp, and how a stopped run ends."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from ..core.classifier import Prediction
+    from ..core.records import Record
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + SIGINT, 128 + SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: stop as for Ctrl+C, with every finished line written and no half-written file."""
+
+
+class OutputError(Exception):
+    """Standard output can't be written (closed, disk full, I/O error); not a broken pipe."""
+
+
+def say(text: str) -> None:
+    """One line for the user on stderr, named after the program."""
+    print(f"resnext-gui: {text}", file=sys.stderr, flush=True)
+
+
+def emit(text: str) -> None:
+    """Write and flush one piece of output; a failing stdout becomes an OutputError (a broken pipe stays one)."""
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except (OSError, ValueError) as exc:  # ValueError: the stream was closed
+        raise OutputError(getattr(exc, "strerror", None) or str(exc)) from None
+
+
+class Stdout:
+    """Standard output as the records writer's stream: each write is ``emit``ted (flushed, failures said)."""
+
+    def write(self, text: str) -> int:
+        emit(text)
+        return len(text)
+
+
+def utf8_stdout() -> None:
+    """The output is UTF-8 whatever the locale says (file names and labels are not all ASCII)."""
+    try:
+        sys.stdout.reconfigure(encoding="utf-8", errors="replace")  # type: ignore[union-attr]
+    except (AttributeError, ValueError, OSError):
+        pass
+
+
+def silence_stdout() -> None:
+    """Point fd 1 at /dev/null, so the interpreter's last flush of what is still buffered can't fail loudly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+def stopped(exc: BaseException, kept: str = "", what: str = "", newline: bool = True) -> int:
+    """Ctrl+C (KeyboardInterrupt) or SIGTERM (Terminated): one line on stderr saying what was kept, and the exit
+    status a shell expects (130, 143). After Ctrl+C the line starts below the ``^C`` the terminal echoed."""
+    interrupted = isinstance(exc, KeyboardInterrupt)
+    lead = "\n" if interrupted and newline else ""
+    text = f"{what}{'interrupted' if interrupted else 'terminated'}" + (f"; {kept}" if kept else "")
+    print(f"{lead}resnext-gui: {text}", file=sys.stderr)
+    return EXIT_INTERRUPTED if interrupted else EXIT_TERMINATED
+
+
+class Progress:
+    """Progress on stderr: a redrawn bar on a terminal, a line every 10% otherwise. Never on stdout."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, verb: str = "classified",
+                 clock: Callable[[], float] = time.perf_counter) -> None:
+        self.verb = verb
+        self.stream: TextIO = stream or sys.stderr  # looked up now: sys.stderr may have been replaced since import
+        self.total, self.done, self.failed = total, 0, 0
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.clock = clock
+        self.start = clock()
+        self._next_line = 0.1
+
+    def step(self, ok: bool) -> None:
+        self.done += 1
+        self.failed += 0 if ok else 1
+        if self.total <= 1:
+            return
+        frac = self.done / self.total
+        if self.tty:
+            width = 30
+            bar = "#" * int(width * frac)
+            self.stream.write(f"\r[{bar:<{width}}] {self.done}/{self.total}  {self.failed} failed")
+            self.stream.flush()
+        elif frac >= self._next_line or self.done == self.total:
+            self.stream.write(f"{self.verb} {self.done}/{self.total} ({self.failed} failed)\n")
+            self.stream.flush()
+            self._next_line = (int(frac * 10) + 1) / 10
+
+    def close(self) -> None:
+        if self.tty and self.total > 1:
+            self.stream.write("\n")
+        if self.total > 1:
+            secs = self.clock() - self.start
+            self.stream.write(f"{self.done} images in {secs:.1f} s, {self.failed} failed\n")
+        self.stream.flush()
+
+
+class CamWriter:
+    """Writes <name>.cam.png / <name>.cam.npy: atomically, never through a planted link, never overwriting twice.
+
+    Each file is written to a temporary file in the same folder and renamed over the target name, so a
+    failure (disk full, SIGTERM) leaves no partial or empty file, and a symbolic link planted at the target
+    name is replaced, not followed. Names are made valid UTF-8 and shortened to fit the file system's limit;
+    two inputs with the same name get ``name`` and ``name-2``.
+    """
+
+    MAX_STEM_BYTES = 200  # + "-NN.gradcam++.cam.png" stays well under the usual 255-byte limit
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.used: set[str] = set()
+
+    @staticmethod
+    def check_folder(folder: Path) -> str | None:
+        """Why ``folder`` can't take the maps (checked before the model loads); None if it can."""
+        if folder.exists() and not folder.is_dir():
+            return f"--cam-dir {folder} is not a folder"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"--cam-dir {folder} cannot be created: {exc.strerror or exc}"
+        try:
+            fd, probe = tempfile.mkstemp(dir=folder, prefix=".resnext-gui-", suffix=".probe")
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            return f"--cam-dir {folder} is not writable: {exc.strerror or exc}"
+        return None
+
+    def _stem(self, path: str) -> str:
+        from ..core.records import valid_text
+
+        base = valid_text(Path(path).stem) or "image"
+        encoded = base.encode("utf-8")
+        if len(encoded) > self.MAX_STEM_BYTES:
+            base = encoded[: self.MAX_STEM_BYTES].decode("utf-8", "ignore") + "~"
+        stem, n = base, 1
+        while stem.lower() in self.used:
+            n += 1
+            stem = f"{base}-{n}"
+        self.used.add(stem.lower())
+        return stem
+
+    def write(self, pred: Prediction, cmap: str = "jet") -> tuple[Path, Path]:
+        """The overlay of the top-1 class (its PNG text fields say the method, layer and class) and its map;
+        named <stem>.cam.png for the default method, <stem>.<method>.cam.png for the others."""
+        import numpy as np
+
+        from ..core.cam import DEFAULT_METHOD
+        from ..core.files import atomic_file
+        from ..core.overlay import cam_overlay, overlay_text, save_png
+
+        if pred.cams is None:
+            raise ValueError(f"{pred.path} has no map to write")
+        stem = self._stem(pred.path)
+        kind = "cam" if pred.method == DEFAULT_METHOD else f"{pred.method}.cam"
+        png, npy = self.folder / f"{stem}.{kind}.png", self.folder / f"{stem}.{kind}.npy"
+        overlay = cam_overlay(pred, 1, cmap)
+        cam = pred.cams[0].astype(np.float32)
+        # each through a temporary file renamed into place (a link at the name is replaced, never written
+        # through); a map without its partner would be a half answer, so the first goes if the second fails
+        with atomic_file(png, shared=True) as fh:
+            save_png(overlay, fh, overlay_text(pred, 1))
+        try:
+            with atomic_file(npy, shared=True) as fh:
+                np.save(fh, cam)
+        except BaseException:
+            png.unlink(missing_ok=True)
+            raise
+        return png, npy
+
+
+class KeywordWriter:
+    """--xmp: each answer's classes as keywords in the photo's XMP sidecar (and the photo, if asked)."""
+
+    def __init__(self, min_prob: float | None, into_file: bool, labels: list[str], weights: Path) -> None:
+        from ..core.xmp import DEFAULT_MIN_PROB, parent_for
+
+        self.min_prob = DEFAULT_MIN_PROB if min_prob is None else min_prob
+        self.into_file = into_file
+        self.parent = parent_for(labels, weights)
+
+    def write(self, record: Record) -> bool:
+        """Write the keywords of ``record`` (an ``ok`` answer); a failure goes into the record and onto stderr."""
+        from ..core.errors import XmpError
+        from ..core.xmp import keywords_for, write_keywords
+
+        try:
+            side = write_keywords(record["path"], keywords_for(record["top"], self.min_prob), self.parent,
+                                  into_file=self.into_file)
+        except XmpError as exc:
+            record["xmp_error"] = str(exc)
+            say(str(exc))
+            return False
+        record["xmp"] = str(side)
+        return True
+
+
+def expand(paths: list[str]) -> tuple[list[Path], int, int]:
+    """The photos to classify, with one stderr warning per folder or link passed over and per empty folder.
+
+    Returns (photos, folders that could not be read, other skips).
+    """
+    from ..core.paths import IMAGE_SUFFIXES, expand_paths
+
+    unreadable, skipped = 0, 0
+
+    def on_skip(path: Path, reason: str) -> None:
+        nonlocal unreadable, skipped
+        if reason.startswith("cannot be read"):
+            unreadable += 1
+        else:
+            skipped += 1
+        say(f"skipped {path}: {reason}")
+
+    found: list[Path] = []
+    for raw in paths:
+        mine = expand_paths([raw], on_skip)
+        if not mine and os.path.isdir(raw):
+            say(f"warning: {raw} holds no images ({' '.join(IMAGE_SUFFIXES)})")
+        found += mine
+    return found, unreadable, skipped
+
+
+def done_with_skips(unreadable: int, skipped: int) -> None:
+    if unreadable or skipped:
+        say(f"{unreadable + skipped} folders or links skipped ({unreadable} could not be read)")
+

@@ -1,0 +1,70 @@
+"""`resnext-gui weights fetch|info`: download the official ImageNet weights, or say which weights would be used."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .options import add_version
+from .output import EXIT_OK, EXIT_USAGE, emit, say, stopped
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+    w = sub.add_parser("weights", help="download or inspect the model weights")
+    wsub = w.add_subparsers(dest="weights_command", required=True)
+    f = wsub.add_parser("fetch", help="download the official ImageNet weights into the torch hub cache")
+    f.add_argument("--variant", default="v2", choices=["v2", "v1"], help="v2: acc@1 81.2 (default); v1: 77.6")
+    f.add_argument("--url", help="download from this mirror of the official file instead "
+                   "(checked against the variant's own checksum and size)")
+    i = wsub.add_parser("info", help="say which weights would be used, from where, and their size")
+    i.add_argument("--weights", metavar="FILE", help="checkpoint given on the command line")
+    for command in (f, i):
+        add_version(command)
+    return w
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..core import weights
+    from ..core.errors import ResnextGuiError
+    from ..core.throttle import throttled
+
+    if args.weights_command == "fetch":
+        variant = weights.VARIANTS[args.variant]
+        tty = sys.stderr.isatty()
+
+        def show(done: int, total: int) -> None:
+            pct = f"{100 * done / total:5.1f}% " if total else ""
+            end = "\r" if tty else "\n"
+            sys.stderr.write(f"{pct}{done / 2**20:7.1f} MB{end}")
+            sys.stderr.flush()
+
+        print(f"Downloading {variant.describe()} from {args.url or os.environ.get(weights.ENV_MIRROR) or variant.url}",
+              file=sys.stderr)
+        try:
+            path = weights.fetch(variant, url=args.url, progress=throttled(show, every_s=0.2))
+        except ResnextGuiError as exc:
+            print(f"\nresnext-gui: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt as exc:  # a SIGTERM is main's to report
+            return stopped(exc, "nothing was saved", what="download ")
+        print(f"\nSaved and verified: {path}", file=sys.stderr)
+        return EXIT_OK
+
+    try:
+        source = weights.find_weights(args.weights)
+    except ResnextGuiError as exc:
+        say(str(exc))
+        return EXIT_USAGE
+    size = source.path.stat().st_size
+    info = {
+        "path": str(source.path),
+        "origin": source.origin,
+        "variant": source.variant.name if source.variant else None,
+        "size_bytes": size,
+        "description": source.describe(),
+    }
+    emit(json.dumps(info, ensure_ascii=False) + "\n")
+    print(f"Would use {source.describe()}, {size / 2**20:.1f} MB", file=sys.stderr)
+    return EXIT_OK
