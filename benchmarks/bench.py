@@ -222,11 +222,11 @@ def run_classify(paths, weights, device, extra=(), app=APP) -> dict:
 
 def app_worker_latency(clf, paths) -> float:
     """What the window's worker does for one dropped photo, run directly (no event loop in the way)."""
-    from resnext_gui.worker import _photo_result
+    from resnext_gui.worker.jobs.photo import photo_result
 
     results = []
     it = iter(paths * 4)
-    ms = median_ms(lambda: results.append(_photo_result(clf, 0, str(next(it)), "layer4", "gradcam", 1.0)), len(paths) * 2, warmup=2)
+    ms = median_ms(lambda: results.append(photo_result(clf, 0, str(next(it)), "layer4", "gradcam", 1.0)), len(paths) * 2, warmup=2)
     assert results and results[-1].ok
     return ms
 

@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from resnext_gui.ui.gallery import Status
     from resnext_gui.ui.main_window import MainWindow
-    from resnext_gui.worker import Worker
+    from resnext_gui.worker.runner import Worker
     from tests.support.fakes import FakeClassifier
 
     made: list[FakeClassifier] = []

@@ -10,7 +10,7 @@ from types import FrameType
 from typing import Protocol
 
 from . import classify, train, weights
-from .options import add_version
+from .options import add_common
 from .output import EXIT_OK, EXIT_SOME_FAILED, OutputError, Terminated, say, silence_stdout, stopped
 
 
@@ -27,10 +27,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="resnext-gui",
         description="ResNeXt-50 image classifier with Grad-CAM. Without a subcommand, opens the window.",
     )
-    add_version(parser)
+    add_common(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     for command in COMMANDS.values():
-        add_version(command.add_parser(sub))
+        add_common(command.add_parser(sub))
     return parser
 
 
@@ -40,6 +40,11 @@ def _on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "verbose", False):
+        from ..core import logs
+
+        logs.to_stderr(verbose=True)
+        logs.start_facts(args.command)
     if sys.stdout is None:  # started with stdout closed (`>&-`): say so instead of failing on the first line
         say("standard output is closed; nowhere to write the results")
         return EXIT_SOME_FAILED

@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     utf8_stdout()
     progress = Progress(len(paths))
     failed = 0
-    out = RecordWriter(Stdout(), args.format, clf.topk,  # type: ignore[arg-type]  # Stdout writes as a TextIO does
+    out = RecordWriter(Stdout(), args.format, clf.topk,
                        extra_columns(args.cam_method != DEFAULT_METHOD, args.faithfulness))
     results: Iterator[tuple[Prediction | CachedAnswer, dict[str, Any] | None]]
     try:
@@ -222,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
                 record["faithfulness"] = figures
             if pred.ok and cams is not None and pred.cams is not None:
                 try:
-                    png, npy = cams.write(pred)  # type: ignore[arg-type]  # a computed Prediction: it has maps
+                    png, npy = cams.write(pred)
                     record["cam_png"], record["cam_npy"] = str(png), str(npy)
                 except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
                     reason = getattr(exc, "strerror", None) or str(exc)

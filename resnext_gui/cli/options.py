@@ -12,10 +12,13 @@ def add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES), help="compute device (default: auto)")
 
 
-def add_version(p: argparse.ArgumentParser) -> None:
+def add_common(p: argparse.ArgumentParser) -> None:
+    """--version, and --verbose (the log on stderr: what loads, on which device, every failure with its traceback)."""
     from .. import version_line
 
     p.add_argument("--version", action="version", version=version_line(), help="print the version and exit")
+    p.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
+                   help="log to stderr what the command does (versions, runtime, device, failures in detail)")
 
 
 def add_library_options(c: argparse.ArgumentParser, keywords: bool = True) -> None:

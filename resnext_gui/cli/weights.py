@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from .options import add_version
+from .options import add_common
 from .output import EXIT_OK, EXIT_USAGE, emit, say, stopped
 
 
@@ -21,7 +21,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     i = wsub.add_parser("info", help="say which weights would be used, from where, and their size")
     i.add_argument("--weights", metavar="FILE", help="checkpoint given on the command line")
     for command in (f, i):
-        add_version(command)
+        add_common(command)
     return w
 
 

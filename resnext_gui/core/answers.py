@@ -15,8 +15,9 @@ import os
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
+from .kinds import Layer, Method
 from .library import LibraryEntry, model_key, thumbnail_bytes
 from .preprocess import Source, source_name
 
@@ -24,8 +25,8 @@ if TYPE_CHECKING:
     from .library import Library
     from .prediction import Prediction
 
-LIBRARY_LAYER = "layer4"  # the maps the library keeps (another layer is computed, not stored)
-LIBRARY_METHOD = "gradcam"
+LIBRARY_LAYER: Layer = "layer4"  # the maps the library keeps (another layer or method is computed, not stored)
+LIBRARY_METHOD: Method = "gradcam"
 
 
 def key_of(clf: object) -> str | None:
@@ -70,13 +71,13 @@ class KnownAnswers:
         return int(getattr(self.clf, "topk", 1))
 
     # ---- one photo ----
-    def lookup(self, source: Source, layer: str = LIBRARY_LAYER, method: str = LIBRARY_METHOD) -> LibraryEntry | None:
+    def lookup(self, source: Source, layer: Layer = LIBRARY_LAYER, method: Method = LIBRARY_METHOD) -> LibraryEntry | None:
         """The stored answer of an unchanged file from this model, with as many classes as the model gives and
         its maps; None where it is to be computed (another layer or method, image data, a library fault)."""
         if not self.lookups or layer != LIBRARY_LAYER or method != LIBRARY_METHOD or not _is_file(source):
             return None
         try:
-            entry = self.library.lookup(source, self.key, min_top=self.topk)  # type: ignore[arg-type]  # a file
+            entry = self.library.lookup(source, self.key, min_top=self.topk)
         except Exception:  # a library fault costs a forward pass, never the answer
             return None
         return entry
@@ -103,7 +104,7 @@ class KnownAnswers:
         thumb = thumbnail if thumbnail is not None else self._thumbnails.pop(pred.path, None)
         if thumb is None and pred.image is not None:
             thumb = _thumbnail(pred.image)
-        self.library.store(source, self.key, pred, thumbnail=thumb, record=record)  # type: ignore[arg-type]  # a file
+        self.library.store(source, self.key, pred, thumbnail=thumb, record=record)
 
     # ---- a stream of photos ----
     def classify_many(self, sources: Iterable[Source], batch_size: int = 1, keep_images: bool = False,
@@ -122,9 +123,11 @@ class KnownAnswers:
 
         # the photo is kept until its thumbnail is made, then let go unless the caller wants it
         for pred in self.clf.classify_many(to_compute(), batch_size=batch_size, keep_images=True, **kwargs):
-            while order and order[0] is not None:
-                yield order.popleft()  # type: ignore[misc]  # not None: checked just above
-            order.popleft()
+            while order:
+                hit = order.popleft()
+                if hit is None:  # this one: the model's answer
+                    break
+                yield hit
             self.computed += 1
             if pred.ok and pred.image is not None:
                 thumb = _thumbnail(pred.image)
@@ -143,14 +146,18 @@ class KnownAnswers:
         self._thumbnails.pop(pred.path, None)
 
 
-def _is_file(source: object) -> bool:
+def _is_file(source: object) -> TypeGuard[str | os.PathLike[str]]:
     """A photo given by its file (a path), not as encoded bytes: only files are looked up and kept."""
     return isinstance(source, (str, os.PathLike))
 
 
 def _thumbnail(image: object) -> bytes | None:
+    from PIL import Image
+
+    if not isinstance(image, Image.Image):
+        return None
     try:
-        return thumbnail_bytes(image)  # type: ignore[arg-type]  # a PIL image: Prediction.image
+        return thumbnail_bytes(image)
     except (OSError, ValueError, MemoryError):
         return None
 

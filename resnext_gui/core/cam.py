@@ -7,6 +7,7 @@ resolution: the method's raw map, then ReLU, then min-max scaling to [0, 1] per 
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import numpy as np
 from PIL import Image
@@ -27,13 +28,13 @@ _XGRADCAM_EPS = 1e-7
 _SCORECAM_EPS = 1e-8
 
 
-def method_layers(method: str) -> tuple[str, ...]:
+def method_layers(method: Method) -> tuple[Layer, ...]:
     """The stages ``method`` is offered at."""
     check_method(method)
     return SCORECAM_LAYERS if method == "scorecam" else LAYERS
 
 
-def check_method(method: str, layer: str | None = None) -> None:
+def check_method(method: Method, layer: Layer | None = None) -> None:
     """A ValueError with a message for the user when ``method`` (at ``layer``) is not one the app computes."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}: choose one of {', '.join(METHODS)}")
@@ -91,66 +92,120 @@ def eigen_cams(acts: np.ndarray) -> np.ndarray:
     return out
 
 
-def stage_cams(method: str, acts: np.ndarray, grads: np.ndarray | None, k: int = 1) -> np.ndarray:
-    """The maps of a one-pass ``method`` at any stage from its activations (N, C, h, w) and each class's
-    gradients there (N, k, C, h, w): (N, k, h, w) float32 in [0, 1]. Eigen-CAM needs no gradients (``grads``
-    may be None, then ``k`` copies of the map are returned).
+# ---- each one-pass method's formula, one function per method ----
+# Before the last stage: the raw map (N, k, h, w) from a stage's gradients g (N, k, C, h, w) and activations
+# acts (N, C, h, w).
+StageFormula = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
-    gradcam: weights = the gradient's mean over positions; hirescam: sum_c g * A position by position;
-    gradcam++: see _gradcam_pp_weights; xgradcam: weights = sum(g * A) / sum(A); layercam: sum_c ReLU(g) * A.
-    """
+
+def _channel_sums(acts: np.ndarray) -> np.ndarray:
+    """Each channel's activations summed over positions, shaped to broadcast against the gradients."""
+    sums: np.ndarray = acts.sum(axis=(2, 3), dtype=np.float32)[:, None, :, None, None]
+    return sums
+
+
+def _stage_gradcam(g: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """Grad-CAM: the channels weighted by the gradient's mean over positions."""
+    return _weighted(g.mean(axis=(3, 4), dtype=np.float32), acts)
+
+
+def _stage_hirescam(g: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """HiResCAM: sum over channels of gradient times activation, position by position."""
+    out: np.ndarray = (g * acts[:, None]).sum(axis=2, dtype=np.float32)
+    return out
+
+
+def _stage_layercam(g: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """Layer-CAM: sum over channels of the positive gradient times activation, position by position."""
+    out: np.ndarray = (np.maximum(g, np.float32(0.0)) * acts[:, None]).sum(axis=2, dtype=np.float32)
+    return out
+
+
+def _stage_xgradcam(g: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """XGrad-CAM: the channels weighted by sum(g * A) / sum(A)."""
+    weights = (g * acts[:, None] / (_channel_sums(acts) + np.float32(_XGRADCAM_EPS))).sum(axis=(3, 4), dtype=np.float32)
+    return _weighted(weights, acts)
+
+
+def _stage_gradcam_pp(g: np.ndarray, acts: np.ndarray) -> np.ndarray:
+    """Grad-CAM++: the channels weighted by the summed alpha-scaled positive gradients (_gradcam_pp_weights)."""
+    return _weighted(_gradcam_pp_weights(g, _channel_sums(acts)).sum(axis=(3, 4), dtype=np.float32), acts)
+
+
+STAGE_FORMULAS: dict[Method, StageFormula] = {
+    "gradcam": _stage_gradcam, "hirescam": _stage_hirescam, "gradcam++": _stage_gradcam_pp,
+    "xgradcam": _stage_xgradcam, "layercam": _stage_layercam,
+}
+
+# At the last stage the gradient is the same at every position: g = W[c] / (h*w), (N, k, C). Each method is a
+# channel weighting (N, k, C) from g and the stage's activations feats (N, C, h, w).
+LastStageFormula = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def _last_gradcam(g: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """Grad-CAM and HiResCAM (equal here): the gradient itself."""
+    return g
+
+
+def _last_layercam(g: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.maximum(g, np.float32(0.0))
+    return out
+
+
+def _last_xgradcam(g: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    sums = feats.sum(axis=(2, 3), dtype=np.float32)[:, None, :]
+    out: np.ndarray = g * sums / (sums + np.float32(_XGRADCAM_EPS))
+    return out
+
+
+def _last_gradcam_pp(g: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """Grad-CAM++: its sum over positions is h*w equal terms."""
+    sums = feats.sum(axis=(2, 3), dtype=np.float32)[:, None, :]
+    out: np.ndarray = _gradcam_pp_weights(g, sums) * np.float32(feats.shape[2] * feats.shape[3])
+    return out
+
+
+LAST_STAGE_FORMULAS: dict[Method, LastStageFormula] = {
+    "gradcam": _last_gradcam, "hirescam": _last_gradcam, "gradcam++": _last_gradcam_pp,
+    "xgradcam": _last_xgradcam, "layercam": _last_layercam,
+}
+
+
+def _one_pass(method: Method) -> None:
     if method not in ONE_PASS:
         raise ValueError(f"{method!r} is not computed from one pass: choose one of {', '.join(ONE_PASS)}")
+
+
+def stage_cams(method: Method, acts: np.ndarray, grads: np.ndarray | None, k: int = 1) -> np.ndarray:
+    """The maps of a one-pass ``method`` at any stage from its activations (N, C, h, w) and each class's
+    gradients there (N, k, C, h, w): (N, k, h, w) float32 in [0, 1] (STAGE_FORMULAS). Eigen-CAM needs no
+    gradients (``grads`` may be None, then ``k`` copies of the map are returned)."""
+    _one_pass(method)
     acts = np.asarray(acts, dtype=np.float32)
     if method == "eigencam":
         kk = k if grads is None else int(grads.shape[1])
         return np.repeat(normalize_maps(eigen_cams(acts))[:, None], kk, axis=1)
     if grads is None:
         raise ValueError(f"{METHOD_NAMES[method]} needs the stage's gradients")
-    g = np.asarray(grads, dtype=np.float32)
-    a = acts[:, None]  # (N, 1, C, h, w)
-    if method == "gradcam":
-        raw = _weighted(g.mean(axis=(3, 4), dtype=np.float32), acts)
-    elif method == "hirescam":
-        raw = (g * a).sum(axis=2, dtype=np.float32)
-    elif method == "layercam":
-        raw = (np.maximum(g, np.float32(0.0)) * a).sum(axis=2, dtype=np.float32)
-    elif method == "xgradcam":
-        sums = acts.sum(axis=(2, 3), dtype=np.float32)[:, None, :, None, None]
-        raw = _weighted((g * a / (sums + np.float32(_XGRADCAM_EPS))).sum(axis=(3, 4), dtype=np.float32), acts)
-    else:  # gradcam++
-        sums = acts.sum(axis=(2, 3), dtype=np.float32)[:, None, :, None, None]
-        raw = _weighted(_gradcam_pp_weights(g, sums).sum(axis=(3, 4), dtype=np.float32), acts)
-    return normalize_maps(raw)
+    return normalize_maps(STAGE_FORMULAS[method](np.asarray(grads, dtype=np.float32), acts))
 
 
-def last_stage_cams(feats: np.ndarray, fc_weight: np.ndarray, classes: np.ndarray, method: str = DEFAULT_METHOD) -> np.ndarray:
-    """The maps of a one-pass ``method`` at the last stage without a backward pass.
+def last_stage_cams(feats: np.ndarray, fc_weight: np.ndarray, classes: np.ndarray, method: Method = DEFAULT_METHOD) -> np.ndarray:
+    """The maps of a one-pass ``method`` at the last stage without a backward pass (LAST_STAGE_FORMULAS).
 
     After the last stage come a global average pool over h*w positions and one linear layer, so
     dy_c/dA_k(i, j) = W[c, k] / (h*w) at every position: every gradient-based method follows from the
     activations and W (HiResCAM then equals Grad-CAM; Grad-CAM++'s sum over positions is h*w equal terms).
     feats: (N, C, h, w); fc_weight: (num_classes, C); classes: (N, k) ints -> maps (N, k, h, w), float32.
     """
-    if method not in ONE_PASS:
-        raise ValueError(f"{method!r} is not computed from one pass: choose one of {', '.join(ONE_PASS)}")
+    _one_pass(method)
     feats = np.asarray(feats, dtype=np.float32)
     n, c, h, w = feats.shape
     classes = np.asarray(classes, dtype=np.int64)
     if method == "eigencam":
         return stage_cams(method, feats, None, k=int(classes.shape[1]))
     g = np.asarray(fc_weight, dtype=np.float32)[classes] / np.float32(h * w)  # (N, k, C): the same at every position
-    if method in ("gradcam", "hirescam"):
-        weights = g
-    elif method == "layercam":
-        weights = np.maximum(g, np.float32(0.0))
-    elif method == "xgradcam":
-        sums = feats.sum(axis=(2, 3), dtype=np.float32)[:, None, :]
-        weights = g * sums / (sums + np.float32(_XGRADCAM_EPS))
-    else:  # gradcam++
-        sums = feats.sum(axis=(2, 3), dtype=np.float32)[:, None, :]
-        weights = _gradcam_pp_weights(g, sums) * np.float32(h * w)
-    return normalize_maps(_weighted(weights, feats))
+    return normalize_maps(_weighted(LAST_STAGE_FORMULAS[method](g, feats), feats))
 
 
 def grad_cams(acts: np.ndarray, grads: np.ndarray) -> np.ndarray:

@@ -18,7 +18,7 @@ from .checkpoint import Checkpoint, read_checkpoint
 from .devices import Device, resolve, torch_installed
 from .errors import Cancelled
 from .faithfulness import DEFAULT_STEPS, HIDDEN_FRACTION, Faithfulness, finish, measuring
-from .kinds import BACKENDS, PRECISIONS, TUNINGS
+from .kinds import BACKENDS, PRECISIONS, TUNINGS, Backend, Layer, Method, Precision, RuntimeName
 from .prediction import Prediction, TopClass, failure
 from .preprocess import Prepared, Source, load_and_prepare, source_name
 from .runtimes import OpenVINORuntime, Pending, Runtime, openvino_available
@@ -87,14 +87,14 @@ class Classifier:
         self,
         weights: str | os.PathLike[str] | WeightsSource | None = None,
         device: str = "auto",
-        layer: str = "layer4",
+        layer: Layer = "layer4",
         topk: int = 5,
         fast_decode: bool = True,
         decode_workers: int | None = None,
-        precision: str = "fp32",
-        backend: str = "auto",
+        precision: Precision = "fp32",
+        backend: Backend = "auto",
         progress: Callable[[str], None] | None = None,
-        method: str = DEFAULT_METHOD,
+        method: Method = DEFAULT_METHOD,
         tuned_for: str = "latency",
     ) -> None:
         if backend not in BACKENDS:
@@ -125,7 +125,7 @@ class Classifier:
         self.runtime: Runtime = self._start_runtime(backend, progress)
         self.load_ms = (time.perf_counter() - start) * 1000.0
 
-    def _start_runtime(self, backend: str, progress: Callable[[str], None] | None) -> Runtime:
+    def _start_runtime(self, backend: Backend, progress: Callable[[str], None] | None) -> Runtime:
         """OpenVINO on the CPU when it is importable (``auto``) or asked for; PyTorch otherwise or when it fails."""
         reason = None
         if backend != "torch":
@@ -154,7 +154,7 @@ class Classifier:
         return TorchRuntime(self.checkpoint, device, self.precision)
 
     @property
-    def backend(self) -> str:
+    def backend(self) -> RuntimeName:
         """The runtime that computes the network now: "openvino" or "torch"."""
         return self.runtime.name
 
@@ -193,14 +193,14 @@ class Classifier:
             return self.runtime.infer(batch)
 
     @staticmethod
-    def _check_one_pass(method: str, layer: str) -> None:
+    def _check_one_pass(method: Method, layer: Layer) -> None:
         check_method(method, layer)
         if method not in ONE_PASS:
             raise ValueError(f"{METHOD_NAMES[method]} needs a forward pass per activation map: it is computed by "
                              "score_cams for one photo, not with every prediction")
 
-    def _maps(self, batch: np.ndarray, feats: np.ndarray, classes: np.ndarray, layer: str,
-              method: str = DEFAULT_METHOD) -> np.ndarray:
+    def _maps(self, batch: np.ndarray, feats: np.ndarray, classes: np.ndarray, layer: Layer,
+              method: Method = DEFAULT_METHOD) -> np.ndarray:
         """The maps of ``classes`` (N, k): analytic at the last stage, through the runtime's gradients before it
         (Eigen-CAM needs only the activations, which come with them)."""
         if layer == "layer4":
@@ -210,7 +210,7 @@ class Classifier:
         acts, grads = self.runtime.gradients(batch, layer, self._fc_weight[classes])
         return cam_mod.stage_cams(method, acts, grads)
 
-    def predict(self, items: list[Prepared], layer: str | None = None, method: str | None = None) -> list[Prediction]:
+    def predict(self, items: list[Prepared], layer: Layer | None = None, method: Method | None = None) -> list[Prediction]:
         """Run the model once over already prepared photos (one batch): top-k and the maps of ``method``."""
         layer = layer or self.layer
         method = method or self.method
@@ -225,8 +225,8 @@ class Classifier:
     def _batch(items: list[Prepared]) -> np.ndarray:
         return np.stack([np.asarray(p.tensor, dtype=np.float32) for p in items])
 
-    def _answers(self, items: list[Prepared], batch: np.ndarray, outputs: tuple[np.ndarray, np.ndarray], layer: str,
-                 method: str, start: float) -> list[Prediction]:
+    def _answers(self, items: list[Prepared], batch: np.ndarray, outputs: tuple[np.ndarray, np.ndarray], layer: Layer,
+                 method: Method, start: float) -> list[Prediction]:
         """The predictions of one batch from the network's outputs: top-k, the maps, the timings."""
         feats, logits = outputs
         probs, classes = top_k(softmax(logits).astype(np.float32), self.topk)
@@ -285,8 +285,8 @@ class Classifier:
         n = len(items)
         return np.stack([pooled[:n], pooled[n:]], axis=1)
 
-    def classify(self, source: Source, keep_image: bool = False, layer: str | None = None,
-                 method: str | None = None) -> Prediction:
+    def classify(self, source: Source, keep_image: bool = False, layer: Layer | None = None,
+                 method: Method | None = None) -> Prediction:
         """One photo, start to finish. Bad input gives ``ok=False`` with the reason, never an exception;
         an unknown ``layer`` or ``method`` (or "scorecam", see score_cams) is a ValueError."""
         self._check_one_pass(method or self.method, layer or self.layer)
@@ -304,7 +304,7 @@ class Classifier:
         return pred
 
     # ---- the slow explanations, for one photo at a time ----
-    def _stage_activations(self, batch: np.ndarray, layer: str) -> np.ndarray:
+    def _stage_activations(self, batch: np.ndarray, layer: Layer) -> np.ndarray:
         """(N, C, h, w): the activations of ``layer`` (before the last stage through the gradient pass, whose
         gradients are not needed)."""
         if layer == "layer4":
@@ -316,7 +316,7 @@ class Classifier:
         self,
         item: Prepared,
         classes: Sequence[int],
-        layer: str = "layer4",
+        layer: Layer = "layer4",
         progress: Callable[[int, int], None] | None = None,
         cancelled: Callable[[], bool] | None = None,
         batch_size: int = SCORECAM_BATCH,

@@ -121,3 +121,9 @@ def data_root() -> Path:
     """The user's data folder for this app (``~/.local/share/resnext-gui`` on Linux): what is kept, not cached."""
     return _user_folder(("XDG_DATA_HOME", ".local", "share"), ("APPDATA", "AppData", "Roaming"),
                         ("Library", "Application Support"))
+
+
+def state_root() -> Path:
+    """The user's state folder for this app (``~/.local/state/resnext-gui`` on Linux): its log."""
+    return _user_folder(("XDG_STATE_HOME", ".local", "state"), ("LOCALAPPDATA", "AppData", "Local"),
+                        ("Library", "Logs"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Literal, TypeVar, get_args
 
 Method = Literal["gradcam", "hirescam", "gradcam++", "xgradcam", "layercam", "eigencam", "scorecam"]
 METHODS: tuple[Method, ...] = get_args(Method)  # the CAM methods (core/cam.py)
@@ -25,3 +25,13 @@ PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 Tuning = Literal["latency", "throughput"]  # one photo at a time (the window), or folders (classify)
 TUNINGS: tuple[Tuning, ...] = get_args(Tuning)
+
+_T = TypeVar("_T", bound=str)
+
+
+def choice(value: object, choices: tuple[_T, ...]) -> _T:
+    """``value`` as one of ``choices`` (typed as they are); a ValueError naming them when it is none of them."""
+    for option in choices:
+        if value == option:
+            return option
+    raise ValueError(f"{value!r} is not one of {', '.join(choices)}")

@@ -213,8 +213,9 @@ class Library:
     ``clear`` and ``set_gallery`` raise LibraryError when the change could not be saved.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str] | None = None, clock: Callable[[], float] = time.time) -> None:
         self.note: str | None = None
+        self.clock = clock  # when an answer is stored (unix time)
         self._lock = threading.RLock()
         self._hashes: dict[tuple[str, int, int, int], str] = {}
         memory = path is not None and os.fspath(path) == ":memory:"
@@ -520,7 +521,7 @@ class Library:
             shape = ",".join(str(d) for d in quantised.shape)
         width, height = pred.image_size if pred.image_size else (None, None)
         values = (key, model_key, st.st_size, st.st_mtime_ns, digest, json.dumps(top), maps_blob, shape,
-                  json.dumps(list(pred.crop)) if pred.crop else None, width, height, thumbnail, time.time(),
+                  json.dumps(list(pred.crop)) if pred.crop else None, width, height, thumbnail, self.clock(),
                   json.dumps(rec, allow_nan=False, default=_jsonable), _search_text(absolute, top))
 
         def insert(conn: sqlite3.Connection) -> None:

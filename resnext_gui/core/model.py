@@ -11,6 +11,7 @@ from torchvision.models import ResNet, resnext50_32x4d
 from .cam import LAYERS
 from .checkpoint import Checkpoint, read_checkpoint
 from .errors import DeviceError
+from .kinds import Layer
 from .weights import WeightsSource
 
 PARAMETER_COUNT = 25_028_904  # the paper's ResNeXt-50 (32x4d), torchvision's resnext50_32x4d
@@ -91,7 +92,7 @@ def load_model(source: WeightsSource, device: torch.device | str = "cpu") -> Loa
     return LoadedModel(load_state(checkpoint.state, device), checkpoint.labels, source, device, checkpoint)
 
 
-def _check_layer(layer: str) -> None:
+def _check_layer(layer: Layer) -> None:
     if layer not in LAYERS:
         raise ValueError(f"unknown layer {layer!r}: choose one of {', '.join(LAYERS)}")
 
@@ -99,7 +100,7 @@ def _check_layer(layer: str) -> None:
 _STAGES = ("layer1", "layer2", "layer3", "layer4")
 
 
-def forward_to(model: ResNet, x: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+def forward_to(model: ResNet, x: torch.Tensor, layer: Layer = "layer4") -> torch.Tensor:
     """The network from the input up to and including stage ``layer`` (as in torchvision's ResNet.forward)."""
     _check_layer(layer)
     x = model.maxpool(model.relu(model.bn1(model.conv1(x))))
@@ -108,7 +109,7 @@ def forward_to(model: ResNet, x: torch.Tensor, layer: str = "layer4") -> torch.T
     return x
 
 
-def forward_from(model: ResNet, feats: torch.Tensor, layer: str = "layer4") -> torch.Tensor:
+def forward_from(model: ResNet, feats: torch.Tensor, layer: Layer = "layer4") -> torch.Tensor:
     """The rest of the network after stage ``layer``: later stages, global average pool, classifier."""
     _check_layer(layer)
     x = feats

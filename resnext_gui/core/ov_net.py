@@ -15,6 +15,7 @@ import openvino.opset1 as ops1  # MaxPool-1: one output, the values
 import openvino.opset13 as ops
 
 from .errors import OpenVINOError, WeightsError
+from .kinds import Layer, Precision
 
 BN_EPS = 1e-5  # torchvision's BatchNorm2d default
 GROUPS = 32  # the "32" of 32x4d: cardinality of every 3x3 convolution
@@ -228,7 +229,7 @@ def _block_input_grad(g: ov.Node, block: _Block, nk: ov.Node) -> ov.Node:
     return ops.add(through, shortcut)
 
 
-def build_stage_gradients(state: Mapping[str, np.ndarray], layer: str, uint8_input: bool = False,
+def build_stage_gradients(state: Mapping[str, np.ndarray], layer: Layer, uint8_input: bool = False,
                           mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD,
                           tag: bytes | None = None) -> ov.Model:
     """The network plus Grad-CAM's gradients at an earlier stage, by backpropagation inside the graph.
@@ -265,7 +266,7 @@ def build_stage_gradients(state: Mapping[str, np.ndarray], layer: str, uint8_inp
     return ov.Model(_tagged(results, tag), [param, seed], f"resnext50_32x4d_{layer}_gradients")
 
 
-def compile_network(model: ov.Model, precision: str = "fp32", threads: int | None = None,
+def compile_network(model: ov.Model, precision: Precision = "fp32", threads: int | None = None,
                     cache_dir: Path | None = None, tuned_for: str = "latency") -> ov.CompiledModel:
     """Compile for the CPU in float32 (OpenVINO's default there is bf16 where the CPU has it) or bf16.
 

@@ -20,7 +20,7 @@ import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, Protocol
 
 from .files import atomic_file
 
@@ -153,6 +153,12 @@ def csv_text(row: list[Any]) -> str:
     return buf.getvalue()
 
 
+class Writable(Protocol):
+    """Where records go: a text file, standard output, anything with ``write(str)``."""
+
+    def write(self, text: str, /) -> object: ...
+
+
 class RecordWriter:
     """The one writer of records: JSON lines or CSV rows to a text stream, one record at a time (``classify``
     streams through it; Export writes a whole file through ``write_records``). ``k`` classes and the ``extra``
@@ -160,7 +166,7 @@ class RecordWriter:
 
     FORMATS = ("jsonl", "csv")
 
-    def __init__(self, stream: IO[str], fmt: str, k: int = 5, extra: tuple[str, ...] = ()) -> None:
+    def __init__(self, stream: Writable, fmt: str, k: int = 5, extra: tuple[str, ...] = ()) -> None:
         if fmt not in self.FORMATS:
             raise ValueError(f"unknown record format {fmt!r}")
         self.stream, self.fmt, self.k, self.extra = stream, fmt, k, extra

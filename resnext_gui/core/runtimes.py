@@ -15,6 +15,7 @@ from .checkpoint import Checkpoint
 from .devices import Device
 from .errors import BackendError
 from .files import cache_root
+from .kinds import Layer, Precision, RuntimeName
 
 Progress = Callable[[str], None]
 Outputs = tuple[np.ndarray, np.ndarray]
@@ -61,7 +62,7 @@ class Pending(Generic[_V]):
 class Runtime(Protocol):
     """What the Classifier needs of a runtime. Batches are (N, 3, 224, 224) float32, normalised."""
 
-    name: str  # "openvino" or "torch"
+    name: RuntimeName
     device: Device
     from_cache: bool  # the compiled network came from OpenVINO's cache (this start skipped compiling)
 
@@ -80,7 +81,7 @@ class Runtime(Protocol):
         time answers at once."""
         ...
 
-    def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> Outputs:
+    def gradients(self, batch: np.ndarray, layer: Layer, seeds: np.ndarray) -> Outputs:
         """(activations of ``layer`` (N, C, h, w), d(seed_k · pooled last stage)/d(activations) (N, K, C, h, w)).
 
         With ``seeds[n, k] = fc.weight[c]`` that is the gradient of class c's logit (the bias does not move it).
@@ -136,9 +137,9 @@ class OpenVINORuntime:
     one photo at a time, are always tuned for latency.
     """
 
-    name = "openvino"
+    name: RuntimeName = "openvino"
 
-    def __init__(self, checkpoint: Checkpoint, precision: str = "fp32", threads: int | None = None,
+    def __init__(self, checkpoint: Checkpoint, precision: Precision = "fp32", threads: int | None = None,
                  cache_dir: Path | None = None, progress: Progress | None = None, tuned_for: str = "latency") -> None:
         self.device = Device("cpu")
         self.precision, self.threads = precision, threads
@@ -189,7 +190,7 @@ class OpenVINORuntime:
             raise BackendError(f"OpenVINO returned {logits.shape[0]} answers for {n} photos")
         return feats, logits
 
-    def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> Outputs:
+    def gradients(self, batch: np.ndarray, layer: Layer, seeds: np.ndarray) -> Outputs:
         network = self._stages.get(layer)
         if network is None:
             network = _Network(self, lambda tag: _build(

@@ -13,6 +13,7 @@ from torchvision.models import ResNet
 
 from .checkpoint import Checkpoint
 from .devices import Device
+from .kinds import Layer, Precision, RuntimeName
 from .model import forward_to, load_state
 from .runtimes import Pending
 from .weights import WeightsSource
@@ -30,11 +31,11 @@ _LATER = {"layer3": ("layer4",), "layer2": ("layer3", "layer4")}
 class TorchRuntime:
     """torchvision's resnext50_32x4d with the checkpoint's tensors, on ``device``."""
 
-    name = "torch"
+    name: RuntimeName = "torch"
     from_cache = False
     parallel = 1  # one batch at a time: ``start`` computes it at once
 
-    def __init__(self, checkpoint: Checkpoint, device: Device, precision: str = "fp32") -> None:
+    def __init__(self, checkpoint: Checkpoint, device: Device, precision: Precision = "fp32") -> None:
         self.device = device
         self.precision = precision
         self.model: ResNet = load_state(checkpoint.state, torch.device(str(device)))
@@ -42,7 +43,7 @@ class TorchRuntime:
         self._note: str | None = None
 
     @classmethod
-    def from_source(cls, source: WeightsSource, device: Device | str = "cpu", precision: str = "fp32") -> TorchRuntime:
+    def from_source(cls, source: WeightsSource, device: Device | str = "cpu", precision: Precision = "fp32") -> TorchRuntime:
         from .checkpoint import read_checkpoint
 
         dev = device if isinstance(device, Device) else Device(*_split(device))
@@ -81,7 +82,7 @@ class TorchRuntime:
     def start(self, batch: np.ndarray) -> Pending[tuple[np.ndarray, np.ndarray]]:
         return Pending.now(lambda: self.infer(batch))
 
-    def gradients(self, batch: np.ndarray, layer: str, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def gradients(self, batch: np.ndarray, layer: Layer, seeds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if layer not in _LATER:
             raise ValueError(f"no gradients needed at {layer!r}")
 

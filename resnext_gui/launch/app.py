@@ -8,6 +8,9 @@ import os
 import signal
 import sys
 import time
+from typing import Any
+
+from ..core.kinds import DEVICE_CHOICES
 
 STARTED = time.perf_counter()
 
@@ -20,7 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("paths", nargs="*", metavar="PHOTO_OR_FOLDER", help="photos or folders to classify at start")
     p.add_argument("--weights", metavar="FILE", help="checkpoint to use (.pth or .safetensors)")
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="compute device (default: last used, else auto)")
+    p.add_argument("--device", choices=list(DEVICE_CHOICES), help="compute device (default: last used, else auto)")
     from .. import version_line
 
     p.add_argument("--version", action="version", version=version_line(), help="print the version and exit")
@@ -42,9 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    from ..ui.gallery import Photo
     from ..ui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     from .qt_check import binding_problem
 
     problem = binding_problem()
@@ -71,20 +76,32 @@ def main(argv: list[str] | None = None) -> int:
     icon = asset("icon.png")
     if icon:
         app.setWindowIcon(QIcon(str(icon)))
+    from ..core import logs
+
+    logs.to_file()
+    logs.log_uncaught()
+    logs.start_facts("window")
     window = MainWindow(weights=args.weights, device=args.device)
 
     if args.startup_report:
-        def report(event: str, **extra) -> None:
+        def report(event: str, **extra: Any) -> None:
             print(json.dumps({"event": event, "s": round(time.perf_counter() - STARTED, 3),
                               "torch_loaded": "torch" in sys.modules, **extra}), flush=True)
 
+        def on_result(photo: Photo) -> None:
+            if photo.result is not None:
+                report("result", ok=photo.result.ok)
+                window.close()
+
+        def on_model(state: str) -> None:
+            report("model", state=state)
+            if not args.paths:
+                window.close()
+
         window.shown.connect(lambda: report("window"))
+        window.modelStateChanged.connect(on_model)
         if args.paths:  # then time the first photo's answer too (cold start to first result)
-            window.modelStateChanged.connect(lambda state: report("model", state=state))
-            window.controller.updated.connect(lambda photo: photo.result is not None and (
-                report("result", ok=photo.result.ok), window.close()))
-        else:
-            window.modelStateChanged.connect(lambda state: (report("model", state=state), window.close()))
+            window.controller.updated.connect(on_result)
 
     # Ctrl+C in the terminal closes the window cleanly; the timer lets Python see the signal.
     signal.signal(signal.SIGINT, lambda *_: window.close())

@@ -82,8 +82,9 @@ def plugins_dir() -> Path | None:
     """Qt's platform plugin folder, found without importing PySide6 (in the source tree or the frozen build)."""
     spec = importlib.util.find_spec("PySide6")
     roots = [Path(spec.origin).parent] if spec and spec.origin else []
-    if getattr(sys, "_MEIPASS", None):
-        roots.insert(0, Path(sys._MEIPASS) / "PySide6")
+    bundle = getattr(sys, "_MEIPASS", None)  # the frozen app's own folder
+    if bundle:
+        roots.insert(0, Path(bundle) / "PySide6")
     for root in roots:
         folder = root / "Qt" / "plugins" / "platforms"
         if folder.is_dir():
@@ -232,8 +233,9 @@ def explain(check: PluginCheck) -> str:
 
 
 def log_path() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(state) / "resnext-gui" / "startup-error.log"
+    from ..core.files import state_root
+
+    return state_root() / "startup-error.log"
 
 
 def _has_terminal() -> bool:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 BAD_RELEASES = ("6.12.0",)
-_RESTORED: list = []  # references handed back after a check on a leaking binding
+_RESTORED: list[object] = []  # references handed back after a check on a leaking binding
 ADVICE = "Install another release: pip install 'PySide6-Essentials!=6.12.0' (6.11.3 is known to work)."
 
 

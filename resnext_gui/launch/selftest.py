@@ -8,15 +8,18 @@ import os
 import sys
 import tempfile
 import time
+from typing import Any
+
+from ..core.kinds import DEVICE_CHOICES
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="resnext-gui --self-test", description=__doc__)
     ap.add_argument("--weights", metavar="FILE")
-    ap.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda", "mps"])
+    ap.add_argument("--device", default="auto", choices=list(DEVICE_CHOICES))
     args, _ = ap.parse_known_args(argv)
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # headless, also where a display exists
-    summary: dict = {"ok": False, "frozen": bool(getattr(sys, "frozen", False))}
+    summary: dict[str, Any] = {"ok": False, "frozen": bool(getattr(sys, "frozen", False))}
     stage = "runtimes"
     start = time.perf_counter()
     try:
@@ -52,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if sample is None:
             raise RuntimeError("the bundled sample photo (assets/sample.jpg) is missing")
         pred = clf.classify(sample, keep_image=True)
-        if not pred.ok:
+        if not pred.ok or pred.cams is None:
             raise RuntimeError(pred.error)
         summary["sample"] = {"top1": pred.top[0].label, "prob": round(pred.top[0].prob, 4), "ms": round(pred.ms, 1)}
         stage = "Grad-CAM"
@@ -84,23 +87,28 @@ def main(argv: list[str] | None = None) -> int:
 
 def _window_check(weights: str, device: str) -> str:
     """Open the main window offscreen, let its worker load the model, close it cleanly."""
-    from PySide6.QtCore import QEventLoop, QSettings, QTimer, qInstallMessageHandler
+    from PySide6.QtCore import QEventLoop, QMessageLogContext, QSettings, QTimer, QtMsgType, qInstallMessageHandler
     from PySide6.QtWidgets import QApplication
 
     from ..ui.main_window import MainWindow
 
-    def quiet(_mode, _context, message: str) -> None:
+    def quiet(_mode: QtMsgType, _context: QMessageLogContext, message: str) -> None:
         if "propagateSizeHints" not in message:  # the offscreen platform's own remark, not ours
             sys.stderr.write(message + "\n")
 
     qInstallMessageHandler(quiet)
-    app = QApplication.instance() or QApplication([sys.argv[0]])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication([sys.argv[0]])
     with tempfile.TemporaryDirectory() as tmp:
         settings = QSettings(os.path.join(tmp, "settings.ini"), QSettings.Format.IniFormat)
         window = MainWindow(weights=weights, device=device, settings=settings)
         states: list[str] = []
         loop = QEventLoop()
-        window.modelStateChanged.connect(lambda s: (states.append(s), loop.quit()))
+        def on_state(state: str) -> None:
+            states.append(state)
+            loop.quit()
+
+        window.modelStateChanged.connect(on_state)
         QTimer.singleShot(120_000, loop.quit)
         window.show()
         window.start()

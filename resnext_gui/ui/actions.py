@@ -109,7 +109,12 @@ MENUS: list[tuple[str, list[Entry]]] = [
         Command("bf16", "Fast &bfloat16 (approximate)", "model.set_bf16", checkable=True, checked_arg=True,
                 enabled_when="bf16_offered"),
     ]),
-    ("&Help", [Command("about", "&About resnext-gui", "model.about")]),
+    ("&Help", [
+        Command("log_folder", "Show &Log Folder", "show_log_folder",
+                tip="The app's log: what it did, and the details of anything that went wrong (to send with a report)"),
+        SEPARATOR,
+        Command("about", "&About resnext-gui", "model.about"),
+    ]),
 ]
 
 MENU_TOOLTIPS = {"&Device"}  # menus whose actions' tooltips say why one is disabled

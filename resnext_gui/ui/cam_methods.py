@@ -4,6 +4,7 @@ score of the map shown, both computed by the worker while the window goes on; st
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -11,18 +12,20 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 from ..core.cam import METHOD_NAMES
-from ..worker import FaithfulnessJob, ScoreCamJob, ScoreCamMaps
+from ..core.kinds import DEFAULT_METHOD, Layer, Method
+from ..worker.jobs.photo import FaithfulnessJob, ScoreCamJob
+from ..worker.results import ScoreCamMaps
+from ..worker.runner import WorkerLike
 from .gallery import GalleryModel, Photo, Status
 from .messages import Messages
 from .text import sentence
 
 if TYPE_CHECKING:
     from ..core.faithfulness import Faithfulness
-    from ..worker import Worker
     from .controller import BatchController
 
-SCORECAM = "scorecam"
-FaithKey = tuple[int, int, str, str]  # photo, class index, method, layer: the map a score is about
+SCORECAM: Method = "scorecam"
+FaithKey = tuple[int, int, Method, Layer]  # photo, class index, method, layer: the map a score is about
 COMPUTING = "Faithfulness: computing…"
 
 
@@ -31,7 +34,7 @@ def scorecam_computing(shown: str) -> str:
 RECOMPUTING = "Computing the new map…"
 
 
-def method_name(method: str) -> str:
+def method_name(method: Method) -> str:
     return METHOD_NAMES.get(method, method)
 
 
@@ -55,25 +58,23 @@ class CamMethods(QObject):
     scoreProgress = Signal(int, int)  # Score-CAM of the photo shown: done, total; (0, 0): none running
     faithText = Signal(str, str)  # the panel's line about the map shown ("" when none), and its tooltip
 
-    def __init__(self, photos: GalleryModel, worker: Worker, messages: Messages, batch: BatchController,
+    def __init__(self, photos: GalleryModel, worker: WorkerLike, messages: Messages, batch: BatchController,
                  parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.photos, self.worker, self.messages, self.batch = photos, worker, messages, batch
-        self.method = "gradcam"
+        self.method: Method = DEFAULT_METHOD
         self._score: ScoreCamJob | None = None  # the Score-CAM being computed (for the photo shown)
-        self._declined: tuple[int, str] | None = None  # (photo, layer): the user cancelled it; asked again once
-        self._score_failed: set[tuple[int, str]] = set()  # another photo was shown in between, or the method chosen
+        self._declined: tuple[int, Layer] | None = None  # (photo, layer): the user cancelled it; asked again once
+        self._score_failed: set[tuple[int, Layer]] = set()  # another photo was shown in between, or the method chosen
         self._faith_job: FaithfulnessJob | None = None
         self._faith_key: FaithKey | None = None  # the map whose score is on its way
         self._shown: FaithKey | None = None  # the map the panel shows now
         self._faith: dict[FaithKey, Faithfulness] = {}  # scores that came back for the map shown then
         self._faith_failed: dict[FaithKey, str] = {}  # not asked again (the file went away...): what went wrong
-        messages.route(ScoreCamJob, self._on_score, self._on_score_failed, self._on_score_progress)
-        messages.route(FaithfulnessJob, self._on_faith, self._on_faith_failed)
         batch.cleared.connect(self.forget)
 
     # ---- the method ----
-    def set_method(self, method: str) -> None:
+    def set_method(self, method: Method) -> None:
         self.method = method
         self._declined = None
         self._score_failed.clear()  # a new choice: each photo gets one try again
@@ -102,7 +103,9 @@ class CamMethods(QObject):
         if self.score_pending(photo) and self._score is not None and self._score.layer == layer:
             return
         self.cancel_score(quiet=True)
-        self._score = self.worker.score_cam(photo.item_id, photo.source, layer, [t.index for t in res.top])  # type: ignore[arg-type]
+        job = self._score = ScoreCamJob(photo.item_id, photo.source, layer, tuple(t.index for t in res.top))
+        self.worker.submit(job, partial(self._on_score, job), partial(self._on_score_failed, job),
+                           partial(self._on_score_progress, job))
         self.scoreProgress.emit(0, 1)
 
     def cancel_score(self, quiet: bool = False) -> None:
@@ -189,8 +192,8 @@ class CamMethods(QObject):
             self._cancel_faith()
             cam = (res.cams[rank - 1] if res.cams is not None and len(res.cams) >= rank  # as classify computes it
                    else res.maps[rank - 1].astype(np.float32) / np.float32(255.0))
-            self._faith_job = self.worker.faithfulness(photo.item_id, photo.source, top.index, cam,  # type: ignore[arg-type]
-                                                       res.method, res.layer)
+            job = self._faith_job = FaithfulnessJob(photo.item_id, photo.source, top.index, cam, res.method, res.layer)
+            self.worker.submit(job, partial(self._on_faith, job), partial(self._on_faith_failed, job))
             self._faith_key = key
         self.faithText.emit(COMPUTING, "Computed in the background; the window does not wait for it.")
 

@@ -3,28 +3,26 @@ Stop, Clear, Undo, Retry, Remove and the batch's progress."""
 
 from __future__ import annotations
 
-import csv
 import enum
 from collections.abc import Callable, Collection, Iterable
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QImage
 
 from ..core.cam import ONE_PASS
-from ..core.files import atomic_file
-from ..core.records import csv_header, csv_row, topk_of, write_records
-from ..worker import ClassifyJob, PhotoResult, PhotoSource, RecomputeJob, ViewJob
+from ..core.kinds import DEFAULT_LAYER, DEFAULT_METHOD, Layer, Method
+from ..core.records import write_records
+from ..worker.images import PhotoSource
+from ..worker.jobs.photo import ClassifyJob, RecomputeJob, ViewJob
+from ..worker.results import PhotoResult
+from ..worker.runner import WorkerLike
 from .controls import layer_name
 from .gallery import GalleryModel, Photo, Status
 from .messages import Messages
 from .paced import PacedQueue
 from .text import plural
-
-if TYPE_CHECKING:
-    from ..worker import Worker
-
 
 
 class ModelState(str, enum.Enum):
@@ -37,19 +35,6 @@ class ModelState(str, enum.Enum):
 
 
 UNDO_DEPTH = 20  # Clears and Removes that Ctrl+Z can take back, last first
-
-# The faithfulness figures of the top class's map, as `classify --faithfulness` writes them to CSV.
-FAITHFULNESS_COLUMNS = ("method", "layer", "deletion_auc", "insertion_auc", "random_deletion_auc",
-                        "random_insertion_auc", "prob", "prob_hidden", "random_prob_hidden")
-
-
-def _csv_extra(records: list[dict]) -> tuple[str, ...]:
-    """The CSV columns beyond the usual ones, when some record has them: its CAM method, the faithfulness figures."""
-    extra: tuple[str, ...] = ("cam_method",) if any("cam_method" in r for r in records) else ()
-    if any("faithfulness" in r for r in records):
-        extra += tuple(f"faithfulness.{name}" for name in FAITHFULNESS_COLUMNS)
-    return extra
-
 
 WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
 
@@ -67,21 +52,21 @@ class BatchController(QObject):
     undoChanged = Signal()  # whether there is a Clear or Remove to undo (undo_text) may have changed
     alreadyKnown = Signal(int, int)  # listing id, how many of its photos the gallery already had
 
-    def __init__(self, photos: GalleryModel, worker: Worker, messages: Messages, current: Callable[[], Photo | None],
+    def __init__(self, photos: GalleryModel, worker: WorkerLike, messages: Messages, current: Callable[[], Photo | None],
                  parent: QObject | None = None, selection: Callable[[], list[Photo]] | None = None) -> None:
         super().__init__(parent)
         self.photos, self.worker, self.messages, self.current = photos, worker, messages, current
         # the photos selected in the gallery (several with Shift/Ctrl); by default the current one alone
         self.selection = selection or (lambda: [p for p in (current(),) if p is not None])
-        self.layer = "layer4"
-        self.method = "gradcam"  # the CAM method chosen; Score-CAM's own maps come from ui.cam_methods
+        self.layer: Layer = DEFAULT_LAYER
+        self.method: Method = DEFAULT_METHOD  # the CAM method chosen; Score-CAM's own maps come from ui.cam_methods
         self.model_state = ModelState.LOADING
         self._batch = [0, 0]  # photos in the current batch, and how many have their answer
         self._answers: PacedQueue[PhotoResult] = PacedQueue(self._take_answer, self)
         self._views_asked: set[int] = set()  # full views on their way
         self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
-        self._layer_asked: dict[int, tuple[str, str]] = {}  # recomputes on their way: photo -> (layer, method)
-        self._layer_failed: set[tuple[int, str, str]] = set()  # never asked again for that photo, layer and method
+        self._layer_asked: dict[int, tuple[Layer, Method]] = {}  # recomputes on their way: photo -> (layer, method)
+        self._layer_failed: set[tuple[int, Layer, Method]] = set()  # never asked again for that photo, layer and method
         # What Clear and Remove took out, last first (Undo brings back the last): (what, photos, their rows or None)
         self._undo: list[tuple[str, list[Photo], list[int] | None]] = []
         # Every pixel of one photo at a time (the one zoomed past its display copy, or being saved), decoded by
@@ -89,10 +74,6 @@ class BatchController(QObject):
         self._full: tuple[int, QImage] | None = None
         self._full_asked: int | None = None
         self._full_failed: set[int] = set()
-        messages.route(ClassifyJob, lambda job, res: self._answers.put(res),
-                       lambda job, message: self._answers.put(PhotoResult.failure(job.item_id, job.name, message)))
-        messages.route(RecomputeJob, self._on_recomputed, self._on_recompute_failed)
-        messages.route(ViewJob, self._on_view_ready, self._on_view_failed)
         photos.countsChanged.connect(self._update_summary)
 
     # ---- photos in ----
@@ -108,7 +89,7 @@ class BatchController(QObject):
             else:
                 self.messages.show_status(f"{plural(n, 'photo is', 'photos are')} already in the gallery.", 6000)
         for photo in new:
-            self.worker.classify(photo.item_id, photo.source, self.layer, self.one_pass_method)  # type: ignore[arg-type]
+            self._classify(photo)
         self._batch[0] += len(new)
         self._update_progress()
         if new and (select or self.current() is None):
@@ -126,12 +107,19 @@ class BatchController(QObject):
                 added.add(photo.item_id)
         for photo in todo:
             self.photos.requeue(photo)
-            self.worker.classify(photo.item_id, photo.source, self.layer)  # type: ignore[arg-type]
+            self._classify(photo)
         if todo:
             self._batch[0] += len(todo)
             if self.current() in todo:
                 self.refreshWanted.emit()
         return len(todo)
+
+    def _classify(self, photo: Photo) -> None:
+        """Send one photo to be classified, with the layer and one-pass method chosen; its answer comes in order."""
+        assert photo.source is not None  # photos in the gallery that can be classified have one
+        job = ClassifyJob(photo.item_id, photo.source, self.layer, self.one_pass_method)
+        self.worker.submit(job, self._answers.put,
+                           lambda message: self._answers.put(PhotoResult.failure(job.item_id, job.name, message)))
 
     # ---- the model's state ----
     def set_model_state(self, state: ModelState) -> None:
@@ -143,16 +131,16 @@ class BatchController(QObject):
         self._update_progress()
 
     # ---- what the photo shown asks for ----
-    def set_layer(self, layer: str) -> None:
+    def set_layer(self, layer: Layer) -> None:
         self.layer = layer
         self._layer_failed.clear()  # a new choice: each photo gets one try again
 
-    def set_method(self, method: str) -> None:
+    def set_method(self, method: Method) -> None:
         self.method = method
         self._layer_failed.clear()
 
     @property
-    def one_pass_method(self) -> str:
+    def one_pass_method(self) -> Method:
         """The method of the maps computed with each answer: the one chosen, or Grad-CAM while Score-CAM is
         (Score-CAM is computed for the photo shown only)."""
         return self.method if self.method in ONE_PASS else "gradcam"
@@ -161,13 +149,14 @@ class BatchController(QObject):
         """The chosen layer and method hold for every photo: one shown with others is recomputed, once.
         With Score-CAM chosen the photo keeps its one-pass map until its Score-CAM maps come."""
         res = photo.result
-        wanted = (self.layer, self.one_pass_method)
+        wanted: tuple[Layer, Method] = (self.layer, self.one_pass_method)
         if (photo.status is not Status.DONE or res is None or photo.source is None or self.method not in ONE_PASS
                 or (res.layer, res.method) == wanted or self._layer_asked.get(photo.item_id) == wanted
                 or (photo.item_id, *wanted) in self._layer_failed):
             return
         self._layer_asked[photo.item_id] = wanted
-        self.worker.recompute(photo.item_id, photo.source, *wanted)  # type: ignore[arg-type]
+        job = RecomputeJob(photo.item_id, photo.source, *wanted)
+        self.worker.submit(job, self._on_recomputed, partial(self._on_recompute_failed, job))
 
     def layer_pending(self, photo: Photo) -> bool:
         return self._layer_asked.get(photo.item_id) == (self.layer, self.one_pass_method)
@@ -180,7 +169,8 @@ class BatchController(QObject):
         """The full photo for the view (its display copy was dropped), unless asked already or failed."""
         if photo.source is not None and photo.item_id not in self._views_asked | self._views_failed:
             self._views_asked.add(photo.item_id)
-            self.worker.view(photo.item_id, photo.source)  # type: ignore[arg-type]
+            job = ViewJob(photo.item_id, photo.source)
+            self.worker.submit(job, partial(self._on_view_ready, job), partial(self._on_view_failed, job))
 
     def want_full(self, photo: Photo) -> bool:
         """Every pixel of ``photo``: True when here already (``full_view``), else asked for once (``updated`` follows)."""
@@ -188,7 +178,8 @@ class BatchController(QObject):
             return True
         if photo.source is not None and photo.item_id != self._full_asked and photo.item_id not in self._full_failed:
             self._full_asked = photo.item_id
-            self.worker.view(photo.item_id, photo.source, full=True)  # type: ignore[arg-type]
+            job = ViewJob(photo.item_id, photo.source, full=True)
+            self.worker.submit(job, partial(self._on_view_ready, job), partial(self._on_view_failed, job))
         return False
 
     def full_view(self, photo: Photo) -> QImage | None:
@@ -212,8 +203,8 @@ class BatchController(QObject):
             self.answerTime.emit(took + (f" · {res.note}" if res.note else ""))
         self.updated.emit(photo)
 
-    def _on_recomputed(self, job: RecomputeJob, res: PhotoResult) -> None:
-        self._layer_asked.pop(job.item_id, None)
+    def _on_recomputed(self, res: PhotoResult) -> None:
+        self._layer_asked.pop(res.item_id, None)
         photo = self.photos.set_recomputed(res)
         if photo is not None:
             self.updated.emit(photo)
@@ -263,7 +254,7 @@ class BatchController(QObject):
     # ---- what the user does to the batch ----
     def stop(self) -> None:
         """Drop the photos still waiting (the one being computed finishes)."""
-        stopped = self.photos.mark_stopped(self.worker.cancel_batch())
+        stopped = self.photos.mark_stopped(self._cancel_batch())
         self._batch = [0, 0]
         self._update_progress()
         running = self.photos.counts()[Status.QUEUED]  # already being computed: its answer still comes
@@ -274,9 +265,13 @@ class BatchController(QObject):
             self.messages.show_status(text, 8000)
         self.refreshWanted.emit()
 
+    def _cancel_batch(self) -> list[int]:
+        """The photos of the batch not started yet are dropped from the worker's queue: their ids."""
+        return [job.item_id for job in self.worker.cancel_batch() if isinstance(job, ClassifyJob)]
+
     def clear(self) -> None:
         """Stop and empty the gallery; undo brings the photos back."""
-        self.worker.cancel_batch()
+        self._cancel_batch()
         gone = self.photos.clear()
         if gone:
             self._push_undo("Clear", gone, None)
@@ -344,7 +339,7 @@ class BatchController(QObject):
         todo = self.retry_scope()
         for photo in todo:
             self.photos.requeue(photo)
-            self.worker.classify(photo.item_id, photo.source, self.layer, self.one_pass_method)  # type: ignore[arg-type]
+            self._classify(photo)
         self._batch[0] += len(todo)
         self._update_progress()
         if self.current() is not None:
@@ -367,15 +362,7 @@ class BatchController(QObject):
         elif suffix != fmt:
             path += f".{fmt}"
         try:
-            extra = _csv_extra(records) if fmt == "csv" else ()
-            if extra:
-                with atomic_file(Path(path), text=True, shared=True) as fh:  # as write_records, with the extra columns
-                    rows = csv.writer(fh)
-                    k = topk_of(records)
-                    rows.writerow(csv_header(k, extra))
-                    rows.writerows(csv_row(r, k, extra) for r in records)
-            else:
-                write_records(path, records, fmt)
+            write_records(path, records, fmt)  # the columns `classify --format csv` writes for these records
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             self.messages.warning("Export failed", f"Could not write {path}: {reason}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QStandardItemModel
@@ -10,14 +11,20 @@ from PySide6.QtWidgets import QComboBox, QFrame, QHBoxLayout, QLabel, QPushButto
 
 from ..core.cam import METHOD_NAMES, METHODS
 from ..core.colormap import COLORMAPS
+from ..core.kinds import LAYERS as LAYER_KEYS
+from ..core.kinds import METHODS as METHOD_KEYS
+from ..core.kinds import Layer, Method, choice
 from .image_view import MODES
 from .legend import HeatmapLegend
 from .top5 import Top5Panel
 
-LAYERS = {"layer4": "Last stage (7×7, default)", "layer3": "Stage before (14×14, finer)",
-          "layer2": "Two stages before (28×28, finest)"}
-LAYER_SIZES = {"layer4": "7×7", "layer3": "14×14", "layer2": "28×28"}  # each layer's map, as the panel's heading says it
-METHOD_TIPS = {
+if TYPE_CHECKING:
+    from ..core.prediction import TopClass
+
+LAYERS: dict[Layer, str] = {"layer4": "Last stage (7×7, default)", "layer3": "Stage before (14×14, finer)",
+                            "layer2": "Two stages before (28×28, finest)"}
+LAYER_SIZES: dict[Layer, str] = {"layer4": "7×7", "layer3": "14×14", "layer2": "28×28"}  # as the panel's heading says it
+METHOD_TIPS: dict[Method, str] = {
     "gradcam": "Grad-CAM: the stage's activations weighted by the class's average gradient (the default)",
     "hirescam": "HiResCAM: activations times the gradient at each position, so the map shows what the score used",
     "gradcam++": "Grad-CAM++: higher-order gradient weights; often covers several objects of the class better",
@@ -31,7 +38,7 @@ MODE_BUTTONS = (("Original", "The photo alone (Ctrl+1)"), ("Overlay", "The heatm
                 ("Heatmap", "The heatmap alone (Ctrl+3)"))
 
 
-def layer_name(layer: str) -> str:
+def layer_name(layer: Layer) -> str:
     """How the panel names a layer in running text: "last stage", "stage before"."""
     return LAYERS.get(layer, layer).split(" (")[0].lower()
 
@@ -120,30 +127,27 @@ class ControlPanel(QScrollArea):
         self.opacity.valueChanged.connect(self._on_opacity)
         self.cmap.currentTextChanged.connect(self.legend.set_colormap)
         self.cmap.currentTextChanged.connect(self.colormapChanged)
-        self.layer_box.currentIndexChanged.connect(lambda i: self.layerChosen.emit(self.layer_box.itemData(i)))
-        self.method_box.currentIndexChanged.connect(lambda i: self.methodChosen.emit(self.method_box.itemData(i)))
+        self.layer_box.currentIndexChanged.connect(lambda i: self.layerChosen.emit(self.layer))
+        self.method_box.currentIndexChanged.connect(lambda i: self.methodChosen.emit(self.method))
         self.top5.classChosen.connect(self.classChosen)
         self.stop_button.clicked.connect(self.stopClicked)
         self.clear_button.clicked.connect(self.clearClicked)
 
     @property
-    def layer(self) -> str:
-        return str(self.layer_box.currentData())
-
-    def layer_keys(self) -> list[str]:
-        return list(LAYERS)
+    def layer(self) -> Layer:
+        return choice(self.layer_box.currentData(), LAYER_KEYS)
 
     @property
-    def method(self) -> str:
-        return str(self.method_box.currentData())
+    def method(self) -> Method:
+        return choice(self.method_box.currentData(), METHOD_KEYS)
 
-    def set_method(self, method: str) -> None:
+    def set_method(self, method: Method) -> None:
         """Show ``method`` as chosen without asking for anything (a restored setting)."""
         self.method_box.blockSignals(True)
         self.method_box.setCurrentIndex(max(0, self.method_box.findData(method)))
         self.method_box.blockSignals(False)
 
-    def offer_layers(self, offered: Collection[str], why: str = "") -> str:
+    def offer_layers(self, offered: Collection[Layer], why: str = "") -> Layer:
         """Only the layers in ``offered`` can be chosen (the others are greyed, ``why`` as their tooltip); a
         chosen layer no longer offered becomes the first one offered, without asking. Returns the layer now chosen."""
         model = self.layer_box.model()
@@ -174,13 +178,13 @@ class ControlPanel(QScrollArea):
         self.cmap.setCurrentText(name)
         self.colormapChanged.emit(self.cmap.currentText())  # also when it was already the current one
 
-    def set_layer(self, layer: str) -> None:
+    def set_layer(self, layer: Layer) -> None:
         """Show ``layer`` as chosen without asking for anything (a restored setting)."""
         self.layer_box.blockSignals(True)
         self.layer_box.setCurrentIndex(max(0, self.layer_box.findData(layer)))
         self.layer_box.blockSignals(False)
 
-    def show_top(self, top: list | None = None, rank: int = 1, message: str = "", title: str = "Top 5") -> None:
+    def show_top(self, top: list[TopClass] | None = None, rank: int = 1, message: str = "", title: str = "Top 5") -> None:
         """The top-5 list and its heading (empty with the plain heading: nothing classified to show)."""
         self.top5.set_top(top or [], rank, message=message)
         self.top5.title.setText(title)

@@ -14,7 +14,9 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistent
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
-from ..worker import THUMB_SIDE, PhotoResult, PhotoSource
+from ..core.records import Record
+from ..worker.images import THUMB_SIDE, PhotoSource
+from ..worker.results import PhotoResult
 from .text import percent, plain_tooltip
 
 CELL = QSize(132, 144)  # a 96-pixel thumbnail and two lines of text
@@ -161,7 +163,7 @@ class GalleryModel(QAbstractListModel):
         self._counts[status] += 1
         photo.status = status
 
-    def records(self, only: Collection[int] | None = None) -> list[dict]:
+    def records(self, only: Collection[int] | None = None) -> list[Record]:
         """What Export writes: the core's record of every photo that has an answer (of those ``only`` names)."""
         return [p.result.record for p in self._photos if p.result is not None and p.result.record
                 and (only is None or p.item_id in only)]
@@ -351,9 +353,9 @@ class GalleryDelegate(QStyledItemDelegate):
         if photo is None:
             return
         painter.save()
-        rect = option.rect  # type: ignore[attr-defined]
-        pal = option.palette  # type: ignore[attr-defined]
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)  # type: ignore[attr-defined]
+        rect = option.rect
+        pal = option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
         if selected:
             painter.fillRect(rect.adjusted(2, 2, -2, -2), pal.color(QPalette.ColorRole.Highlight))
         icon = QRect(rect.x() + (rect.width() - THUMB_SIDE) // 2, rect.y() + 4, THUMB_SIDE, THUMB_SIDE)
@@ -369,22 +371,22 @@ class GalleryDelegate(QStyledItemDelegate):
             painter.setBrush(color)
             badge = icon.adjusted(8, 8, -8, -8) if photo.thumb is None else QRect(icon.right() - 27, icon.y(), 28, 28)
             painter.drawRoundedRect(badge, 10, 10)
-            font = QFont(option.font)  # type: ignore[attr-defined]
+            font = QFont(option.font)
             font.setPixelSize(badge.height() // 2)
             font.setBold(True)
             painter.setFont(font)
             painter.setPen(QColor("white"))
             painter.drawText(badge, Qt.AlignmentFlag.AlignCenter, text)
-        if option.state & QStyle.StateFlag.State_HasFocus:  # type: ignore[attr-defined]
+        if option.state & QStyle.StateFlag.State_HasFocus:
             # the keyboard's place, drawn plainly: the style's own focus rectangle is faint or absent in many themes
             painter.setRenderHint(QPainter.RenderHint.Antialiasing, False)
             ring = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Highlight)
             painter.setPen(QPen(ring, 2, Qt.PenStyle.DotLine if selected else Qt.PenStyle.SolidLine))
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRect(rect.adjusted(4, 4, -4, -4) if selected else rect.adjusted(2, 2, -2, -2))
-        painter.setFont(option.font)  # type: ignore[attr-defined]
+        painter.setFont(option.font)
         painter.setPen(pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
-        fm = option.fontMetrics  # type: ignore[attr-defined]
+        fm = option.fontMetrics
         width = rect.width() - 8
         y = icon.bottom() + 4
         for line in self.lines(photo, fm, width):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
 
@@ -14,7 +16,7 @@ FILTERS = (("all", "All photos"), ("done", "Classified"), ("failed", "Failed onl
 class GalleryFilter(QSortFilterProxyModel):
     """What the gallery shows, and in which order. GalleryModel stays the one place photos live."""
 
-    def __init__(self, parent=None) -> None:
+    def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.sort_key = "added"
         self.show = "all"
@@ -35,7 +37,7 @@ class GalleryFilter(QSortFilterProxyModel):
     def set_text(self, text: str) -> None:
         self._refilter(lambda: setattr(self, "text", text.strip().casefold()))
 
-    def _refilter(self, change) -> None:
+    def _refilter(self, change: Callable[[], None]) -> None:
         if hasattr(self, "beginFilterChange"):  # Qt 6.9+; invalidateFilter() is deprecated there
             self.beginFilterChange()
             change()
@@ -133,7 +135,7 @@ class GalleryBar(QWidget):
         self.show_box.setCurrentIndex(max(0, self.show_box.findData(which)))
 
 
-def _combo(items, tip: str, parent: QWidget) -> QComboBox:
+def _combo(items: Iterable[tuple[str, str]], tip: str, parent: QWidget) -> QComboBox:
     box = QComboBox(parent)
     for key, text in items:
         box.addItem(text, key)

@@ -4,11 +4,26 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import QEvent, QPointF, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QImage, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtGui import (
+    QColor,
+    QFocusEvent,
+    QImage,
+    QKeyEvent,
+    QMouseEvent,
+    QNativeGestureEvent,
+    QPainter,
+    QPaintEvent,
+    QPalette,
+    QPen,
+    QPixmap,
+    QResizeEvent,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ..core.colormap import colormap
 
+Crop = tuple[float, float, float, float]  # (left, top, right, bottom), fractions of the photo's width and height
 MODES = ("original", "overlay", "heatmap")
 ZOOM_STEP = 1.25
 ZOOM_MAX = 16.0
@@ -40,7 +55,7 @@ class ImageView(QWidget):
         self._pixmap: QPixmap | None = None
         self._map: np.ndarray | None = None
         self._map_image: QImage | None = None
-        self._crop: tuple | None = None
+        self._crop: Crop | None = None
         self._full_width = 0  # the photo's own width; 0: the image shown is the photo at its own size
         self._cmap = "jet"
         self.opacity = 0.5
@@ -49,7 +64,7 @@ class ImageView(QWidget):
         self.placeholder_shown = True  # False while something is dragged over the window: the drop label says it all
 
     # ---- state ----
-    def set_photo(self, image: QImage | None, crop: tuple | None = None, full_width: int = 0) -> None:
+    def set_photo(self, image: QImage | None, crop: Crop | None = None, full_width: int = 0) -> None:
         """``crop``: the region the model saw, as fractions (left, top, right, bottom) of the photo.
         ``full_width``: the photo's own width when ``image`` is a reduced copy of it (0: it is not)."""
         before = self._photo.size() if self._photo is not None else None
@@ -199,7 +214,7 @@ class ImageView(QWidget):
         return QRectF(self.width() / 2 - self.centre.x() * scale, self.height() / 2 - self.centre.y() * scale, w, h)
 
     # ---- input ----
-    def wheelEvent(self, event) -> None:  # noqa: N802
+    def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802
         steps = event.angleDelta().y() / 120
         if steps and self._photo is not None:
             self.zoom_by(ZOOM_STEP ** steps, event.position())
@@ -207,14 +222,14 @@ class ImageView(QWidget):
         else:
             super().wheelEvent(event)
 
-    def event(self, event) -> bool:
-        if event.type() == QEvent.Type.NativeGesture and event.gestureType() == Qt.NativeGestureType.ZoomNativeGesture:
+    def event(self, event: QEvent) -> bool:
+        if isinstance(event, QNativeGestureEvent) and event.gestureType() == Qt.NativeGestureType.ZoomNativeGesture:
             self.zoom_by(1 + event.value(), event.position())  # pinch on a touchpad
             return True
         return super().event(event)
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802
-        key = event.key()
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        key = Qt.Key(event.key())
         if key in (Qt.Key.Key_Plus, Qt.Key.Key_Equal):
             self.zoom_by(ZOOM_STEP)
         elif key in (Qt.Key.Key_Minus, Qt.Key.Key_Underscore):
@@ -226,14 +241,14 @@ class ImageView(QWidget):
         else:
             super().keyPressEvent(event)
 
-    def mousePressEvent(self, event) -> None:  # noqa: N802
+    def mousePressEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if event.button() == Qt.MouseButton.LeftButton:
             self._press = event.position()
             if self.zoom is not None:
                 self.setCursor(Qt.CursorShape.ClosedHandCursor)
         super().mousePressEvent(event)
 
-    def mouseMoveEvent(self, event) -> None:  # noqa: N802
+    def mouseMoveEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         if self._press is None:
             return
         delta = event.position() - self._press
@@ -244,21 +259,21 @@ class ImageView(QWidget):
             self._press = None
             self.dragOut.emit()
 
-    def mouseReleaseEvent(self, event) -> None:  # noqa: N802
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         self._press = None
         self.unsetCursor()
         super().mouseReleaseEvent(event)
 
-    def mouseDoubleClickEvent(self, event) -> None:  # noqa: N802
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:  # noqa: N802
         self.doubleClicked.emit()
 
-    def resizeEvent(self, event) -> None:  # noqa: N802
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         if self.zoom is not None and self._photo is not None:
             self._clamp()
         super().resizeEvent(event)
 
-    def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image,
-                  overlay: tuple[QImage | None, tuple | None] | None = None) -> QRectF | None:
+    def _paint_on(self, painter: QPainter, target: QRectF, pixmap_or_image: QPixmap | QImage,
+                  overlay: tuple[QImage | None, Crop | None] | None = None) -> QRectF | None:
         """Draw the photo into ``target`` and the heatmap over the crop; return the crop's rectangle if drawn.
         The heatmap and crop are the view's own unless ``overlay`` gives others (another photo's, for Save
         Overlay on several)."""
@@ -282,7 +297,7 @@ class ImageView(QWidget):
         painter.setOpacity(1.0)
         return region
 
-    def paintEvent(self, event) -> None:  # noqa: N802 (Qt's naming)
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 (Qt's naming)
         painter = QPainter(self)
         painter.fillRect(self.rect(), self.palette().color(QPalette.ColorRole.Base))
         if self._pixmap is None:
@@ -311,15 +326,15 @@ class ImageView(QWidget):
             half = FOCUS_FRAME / 2
             painter.drawRect(QRectF(self.rect()).adjusted(half, half, -half, -half))
 
-    def focusInEvent(self, event) -> None:  # noqa: N802
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802
         self.update()
         super().focusInEvent(event)
 
-    def focusOutEvent(self, event) -> None:  # noqa: N802
+    def focusOutEvent(self, event: QFocusEvent) -> None:  # noqa: N802
         self.update()
         super().focusOutEvent(event)
 
-    def compose(self, photo: QImage, indices: np.ndarray | None, crop: tuple | None) -> QImage:
+    def compose(self, photo: QImage, indices: np.ndarray | None, crop: Crop | None) -> QImage:
         """Another photo drawn as this view draws its own (mode, colour map, opacity), with its heatmap ``indices``
         over its ``crop``: what Save Overlay writes for each of several photos."""
         out = QImage(photo.size(), QImage.Format.Format_RGB32)

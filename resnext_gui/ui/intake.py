@@ -10,8 +10,8 @@ from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from ..core.paths import is_image_name
-from ..scanner import FolderScanner
-from ..worker import PhotoSource
+from ..worker.images import PhotoSource
+from ..worker.scanner import FolderScanner
 from .drops import read_mime
 from .messages import Messages
 from .paced import PacedQueue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPalette
+from PySide6.QtGui import QColor, QLinearGradient, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from ..core.colormap import colormap
@@ -45,7 +45,7 @@ class HeatmapLegend(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(200, self.fontMetrics().height() + 20)
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         p = QPainter(self)
         fm = self.fontMetrics()
         pal = self.palette()

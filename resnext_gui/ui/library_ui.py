@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, QSettings, QSize, Qt, QTimer, Signal
@@ -24,27 +26,22 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..library_worker import (
+from ..worker.jobs.library import (
     ClearLibraryJob,
     ForgetJob,
-    KeywordPhoto,
-    KeywordsOutcome,
-    LibraryInfo,
     LibraryInfoJob,
-    LibraryMatch,
     LibrarySearchJob,
-    Restored,
     RestoreJob,
-    SaveGalleryJob,
     WriteKeywordsJob,
     default_path,
 )
+from ..worker.results import KeywordPhoto, KeywordsOutcome, LibraryInfo, LibraryMatch, Restored
+from ..worker.runner import WorkerLike
 from .gallery import GalleryModel, Photo, Status
 from .messages import Messages
 from .text import percent, plural
 
 if TYPE_CHECKING:
-    from ..worker import Worker
     from .controller import BatchController
 
 SAVE_AFTER_MS = 1500  # the gallery is written this long after it last changed (and when the window closes)
@@ -81,7 +78,7 @@ class LibraryController(QObject):
     searched = Signal(object)  # list[LibraryMatch], for the Library window
     keywordsDone = Signal(str)  # the summary shown at the end of Write Keywords
 
-    def __init__(self, photos: GalleryModel, controller: BatchController, worker: Worker, messages: Messages,
+    def __init__(self, photos: GalleryModel, controller: BatchController, worker: WorkerLike, messages: Messages,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.photos, self.controller, self.worker, self.messages = photos, controller, worker, messages
@@ -89,7 +86,6 @@ class LibraryController(QObject):
         self.info = LibraryInfo()
         self.is_restored = False  # until then the gallery is not written (a close before it would lose it)
         self.dialog: LibraryDialog | None = None
-        self._confirm_clear = False  # a Clear Library waiting for the library's size to ask with
         self._save_timer = QTimer(self)
         self._save_timer.setSingleShot(True)
         self._save_timer.setInterval(SAVE_AFTER_MS)
@@ -97,22 +93,15 @@ class LibraryController(QObject):
         for signal in (photos.rowsInserted, photos.rowsRemoved, photos.modelReset):
             signal.connect(self._gallery_changed)
         controller.updated.connect(self._gallery_changed)  # answers grow the library: its size is asked again
-        messages.route(RestoreJob, self._on_restored, self._on_restore_failed)
-        messages.route(SaveGalleryJob, lambda job, result: None, lambda job, message: None)
-        messages.route(LibraryInfoJob, self._on_info, lambda job, message: None)
-        messages.route(LibrarySearchJob, self._on_searched, self._on_search_failed)
-        messages.route(ForgetJob, self._on_forgotten, self._on_library_failed)
-        messages.route(ClearLibraryJob, self._on_cleared, self._on_library_failed)
-        messages.route(WriteKeywordsJob, self._on_keywords, self._on_keywords_failed, self._on_keywords_progress)
 
     # ---- last time's gallery ----
     def restore(self) -> None:
         """Ask for last time's gallery (answered once the model is loaded, then classified from the library)."""
-        self.worker.submit(RestoreJob())
+        self.worker.submit(RestoreJob(), self._on_restored, self._on_restore_failed)
 
-    def _on_restored(self, job: RestoreJob, res: Restored) -> None:
+    def _on_restored(self, res: Restored) -> None:
         self.is_restored = True
-        self._on_info(job, res.info)
+        self._on_info(res.info)
         if res.paths:
             new = self.controller.enqueue([(p, p) for p in res.paths], select=False)
             if new:
@@ -124,7 +113,7 @@ class LibraryController(QObject):
                                       f"{'was' if len(res.missing) == 1 else 'were'} left out: {first}{more}.", 10000)
         self.restored.emit(len(res.paths))
 
-    def _on_restore_failed(self, job: RestoreJob, message: str) -> None:
+    def _on_restore_failed(self, message: str) -> None:
         self.is_restored = True
         self.messages.show_status(f"Last time's gallery could not be shown: {message}", 10000)
         self.restored.emit(0)
@@ -141,7 +130,7 @@ class LibraryController(QObject):
         self._save_timer.stop()
         if self.is_restored:
             self.worker.keep_gallery(self.gallery_paths())
-            self.worker.submit(LibraryInfoJob())
+            self.refresh_info()
 
     def closing(self) -> None:
         """The window closes: the gallery as it is now is written as the worker stops."""
@@ -150,17 +139,21 @@ class LibraryController(QObject):
             self.worker.keep_gallery(self.gallery_paths())
 
     # ---- size ----
-    def refresh_info(self) -> None:
-        self.worker.submit(LibraryInfoJob())
+    def refresh_info(self, then: Callable[[], None] | None = None) -> None:
+        """Ask the worker what the library holds now (``then``: called once the answer is in)."""
 
-    def _on_info(self, job: object, info: LibraryInfo) -> None:
+        def done(info: LibraryInfo) -> None:
+            self._on_info(info)
+            if then is not None:
+                then()
+
+        self.worker.submit(LibraryInfoJob(), done, lambda message: None)
+
+    def _on_info(self, info: LibraryInfo) -> None:
         self.info = info
         if info.note:
             self.messages.warning("Results library", info.note)
         self.infoChanged.emit(info)
-        if self._confirm_clear and isinstance(job, LibraryInfoJob):
-            self._confirm_clear = False
-            self._ask_clear()
 
     # ---- search ----
     def open_library(self, text: str = "") -> LibraryDialog:
@@ -175,14 +168,15 @@ class LibraryController(QObject):
         return self.dialog
 
     def search(self, text: str) -> None:
-        self.worker.submit(LibrarySearchJob(text.strip()))
+        job = LibrarySearchJob(text.strip())
+        self.worker.submit(job, partial(self._on_searched, job), self._on_search_failed)
 
     def _on_searched(self, job: LibrarySearchJob, matches: list[LibraryMatch]) -> None:
         if self.dialog is not None and job.text == self.dialog.text():
             self.dialog.show_matches(matches, self.info)
         self.searched.emit(matches)
 
-    def _on_search_failed(self, job: LibrarySearchJob, message: str) -> None:
+    def _on_search_failed(self, message: str) -> None:
         if self.dialog is not None:
             self.dialog.show_message(message)
         else:
@@ -205,32 +199,30 @@ class LibraryController(QObject):
             self.messages.show_status("Select a photo first.", 4000)
             return
         paths = [p.source for p in chosen if isinstance(p.source, str)]
-        if paths:
-            self.worker.submit(ForgetJob(paths))
+        self.forget(paths)
         self.controller.remove(chosen)
         what = chosen[0].name if len(chosen) == 1 else plural(len(chosen), "photo")
         self.messages.show_status(f"Forgot {what}: the results are no longer kept (the files are untouched).", 6000)
 
     def forget(self, paths: list[str]) -> None:
         if paths:
-            self.worker.submit(ForgetJob(paths))
+            self.worker.submit(ForgetJob(paths), self._on_forgotten, self._on_library_failed)
 
-    def _on_forgotten(self, job: ForgetJob, info: LibraryInfo) -> None:
-        self._on_info(job, info)
+    def _on_forgotten(self, info: LibraryInfo) -> None:
+        self._on_info(info)
         if self.dialog is not None and self.dialog.isVisible():
             self.search(self.dialog.text())
 
     def clear_library(self) -> None:
         """Edit → Clear Library…: asks first, naming what it holds (its size is asked of the worker first)."""
-        self._confirm_clear = True
-        self.refresh_info()
+        self.refresh_info(then=self._ask_clear)
 
     def _ask_clear(self) -> None:
         if not self.info.available:
             self.messages.show_status("There is no results library to clear.", 5000)
             return
         if self.confirm_clear(self.info):
-            self.worker.submit(ClearLibraryJob())
+            self.worker.submit(ClearLibraryJob(), self._on_cleared, self._on_library_failed)
 
     def confirm_clear(self, info: LibraryInfo) -> bool:
         box = QMessageBox(QMessageBox.Icon.Question, "Clear Library",
@@ -244,13 +236,13 @@ class LibraryController(QObject):
         box.exec()
         return box.clickedButton() is clear
 
-    def _on_cleared(self, job: ClearLibraryJob, info: LibraryInfo) -> None:
-        self._on_info(job, info)
+    def _on_cleared(self, info: LibraryInfo) -> None:
+        self._on_info(info)
         self.messages.show_status(f"Cleared the results library ({plural(info.changed, 'photo')}).", 6000)
         if self.dialog is not None and self.dialog.isVisible():
             self.search(self.dialog.text())
 
-    def _on_library_failed(self, job: object, message: str) -> None:
+    def _on_library_failed(self, message: str) -> None:
         self.messages.warning("Results library", message)
 
     # ---- keywords ----
@@ -287,13 +279,14 @@ class LibraryController(QObject):
                              [{"rank": t.rank, "index": t.index, "label": t.label, "prob": t.prob} for t in p.result.top])
                 for p in photos if p.status is Status.DONE and p.result is not None and p.result.top]
         if todo:
-            self.worker.submit(WriteKeywordsJob(todo, min_prob))
+            self.worker.submit(WriteKeywordsJob(todo, min_prob), self._on_keywords, self._on_keywords_failed,
+                               self._on_keywords_progress)
             self.messages.show_status(f"Writing keywords for {plural(len(todo), 'photo')}…", 30000)
 
-    def _on_keywords_progress(self, job: WriteKeywordsJob, done: int, total: int) -> None:
+    def _on_keywords_progress(self, done: int, total: int) -> None:
         self.messages.show_status(f"Writing keywords… {done} of {total}", 30000)
 
-    def _on_keywords(self, job: WriteKeywordsJob, out: KeywordsOutcome) -> None:
+    def _on_keywords(self, out: KeywordsOutcome) -> None:
         for item_id, _name, why in out.failed:
             photo = self.photos.get(item_id)
             if photo is not None:
@@ -308,7 +301,7 @@ class LibraryController(QObject):
             self.messages.dialog("Write Keywords", summary)
         self.keywordsDone.emit(summary)
 
-    def _on_keywords_failed(self, job: WriteKeywordsJob, message: str) -> None:
+    def _on_keywords_failed(self, message: str) -> None:
         self.messages.warning("Write Keywords", f"No keywords were written: {message}")
         self.keywordsDone.emit(message)
 

@@ -7,12 +7,22 @@ What each piece does lives in it: ``intake`` (photos in), ``controller`` (the ba
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QDragEnterEvent, QDragLeaveEvent, QDragMoveEvent, QDropEvent, QGuiApplication, QShowEvent
+from PySide6.QtCore import QPoint, QSettings, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import (
+    QCloseEvent,
+    QDesktopServices,
+    QDragEnterEvent,
+    QDragLeaveEvent,
+    QDragMoveEvent,
+    QDropEvent,
+    QGuiApplication,
+    QShowEvent,
+)
 from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from ..core.cam import METHOD_NAMES, method_layers
-from ..worker import Worker
+from ..core.kinds import BACKENDS, PRECISIONS, Layer, Method
+from ..worker.runner import Worker, WorkerLike
 from . import window_settings
 from .actions import Actions
 from .cam_methods import ScoreCamBar
@@ -40,7 +50,7 @@ class MainWindow(QMainWindow):
     scanFinished = Signal(int)  # a drop's files are all in the gallery (how many)
 
     def __init__(self, weights: str | None = None, device: str | None = None, settings: QSettings | None = None,
-                 worker: Worker | None = None) -> None:
+                 worker: WorkerLike | None = None) -> None:
         super().__init__()
         self.settings = settings or QSettings("resnext-gui", "resnext-gui")
         self.setWindowTitle(APP_TITLE)
@@ -53,8 +63,8 @@ class MainWindow(QMainWindow):
             screen = QGuiApplication.primaryScreen()
             worker = Worker(startup_weights(weights, RecentWeights(self.settings)), device, self,
                             pixel_ratio=screen.devicePixelRatio() if screen else 1.0,
-                            backend=str(self.settings.value("backend", "auto", type=str)),
-                            precision=str(self.settings.value("precision", "fp32", type=str)),
+                            backend=window_settings.read_str(self.settings, "backend", BACKENDS, "auto"),
+                            precision=window_settings.read_str(self.settings, "precision", PRECISIONS, "fp32"),
                             library=library_path(self.settings))
         self.worker = worker
         self.messages = Messages(self)
@@ -175,6 +185,7 @@ class MainWindow(QMainWindow):
         """Start the worker (it imports torch and loads the model while the window is already up); last time's
         gallery follows from the results library once the model is there."""
         self.worker.start()
+        self.model.start()  # the first model: loaded before anything else the worker is asked
         self.library.restore()
 
     def showEvent(self, event: QShowEvent) -> None:  # noqa: N802
@@ -200,18 +211,18 @@ class MainWindow(QMainWindow):
             self.progress.setValue(done)
         self.progress.setVisible(bool(total))
 
-    def _on_layer_chosen(self, layer: str) -> None:
+    def _on_layer_chosen(self, layer: Layer) -> None:
         self.settings.setValue("layer", layer)
         self.controller.set_layer(layer)
         self.presenter.refresh()
 
-    def _on_method_chosen(self, method: str) -> None:
+    def _on_method_chosen(self, method: Method) -> None:
         self.settings.setValue("cam_method", method)
         self.set_cam_method(method)
         self.settings.setValue("layer", self.controls.layer)
         self.presenter.refresh()
 
-    def set_cam_method(self, method: str) -> None:
+    def set_cam_method(self, method: Method) -> None:
         """One method for every photo; only the layers it is offered at can be chosen with it."""
         layer = self.controls.offer_layers(method_layers(method),
                                            f"{METHOD_NAMES.get(method, method)} is not offered at this layer")
@@ -279,6 +290,21 @@ class MainWindow(QMainWindow):
 
     def write_keywords(self) -> None:
         self.library.write_keywords_dialog(self.presenter.selected_photos())
+
+    def show_log_folder(self) -> bool:
+        """Help → Show Log Folder: the folder of the app's log, in the file manager."""
+        from ..core import logs
+
+        folder = logs.log_folder()
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self.messages.warning("Show Log Folder", f"The log folder {folder} cannot be made: {exc.strerror or exc}")
+            return False
+        if not QDesktopServices.openUrl(QUrl.fromLocalFile(str(folder))):
+            self.messages.dialog("Show Log Folder", f"The log is in {folder}")
+            return False
+        return True
 
     def fit_to_screen(self) -> None:
         window_settings.fit_to_screen(self)

@@ -15,8 +15,11 @@ from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QMenu, QMessageBox, QProgressDialog, QPushButton, QWidget
 
 from .. import __version__
+from ..core.kinds import Backend, Precision
 from ..core.weights import ENV_WEIGHTS
-from ..worker import DownloadJob, LoadJob, ModelInfo, ModelMissing, Worker
+from ..worker.jobs.model import DownloadJob, LoadJob
+from ..worker.results import ModelInfo, ModelMissing
+from ..worker.runner import WorkerLike
 from .actions import Actions
 from .controller import ModelState
 from .messages import Messages
@@ -65,25 +68,24 @@ class ModelController(QObject):
     stateChanged = Signal(object)  # ModelState
     placeholderWanted = Signal(str)  # what the empty view should say now
 
-    def __init__(self, worker: Worker, settings: QSettings, messages: Messages, device: str,
+    def __init__(self, worker: WorkerLike, settings: QSettings, messages: Messages, device: str,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.worker, self.settings, self.messages, self.parent_widget = worker, settings, messages, parent
         self.recent = RecentWeights(settings)
         self.device_choice = device
+        self.weights = worker.first_model.weights  # the file asked for last (None: the lookup order)
         self.info: ModelInfo | None = None
         self.state = ModelState.LOADING  # never FAILED: a refused file leaves the state as it was
         self.download_dialog: QProgressDialog | None = None
+        self._download: DownloadJob | None = None
         self.teach_dialog: QWidget | None = None
         self._pending_weights: str | None = None  # a checkpoint the user chose, until it loads
-        self._download_cancelled = False
         self.banner = ModelBanner(parent)
         self.device_label = plain_label("Loading model…")
         self.weights_label = plain_label()
         self.actions: Actions | None = None
         worker.loading.connect(self.device_label.setText)
-        messages.route(LoadJob, self._on_loaded, self._on_load_failed)
-        messages.route(DownloadJob, self._on_downloaded, self._on_download_failed, self._on_download_progress)
         self.banner.download_button.clicked.connect(self.download_weights)
         self.banner.open_weights_button.clicked.connect(self.choose_weights)
 
@@ -98,6 +100,15 @@ class ModelController(QObject):
         actions.check("device", self.device_choice)
         actions.check("backend", self.settings.value("backend", "auto", type=str))
         actions["bf16"].setChecked(self.settings.value("precision", "fp32", type=str) == "bf16")
+
+    # ---- loading ----
+    def start(self) -> None:
+        """The first model: the weights the window was started with (else the lookup order); none is no failure."""
+        first = self.worker.first_model
+        self._load(LoadJob(first.weights, first.device, explicit=False))
+
+    def _load(self, job: LoadJob) -> None:
+        self.worker.submit(job, functools.partial(self._on_loaded, job), self._on_load_failed)
 
     # ---- predicates for the actions table ----
     def cuda_available(self) -> bool:
@@ -119,6 +130,7 @@ class ModelController(QObject):
             self._missing(result.reason)
             return
         info = self.info = result
+        self.weights = job.weights  # what a change of device or runtime loads again
         self.state = ModelState.READY
         if self._pending_weights is not None:
             self.recent.remember(self._pending_weights)
@@ -144,7 +156,7 @@ class ModelController(QObject):
         self.placeholderWanted.emit("Waiting for model weights — see the bar above.")
         self.stateChanged.emit(ModelState.MISSING)
 
-    def _on_load_failed(self, job: LoadJob, message: str) -> None:
+    def _on_load_failed(self, message: str) -> None:
         self._pending_weights = None
         self._show_info()  # the status bar names the model still in use, not "Loading…"
         still = " The previous model stays in use." if self.info else ""
@@ -164,9 +176,9 @@ class ModelController(QObject):
         """A taught model was saved: if it is the one in use, it is named (and reloaded) by its saved file from now
         on, not by its temporary copy in the cache."""
         info = self.info
-        if info is None or self.worker.weights != source:
+        if info is None or self.weights != source:
             return
-        self.worker.weights = target  # a change of device or runtime loads the saved file
+        self.weights = target  # a change of device or runtime loads the saved file
         self.info = dataclasses.replace(info, weights=info.weights.replace(source, target),
                                         weights_short=Path(target).name)
         self._show_info()
@@ -184,7 +196,7 @@ class ModelController(QObject):
     def load_weights(self, path: str) -> None:
         """Use this checkpoint; once it loads it is remembered for the next start and under Recent Weights."""
         self._pending_weights = path
-        self.worker.load(path, self.device_choice)
+        self._load(LoadJob(path, self.device_choice, explicit=True))
 
     def fill_recent_menu(self, menu: QMenu | None = None) -> None:
         menu = menu or (self.actions.menus["recent"] if self.actions else None)
@@ -213,18 +225,18 @@ class ModelController(QObject):
         if self.actions is not None:
             self.actions.check("device", device)
         if self.info is not None:
-            self.worker.load(self.worker.weights, device)
+            self._load(LoadJob(self.weights, device, explicit=True))
 
-    def set_backend(self, backend: str) -> None:
+    def set_backend(self, backend: Backend) -> None:
         self.settings.setValue("backend", backend)
         if self.info is not None:
-            self.worker.load(self.worker.weights, self.device_choice, backend=backend)
+            self._load(LoadJob(self.weights, self.device_choice, explicit=True, backend=backend))
 
     def set_bf16(self, on: bool) -> None:
-        precision = "bf16" if on else "fp32"
+        precision: Precision = "bf16" if on else "fp32"
         self.settings.setValue("precision", precision)
         if self.info is not None:
-            self.worker.load(self.worker.weights, self.device_choice, precision=precision)
+            self._load(LoadJob(self.weights, self.device_choice, explicit=True, precision=precision))
 
     # ---- download ----
     def download_weights(self) -> None:
@@ -236,24 +248,27 @@ class ModelController(QObject):
         dlg.setAutoReset(False)
         dlg.setMinimumWidth(max(420, dlg.fontMetrics().horizontalAdvance(dlg.windowTitle()) + 160))  # title never cut
         dlg.canceled.connect(self._cancel_download)
-        self._download_cancelled = False
         dlg.open()
         if self.parent_widget is not None:  # over the window, not in a corner of the screen
             dlg.move(self.parent_widget.geometry().center() - dlg.rect().center())
         self.download_dialog = dlg
         self.banner.download_button.setEnabled(False)
         self._refresh_actions()
-        self.worker.download()
+        job = self._download = DownloadJob()
+        self.worker.submit(job, self._on_downloaded, self._on_download_failed, self._on_download_progress)
 
     def _cancel_download(self) -> None:
-        self._download_cancelled = True
-        self.worker.cancel_download()
+        if self._download is not None:
+            self.worker.cancel(self._download)
         if self.download_dialog is not None:
             self.download_dialog.setLabelText("Cancelling…")
 
-    def _on_download_progress(self, job: DownloadJob, done: int, total: int) -> None:
+    def _download_cancelled(self) -> bool:
+        return self._download is not None and self._download.cancel.is_set()
+
+    def _on_download_progress(self, done: int, total: int) -> None:
         dlg = self.download_dialog
-        if dlg is not None and total and not self._download_cancelled:
+        if dlg is not None and total and not self._download_cancelled():
             dlg.setRange(0, 1000)
             dlg.setValue(int(1000 * done / total))
             dlg.setLabelText(f"Downloading the ImageNet weights… {done / 2**20:.1f} of {total / 2**20:.1f} MB")
@@ -268,13 +283,16 @@ class ModelController(QObject):
         self.banner.download_button.setEnabled(True)
         self._refresh_actions()
 
-    def _on_downloaded(self, job: DownloadJob, path: str) -> None:
+    def _on_downloaded(self, path: str) -> None:
         self._close_download()
+        self._download = None
         self.messages.show_status(f"Weights saved and verified: {path}", 8000)
+        self._load(LoadJob(None, self.device_choice))  # found where torchvision keeps its downloads
 
-    def _on_download_failed(self, job: DownloadJob, message: str) -> None:
+    def _on_download_failed(self, message: str) -> None:
         self._close_download()
-        if self._download_cancelled:
+        cancelled, self._download = self._download_cancelled(), None
+        if cancelled:
             self.messages.show_status(message, 8000)
         else:
             self.messages.warning("Download failed", message)
@@ -299,11 +317,11 @@ class ModelController(QObject):
         from .teach_dialog import TeachDialog
 
         if self.teach_dialog is None:
-            self.teach_dialog = TeachDialog(self.worker, self.messages, self.device_choice, self.parent_widget)
+            self.teach_dialog = TeachDialog(self.worker, self.messages, self.parent_widget)
             self.teach_dialog.modelSaved.connect(self.model_saved)
+            self.teach_dialog.modelUsed.connect(self.load_weights)
         dialog = self.teach_dialog
         assert isinstance(dialog, TeachDialog)
-        dialog.device = self.device_choice
         dialog.show()
         dialog.raise_()
         return dialog

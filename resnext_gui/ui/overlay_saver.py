@@ -6,7 +6,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 
-from ..worker import Job
+from ..worker.jobs.photo import SaveImageJob
 from .controller import BatchController
 from .gallery import GalleryModel, Photo, Status
 from .image_view import ImageView
@@ -31,7 +31,7 @@ class OverlaySaver(QObject):
         self.skipped = len(photos) - len(self.todo)  # not classified: no overlay to write
         self.written: list[str] = []
         self.reserved: set[str] = set()  # names handed to the worker, written or not yet
-        self.pending: list[Job] = []  # the worker's writes not answered yet
+        self.pending: list[SaveImageJob] = []  # the worker's writes not answered yet
         self.failed = 0
         self.done = False
         controller.updated.connect(self._on_updated)
@@ -72,16 +72,17 @@ class OverlaySaver(QObject):
         composed = self.view.compose(image, indices, res.crop)
         path = self._free_path(overlay_name(photo, res.top[0].label, res.layer, res.method))
         self.reserved.add(str(path))
-        self.pending.append(self.controller.worker.save_image(str(path), composed, overlay_metadata(photo, 1, res.layer, res.method)))
+        job = SaveImageJob(str(path), composed, overlay_metadata(photo, 1, res.layer, res.method))
+        self.pending.append(job)
+        self.controller.worker.submit(job, lambda written: self._job_done(job, written),
+                                      lambda message: self._job_done(job, None, message))
 
-    def owns(self, job: Job) -> bool:
-        return any(job is j for j in self.pending)
-
-    def job_done(self, job: Job, path: str | None) -> None:
-        """The worker's answer for one file: ``path`` written, or None (the reason was said)."""
+    def _job_done(self, job: SaveImageJob, path: str | None, message: str = "") -> None:
+        """The worker's answer for one file: ``path`` written, or None with the reason (said in the status bar)."""
         self.pending = [j for j in self.pending if j is not job]
         if path is None:
             self.failed += 1
+            self.messages.show_status(message, 8000)
         else:
             self.written.append(path)
         if not self.todo and not self.pending:

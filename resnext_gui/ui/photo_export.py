@@ -9,6 +9,7 @@ from PySide6.QtCore import QMimeData
 from PySide6.QtGui import QImage
 
 from ..core.cam import METHOD_NAMES
+from ..core.kinds import Layer, Method
 from .gallery import Photo
 
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f]+')
@@ -20,13 +21,13 @@ def stem_of(photo: Photo) -> str:
     return Path(name).stem if isinstance(photo.source, str) else name
 
 
-def overlay_name(photo: Photo, label: str, layer: str, method: str = "gradcam") -> str:
+def overlay_name(photo: Photo, label: str, layer: Layer, method: Method = "gradcam") -> str:
     """``coffee.espresso.gradcam.layer4.png``: the photo, the class shown, the CAM method and layer, safe as a file name."""
     parts = [_UNSAFE.sub("_", part).strip(" .") or "photo" for part in (stem_of(photo), label)]
     return f"{parts[0]}.{parts[1]}.{method}.{layer}.png"
 
 
-def overlay_metadata(photo: Photo, rank: int, layer: str, method: str = "gradcam") -> dict[str, str]:
+def overlay_metadata(photo: Photo, rank: int, layer: Layer, method: Method = "gradcam") -> dict[str, str]:
     res = photo.result
     top = res.top[rank - 1] if res is not None and res.ok and 0 < rank <= len(res.top) else None
     meta = {"Source": photo.name, "Software": "resnext-gui", "Layer": layer, "Method": METHOD_NAMES.get(method, method)}

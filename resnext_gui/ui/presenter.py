@@ -10,7 +10,8 @@ from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, QS
 from PySide6.QtGui import QDrag, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QAbstractButton, QFileDialog, QMessageBox, QWidget
 
-from ..worker import SaveImageJob
+from ..core.kinds import Layer, Method
+from ..worker.jobs.photo import SaveImageJob
 from .cam_methods import CamMethods, method_name
 from .controller import BatchController
 from .controls import LAYER_SIZES, ControlPanel, layer_name
@@ -52,7 +53,6 @@ class Presenter(QObject):
         controller.refreshWanted.connect(self.refresh)
         controller.selectWanted.connect(self._select_wanted)
         controller.cleared.connect(self.show_nothing)
-        messages.route(SaveImageJob, self._on_overlay_saved, self._on_overlay_failed)
 
     # ---- which photo ----
     def current_photo(self) -> Photo | None:
@@ -221,14 +221,14 @@ class Presenter(QObject):
         self.titleChanged.emit(" · ".join(parts) + f" — {APP_TITLE}")
 
     # ---- what leaves the window ----
-    def _shown_layer_and_label(self, photo: Photo) -> tuple[str, str, int]:
+    def _shown_layer_and_label(self, photo: Photo) -> tuple[Layer, str, int]:
         res = photo.result
         if res is None or not res.ok or not res.top:
             return self.controller.layer, "original", 0
         rank = min(self.selected_rank, len(res.top))
         return res.layer, res.top[rank - 1].label, rank
 
-    def _shown_method(self, photo: Photo) -> str:
+    def _shown_method(self, photo: Photo) -> Method:
         res = photo.result
         return res.method if res is not None and res.ok and res.top else self.controller.method
 
@@ -313,21 +313,14 @@ class Presenter(QObject):
             self.messages.show_status(f"Could not save {path}: no photo is shown", 5000)
             return False
         # Encoded and written by the worker, whole or not at all (a full-size PNG takes long to encode)
-        self.controller.worker.save_image(path, image, meta)
+        self.controller.worker.submit(SaveImageJob(path, image, meta), self._on_overlay_saved, self._on_overlay_failed)
         self.messages.show_status(f"Saving {path}…", 10000)
         return True
 
-    def _on_overlay_saved(self, job: SaveImageJob, path: str) -> None:
-        if self._saver is not None and self._saver.owns(job):
-            self._saver.job_done(job, path)
-            return
+    def _on_overlay_saved(self, path: str) -> None:
         self.messages.show_status(f"Saved {path}", 5000)
 
-    def _on_overlay_failed(self, job: SaveImageJob, message: str) -> None:
-        if self._saver is not None and self._saver.owns(job):
-            self._saver.job_done(job, None)
-            self.messages.show_status(message, 8000)
-            return
+    def _on_overlay_failed(self, message: str) -> None:
         self.messages.warning("Save Overlay failed", message)
 
     def export_dialog(self) -> None:

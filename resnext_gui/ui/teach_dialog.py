@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QCloseEvent, QColor, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -29,7 +30,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from ..worker import CountJob, Misclassified, SaveModelJob, TrainJob, TrainOutcome, Worker
+from ..worker.jobs.teach import CountJob, SaveModelJob, TrainJob
+from ..worker.results import Misclassified, TrainOutcome
+from ..worker.runner import WorkerLike
 from .drops import read_mime
 from .image_view import ImageView
 from .messages import Messages
@@ -90,7 +93,7 @@ class MistakeView(QDialog):
         self.resize(760, 420)
 
 
-def _cells(validation: dict, labels: list[str]) -> dict[tuple[int, int], int]:
+def _cells(validation: dict[str, Any], labels: list[str]) -> dict[tuple[int, int], int]:
     from ..core.train import confusion_matrix
 
     return confusion_matrix(validation, labels)
@@ -134,7 +137,7 @@ class ClassTableModel(QAbstractTableModel):
 
     COLUMNS = ("Class", "Kept aside", "Recognised", "Recall", "Precision", "Most often taken for")
 
-    def __init__(self, labels: list[str], validation: dict, parent: QObject | None = None) -> None:
+    def __init__(self, labels: list[str], validation: dict[str, Any], parent: QObject | None = None) -> None:
         super().__init__(parent)
         per_class = validation.get("per_class") or {}
         taken_for: dict[str, str] = {}
@@ -188,27 +191,24 @@ def _short(line: str) -> str:
 class TeachDialog(QDialog):
     """Collects class folders, runs the worker's TrainJob and shows the outcome. Never touches the model itself."""
 
-    modelUsed = Signal(str)  # path of the taught model the window switched to
+    modelUsed = Signal(str)  # the taught model the user chose to use (the window loads it)
     modelSaved = Signal(str, str)  # the taught model's file in the cache, where the user saved it
 
-    def __init__(self, worker: Worker, messages: Messages, device: str = "auto", parent: QWidget | None = None) -> None:
+    def __init__(self, worker: WorkerLike, messages: Messages, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.worker, self.device = worker, device
+        self.worker = worker
         self.setWindowTitle("Teach New Classes")
         self.setAcceptDrops(True)
         self.data: str | list[str] | None = None
         self.outcome: TrainOutcome | None = None
         self.running = False
         self._count_job: CountJob | None = None  # the listing of the classes' photos now awaited
+        self._train_job: TrainJob | None = None
         self.pages = QStackedWidget()
         self.pages.addWidget(self._build_setup())
         self.pages.addWidget(self._build_result())
         layout = QVBoxLayout(self)
         layout.addWidget(self.pages)
-        messages.route(TrainJob, lambda job, outcome: self._on_finished(outcome), lambda job, message: self._on_failed(message),
-                       lambda job, done, total: self._on_progress(done, total))
-        messages.route(CountJob, self._on_counted, self._on_count_failed)
-        messages.route(SaveModelJob, self._on_saved, lambda job, message: self.saved_label.setText(message))
         self.resize(760, 560)
 
     # ---- setup page ----
@@ -286,8 +286,8 @@ class TeachDialog(QDialog):
         else:
             self.status.setText(f"{len(names)} classes (counting their photos…). "
                                 "Teach to compute their features and fit the new model.")
-            job = self.worker.count_classes(data)
-            self._count_job = job if isinstance(job, CountJob) else None
+            job = self._count_job = CountJob(data)
+            self.worker.submit(job, partial(self._on_counted, job), partial(self._on_count_failed, job))
 
     def _on_counted(self, job: CountJob, data: DataSet) -> None:
         if job is not self._count_job:
@@ -308,11 +308,11 @@ class TeachDialog(QDialog):
         self.train_button.setEnabled(False)  # training would refuse the same folders
         self.status.setText(f"Cannot teach these classes yet: {message}.")
 
-    def dragEnterEvent(self, event) -> None:
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls():
             event.acceptProposedAction()
 
-    def dropEvent(self, event) -> None:
+    def dropEvent(self, event: QDropEvent) -> None:
         dropped = read_mime(event.mimeData())
         folders = [p for p in dropped.paths if Path(p).is_dir()]
         if not folders:
@@ -338,11 +338,16 @@ class TeachDialog(QDialog):
         self.progress.setRange(0, 0)
         self.progress.show()
         self.status.setText("Finding the photos…")
-        self.worker.train(self.data, self.val_fraction.value(), self.seed.value())
+        job = self._train_job = TrainJob(self.data, self.val_fraction.value(), self.seed.value())
+        self.worker.submit(job, self._on_finished, self._on_failed, self._on_progress)
+
+    def _cancel_training(self) -> None:
+        if self.running and self._train_job is not None:
+            self.worker.cancel(self._train_job)
 
     def _cancel_or_close(self) -> None:
         if self.running:
-            self.worker.cancel_training()
+            self._cancel_training()
             self.status.setText("Stopping…")
         else:
             self.reject()
@@ -465,7 +470,6 @@ class TeachDialog(QDialog):
     def use_model(self) -> None:
         if self.outcome is None:
             return
-        self.worker.load(self.outcome.model_path, self.device)
         self.saved_label.setText("The window now uses the new model. Save it to keep it for later.")
         self.modelUsed.emit(self.outcome.model_path)
 
@@ -479,18 +483,17 @@ class TeachDialog(QDialog):
     def save_to(self, path: str) -> None:
         if self.outcome is not None:
             self.saved_label.setText(f"Saving {path}…")
-            self.worker.save_model(self.outcome.model_path, path)
+            job = SaveModelJob(self.outcome.model_path, path)
+            self.worker.submit(job, partial(self._on_saved, job), self.saved_label.setText)
 
     def _on_saved(self, job: SaveModelJob, path: str) -> None:
         self.saved_label.setText(f"Saved {path}: open it later with File → Open Weights… or --weights")
         self.modelSaved.emit(job.source, path)
 
-    def closeEvent(self, event) -> None:
-        if self.running:
-            self.worker.cancel_training()
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802
+        self._cancel_training()
         super().closeEvent(event)
 
     def reject(self) -> None:
-        if self.running:
-            self.worker.cancel_training()
+        self._cancel_training()
         super().reject()

@@ -3,11 +3,16 @@ a note and the faithfulness score of the map shown."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
-from PySide6.QtGui import QPainter, QPalette
+from PySide6.QtGui import QKeyEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QAbstractButton, QButtonGroup, QLabel, QSizePolicy, QStyle, QStyleOptionFocusRect, QVBoxLayout, QWidget
 
 from .text import plain_tooltip
+
+if TYPE_CHECKING:
+    from ..core.prediction import TopClass
 
 
 def _text_line() -> QLabel:
@@ -41,8 +46,8 @@ class ClassRow(QAbstractButton):
         self.setAccessibleName(f"{label} {prob:.1%}")
         self.update()
 
-    def keyPressEvent(self, event) -> None:  # noqa: N802
-        delta = {Qt.Key.Key_Left: -1, Qt.Key.Key_Up: -1, Qt.Key.Key_Right: 1, Qt.Key.Key_Down: 1}.get(event.key())
+    def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802
+        delta = {Qt.Key.Key_Left: -1, Qt.Key.Key_Up: -1, Qt.Key.Key_Right: 1, Qt.Key.Key_Down: 1}.get(Qt.Key(event.key()))
         panel = self.parent()
         if delta is not None and isinstance(panel, Top5Panel):
             panel.step(self, delta)
@@ -52,7 +57,7 @@ class ClassRow(QAbstractButton):
     def sizeHint(self) -> QSize:
         return QSize(240, self.fontMetrics().height() * 2 + 14)
 
-    def paintEvent(self, event) -> None:  # noqa: N802
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
         p = QPainter(self)
         pal = self.palette()
         r = QRectF(self.rect()).adjusted(1, 1, -1, -1)
@@ -133,7 +138,7 @@ class Top5Panel(QWidget):
             self._fix_heights()
         super().changeEvent(event)
 
-    def set_top(self, top: list, selected: int = 1, message: str = "") -> None:
+    def set_top(self, top: list[TopClass], selected: int = 1, message: str = "") -> None:
         """``top``: the core's TopClass objects, best first."""
         for i, row in enumerate(self.rows):
             if i < len(top):

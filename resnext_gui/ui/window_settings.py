@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Collection
+from typing import TYPE_CHECKING, TypeVar
 
 from PySide6.QtCore import QByteArray, QPoint, QRect, QSettings, QSize
 from PySide6.QtGui import QGuiApplication
@@ -20,6 +21,7 @@ from .image_view import MODES
 if TYPE_CHECKING:
     from .main_window import MainWindow
 
+T = TypeVar("T", bound=str)
 DEFAULT_SIZE = (1280, 800)
 
 # Wayland tells an app nothing of the compositor's panels (the available area is the whole output), and the
@@ -27,10 +29,13 @@ DEFAULT_SIZE = (1280, 800)
 WAYLAND_PANEL = 48
 
 
-def read_str(settings: QSettings, key: str, allowed: object, default: str) -> str:
+def read_str(settings: QSettings, key: str, allowed: Collection[T], default: T) -> T:
     """A remembered choice, if it is still one of ``allowed`` (a settings file may be old or edited by hand)."""
     value = settings.value(key, default, type=str)
-    return value if isinstance(value, str) and value in allowed else default  # type: ignore[operator]
+    for choice in allowed:  # the choice itself, so its type is the choices' type (a Literal)
+        if value == choice:
+            return choice
+    return default
 
 
 def read_int(settings: QSettings, key: str, low: int, high: int, default: int) -> int:
@@ -120,7 +125,7 @@ def restore(win: MainWindow, settings: QSettings) -> None:
     win.set_mode(read_str(settings, "view_mode", MODES, "overlay"))
     method = read_str(settings, "cam_method", METHODS, "gradcam")
     controls.set_method(method)
-    offered = [key for key in controls.layer_keys() if key in method_layers(method)]
+    offered = [key for key in LAYERS if key in method_layers(method)]
     controls.set_layer(read_str(settings, "layer", offered, offered[0] if offered else "layer4"))
     win.set_cam_method(method)
 

@@ -1,5 +1,6 @@
-"""The app contacts nothing by itself: `classify` and the window run with the network refused and leave no
-OpenVINO telemetry (no Google Analytics look-up, no ~/intel) behind."""
+"""The app contacts nothing by itself and writes only its own folders: `classify` and the window run with the network
+refused, leave no OpenVINO telemetry (no Google Analytics look-up, no ~/intel) behind, and write nothing in the home
+folder outside the app's settings, data and state folders."""
 
 import json
 import os
@@ -85,10 +86,18 @@ def no_network(tmp_path):
     attempts = tmp_path / "attempts.txt"
     env = {**os.environ, "HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"),
            "RESNEXT_GUI_TEST_ATTEMPTS": str(attempts),
+           # the compiled-network cache stays the session's (converting again would only cost time); everything
+           # else the app could write goes to its defaults under this fresh HOME, where the tests look
+           "XDG_DATA_HOME": "", "XDG_STATE_HOME": "",
            "PYTHONPATH": os.pathsep.join([str(guard), str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     for var in ("CI", "TF_BUILD", "JENKINS_URL"):  # OpenVINO's telemetry keeps quiet there; users have none of them
         env.pop(var, None)
     return env, home, attempts
+
+
+def written(home: Path) -> list[str]:
+    """Every file (or link) under ``home``, relative to it."""
+    return sorted(str(p.relative_to(home)) for p in home.rglob("*") if p.is_file() or p.is_symlink())
 
 
 def _network_use(attempts: Path) -> list[str]:
@@ -113,6 +122,7 @@ def test_classify_uses_no_network_and_writes_nothing_in_home(no_network, checkpo
     assert json.loads(r.stdout.splitlines()[0])["ok"] is True
     assert _network_use(attempts) == []
     assert not (home / "intel").exists()
+    assert written(home) == []  # classify keeps nothing without --library
 
 
 def test_the_window_uses_no_network_and_writes_nothing_in_home(no_network, checkpoint, photos):
@@ -126,3 +136,8 @@ def test_the_window_uses_no_network_and_writes_nothing_in_home(no_network, check
     assert {"event": "result", "ok": True}.items() <= events[-1].items(), r.stdout
     assert _network_use(attempts) == []
     assert not (home / "intel").exists()
+    own = (".config/resnext-gui/", ".local/share/resnext-gui/", ".local/state/resnext-gui/")
+    files = written(home)
+    assert [f for f in files if not f.startswith(own)] == []  # only the app's settings, library and log
+    assert ".config/resnext-gui/resnext-gui.conf" in files and ".local/share/resnext-gui/library.sqlite3" in files
+    assert ".local/state/resnext-gui/resnext-gui.log" in files

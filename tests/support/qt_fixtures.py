@@ -5,10 +5,10 @@ from PySide6.QtCore import QMimeData, QPoint, QPointF, QSettings, Qt, QUrl
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication
 
-from resnext_gui.scanner import FolderScanner
 from resnext_gui.ui.gallery import Status
 from resnext_gui.ui.main_window import MainWindow
-from resnext_gui.worker import Worker
+from resnext_gui.worker.runner import Worker
+from resnext_gui.worker.scanner import FolderScanner
 
 MODEL_TIMEOUT = 90_000
 
@@ -25,6 +25,14 @@ def no_leaked_threads():
 @pytest.fixture
 def settings(tmp_path):
     return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def start_worker(worker):
+    """Start a worker's thread and load its first model, as the window does (its answer: ModelInfo or ModelMissing)."""
+    from resnext_gui.worker.jobs.model import LoadJob
+
+    worker.start()
+    return worker.submit(LoadJob(worker.first_model.weights, worker.first_model.device))
 
 
 def open_window(qtbot, settings, weights=None, state="ready", factory=None):
@@ -45,7 +53,7 @@ def open_window(qtbot, settings, weights=None, state="ready", factory=None):
 def shared_model(checkpoint):
     """The worker's classifier factory, loading the test checkpoint once for every window test that uses it
     (windows are used one at a time); any other file or device is loaded for real, as the app would."""
-    from resnext_gui.worker import _default_factory
+    from resnext_gui.worker.runner import default_factory as _default_factory
 
     loaded = {}
 

@@ -1,22 +1,12 @@
 """Fakes for the worker and window tests: the classifier factory and a thread-less worker (the classifier
-itself is tests/fakes.py's FakeClassifier)."""
+itself is tests/support/fakes.py's FakeClassifier). FakeWorker answers through the real worker's Callbacks, so
+an answer reaches exactly the callbacks its job was sent with, as in the app."""
 
 import threading
 
 from PySide6.QtCore import QObject, Signal
 
-from resnext_gui.worker import (
-    ClassifyJob,
-    CountJob,
-    DownloadJob,
-    FaithfulnessJob,
-    LoadJob,
-    RecomputeJob,
-    SaveImageJob,
-    SaveModelJob,
-    ScoreCamJob,
-    ViewJob,
-)
+from resnext_gui.worker.runner import Callbacks, ModelChoice
 from tests.support.fakes import FakeClassifier
 
 
@@ -36,77 +26,46 @@ class FakeFactory:
 
 
 class FakeWorker(QObject):
-    """The Worker's interface without its thread: records every request; a test answers with ``answer``/``fail``."""
+    """The Worker's interface (runner.WorkerLike) without its thread: records every job sent; a test answers one
+    with ``answer``, ``fail`` or ``report`` (progress)."""
 
     loading = Signal(str)
-    progress = Signal(object, int, int)
-    finished = Signal(object, object)
-    failed = Signal(object, str)
+    unheard = Signal(object, str)
 
     def __init__(self) -> None:
         super().__init__()
-        self.jobs: list = []  # every job asked for, in order
+        self.jobs: list = []  # every job sent, in order
         self.waiting: list = []  # batch jobs not yet answered nor dropped
-        self.weights: str | None = "fake.pth"
-        self.cancelled_downloads = 0
+        self.first_model = ModelChoice("fake.pth", "cpu")
+        self.callbacks = Callbacks(self.unheard.emit)
+        self.gallery: list[str] | None = None
 
-    def _put(self, job):
+    def submit(self, job, on_done=None, on_fail=None, on_progress=None):
+        self.callbacks.add(job, on_done, on_fail, on_progress)
         self.jobs.append(job)
         if job.lane == "batch":
             self.waiting.append(job)
         return job
 
-    def classify(self, item_id, source, layer="layer4", method="gradcam"):
-        return self._put(ClassifyJob(item_id, source, layer, method))
-
-    def recompute(self, item_id, source, layer, method="gradcam"):
-        return self._put(RecomputeJob(item_id, source, layer, method))
-
-    def score_cam(self, item_id, source, layer, classes):
-        return self._put(ScoreCamJob(item_id, source, layer, tuple(classes)))
-
-    def faithfulness(self, item_id, source, class_index, cam, method="gradcam", layer="layer4"):
-        return self._put(FaithfulnessJob(item_id, source, class_index, cam, method, layer))
-
     def cancel(self, job):
         job.cancel.set()
 
-    def view(self, item_id, source, full=False):
-        return self._put(ViewJob(item_id, source, full))
+    def cancel_batch(self):
+        dropped, self.waiting = self.waiting, []
+        for job in dropped:
+            self.callbacks.drop(job)
+        return dropped
 
-    def load(self, weights, device, explicit=True, backend=None, precision=None):
-        self.weights = weights
-        return self._put(LoadJob(weights, device, explicit, backend, precision))
-
-    def download(self, variant="v2", url=None):
-        return self._put(DownloadJob(variant, url))
-
-    def count_classes(self, data):
-        return self._put(CountJob(data))
-
-    def save_model(self, source, target):
-        return self._put(SaveModelJob(source, target))
-
-    def submit(self, job):
-        return self._put(job)
+    def pending(self):
+        return len(self.waiting)
 
     def keep_gallery(self, paths):
         self.gallery = list(paths)
 
-    def save_image(self, path, image, text):
-        return self._put(SaveImageJob(path, image, text))
-
-    def cancel_download(self):
-        self.cancelled_downloads += 1
-
-    def cancel_batch(self):
-        dropped, self.waiting = [j.item_id for j in self.waiting], []
-        return dropped
-
     def start(self):
         pass
 
-    def stop(self):
+    def stop(self, timeout_ms=20000):
         return True
 
     def is_running(self):
@@ -118,9 +77,12 @@ class FakeWorker(QObject):
     def answer(self, job, result):
         if job in self.waiting:
             self.waiting.remove(job)
-        self.finished.emit(job, result)
+        self.callbacks.done(job, result)
 
     def fail(self, job, message):
         if job in self.waiting:
             self.waiting.remove(job)
-        self.failed.emit(job, message)
+        self.callbacks.failed(job, message)
+
+    def report(self, job, done, total):
+        self.callbacks.progress(job, done, total)

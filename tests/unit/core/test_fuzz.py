@@ -41,13 +41,13 @@ def _check(data: bytes) -> None:
     assert decoded.image.mode == "RGB" and decoded.image.width >= 1
 
 
-@settings(max_examples=150, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=4096))
 def test_random_bytes(data):
     _check(data)
 
 
-@settings(max_examples=300, deadline=2000, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     seed=st.sampled_from(range(len(SEEDS))),
     flips=st.lists(st.tuples(st.integers(0, 10**6), st.integers(0, 255)), max_size=8),
@@ -90,7 +90,7 @@ def _prediction(name: bytes, labels: list[str], ok: bool) -> Prediction:
     return Prediction(path=path, ok=True, top=top, note=labels[0] if labels else None)
 
 
-@settings(max_examples=200, deadline=2000)
+@settings(max_examples=200, deadline=None)
 @given(name=_name_bytes, labels=st.lists(_markup, min_size=1, max_size=3), ok=st.booleans())
 def test_any_file_name_gives_one_valid_json_line(name, labels, ok):
     record = _prediction(name, labels, ok).to_record()
@@ -108,7 +108,7 @@ def test_any_file_name_gives_one_valid_json_line(name, labels, ok):
         assert [t["label"] for t in got["top"]] == [valid_text(x) for x in labels]
 
 
-@settings(max_examples=100, deadline=4000)
+@settings(max_examples=100, deadline=None)
 @given(preds=st.lists(st.tuples(_name_bytes, st.lists(_markup, min_size=1, max_size=3), st.booleans()),
                       min_size=1, max_size=4))
 def test_any_markup_or_label_exports_as_valid_neutralised_csv_and_json(preds):

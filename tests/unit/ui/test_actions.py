@@ -97,3 +97,34 @@ def test_the_context_menu_enables_for_the_photo_and_gives_the_menus_their_state_
     assert actions["copy"].isEnabled() and not actions["retry"].isEnabled()
     menu.aboutToHide.emit()
     assert actions["retry"].isEnabled()  # Ctrl+R works again from the menus
+
+
+def test_every_handler_and_predicate_the_table_names_is_the_real_window_s(qtbot, tmp_path):
+    """The recorder above answers any name; the window must have each one, callable with the command's arguments."""
+    import inspect
+    import operator
+
+    from PySide6.QtCore import QSettings
+
+    from resnext_gui.ui.main_window import MainWindow
+    from tests.support.ui_fakes import FakeWorker
+
+    win = MainWindow(device="cpu", settings=QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
+                     worker=FakeWorker())
+    qtbot.addWidget(win)
+    commands = [e for _title, entries in MENUS for e in entries if isinstance(e, Command)]
+    assert len(commands) > 40
+    for cmd in commands:
+        handler = operator.attrgetter(cmd.handler)(win)
+        args = (*cmd.args, True) if cmd.checked_arg else cmd.args
+        assert callable(handler), cmd.key
+        try:
+            signature = inspect.signature(handler)
+        except ValueError:  # one of Qt's own slots (close, showFullScreen): no Python signature to hold it to
+            assert not args, cmd.key
+            continue
+        signature.bind(*args)  # a TypeError names a command the window cannot take
+        if cmd.enabled_when is not None:
+            assert isinstance(win.commands.predicates[cmd.enabled_when](), bool), cmd.key
+    for key, predicate in (e for e in CONTEXT_MENU if e is not None):
+        assert key in win.commands.by_key and (predicate is None or predicate in win.commands.predicates)

@@ -19,9 +19,12 @@ from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.controls import ControlPanel
 from resnext_gui.ui.gallery import GalleryModel
 from resnext_gui.ui.messages import Messages
-from resnext_gui.worker import CANCELLED, ClassifyJob, FaithfulnessJob, PhotoResult, RecomputeJob, ScoreCamJob, ScoreCamMaps, Worker
+from resnext_gui.worker.jobs.photo import ClassifyJob, FaithfulnessJob, RecomputeJob, ScoreCamJob
+from resnext_gui.worker.queue import CANCELLED
+from resnext_gui.worker.results import PhotoResult, ScoreCamMaps
+from resnext_gui.worker.runner import Worker
 from tests.support.helpers import copies
-from tests.support.qt_fixtures import drop_and_list, open_window, wait_all_done
+from tests.support.qt_fixtures import drop_and_list, open_window, start_worker, wait_all_done
 from tests.support.ui_fakes import FakeFactory, FakeWorker
 
 GUI = threading.get_ident()  # pytest and Qt's GUI thread
@@ -122,16 +125,16 @@ def test_score_cam_on_the_worker_reports_progress_and_cancel_stops_it_between_ba
     worker.finished.connect(lambda job, res: seen["finished"].append((job, res)))
     try:
         with qtbot.waitSignal(worker.finished, timeout=30_000):
-            worker.start()
+            start_worker(worker)
         fake = factory.made[0]
         fake.score_hold = threading.Event()
-        job = worker.score_cam(1, str(photos["coffee"]), "layer4", [3, 1])
+        job = worker.submit(ScoreCamJob(1, str(photos["coffee"]), "layer4", tuple([3, 1])))
         qtbot.waitUntil(lambda: (job, 1, fake.score_total) in seen["progress"], timeout=30_000)
         worker.cancel(job)
         fake.score_hold.set()
         qtbot.waitUntil(lambda: bool(seen["failed"]), timeout=30_000)
         assert seen["failed"] == [(job, CANCELLED)] and fake.score_done == 1 < fake.score_total  # no batch after Cancel
-        whole = worker.score_cam(2, str(photos["coffee"]), "layer3", [3, 1])
+        whole = worker.submit(ScoreCamJob(2, str(photos["coffee"]), "layer3", tuple([3, 1])))
         qtbot.waitUntil(lambda: seen["finished"][-1][0] is whole, timeout=30_000)
         maps = seen["finished"][-1][1]
         assert isinstance(maps, ScoreCamMaps) and maps.classes == (3, 1) and maps.layer == "layer3"
@@ -190,8 +193,8 @@ def test_with_the_real_classifier_cancel_stops_score_cam_and_the_score_comes_fro
     worker.finished.connect(lambda job, res: seen["finished"].append((job, res)))
     try:
         with qtbot.waitSignal(worker.finished, timeout=120_000):
-            worker.start()
-        job = worker.score_cam(1, str(photos["coffee"]), "layer4", [967, 0])
+            start_worker(worker)
+        job = worker.submit(ScoreCamJob(1, str(photos["coffee"]), "layer4", tuple([967, 0])))
         qtbot.waitUntil(lambda: any(p[0] is job for p in seen["progress"]), timeout=60_000)
         worker.cancel(job)
         qtbot.waitUntil(lambda: bool(seen["failed"]), timeout=60_000)
@@ -199,7 +202,7 @@ def test_with_the_real_classifier_cancel_stops_score_cam_and_the_score_comes_fro
         assert seen["failed"] == [(job, CANCELLED)] and max(done) <= 2 * done[0] < 2048  # a batch at most after Cancel
         cam = np.zeros((7, 7), np.float32)
         cam[2:5, 2:5] = 1.0
-        faith = worker.faithfulness(1, str(photos["coffee"]), 967, cam)
+        faith = worker.submit(FaithfulnessJob(1, str(photos["coffee"]), 967, cam))
         qtbot.waitUntil(lambda: bool(seen["finished"]) and seen["finished"][-1][0] is faith, timeout=120_000)
         figures = seen["finished"][-1][1]
         assert isinstance(figures, Faithfulness) and figures.class_index == 967 and 0 <= figures.deletion_auc <= 1

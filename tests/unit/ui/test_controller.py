@@ -12,7 +12,8 @@ from resnext_gui.core.prediction import TopClass
 from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.gallery import GalleryModel, Status
 from resnext_gui.ui.messages import Messages
-from resnext_gui.worker import ClassifyJob, PhotoResult, RecomputeJob, ViewJob
+from resnext_gui.worker.jobs.photo import ClassifyJob, RecomputeJob, ViewJob
+from resnext_gui.worker.results import PhotoResult
 from tests.support.ui_fakes import FakeWorker
 
 
@@ -221,7 +222,9 @@ def test_export_of_only_some_photos_writes_theirs_and_says_so(qtbot, rig, tmp_pa
     assert rig.status[-1] == f"Exported 2 results of the photos the gallery shows to {tmp_path / 'r.json'}"
 
 
-def test_stopped_photos_given_again_go_back_in_line(qtbot, rig):
+def test_stopped_photos_given_again_go_back_in_line_with_the_map_chosen(qtbot, rig):
+    rig.ctl.set_layer("layer3")
+    rig.ctl.set_method("eigencam")  # a one-pass method: every photo of the batch gets its maps
     photos = rig.add(4)
     rig.worker.waiting.pop(0)  # the worker took the first photo already: it is not stopped
     rig.ctl.stop()
@@ -229,6 +232,8 @@ def test_stopped_photos_given_again_go_back_in_line(qtbot, rig):
     asked = len(rig.worker.of(ClassifyJob))
     rig.status.clear()
     rig.add(4)  # the same folder dropped again
-    assert [j.item_id for j in rig.worker.of(ClassifyJob)[asked:]] == [p.item_id for p in photos[1:]]
+    again = rig.worker.of(ClassifyJob)[asked:]
+    assert [j.item_id for j in again] == [p.item_id for p in photos[1:]]
+    assert {(j.layer, j.method) for j in rig.worker.of(ClassifyJob)} == {("layer3", "eigencam")}  # as first asked
     assert rig.photos.counts()[Status.QUEUED] == 4 and len(rig.photos) == 4
     assert rig.status == ["1 photo is already in the gallery."] and rig.progress[-1] == (0, 3)

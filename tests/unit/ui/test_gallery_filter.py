@@ -5,7 +5,7 @@ from PySide6.QtCore import Qt
 from resnext_gui.core.prediction import TopClass
 from resnext_gui.ui.gallery import GalleryModel
 from resnext_gui.ui.gallery_filter import GalleryBar, GalleryFilter
-from resnext_gui.worker import PhotoResult
+from resnext_gui.worker.results import PhotoResult
 
 
 def _result(item_id, label, prob):

@@ -5,7 +5,7 @@ from PySide6.QtGui import QImage
 
 from resnext_gui.core.prediction import TopClass
 from resnext_gui.ui.gallery import GalleryModel, Status
-from resnext_gui.worker import PhotoResult
+from resnext_gui.worker.results import PhotoResult
 
 
 def _ok(item_id, label="tabby"):

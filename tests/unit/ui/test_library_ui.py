@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from resnext_gui.library_worker import LibraryInfoJob
 from resnext_gui.ui.controller import BatchController
 from resnext_gui.ui.gallery import GalleryModel, Status
 from resnext_gui.ui.library_ui import LibraryController, keywords_summary
 from resnext_gui.ui.main_window import MainWindow
 from resnext_gui.ui.messages import Messages
-from resnext_gui.worker import Worker
+from resnext_gui.worker.jobs.model import LoadJob
+from resnext_gui.worker.runner import Worker
 from tests.support.ui_fakes import FakeFactory
 
 TIMEOUT = 60_000
@@ -61,6 +61,7 @@ class Rig:
         self.library = LibraryController(self.photos, self.controller, self.worker, self.messages)
         with qtbot.waitSignal(self.library.restored, timeout=TIMEOUT):
             self.worker.start()
+            self.worker.submit(LoadJob(weights, "cpu"))  # the first model, as the window loads it
             self.library.restore()
 
     def add(self, paths):
@@ -75,7 +76,7 @@ class Rig:
 
     def info(self):
         with self.qtbot.waitSignal(self.library.infoChanged, timeout=TIMEOUT) as blocker:
-            self.worker.submit(LibraryInfoJob())
+            self.library.refresh_info()
         return blocker.args[0]
 
     def stop(self):
@@ -151,11 +152,11 @@ def test_a_changed_photo_and_other_weights_are_recomputed_and_nothing_else(qtbot
     assert rig.add(files) == [files[2].name]
 
     with rig.qtbot.waitSignal(rig.worker.finished, timeout=TIMEOUT):
-        rig.worker.load("second.pth", "cpu")
+        rig.worker.submit(LoadJob("second.pth", "cpu", True))
     rig.controller.clear()
     assert rig.add(files[:3]) == [f.name for f in files[:3]]  # other weights: computed again, those three only
     with rig.qtbot.waitSignal(rig.worker.finished, timeout=TIMEOUT):
-        rig.worker.load("first.pth", "cpu")
+        rig.worker.submit(LoadJob("first.pth", "cpu", True))
     rig.controller.clear()
     assert rig.add(files) == []  # the first model's answers are still kept
 
@@ -257,7 +258,7 @@ def test_the_library_window_finds_earlier_photos_and_adds_them_without_a_forward
 
 
 def test_the_summary_names_every_failure_up_to_a_limit():
-    from resnext_gui.library_worker import KeywordsOutcome
+    from resnext_gui.worker.results import KeywordsOutcome
 
     out = KeywordsOutcome(written=[(1, "a.xmp")] * 12, failed=[(i, f"f{i}.jpg", "read-only folder") for i in range(25)])
     text = keywords_summary(out)

@@ -71,7 +71,7 @@ def test_clicking_another_class_changes_the_heatmap_at_once(qtbot, window, photo
 
 def test_layer_choice_recomputes_in_the_worker(qtbot, window, photos, checkpoint):
     from resnext_gui.core.classifier import Classifier
-    from resnext_gui.worker import _map_indices
+    from resnext_gui.worker.images import map_indices as _map_indices
 
     drop_and_list(qtbot, window, [photos["coffee"]])
     wait_all_done(qtbot, window)

@@ -12,7 +12,8 @@ from resnext_gui.ui.actions import Actions
 from resnext_gui.ui.messages import Messages
 from resnext_gui.ui.model_controller import ModelController, startup_weights
 from resnext_gui.ui.recent import RecentWeights
-from resnext_gui.worker import DownloadJob, LoadJob, ModelInfo, ModelMissing
+from resnext_gui.worker.jobs.model import DownloadJob, LoadJob
+from resnext_gui.worker.results import ModelInfo, ModelMissing
 from tests.support.ui_fakes import FakeWorker
 
 
@@ -41,6 +42,14 @@ def rig(qtbot, tmp_path):
     model.stateChanged.connect(states.append)
     return SimpleNamespace(model=model, worker=worker, messages=messages, actions=actions, states=states,
                            settings=settings, parent=parent)
+
+
+def started(rig, result):
+    """The window's first load, answered with ``result``."""
+    rig.model.start()
+    first = rig.worker.of(LoadJob)[-1]
+    assert not first.explicit  # no weights is no failure
+    rig.worker.answer(first, result)
 
 
 def test_the_startup_weights_are_the_ones_named_else_the_environment_s_else_the_last_chosen(tmp_path, monkeypatch):
@@ -72,12 +81,14 @@ def test_a_loaded_model_is_named_in_the_status_bar_and_a_chosen_file_is_remember
 
 
 def test_no_weights_shows_the_banner_and_a_refused_file_keeps_the_model_in_use(rig):
-    rig.worker.answer(LoadJob(None, "cpu"), ModelMissing("No weights anywhere"))
+    started(rig, ModelMissing("No weights anywhere"))
     assert rig.states == ["missing"] and rig.model.state == "missing"
     assert not rig.model.banner.isHidden() and "never guesses" in rig.model.banner.text.text()
     assert rig.model.device_label.text() == "No model weights"
-    rig.worker.answer(LoadJob(None, "cpu"), info())
-    assert rig.model.banner.isHidden()
+    rig.model.download_weights()
+    rig.worker.answer(rig.worker.of(DownloadJob)[-1], "/hub/resnext50_32x4d-1a0047aa.pth")
+    rig.worker.answer(rig.worker.of(LoadJob)[-1], info())  # the download is loaded where it was saved
+    assert rig.worker.of(LoadJob)[-1].weights is None and rig.model.banner.isHidden()
     rig.model.load_weights("/w/bad.pth")
     rig.worker.fail(rig.worker.of(LoadJob)[-1], "/w/bad.pth is empty")
     assert rig.states[-1] == "failed" and rig.model.device_label.text() == "CPU · 2 threads · OpenVINO"
@@ -93,10 +104,10 @@ def test_the_download_dialog_shows_progress_and_a_cancel_is_no_failure(qtbot, ri
     (job,) = rig.worker.of(DownloadJob)
     assert dlg is not None and not rig.actions["download"].isEnabled()
     assert not rig.model.banner.download_button.isEnabled()
-    rig.worker.progress.emit(job, 50 * 2**20, 100 * 2**20)
+    rig.worker.report(job, 50 * 2**20, 100 * 2**20)
     assert dlg.value() == 500 and dlg.labelText().endswith("50.0 of 100.0 MB")
     rig.model._cancel_download()
-    assert rig.worker.cancelled_downloads == 1 and dlg.labelText() == "Cancelling…"
+    assert job.cancel.is_set() and dlg.labelText() == "Cancelling…"
     rig.worker.fail(job, "Download cancelled; nothing was saved.")
     assert rig.model.download_dialog is None and rig.messages.last_message is None
     assert rig.actions["download"].isEnabled() and rig.model.banner.download_button.isEnabled()
@@ -109,10 +120,10 @@ def test_the_download_dialog_shows_progress_and_a_cancel_is_no_failure(qtbot, ri
 def test_device_and_runtime_choices_are_remembered_and_reload_only_a_loaded_model(rig):
     rig.model.set_device("auto")
     assert rig.worker.of(LoadJob) == [] and rig.settings.value("device") == "auto"  # nothing loaded yet
-    rig.worker.answer(LoadJob(None, "cpu"), info())
+    started(rig, info())
     rig.model.set_backend("torch")
     rig.model.set_bf16(True)
-    loads = rig.worker.of(LoadJob)
+    loads = rig.worker.of(LoadJob)[1:]
     assert [(j.backend, j.precision) for j in loads] == [("torch", None), (None, "bf16")]
     assert rig.settings.value("backend") == "torch" and rig.settings.value("precision") == "bf16"
     assert [a.isChecked() for a in rig.actions.groups["device"].actions()] == [True, False, False]
@@ -128,10 +139,11 @@ def test_a_recent_file_that_is_gone_is_forgotten_with_a_message(rig, tmp_path):
 
 
 def test_a_taught_model_in_use_is_named_by_the_file_it_was_saved_to(rig, tmp_path):
-    from resnext_gui.worker import SaveModelJob, TrainOutcome
+    from resnext_gui.worker.jobs.teach import SaveModelJob
+    from resnext_gui.worker.results import TrainOutcome
 
     temporary = str(tmp_path / "cache" / "taught-1f2e.safetensors")
-    rig.worker.answer(rig.worker.load(None, "cpu"), info())
+    started(rig, info())
     dialog = rig.model.teach()
     dialog.outcome = TrainOutcome(temporary, {}, ["a", "b"], [])
     dialog.use_model()
@@ -145,20 +157,22 @@ def test_a_taught_model_in_use_is_named_by_the_file_it_was_saved_to(rig, tmp_pat
     rig.worker.answer(job, saved)
     assert rig.model.weights_label.text() == "Weights: my-classes.safetensors"
     assert rig.model.weights_label.toolTip().count(saved) == 1 and temporary not in rig.model.weights_label.toolTip()
-    assert rig.worker.weights == saved  # a change of device reloads the saved file, not the cache's copy
+    assert rig.model.weights == saved  # a change of device reloads the saved file, not the cache's copy
     rig.model.set_device("cpu")
     assert rig.worker.of(LoadJob)[-1].weights == saved
     dialog.close()
 
 
 def test_saving_a_taught_model_not_in_use_leaves_the_status_bar_alone(rig, tmp_path):
-    from resnext_gui.worker import SaveModelJob, TrainOutcome
+    from resnext_gui.worker.jobs.teach import SaveModelJob
+    from resnext_gui.worker.results import TrainOutcome
 
-    rig.worker.answer(rig.worker.load("/w/mine.pth", "cpu"), info())
+    rig.model.load_weights("/w/mine.pth")
+    rig.worker.answer(rig.worker.of(LoadJob)[-1], info())
     dialog = rig.model.teach()
     dialog.outcome = TrainOutcome(str(tmp_path / "taught.safetensors"), {}, ["a", "b"], [])
     dialog.save_to(str(tmp_path / "kept.safetensors"))
     (job,) = rig.worker.of(SaveModelJob)
     rig.worker.answer(job, str(tmp_path / "kept.safetensors"))
-    assert rig.model.weights_label.text() == "Weights: mine.pth" and rig.worker.weights == "/w/mine.pth"
+    assert rig.model.weights_label.text() == "Weights: mine.pth" and rig.model.weights == "/w/mine.pth"
     dialog.close()

@@ -16,7 +16,9 @@ from resnext_gui.ui.gallery_filter import GalleryFilter
 from resnext_gui.ui.image_view import ImageView
 from resnext_gui.ui.messages import Messages
 from resnext_gui.ui.presenter import APP_TITLE, IDLE_HINT, Presenter
-from resnext_gui.worker import ClassifyJob, JobFailed, PhotoResult, SaveImageJob, ViewJob
+from resnext_gui.worker.jobs.photo import ClassifyJob, SaveImageJob, ViewJob
+from resnext_gui.worker.queue import JobFailed
+from resnext_gui.worker.results import PhotoResult
 from tests.support.ui_fakes import FakeWorker
 
 

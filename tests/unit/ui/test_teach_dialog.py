@@ -7,7 +7,8 @@ import pytest
 from PIL import Image, ImageEnhance
 from PySide6.QtCore import QMimeData, QUrl
 
-from resnext_gui.worker import JobFailed, SaveModelJob, TrainJob
+from resnext_gui.worker.jobs.teach import SaveModelJob, TrainJob
+from resnext_gui.worker.queue import JobFailed
 from tests.support.qt_fixtures import drop, open_window
 from tests.support.ui_fakes import FakeFactory
 
@@ -89,7 +90,7 @@ def test_the_classes_show_their_photo_counts_before_teaching(qtbot, tmp_path):
     """Counted on the worker's thread by core.train.scan (here: the fake worker's job, run as the worker runs it)."""
     from resnext_gui.ui.messages import Messages
     from resnext_gui.ui.teach_dialog import TeachDialog
-    from resnext_gui.worker import CountJob
+    from resnext_gui.worker.jobs.teach import CountJob
     from tests.support.ui_fakes import FakeWorker
 
     worker, messages = FakeWorker(), Messages()
@@ -128,7 +129,7 @@ def test_the_classes_show_their_photo_counts_before_teaching(qtbot, tmp_path):
 
 def many_classes_outcome(k: int, per_class: int = 3):
     from resnext_gui.core import train as T
-    from resnext_gui.worker import Misclassified, TrainOutcome
+    from resnext_gui.worker.results import Misclassified, TrainOutcome
 
     labels = [f"class {c:04}" for c in range(k)]
     rng = np.random.default_rng(0)

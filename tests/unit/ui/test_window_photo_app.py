@@ -8,6 +8,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QGuiApplication, QIm
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from resnext_gui.ui.gallery import CELL, GalleryDelegate, Status
+from resnext_gui.worker.jobs.photo import ViewJob
 from tests.support.helpers import copies
 from tests.support.qt_fixtures import MODEL_TIMEOUT, drop_and_list, open_window, wait_all_done
 from tests.support.ui_fakes import FakeFactory
@@ -42,7 +43,7 @@ def test_a_chosen_weights_file_is_remembered_and_offered_under_recent(qtbot, set
     monkeypatch.delenv("RESNEXT_GUI_WEIGHTS", raising=False)
     again = MainWindow(device="cpu", settings=settings)  # its own worker, not started: nothing is loaded
     try:
-        assert again.worker.weights == str(chosen)  # the next start uses it again
+        assert again.worker.first_model.weights == again.model.weights == str(chosen)  # the next start uses it again
     finally:
         again.close()
 
@@ -120,7 +121,7 @@ def test_the_layer_is_a_global_setting_applied_to_each_photo_as_it_is_shown(qtbo
         win.select(second)
         win.select(first)
         with qtbot.waitSignal(win.worker.finished, timeout=30_000):  # a view job: the worker took every request so far
-            win.worker.view(first.item_id, str(files[0]))
+            win.worker.submit(ViewJob(first.item_id, str(files[0])))
         asked = [call for call in factory.made[0].calls if call[1] == "layer4" and call[0] == files[1].name]
         assert len(asked) == 2  # its first answer, and the one recompute that failed
     finally:

@@ -1,30 +1,22 @@
-"""The worker: three lanes (what the user asks for first, then batch photos and the score of the photo shown in
-turn), one answer per job, and the thread stops cleanly."""
+"""The worker (worker/runner.py, worker/queue.py): three lanes (what the user asks for first, then batch photos and
+the score of the photo shown in turn), one answer per job to the callbacks it was sent with, and the thread stops
+cleanly."""
 
+import inspect
 import threading
 
 import numpy as np
 import pytest
 from PySide6.QtCore import QObject, Signal, Slot
 
-from resnext_gui.worker import (
-    CANCELLED,
-    ClassifierLike,
-    ClassifyJob,
-    DownloadJob,
-    FaithfulnessJob,
-    JobQueue,
-    LoadJob,
-    ModelInfo,
-    RecomputeJob,
-    SaveImageJob,
-    SaveModelJob,
-    ScoreCamJob,
-    TrainJob,
-    ViewJob,
-    Worker,
-)
+from resnext_gui.worker.jobs.model import DownloadJob, LoadJob
+from resnext_gui.worker.jobs.photo import ClassifyJob, FaithfulnessJob, RecomputeJob, SaveImageJob, ScoreCamJob, ViewJob
+from resnext_gui.worker.jobs.teach import SaveModelJob, TrainJob
+from resnext_gui.worker.queue import CANCELLED, JobQueue
+from resnext_gui.worker.results import ModelInfo
+from resnext_gui.worker.runner import ClassifierLike, Worker
 from tests.support.helpers import copies
+from tests.support.qt_fixtures import start_worker
 from tests.support.ui_fakes import FakeClassifier, FakeFactory
 
 
@@ -64,11 +56,40 @@ def test_batch_photos_and_background_steps_take_turns_after_what_the_user_asks_f
     assert q.take(batch_allowed=False) is None
 
 
-def test_the_fake_classifier_has_every_member_the_worker_uses():
-    members = {n for n in vars(ClassifierLike) if not n.startswith("_")} | set(ClassifierLike.__annotations__)
-    assert {"classify", "labels", "source", "backend", "device", "precision", "note", "load_ms"} <= members
+def protocol_members(protocol: type) -> set[str]:
+    return {n for n in vars(protocol) if not n.startswith("_")} | set(getattr(protocol, "__annotations__", {}))
+
+
+def parameters(member) -> list[tuple[str, object]]:
+    """A callable's parameters as (name, kind, default), self and annotations left out."""
+    sig = inspect.signature(member)
+    return [(p.name, p.kind, p.default) for p in sig.parameters.values() if p.name != "self"]
+
+
+def test_the_fake_classifier_has_every_member_the_worker_uses_with_the_same_parameters():
+    members = protocol_members(ClassifierLike)
+    assert {"classify", "labels", "source", "backend", "device", "precision", "note", "load_ms", "prepare",
+            "score_cams", "faithfulness_passes"} <= members
     fake = FakeClassifier("w.pth", "cpu")
     assert [n for n in sorted(members) if not hasattr(fake, n)] == []
+    for name in sorted(members):
+        wanted = getattr(ClassifierLike, name, None)
+        if inspect.isfunction(wanted):  # a method: called with the same names, kinds and defaults
+            assert parameters(getattr(fake, name)) == parameters(wanted), name
+
+
+def test_the_fake_worker_is_held_to_the_worker_s_protocol():
+    from resnext_gui.worker.runner import WorkerLike
+    from tests.support.ui_fakes import FakeWorker
+
+    fake, real = FakeWorker(), Worker()  # not started: no thread runs
+    members = protocol_members(WorkerLike)
+    assert {"submit", "cancel", "cancel_batch", "keep_gallery", "first_model", "unheard", "loading"} <= members
+    for name in sorted(members):
+        assert hasattr(fake, name) and hasattr(real, name), name
+        wanted = getattr(WorkerLike, name, None)
+        if inspect.isfunction(wanted):  # the same names, kinds and defaults as the protocol and the real worker
+            assert parameters(getattr(fake, name)) == parameters(wanted) == parameters(getattr(real, name)), name
 
 
 class Recorder(QObject):
@@ -111,7 +132,7 @@ def gated(qtbot):
     worker = Worker("first.pth", "cpu", classifier_factory=factory)
     rec = Recorder(worker)
     with qtbot.waitSignal(rec.changed, timeout=60_000):
-        worker.start()
+        start_worker(worker)
     assert rec.events == [("ready", "fake weights first.pth")]
     yield worker, factory, gate, rec
     gate.set()
@@ -122,11 +143,11 @@ def test_what_the_user_asks_for_goes_before_the_waiting_batch(qtbot, gated, phot
     worker, factory, gate, rec = gated
     files = copies([photos["coffee"]], 8, tmp_path)
     for i, f in enumerate(files, start=1):
-        worker.classify(i, str(f))
+        worker.submit(ClassifyJob(i, str(f)))
     qtbot.waitUntil(factory.made[0].busy.is_set)  # photo 1 is being computed; 2-8 wait
-    worker.view(5, str(files[4]))
-    worker.recompute(3, str(files[2]), "layer3")
-    worker.load("second.pth", "cpu")
+    worker.submit(ViewJob(5, str(files[4])))
+    worker.submit(RecomputeJob(3, str(files[2]), "layer3"))
+    worker.submit(LoadJob("second.pth", "cpu", True))
     gate.set()
     qtbot.waitUntil(lambda: sum(e[0] == "classified" for e in rec.events) == 8, timeout=60_000)
     got = [e[:2] for e in rec.events[1:]]
@@ -141,8 +162,8 @@ def test_every_job_answers_once_and_a_failure_says_why(qtbot, gated, tmp_path):
     worker, factory, gate, rec = gated
     gate.set()
     missing = str(tmp_path / "gone.jpg")
-    jobs = [worker.classify(1, missing), worker.view(2, missing), worker.recompute(3, missing, "layer3"),
-            worker.save_model(str(tmp_path / "no-model.pth"), str(tmp_path / "copy.pth"))]
+    jobs = [worker.submit(ClassifyJob(1, missing)), worker.submit(ViewJob(2, missing)), worker.submit(RecomputeJob(3, missing, "layer3")),
+            worker.submit(SaveModelJob(str(tmp_path / "no-model.pth"), str(tmp_path / "copy.pth")))]
     qtbot.waitUntil(lambda: len(rec.events) == 1 + len(jobs), timeout=30_000)
     kinds = {e[0]: e for e in rec.events[1:]}
     assert kinds["classified"][1:] == (1, False)  # a file that can't be read is an answer: "not classified"
@@ -160,19 +181,19 @@ def test_a_fault_inside_a_job_is_reported_not_lost(qtbot, gated, photos, monkeyp
 
     monkeypatch.setattr(factory.made[0], "classify", broken)
     with qtbot.waitSignal(rec.changed, timeout=30_000):
-        worker.recompute(4, str(photos["coffee"]), "layer3")
+        worker.submit(RecomputeJob(4, str(photos["coffee"]), "layer3"))
     assert rec.events[-1][:2] == ("RecomputeJob failed", 4) and "MemoryError" in rec.events[-1][2]
     with qtbot.waitSignal(rec.changed, timeout=30_000):
-        worker.classify(5, str(photos["coffee"]))
+        worker.submit(ClassifyJob(5, str(photos["coffee"])))
     assert rec.events[-1][:2] == ("ClassifyJob failed", 5) and "MemoryError" in rec.events[-1][2]
 
 
 def test_cancel_batch_drops_waiting_photos_and_the_thread_stops(qtbot, gated, photos, tmp_path):
     worker, factory, gate, rec = gated
     for i, f in enumerate(copies([photos["chelsea"]], 6, tmp_path), start=1):
-        worker.classify(i, str(f))
+        worker.submit(ClassifyJob(i, str(f)))
     qtbot.waitUntil(factory.made[0].busy.is_set)
-    assert worker.cancel_batch() == [2, 3, 4, 5, 6]
+    assert [job.item_id for job in worker.cancel_batch()] == [2, 3, 4, 5, 6]
     gate.set()
     qtbot.waitUntil(lambda: len(rec.events) == 2, timeout=30_000)
     assert rec.events[1] == ("classified", 1, True)
@@ -189,18 +210,18 @@ def test_backend_and_precision_reach_the_classifier_and_its_runtime_reaches_the_
     worker.loading.connect(loading.append)
     try:
         with qtbot.waitSignal(rec.changed, timeout=20000):
-            worker.start()
+            start_worker(worker)
         assert factory.options[0]["backend"] == "torch" and factory.options[0]["precision"] == "bf16"
         assert infos[0].backend == "torch" and infos[0].device.endswith("· PyTorch bf16")
         factory.options[0]["progress"]("Converting the model for OpenVINO…")
         qtbot.waitUntil(lambda: loading[-1:] == ["Converting the model for OpenVINO…"], timeout=5000)
         with qtbot.waitSignal(rec.changed, timeout=20000):
-            worker.load(worker.weights, "cpu", backend="openvino", precision="fp32")
+            worker.submit(LoadJob(worker.first_model.weights, "cpu", True, backend="openvino", precision="fp32"))
         assert factory.options[1]["backend"] == "openvino" and factory.options[1]["precision"] == "fp32"
         # what the classifier says it runs (not what was asked for) is what the window shows
         assert infos[1].backend == "openvino" and infos[1].device.endswith("· OpenVINO")
         with qtbot.waitSignal(rec.changed, timeout=20000):
-            worker.load(worker.weights, "cpu")  # None: the runtime and precision chosen last
+            worker.submit(LoadJob(worker.first_model.weights, "cpu", True))  # None: the runtime and precision chosen last
         assert factory.options[2]["backend"] == "openvino" and factory.options[2]["precision"] == "fp32"
     finally:
         assert worker.stop()
@@ -218,13 +239,13 @@ def test_a_start_without_weights_answers_missing_and_jobs_that_need_a_model_say_
     rec = Recorder(worker)
     try:
         with qtbot.waitSignal(rec.changed, timeout=20000):
-            worker.start()
+            start_worker(worker)
         assert rec.events == [("missing", "No weights: run `resnext-gui weights fetch`.")]
         with qtbot.waitSignal(rec.changed, timeout=20000):
-            worker.train("/nowhere")
+            worker.submit(TrainJob("/nowhere"))
         assert rec.events[-1][0] == "TrainJob failed" and "No model is loaded" in rec.events[-1][2]
         with qtbot.waitSignal(rec.changed, timeout=20000):
-            worker.load("/nowhere/mine.pth", "cpu")  # the user's own choice: a failure, not "missing"
+            worker.submit(LoadJob("/nowhere/mine.pth", "cpu", True))  # the user's own choice: a failure, not "missing"
         assert rec.events[-1] == ("LoadJob failed", None, "/nowhere/mine.pth is empty")
     finally:
         assert worker.stop()
@@ -243,14 +264,14 @@ def test_a_save_and_the_batch_go_between_the_passes_of_the_score_of_the_photo_sh
     gate.set()
     fake = factory.made[0]
     fake.faith_hold = hold = threading.Event()
-    faith = worker.faithfulness(9, str(photos["coffee"]), 3, np.zeros((7, 7), np.float32))
+    faith = worker.submit(FaithfulnessJob(9, str(photos["coffee"]), 3, np.zeros((7, 7), np.float32)))
     qtbot.waitUntil(fake.faith_in_pass.is_set)  # its first pass is being computed
     files = copies([photos["coffee"]], 2, tmp_path)
-    worker.classify(1, str(files[0]))
-    worker.classify(2, str(files[1]))
+    worker.submit(ClassifyJob(1, str(files[0])))
+    worker.submit(ClassifyJob(2, str(files[1])))
     image = QImage(4, 3, QImage.Format.Format_RGB32)
     image.fill(0)
-    worker.save_image(str(tmp_path / "o.png"), image, {})
+    worker.submit(SaveImageJob(str(tmp_path / "o.png"), image, {}))
     hold.set()
     qtbot.waitUntil(lambda: any(e[0] == "FaithfulnessJob" for e in rec.events), timeout=60_000)
     assert [e[0] for e in rec.events[1:]] == ["SaveImageJob", "classified", "classified", "FaithfulnessJob"]
@@ -263,7 +284,7 @@ def test_a_score_cancelled_or_outlived_by_its_model_stops_before_its_next_pass(q
     fake = factory.made[0]
     fake.faith_hold = hold = threading.Event()
     cam = np.zeros((7, 7), np.float32)
-    job = worker.faithfulness(9, str(photos["coffee"]), 3, cam)
+    job = worker.submit(FaithfulnessJob(9, str(photos["coffee"]), 3, cam))
     qtbot.waitUntil(fake.faith_in_pass.is_set)
     worker.cancel(job)
     hold.set()
@@ -271,9 +292,9 @@ def test_a_score_cancelled_or_outlived_by_its_model_stops_before_its_next_pass(q
     assert rec.events[1] == ("FaithfulnessJob failed", 9, CANCELLED) and fake.faith_passes == 1
     hold.clear()
     fake.faith_in_pass.clear()
-    worker.faithfulness(9, str(photos["coffee"]), 3, cam)
+    worker.submit(FaithfulnessJob(9, str(photos["coffee"]), 3, cam))
     qtbot.waitUntil(fake.faith_in_pass.is_set)
-    worker.load("second.pth", "cpu")  # waits for the pass under way, then goes before the next one
+    worker.submit(LoadJob("second.pth", "cpu", True))  # waits for the pass under way, then goes before the next one
     hold.set()
     qtbot.waitUntil(lambda: len(rec.events) == 4, timeout=60_000)
     assert rec.events[2] == ("ready", "fake weights second.pth")
@@ -284,7 +305,7 @@ def test_a_score_cancelled_or_outlived_by_its_model_stops_before_its_next_pass(q
 def test_image_data_without_a_file_is_encoded_as_png_for_the_core(qtbot):
     from PySide6.QtGui import QColor, QImage
 
-    from resnext_gui.worker import qimage_to_png_bytes
+    from resnext_gui.worker.images import qimage_to_png_bytes
 
     image = QImage(5, 3, QImage.Format.Format_RGB32)
     image.fill(QColor(10, 200, 30))
@@ -297,7 +318,7 @@ def test_image_data_without_a_file_is_encoded_as_png_for_the_core(qtbot):
 def test_the_view_s_full_decode_has_every_pixel_and_its_display_copy_is_reduced(tmp_path):
     from PIL import Image
 
-    from resnext_gui.worker import DISPLAY_MAX_SIDE
+    from resnext_gui.worker.images import DISPLAY_MAX_SIDE
 
     big = tmp_path / "big.jpg"
     Image.new("RGB", (3 * DISPLAY_MAX_SIDE, 2 * DISPLAY_MAX_SIDE), (90, 120, 30)).save(big)
@@ -310,7 +331,7 @@ def test_the_view_s_full_decode_has_every_pixel_and_its_display_copy_is_reduced(
 def test_save_overlay_is_encoded_and_written_on_the_worker_thread(qtbot, gated, tmp_path, monkeypatch):
     from PySide6.QtGui import QImage, QImageReader
 
-    import resnext_gui.worker as worker_module
+    import resnext_gui.worker.jobs.photo as worker_module
 
     worker, factory, gate, rec = gated
     gate.set()
@@ -320,8 +341,31 @@ def test_save_overlay_is_encoded_and_written_on_the_worker_thread(qtbot, gated, 
     image = QImage(30, 20, QImage.Format.Format_RGB32)
     image.fill(0x336699)
     out = tmp_path / "overlay.png"
-    worker.save_image(str(out), image, {"Class": "tabby"})
+    worker.submit(SaveImageJob(str(out), image, {"Class": "tabby"}))
     qtbot.waitUntil(lambda: len(rec.events) == 2, timeout=30_000)
     assert rec.events[1] == ("SaveImageJob", str(out))
     assert threads and threads[0] is not threading.main_thread()
     assert QImageReader(str(out)).text("Class") == "tabby" and QImage(str(out)).pixel(3, 3) == image.pixel(3, 3)
+
+
+def test_an_exception_inside_a_job_reaches_the_log_with_its_traceback_and_the_message_names_the_log(
+        qtbot, gated, photos, tmp_path, monkeypatch):
+    from resnext_gui.core import logs
+
+    worker, factory, gate, rec = gated
+    gate.set()
+    log = logs.to_file(tmp_path / "state")
+    try:
+        def broken(*args, **kwargs):
+            raise ZeroDivisionError("a bug deep in the model")
+
+        monkeypatch.setattr(factory.made[0], "classify", broken)
+        heard = []
+        with qtbot.waitSignal(rec.changed, timeout=30_000):
+            worker.submit(RecomputeJob(4, str(photos["coffee"]), "layer3"), on_fail=heard.append)
+        assert heard == [f"internal error: ZeroDivisionError('a bug deep in the model'); details are in the log: {log}"]
+        text = log.read_text()
+        assert "RecomputeJob failed unexpectedly" in text and "Traceback (most recent call last)" in text
+        assert "ZeroDivisionError: a bug deep in the model" in text and "in broken" in text
+    finally:
+        logs.stop()

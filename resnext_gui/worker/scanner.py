@@ -31,7 +31,7 @@ class FolderScanner(QThread):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("resnext-gui folder scan")
-        self._requests: queue.Queue = queue.Queue()
+        self._requests: queue.Queue[tuple[int, list[str], int] | None] = queue.Queue()
         self._ids = itertools.count(1)
         self._generation = 0  # bumped by cancel(): requests of older generations stop
         self._lock = threading.Lock()
@@ -64,7 +64,7 @@ class FolderScanner(QThread):
             return generation == self._generation
 
     def run(self) -> None:
-        from .core.paths import iter_images
+        from ..core.paths import iter_images
 
         while True:
             request = self._requests.get()
