@@ -481,18 +481,27 @@ class LibraryAnswers:
         self.library, self.key, self.topk, self.lookups = library, key, topk, lookups
         self.cached = self.computed = 0
         self.thumbnails: dict[str, bytes] = {}
+        self.said: set[str] = set()
 
     @classmethod
     def open(cls, args, clf) -> LibraryAnswers:
         from .core.library import Library, model_key
 
         library = Library(Path(args.library_path) if args.library_path else None)
-        if library.note:
-            print(f"resnext-gui: note: {library.note}", file=sys.stderr)
         # a map of another method or stage, the faithfulness figures: those answers need the photo computed
         lookups = not (args.cam_dir or getattr(args, "faithfulness", False)
                        or getattr(args, "cam_method", None) not in (None, "gradcam"))
-        return cls(library, model_key(clf.checkpoint.sha256, clf.preprocessing), clf.topk, lookups)
+        answers = cls(library, model_key(clf.checkpoint.sha256, clf.preprocessing), clf.topk, lookups)
+        answers.tell()
+        return answers
+
+    def tell(self) -> None:
+        """Say on stderr what the library has to say, each thing once: at opening, and after any lookup or store
+        (damage found in the middle of the file sets it aside then, and the message names its new name)."""
+        note = self.library.take_note()
+        if note and note not in self.said:
+            self.said.add(note)
+            print(f"resnext-gui: note: {note}", file=sys.stderr)
 
     def wrap(self, clf):
         """``clf`` with its classify_many answering from the library first (what cmd_classify iterates)."""
@@ -530,6 +539,7 @@ class LibraryAnswers:
 
         start = time.perf_counter()
         entry = self.library.lookup(path, self.key, min_top=self.topk)
+        self.tell()
         if entry is None:
             return None
         record = {k: v for k, v in entry.record.items() if k != "note"}  # a note told of that run, not this one
@@ -566,8 +576,10 @@ class LibraryAnswers:
             self.library.store(pred.path, self.key, pred, thumbnail=thumb, record=record)
         except LibraryError as exc:
             print(f"resnext-gui: warning: {exc}", file=sys.stderr)
+        self.tell()
 
     def close(self) -> None:
+        self.tell()
         self.library.close()
         print(f"resnext-gui: {self.cached} answered from the results library, {self.computed} classified",
               file=sys.stderr)
