@@ -527,6 +527,75 @@ def test_xmp_keywords_from_classify(checkpoint, album, tmp_path):
     assert sidecar_path(bad).read_bytes() == garbage
 
 
+def test_xmp_a_folder_at_a_sidecars_name_is_that_photos_error_and_the_batch_goes_on(checkpoint, album, tmp_path):
+    from resnext_gui.core.xmp import sidecar_path
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in album[:19]:
+        shutil.copy(p, folder / p.name)
+    odd = folder / album[8].name
+    sidecar_path(odd).mkdir()  # `mkdir photo.jpg.xmp`
+    r = run_cli("classify", "--weights", checkpoint, "--xmp", folder)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    out = lines(r.stdout)
+    assert len(out) == 19 and all(o["ok"] for o in out)  # every photo answered
+    failed = [o for o in out if "xmp_error" in o]
+    assert [o["path"] for o in failed] == [str(odd)] and "is a folder, not a regular file" in failed[0]["xmp_error"]
+    assert all(o.get("xmp") == str(sidecar_path(o["path"])) for o in out if o is not failed[0])
+    assert sidecar_path(odd).is_dir()
+
+
+def test_sigterm_stops_classify_xmp_among_sidecars_with_many_keywords(checkpoint, album, tmp_path):
+    """Every photo's sidecar holds 1.2 million keywords (31 MB): each is refused after a count of its entries, so
+    the run moves from photo to photo, and SIGTERM after the first answer ends it at once, with 143. (Merged, one
+    such sidecar kept exiv2 busy for over ten minutes, deaf to SIGTERM.) The waits are guards against a hang."""
+    import queue
+    import threading
+
+    from resnext_gui.core.xmp import sidecar_path
+    from tests.unit.core.test_xmp import sidecar_with
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    big = tmp_path / "many.xmp"
+    big.write_bytes(sidecar_with(keywords=1_200_000))
+    photos = []
+    for i in range(60):
+        photo = folder / f"p{i:03}.jpg"
+        shutil.copy(album[i % len(album)], photo)
+        os.link(big, sidecar_path(photo))  # the same 31 MB, sixty times
+        photos.append(photo)
+    proc = subprocess.Popen([sys.executable, "-m", "resnext_gui", "classify", "--weights", str(checkpoint), "--xmp",
+                             "--batch-size", "1", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    printed: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [printed.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        first = json.loads(printed.get(timeout=240))  # a guard: the model loads, then the first photo is answered
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)  # a guard against a hang, not a timing
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=60)
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    rest = []
+    while not printed.empty():
+        rest.append(json.loads(printed.get()))
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert 1 + len(rest) < len(photos)  # stopped, not finished
+    for record in [first, *rest]:
+        assert record["ok"] and "too many entries" in record["xmp_error"] and "\n" not in record["xmp_error"]
+    assert big.read_bytes()[-20:] == sidecar_with(keywords=1)[-20:] and big.stat().st_nlink == 61  # untouched
+
+
 @pytest.mark.parametrize("args, message", [
     (["--xmp", "--xmp-min-prob", "1.5"], "--xmp-min-prob must be a probability from 0 to 1"),
     (["--xmp", "--xmp-min-prob", "nan"], "--xmp-min-prob must be a probability from 0 to 1"),
