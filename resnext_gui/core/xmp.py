@@ -322,8 +322,8 @@ def _same_file(path: Path, before: os.stat_result | None) -> bool:
         return before is None
     if before is None:
         return False
-    return (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) == (before.st_ino, before.st_dev, before.st_size,
-                                                                       before.st_mtime_ns)
+    return ((now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns, now.st_ctime_ns)  # ctime: mtime can be set back
+            == (before.st_ino, before.st_dev, before.st_size, before.st_mtime_ns, before.st_ctime_ns))
 
 
 def _write(fh: IO[bytes], data: bytes) -> None:
