@@ -73,7 +73,7 @@ def _pyexiv2() -> Any:
     try:
         import pyexiv2
     except Exception as exc:  # ImportError, or its bundled libexiv2 failing to load
-        raise XmpError(f"keywords cannot be written: the XMP library (pyexiv2) is not available ({exc})") from None
+        raise XmpError(f"keywords cannot be written: the XMP library (pyexiv2) is not available ({_one_line(exc)})") from None
     pyexiv2.set_log_level(3)  # errors only, and those are raised: its warnings would go to standard output
     return pyexiv2
 
@@ -154,9 +154,10 @@ def merged_keywords(subjects: list[str], hierarchy: list[str], keywords: Sequenc
     return new_subjects, new_hierarchy
 
 
-def _one_line(exc: BaseException) -> str:
-    """exiv2's message (which may end in a newline, or hold several lines) as one line."""
-    return " ".join(str(exc).split()) or type(exc).__name__
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """A message (exiv2's may end in a newline, or hold a line per problem it found) as one line, not too long."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _count_entries(data: bytes) -> int:
@@ -264,7 +265,9 @@ def _merge(data: bytes, keywords: Sequence[str], parent: str, sidecar: bool, nam
     try:
         img = pyexiv2.ImageData(data)
     except RuntimeError as exc:
-        raise XmpError(f"{name}: its format can't hold XMP keywords ({_one_line(exc)})") from None
+        if "unknown image type" in str(exc):
+            raise XmpError(f"{name}: its format can't hold XMP keywords ({_one_line(exc)})") from None
+        raise XmpError(f"{name}: its metadata can't be read, so nothing is written into it ({_one_line(exc)})") from None
     try:
         packet = img.read_raw_xmp().encode("utf-8") or _EMPTY_PACKET
         new = _merged_packet(pyexiv2, packet, keywords, parent, f"{name}'s XMP")
@@ -407,8 +410,8 @@ def write_keywords(photo: str | os.PathLike[str], keywords: Sequence[str], paren
             return side
         raise XmpError("the sidecar or the photo kept changing while keywords were written (another program is "
                        "writing it)")
-    except XmpError as exc:
-        raise XmpError(f"{photo}: keywords not written: {_one_line(exc)}") from None
+    except XmpError as exc:  # its own parts are one line already (exiv2's cut short): only joined here
+        raise XmpError(f"{photo}: keywords not written: {exc}") from None
     except OSError as exc:  # anything the checks above did not foresee: this photo's failure, never the batch's
         raise XmpError(f"{photo}: keywords not written: {_one_line(exc)}") from None
 
@@ -424,11 +427,11 @@ def read_keywords(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     try:
         img = pyexiv2.ImageData(found[0])
     except RuntimeError as exc:
-        raise XmpError(f"{p.name} has no readable XMP ({exc})") from None
+        raise XmpError(f"{p.name} has no readable XMP ({_one_line(exc)})") from None
     try:
         xmp = img.read_xmp()
     except RuntimeError as exc:
-        raise XmpError(f"{p.name} has no readable XMP ({exc})") from None
+        raise XmpError(f"{p.name} has no readable XMP ({_one_line(exc)})") from None
     finally:
         img.close()
     return _as_list(xmp.get(_SUBJECT)), _as_list(xmp.get(_HIERARCHY))
