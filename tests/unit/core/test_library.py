@@ -96,7 +96,7 @@ def _count_hashes(monkeypatch):
 def settled(monkeypatch):
     """Stamps taken now count as settled (as if the files had last changed long ago): the change stamp alone
     must then tell a changed file."""
-    monkeypatch.setattr(L, "RACY_NS", 0, raising=False)  # (raising=False: the test also runs on code without it)
+    monkeypatch.setattr(L, "RACY_NS", 0)
 
 
 def test_a_file_rewritten_in_place_with_its_size_and_mtime_restored_is_computed_again(tmp_path, settled, monkeypatch):
