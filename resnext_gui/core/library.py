@@ -390,8 +390,8 @@ class Library:
                                    f"aside: {_reason(exc)}") from None
             moved.append(f"{companion.name} ({kind}) as {aside.name}")
         if moved:
-            self._tell(f"The results library {path} had something else than its own files beside it; set aside, "
-                       f"never written through: {', '.join(moved)}. The library goes on from its main file.")
+            self._tell(f"The results library {path} had something other than its own files beside it; set aside "
+                       f"(never written through): {', '.join(moved)}. The library goes on from its main file.")
 
     def _check_and_migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
