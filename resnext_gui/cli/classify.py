@@ -89,14 +89,19 @@ def open_answers(args: argparse.Namespace, clf: Classifier) -> KnownAnswers:
     from ..core.library import Library
 
     library = Library(Path(args.library_path) if args.library_path else None)
-    if library.note:
-        say(f"note: {library.note}")
     # a map of another method or stage, the faithfulness figures: those answers need the photo computed
     lookups = not (args.cam_dir or getattr(args, "faithfulness", False)
                    or getattr(args, "cam_method", None) not in (None, "gradcam"))
     answers = KnownAnswers.of(clf, library, lookups)
     assert answers is not None  # a real Classifier has a checkpoint and preprocessing: its key
+    tell(answers)
     return answers
+
+
+def tell(answers: KnownAnswers) -> None:
+    """Say on stderr what the results library has to say, each thing once, as soon as it is known."""
+    for note in answers.notes():
+        say(f"note: {note}")
 
 
 def _one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace,
@@ -234,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
                     answers.keep(pred.path, pred, record)
                 except LibraryError as exc:
                     say(f"warning: {exc}")
+            if answers is not None:
+                tell(answers)  # after its lookup and its store: damage found meanwhile is said now
             if keywords is not None and record["ok"] and not keywords.write(record):
                 failed += 1
             pred.image = None
@@ -249,6 +256,7 @@ def run(args: argparse.Namespace) -> int:
         return stopped(exc, "every finished image was written", newline=False)
     progress.close()
     if answers is not None:
+        tell(answers)
         answers.library.close()
         say(f"{answers.cached} answered from the results library, {answers.computed} classified")
     done_with_skips(unreadable, skipped)

@@ -59,6 +59,16 @@ class KnownAnswers:
         self.clf, self.library, self.key, self.lookups = clf, library, key, lookups
         self.cached = self.computed = 0
         self._thumbnails: dict[str, bytes] = {}
+        self._said: set[str] = set()
+
+    def notes(self) -> list[str]:
+        """What the library has to say that was not said yet, each thing once: asked after opening and after any
+        lookup or store (damage found in the middle of the file sets it aside then, naming its new name)."""
+        note = self.library.take_note()
+        if not note or note in self._said:
+            return []
+        self._said.add(note)
+        return [note]
 
     @classmethod
     def of(cls, clf: Any, library: Library, lookups: bool = True) -> KnownAnswers | None:

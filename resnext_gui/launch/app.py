@@ -103,8 +103,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.paths:  # then time the first photo's answer too (cold start to first result)
             window.controller.updated.connect(on_result)
 
-    # Ctrl+C in the terminal closes the window cleanly; the timer lets Python see the signal.
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    # Ctrl+C in the terminal, and SIGTERM (a logout, `systemctl stop`, `kill`), close the window as its close button
+    # does: settings saved, the gallery written, the library checkpointed and closed, the worker stopped. The timer
+    # lets Python see the signal.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: window.close())
     tick = QTimer()
     tick.start(200)
     tick.timeout.connect(lambda: None)

@@ -58,7 +58,7 @@ class LibraryKeeper:
         """What the library has to tell the user, once (it may find a problem at any read, not only at opening)."""
         note, self.note = self.note, None
         if self.lib is not None:
-            note, self.lib.note = note or self.lib.note, None
+            note = note or self.lib.take_note()
         return note
 
     def info(self, changed: int = 0) -> LibraryInfo:
