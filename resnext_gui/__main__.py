@@ -1,11 +1,12 @@
-"""Entry point: `resnext-gui` / `python -m resnext_gui` opens the window; `classify`, `train` and `weights` are the CLI."""
+"""Entry point: `resnext-gui` / `python -m resnext_gui` opens the window; `classify`, `train`, `weights`, `similar`
+and `duplicates` are the CLI."""
 
 from __future__ import annotations
 
 import os
 import sys
 
-CLI_COMMANDS = ("classify", "train", "weights")
+CLI_COMMANDS = ("classify", "train", "weights", "similar", "duplicates")
 
 
 def main(argv: list[str] | None = None) -> int:

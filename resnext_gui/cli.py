@@ -131,6 +131,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--weights", metavar="FILE", help="checkpoint given on the command line")
     for command in (c, t, w, f, i):
         _add_version(command)
+    from .similar_cli import add_commands
+
+    add_commands(sub)  # similar, duplicates
     return parser
 
 
@@ -747,6 +750,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_classify(args)
         if args.command == "train":
             return cmd_train(args)
+        if args.command in ("similar", "duplicates"):
+            from .similar_cli import run
+
+            return run(args)
         return cmd_weights(args)
     except BrokenPipeError:  # e.g. piped into `head`: stop quietly
         _silence_stdout()
