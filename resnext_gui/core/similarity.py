@@ -29,7 +29,9 @@ Qt-free and torch-free; numpy only (and Pillow's resize for the hash).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,8 +52,11 @@ SHRINK = 1.0  # whitening shrinkage, in units of the kept directions' mean varia
 DEFAULT_THRESHOLD = 0.60  # `duplicates`: photos at least this similar are one group (see benchmarks/similar.md)
 EXACT = 0.95  # at or above: an exact or near-exact copy (same picture, recompressed, resized)
 DEFAULT_TOP = 20  # `similar`: photos listed
-BLOCK_ROWS = 512  # `duplicates`: rows compared against the rest at once (memory: a few tens of MB per block)
-BLOCK_COLS = 8192
+BLOCK_ROWS = 1024  # `duplicates`: a tile of this many photos against BLOCK_COLS others at once
+BLOCK_COLS = 2048  # (the tile's buffers: 30 MB, reused)
+HEAD_DIMS = 64  # `duplicates` bounds the cosines by the first 64 whitened directions and the rest's length ...
+THREADS = 2  # `duplicates` compares on this many threads at most (one per core)
+VERIFY_SHARE = 0.02  # ... and computes a tile's cosines whole where more than this share of its pairs pass
 
 Floats = npt.NDArray[np.float32]
 Hashes = npt.NDArray[np.uint64]
@@ -166,24 +171,39 @@ class FeatureSpace:
 def _principal(centred: Floats, k: int) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """(variances, directions (D, m)) of the centred rows' principal directions, largest first: exact for up to
     EXACT_ROWS rows (the eigenvectors of their Gram matrix), else the top ``k`` by randomised subspace iteration
-    (Halko, Martinsson & Tropp 2011; a fixed seed, so the same photos give the same figures)."""
-    x = centred.astype(np.float64)
-    n = x.shape[0]
+    (Halko, Martinsson & Tropp 2011; a fixed seed, so the same photos give the same figures).
+
+    Only small eigenproblems go to LAPACK (at most EXACT_ROWS or k + 16 wide); the work on the tall sample is
+    matrix products, which keep their speed on a busy machine where a threaded QR or SVD of it does not."""
+    n = centred.shape[0]
     if n <= EXACT_ROWS:
-        gram_values, gram_vectors = np.linalg.eigh(x @ x.T)
-        order = np.argsort(gram_values)[::-1]
-        gram_values, gram_vectors = np.maximum(gram_values[order], 0.0), gram_vectors[:, order]
-        singular = np.sqrt(gram_values)
-        safe = np.where(singular > 0, singular, 1.0)
-        return gram_values / n, (x.T @ gram_vectors) / safe
-    width = min(k + 16, min(x.shape))
-    y = x @ np.random.default_rng(1).standard_normal((x.shape[1], width))
+        x = centred.astype(np.float64)
+        values, vectors = np.linalg.eigh(x @ x.T)
+        order = np.argsort(values)[::-1]
+        values, vectors = np.maximum(values[order], 0.0), vectors[:, order]
+        singular = np.sqrt(values)
+        return values / n, (x.T @ vectors) / np.where(singular > 0, singular, 1.0)
+    x32 = np.ascontiguousarray(centred, dtype=np.float32)
+    width = min(k + 16, min(x32.shape))
+    y = (x32 @ np.random.default_rng(1).standard_normal((x32.shape[1], width)).astype(np.float32)).astype(np.float64)
     for _ in range(3):  # power iterations sharpen the spectrum's top
-        y, _r = np.linalg.qr(y)
-        y = x @ (x.T @ y)
-    q, _r = np.linalg.qr(y)
-    _u, singular, vt = np.linalg.svd(q.T @ x, full_matrices=False)
-    return singular ** 2 / n, vt.T
+        q32 = _orthonormal(y).astype(np.float32)
+        y = (x32 @ (x32.T @ q32)).astype(np.float64)
+    b = _orthonormal(y).T @ x32.astype(np.float64)  # (m, D): the sample in the subspace found
+    values, u = np.linalg.eigh(b @ b.T)
+    order = np.argsort(values)[::-1]
+    values, u = np.maximum(values[order], 0.0), u[:, order]
+    singular = np.sqrt(values)
+    directions = (b.T @ u) / np.where(singular > 0, singular, 1.0)
+    return values / n, directions
+
+
+def _orthonormal(y: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """An orthonormal basis of ``y``'s columns, through their small Gram matrix."""
+    values, vectors = np.linalg.eigh(y.T @ y)
+    keep = values > max(float(values.max(initial=0.0)), 1e-300) * 1e-12
+    out: npt.NDArray[np.float64] = y @ (vectors[:, keep] / np.sqrt(values[keep]))
+    return out
 
 
 # ---- a collection, ready to be compared ----
@@ -214,6 +234,7 @@ class SimilarityIndex:
         self.space = space if space is not None else FeatureSpace.fit(feats) if len(feats) else None
         dims = self.space.dims if self.space is not None else 1
         self.vectors: Floats = self.space.embed(feats) if self.space is not None else np.zeros((0, dims), np.float32)
+        self._bound_vectors: Floats | None = None
 
     def __len__(self) -> int:
         return int(self.hashes.shape[0])
@@ -248,40 +269,80 @@ class SimilarityIndex:
         ranked = candidates[order][: top if top is not None else None]
         return [(int(j), float(s[j])) for j in ranked]
 
-    def pairs(self, threshold: float) -> Iterator[tuple[Ints, Ints, Floats]]:
-        """Every pair (i < j) at least ``threshold`` similar, a block at a time: (i, j, similarity) arrays.
+    def _bounds(self) -> Floats:
+        """(N, HEAD_DIMS + 1): each vector's first HEAD_DIMS coordinates and the length of the rest. The dot
+        product of two of them is an upper bound of the cosine (Cauchy-Schwarz on the rest), from half the work."""
+        if self._bound_vectors is None:
+            head = self.vectors[:, :HEAD_DIMS]
+            rest = np.linalg.norm(self.vectors[:, HEAD_DIMS:], axis=1, keepdims=True)
+            self._bound_vectors = np.ascontiguousarray(np.hstack([head, rest]), dtype=np.float32)
+        return self._bound_vectors
 
-        Blockwise, never an N x N matrix: a block of rows against the photos after them. A pair reaches the
-        threshold through its hash alone (h >= threshold) or with its features (then f > threshold too, since
-        h < threshold): the hash distances and the feature cosines of a block are compared with those two
-        bounds first, and only the pairs that pass are combined."""
+    def pairs(self, threshold: float, share: tuple[int, int] = (0, 1)) -> Iterator[tuple[Ints, Ints, Floats]]:
+        """Every pair (i < j) at least ``threshold`` similar, a tile at a time: (i, j, similarity) arrays.
+
+        Blockwise, never an N x N matrix: a tile of photos against the photos after them, in buffers reused from
+        tile to tile. A pair reaches the threshold through its hash alone (h >= threshold) or with its features
+        (then f > threshold, since h < threshold). So each tile's hash distances are compared with the first
+        bound and an upper bound of its cosines (the first HEAD_DIMS directions, and the rest's lengths: half
+        the work of the cosines) with the second; only the pairs that pass get their cosine computed and the
+        two combined. Where too many pass (collections whose whitened directions weigh about the same), the
+        tile's cosines are computed whole instead. ``share``: (k, m): only the k-th of every m row blocks (for m
+        threads at once: numpy's comparisons run on one core each)."""
         t = float(threshold)
         n = len(self)
         max_bits = int(np.floor(HASH_SCALE * (1.0 - t) + 1e-9)) if t > 0 else HASH_BITS
-        feature_floor = np.float32(t - 1e-6)
-        for rows in _blocks(n, BLOCK_ROWS):
-            rv, rh = self.vectors[rows], self.hashes[rows][:, None]
+        feature_floor = np.float32(t - 1e-5)
+        bounded = self.space is not None and self.space.dims > HEAD_DIMS + 16
+        first = self._bounds() if bounded else self.vectors
+        # one set of tile buffers, reused (no allocation, no page faults per tile), each tile contiguous in them
+        size = BLOCK_ROWS * BLOCK_COLS
+        f_buf, x_buf = np.empty(size, dtype=np.float32), np.empty(size, dtype=np.uint64)
+        d_buf, m_buf, n_buf = np.empty(size, dtype=np.uint8), np.empty(size, dtype=bool), np.empty(size, dtype=bool)
+        for number, rows in enumerate(_blocks(n, BLOCK_ROWS)):
+            if number % share[1] != share[0]:
+                continue
+            rh = self.hashes[rows][:, None]
             for cols in _blocks(n - rows.start, BLOCK_COLS):
                 cols = slice(cols.start + rows.start, cols.stop + rows.start)
-                f = rv @ self.vectors[cols].T
-                d = hash_distance(rh, self.hashes[cols][None, :])
-                ii, jj = np.nonzero((f >= feature_floor) | (d <= max_bits))
-                ii, jj = ii + rows.start, jj + cols.start
-                upper = ii < jj
-                ii, jj = ii[upper], jj[upper]
-                if not len(ii):
+                r, c = rows.stop - rows.start, cols.stop - cols.start
+                f, x, d = f_buf[: r * c].reshape(r, c), x_buf[: r * c].reshape(r, c), d_buf[: r * c].reshape(r, c)
+                m, near = m_buf[: r * c].reshape(r, c), n_buf[: r * c].reshape(r, c)
+                np.matmul(first[rows], first[cols].T, out=f)
+                np.bitwise_xor(rh, self.hashes[cols][None, :], out=x)
+                np.bitwise_count(x, out=d)
+                np.greater_equal(f, feature_floor, out=m)
+                np.less_equal(d, max_bits, out=near)
+                np.logical_or(m, near, out=m)
+                if cols.start < rows.stop:  # a tile across the diagonal: only j > i
+                    m &= np.arange(cols.start, cols.stop)[None, :] > np.arange(rows.start, rows.stop)[:, None]
+                if not m.any():
                     continue
-                s = combine(np.clip(f[ii - rows.start, jj - cols.start], -1.0, 1.0),
-                            hash_similarity(d[ii - rows.start, jj - cols.start]))
+                ti, tj = np.divmod(np.flatnonzero(m), c)  # (far quicker than nonzero of a 2-d array)
+                if not bounded:
+                    cos = f[ti, tj]
+                elif len(ti) > VERIFY_SHARE * r * c:
+                    np.matmul(self.vectors[rows], self.vectors[cols].T, out=f)
+                    cos = f[ti, tj]
+                else:
+                    cos = np.einsum("ij,ij->i", self.vectors[ti + rows.start], self.vectors[tj + cols.start])
+                s = combine(np.clip(cos, -1.0, 1.0), hash_similarity(d[ti, tj]))
                 keep = s >= np.float32(t)
                 if keep.any():
-                    yield ii[keep].astype(np.int64), jj[keep].astype(np.int64), s[keep]
+                    yield ((ti[keep] + rows.start).astype(np.int64), (tj[keep] + cols.start).astype(np.int64),
+                           s[keep])
 
     def groups(self, threshold: float = DEFAULT_THRESHOLD) -> list[Group]:
         """The groups of near-duplicates at ``threshold``: photos joined by chains of pairs at least that similar
         (single linkage), each with its weakest link; photos with no pair that similar are in no group. The
         surest groups first (highest weakest link), then by their first member."""
-        blocks = list(self.pairs(threshold))
+        workers = max(1, min(THREADS, os.cpu_count() or 1, (len(self) + BLOCK_ROWS - 1) // BLOCK_ROWS))
+        if workers == 1:
+            blocks = list(self.pairs(threshold))
+        else:
+            with ThreadPoolExecutor(workers, thread_name_prefix="duplicates") as pool:
+                shares = pool.map(lambda k: list(self.pairs(threshold, (k, workers))), range(workers))
+                blocks = [b for share in shares for b in share]
         if not blocks:
             return []
         ii = np.concatenate([b[0] for b in blocks])

@@ -91,24 +91,31 @@ def test_few_photos_leave_the_hash_alone_to_decide():
 
 
 @pytest.mark.parametrize("threshold", [0.3, 0.55, 0.8])
-def test_blockwise_pairs_are_exactly_those_of_the_whole_matrix(monkeypatch, threshold):
-    x, rng = collection(n=97, dim=48, seed=3)
+@pytest.mark.parametrize("shape, verify_share", [((97, 48), None), ((230, 160), 1.0), ((230, 160), 0.0)],
+                         ids=["cosines-whole", "bounded-then-pairs", "bounded-then-tiles"])
+def test_blockwise_pairs_are_exactly_those_of_the_whole_matrix(monkeypatch, threshold, shape, verify_share):
+    """Every path of ``pairs``: cosines computed whole (few directions), or bounded first (more than
+    HEAD_DIMS + 16 directions) and then computed for the pairs that pass, or for the whole tile."""
+    x, rng = collection(n=shape[0], dim=shape[1], seed=3)
     for k in range(0, 90, 9):  # some near-copies, some with the same hash, so every kind of link is there
         x[k + 1] = x[k] + rng.normal(0, 0.02, x.shape[1])
     hashes = rng.integers(0, 2**63, len(x)).astype(np.uint64)
     hashes[40:45] = hashes[40] ^ np.array([0, 1, 3, 7, 15], dtype=np.uint64)
     index = SimilarityIndex(x, hashes)
+    assert (index.space.dims > S.HEAD_DIMS + 16) == (verify_share is not None)
     full = np.stack([index.similarities(i) for i in range(len(x))])
     expected = {(i, j) for i in range(len(x)) for j in range(i + 1, len(x)) if full[i, j] >= threshold}
     monkeypatch.setattr(S, "BLOCK_ROWS", 10)
     monkeypatch.setattr(S, "BLOCK_COLS", 7)
+    if verify_share is not None:
+        monkeypatch.setattr(S, "VERIFY_SHARE", verify_share)
     got = {}
     for ii, jj, ss in index.pairs(threshold):
         for i, j, s in zip(ii.tolist(), jj.tolist(), ss.tolist()):
             assert (i, j) not in got
             got[(i, j)] = s
     assert set(got) == expected and len(expected) > 5
-    assert all(got[p] == pytest.approx(full[p]) for p in got)
+    assert all(got[p] == pytest.approx(full[p], abs=1e-5) for p in got)
 
 
 def test_groups_join_chains_and_report_the_weakest_link():
@@ -156,3 +163,19 @@ def test_keeper_is_most_pixels_then_newest_then_first_path():
     assert choose_keeper([big_new, twin]) == 1  # then the path
     with pytest.raises(ValueError):
         choose_keeper([])
+
+
+def test_groups_on_several_threads_are_the_groups_on_one(monkeypatch):
+    x, rng = collection(n=300, dim=40, seed=11)
+    hashes = rng.integers(0, 2**63, len(x)).astype(np.uint64)
+    for k in range(0, 280, 7):  # chains and pairs across row blocks
+        x[k + 3] = x[k] + rng.normal(0, 0.01, x.shape[1])
+        hashes[k + 5] = hashes[k] ^ np.uint64(1 << (k % 64))
+    index = SimilarityIndex(x, hashes)
+    monkeypatch.setattr(S, "BLOCK_ROWS", 16)
+    monkeypatch.setattr(S, "BLOCK_COLS", 32)
+    monkeypatch.setattr(S, "THREADS", 1)
+    one = index.groups(0.6)
+    monkeypatch.setattr(S, "THREADS", 3)
+    monkeypatch.setattr(S.os, "cpu_count", lambda: 4)
+    assert index.groups(0.6) == one and len(one) >= 20
