@@ -1,4 +1,5 @@
-"""Command-line front end over the core: `classify` for files and folders, `train` for new classes, `weights fetch|info`."""
+"""Command-line front end over the core: `classify` for files and folders, `train` for new classes, `weights fetch|info`;
+`similar` and `duplicates` live in similar_cli.py."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ photo's *features*) and a 64-bit difference hash of its pixels (*dHash*, compute
   ``PCA_DIMS`` of them) and whitened with shrinkage (each direction scaled by 1/sqrt(variance + the mean
   variance of the kept directions), so that rare directions count more without blowing up noise). The
   *feature similarity* f is the cosine of two photos' whitened vectors, from -1 to 1. It needs others to
-  compare with: with fewer than three photos, or a photo equal to the collection's mean, it says nothing
-  (f = 0) and the hash alone decides.
+  compare with: with fewer than three photos (or for a photo equal to the collection's mean) it can't raise
+  the figure, and the hash alone decides.
 - **hash**: the *hash similarity* is h = 1 - d/32, at least 0, where d is the number of bits in which the two
   dHashes differ: 1 for the same hash, 0 at 32 bits or more (what two unrelated photos differ by on average).
 
@@ -20,9 +20,10 @@ the features find the photos closer than the hash does. So an exact copy is 1.0 
 (same pixels, same hash); a recompressed, resized or brightened copy keeps its hash within a few bits and
 stays about 0.9 or more; an edit that moves pixels (a crop, a caption, a turn of a few degrees, the next shot
 of a burst) breaks much of the hash and is found through the features: about 0.5 to 0.9. Two unrelated
-photos are about 0 to 0.5. Measured on a near-duplicate set with a network of random weights
-(benchmarks/similar.md): near-exact copies ≥ 0.9 ("exact copy"), a photo's edited versions from about 0.45
-up ("same scene"); ``DEFAULT_THRESHOLD`` groups near-duplicates.
+photos are about 0 to 0.5. The scale, measured on a near-duplicate set with a network of random weights
+(benchmarks/similar.md): ``EXACT`` (0.95) and up, exact copies (the same picture, recompressed, resized,
+brightened); ``DEFAULT_THRESHOLD`` (0.60), a photo's copies and edited versions, the same shot; 0.45 to 0.60,
+the same scene (crops, shots further apart), where unrelated photos begin to reach.
 
 Qt-free and torch-free; numpy only (and Pillow's resize for the hash).
 """
@@ -50,13 +51,13 @@ NO_DIRECTION = 1e-4  # a whitened vector shorter than this (in standard deviatio
 EXACT_ROWS = 1024  # up to this many photos the principal directions are computed exactly
 SHRINK = 1.0  # whitening shrinkage, in units of the kept directions' mean variance
 DEFAULT_THRESHOLD = 0.60  # `duplicates`: photos at least this similar are one group (see benchmarks/similar.md)
-EXACT = 0.95  # at or above: an exact or near-exact copy (same picture, recompressed, resized)
+EXACT = 0.95  # at or above: an exact or near-exact copy (same picture, recompressed, resized, brightened)
 DEFAULT_TOP = 20  # `similar`: photos listed
 BLOCK_ROWS = 1024  # `duplicates`: a tile of this many photos against BLOCK_COLS others at once
 BLOCK_COLS = 2048  # (the tile's buffers: 30 MB, reused)
 HEAD_DIMS = 64  # `duplicates` bounds the cosines by the first 64 whitened directions and the rest's length ...
-THREADS = 2  # `duplicates` compares on this many threads at most (one per core)
 VERIFY_SHARE = 0.02  # ... and computes a tile's cosines whole where more than this share of its pairs pass
+THREADS = 2  # `duplicates` compares on this many threads at most (one per core)
 
 Floats = npt.NDArray[np.float32]
 Hashes = npt.NDArray[np.uint64]
@@ -221,8 +222,8 @@ class SimilarityIndex:
     are the collection's), then ask it for one photo's ranking or for every group of near-duplicates.
 
     ``features``: (N, 2048), float16 or float32; ``hashes``: N 64-bit dHashes. ``space``: the statistics to
-    use (default: fitted on ``features``). Holds N x PCA_DIMS float32 (51 MB for 100,000 photos), not the
-    features themselves.
+    use (default: fitted on ``features``). Holds N x PCA_DIMS float32 (51 MB for 100,000 photos; ``groups``
+    adds N x 65 and its tiles' buffers), not the features themselves.
     """
 
     def __init__(self, features: npt.ArrayLike, hashes: Sequence[int] | npt.ArrayLike,
