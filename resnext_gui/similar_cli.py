@@ -68,9 +68,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     _add_version(p)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """The two subcommands, on `resnext-gui`'s subparsers."""
-    from .core.similarity import DEFAULT_THRESHOLD, DEFAULT_TOP
+def add_similar_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """`similar`, on `resnext-gui`'s subparsers."""
+    from .core.similarity import DEFAULT_TOP
 
     s = sub.add_parser("similar", help="the photos most similar to one photo, most similar first; one JSON line each",
                        description="The photos most similar to PHOTO among PATH (files, folders searched "
@@ -82,6 +82,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
     s.add_argument("--top", type=_positive, default=DEFAULT_TOP, metavar="N",
                    help=f"photos to list (default {DEFAULT_TOP})")
     _add_common(s)
+    return s  # type: ignore[no-any-return]
+
+
+def add_duplicates_parser(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:  # type: ignore[type-arg]
+    """`duplicates`, on `resnext-gui`'s subparsers."""
+    from .core.similarity import DEFAULT_THRESHOLD
 
     d = sub.add_parser("duplicates", help="groups of near-duplicates and the copy to keep; one JSON line per group",
                        description="Groups of near-duplicates among PATH (or every photo in the results library with "
@@ -93,6 +99,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-
                    help=f"photos at least this similar are one group (default {DEFAULT_THRESHOLD}: a photo's "
                         "copies and edited versions; 0.95: exact and near-exact copies only)")
     _add_common(d)
+    return d  # type: ignore[no-any-return]
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Both subcommands, on `resnext-gui`'s subparsers."""
+    add_similar_parser(sub)
+    add_duplicates_parser(sub)
 
 
 # ---- shared steps ----
