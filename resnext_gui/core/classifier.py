@@ -69,6 +69,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
+def pooled_float16(feats: np.ndarray) -> list[np.ndarray | None]:
+    """Each photo's pooled last-stage activations (the spatial mean of (N, 2048, h, w)) as float16, the form the
+    results library keeps; None for a photo whose values are not finite in float16."""
+    pooled = np.asarray(feats, dtype=np.float32).mean(axis=(2, 3), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = pooled.astype(np.float16)
+    return [row if np.isfinite(row).all() else None for row in half]
+
+
 def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (N, k), class indices (N, k)), highest first; ties keep the lower class index first."""
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
@@ -237,6 +246,7 @@ class Classifier:
         device = "cpu" if note and note.startswith("ran on the CPU") else self.device.type
         infer_ms = (time.perf_counter() - start) * 1000.0 / len(items)
         maps = np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0).astype(np.float32, copy=False)
+        pooled = pooled_float16(feats)
         out = []
         for i, item in enumerate(items):
             if not finite[i]:  # never pass NaN or infinity on as a probability
@@ -265,6 +275,8 @@ class Classifier:
                     decode_ms=item.decode_ms,
                     infer_ms=infer_ms,
                     note=note,
+                    features=pooled[i],
+                    dhash=item.dhash,
                 )
             )
         return out

@@ -7,7 +7,9 @@ space cannot set back: a file rewritten in place with its old size and modificat
 as backup and sync tools do), or replaced by ``mv``, no longer matches its stamp, and its content hash then
 decides (the same bytes: a hit, the stamp brought up to date; other bytes: computed again). A model is known by
 its checkpoint's SHA-256 and its preprocessing (``model_key``). A row holds the top-k, the last stage's Grad-CAM
-maps (uint8), the crop, the photo's size, a small thumbnail and the record ``classify`` printed.
+maps (uint8), the crop, the photo's size, a small thumbnail and the record ``classify`` printed; beside it (table
+``vectors``, schema 3) the photo's pooled features (2,048 float16) and its 64-bit dHash, which core.similarity
+compares. A row without them (an answer stored before schema 3) gets them the next time the photo is computed.
 
 The file is opened in WAL mode with a busy timeout, so two processes may write at once; every ``store`` is
 its own committed transaction (a killed process loses nothing already stored).
@@ -57,7 +59,7 @@ if TYPE_CHECKING:
     from .preprocess import Preprocessing
 
 APPLICATION_ID = 0x52584C42  # "RXLB" in the file's header: this app's library, not some other program's SQLite
-SCHEMA_VERSION = 2  # PRAGMA user_version of a library this version writes
+SCHEMA_VERSION = 3  # PRAGMA user_version of a library this version writes
 BUSY_TIMEOUT_S = 30.0  # how long a writer waits for another process's transaction before giving up
 SEARCH_MIN_PROB = 0.1  # a label is found by search when it is the top-1 or at least this probable
 THUMBNAIL_SIDE = 256
@@ -130,6 +132,21 @@ class LibraryEntry:
     thumbnail: bytes | None  # JPEG bytes, at most THUMBNAIL_SIDE a side
     classified_at: float  # unix time
     record: dict[str, Any]  # the classify record as printed when it was computed (without cam_png/cam_npy)
+    features: np.ndarray | None = None  # (2048,) float16 pooled features; None: stored before they were kept
+    dhash: int | None = None  # the photo's 64-bit dHash (0 to 2**64 - 1); None with ``features``
+
+
+@dataclass
+class StoredVectors:
+    """Every stored feature vector of one model, as arrays (``Library.stored_vectors``); row k is ``paths[k]``."""
+
+    paths: list[str]
+    sizes: np.ndarray  # (N,) int64: the file's size when stored
+    mtimes_ns: np.ndarray  # (N,) int64: its modification time when stored
+    pixels: np.ndarray  # (N,) int64: width x height of the photo (0 when not known)
+    features: np.ndarray  # (N, 2048) float16
+    hashes: np.ndarray  # (N,) uint64 dHashes
+    missing: list[str]  # this model's photos in the library that have no vector yet
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -166,7 +183,22 @@ def _add_change_stamp(conn: sqlite3.Connection) -> None:
         conn.execute(f"ALTER TABLE photos ADD COLUMN {column} INTEGER")
 
 
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_change_stamp}
+def _add_vectors(conn: sqlite3.Connection) -> None:
+    """v3: each answer's features and dHash, in their own table so that reading every vector is one short row
+    per photo (not a walk through the photos' thumbnails). A photo's row going (forgotten, replaced, moved) takes
+    its vector with it. Existing answers have none until their photo is computed again."""
+    conn.execute("""
+        CREATE TABLE vectors (
+            photo INTEGER PRIMARY KEY,      -- photos.id
+            dhash INTEGER NOT NULL,         -- the 64-bit dHash, as SQLite's signed 64-bit integer
+            features BLOB NOT NULL          -- 2048 float16, little-endian
+        )""")
+    conn.execute("CREATE TRIGGER photos_vector_gone AFTER DELETE ON photos BEGIN "
+                 "DELETE FROM vectors WHERE photo = OLD.id; END")
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1, 2: _add_change_stamp, 3: _add_vectors}
+FEATURE_DIM = 2048
 
 # What says a file is unchanged without reading it: the one list of the stamp's fields (``_stamp`` fills them).
 STAMP_COLUMNS = ("size", "mtime_ns", "ctime_ns", "inode", "device")
@@ -174,8 +206,11 @@ _STAMP = ", ".join(STAMP_COLUMNS)
 _STAMP_SET = ", ".join(f"{c}=?" for c in STAMP_COLUMNS)
 _PAYLOAD = "content_hash, top, maps, maps_shape, crop, image_w, image_h, thumbnail, classified_at, record"
 _COLUMNS = f"path, model_key, size, mtime_ns, {_PAYLOAD}"  # a LibraryEntry's fields, in _entry's order
-_ENTRY_FIELDS = 14
-_SELECT = f"{_COLUMNS}, {_STAMP}"  # row[:_ENTRY_FIELDS] the entry, row[_ENTRY_FIELDS:] its stamp
+_VECTOR = "vectors.dhash, vectors.features"
+_ENTRY_FIELDS = 16  # the entry's columns and its vector's
+# row[:_ENTRY_FIELDS] the entry with its vector (NULLs where it has none), row[_ENTRY_FIELDS:] its stamp
+_SELECT = f"{_COLUMNS}, {_VECTOR}, {', '.join('photos.' + c for c in STAMP_COLUMNS)}"
+_FROM = "photos LEFT JOIN vectors ON vectors.photo = photos.id"
 
 
 def _int64(value: int) -> int:
@@ -397,6 +432,7 @@ class Library:
     def _check_and_migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute(f"PRAGMA busy_timeout={int(BUSY_TIMEOUT_S * 1000)}")
         conn.execute("PRAGMA trusted_schema=OFF")  # a planted file's views and triggers can't call risky functions
+        conn.execute("PRAGMA recursive_triggers=ON")  # a row that INSERT OR REPLACE replaces takes its vector along
         app_id, version, tables = self._identity(conn)
         if app_id == APPLICATION_ID and version == SCHEMA_VERSION:
             return
@@ -537,7 +573,7 @@ class Library:
             return None
 
         def find(conn: sqlite3.Connection) -> LibraryEntry | None:
-            row = conn.execute(f"SELECT {_SELECT} FROM photos WHERE path=? AND model_key=?", (key, model_key)).fetchone()
+            row = conn.execute(f"SELECT {_SELECT} FROM {_FROM} WHERE path=? AND model_key=?", (key, model_key)).fetchone()
             if row is not None and tuple(row[_ENTRY_FIELDS:]) == _stamp(st):
                 return _entry(row)
             try:
@@ -549,7 +585,7 @@ class Library:
                 if tuple(row[_ENTRY_FIELDS:]) != keep:
                     conn.execute(f"UPDATE photos SET {_STAMP_SET} WHERE path=? AND model_key=?", (*keep, key, model_key))
                 return _entry(row, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            twins = conn.execute(f"SELECT {_COLUMNS} FROM photos WHERE content_hash=? AND model_key=? AND path<>?",
+            twins = conn.execute(f"SELECT {_SELECT} FROM {_FROM} WHERE content_hash=? AND model_key=? AND path<>?",
                                  (digest, model_key, key)).fetchall()
             if not twins:
                 return None
@@ -560,6 +596,8 @@ class Library:
                          f"SELECT ?, model_key, {', '.join('?' * len(keep))}, {_PAYLOAD}, ? "
                          f"FROM photos WHERE path=? AND model_key=?",
                          (key, *keep, _search_text(absolute, json.loads(twin[5])), twin[0], model_key))
+            new_id = conn.execute("SELECT id FROM photos WHERE path=? AND model_key=?", (key, model_key)).fetchone()[0]
+            _put_vector(conn, new_id, twin[14], twin[15])  # the same bytes: the same features and hash
             if gone:  # moved or renamed: the old name has no photo any more
                 conn.execute("DELETE FROM photos WHERE path=? AND model_key=?", (twin[0], model_key))
             conn.execute("COMMIT")
@@ -581,7 +619,7 @@ class Library:
                 conn.execute("BEGIN")
                 try:
                     for _, key in keys:
-                        row = conn.execute(f"SELECT {_SELECT} FROM photos WHERE path=? AND model_key=?",
+                        row = conn.execute(f"SELECT {_SELECT} FROM {_FROM} WHERE path=? AND model_key=?",
                                            (key, model_key)).fetchone()
                         if row is not None:
                             found[key] = (_entry(row), tuple(row[_ENTRY_FIELDS:]))
@@ -610,7 +648,8 @@ class Library:
         """Keep ``pred`` (an ``ok`` Prediction of the photo at ``path``) as this model's answer, committed on return.
 
         ``record``: what was printed for it (default ``pred.to_record()``); cam_png/cam_npy are not kept.
-        The maps are kept when they are the last stage's Grad-CAM (layer4). A failed prediction is not stored.
+        The maps are kept when they are the last stage's Grad-CAM (layer4), and the features and dHash whenever
+        the prediction has them. A failed prediction is not stored.
         Raises LibraryError when it could not be saved (the photo can't be read, disk full, locked too long)."""
         if not pred.ok:
             return
@@ -630,14 +669,18 @@ class Library:
             maps_blob = quantised.astype(np.uint8).tobytes()
             shape = ",".join(str(d) for d in quantised.shape)
         width, height = pred.image_size if pred.image_size else (None, None)
+        vector = _vector_values(getattr(pred, "features", None), getattr(pred, "dhash", None))
         stamp = _stamp_to_keep(st)
         values = (key, model_key, *stamp, digest, json.dumps(top), maps_blob, shape,
                   json.dumps(list(pred.crop)) if pred.crop else None, width, height, thumbnail, self.clock(),
                   json.dumps(rec, allow_nan=False, default=_jsonable), _search_text(absolute, top))
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.execute(f"INSERT OR REPLACE INTO photos (path, model_key, {_STAMP}, {_PAYLOAD}, search_text) "
-                         f"VALUES ({', '.join('?' * len(values))})", values)
+            conn.execute("BEGIN IMMEDIATE")
+            cursor = conn.execute(f"INSERT OR REPLACE INTO photos (path, model_key, {_STAMP}, {_PAYLOAD}, search_text) "
+                                  f"VALUES ({', '.join('?' * len(values))})", values)
+            _put_vector(conn, cursor.lastrowid, *vector)
+            conn.execute("COMMIT")
 
         self._run(insert, write=True, doing=f"keep {absolute}")
 
@@ -647,7 +690,7 @@ class Library:
         """Entries whose file name or label (top-1, or any at least SEARCH_MIN_PROB) contains ``text``, any case;
         newest first. ``model_key``: only that model's answers."""
         needle = text.strip().casefold()
-        sql = f"SELECT {_COLUMNS} FROM photos WHERE instr(search_text, ?) > 0"
+        sql = f"SELECT {_SELECT} FROM {_FROM} WHERE instr(search_text, ?) > 0"
         params: list[Any] = [needle]
         if model_key is not None:
             sql += " AND model_key=?"
@@ -678,6 +721,7 @@ class Library:
         def wipe(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM photos")
+            conn.execute("DELETE FROM vectors")
             conn.execute("DELETE FROM gallery")
             conn.execute("COMMIT")
             conn.execute("VACUUM")
@@ -697,6 +741,48 @@ class Library:
             except OSError:
                 pass
         return total
+
+    def stored_vectors(self, model_key: str) -> StoredVectors:
+        """Every feature vector and dHash stored for ``model_key``, read in one pass into arrays (the fast way to
+        compare a whole library), with the paths of this model's photos that have none yet.
+
+        As stored: whether each photo is still there and unchanged is the caller's to check (by size and
+        modification time, then ``lookup``), so that a changed photo is never compared by its old vector."""
+
+        def read(conn: sqlite3.Connection) -> StoredVectors:
+            conn.execute("BEGIN")
+            try:
+                n = int(conn.execute("SELECT count(*) FROM photos JOIN vectors ON vectors.photo = photos.id "
+                                     "WHERE model_key=?", (model_key,)).fetchone()[0])
+                features = np.empty((n, FEATURE_DIM), dtype=np.float16)
+                numbers = np.zeros((n, 4), dtype=np.int64)  # size, mtime, pixels, hash
+                paths: list[str] = []
+                rows = conn.execute(
+                    "SELECT path, size, mtime_ns, coalesce(image_w * image_h, 0), vectors.dhash, vectors.features "
+                    "FROM photos JOIN vectors ON vectors.photo = photos.id WHERE model_key=? ORDER BY photos.id",
+                    (model_key,))
+                k = 0
+                for path, size, mtime, pixels, digest, blob in rows:
+                    if k == n or len(blob) != 2 * FEATURE_DIM:
+                        continue  # another process added one since the count, or a vector of another size
+                    features[k] = np.frombuffer(blob, dtype="<f2")
+                    numbers[k] = (size, mtime, pixels, digest)
+                    paths.append(os.fsdecode(bytes(path)))
+                    k += 1
+                missing = [os.fsdecode(bytes(r[0])) for r in conn.execute(
+                    "SELECT path FROM photos WHERE model_key=? AND id NOT IN (SELECT photo FROM vectors) "
+                    "ORDER BY id", (model_key,))]
+            finally:
+                conn.execute("COMMIT")
+            return StoredVectors(paths, numbers[:k, 0].copy(), numbers[:k, 1].copy(), numbers[:k, 2].copy(),
+                                 features[:k], numbers[:k, 3].copy().view(np.uint64), missing)
+
+        found: StoredVectors | None = self._run(read, write=False, doing="be read")
+        if found is None:
+            empty = np.zeros(0, dtype=np.int64)
+            return StoredVectors([], empty, empty, empty, np.zeros((0, FEATURE_DIM), np.float16),
+                                 empty.view(np.uint64), [])
+        return found
 
     def count(self) -> int:
         """Entries stored (one per photo and model)."""
@@ -750,10 +836,30 @@ def _search_text(absolute: str, top: Sequence[dict[str, Any]]) -> str:
     return "\n".join([valid_text(os.path.basename(absolute)), *labels]).casefold()
 
 
+def _vector_values(features: Any, digest: Any) -> tuple[int | None, bytes | None]:
+    """(signed 64-bit hash, float16 bytes) as the vectors table keeps them; (None, None) where there are none."""
+    if features is None or digest is None:
+        return None, None
+    vec = np.asarray(features, dtype="<f2").reshape(-1)
+    if vec.shape[0] != FEATURE_DIM or not np.isfinite(vec).all():
+        return None, None
+    return _int64(int(digest) & 0xFFFF_FFFF_FFFF_FFFF), vec.tobytes()
+
+
+def _put_vector(conn: sqlite3.Connection, photo_id: Any, digest: int | None, blob: bytes | None) -> None:
+    """Give the photo row ``photo_id`` this vector, or none: a row id SQLite hands out again never finds the
+    vector of the row that had it before."""
+    if digest is None or blob is None:
+        conn.execute("DELETE FROM vectors WHERE photo=?", (photo_id,))
+    else:
+        conn.execute("INSERT OR REPLACE INTO vectors (photo, dhash, features) VALUES (?, ?, ?)",
+                     (photo_id, digest, blob))
+
+
 def _entry(row: tuple[Any, ...], path: str | None = None, size: int | None = None,
            mtime_ns: int | None = None) -> LibraryEntry:
     (raw_path, key, row_size, row_mtime, digest, top, maps, shape, crop, width, height, thumb, when,
-     record) = row[:_ENTRY_FIELDS]
+     record, vector_hash, vector) = row[:_ENTRY_FIELDS]
     cams = None
     if maps is not None and shape:
         dims = tuple(int(d) for d in str(shape).split(","))
@@ -772,4 +878,6 @@ def _entry(row: tuple[Any, ...], path: str | None = None, size: int | None = Non
         thumbnail=bytes(thumb) if thumb is not None else None,
         classified_at=float(when),
         record=json.loads(record),
+        features=np.frombuffer(bytes(vector), dtype="<f2").copy() if vector is not None else None,
+        dhash=int(vector_hash) & 0xFFFF_FFFF_FFFF_FFFF if vector is not None and vector_hash is not None else None,
     )

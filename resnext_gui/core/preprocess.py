@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
+from .similarity import dhash
 
 Source = str | os.PathLike[str] | bytes
 
@@ -66,6 +67,7 @@ class Prepared:
     crop: tuple[float, float, float, float]  # (left, top, right, bottom) in full-resolution photo pixels
     decoded: Decoded
     decode_ms: float
+    dhash: int | None = None  # the photo's 64-bit difference hash (core.similarity.dhash), from the same decode
 
 
 def _describe_unreadable(data_head: bytes) -> str:
@@ -359,8 +361,10 @@ def prepare(decoded: Decoded, spec: Preprocessing) -> tuple[np.ndarray, tuple[fl
 
 
 def load_and_prepare(source: Source, spec: Preprocessing, fast: bool = True) -> Prepared:
-    """Decode and prepare one photo; ``fast`` lets large JPEGs decode at reduced size (>= 2x ``spec.resize``)."""
+    """Decode and prepare one photo; ``fast`` lets large JPEGs decode at reduced size (>= 2x ``spec.resize``).
+    The photo's dHash is taken from the same decoded picture, before anyone lets it go."""
     start = time.perf_counter()
     decoded = load_image(source, min_side=2 * spec.resize if fast else None)
     tensor, rect = prepare(decoded, spec)
-    return Prepared(tensor, rect, decoded, (time.perf_counter() - start) * 1000.0)
+    digest = dhash(decoded.pixels())
+    return Prepared(tensor, rect, decoded, (time.perf_counter() - start) * 1000.0, digest)

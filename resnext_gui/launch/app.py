@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="resnext-gui",
         description="ResNeXt-50 image classifier with Grad-CAM heatmaps. "
-        "Subcommands for scripts: `resnext-gui classify --help`, `resnext-gui train --help`, `resnext-gui weights --help`.",
+        "Subcommands for scripts: `resnext-gui classify --help`, `resnext-gui train --help`, `resnext-gui weights --help`, "
+        "`resnext-gui similar --help`, `resnext-gui duplicates --help`.",
     )
     p.add_argument("paths", nargs="*", metavar="PHOTO_OR_FOLDER", help="photos or folders to classify at start")
     p.add_argument("--weights", metavar="FILE", help="checkpoint to use (.pth or .safetensors)")

@@ -513,3 +513,98 @@ def test_an_entry_that_does_not_read_back_is_a_miss_not_a_crash(tmp_path):
         assert [e is not None for e in lib.lookup_many([p, q], KEY)] == [False, True]
         lib.store(p, KEY, prediction(p))  # computed again, it replaces the bad entry
         assert lib.lookup(p, KEY) is not None
+
+
+# ---- feature vectors and hashes (schema 3) ----
+def with_vector(pred, seed):
+    rng = np.random.default_rng(seed)
+    pred.features = rng.random(2048).astype(np.float16)
+    pred.dhash = int(rng.integers(0, 2**63)) * 2 + 1 | (1 << 63)  # the top bit set: kept as a signed integer
+    return pred
+
+
+def test_vectors_round_trip_follow_moves_and_go_with_their_row(tmp_path):
+    a = photo(tmp_path, "a.jpg", b"first photo" * 40)
+    b = photo(tmp_path, "b.jpg", b"second photo" * 40)
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        pa, pb = with_vector(prediction(a), 1), with_vector(prediction(b), 2)
+        lib.store(a, KEY, pa)
+        lib.store(b, KEY, pb)
+        entry = lib.lookup(a, KEY)
+        assert entry.features.dtype == np.float16 and np.array_equal(entry.features, pa.features)
+        assert entry.dhash == pa.dhash and entry.dhash >= 1 << 63
+        moved = tmp_path / "moved.jpg"
+        os.rename(a, moved)
+        entry = lib.lookup(moved, KEY)  # a moved photo's vector follows it
+        assert np.array_equal(entry.features, pa.features) and entry.dhash == pa.dhash
+        again = prediction(b)  # computed again without a vector (another layer's maps, say): none stays behind
+        lib.store(b, KEY, again)
+        assert lib.lookup(b, KEY).features is None
+        lib.store(b, KEY, with_vector(prediction(b), 3))
+        lib.forget([moved])
+        stored = lib.stored_vectors(KEY)
+        assert stored.paths == [str(b)] and stored.missing == []
+        conn = lib._conn
+        assert conn.execute("SELECT count(*) FROM vectors").fetchone()[0] == 1  # none left of the rows gone
+        lib.clear()
+        assert conn.execute("SELECT count(*) FROM vectors").fetchone()[0] == 0
+
+
+def test_stored_vectors_reads_one_model_as_arrays(tmp_path):
+    paths = [photo(tmp_path, f"{i}.jpg", bytes([i + 1]) * 50) for i in range(5)]
+    preds = []
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        for i, p in enumerate(paths):
+            pred = prediction(p)
+            pred.image_size = (100 + i, 50)
+            if i != 3:  # photo 3: an answer from before vectors were kept
+                with_vector(pred, i)
+            preds.append(pred)
+            lib.store(p, KEY, pred)
+        lib.store(paths[0], OTHER_KEY, with_vector(prediction(paths[0]), 9))
+        stored = lib.stored_vectors(KEY)
+        assert lib.stored_vectors(model_key("ef" * 32, Preprocessing(232, 224))).paths == []
+    keep = [0, 1, 2, 4]
+    assert stored.paths == [str(paths[i]) for i in keep] and stored.missing == [str(paths[3])]
+    assert stored.features.dtype == np.float16 and stored.features.shape == (4, 2048)
+    assert np.array_equal(stored.features, np.stack([preds[i].features for i in keep]))
+    assert stored.hashes.dtype == np.uint64 and stored.hashes.tolist() == [preds[i].dhash for i in keep]
+    assert stored.pixels.tolist() == [(100 + i) * 50 for i in keep]
+    assert stored.sizes.tolist() == [p.stat().st_size for p in (paths[i] for i in keep)]
+    assert stored.mtimes_ns.tolist() == [p.stat().st_mtime_ns for p in (paths[i] for i in keep)]
+
+
+V1_LIBRARY = REPO / "tests" / "data" / "library-v1-gallery.sqlite3"
+V1_PHOTOS = REPO / "tests" / "data" / "library-v1-gallery"
+V1_PATHS = [f"/tmp/resnext-gui-v1-gallery/Pictures/IMG_000{i}.bmp" for i in (1, 2, 3)]
+
+
+def test_a_version_1_library_migrates_with_its_entries_kept(tmp_path):
+    """tests/data/library-v1-gallery.sqlite3 was written by the version-1 Library: three answers (the photos
+    beside it, stored from /tmp/resnext-gui-v1-gallery/Pictures/, a folder gone since) and a gallery of them."""
+    path = tmp_path / "library.sqlite3"
+    path.write_bytes(V1_LIBRARY.read_bytes())
+    conn = sqlite3.connect(path)
+    try:  # a real version-1 file: no vectors
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert "vectors" not in [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+    finally:
+        conn.close()
+    for bmp in V1_PHOTOS.iterdir():
+        (tmp_path / bmp.name).write_bytes(bmp.read_bytes())
+    with Library(path) as lib:
+        assert lib.note is None and lib.persistent
+        assert lib.count() == 3 and lib.gallery() == V1_PATHS
+        assert [e.path for e in lib.search("espresso")] == [V1_PATHS[1]]
+        assert lib.stored_vectors(KEY).missing == V1_PATHS  # answered before: no vector yet
+        entry = lib.lookup(tmp_path / "IMG_0001.bmp", KEY)  # found by its bytes (the old folder is gone)
+        assert entry is not None and [t["label"] for t in entry.top] == ["tabby", "tiger cat"]
+        assert entry.maps.shape == (2, 7, 7) and entry.thumbnail[:2] == b"\xff\xd8" and entry.features is None
+        computed = with_vector(prediction(tmp_path / "IMG_0001.bmp"), 7)
+        lib.store(tmp_path / "IMG_0001.bmp", KEY, computed)  # computed again: now with its vector
+        assert np.array_equal(lib.lookup(tmp_path / "IMG_0001.bmp", KEY).features, computed.features)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == L.SCHEMA_VERSION
+    finally:
+        conn.close()
