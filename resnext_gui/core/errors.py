@@ -26,6 +26,10 @@ class DownloadError(ResnextGuiError):
     """A weights download failed or did not verify; nothing was left at the destination."""
 
 
+class NoConnectionError(DownloadError):
+    """A download could not reach its server at all: no network, no name server (the computer is offline)."""
+
+
 class DeviceError(ResnextGuiError):
     """The requested compute device is not available."""
 
