@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtGui import QImage
 
-from ..core.kinds import DEFAULT_LAYER, DEFAULT_METHOD, Layer, Method, Precision, RuntimeName
+from ..core.kinds import DEFAULT_LAYER, DEFAULT_METHOD, Backend, Layer, Method, Precision, RuntimeName
 
 if TYPE_CHECKING:
     from ..core.prediction import TopClass
@@ -27,6 +27,7 @@ class ModelInfo:
     versions: dict[str, str] = field(default_factory=dict)
     note: str | None = None  # e.g. the device asked for was not available
     backend: RuntimeName = "torch"  # the runtime in use
+    backend_choice: Backend = "auto"  # the CPU runtime it was loaded with (another, if the one asked for cannot run here)
     precision: Precision = "fp32"
     bf16_native: bool = False  # whether this CPU computes bfloat16 natively (the bf16 option is offered)
 

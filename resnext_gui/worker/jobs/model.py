@@ -34,7 +34,7 @@ class LoadJob(Job["ModelInfo | ModelMissing"]):
             ctx.library.open()
 
     def _load(self, ctx: Context) -> ModelInfo | ModelMissing:
-        from ...core.devices import resolve
+        from ...core.devices import RUNTIME_NAMES, resolve, runtime_problem
         from ...core.errors import DeviceError, NoWeightsError, ResnextGuiError
 
         ctx.say_loading("Loading model…")
@@ -43,12 +43,18 @@ class LoadJob(Job["ModelInfo | ModelMissing"]):
             resolve(device)
         except DeviceError as exc:  # e.g. CUDA remembered from another session, no GPU here now
             device, note = "cpu", f"{exc} Using the CPU."
-        choice = ModelChoice(self.weights, self.device, self.backend or ctx.model.backend,
-                             self.precision or ctx.model.precision)
+        backend = self.backend or ctx.model.backend
+        problem = runtime_problem(backend)
+        if problem:  # a runtime this build does not have (asked for by name): the one it has, said once
+            note = "; ".join(n for n in (note, f"the CPU runtime {RUNTIME_NAMES[backend]} cannot run here: {problem}. "
+                                                f"Using {RUNTIME_NAMES['auto']}.") if n)
+            backend = "auto"
+        choice = ModelChoice(self.weights, self.device, backend, self.precision or ctx.model.precision)
         try:
             clf = ctx.factory(self.weights, device, backend=choice.backend, precision=choice.precision,
                               progress=ctx.say_loading)  # a first conversion shows its steps in the status bar
             info = model_info(clf, "; ".join(n for n in (note, clf.note) if n) or None, ctx.cuda_available)
+            info.backend_choice = choice.backend
         except NoWeightsError as exc:
             return ModelMissing(str(exc))
         except Exception as exc:  # our own errors, and whatever a device driver raises
