@@ -337,8 +337,11 @@ class ModelController(QObject):
         cancelled, self._download = self._download_cancelled(), None
         if cancelled:
             self.messages.show_status(message, 8000)
-        else:
-            self.messages.warning("Download failed", message)
+            return
+        box = self.messages.warning("Download failed", message)
+        # whatever stopped the download (no internet, a proxy, a wrong checksum), a file one has is the way on
+        opener = box.addButton("Open Weights File…", QMessageBox.ButtonRole.ActionRole)
+        opener.clicked.connect(self.choose_weights)
 
     # ---- Help → About, File → Teach New Classes ----
     def about(self) -> None:

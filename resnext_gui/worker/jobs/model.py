@@ -100,13 +100,17 @@ class DownloadJob(Job[str], Cancellable):
 
     def run(self, ctx: Context) -> str:
         from ...core import weights
-        from ...core.errors import ResnextGuiError
+        from ...core.errors import NoConnectionError, ResnextGuiError
 
         try:
             path = weights.fetch(weights.VARIANTS[self.variant], url=self.url, progress=ctx.progress_of(self),
                                  cancelled=self.cancel.is_set)
         except weights.DownloadCancelled as exc:
             raise JobFailed("Download cancelled; nothing was saved.") from exc
+        except NoConnectionError as exc:
+            raise JobFailed(f"This computer has no connection to the internet, so the ImageNet weights could not be "
+                            f"downloaded; nothing was saved. Open a weights file you have instead, or try again "
+                            f"once it is online.\n\n({exc})") from exc
         except ResnextGuiError as exc:
             raise JobFailed(str(exc)) from exc
         except Exception as exc:  # a network or disk fault of any kind ends the download with a message

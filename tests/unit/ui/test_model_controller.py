@@ -265,3 +265,21 @@ def test_a_saved_pytorch_choice_in_a_build_without_it_loads_with_openvino_and_sa
     assert not any("PyTorch" in text for text in notes)  # nor a note in the status bar
     win.close()
     assert not win.worker.is_running()
+
+
+def test_a_failed_download_offers_to_open_a_weights_file(rig, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    chosen = tmp_path / "mine.pth"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(chosen), ""))
+    started(rig, ModelMissing("No weights anywhere"))
+    rig.model.download_weights()
+    rig.worker.fail(rig.worker.of(DownloadJob)[-1], "This computer has no connection to the internet, so the "
+                    "ImageNet weights could not be downloaded; nothing was saved.")
+    box = rig.messages.last_message
+    assert box.windowTitle() == "Download failed" and "no connection to the internet" in box.text()
+    (opener,) = [b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.ActionRole]
+    assert opener.text() == "Open Weights File…"
+    opener.click()
+    assert rig.worker.of(LoadJob)[-1].weights == str(chosen)
+    box.close()

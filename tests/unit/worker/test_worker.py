@@ -369,3 +369,45 @@ def test_an_exception_inside_a_job_reaches_the_log_with_its_traceback_and_the_me
         assert "ZeroDivisionError: a bug deep in the model" in text and "in broken" in text
     finally:
         logs.stop()
+
+
+def test_a_runtime_this_build_lacks_is_loaded_as_automatic_with_one_note(qtbot, tmp_path, monkeypatch):
+    from resnext_gui.core import devices
+
+    monkeypatch.setattr(devices, "torch_installed", lambda: False)
+    factory = FakeFactory()
+    worker = Worker(str(tmp_path / "w.pth"), "cpu", classifier_factory=factory)
+    infos = []
+    worker.finished.connect(lambda job, res: infos.append(res) if isinstance(job, LoadJob) else None)
+    rec = Recorder(worker)
+    try:
+        worker.start()
+        with qtbot.waitSignal(rec.changed, timeout=20000):
+            worker.submit(LoadJob(worker.first_model.weights, "cpu", backend="torch"))
+        assert factory.options[0]["backend"] == "auto" and infos[0].backend_choice == "auto"
+        assert infos[0].note == ("the CPU runtime PyTorch cannot run here: this build of the app has no PyTorch (its "
+                                 "CPU runtime is OpenVINO). Using Automatic.")
+    finally:
+        assert worker.stop()
+
+
+def test_an_offline_download_says_there_is_no_connection_and_what_to_do(qtbot, tmp_path, monkeypatch):
+    import socket
+
+    def lookup(*args, **kwargs):  # what the name lookup answers on a computer with no network
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", lookup)
+    worker = Worker(str(tmp_path / "w.pth"), "cpu", classifier_factory=FakeFactory())
+    rec = Recorder(worker)
+    try:
+        worker.start()
+        with qtbot.waitSignal(rec.changed, timeout=20000):
+            worker.submit(DownloadJob())
+        kind, _, message = rec.events[-1]
+        assert kind == "DownloadJob failed"
+        assert message.startswith("This computer has no connection to the internet, so the ImageNet weights could "
+                                  "not be downloaded; nothing was saved. Open a weights file you have instead")
+        assert "Name or service not known" in message  # the system's own words, for whoever looks closer
+    finally:
+        assert worker.stop()
