@@ -23,6 +23,7 @@ from ..worker.results import ModelInfo, ModelMissing
 from ..worker.runner import WorkerLike
 from .actions import Actions
 from .controller import ModelState
+from .folders import LastFolders
 from .messages import Messages
 from .recent import RecentWeights
 from .text import plain_tooltip, sentence
@@ -68,12 +69,14 @@ class ModelController(QObject):
 
     stateChanged = Signal(object)  # ModelState
     placeholderWanted = Signal(str)  # what the empty view should say now
+    modelChanged = Signal(object, str)  # the key of the model in use (ModelInfo.model_key), its weights file's name
 
     def __init__(self, worker: WorkerLike, settings: QSettings, messages: Messages, device: str,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.worker, self.settings, self.messages, self.parent_widget = worker, settings, messages, parent
         self.recent = RecentWeights(settings)
+        self.folders = LastFolders(settings)  # Open Weights and Teach's dialogs open where each was used last
         self.device_choice = device
         self.weights = worker.first_model.weights  # the file asked for last (None: the lookup order)
         # The CPU runtime and precision every load asks for (the menus' choice), and those of the model in use,
@@ -175,6 +178,7 @@ class ModelController(QObject):
         self._refresh_actions()
         if info.note:
             self.messages.show_status(info.note, 10000)
+        self.modelChanged.emit(info.model_key, info.weights_short)
         self.stateChanged.emit(ModelState.READY)
 
     def _missing(self, reason: str) -> None:
@@ -216,16 +220,18 @@ class ModelController(QObject):
         self.weights = target  # a change of device or runtime loads the saved file
         self.info = dataclasses.replace(info, weights=info.weights.replace(source, target),
                                         weights_short=Path(target).name)
+        if self.recent.last() == source:  # the next start, and Recent Weights, open the saved file
+            self.recent.forget(source)
+            self.recent.remember(target)
         self._show_info()
+        self.modelChanged.emit(self.info.model_key, self.info.weights_short)
 
     # ---- weights ----
-    def _last_folder(self) -> str:
-        return str(self.settings.value("last_folder", str(Path.home()), type=str))
-
     def choose_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open Weights", self._last_folder(),
+        path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open Weights", self.folders.folder("weights"),
                                               "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
         if path:
+            self.folders.remember("weights", path)
             self.load_weights(path)
 
     def load_weights(self, path: str) -> None:
@@ -363,7 +369,7 @@ class ModelController(QObject):
         from .teach_dialog import TeachDialog
 
         if self.teach_dialog is None:
-            self.teach_dialog = TeachDialog(self.worker, self.messages, self.parent_widget)
+            self.teach_dialog = TeachDialog(self.worker, self.messages, self.parent_widget, self.folders)
             self.teach_dialog.modelSaved.connect(self.model_saved)
             self.teach_dialog.modelUsed.connect(self.load_weights)
         dialog = self.teach_dialog

@@ -71,6 +71,7 @@ class LoadJob(Job["ModelInfo | ModelMissing"]):
 
 def model_info(clf: ClassifierLike, note: str | None, cuda_available: bool) -> ModelInfo:
     """What the window shows of the model in use: device and runtime, weights, classes, versions."""
+    from ...core.answers import key_of
     from ...core.devices import describe, native_bf16, versions
 
     source = clf.source
@@ -86,6 +87,7 @@ def model_info(clf: ClassifierLike, note: str | None, cuda_available: bool) -> M
         load_ms=clf.load_ms,
         versions=versions(),
         note=note,
+        model_key=key_of(clf),
     )
 
 
