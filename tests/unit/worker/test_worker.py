@@ -369,4 +369,3 @@ def test_an_exception_inside_a_job_reaches_the_log_with_its_traceback_and_the_me
         assert "ZeroDivisionError: a bug deep in the model" in text and "in broken" in text
     finally:
         logs.stop()
-
