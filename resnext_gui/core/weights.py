@@ -410,9 +410,11 @@ def download(
             report()
         if cancelled and cancelled():
             raise DownloadCancelled("download cancelled; nothing was saved")
+        if job.error and job.error.startswith(OFFLINE):
+            raise NoConnectionError(f"download from {url} failed: {job.error}; nothing was saved",
+                                    job.error[len(OFFLINE):].strip(" ()"))
         if job.error:
-            error = NoConnectionError if job.error.startswith(OFFLINE) else DownloadError
-            raise error(f"download from {url} failed: {job.error}; nothing was saved")
+            raise DownloadError(f"download from {url} failed: {job.error}; nothing was saved")
         report()
         done, total = job.done, job.total or 0
         if total and done != total:

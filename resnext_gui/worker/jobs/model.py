@@ -112,7 +112,7 @@ class DownloadJob(Job[str], Cancellable):
         except NoConnectionError as exc:
             raise JobFailed(f"This computer has no connection to the internet, so the ImageNet weights could not be "
                             f"downloaded; nothing was saved. Open a weights file you have instead, or try again "
-                            f"once it is online.\n\n({exc})") from exc
+                            f"once it is online.\n\n({exc.detail or exc})") from exc
         except ResnextGuiError as exc:
             raise JobFailed(str(exc)) from exc
         except Exception as exc:  # a network or disk fault of any kind ends the download with a message
