@@ -9,7 +9,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtWidgets import QFileDialog
 
 from resnext_gui.core.prediction import TopClass
-from resnext_gui.ui.gallery import OtherModelRole, Status
+from resnext_gui.ui.gallery import Status
 from resnext_gui.ui.main_window import MainWindow
 from resnext_gui.worker.jobs.model import LoadJob
 from resnext_gui.worker.jobs.photo import ClassifyJob, RecomputeJob
@@ -53,6 +53,8 @@ def classified(win, tmp_path, n=3, label="projectile", model="imagenet"):
 
 # ---- answers another model gave ----
 def test_answers_of_the_previous_model_are_marked_and_the_photo_shown_is_classified_again(qtbot, win, tmp_path):
+    from resnext_gui.ui.gallery import OtherModelRole
+
     photos = classified(win, tmp_path)
     qtbot.waitUntil(lambda: all(p.status is Status.DONE for p in photos))
     win.select(photos[0])
@@ -82,6 +84,8 @@ def test_answers_of_the_previous_model_are_marked_and_the_photo_shown_is_classif
 
 
 def test_another_runtime_for_the_same_model_marks_nothing(win, tmp_path, qtbot):
+    from resnext_gui.ui.gallery import OtherModelRole
+
     photos = classified(win, tmp_path, n=2)
     qtbot.waitUntil(lambda: all(p.status is Status.DONE for p in photos))
     win.model.set_backend("torch")
