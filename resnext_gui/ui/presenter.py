@@ -179,7 +179,9 @@ class Presenter(QObject):
         if photo.status is Status.DONE and res is not None:
             rank = min(self.selected_rank, len(res.top))
             self.view.set_map(res.maps[rank - 1] if res.maps is not None else None)
-            note = " ".join(n for n in (self._other_model_note(photo), photo.note or res.note) if n)
+            other = self._other_model_note(photo)  # while it is classified again, its old notes are moot
+            pending = other is not None and self.controller.recompute_pending(photo)
+            note = (other if pending else photo.note or other or res.note) or ""
             self.controls.show_top(res.top, rank, note,
                                    f"Top {len(res.top)} · {method_name(res.method)} ({LAYER_SIZES.get(res.layer, res.layer)})")
             self.controls.top5.title.setToolTip(f"The heatmap: {method_name(res.method)} at the {layer_name(res.layer)}")
