@@ -14,6 +14,7 @@ from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistent
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from ..core.kinds import DEFAULT_METHOD
 from ..core.records import Record
 from ..worker.images import THUMB_SIDE, PhotoSource
 from ..worker.results import PhotoResult
@@ -82,6 +83,20 @@ class Photo:
     def confidence(self) -> float:
         """The top-1 probability (-1 until classified, so unanswered photos sort last)."""
         return self.result.top[0].prob if self.status is Status.DONE and self.result is not None else -1.0
+
+
+def recomputed_record(record: Record, res: PhotoResult) -> Record:
+    """The record (what Export writes) of a photo whose maps ``res`` recomputed: the classification's own, its
+    time (``ms``) included, since viewing a photo again is no classification; only the method of the maps
+    shown follows them, and figures about the maps replaced go."""
+    out = dict(record)
+    out.pop("cam_method", None)
+    if res.method != DEFAULT_METHOD:
+        out["cam_method"] = res.method  # as classify --cam-method records it
+    figures = out.get("faithfulness")
+    if isinstance(figures, dict) and (figures.get("method"), figures.get("layer")) != (res.method, res.layer):
+        del out["faithfulness"]
+    return out
 
 
 StatusRole = Qt.ItemDataRole.UserRole + 1
@@ -263,9 +278,13 @@ class GalleryModel(QAbstractListModel):
         return photo
 
     def set_recomputed(self, res: PhotoResult) -> Photo | None:
+        """The photo's maps computed again (another layer or method): the answer itself stays what it was."""
         photo = self.get(res.item_id)
         if photo is None or photo.status is not Status.DONE:
             return None
+        if photo.result is not None and photo.result.ok:
+            res.record = recomputed_record(photo.result.record, res)
+            res.ms, res.cached = photo.result.ms, photo.result.cached
         self._absorb(photo, res)
         photo.note = None
         self._changed(photo)

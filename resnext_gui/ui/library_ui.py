@@ -96,14 +96,15 @@ class LibraryController(QObject):
 
     # ---- last time's gallery ----
     def restore(self) -> None:
-        """Ask for last time's gallery (answered once the model is loaded, then classified from the library)."""
+        """Ask for last time's gallery (answered once the model is loaded; its photos are then answered from the
+        library together, and only those it does not hold are classified)."""
         self.worker.submit(RestoreJob(), self._on_restored, self._on_restore_failed)
 
     def _on_restored(self, res: Restored) -> None:
         self.is_restored = True
         self._on_info(res.info)
         if res.paths:
-            new = self.controller.enqueue([(p, p) for p in res.paths], select=False)
+            new = self.controller.enqueue([(p, p) for p in res.paths], select=False, known=True)
             if new:
                 self.messages.show_status(f"Showing last time's {plural(len(new), 'photo')} from the results library.", 6000)
         if res.missing:
@@ -185,7 +186,7 @@ class LibraryController(QObject):
     def add_to_gallery(self, paths: list[str]) -> None:
         """Photos from the library into the gallery: answered from the library, without a forward pass."""
         if paths:
-            new = self.controller.enqueue([(p, p) for p in paths])
+            new = self.controller.enqueue([(p, p) for p in paths], known=True)
             known = len(paths) - len(new)
             more = f" ({known} already in the gallery)" if known else ""
             self.messages.show_status(f"Added {plural(len(new), 'photo')} from the library{more}.", 5000)

@@ -68,6 +68,15 @@ class PhotoResult:
 
 
 @dataclass
+class StoredAnswers:
+    """Photos answered from the results library together (a reopened gallery): the answers found, and the photos
+    the library does not know (or knows from a changed file), to be classified."""
+
+    found: list[PhotoResult] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+
+
+@dataclass
 class ScoreCamMaps:
     """Score-CAM maps of one photo's classes, as PhotoResult.maps are sent."""
 

@@ -278,10 +278,13 @@ def test_score_cam_before_the_last_stage(clf, items):
 # ---- faithfulness ----
 
 def reference_curves(sal_map, x, probability, steps):
-    """Deletion and insertion, written out plainly: the map's pixels ranked by Python's (stable) sort, pixels
-    switched one at a time, the blur as one 11x11 Gaussian convolution (edges mirrored, torch), areas by numpy's
-    trapezoid rule. ``probability`` gives the class's probability of each image of a batch."""
+    """Deletion and insertion, written out plainly: the map taken at 8 bits (as the results library keeps it),
+    its pixels ranked by Python's (stable) sort, pixels switched one at a time, the blur as one 11x11 Gaussian
+    convolution (edges mirrored, torch), areas by numpy's trapezoid rule. ``probability`` gives the class's
+    probability of each image of a batch."""
     _, h, w = x.shape
+    stored = np.clip(np.rint(np.asarray(sal_map, np.float32) * np.float32(255)), 0, 255).astype(np.uint8)
+    sal_map = (stored / 255).astype(np.float32)
     sal = cam.upsample(sal_map, (w, h)).ravel()  # the same bilinear upsampling the overlay draws
     order = sorted(range(h * w), key=lambda i: -float(sal[i]))
     g = np.exp(-0.5 * (np.arange(-5, 6) / 5.0) ** 2)

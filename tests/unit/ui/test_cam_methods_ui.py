@@ -231,7 +231,8 @@ class Rig:
         for job in self.worker.of(ClassifyJob):
             top = [TopClass(r + 1, 10 + r, f"class {10 + r}", 0.5 / (r + 1)) for r in range(5)]
             maps = np.stack([np.full((224, 224), 40 * r, np.uint8) for r in range(5)])
-            self.worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, maps=maps,
+            cams = np.stack([np.full((7, 7), 40 * r / 255, np.float32) for r in range(5)])
+            self.worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, maps=maps, cams=cams,
                                                 record={"path": str(job.source), "ok": True},
                                                 display=QImage(4, 4, QImage.Format.Format_RGB888)))
         qtbot.waitUntil(lambda: all(p.result is not None for p in new))
@@ -250,7 +251,7 @@ def test_a_faithfulness_answer_for_a_photo_or_class_no_longer_shown_is_dropped(q
     rig.cam.shown(a, 1)  # shown again (an update): asked once
     (job_a,) = rig.worker.of(FaithfulnessJob)
     assert (job_a.item_id, job_a.class_index, job_a.method, job_a.layer) == (a.item_id, 10, "gradcam", "layer4")
-    assert job_a.cam.shape == (224, 224) and job_a.cam.dtype == np.float32 and rig.texts[-1] == COMPUTING  # no cams: the 8-bit map
+    assert job_a.cam.shape == (7, 7) and job_a.cam.dtype == np.float32 and rig.texts[-1] == COMPUTING  # the layer's own size
     rig.cam.shown(b, 2)  # another photo and class: the first is superseded
     job_a2 = rig.worker.of(FaithfulnessJob)[-1]
     assert job_a.cancel.is_set() and job_a2.class_index == 11 and np.allclose(job_a2.cam, 40 / 255)

@@ -176,6 +176,33 @@ def test_another_layer_is_asked_for_once_and_a_failure_is_not_asked_again(qtbot,
     assert len(rig.worker.of(RecomputeJob)) == 2
 
 
+def test_export_s_time_is_the_classification_s_own_after_the_photo_was_shown_with_another_map(qtbot, rig, tmp_path):
+    import csv
+
+    first, second = rig.add(2)
+    for job, ms in zip(rig.worker.of(ClassifyJob), (96.0, 104.0)):
+        res = rig.ok(job)
+        res.record = {"path": str(job.source), "ok": True, "device": "cpu", "ms": ms,
+                      "top": [{"rank": 1, "index": 0, "label": "tabby", "prob": 0.9}]}
+        rig.worker.answer(job, res)
+    qtbot.waitUntil(lambda: len(rig.updated) == 2)
+    rig.ctl.set_layer("layer2")
+    rig.ctl.set_method("layercam")
+    rig.ctl.want_layer(first)  # the photo is clicked: its map is recomputed, which takes long (a decode, two passes)
+    (job,) = rig.worker.of(RecomputeJob)
+    again = rig.ok(job, layer="layer2")
+    again.method = "layercam"
+    again.record = {"path": str(job.source), "ok": True, "device": "cpu", "ms": 1691.0, "cam_method": "layercam",
+                    "top": [{"rank": 1, "index": 0, "label": "tabby", "prob": 0.9}]}
+    rig.worker.answer(job, again)
+    assert first.result.layer == "layer2"
+    assert rig.ctl.export_results(str(tmp_path / "r.csv"))
+    with open(tmp_path / "r.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["ms"]) for r in rows] == [96.0, 104.0]  # the classification's own time, not the re-view's
+    assert [r["cam_method"] for r in rows] == ["layercam", ""]  # the maps it shows now are Layer-CAM's
+
+
 def test_a_full_view_is_asked_once_and_again_only_when_the_photo_is_chosen_again(qtbot, rig):
     (photo,) = rig.add(1)
     rig.ctl.want_view(photo)

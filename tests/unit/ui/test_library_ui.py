@@ -138,6 +138,68 @@ def test_a_reopened_window_shows_last_times_200_photos_without_a_forward_pass(qt
     win2.close()
 
 
+class JobLog:
+    """Every job a worker is sent, in order (wraps its submit)."""
+
+    def __init__(self, worker):
+        self.jobs = []
+        submit = worker.submit
+
+        def logged(job, *args, **kwargs):
+            self.jobs.append(job)
+            return submit(job, *args, **kwargs)
+
+        worker.submit = logged
+
+    def of(self, kind):
+        return [j for j in self.jobs if isinstance(j, kind)]
+
+
+def test_with_the_28x28_layer_chosen_a_reopened_gallery_is_answered_in_one_job_and_the_photo_shown_gets_its_map_first(
+        qtbot, settings, tmp_path):
+    from resnext_gui.worker.jobs.photo import ClassifyJob, RecomputeJob, StoredAnswersJob, ViewJob
+
+    library = tmp_path / "library.sqlite3"
+    files = tiny_photos(tmp_path / "photos", 40)
+    win = open_window(qtbot, settings, library, KeyedFactory())
+    with qtbot.waitSignal(win.scanFinished, timeout=TIMEOUT):
+        win.add_paths([str(tmp_path / "photos")])
+    qtbot.waitUntil(lambda: len(win.photos) == 40 and all(p.status is Status.DONE for p in win.photos), timeout=TIMEOUT)
+    win.close()
+    files[39].write_bytes(files[0].read_bytes()[:-1] + b"\0")  # changed since: the one photo to classify again
+
+    settings.setValue("layer", "layer2")  # the finest layer chosen: the library keeps the last stage's maps only
+    again = KeyedFactory()
+    worker = Worker("first.pth", "cpu", classifier_factory=again, library=library)
+    log = JobLog(worker)
+    win2 = MainWindow(weights="first.pth", device="cpu", settings=settings, worker=worker)
+    worker.setParent(win2)
+    qtbot.addWidget(win2)
+    win2.show()
+    qtbot.waitExposed(win2)
+    win2.start()
+    qtbot.waitUntil(lambda: len(win2.photos) == 40 and all(p.status is not Status.QUEUED for p in win2.photos),
+                    timeout=TIMEOUT)
+    shown = win2.current_photo()
+    assert shown is win2.photos.photo(0)
+    qtbot.waitUntil(lambda: shown.result.layer == "layer2", timeout=TIMEOUT)  # the map chosen, for the photo on screen
+    assert len(log.of(StoredAnswersJob)) == 1  # the 40 photos from one read of the library, not one job each
+    assert [j.item_id for j in log.of(ClassifyJob)] == [win2.photos.photo(39).item_id]  # only the changed one
+    cached = [p for p in win2.photos if p.result.cached]
+    assert len(cached) == 39 and all(p.thumb is not None and p.result.top for p in cached)
+    assert all(p.result.layer == "layer4" for p in cached if p is not shown)  # the stored maps, marked as such
+    # forward passes: the photo on screen at the chosen layer first, then the changed photo; nothing else
+    assert again.made[0].calls == [("p000.png", "layer2"), ("p039.png", "layer2")]
+    assert [j.item_id for j in log.of(RecomputeJob)] == [shown.item_id]
+    assert [j.item_id for j in log.of(ViewJob)] == [shown.item_id]  # its view copy, asked once (a decode, no pass)
+    qtbot.waitUntil(lambda: bool(again.made[0].faith_calls), timeout=TIMEOUT)  # then the score of the map now shown
+    assert again.made[0].faith_calls == [(0, (14, 14))]  # the stand-in's layer-2 map, at its own size
+    win2.select(win2.photos.photo(5))  # another photo shown: its map is computed now, and only its own
+    qtbot.waitUntil(lambda: win2.photos.photo(5).result.layer == "layer2", timeout=TIMEOUT)
+    assert again.made[0].calls[2:] == [("p005.png", "layer2")]
+    win2.close()
+
+
 def test_a_changed_photo_and_other_weights_are_recomputed_and_nothing_else(qtbot, rigs, tmp_path):
     library = tmp_path / "library.sqlite3"
     files = tiny_photos(tmp_path / "photos", 6)
