@@ -35,6 +35,9 @@ class ModelState(str, enum.Enum):
 
 
 UNDO_DEPTH = 20  # Clears and Removes that Ctrl+Z can take back, last first
+# Photos answered from the results library per job: one read of it each, and a gallery of thousands shows a
+# chunk at a time (what the user asks for goes between two chunks)
+KNOWN_CHUNK = 100
 
 WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
 
@@ -126,10 +129,12 @@ class BatchController(QObject):
         """What the results library holds of ``photos``, from one job (one read of it): the answers, thumbnails
         and stored maps come at once, whatever layer and method are chosen; the photo on screen then gets the
         chosen map (``want_layer``), the others when they are shown. The rest are classified as usual."""
-        ids = [p.item_id for p in photos]
-        job = StoredAnswersJob([(p.item_id, p.source) for p in photos if isinstance(p.source, str)])
         stops = self._stops
-        self.worker.submit(job, partial(self._on_known, stops), lambda _message: self._classify_waiting(ids, stops))
+        for start in range(0, len(photos), KNOWN_CHUNK):
+            chunk = photos[start:start + KNOWN_CHUNK]
+            ids = [p.item_id for p in chunk]
+            job = StoredAnswersJob([(p.item_id, p.source) for p in chunk if isinstance(p.source, str)])
+            self.worker.submit(job, partial(self._on_known, stops), partial(self._on_known_failed, ids, stops))
 
     def _on_known(self, stops: int, answers: StoredAnswers) -> None:
         shown = self.current()
@@ -141,6 +146,9 @@ class BatchController(QObject):
             else:
                 self._answers.put(res)
         self._classify_waiting(answers.missing, stops)
+
+    def _on_known_failed(self, item_ids: list[int], stops: int, _message: str) -> None:
+        self._classify_waiting(item_ids, stops)  # no model, no library: they are classified as usual
 
     def _classify_waiting(self, item_ids: list[int], stops: int) -> None:
         """Classify those of these photos still in the gallery and waiting; after a Stop meanwhile (``stops``:
@@ -306,7 +314,13 @@ class BatchController(QObject):
 
     def _cancel_batch(self) -> list[int]:
         """The photos of the batch not started yet are dropped from the worker's queue: their ids."""
-        return [job.item_id for job in self.worker.cancel_batch() if isinstance(job, ClassifyJob)]
+        dropped: list[int] = []
+        for job in self.worker.cancel_batch():
+            if isinstance(job, ClassifyJob):
+                dropped.append(job.item_id)
+            elif isinstance(job, StoredAnswersJob):
+                dropped += [item_id for item_id, _path in job.photos]
+        return dropped
 
     def clear(self) -> None:
         """Stop and empty the gallery; undo brings the photos back."""

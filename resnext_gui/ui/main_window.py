@@ -140,6 +140,11 @@ class MainWindow(QMainWindow):
         self.progress.setTextVisible(True)
         self.progress.setFormat("%v / %m")
         self.progress.hide()
+        self._progress_due = (0, 0)
+        self._progress_timer = QTimer(self)  # coalesces the answers of one event-loop pass into one change
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(0)
+        self._progress_timer.timeout.connect(self._apply_progress)
         self.score_bar = ScoreCamBar()
         bar.addWidget(self.model.device_label)
         bar.addWidget(self.model.weights_label, 1)
@@ -206,6 +211,14 @@ class MainWindow(QMainWindow):
         self.modelStateChanged.emit(state.value)
 
     def _show_progress(self, done: int, total: int) -> None:
+        """The bar follows at most once per pass of the event loop: QProgressBar repaints at once on every change
+        of its text (4 ms here), which, per answer, took most of the time a reopened gallery needed to show."""
+        self._progress_due = (done, total)
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _apply_progress(self) -> None:
+        done, total = self._progress_due
         if total:
             self.progress.setRange(0, total)
             self.progress.setValue(done)

@@ -55,10 +55,12 @@ class ClassifyJob(Job[PhotoResult]):
 @dataclass(eq=False)
 class StoredAnswersJob(Job[StoredAnswers]):
     """Photos the results library should know (last time's gallery, photos added from the Library window),
-    answered together from one read of it, before anything else: the answers, thumbnails and last-stage maps it
-    holds, whatever layer and method are chosen (the window computes the chosen map of the photo on screen).
-    The photos it does not know come back as ``missing``, to be classified as usual."""
+    answered together from one read of it: the answers, thumbnails and last-stage maps it holds, whatever layer
+    and method are chosen (the window computes the chosen map of the photo on screen). In the "stored" lane:
+    after what the user asks for, before anything computed (batch photos, the score of the photo shown), and
+    dropped by Stop; the photos it does not know come back as ``missing``, to be classified as usual."""
 
+    lane: ClassVar[Lane] = "stored"
     photos: list[tuple[int, str]]  # (photo, its file)
 
     def run(self, ctx: Context) -> StoredAnswers:

@@ -10,7 +10,15 @@ import pytest
 from PySide6.QtCore import QObject, Signal, Slot
 
 from resnext_gui.worker.jobs.model import DownloadJob, LoadJob
-from resnext_gui.worker.jobs.photo import ClassifyJob, FaithfulnessJob, RecomputeJob, SaveImageJob, ScoreCamJob, ViewJob
+from resnext_gui.worker.jobs.photo import (
+    ClassifyJob,
+    FaithfulnessJob,
+    RecomputeJob,
+    SaveImageJob,
+    ScoreCamJob,
+    StoredAnswersJob,
+    ViewJob,
+)
 from resnext_gui.worker.jobs.teach import SaveModelJob, TrainJob
 from resnext_gui.worker.queue import CANCELLED, JobQueue
 from resnext_gui.worker.results import ModelInfo
@@ -54,6 +62,26 @@ def test_batch_photos_and_background_steps_take_turns_after_what_the_user_asks_f
     q.put(ClassifyJob(4, "4.jpg"))
     assert type(q.take(batch_allowed=False)).__name__ == "FaithfulnessJob"  # no model: batch photos wait
     assert q.take(batch_allowed=False) is None
+
+
+def test_answers_the_library_holds_come_after_what_the_user_asks_for_and_before_anything_computed():
+    """A reopened gallery is shown before the score of the photo shown or any batch photo takes the worker,
+    waits for a model as batch photos do, and Stop drops it with them."""
+    q = JobQueue()
+    cam = np.zeros((7, 7), np.float32)
+    q.put(ClassifyJob(1, "1.jpg"))
+    q.put(FaithfulnessJob(9, "s.jpg", 0, cam))
+    q.put(StoredAnswersJob([(2, "2.jpg")]))
+    q.put(StoredAnswersJob([(3, "3.jpg")]))
+    q.put(ViewJob(7, "g.jpg"))
+    assert [type(q.take(batch_allowed=False)).__name__ for _ in range(2)] == ["ViewJob", "FaithfulnessJob"]
+    assert q.take(batch_allowed=False) is None and q.pending_batch() == 3  # no model: they wait
+    order = [q.take(batch_allowed=True) for _ in range(3)]
+    assert [type(j).__name__ for j in order] == ["StoredAnswersJob", "StoredAnswersJob", "ClassifyJob"]
+    q.put(StoredAnswersJob([(4, "4.jpg")]))
+    q.put(ClassifyJob(5, "5.jpg"))
+    assert sorted(type(j).__name__ for j in q.drop_batch()) == ["ClassifyJob", "StoredAnswersJob"]
+    assert q.pending_batch() == 0
 
 
 def protocol_members(protocol: type) -> set[str]:
@@ -252,7 +280,7 @@ def test_a_start_without_weights_answers_missing_and_jobs_that_need_a_model_say_
 
 
 def test_jobs_of_every_kind_are_interactive_except_batch_photos_and_the_score_of_the_photo_shown():
-    assert ClassifyJob.lane == "batch" and FaithfulnessJob.lane == "background"
+    assert ClassifyJob.lane == "batch" and FaithfulnessJob.lane == "background" and StoredAnswersJob.lane == "stored"
     assert {kind.lane for kind in (RecomputeJob, ViewJob, LoadJob, DownloadJob, TrainJob, SaveModelJob, SaveImageJob,
                                    ScoreCamJob)} == {"interactive"}
 
