@@ -133,7 +133,8 @@ class Restored:
 
 @dataclass
 class LibraryMatch:
-    """One photo the library search found."""
+    """One photo the library search found: ``label`` and ``prob`` are the searched class's, ``rank`` its place in
+    the photo's top classes (None: found by its file name; the label is then the top class)."""
 
     path: str
     label: str
@@ -141,6 +142,9 @@ class LibraryMatch:
     classified_at: float
     exists: bool
     thumb: QImage | None = None
+    rank: int | None = None
+    top_label: str = ""  # the photo's top class, for the tooltip
+    top_prob: float = 0.0
 
 
 @dataclass

@@ -319,6 +319,50 @@ def test_the_library_window_finds_earlier_photos_and_adds_them_without_a_forward
     assert all(p.result.cached for p in rig.photos if "earlier day" in p.source)
 
 
+def test_the_library_window_shows_the_searched_class_s_rank_and_probability_under_every_thumbnail(qtbot):
+    """Each match says the searched class, its probability and its place in the photo's top five ("tabby 37%
+    (#3)"), whole, under a square, a portrait or a landscape thumbnail alike."""
+    from types import SimpleNamespace
+
+    from PySide6.QtGui import QColor, QImage
+
+    from resnext_gui.ui.library_ui import LibraryDialog
+    from resnext_gui.worker.results import LibraryInfo, LibraryMatch
+
+    def thumb(w, h):
+        image = QImage(w, h, QImage.Format.Format_RGB32)
+        image.fill(QColor(200, 200, 200))
+        return image
+
+    library = SimpleNamespace(search=lambda text: None, add_to_gallery=lambda paths: None, forget=lambda paths: None)
+    dialog = LibraryDialog(library)
+    qtbot.addWidget(dialog)
+    dialog.set_text("tabby")
+    matches = [LibraryMatch("/p/kitten.jpg", "tabby", 0.91, 1.7e9, True, thumb(96, 96), 1, "tabby", 0.91),
+               LibraryMatch("/p/portrait of a cup.jpg", "tabby", 0.37, 1.7e9, True, thumb(72, 96), 3, "espresso", 0.4),
+               LibraryMatch("/p/tabby_projectile_launch_over_the_bay.jpg", "projectile", 0.66, 1.7e9, True,
+                            thumb(96, 72), None, "projectile", 0.66)]
+    dialog.show_matches(matches, LibraryInfo("/lib", 3, 1000, True))
+    dialog.resize(640, 480)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    items = [dialog.list.item(i) for i in range(dialog.list.count())]
+    assert [i.text().splitlines()[0] for i in items] == ["tabby 91% (#1)", "tabby 37% (#3)", "projectile 66%"]
+    assert "#3 of its top classes" in items[1].toolTip() and "Top class: espresso" in items[1].toolTip()
+    assert "top five at 10" in dialog.summary.text()
+    shot = dialog.list.viewport().grab().toImage()
+    font = dialog.list.font()
+    for row, item in enumerate(items):
+        index = dialog.list.model().index(row, 0)
+        rect = dialog.list.visualItemRect(item)
+        lines = dialog.list.itemDelegate().lines(index, font, rect.width() - 8)
+        assert " ".join(lines[:-1]) == item.text().splitlines()[0] and "…" not in " ".join(lines[:-1])  # whole
+        below = range(rect.top() + 4 + 96 + 4, rect.bottom())  # under the thumbnail's box: its caption is drawn
+        ink = [(x, y) for y in below for x in range(rect.left() + 4, rect.right() - 4)
+               if QColor(shot.pixel(x, y)).lightness() < 128]
+        assert len(ink) > 30, item.text()
+
+
 def test_the_summary_names_every_failure_up_to_a_limit():
     from resnext_gui.worker.results import KeywordsOutcome
 
