@@ -187,5 +187,5 @@ class ControlPanel(QScrollArea):
     def show_top(self, top: list[TopClass] | None = None, rank: int = 1, message: str = "", title: str = "Top 5") -> None:
         """The top-5 list and its heading (empty with the plain heading: nothing classified to show)."""
         self.top5.set_top(top or [], rank, message=message)
-        self.top5.title.setText(title)
+        self.top5.set_title(title)
         self.top5.title.setToolTip("")
