@@ -34,6 +34,7 @@ METHOD_TIPS: dict[Method, str] = {
     "scorecam": "Score-CAM: each activation map, used as a mask on the photo, weighted by the class's score "
                 "on it. Slow (a forward pass per map): computed for the photo shown only, with progress and Cancel",
 }
+SIDE_MIN_WIDTH = 196  # the panel at its narrowest (a small window gives the photo the room)
 MODE_BUTTONS = (("Original", "The photo alone (Ctrl+1)"), ("Overlay", "The heatmap over the photo (Ctrl+2)"),
                 ("Heatmap", "The heatmap alone (Ctrl+3)"))
 
@@ -74,6 +75,7 @@ class ControlPanel(QScrollArea):
             btn.setToolTip(tip)
             btn.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # reachable with Tab on every platform
             btn.setProperty("mode", key)
+            btn.setMinimumWidth(btn.fontMetrics().horizontalAdvance(text) + 16)  # not the style's 80: a narrow panel
             btn.clicked.connect(lambda _=False, k=key: self.modeChosen.emit(k))
             self.mode_buttons.append(btn)
             modes.addWidget(btn)
@@ -116,13 +118,21 @@ class ControlPanel(QScrollArea):
         buttons.addWidget(self.clear_button)
         s.addLayout(buttons)
         s.addStretch(1)
-        side.setMinimumWidth(240)
+        for box in (self.cmap, self.method_box, self.layer_box):  # as narrow as the panel: the list shows all
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(8)
+        side.setMinimumWidth(SIDE_MIN_WIDTH)
         # on a small or HiDPI screen the controls scroll rather than push the window
         self.setWidget(side)
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setMinimumWidth(side.minimumWidth() + self.verticalScrollBar().sizeHint().width())
+        # not a Tab stop of its own (it had no way to show it had the keyboard): Tab goes to its controls, and it
+        # scrolls to the one that has the keyboard
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # never narrower than what the panel's rows need (a row cut at the right would hide a button)
+        self.setMinimumWidth(max(side.minimumWidth(), side.minimumSizeHint().width())
+                             + self.verticalScrollBar().sizeHint().width())
 
         self.opacity.valueChanged.connect(self._on_opacity)
         self.cmap.currentTextChanged.connect(self.legend.set_colormap)

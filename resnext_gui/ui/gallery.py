@@ -10,8 +10,19 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QEvent, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFocusEvent, QFont, QFontMetrics, QImage, QPainter, QPaintEvent, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from ..core.kinds import DEFAULT_METHOD
@@ -19,6 +30,7 @@ from ..core.records import Record
 from ..worker.images import THUMB_SIDE, PhotoSource
 from ..worker.results import PhotoResult
 from .captions import line_height, probe_height
+from .image_view import paint_focus_frame
 from .text import percent, plain_tooltip
 
 CELL = QSize(132, 144)  # at least: a 96-pixel thumbnail and two lines of text (taller where the fonts need it)
@@ -484,6 +496,27 @@ class GalleryView(QListView):
         self.fit_cells()
         # a taller caption found while painting: the cells grow once the paint is over
         self.delegate.grew.connect(self.fit_cells, Qt.ConnectionType.QueuedConnection)
+
+    # ---- the frame while it has the keyboard, as the photo view has ----
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        super().paintEvent(event)
+        if self.hasFocus():
+            painter = QPainter(self.viewport())
+            paint_focus_frame(painter, QRectF(self.viewport().rect()), self.palette())
+            painter.end()
+
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802
+        super().focusInEvent(event)
+        self.viewport().update()
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:  # noqa: N802
+        super().focusOutEvent(event)
+        self.viewport().update()
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802
+        super().scrollContentsBy(dx, dy)
+        if self.hasFocus():
+            self.viewport().update()  # the scrolled pixels carried the frame's edges along: drawn again in place
 
     def fit_cells(self) -> None:
         """Cells as tall as the thumbnail and two caption lines need in the font in use (fallback fonts included)."""

@@ -328,11 +328,7 @@ class ImageView(QWidget):
     def _paint_focus(self, painter: QPainter) -> None:
         """A frame round the view while it has the keyboard (arrows pan, +/- zoom), over the photo's edge if need be."""
         if self.hasFocus():
-            painter.setOpacity(1.0)
-            painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), FOCUS_FRAME))
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            half = FOCUS_FRAME / 2
-            painter.drawRect(QRectF(self.rect()).adjusted(half, half, -half, -half))
+            paint_focus_frame(painter, QRectF(self.rect()), self.palette())
 
     def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802
         self.update()
@@ -362,3 +358,14 @@ class ImageView(QWidget):
         self._paint_on(painter, QRectF(0, 0, photo.width(), photo.height()), photo)
         painter.end()
         return out
+
+
+def paint_focus_frame(painter: QPainter, rect: QRectF, palette: QPalette) -> None:
+    """The frame a pane (the photo view, the gallery) shows round itself while it has the keyboard."""
+    painter.save()
+    painter.setOpacity(1.0)
+    painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), FOCUS_FRAME))
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    half = FOCUS_FRAME / 2
+    painter.drawRect(rect.adjusted(half, half, -half, -half))
+    painter.restore()

@@ -18,7 +18,7 @@ from PySide6.QtGui import (
     QGuiApplication,
     QShowEvent,
 )
-from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.cam import METHOD_NAMES, method_layers
 from ..core.kinds import BACKENDS, PRECISIONS, Layer, Method
@@ -39,6 +39,7 @@ from .messages import Messages
 from .model_controller import ModelController, plain_label, startup_weights
 from .presenter import APP_TITLE, IDLE_HINT, Presenter
 from .recent import RecentWeights
+from .splitter import PhotoFirstSplitter
 from .text import plural
 
 
@@ -97,7 +98,7 @@ class MainWindow(QMainWindow):
         self.central = QWidget(self)
         outer = self.outer = QVBoxLayout(self.central)
         outer.setContentsMargins(6, 6, 6, 6)
-        split = QSplitter(Qt.Orientation.Horizontal, self)
+        split = PhotoFirstSplitter(Qt.Orientation.Horizontal, self)  # the photo gets the most room
         left = QWidget(self)
         g = QVBoxLayout(left)
         g.setContentsMargins(0, 0, 0, 0)

@@ -221,6 +221,43 @@ def test_keyboard_reaches_every_control_and_moves_between_classes(qtbot, fwin, p
     assert fwin.controls.top5.rows[1].hasFocus() and fwin.presenter.selected_rank == 2
 
 
+def _tab_stops(qtbot, win):
+    """Every widget Tab reaches from the gallery's search box, in order, until it comes round again, each with
+    how it looks while it has the keyboard and once Tab has moved on."""
+    start = win.gallery_bar.search
+    start.setFocus()
+    qtbot.waitUntil(start.hasFocus)
+    stops = []
+    while (widget := QApplication.focusWidget()) not in [w for w, _, _ in stops] and len(stops) < 60:
+        focused = widget.grab().toImage()
+        qtbot.keyClick(widget, Qt.Key.Key_Tab)
+        qtbot.waitUntil(lambda w=widget: not w.hasFocus())
+        stops.append((widget, focused, widget.grab().toImage()))
+    return stops
+
+
+@pytest.mark.parametrize("with_photo", [False, True])
+def test_every_tab_stop_shows_that_it_has_the_keyboard_and_the_gallery_is_framed(qtbot, fwin, photos, with_photo):
+    from PySide6.QtGui import QColor, QPalette
+
+    if with_photo:
+        _done(qtbot, fwin, [photos["coffee"]])
+    fwin.activateWindow()
+    qtbot.waitActive(fwin)
+    stops = _tab_stops(qtbot, fwin)
+    widgets = [w for w, _, _ in stops]
+    assert fwin.gallery in widgets and fwin.view in widgets and len(stops) >= 12
+    for widget, focused, after in stops:
+        assert focused != after, f"{type(widget).__name__} {widget.accessibleName()!r} shows no focus"
+    fwin.gallery.setFocus()
+    qtbot.waitUntil(fwin.gallery.hasFocus)
+    edge = fwin.gallery.viewport().grab().toImage()
+    ring = fwin.gallery.palette().color(QPalette.ColorRole.Highlight)
+    w, h = edge.width(), edge.height()
+    for x, y in ((w // 2, 0), (0, h // 2), (w - 1, h // 2), (w // 2, h - 1)):  # the frame on every side
+        assert QColor(edge.pixel(x, y)) == ring, (x, y)
+
+
 # ---------------------------------------------------------------- title
 def test_title_names_the_photo_its_size_and_class_and_keys_zoom(qtbot, fwin, photos):
     _done(qtbot, fwin, [photos["coffee"]])
