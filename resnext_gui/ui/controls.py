@@ -34,7 +34,6 @@ METHOD_TIPS: dict[Method, str] = {
     "scorecam": "Score-CAM: each activation map, used as a mask on the photo, weighted by the class's score "
                 "on it. Slow (a forward pass per map): computed for the photo shown only, with progress and Cancel",
 }
-SIDE_MIN_WIDTH = 196  # the panel at its narrowest (a small window gives the photo the room)
 MODE_BUTTONS = (("Original", "The photo alone (Ctrl+1)"), ("Overlay", "The heatmap over the photo (Ctrl+2)"),
                 ("Heatmap", "The heatmap alone (Ctrl+3)"))
 
@@ -118,10 +117,9 @@ class ControlPanel(QScrollArea):
         buttons.addWidget(self.clear_button)
         s.addLayout(buttons)
         s.addStretch(1)
-        for box in (self.cmap, self.method_box, self.layer_box):  # as narrow as the panel: the list shows all
-            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-            box.setMinimumContentsLength(8)
-        side.setMinimumWidth(SIDE_MIN_WIDTH)
+        # as narrow as the panel can be with every choice's text shown whole (the layer's is the longest)
+        side.setMinimumWidth(max(box.sizeHint().width() for box in (self.cmap, self.method_box, self.layer_box))
+                             + s.contentsMargins().left())
         # on a small or HiDPI screen the controls scroll rather than push the window
         self.setWidget(side)
         self.setWidgetResizable(True)
