@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from PySide6.QtCore import QByteArray, Qt
 from PySide6.QtGui import QResizeEvent
 from PySide6.QtWidgets import QSplitter, QWidget
 
@@ -33,12 +34,29 @@ def photo_first(sizes: Sequence[int], minimums: Sequence[int], photo: int = 1, s
 
 
 class PhotoFirstSplitter(QSplitter):
-    """A horizontal splitter whose middle pane (the photo) is never the narrowest when the others could give way:
-    checked whenever the splitter is resized (the window, a saved layout restored on a smaller screen)."""
+    """A horizontal splitter whose middle pane (the photo) gets at least half the room when the others can give
+    way: checked whenever the panes' width changes (the window resized, a saved layout restored in a window of
+    another size). Sizes the user chose (a drag, or restored at the width they were chosen at) are kept."""
+
+    def __init__(self, orientation: Qt.Orientation, parent: QWidget | None = None) -> None:
+        super().__init__(orientation, parent)
+        self._chosen_at: int | None = None  # the panes' width when the user last chose their sizes
+        self.splitterMoved.connect(self._chosen)
+
+    def _chosen(self, *_args: object) -> None:
+        self._chosen_at = sum(self.sizes())
+
+    def restoreState(self, state: QByteArray | bytes | bytearray | memoryview) -> bool:  # noqa: N802
+        restored = super().restoreState(state)
+        sizes = saved_sizes(bytes(state.data()) if isinstance(state, QByteArray) else bytes(state))
+        # laid out at the width they were saved at, they are kept; in a window of another width, rebalanced
+        self._chosen_at = sum(sizes) if restored and sizes else None
+        return restored
 
     def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
         super().resizeEvent(event)
-        self.rebalance()
+        if self._chosen_at is None or abs(sum(self.sizes()) - self._chosen_at) > 2:
+            self.rebalance()
 
     def rebalance(self) -> None:
         sizes = self.sizes()
@@ -54,3 +72,16 @@ def minimum_width(widget: QWidget | None) -> int:
     if widget is None:
         return 0
     return max(widget.minimumWidth(), widget.minimumSizeHint().width(), 0)
+
+
+def saved_sizes(state: bytes) -> list[int]:
+    """The pane sizes a QSplitter.saveState holds (its format: the marker 0xff, the version, then the sizes as a
+    count and big-endian 32-bit ints); [] when it does not read as one."""
+    import struct
+
+    if len(state) < 12:
+        return []
+    marker, _version, count = struct.unpack(">iii", state[:12])
+    if marker != 0xFF or not 0 < count <= 16 or len(state) < 12 + 4 * count:
+        return []
+    return list(struct.unpack(f">{count}i", state[12:12 + 4 * count]))
