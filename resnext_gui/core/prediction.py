@@ -41,6 +41,8 @@ class Prediction:
     # The last stage's Grad-CAM maps of ``top`` when ``cams`` are another stage's or method's (None when ``cams``
     # are those already): what the results library keeps, so an answer computed at any layer is remembered.
     last_stage_cams: np.ndarray | None = None
+    features: np.ndarray | None = None  # (2048,) float16: the last stage's pooled activations (core.similarity)
+    dhash: int | None = None  # the photo's 64-bit difference hash (core.similarity.dhash)
 
     def to_record(self) -> dict[str, Any]:
         """The fields of the ``classify`` output (JSON lines / CSV)."""

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ..core.kinds import Layer, Method
 from .images import PhotoSource, map_indices, name_of, thumbnail_from_bytes
 from .results import LibraryInfo, PhotoResult
 
@@ -60,7 +61,7 @@ class LibraryKeeper:
         """What the library has to tell the user, once (it may find a problem at any read, not only at opening)."""
         note, self.note = self.note, None
         if self.lib is not None:
-            note, self.lib.note = note or self.lib.note, None
+            note = note or self.lib.take_note()
         return note
 
     def info(self, changed: int = 0) -> LibraryInfo:
@@ -80,14 +81,15 @@ class LibraryKeeper:
         return self._answers[1]
 
     # ---- photos ----
-    def answer(self, clf: object, item_id: int, source: PhotoSource) -> PhotoResult | None:
-        """The library's answer for an unchanged photo and the same model (its maps the last stage's Grad-CAM,
-        whatever is chosen now); None: it is to be computed."""
+    def answer(self, clf: object, item_id: int, source: PhotoSource, layer: Layer = "layer4",
+               method: Method = "gradcam") -> PhotoResult | None:
+        """The library's answer for an unchanged photo and the same model, with the maps of ``layer`` and
+        ``method`` (by default the last stage's Grad-CAM it keeps); None: it is to be computed."""
         answers = self.answers(clf)
         if answers is None or not isinstance(source, str):
             return None
-        entry = answers.lookup(source)
-        return None if entry is None else self.result(item_id, source, entry)
+        entry = answers.lookup(source, layer, method)
+        return None if entry is None else self.result(item_id, source, entry, answers.key)
 
     def answer_many(self, clf: object, photos: list[tuple[int, str]]) -> list[PhotoResult | None]:
         """``answer`` for each (photo, file), in order, from one read of the library (a reopened gallery)."""
@@ -95,10 +97,10 @@ class LibraryKeeper:
         if answers is None:
             return [None] * len(photos)
         entries = answers.lookup_many([path for _item, path in photos])
-        return [None if entry is None else self.result(item_id, path, entry)
+        return [None if entry is None else self.result(item_id, path, entry, answers.key)
                 for (item_id, path), entry in zip(photos, entries)]
 
-    def result(self, item_id: int, source: str, entry: LibraryEntry) -> PhotoResult | None:
+    def result(self, item_id: int, source: str, entry: LibraryEntry, model: str | None = None) -> PhotoResult | None:
         """A stored entry as the window's PhotoResult (None: the entry lacks what the window shows)."""
         from ..core.prediction import TopClass
 
@@ -115,7 +117,7 @@ class LibraryKeeper:
             item_id, True, name, top=top, maps=map_indices(entry.maps), cams=np.asarray(entry.maps, np.float32),
             crop=(left / width, top_ / height, right / width, bottom / height),
             thumb=thumbnail_from_bytes(entry.thumbnail, self.pixel_ratio), device=str(entry.record.get("device", "")),
-            layer="layer4", record=record, size=(width, height), cached=True,
+            layer="layer4", record=record, size=(width, height), cached=True, model=model,
         )
 
     def keep(self, clf: object, source: PhotoSource, pred: Prediction) -> str | None:

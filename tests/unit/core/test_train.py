@@ -523,7 +523,7 @@ def test_cli_train_checks_the_folder_before_loading_the_model(tmp_path, photos):
 # ---- many classes, many photos: refused past the bound, linear below it, features held once ----
 def test_more_classes_than_the_bound_are_refused_before_any_folder_is_listed(tmp_path, monkeypatch):
     listed = []
-    monkeypatch.setattr(T, "iter_images", lambda *a, **k: listed.append(a) or iter(()))
+    monkeypatch.setattr("resnext_gui.core.train.data.iter_images", lambda *a, **k: listed.append(a) or iter(()))
     for i in range(T.MAX_CLASSES + 1):
         (tmp_path / "data" / f"class {i:04}").mkdir(parents=True)
     for data in (tmp_path / "data", sorted(str(p) for p in (tmp_path / "data").iterdir())):
@@ -542,8 +542,8 @@ def synthetic_run(monkeypatch, checkpoint, tmp_path, classes, per_class=3):
     data = T.DataSet(tmp_path, [f"class {c}" for c in range(classes)], files)
     feats = T.Features([p for p, _ in files], np.array([y for _, y in files]),
                        rng.random((len(files), 2, T.FEATURE_DIM), dtype=np.float32), [str(i) for i in range(len(files))])
-    monkeypatch.setattr(T, "extract", lambda *a, **k: feats)
-    monkeypatch.setattr(T, "fit_head", lambda x, y, k, l2, overwrite=False: (
+    monkeypatch.setattr("resnext_gui.core.train.run.extract", lambda *a, **k: feats)
+    monkeypatch.setattr("resnext_gui.core.train.run.fit_head", lambda x, y, k, l2, overwrite=False: (
         rng.standard_normal((k, T.FEATURE_DIM)).astype(np.float32), np.zeros(k, np.float32)))
     fake = FakeClassifier(checkpoint, "cpu")
     result = T.train(fake, data, val_fraction=0.34, cache_dir=tmp_path / "c")
