@@ -403,3 +403,35 @@ def test_the_summary_names_every_failure_up_to_a_limit():
     assert text.splitlines()[0] == "Keywords written for 12 photos; 25 failed:"
     assert "f0.jpg: read-only folder" in text and "f24.jpg" not in text and text.endswith("… and 5 more.")
     assert keywords_summary(KeywordsOutcome(written=[(1, "a.xmp")])) == "Keywords written for 1 photo."
+
+
+def test_a_reopened_photo_is_scored_with_the_same_map_as_when_it_was_classified(qtbot, settings, tmp_path):
+    """The faithfulness score of a photo read back from the library is asked for with the map it was asked for
+    with when the photo was classified (at the layer's own size, at 8 bits), so its figures, the random map's
+    included, are the same."""
+    from resnext_gui.core.faithfulness import eight_bit
+    from resnext_gui.worker.jobs.photo import FaithfulnessJob
+
+    library = tmp_path / "library.sqlite3"
+    tiny_photos(tmp_path / "photos", 1)
+    win = open_window(qtbot, settings, library, KeyedFactory())
+    log = JobLog(win.worker)
+    with qtbot.waitSignal(win.scanFinished, timeout=TIMEOUT):
+        win.add_paths([str(tmp_path / "photos")])
+    qtbot.waitUntil(lambda: len(win.photos) == 1 and win.photos.photo(0).status is Status.DONE, timeout=TIMEOUT)
+    win.select(win.photos.photo(0))
+    qtbot.waitUntil(lambda: len(log.of(FaithfulnessJob)) > 0, timeout=TIMEOUT)
+    fresh = log.of(FaithfulnessJob)[-1]
+    win.close()
+
+    win2 = open_window(qtbot, settings, library, KeyedFactory())
+    log2 = JobLog(win2.worker)
+    qtbot.waitUntil(lambda: len(win2.photos) == 1 and win2.photos.photo(0).status is Status.DONE, timeout=TIMEOUT)
+    assert win2.photos.photo(0).result.cached
+    win2.select(win2.photos.photo(0))
+    qtbot.waitUntil(lambda: len(log2.of(FaithfulnessJob)) > 0, timeout=TIMEOUT)
+    reopened = log2.of(FaithfulnessJob)[-1]
+    assert (reopened.class_index, reopened.method, reopened.layer) == (fresh.class_index, fresh.method, fresh.layer)
+    assert reopened.cam.shape == fresh.cam.shape == (7, 7)  # the layer's own size, never the view's 224 x 224
+    assert np.array_equal(eight_bit(reopened.cam), eight_bit(fresh.cam))  # the same map to the score
+    win2.close()
