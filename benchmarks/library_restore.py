@@ -315,7 +315,7 @@ def real_row(name: str, n: int, layer: str) -> bool:
         "with_maps_s": since("maps"),
         "photo_on_screen_map_s": since("shown_map"),
         "photo_forward_passes_before_another_was_shown": len([p for p in passes if p[0] != "photo0001.jpg"]),
-        "first_pass_was_the_photo_on_screen": first is not None and first == "photo0000.jpg",
+        "first_pass_was_the_photo_on_screen": None if first is None else first == "photo0000.jpg",
         "first_pass_s": round(passes[0][2], 3) if passes else None,  # at 28x28: with building the layer's network
         "pass_s": [round(p[2], 3) for p in passes],
     }
