@@ -4,17 +4,20 @@ One object for `classify --library` and the window's worker. ``KnownAnswers`` pa
 answers) with a ``Library``: ``lookup`` finds the stored answer of an unchanged photo from the same model,
 ``keep`` stores a computed one (with its thumbnail), and ``classify_many`` streams answers in input order,
 the library's first and the model's for the rest (only those go through the network). The library keeps the last
-stage's Grad-CAM maps: an answer with another layer or method is computed, never looked up.
+stage's Grad-CAM maps, also of answers computed with another layer or method (``Prediction.last_stage_cams``):
+``lookup`` for another layer or method finds nothing (those maps must be computed), while the window asks for
+the stored answer whatever map it shows, and computes the map it needs for the photo on screen only.
 
 Qt-free and torch-free.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from .kinds import Layer, Method
@@ -92,6 +95,16 @@ class KnownAnswers:
             return None
         return entry
 
+    def lookup_many(self, sources: Sequence[str | os.PathLike[str]]) -> list[LibraryEntry | None]:
+        """``lookup`` (of the library's own layer and method) for each file, in order, in one read of the library:
+        a reopened gallery's answers at once. A library fault answers None for all (they are then computed)."""
+        if not self.lookups or not sources:
+            return [None] * len(sources)
+        try:
+            return self.library.lookup_many(sources, self.key, min_top=self.topk)
+        except Exception:  # a library fault costs forward passes, never the answers
+            return [None] * len(sources)
+
     def answer(self, source: Source) -> CachedAnswer | None:
         """``lookup`` as the record `classify` prints: the classes asked for, ``"cached": true``, its own time."""
         start = time.perf_counter()
@@ -114,6 +127,13 @@ class KnownAnswers:
         thumb = thumbnail if thumbnail is not None else self._thumbnails.pop(pred.path, None)
         if thumb is None and pred.image is not None:
             thumb = _thumbnail(pred.image)
+        if (pred.layer, pred.method) != (LIBRARY_LAYER, LIBRARY_METHOD) and pred.last_stage_cams is not None:
+            # maps of another layer or method: the library keeps the last stage's Grad-CAM of the same pass, and
+            # the record without what described the other maps
+            rec = pred.to_record() if record is None else record
+            record = {k: v for k, v in rec.items() if k not in ("cam_method", "faithfulness")}
+            pred = dataclasses.replace(pred, cams=pred.last_stage_cams, layer=LIBRARY_LAYER, method=LIBRARY_METHOD,
+                                       last_stage_cams=None)
         self.library.store(source, self.key, pred, thumbnail=thumb, record=record)
 
     # ---- a stream of photos ----

@@ -1,12 +1,15 @@
 """Whether a map is faithful to the model: deletion and insertion curves (Petsiuk et al., RISE, 2018) beside a random map's.
 
-The map, upsampled to the model's input (bilinear), ranks its pixels, brightest first (ties in raster order).
+The map, at 8 bits (as the results library keeps it and the window draws it, so a map read back from the library
+gives the figures it gave when it was computed), upsampled to the model's input (bilinear), ranks its pixels,
+brightest first (ties in raster order).
 Deletion replaces the top pixels, step by step, with the baseline: zero after normalisation, i.e. the weights'
 mean colour. Insertion starts from a blurred copy of the input (Gaussian, sigma 5 px, an 11x11 window, as RISE)
 and reveals the top pixels of the original. At each step the class's probability is read; each curve is one
 batched forward pass, and its area (trapezoid rule on [0, 1]) is one number: a low deletion area and a high
-insertion area mean the model depends on the pixels the map highlights. A random map of the same size, seeded,
-gives the same figures for comparison.
+insertion area mean the model depends on the pixels the map highlights. A random map of the same size (the
+layer's own: 7x7 at the last stage), from a fixed seed, gives the same figures for comparison: the same photo,
+class, map and model always give the same figures.
 """
 
 from __future__ import annotations
@@ -24,6 +27,14 @@ DEFAULT_STEPS = 20  # points at 0, 5 %, 10 %, ... 100 % of the pixels
 HIDDEN_FRACTION = 0.2
 PASSES = 4  # batched passes: the map's deletion and insertion, then the random map's
 BLUR_SIGMA, BLUR_RADIUS = 5.0, 5  # RISE's insertion baseline: gaussian_filter-like blur, 11 taps
+
+
+def eight_bit(cam: np.ndarray) -> np.ndarray:
+    """``cam`` (values in [0, 1]) rounded to 1/255 steps, exactly as the results library stores maps (uint8) and
+    reads them back: a map and its stored copy are the same map to the score."""
+    levels = np.clip(np.rint(np.nan_to_num(np.asarray(cam, dtype=np.float32)) * 255.0), 0, 255).astype(np.uint8)
+    out: np.ndarray = levels.astype(np.float32) / np.float32(255.0)
+    return out
 
 
 def ranking(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -151,7 +162,8 @@ def measure(
     progress: Callable[[int, int], None] | None = None,
     cancelled: Callable[[], bool] | None = None,
 ) -> Faithfulness:
-    """The figures of ``cam`` (h, w) on the model input ``image`` (3, H, W, normalised).
+    """The figures of ``cam`` (h, w, at the layer's own size; taken at 8 bits) on the model input ``image``
+    (3, H, W, normalised).
 
     ``probability(batch)`` runs the model on a batch (N, 3, H, W) and gives the class's probabilities (N,).
     Four batched passes (the map's and the random map's deletion and insertion), each of ``steps`` + 1 inputs;
@@ -199,6 +211,7 @@ def measuring(
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise ValueError(f"the map must be 2-D (h, w), not of shape {cam.shape}")
+    cam = eight_bit(cam)
     return _passes(image, cam, class_index, probability, steps, seed, hidden_fraction)
 
 

@@ -687,7 +687,6 @@ class Library:
 
         self._run(insert, write=True, doing=f"keep {absolute}")
 
-
     # ---- finding, forgetting ----
     def search(self, text: str, limit: int = 1000, model_key: str | None = None) -> list[LibraryEntry]:
         """Entries whose file name or label (top-1, or any at least SEARCH_MIN_PROB) contains ``text``, any case;
@@ -702,6 +701,39 @@ class Library:
         params.append(max(0, int(limit)))
         found: list[LibraryEntry] | None = self._run(
             lambda conn: [_entry(row) for row in conn.execute(sql, params).fetchall()], write=False, doing="be searched")
+        return found or []
+
+    def search_ranked(self, text: str, limit: int = 1000,
+                      model_key: str | None = None) -> list[tuple[LibraryEntry, int | None]]:
+        """``search``, best match first, each entry with the rank of its class that matched (None: found by its
+        file name alone): photos whose top class contains ``text`` first, then those where another class of the
+        top-k that counts (SEARCH_MIN_PROB or more) does, each group by that class's probability; then those
+        found by name, newest first. Empty ``text``: everything, newest first."""
+        needle = text.strip().casefold()
+        sql = "SELECT id, top, classified_at FROM photos WHERE instr(search_text, ?) > 0"
+        params: list[Any] = [needle]
+        if model_key is not None:
+            sql += " AND model_key=?"
+            params.append(model_key)
+
+        def ranked(conn: sqlite3.Connection) -> list[tuple[LibraryEntry, int | None]]:
+            hits = []
+            for row_id, top, when in conn.execute(sql, params).fetchall():
+                found = matched_class(json.loads(top), needle) if needle else None
+                rank, prob = found if found is not None else (None, 0.0)
+                group = 0 if rank == 1 else 1 if rank is not None else 2
+                hits.append(((group, -prob, -float(when), -int(row_id)), int(row_id), rank))
+            hits.sort()
+            chosen = hits[:max(0, int(limit))]
+            rows: dict[int, LibraryEntry] = {}
+            for start in range(0, len(chosen), 500):
+                ids = [row_id for _key, row_id, _rank in chosen[start:start + 500]]
+                marks = ",".join("?" * len(ids))
+                for row in conn.execute(f"SELECT photos.id, {_SELECT} FROM {_FROM} WHERE photos.id IN ({marks})", ids):
+                    rows[int(row[0])] = _entry(row[1:])
+            return [(rows[row_id], rank) for _key, row_id, rank in chosen if row_id in rows]
+
+        found: list[tuple[LibraryEntry, int | None]] | None = self._run(ranked, write=False, doing="be searched")
         return found or []
 
     def forget(self, paths: Iterable[str | os.PathLike[str]]) -> int:
@@ -837,6 +869,16 @@ def _jsonable(value: object) -> Any:
 def _search_text(absolute: str, top: Sequence[dict[str, Any]]) -> str:
     labels = [valid_text(str(t["label"])) for i, t in enumerate(top) if i == 0 or float(t["prob"]) >= SEARCH_MIN_PROB]
     return "\n".join([valid_text(os.path.basename(absolute)), *labels]).casefold()
+
+
+def matched_class(top: Sequence[dict[str, Any]], needle: str) -> tuple[int, float] | None:
+    """(rank, probability) of the best-ranked class of ``top`` whose label contains ``needle`` (case-folded) and
+    that search counts: the top class, or another at SEARCH_MIN_PROB or more; None when none does."""
+    for i, t in enumerate(top):
+        prob = float(t["prob"])
+        if (i == 0 or prob >= SEARCH_MIN_PROB) and needle in valid_text(str(t["label"])).casefold():
+            return int(t.get("rank", i + 1)), prob
+    return None
 
 
 def _vector_values(features: Any, digest: Any) -> tuple[int | None, bytes | None]:

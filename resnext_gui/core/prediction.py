@@ -38,6 +38,9 @@ class Prediction:
     infer_ms: float = 0.0
     note: str | None = None  # something worth telling the user (e.g. ran on CPU after a GPU error)
     image: object = None  # the decoded PIL image (RGB, oriented), when asked for with keep_images
+    # The last stage's Grad-CAM maps of ``top`` when ``cams`` are another stage's or method's (None when ``cams``
+    # are those already): what the results library keeps, so an answer computed at any layer is remembered.
+    last_stage_cams: np.ndarray | None = None
     features: np.ndarray | None = None  # (2048,) float16: the last stage's pooled activations (core.similarity)
     dhash: int | None = None  # the photo's 64-bit difference hash (core.similarity.dhash)
 

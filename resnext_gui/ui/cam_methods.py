@@ -9,7 +9,6 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 
@@ -168,7 +167,8 @@ class CamMethods(QObject):
         """The panel shows ``photo``'s map of class ``rank`` (None: no map): its score, or it is asked for."""
         res = photo.result if photo is not None else None
         if (photo is None or res is None or photo.status is not Status.DONE or not res.ok or res.maps is None
-                or not 0 < rank <= min(len(res.top), len(res.maps)) or photo.source is None
+                or res.cams is None or not 0 < rank <= min(len(res.top), len(res.maps), len(res.cams))
+                or photo.source is None
                 or self.batch.layer_pending(photo) or self.score_pending(photo)):
             self._shown = None  # nothing, or a map about to be replaced: its score would be of the wrong one
             self._cancel_faith()
@@ -193,8 +193,9 @@ class CamMethods(QObject):
             return
         if self._faith_key != key:
             self._cancel_faith()
-            cam = (res.cams[rank - 1] if res.cams is not None and len(res.cams) >= rank  # as classify computes it
-                   else res.maps[rank - 1].astype(np.float32) / np.float32(255.0))
+            # the map at the layer's own size, as classify scores it (a map read back from the library is the same
+            # map: the figures are the same); never the view's upsampled copy, whose random map would be another
+            cam = res.cams[rank - 1]
             job = self._faith_job = FaithfulnessJob(photo.item_id, photo.source, top.index, cam, res.method, res.layer)
             self.worker.submit(job, partial(self._on_faith, job), partial(self._on_faith_failed, job))
             self._faith_key = key

@@ -15,8 +15,8 @@ from ..core.cam import ONE_PASS
 from ..core.kinds import DEFAULT_LAYER, DEFAULT_METHOD, Layer, Method
 from ..core.records import write_records
 from ..worker.images import PhotoSource
-from ..worker.jobs.photo import ClassifyJob, RecomputeJob, ViewJob
-from ..worker.results import PhotoResult
+from ..worker.jobs.photo import ClassifyJob, RecomputeJob, StoredAnswersJob, ViewJob
+from ..worker.results import PhotoResult, StoredAnswers
 from ..worker.runner import WorkerLike
 from .controls import layer_name
 from .gallery import GalleryModel, Photo, Status
@@ -35,6 +35,9 @@ class ModelState(str, enum.Enum):
 
 
 UNDO_DEPTH = 20  # Clears and Removes that Ctrl+Z can take back, last first
+# Photos answered from the results library per job: one read of it each, and a gallery of thousands shows a
+# chunk at a time (what the user asks for goes between two chunks)
+KNOWN_CHUNK = 100
 
 WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
 
@@ -63,6 +66,7 @@ class BatchController(QObject):
         self.model_state = ModelState.LOADING
         self._batch = [0, 0]  # photos in the current batch, and how many have their answer
         self._answers: PacedQueue[PhotoResult] = PacedQueue(self._take_answer, self)
+        self._stops = 0  # Stops so far: photos the library did not know are classified only if none came since
         self._views_asked: set[int] = set()  # full views on their way
         self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
         self._layer_asked: dict[int, tuple[Layer, Method]] = {}  # recomputes on their way: photo -> (layer, method)
@@ -77,9 +81,12 @@ class BatchController(QObject):
         photos.countsChanged.connect(self._update_summary)
 
     # ---- photos in ----
-    def enqueue(self, sources: list[tuple[PhotoSource, str]], select: bool = True, listing: int = 0) -> list[Photo]:
+    def enqueue(self, sources: list[tuple[PhotoSource, str]], select: bool = True, listing: int = 0,
+                known: bool = False) -> list[Photo]:
         """Queue what is new. Photos the gallery has already are said here, or, for a slice of a folder
-        listing (``listing`` != 0), counted through ``alreadyKnown`` so the listing's end says them all at once."""
+        listing (``listing`` != 0), counted through ``alreadyKnown`` so the listing's end says them all at once.
+        ``known``: photos the results library should hold (last time's gallery, the Library window's): answered
+        from it together, in one job, and only those it does not hold are classified."""
         new = self.photos.add(sources)
         again = self._requeue_stopped(sources, new) if len(new) < len(sources) else 0
         if len(new) + again < len(sources):
@@ -88,8 +95,12 @@ class BatchController(QObject):
                 self.alreadyKnown.emit(listing, n)
             else:
                 self.messages.show_status(f"{plural(n, 'photo is', 'photos are')} already in the gallery.", 6000)
+        files = [p for p in new if isinstance(p.source, str)] if known else []
+        if files:
+            self._answer_known(files)
         for photo in new:
-            self._classify(photo)
+            if not files or not isinstance(photo.source, str):
+                self._classify(photo)
         self._batch[0] += len(new)
         self._update_progress()
         if new and (select or self.current() is None):
@@ -113,6 +124,41 @@ class BatchController(QObject):
             if self.current() in todo:
                 self.refreshWanted.emit()
         return len(todo)
+
+    def _answer_known(self, photos: list[Photo]) -> None:
+        """What the results library holds of ``photos``, from one job (one read of it): the answers, thumbnails
+        and stored maps come at once, whatever layer and method are chosen; the photo on screen then gets the
+        chosen map (``want_layer``), the others when they are shown. The rest are classified as usual."""
+        stops = self._stops
+        for start in range(0, len(photos), KNOWN_CHUNK):
+            chunk = photos[start:start + KNOWN_CHUNK]
+            ids = [p.item_id for p in chunk]
+            job = StoredAnswersJob([(p.item_id, p.source) for p in chunk if isinstance(p.source, str)])
+            self.worker.submit(job, partial(self._on_known, stops), partial(self._on_known_failed, ids, stops))
+
+    def _on_known(self, stops: int, answers: StoredAnswers) -> None:
+        shown = self.current()
+        for res in answers.found:
+            if shown is not None and res.item_id == shown.item_id:
+                # the photo on screen first, before the photos to classify are sent: the map it asks for (another
+                # layer or method) is then the next thing the worker computes
+                self._take_answer(res)
+            else:
+                self._answers.put(res)
+        self._classify_waiting(answers.missing, stops)
+
+    def _on_known_failed(self, item_ids: list[int], stops: int, _message: str) -> None:
+        self._classify_waiting(item_ids, stops)  # no model, no library: they are classified as usual
+
+    def _classify_waiting(self, item_ids: list[int], stops: int) -> None:
+        """Classify those of these photos still in the gallery and waiting; after a Stop meanwhile (``stops``:
+        how many there had been) they are stopped instead, as the photos waiting then were."""
+        waiting = [p for p in map(self.photos.get, item_ids) if p is not None and p.status is Status.QUEUED]
+        if stops != self._stops:
+            self.photos.mark_stopped(p.item_id for p in waiting)
+            return
+        for photo in waiting:
+            self._classify(photo)
 
     def _classify(self, photo: Photo) -> None:
         """Send one photo to be classified, with the layer and one-pass method chosen; its answer comes in order."""
@@ -267,6 +313,7 @@ class BatchController(QObject):
     # ---- what the user does to the batch ----
     def stop(self) -> None:
         """Drop the photos still waiting (the one being computed finishes)."""
+        self._stops += 1
         stopped = self.photos.mark_stopped(self._cancel_batch())
         self._batch = [0, 0]
         self._update_progress()
@@ -280,7 +327,13 @@ class BatchController(QObject):
 
     def _cancel_batch(self) -> list[int]:
         """The photos of the batch not started yet are dropped from the worker's queue: their ids."""
-        return [job.item_id for job in self.worker.cancel_batch() if isinstance(job, ClassifyJob)]
+        dropped: list[int] = []
+        for job in self.worker.cancel_batch():
+            if isinstance(job, ClassifyJob):
+                dropped.append(job.item_id)
+            elif isinstance(job, StoredAnswersJob):
+                dropped += [item_id for item_id, _path in job.photos]
+        return dropped
 
     def clear(self) -> None:
         """Stop and empty the gallery; undo brings the photos back."""

@@ -74,6 +74,7 @@ class ControlPanel(QScrollArea):
             btn.setToolTip(tip)
             btn.setFocusPolicy(Qt.FocusPolicy.StrongFocus)  # reachable with Tab on every platform
             btn.setProperty("mode", key)
+            btn.setMinimumWidth(btn.fontMetrics().horizontalAdvance(text) + 16)  # not the style's 80: a narrow panel
             btn.clicked.connect(lambda _=False, k=key: self.modeChosen.emit(k))
             self.mode_buttons.append(btn)
             modes.addWidget(btn)
@@ -116,13 +117,20 @@ class ControlPanel(QScrollArea):
         buttons.addWidget(self.clear_button)
         s.addLayout(buttons)
         s.addStretch(1)
-        side.setMinimumWidth(240)
+        # as narrow as the panel can be with every choice's text shown whole (the layer's is the longest)
+        side.setMinimumWidth(max(box.sizeHint().width() for box in (self.cmap, self.method_box, self.layer_box))
+                             + s.contentsMargins().left())
         # on a small or HiDPI screen the controls scroll rather than push the window
         self.setWidget(side)
         self.setWidgetResizable(True)
         self.setFrameShape(QFrame.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        self.setMinimumWidth(side.minimumWidth() + self.verticalScrollBar().sizeHint().width())
+        # not a Tab stop of its own (it had no way to show it had the keyboard): Tab goes to its controls, and it
+        # scrolls to the one that has the keyboard
+        self.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        # never narrower than what the panel's rows need (a row cut at the right would hide a button)
+        self.setMinimumWidth(max(side.minimumWidth(), side.minimumSizeHint().width())
+                             + self.verticalScrollBar().sizeHint().width())
 
         self.opacity.valueChanged.connect(self._on_opacity)
         self.cmap.currentTextChanged.connect(self.legend.set_colormap)
@@ -187,5 +195,5 @@ class ControlPanel(QScrollArea):
     def show_top(self, top: list[TopClass] | None = None, rank: int = 1, message: str = "", title: str = "Top 5") -> None:
         """The top-5 list and its heading (empty with the plain heading: nothing classified to show)."""
         self.top5.set_top(top or [], rank, message=message)
-        self.top5.title.setText(title)
+        self.top5.set_title(title)
         self.top5.title.setToolTip("")

@@ -10,16 +10,30 @@ from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QPersistentModelIndex, QRect, QSize, Qt, Signal
-from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPalette, QPen, QPixmap
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QEvent,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QRect,
+    QRectF,
+    QSize,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QColor, QFocusEvent, QFont, QFontMetrics, QImage, QPainter, QPaintEvent, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import QAbstractItemView, QListView, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
+from ..core.kinds import DEFAULT_METHOD
 from ..core.records import Record
 from ..worker.images import THUMB_SIDE, PhotoSource
 from ..worker.results import PhotoResult
+from .captions import line_height, probe_height
+from .image_view import paint_focus_frame
 from .text import percent, plain_tooltip
 
-CELL = QSize(132, 144)  # a 96-pixel thumbnail and two lines of text
+CELL = QSize(132, 144)  # at least: a 96-pixel thumbnail and two lines of text (taller where the fonts need it)
 DISPLAY_CACHE = 24  # full display copies kept; older photos keep their thumbnail, maps and labels
 
 
@@ -82,6 +96,20 @@ class Photo:
     def confidence(self) -> float:
         """The top-1 probability (-1 until classified, so unanswered photos sort last)."""
         return self.result.top[0].prob if self.status is Status.DONE and self.result is not None else -1.0
+
+
+def recomputed_record(record: Record, res: PhotoResult) -> Record:
+    """The record (what Export writes) of a photo whose maps ``res`` recomputed: the classification's own, its
+    time (``ms``) included, since viewing a photo again is no classification; only the method of the maps
+    shown follows them, and figures about the maps replaced go."""
+    out = dict(record)
+    out.pop("cam_method", None)
+    if res.method != DEFAULT_METHOD:
+        out["cam_method"] = res.method  # as classify --cam-method records it
+    figures = out.get("faithfulness")
+    if isinstance(figures, dict) and (figures.get("method"), figures.get("layer")) != (res.method, res.layer):
+        del out["faithfulness"]
+    return out
 
 
 StatusRole = Qt.ItemDataRole.UserRole + 1
@@ -273,9 +301,13 @@ class GalleryModel(QAbstractListModel):
         return photo
 
     def set_recomputed(self, res: PhotoResult) -> Photo | None:
+        """The photo's maps computed again (another layer or method): the answer itself stays what it was."""
         photo = self.get(res.item_id)
         if photo is None or photo.status is not Status.DONE:
             return None
+        if photo.result is not None and photo.result.ok:
+            res.record = recomputed_record(photo.result.record, res)
+            res.ms, res.cached = photo.result.ms, photo.result.cached
         self._absorb(photo, res)
         photo.note = None
         self._changed(photo)
@@ -376,10 +408,42 @@ BADGES = {Status.QUEUED: ("…", QColor(130, 130, 130)), Status.FAILED: ("!", QC
 
 
 class GalleryDelegate(QStyledItemDelegate):
-    """Paints a cell: the thumbnail (or a status badge) and two lines, the answer and the file name."""
+    """Paints a cell: the thumbnail (or a status badge) and two lines, the answer and the file name.
+
+    Each line is as tall as what it holds drawn (a CJK name or an emoji comes from a taller fallback font), and
+    the cells are tall enough for two lines of any script the installed fonts draw (captions.PROBE); a caption
+    taller still makes them taller (``grew``)."""
+
+    grew = Signal()  # a caption needed more height than the cells had: the view makes every cell that tall
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._font_key: str | None = None
+        self._text_height = 0  # the two caption lines' height, for the font measured (_font_key)
+
+    def text_height(self, font: QFont) -> int:
+        if font.key() != self._font_key:
+            self._font_key, self._text_height = font.key(), 2 * probe_height(font)
+        return self._text_height
+
+    def cell_size(self, font: QFont) -> QSize:
+        """A cell: the thumbnail and two caption lines, with a margin above, between and below."""
+        return QSize(CELL.width(), max(CELL.height(), 4 + THUMB_SIDE + 4 + self.text_height(font) + 4))
 
     def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
-        return CELL
+        return self.cell_size(option.font)
+
+    def line_rects(self, photo: Photo, option: QStyleOptionViewItem) -> list[tuple[QRect, str]]:
+        """Where each caption line is drawn: under the thumbnail, each as tall as its text drawn."""
+        rect = option.rect
+        width = rect.width() - 8
+        y = rect.y() + 4 + THUMB_SIDE + 3  # the line under the thumbnail's box
+        out = []
+        for line in self.lines(photo, option.fontMetrics, width):
+            height = line_height(option.font, line)
+            out.append((QRect(rect.x() + 4, y, width, height), line))
+            y += height
+        return out
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
         photo: Photo = index.data(PhotoRole)
@@ -419,19 +483,20 @@ class GalleryDelegate(QStyledItemDelegate):
             painter.drawRect(rect.adjusted(4, 4, -4, -4) if selected else rect.adjusted(2, 2, -2, -2))
         painter.setFont(option.font)
         text_pen = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
-        fm = option.fontMetrics
-        width = rect.width() - 8
-        y = icon.bottom() + 4
         other = index.data(OtherModelRole) is not None  # another model's answer: its caption greyed, in italics
-        for i, line in enumerate(self.lines(photo, fm, width)):
+        lines = self.line_rects(photo, option)
+        for i, (where, line) in enumerate(lines):
             font = QFont(option.font)
             font.setItalic(other and i == 0)
             painter.setFont(font)
             painter.setPen(pal.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
                            if other and i == 0 and not selected else text_pen)
-            painter.drawText(QRect(rect.x() + 4, y, width, fm.height()), Qt.AlignmentFlag.AlignHCenter, line)
-            y += fm.height()
+            painter.drawText(where, Qt.AlignmentFlag.AlignHCenter, line)
         painter.restore()
+        needed = sum(where.height() for where, _line in lines)
+        if needed > self.text_height(option.font):
+            self._text_height = needed
+            self.grew.emit()
 
     @staticmethod
     def lines(photo: Photo, fm: QFontMetrics, width: int) -> list[str]:
@@ -458,7 +523,6 @@ class GalleryView(QListView):
         self.setLayoutMode(QListView.LayoutMode.Batched)
         self.setBatchSize(200)
         self.setUniformItemSizes(True)
-        self.setGridSize(CELL + QSize(4, 4))
         # Ctrl+A, Shift+click, Ctrl+click, Shift+arrows/End: Copy, Remove, Retry and Export take the selection
         self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.setAcceptDrops(False)
@@ -466,4 +530,38 @@ class GalleryView(QListView):
         self.setMinimumWidth(CELL.width() + 24)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # entries wrap; never scroll sideways
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
-        self.setItemDelegate(GalleryDelegate(self))
+        self.delegate = GalleryDelegate(self)
+        self.setItemDelegate(self.delegate)
+        self.fit_cells()
+        # a taller caption found while painting: the cells grow once the paint is over
+        self.delegate.grew.connect(self.fit_cells, Qt.ConnectionType.QueuedConnection)
+
+    # ---- the frame while it has the keyboard, as the photo view has ----
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802
+        super().paintEvent(event)
+        if self.hasFocus():
+            painter = QPainter(self.viewport())
+            paint_focus_frame(painter, QRectF(self.viewport().rect()), self.palette())
+            painter.end()
+
+    def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802
+        super().focusInEvent(event)
+        self.viewport().update()
+
+    def focusOutEvent(self, event: QFocusEvent) -> None:  # noqa: N802
+        super().focusOutEvent(event)
+        self.viewport().update()
+
+    def scrollContentsBy(self, dx: int, dy: int) -> None:  # noqa: N802
+        super().scrollContentsBy(dx, dy)
+        if self.hasFocus():
+            self.viewport().update()  # the scrolled pixels carried the frame's edges along: drawn again in place
+
+    def fit_cells(self) -> None:
+        """Cells as tall as the thumbnail and two caption lines need in the font in use (fallback fonts included)."""
+        self.setGridSize(self.delegate.cell_size(self.font()) + QSize(4, 4))
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        if event.type() == QEvent.Type.FontChange:
+            self.fit_cells()
+        super().changeEvent(event)

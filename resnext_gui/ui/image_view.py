@@ -57,6 +57,7 @@ class ImageView(QWidget):
         self._map_image: QImage | None = None
         self._crop: Crop | None = None
         self._full_width = 0  # the photo's own width; 0: the image shown is the photo at its own size
+        self._stands_for: QSize | None = None  # the size of the image the one shown stands in for (a thumbnail)
         self._cmap = "jet"
         self.opacity = 0.5
         self.mode = "overlay"
@@ -64,12 +65,16 @@ class ImageView(QWidget):
         self.placeholder_shown = True  # False while something is dragged over the window: the drop label says it all
 
     # ---- state ----
-    def set_photo(self, image: QImage | None, crop: Crop | None = None, full_width: int = 0) -> None:
+    def set_photo(self, image: QImage | None, crop: Crop | None = None, full_width: int = 0,
+                  stands_for: QSize | None = None) -> None:
         """``crop``: the region the model saw, as fractions (left, top, right, bottom) of the photo.
-        ``full_width``: the photo's own width when ``image`` is a reduced copy of it (0: it is not)."""
+        ``full_width``: the photo's own width when ``image`` is a reduced copy of it (0: it is not).
+        ``stands_for``: ``image`` is a small stand-in (the thumbnail) for an image of that size, on its way: it is
+        fitted as that image will be, so the photo does not jump from a stamp in the middle to the view's size."""
         before = self._photo.size() if self._photo is not None else None
         self._photo, self._crop = image, crop
         self._full_width = full_width
+        self._stands_for = stands_for if image is not None and stands_for is not None and not stands_for.isEmpty() else None
         self._pixmap = QPixmap.fromImage(image) if image is not None else None
         if image is None:
             self.fit()
@@ -93,6 +98,9 @@ class ImageView(QWidget):
     def fit_scale(self) -> float:
         if self._photo is None:
             return 1.0
+        if self._stands_for is not None:  # as the image it stands for will be fitted, in this image's pixels
+            sw, sh = self._stands_for.width(), self._stands_for.height()
+            return min(self.width() / sw, self.height() / sh, 1.0) * sw / self._photo.width()
         pw, ph = self._photo.width(), self._photo.height()
         return min(self.width() / pw, self.height() / ph, 1.0)  # small images at their own size, as before
 
@@ -320,11 +328,7 @@ class ImageView(QWidget):
     def _paint_focus(self, painter: QPainter) -> None:
         """A frame round the view while it has the keyboard (arrows pan, +/- zoom), over the photo's edge if need be."""
         if self.hasFocus():
-            painter.setOpacity(1.0)
-            painter.setPen(QPen(self.palette().color(QPalette.ColorRole.Highlight), FOCUS_FRAME))
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            half = FOCUS_FRAME / 2
-            painter.drawRect(QRectF(self.rect()).adjusted(half, half, -half, -half))
+            paint_focus_frame(painter, QRectF(self.rect()), self.palette())
 
     def focusInEvent(self, event: QFocusEvent) -> None:  # noqa: N802
         self.update()
@@ -354,3 +358,14 @@ class ImageView(QWidget):
         self._paint_on(painter, QRectF(0, 0, photo.width(), photo.height()), photo)
         painter.end()
         return out
+
+
+def paint_focus_frame(painter: QPainter, rect: QRectF, palette: QPalette) -> None:
+    """The frame a pane (the photo view, the gallery) shows round itself while it has the keyboard."""
+    painter.save()
+    painter.setOpacity(1.0)
+    painter.setPen(QPen(palette.color(QPalette.ColorRole.Highlight), FOCUS_FRAME))
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    half = FOCUS_FRAME / 2
+    painter.drawRect(rect.adjusted(half, half, -half, -half))
+    painter.restore()

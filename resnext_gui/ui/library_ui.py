@@ -9,8 +9,8 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QSettings, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QIcon, QPixmap
+from PySide6.QtCore import QModelIndex, QObject, QPersistentModelIndex, QPoint, QRect, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QFont, QFontMetrics, QIcon, QPainter, QPalette, QPen, QPixmap
 from PySide6.QtWidgets import (
     QAbstractButton,
     QAbstractItemView,
@@ -22,10 +22,14 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMessageBox,
     QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QVBoxLayout,
     QWidget,
 )
 
+from ..worker.images import THUMB_SIDE
 from ..worker.jobs.library import (
     ClearLibraryJob,
     ForgetJob,
@@ -37,6 +41,7 @@ from ..worker.jobs.library import (
 )
 from ..worker.results import KeywordPhoto, KeywordsOutcome, LibraryInfo, LibraryMatch, Restored
 from ..worker.runner import WorkerLike
+from .captions import line_height, probe_height, wrapped
 from .gallery import GalleryModel, Photo, Status
 from .messages import Messages
 from .text import percent, plural
@@ -96,14 +101,15 @@ class LibraryController(QObject):
 
     # ---- last time's gallery ----
     def restore(self) -> None:
-        """Ask for last time's gallery (answered once the model is loaded, then classified from the library)."""
+        """Ask for last time's gallery (answered once the model is loaded; its photos are then answered from the
+        library together, and only those it does not hold are classified)."""
         self.worker.submit(RestoreJob(), self._on_restored, self._on_restore_failed)
 
     def _on_restored(self, res: Restored) -> None:
         self.is_restored = True
         self._on_info(res.info)
         if res.paths:
-            new = self.controller.enqueue([(p, p) for p in res.paths], select=False)
+            new = self.controller.enqueue([(p, p) for p in res.paths], select=False, known=True)
             if new:
                 self.messages.show_status(f"Showing last time's {plural(len(new), 'photo')} from the results library.", 6000)
         if res.missing:
@@ -185,7 +191,7 @@ class LibraryController(QObject):
     def add_to_gallery(self, paths: list[str]) -> None:
         """Photos from the library into the gallery: answered from the library, without a forward pass."""
         if paths:
-            new = self.controller.enqueue([(p, p) for p in paths])
+            new = self.controller.enqueue([(p, p) for p in paths], known=True)
             known = len(paths) - len(new)
             more = f" ({known} already in the gallery)" if known else ""
             self.messages.show_status(f"Added {plural(len(new), 'photo')} from the library{more}.", 5000)
@@ -318,6 +324,84 @@ def keywords_summary(out: KeywordsOutcome) -> str:
     return "\n".join(lines)
 
 
+SEARCH_TIP = ("Finds photos whose top class, or another of their top five classes at 10 % or more, contains the text "
+              "(less probable classes are left out: a 2 % guess is not what a photo shows), and photos whose file "
+              "name does. Those with the class on top come first, then by its probability.")
+CaptionRole = Qt.ItemDataRole.UserRole + 2
+NameRole = Qt.ItemDataRole.UserRole + 3
+
+
+def match_caption(m: LibraryMatch) -> str:
+    """ "tabby 37 % (#3)": the searched class, its probability and its place in the photo's top classes; found by
+    the file name alone, the top class."""
+    text = f"{m.label} {percent(m.prob)}"
+    return f"{text} (#{m.rank})" if m.rank is not None else text
+
+
+def match_tooltip(m: LibraryMatch) -> str:
+    when = time.strftime("%d %b %Y %H:%M", time.localtime(m.classified_at)) if m.classified_at else ""
+    lines = [m.path]
+    if m.rank is None:
+        lines.append(f"Found by its file name. Top class: {m.label} — {m.prob:.1%}")
+    else:
+        lines.append(f"{m.label}: #{m.rank} of its top classes, {m.prob:.1%}")
+        if m.rank != 1 and m.top_label:
+            lines.append(f"Top class: {m.top_label} — {m.top_prob:.1%}")
+    lines.append(f"Classified {when}")
+    if not m.exists:
+        lines.append("The file is no longer there.")
+    return "\n".join(lines)
+
+
+class MatchDelegate(QStyledItemDelegate):
+    """A match in the Library window: its thumbnail in a box of its own (square, portrait or landscape alike), then
+    its whole caption (wrapped onto a second line if need be) and the file name (cut in the middle)."""
+
+    WIDTH = 150
+    CAPTION_LINES = 2
+
+    def cell_size(self, font: QFont) -> QSize:
+        return QSize(self.WIDTH, 4 + THUMB_SIDE + 4 + (self.CAPTION_LINES + 1) * probe_height(font) + 4)
+
+    def sizeHint(self, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> QSize:  # noqa: N802
+        return self.cell_size(option.font)
+
+    def lines(self, index: QModelIndex | QPersistentModelIndex, font: QFont, width: int) -> list[str]:
+        caption = str(index.data(CaptionRole) or "")
+        name = str(index.data(NameRole) or "")
+        return [*wrapped(font, caption, width, self.CAPTION_LINES),
+                QFontMetrics(font).elidedText(name, Qt.TextElideMode.ElideMiddle, width)]
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        painter.save()
+        rect, pal = option.rect, option.palette
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(rect.adjusted(2, 2, -2, -2), pal.color(QPalette.ColorRole.Highlight))
+        box = QRect(rect.x() + (rect.width() - THUMB_SIDE) // 2, rect.y() + 4, THUMB_SIDE, THUMB_SIDE)
+        icon = index.data(Qt.ItemDataRole.DecorationRole)
+        if isinstance(icon, QIcon) and not icon.isNull():
+            pixmap = icon.pixmap(QSize(THUMB_SIDE, THUMB_SIDE))
+            target = QRect(QPoint(0, 0), pixmap.deviceIndependentSize().toSize())
+            target.moveCenter(box.center())
+            painter.drawPixmap(target, pixmap)
+        if option.state & QStyle.StateFlag.State_HasFocus:
+            ring = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Highlight)
+            painter.setPen(QPen(ring, 2, Qt.PenStyle.DotLine if selected else Qt.PenStyle.SolidLine))
+            painter.drawRect(rect.adjusted(3, 3, -3, -3))
+        brush = index.data(Qt.ItemDataRole.ForegroundRole)
+        color = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
+        painter.setPen(brush.color() if isinstance(brush, QBrush) and not selected else color)
+        painter.setFont(option.font)
+        width = rect.width() - 8
+        y = box.bottom() + 4
+        for line in self.lines(index, option.font, width):
+            height = line_height(option.font, line)
+            painter.drawText(QRect(rect.x() + 4, y, width, height), Qt.AlignmentFlag.AlignHCenter, line)
+            y += height
+        painter.restore()
+
+
 class LibraryDialog(QDialog):
     """Search everything ever classified (label or file name) and add what it finds to the gallery."""
 
@@ -328,15 +412,18 @@ class LibraryDialog(QDialog):
         self.resize(640, 480)
         layout = QVBoxLayout(self)
         self.search = QLineEdit(self)
-        self.search.setPlaceholderText("Search every photo classified so far: a label (espresso) or a file name")
+        self.search.setPlaceholderText("Search every photo classified so far: a class (espresso) or a file name")
+        self.search.setToolTip(SEARCH_TIP)
         self.search.setClearButtonEnabled(True)
         self.summary = QLabel(self)
         self.summary.setTextFormat(Qt.TextFormat.PlainText)
         self.summary.setWordWrap(True)
         self.list = QListWidget(self)
         self.list.setViewMode(QListWidget.ViewMode.IconMode)
-        self.list.setIconSize(QSize(96, 96))
-        self.list.setGridSize(QSize(132, 144))
+        self.list.setIconSize(QSize(THUMB_SIDE, THUMB_SIDE))
+        self.delegate = MatchDelegate(self.list)
+        self.list.setItemDelegate(self.delegate)
+        self.list.setGridSize(self.delegate.cell_size(self.list.font()) + QSize(4, 4))
         self.list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.list.setMovement(QListWidget.Movement.Static)
         self.list.setWordWrap(True)
@@ -387,25 +474,30 @@ class LibraryDialog(QDialog):
         self._update_buttons()
 
     def show_matches(self, matches: list[LibraryMatch], info: LibraryInfo) -> None:
+        """The matches in the order found (best first), each captioned with the searched class, its probability
+        and its place in the photo's top classes ("tabby 37 % (#3)"), then the file name."""
         self.list.clear()
         for m in matches:
             name = m.path.replace("\\", "/").rsplit("/", 1)[-1]
-            item = QListWidgetItem(f"{m.label} {percent(m.prob)}\n{name}" if m.exists else f"(file missing)\n{name}")
+            caption = match_caption(m) if m.exists else "(file missing)"
+            item = QListWidgetItem(f"{caption}\n{name}")
             if m.thumb is not None:
                 item.setIcon(QIcon(QPixmap.fromImage(m.thumb)))
-            when = time.strftime("%d %b %Y %H:%M", time.localtime(m.classified_at)) if m.classified_at else ""
-            item.setToolTip(f"{m.path}\n{m.label} — {m.prob:.1%}\nClassified {when}" +
-                            ("" if m.exists else "\nThe file is no longer there."))
+            item.setToolTip(match_tooltip(m))
             item.setData(Qt.ItemDataRole.UserRole, m.path)
             if not m.exists:
                 item.setForeground(self.palette().placeholderText())
             item.setData(Qt.ItemDataRole.UserRole + 1, m.exists)
+            item.setData(CaptionRole, caption)
+            item.setData(NameRole, name)
             self.list.addItem(item)
         what = f"“{self.text()}”" if self.text() else "everything"
         found = f"{plural(len(matches), 'photo')} found for {what}" if matches else f"Nothing found for {what}"
+        how = (" (as the top class, or another of the top five at 10\u00a0% or more, best first; #N: its place "
+               "there), or in the file name") if self.text() and matches else ""
         lib = (f" · the library holds {plural(info.count, 'photo')} ({human_size(info.size_bytes)})"
                if info.available else "")
-        self.summary.setText(found + lib + ".")
+        self.summary.setText(found + how + lib + ".")
         self._update_buttons()
 
     def _paths(self, items: list[QListWidgetItem], present: bool = True) -> list[str]:

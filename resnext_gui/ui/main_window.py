@@ -18,7 +18,7 @@ from PySide6.QtGui import (
     QGuiApplication,
     QShowEvent,
 )
-from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QPushButton, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QMainWindow, QMenu, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from ..core.cam import METHOD_NAMES, method_layers
 from ..core.kinds import BACKENDS, PRECISIONS, Layer, Method
@@ -39,6 +39,7 @@ from .messages import Messages
 from .model_controller import ModelController, plain_label, startup_weights
 from .presenter import APP_TITLE, IDLE_HINT, Presenter
 from .recent import RecentWeights
+from .splitter import PhotoFirstSplitter
 from .text import plural
 
 
@@ -97,7 +98,7 @@ class MainWindow(QMainWindow):
         self.central = QWidget(self)
         outer = self.outer = QVBoxLayout(self.central)
         outer.setContentsMargins(6, 6, 6, 6)
-        split = QSplitter(Qt.Orientation.Horizontal, self)
+        split = PhotoFirstSplitter(Qt.Orientation.Horizontal, self)  # the photo gets the most room
         left = QWidget(self)
         g = QVBoxLayout(left)
         g.setContentsMargins(0, 0, 0, 0)
@@ -140,6 +141,11 @@ class MainWindow(QMainWindow):
         self.progress.setTextVisible(True)
         self.progress.setFormat("%v / %m")
         self.progress.hide()
+        self._progress_due = (0, 0)
+        self._progress_timer = QTimer(self)  # coalesces the answers of one event-loop pass into one change
+        self._progress_timer.setSingleShot(True)
+        self._progress_timer.setInterval(0)
+        self._progress_timer.timeout.connect(self._apply_progress)
         self.score_bar = ScoreCamBar()
         bar.addWidget(self.model.device_label)
         bar.addWidget(self.model.weights_label, 1)
@@ -207,6 +213,14 @@ class MainWindow(QMainWindow):
         self.modelStateChanged.emit(state.value)
 
     def _show_progress(self, done: int, total: int) -> None:
+        """The bar follows at most once per pass of the event loop: QProgressBar repaints at once on every change
+        of its text (4 ms here), which, per answer, took most of the time a reopened gallery needed to show."""
+        self._progress_due = (done, total)
+        if not self._progress_timer.isActive():
+            self._progress_timer.start()
+
+    def _apply_progress(self) -> None:
+        done, total = self._progress_due
         if total:
             self.progress.setRange(0, total)
             self.progress.setValue(done)

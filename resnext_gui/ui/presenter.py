@@ -6,11 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, QSettings, Qt, Signal
+from PySide6.QtCore import QItemSelectionModel, QModelIndex, QObject, QPoint, QSettings, QSize, Qt, Signal
 from PySide6.QtGui import QDrag, QGuiApplication, QImage, QPixmap
 from PySide6.QtWidgets import QAbstractButton, QFileDialog, QMessageBox, QWidget
 
 from ..core.kinds import Layer, Method
+from ..worker.images import DISPLAY_MAX_SIDE
 from ..worker.jobs.photo import SaveImageJob
 from .cam_methods import CamMethods, method_name
 from .controller import BatchController
@@ -27,6 +28,15 @@ from .text import percent, plural, sentence
 APP_TITLE = "ResNeXt Classifier"
 IDLE_HINT = "Drop photos or folders here\n(or File → Open, Ctrl+O; paste with Ctrl+V)"
 EXPORT_FORMATS = {"CSV (*.csv)": "csv", "JSON (*.json)": "json"}
+
+
+def display_size(size: tuple[int, int]) -> QSize:
+    """The size of the view copy the worker makes of a photo of ``size`` (at most DISPLAY_MAX_SIDE a side)."""
+    width, height = size
+    side = max(width, height)
+    if side <= DISPLAY_MAX_SIDE:
+        return QSize(width, height)
+    return QSize(max(1, round(width * DISPLAY_MAX_SIDE / side)), max(1, round(height * DISPLAY_MAX_SIDE / side)))
 
 
 class Presenter(QObject):
@@ -172,10 +182,14 @@ class Presenter(QObject):
         elif display is not None:  # a copy of at most the worker's display size: zoom is told in the photo's pixels
             self.view.set_photo(display, crop, res.size[0] if res is not None and res.size else 0)
         else:
-            # At once: the thumbnail, scaled; the full view follows as soon as the worker is free.
-            self.view.set_photo(photo.thumb.toImage() if photo.thumb is not None else None, crop)
+            # At once: the thumbnail, fitted as the view copy will be; that copy follows as soon as the worker is
+            # free (a recompute of the photo on its way brings it)
+            size = res.size if res is not None and res.size else None
+            self.view.set_photo(photo.thumb.toImage() if photo.thumb is not None else None, crop,
+                                size[0] if size else 0, display_size(size) if size else None)
             self.view.set_placeholder(f"Loading {photo.name}…")
-            self.controller.want_view(photo)
+            if not self.controller.recompute_pending(photo):
+                self.controller.want_view(photo)
         if photo.status is Status.DONE and res is not None:
             rank = min(self.selected_rank, len(res.top))
             self.view.set_map(res.maps[rank - 1] if res.maps is not None else None)

@@ -9,7 +9,7 @@ from PySide6.QtCore import QEvent, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QKeyEvent, QPainter, QPaintEvent, QPalette
 from PySide6.QtWidgets import QAbstractButton, QButtonGroup, QLabel, QSizePolicy, QStyle, QStyleOptionFocusRect, QVBoxLayout, QWidget
 
-from .text import plain_tooltip
+from .text import plain_tooltip, unbroken
 
 if TYPE_CHECKING:
     from ..core.prediction import TopClass
@@ -148,12 +148,17 @@ class Top5Panel(QWidget):
                 row.hide()
         if top:
             self.rows[min(selected, len(top)) - 1].setChecked(True)
-        self.message.setText(message)
+        self.message.setText(unbroken(message))
         self.message.setToolTip(plain_tooltip(message) if message else "")
 
+    def set_title(self, text: str) -> None:
+        """The heading: "Top 5 · Eigen-CAM (7×7)" (wrapped where narrow, never inside the method's name)."""
+        self.title.setText(unbroken(text))
+
     def set_score(self, text: str, tip: str = "") -> None:
-        """The faithfulness score of the map shown, in words ("" while there is none)."""
-        self.score.setText(text)
+        """The faithfulness score of the map shown, in words ("" while there is none), wrapped between words only:
+        never "16 / %" nor "Eigen- / CAM"."""
+        self.score.setText(unbroken(text))
         self.score.setToolTip(plain_tooltip(tip) if tip else "")
 
     def step(self, current: ClassRow, delta: int) -> None:

@@ -124,7 +124,7 @@ def restore(win: MainWindow, settings: QSettings) -> None:
     fit_to_screen(win)
     splitter = _bytes(settings, "splitter")
     if splitter is not None:
-        win.splitter.restoreState(splitter)
+        win.splitter.restoreState(splitter)  # in a window of another width, the photo still gets the most room
     win.gallery_bar.set_sort(read_str(settings, "gallery_sort", dict(SORTS), "added"))
     controls = win.controls
     controls.opacity.setValue(read_int(settings, "opacity", 0, 100, 50))

@@ -2,8 +2,9 @@
 
 The worker owns one core Library (its sqlite connection belongs to the worker thread: it is opened there,
 after the model has loaded, and closed there when the thread ends). A photo is answered from it when the file
-is unchanged and the model is the same (core.answers.KnownAnswers); every new answer of the last stage's
-Grad-CAM maps is kept.
+is unchanged and the model is the same (core.answers.KnownAnswers), whatever layer and method are chosen: the
+answer, its thumbnail and the stored last-stage Grad-CAM maps (marked as such) are shown at once, and the window
+computes the chosen map for the photo on screen. Every new answer is kept, with its last stage's Grad-CAM maps.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import os
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..core.kinds import Layer, Method
 from .images import PhotoSource, map_indices, name_of, thumbnail_from_bytes
@@ -78,13 +81,24 @@ class LibraryKeeper:
         return self._answers[1]
 
     # ---- photos ----
-    def answer(self, clf: object, item_id: int, source: PhotoSource, layer: Layer, method: Method) -> PhotoResult | None:
-        """The library's answer for an unchanged photo and the same model; None: it is to be computed."""
+    def answer(self, clf: object, item_id: int, source: PhotoSource, layer: Layer = "layer4",
+               method: Method = "gradcam") -> PhotoResult | None:
+        """The library's answer for an unchanged photo and the same model, with the maps of ``layer`` and
+        ``method`` (by default the last stage's Grad-CAM it keeps); None: it is to be computed."""
         answers = self.answers(clf)
         if answers is None or not isinstance(source, str):
             return None
         entry = answers.lookup(source, layer, method)
         return None if entry is None else self.result(item_id, source, entry, answers.key)
+
+    def answer_many(self, clf: object, photos: list[tuple[int, str]]) -> list[PhotoResult | None]:
+        """``answer`` for each (photo, file), in order, from one read of the library (a reopened gallery)."""
+        answers = self.answers(clf)
+        if answers is None:
+            return [None] * len(photos)
+        entries = answers.lookup_many([path for _item, path in photos])
+        return [None if entry is None else self.result(item_id, path, entry, answers.key)
+                for (item_id, path), entry in zip(photos, entries)]
 
     def result(self, item_id: int, source: str, entry: LibraryEntry, model: str | None = None) -> PhotoResult | None:
         """A stored entry as the window's PhotoResult (None: the entry lacks what the window shows)."""
@@ -98,16 +112,20 @@ class LibraryKeeper:
         name = name_of(source)
         record = {**entry.record, "path": name, "cached": True}
         return PhotoResult(
-            item_id, True, name, top=top, maps=map_indices(entry.maps),
+            # the maps at the layer's own size too (as a computed answer has them), so the faithfulness score of a
+            # map read back is the score of the same map computed now
+            item_id, True, name, top=top, maps=map_indices(entry.maps), cams=np.asarray(entry.maps, np.float32),
             crop=(left / width, top_ / height, right / width, bottom / height),
             thumb=thumbnail_from_bytes(entry.thumbnail, self.pixel_ratio), device=str(entry.record.get("device", "")),
             layer="layer4", record=record, size=(width, height), cached=True, model=model,
         )
 
     def keep(self, clf: object, source: PhotoSource, pred: Prediction) -> str | None:
-        """Store a new answer (a file's last-stage Grad-CAM); a note when storing failed, said once."""
+        """Store a new answer of a file with its last stage's Grad-CAM maps (those of the same pass when the maps
+        shown are another layer's or method's); a note when storing failed, said once."""
         answers = self.answers(clf)
-        if answers is None or not isinstance(source, str) or pred.layer != "layer4" or pred.method != "gradcam":
+        lacks_maps = (pred.layer, pred.method) != ("layer4", "gradcam") and pred.last_stage_cams is None
+        if answers is None or not isinstance(source, str) or lacks_maps:
             return None
         try:
             answers.keep(source, pred)

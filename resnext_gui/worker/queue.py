@@ -1,4 +1,5 @@
-"""The job contract and the worker's three lanes: what the user asked for first, then batch photos and background steps in turn."""
+"""The job contract and the worker's four lanes: what the user asked for first, then answers the results library
+holds, then batch photos and background steps in turn."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar
 if TYPE_CHECKING:
     from .runner import Context
 
-Lane = Literal["interactive", "batch", "background"]
+Lane = Literal["interactive", "stored", "batch", "background"]
 R = TypeVar("R")  # what a job answers
 
 CANCELLED = "Cancelled."
@@ -36,8 +37,10 @@ class Job(Generic[R]):
     anything unexpected, logged with its traceback). A job is a plain object built on the GUI thread and run on
     the worker's, so it carries its inputs only (a QImage crossing threads is copied first)."""
 
-    # "interactive": what the user asked for, taken first. "batch": a photo of a batch, after those.
-    # "background": work for the photo shown that takes turns with the batch photos, a step at a time (AGAIN)
+    # "interactive": what the user asked for, taken first. "stored": photos answered from the results library
+    # (no forward pass), next: a reopened gallery is shown before anything is computed. "batch": a photo of a
+    # batch, after those. "background": work for the photo shown that takes turns with the batch photos, a step
+    # at a time (AGAIN). Stored and batch jobs wait for a model, and Stop drops both.
     lane: ClassVar[Lane] = "interactive"
 
     def run(self, ctx: Context) -> R | Again:
@@ -52,18 +55,21 @@ class Cancellable:
 
 
 class JobQueue:
-    """Three lanes shared by the GUI thread and the worker. Interactive jobs are always taken first; then batch
-    photos and background steps take turns, one each, while both wait (the batch keeps moving while the photo
-    shown is scored, and the score does not wait for the whole batch).
+    """Four lanes shared by the GUI thread and the worker. Interactive jobs are always taken first, then answers
+    the library holds (quick: no forward pass); then batch photos and background steps take turns, one each,
+    while both wait (the batch keeps moving while the photo shown is scored, and the score does not wait for the
+    whole batch).
 
-    Batch photos wait while there is no model. ``put`` says whether the worker needs waking; the worker
-    keeps itself awake while jobs remain, so at most one wake-up is ever on its way.
+    Stored answers and batch photos wait while there is no model. ``put`` says whether the worker needs waking;
+    the worker keeps itself awake while jobs remain, so at most one wake-up is ever on its way.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._lanes: dict[Lane, deque[Job[Any]]] = {"interactive": deque(), "batch": deque(), "background": deque()}
+        self._lanes: dict[Lane, deque[Job[Any]]] = {"interactive": deque(), "stored": deque(), "batch": deque(),
+                                                     "background": deque()}
         self._batch = self._lanes["batch"]
+        self._stored = self._lanes["stored"]
         self._background_next = True  # whose turn it is when a batch photo and a background step both wait
         self._awake = False
 
@@ -83,6 +89,8 @@ class JobQueue:
             interactive, background = self._lanes["interactive"], self._lanes["background"]
             if interactive:
                 return interactive.popleft()
+            if batch_allowed and self._stored:
+                return self._stored.popleft()
             batch = batch_allowed and bool(self._batch)
             if background and (self._background_next or not batch):
                 self._background_next = False
@@ -96,15 +104,16 @@ class JobQueue:
     def wake_if_needed(self, batch_allowed: bool) -> bool:
         with self._lock:
             has_work = (bool(self._lanes["interactive"]) or bool(self._lanes["background"])
-                        or (batch_allowed and bool(self._batch)))
+                        or (batch_allowed and (bool(self._batch) or bool(self._stored))))
             wake = has_work and not self._awake
             self._awake = self._awake or wake
             return wake
 
     def drop_batch(self) -> list[Job[Any]]:
-        """Remove the batch photos not yet started; returns their jobs."""
+        """Remove the batch photos (and stored answers) not yet started; returns their jobs."""
         with self._lock:
-            dropped = list(self._batch)
+            dropped = [*self._stored, *self._batch]
+            self._stored.clear()
             self._batch.clear()
             return dropped
 
@@ -115,4 +124,4 @@ class JobQueue:
 
     def pending_batch(self) -> int:
         with self._lock:
-            return len(self._batch)
+            return len(self._batch) + len(self._stored)

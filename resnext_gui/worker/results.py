@@ -71,6 +71,15 @@ class PhotoResult:
 
 
 @dataclass
+class StoredAnswers:
+    """Photos answered from the results library together (a reopened gallery): the answers found, and the photos
+    the library does not know (or knows from a changed file), to be classified."""
+
+    found: list[PhotoResult] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+
+
+@dataclass
 class ScoreCamMaps:
     """Score-CAM maps of one photo's classes, as PhotoResult.maps are sent."""
 
@@ -127,7 +136,8 @@ class Restored:
 
 @dataclass
 class LibraryMatch:
-    """One photo the library search found."""
+    """One photo the library search found: ``label`` and ``prob`` are the searched class's, ``rank`` its place in
+    the photo's top classes (None: found by its file name; the label is then the top class)."""
 
     path: str
     label: str
@@ -135,6 +145,9 @@ class LibraryMatch:
     classified_at: float
     exists: bool
     thumb: QImage | None = None
+    rank: int | None = None
+    top_label: str = ""  # the photo's top class, for the tooltip
+    top_prob: float = 0.0
 
 
 @dataclass

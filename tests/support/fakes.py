@@ -73,10 +73,13 @@ class FakeClassifier:
         w, h = decoded.original_size
         top = [TopClass(r + 1, r, self.labels[r], 0.5 / (r + 1)) for r in range(5)]
         side = 7 if layer == "layer4" else 14
-        cams = np.random.default_rng(len(self.calls)).random((5, side, side), dtype=np.float32)
+        rng = np.random.default_rng(len(self.calls))
+        cams = rng.random((5, side, side), dtype=np.float32)
+        # as the Classifier: the last stage's Grad-CAM too when the maps asked for are another's (the library keeps it)
+        kept = None if (layer, method) == ("layer4", "gradcam") else rng.random((5, 7, 7), dtype=np.float32)
         return Prediction(path=name, ok=True, top=top, cams=cams, layer=layer, method=method,
                           crop=(0.0, 0.0, float(w), float(h)), image_size=(w, h),
-                          image=decoded.image if keep_image else None)
+                          image=decoded.image if keep_image else None, last_stage_cams=kept)
 
     # ---- the slow explanations of the photo shown ----
     def score_cams(self, item, classes, layer="layer4", progress=None, cancelled=None):

@@ -35,7 +35,7 @@ class FakeWorker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self.jobs: list = []  # every job sent, in order
-        self.waiting: list = []  # batch jobs not yet answered nor dropped
+        self.waiting: list = []  # batch and stored-answer jobs not yet answered nor dropped
         self.first_model = ModelChoice("fake.pth", "cpu")
         self.callbacks = Callbacks(self.unheard.emit)
         self.gallery: list[str] | None = None
@@ -43,7 +43,7 @@ class FakeWorker(QObject):
     def submit(self, job, on_done=None, on_fail=None, on_progress=None):
         self.callbacks.add(job, on_done, on_fail, on_progress)
         self.jobs.append(job)
-        if job.lane == "batch":
+        if job.lane in ("batch", "stored"):  # what Stop drops
             self.waiting.append(job)
         return job
 

@@ -51,7 +51,9 @@ class LibraryInfoJob(Job[LibraryInfo]):
 
 @dataclass(eq=False)
 class LibrarySearchJob(Job[list[LibraryMatch]]):
-    """Every photo ever classified whose label or file name contains ``text``."""
+    """Every photo ever classified whose label (the top class, or another of its top classes at 10 % or more) or
+    file name contains ``text``, best match first (core.library.Library.search_ranked), with the searched class's
+    rank and probability."""
 
     text: str
     limit: int = SEARCH_LIMIT
@@ -61,14 +63,16 @@ class LibrarySearchJob(Job[list[LibraryMatch]]):
         if lib is None:
             raise JobFailed("There is no results library to search (results are not being kept).")
         try:
-            entries = lib.search(self.text, self.limit)
+            found = lib.search_ranked(self.text, self.limit)
         except Exception as exc:
             raise JobFailed(f"The library could not be searched: {exc}") from exc
         out = []
-        for e in entries:
+        for e, rank in found:
             best: dict[str, Any] = e.top[0] if e.top else {"label": "", "prob": 0.0}
-            out.append(LibraryMatch(e.path, str(best["label"]), float(best["prob"]), e.classified_at,
-                                    os.path.isfile(e.path), thumbnail_from_bytes(e.thumbnail, ctx.pixel_ratio)))
+            hit: dict[str, Any] = next((t for t in e.top if int(t.get("rank", 0)) == rank), best) if rank else best
+            out.append(LibraryMatch(e.path, str(hit["label"]), float(hit["prob"]), e.classified_at,
+                                    os.path.isfile(e.path), thumbnail_from_bytes(e.thumbnail, ctx.pixel_ratio),
+                                    rank, str(best["label"]), float(best["prob"])))
         return out
 
 

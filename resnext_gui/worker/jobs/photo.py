@@ -1,4 +1,5 @@
-"""Jobs on photos: classify one of a batch, recompute the one shown with another map, Score-CAM, faithfulness, a view, Save Overlay."""
+"""Jobs on photos: classify one of a batch, answer many from the results library, recompute the one shown with
+another map, Score-CAM, faithfulness, a view, Save Overlay."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from PySide6.QtGui import QImage
 from ...core.kinds import DEFAULT_LAYER, DEFAULT_METHOD, Layer, Method
 from ..images import PhotoSource, decodable, display_copy, map_indices, name_of, own, qimage_from_rgb, thumbnail, write_png
 from ..queue import AGAIN, CANCELLED, Again, Cancellable, Job, JobFailed, Lane
-from ..results import PhotoResult, ScoreCamMaps
+from ..results import PhotoResult, ScoreCamMaps, StoredAnswers
 
 if TYPE_CHECKING:
     from ...core.faithfulness import Faithfulness
@@ -44,11 +45,34 @@ class ClassifyJob(Job[PhotoResult]):
 
     def run(self, ctx: Context) -> PhotoResult:
         clf = ctx.require_classifier()
-        known = ctx.library.answer(clf, self.item_id, self.source, self.layer, self.method)
+        known = ctx.library.answer(clf, self.item_id, self.source)  # its stored maps: the window recomputes if need be
         if known is not None:
             return known
         return photo_result(clf, self.item_id, self.source, self.layer, self.method, ctx.pixel_ratio,
                             keep=lambda source, pred: ctx.library.keep(clf, source, pred))
+
+
+@dataclass(eq=False)
+class StoredAnswersJob(Job[StoredAnswers]):
+    """Photos the results library should know (last time's gallery, photos added from the Library window),
+    answered together from one read of it: the answers, thumbnails and last-stage maps it holds, whatever layer
+    and method are chosen (the window computes the chosen map of the photo on screen). In the "stored" lane:
+    after what the user asks for, before anything computed (batch photos, the score of the photo shown), and
+    dropped by Stop; the photos it does not know come back as ``missing``, to be classified as usual."""
+
+    lane: ClassVar[Lane] = "stored"
+    photos: list[tuple[int, str]]  # (photo, its file)
+
+    def run(self, ctx: Context) -> StoredAnswers:
+        clf = ctx.require_classifier("No model is loaded: the photos wait for one.")
+        answers = ctx.library.answer_many(clf, self.photos)
+        out = StoredAnswers()
+        for (item_id, _path), res in zip(self.photos, answers):
+            if res is None:
+                out.missing.append(item_id)
+            else:
+                out.found.append(res)
+        return out
 
 
 @dataclass(eq=False)

@@ -277,11 +277,15 @@ def test_score_cam_before_the_last_stage(clf, items):
 
 # ---- faithfulness ----
 
-def reference_curves(sal_map, x, probability, steps):
-    """Deletion and insertion, written out plainly: the map's pixels ranked by Python's (stable) sort, pixels
-    switched one at a time, the blur as one 11x11 Gaussian convolution (edges mirrored, torch), areas by numpy's
-    trapezoid rule. ``probability`` gives the class's probability of each image of a batch."""
+def reference_curves(sal_map, x, probability, steps, eight_bits=True):
+    """Deletion and insertion, written out plainly: the map taken at 8 bits (as the results library keeps it;
+    the random map is taken as drawn), its pixels ranked by Python's (stable) sort, pixels switched one at a
+    time, the blur as one 11x11 Gaussian convolution (edges mirrored, torch), areas by numpy's trapezoid rule.
+    ``probability`` gives the class's probability of each image of a batch."""
     _, h, w = x.shape
+    if eight_bits:
+        stored = np.clip(np.rint(np.asarray(sal_map, np.float32) * np.float32(255)), 0, 255).astype(np.uint8)
+        sal_map = (stored / 255).astype(np.float32)
     sal = cam.upsample(sal_map, (w, h)).ravel()  # the same bilinear upsampling the overlay draws
     order = sorted(range(h * w), key=lambda i: -float(sal[i]))
     g = np.exp(-0.5 * (np.arange(-5, 6) / 5.0) ** 2)
@@ -350,7 +354,7 @@ def test_the_random_map_figures_match_the_reference():
     for sal, dele, ins, areas in ((cam_map, got.deletion, got.insertion, (got.deletion_auc, got.insertion_auc)),
                                   (rand, got.random_deletion, got.random_insertion,
                                    (got.random_deletion_auc, got.random_insertion_auc))):
-        curves, ref = reference_curves(sal, torch.from_numpy(image), probability, 10)
+        curves, ref = reference_curves(sal, torch.from_numpy(image), probability, 10, eight_bits=sal is cam_map)
         assert np.allclose(dele, curves["deletion"], atol=1e-5) and np.allclose(ins, curves["insertion"], atol=1e-5)
         assert areas == pytest.approx((ref["deletion"], ref["insertion"]), abs=1e-6)
     assert got.random_prob_hidden == got.random_deletion[2] and got.class_index == 7

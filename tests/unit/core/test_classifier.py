@@ -319,3 +319,15 @@ def test_a_photo_with_non_finite_scores_fails_alone_in_its_batch(checkpoint, pho
     assert len(finite) == 10 and all(math.isfinite(x) and 0 <= x <= 1 for x in finite)
     for p in preds:
         json.dumps(p.to_record(), allow_nan=False)
+
+
+def test_an_answer_with_another_layer_or_method_carries_the_last_stage_grad_cam_for_the_library(clf, photos):
+    """What the results library keeps comes with every answer: the last stage's Grad-CAM of the same top classes,
+    from the same forward pass, whatever maps were asked for."""
+    plain = clf.classify(photos["chelsea"])
+    assert plain.last_stage_cams is None  # its maps are those already
+    for layer, method in (("layer3", "gradcam"), ("layer2", "layercam"), ("layer4", "eigencam")):
+        other = clf.classify(photos["chelsea"], layer=layer, method=method)
+        assert [t.index for t in other.top] == [t.index for t in plain.top]
+        assert other.last_stage_cams.shape == (5, 7, 7) and other.last_stage_cams.dtype == np.float32
+        assert np.allclose(other.last_stage_cams, plain.cams, atol=1e-5)

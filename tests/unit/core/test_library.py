@@ -220,6 +220,34 @@ def test_search_forget_clear_gallery(tmp_path):
         assert lib.size_bytes() <= grown
 
 
+def test_a_search_lists_the_searched_class_first_on_top_then_by_its_probability_with_its_rank(tmp_path):
+    """"tabby": photos with tabby as their top class first, then those with it further down their top five (at
+    10 % or more: a 2 % guess is not found), each by tabby's probability; then those whose name alone matches."""
+    def answer(path, classes):
+        top = [TopClass(i + 1, 100 + i, label, p) for i, (label, p) in enumerate(classes)]
+        return Prediction(path=str(path), ok=True, top=top, crop=(0.0, 0.0, 1.0, 1.0), image_size=(1, 1))
+
+    stored = {  # name: top classes, in the order they are stored (newest last)
+        "cup.jpg": [("espresso", 0.37), ("cup", 0.3), ("tabby", 0.15), ("lynx", 0.1), ("plate", 0.08)],
+        "cat.jpg": [("tabby", 0.55), ("tiger cat", 0.3)],
+        "retina.jpg": [("cleaver", 0.5), ("plate", 0.3), ("tabby", 0.02)],  # too unlikely to count
+        "tabby_on_sofa.jpg": [("studio couch", 0.7)],  # by its name
+        "kitten.jpg": [("tabby", 0.91)],
+        "mug.jpg": [("coffee mug", 0.4), ("tabby", 0.35)],
+    }
+    with Library(tmp_path / "lib.sqlite3", clock=iter(range(100)).__next__) as lib:
+        for name, classes in stored.items():
+            lib.store(photo(tmp_path, name, name.encode() * 5), KEY, answer(tmp_path / name, classes))
+        found = [(os.path.basename(e.path), rank) for e, rank in lib.search_ranked("TABBY")]
+        assert found == [("kitten.jpg", 1), ("cat.jpg", 1), ("mug.jpg", 2), ("cup.jpg", 3),
+                         ("tabby_on_sofa.jpg", None)]
+        assert [os.path.basename(e.path) for e, _ in lib.search_ranked("tabby", limit=2)] == ["kitten.jpg", "cat.jpg"]
+        assert [os.path.basename(e.path) for e, rank in lib.search_ranked("")] == list(stored)[::-1]  # newest first
+        entry = lib.search_ranked("kitten")[0][0]
+        assert entry.thumbnail is None and entry.top[0]["label"] == "tabby"  # whole entries
+    assert L.matched_class([{"rank": 1, "label": "Tabby", "prob": 0.05}], "tabby") == (1, 0.05)  # the top class always
+
+
 def test_default_path_follows_xdg(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     assert L.default_library_path() == tmp_path / "data" / "resnext-gui" / "library.sqlite3"

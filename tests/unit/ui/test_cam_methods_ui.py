@@ -19,6 +19,7 @@ from resnext_gui.ui.controller import BatchController, ModelState
 from resnext_gui.ui.controls import ControlPanel
 from resnext_gui.ui.gallery import GalleryModel
 from resnext_gui.ui.messages import Messages
+from resnext_gui.ui.text import plain
 from resnext_gui.worker.jobs.photo import ClassifyJob, FaithfulnessJob, RecomputeJob, ScoreCamJob
 from resnext_gui.worker.queue import CANCELLED
 from resnext_gui.worker.results import PhotoResult, ScoreCamMaps
@@ -58,7 +59,7 @@ def test_the_method_is_one_setting_for_all_photos_that_recomputes_the_photo_show
             _choose(win, "layercam")
         shown, other = win.photos.photo(1), win.photos.photo(0)
         assert shown.result.method == "layercam" and other.result.method == "gradcam"  # the others when shown
-        assert fake.methods[-1] == "layercam" and win.controls.top5.title.text() == "Top 5 · Layer-CAM (7×7)"
+        assert fake.methods[-1] == "layercam" and plain(win.controls.top5.title.text()) == "Top 5 · Layer-CAM (7×7)"
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000):
             win.select(other)
         assert other.result.method == "layercam"
@@ -157,7 +158,7 @@ def test_score_cam_is_computed_for_the_photo_shown_only_with_a_progress_bar_and_
         _choose(win, "scorecam")
         bar = win.score_bar
         qtbot.waitUntil(lambda: bar.isVisible() and bar.bar.value() == 1, timeout=30_000)
-        assert win.controls.top5.score.text() == scorecam_computing("Grad-CAM")  # and no faithfulness of a map about to go
+        assert plain(win.controls.top5.score.text()) == scorecam_computing("Grad-CAM")  # and no faithfulness of a map about to go
         # the window goes on while the worker computes: a key moves to the next photo, whose Score-CAM supersedes
         win.gallery.setFocus()
         qtbot.keyClick(win.gallery, Qt.Key.Key_Right)
@@ -166,7 +167,7 @@ def test_score_cam_is_computed_for_the_photo_shown_only_with_a_progress_bar_and_
         qtbot.waitUntil(lambda: second.result.method == "scorecam", timeout=30_000)
         assert first.result.method == "gradcam"  # not shown any more: kept its one-pass map
         assert fake.score_done == 1 + fake.score_total and not bar.isVisible()
-        assert win.controls.top5.title.text() == "Top 5 · Score-CAM (7×7)"
+        assert plain(win.controls.top5.title.text()) == "Top 5 · Score-CAM (7×7)"
         assert second.result.record["cam_method"] == "scorecam"
         # Cancel, in the status bar: the photo keeps its one-pass map and says so
         fake.score_hold = threading.Event()
@@ -178,7 +179,7 @@ def test_score_cam_is_computed_for_the_photo_shown_only_with_a_progress_bar_and_
             fake.score_hold.set()
         assert fake.score_done == 2 + fake.score_total and first.result.method == "gradcam"
         assert first.note == "Score-CAM cancelled: showing Grad-CAM. Show the photo again to compute it."
-        assert win.controls.top5.message.text() == first.note
+        assert plain(win.controls.top5.message.text()) == first.note
         assert all(t != GUI for t in fake.threads)
     finally:
         win.close()
@@ -231,7 +232,8 @@ class Rig:
         for job in self.worker.of(ClassifyJob):
             top = [TopClass(r + 1, 10 + r, f"class {10 + r}", 0.5 / (r + 1)) for r in range(5)]
             maps = np.stack([np.full((224, 224), 40 * r, np.uint8) for r in range(5)])
-            self.worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, maps=maps,
+            cams = np.stack([np.full((7, 7), 40 * r / 255, np.float32) for r in range(5)])
+            self.worker.answer(job, PhotoResult(job.item_id, True, str(job.source), top=top, maps=maps, cams=cams,
                                                 record={"path": str(job.source), "ok": True},
                                                 display=QImage(4, 4, QImage.Format.Format_RGB888)))
         qtbot.waitUntil(lambda: all(p.result is not None for p in new))
@@ -250,7 +252,7 @@ def test_a_faithfulness_answer_for_a_photo_or_class_no_longer_shown_is_dropped(q
     rig.cam.shown(a, 1)  # shown again (an update): asked once
     (job_a,) = rig.worker.of(FaithfulnessJob)
     assert (job_a.item_id, job_a.class_index, job_a.method, job_a.layer) == (a.item_id, 10, "gradcam", "layer4")
-    assert job_a.cam.shape == (224, 224) and job_a.cam.dtype == np.float32 and rig.texts[-1] == COMPUTING  # no cams: the 8-bit map
+    assert job_a.cam.shape == (7, 7) and job_a.cam.dtype == np.float32 and rig.texts[-1] == COMPUTING  # the layer's own size
     rig.cam.shown(b, 2)  # another photo and class: the first is superseded
     job_a2 = rig.worker.of(FaithfulnessJob)[-1]
     assert job_a.cancel.is_set() and job_a2.class_index == 11 and np.allclose(job_a2.cam, 40 / 255)
@@ -316,7 +318,7 @@ def test_save_overlay_and_export_carry_the_method_and_the_score(qtbot, settings,
         _done(qtbot, win, [photos["coffee"]])
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000):
             _choose(win, "gradcam++")
-        qtbot.waitUntil(lambda: win.controls.top5.score.text().startswith("Faithfulness: hiding"), timeout=30_000)
+        qtbot.waitUntil(lambda: plain(win.controls.top5.score.text()).startswith("Faithfulness: hiding"), timeout=30_000)
         assert factory.made[0].faith_calls[-1] == (0, (7, 7))  # the top class's map, at the layer's own size
         label = win.current_photo().result.top[0].label
         seen = {}

@@ -176,6 +176,61 @@ def test_another_layer_is_asked_for_once_and_a_failure_is_not_asked_again(qtbot,
     assert len(rig.worker.of(RecomputeJob)) == 2
 
 
+def test_export_s_time_is_the_classification_s_own_after_the_photo_was_shown_with_another_map(qtbot, rig, tmp_path):
+    import csv
+
+    first, second = rig.add(2)
+    for job, ms in zip(rig.worker.of(ClassifyJob), (96.0, 104.0)):
+        res = rig.ok(job)
+        res.record = {"path": str(job.source), "ok": True, "device": "cpu", "ms": ms,
+                      "top": [{"rank": 1, "index": 0, "label": "tabby", "prob": 0.9}]}
+        rig.worker.answer(job, res)
+    qtbot.waitUntil(lambda: len(rig.updated) == 2)
+    rig.ctl.set_layer("layer2")
+    rig.ctl.set_method("layercam")
+    rig.ctl.want_layer(first)  # the photo is clicked: its map is recomputed, which takes long (a decode, two passes)
+    (job,) = rig.worker.of(RecomputeJob)
+    again = rig.ok(job, layer="layer2")
+    again.method = "layercam"
+    again.record = {"path": str(job.source), "ok": True, "device": "cpu", "ms": 1691.0, "cam_method": "layercam",
+                    "top": [{"rank": 1, "index": 0, "label": "tabby", "prob": 0.9}]}
+    rig.worker.answer(job, again)
+    assert first.result.layer == "layer2"
+    assert rig.ctl.export_results(str(tmp_path / "r.csv"))
+    with open(tmp_path / "r.csv", newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [float(r["ms"]) for r in rows] == [96.0, 104.0]  # the classification's own time, not the re-view's
+    assert [r["cam_method"] for r in rows] == ["layercam", ""]  # the maps it shows now are Layer-CAM's
+
+
+def test_photos_the_library_holds_are_answered_a_chunk_a_job_and_stop_drops_the_chunks_not_started(qtbot, rig):
+    from resnext_gui.worker.jobs.photo import StoredAnswersJob
+    from resnext_gui.worker.results import StoredAnswers
+
+    photos = rig.ctl.enqueue([(f"/p/{i}.jpg", f"/p/{i}.jpg") for i in range(250)], known=True)
+    rig.current = photos[0]
+    chunks = rig.worker.of(StoredAnswersJob)
+    assert [len(j.photos) for j in chunks] == [100, 100, 50] and rig.worker.of(ClassifyJob) == []
+    assert [i for j in chunks for i, _ in j.photos] == [p.item_id for p in photos]  # in gallery order
+    found = [rig.ok(SimpleJob(item_id, path)) for item_id, path in chunks[0].photos[:99]]
+    rig.worker.answer(chunks[0], StoredAnswers(found, [photos[99].item_id]))
+    assert photos[0].status is Status.DONE  # the photo on screen at once, not after the others of its chunk
+    assert [j.item_id for j in rig.worker.of(ClassifyJob)] == [photos[99].item_id]  # the one it did not hold
+    qtbot.waitUntil(lambda: all(p.status is Status.DONE for p in photos[:99]))
+    rig.worker.waiting.remove(chunks[1])  # the worker has taken the second chunk: its answer still comes
+    rig.ctl.stop()  # the chunk not started and the photo to classify are dropped: stopped, not waiting forever
+    assert [p.status for p in photos[99:100] + photos[200:]] == [Status.STOPPED] * 51
+    found = [rig.ok(SimpleJob(item_id, path)) for item_id, path in chunks[1].photos[1:]]
+    rig.worker.answer(chunks[1], StoredAnswers(found, [photos[100].item_id]))
+    qtbot.waitUntil(lambda: all(p.status is Status.DONE for p in photos[101:200]))
+    assert photos[100].status is Status.STOPPED and len(rig.worker.of(ClassifyJob)) == 1  # not classified after Stop
+
+
+class SimpleJob:
+    def __init__(self, item_id, source):
+        self.item_id, self.source = item_id, source
+
+
 def test_a_full_view_is_asked_once_and_again_only_when_the_photo_is_chosen_again(qtbot, rig):
     (photo,) = rig.add(1)
     rig.ctl.want_view(photo)

@@ -1,7 +1,7 @@
 """The gallery model on its own: statuses, counts, the display cache and records, with no model loaded."""
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QImage
+from PySide6.QtCore import QRect, QSize, Qt
+from PySide6.QtGui import QFontMetrics, QImage, QPainter
 
 from resnext_gui.core.prediction import TopClass
 from resnext_gui.ui.gallery import GalleryModel, Status
@@ -81,3 +81,51 @@ def test_the_keyboard_s_cell_is_outlined_selected_or_not(qtbot):
         columns = range(10, CELL.width() - 10)  # along the top, inside the cell, above the thumbnail
         changed = [x for x in columns if any(plain.pixel(x, y) != focused.pixel(x, y) for y in range(1, 6))]
         assert len(changed) > len(columns) // 3
+
+
+class RecordingPainter(QPainter):
+    """A painter that notes every text drawn in a rectangle: (rectangle, flags, text)."""
+
+    def __init__(self, device):
+        super().__init__(device)
+        self.texts = []
+
+    def drawText(self, *args):  # noqa: N802
+        if len(args) == 3 and isinstance(args[0], QRect):
+            self.texts.append((QRect(args[0]), args[1], args[2]))
+        return super().drawText(*args)
+
+
+def test_a_caption_in_cjk_and_emoji_is_drawn_whole_inside_its_cell(qtbot):
+    """Each caption line is given the height its text takes with the fonts that draw it (a CJK or emoji fallback
+    is taller than the widget's font), and the cell holds both lines: nothing is cut at the bottom."""
+    from PySide6.QtWidgets import QStyle, QStyleOptionViewItem
+
+    from resnext_gui.ui.captions import line_height
+    from resnext_gui.ui.gallery import GalleryView
+
+    name = "caffè ☕ espresso — 朝.png"
+    model = GalleryModel()
+    (photo,) = model.add([(f"/p/{name}", f"/p/{name}")])
+    model.set_result(PhotoResult(photo.item_id, True, photo.name, top=[TopClass(1, 967, "espresso 朝 ☕", 0.37)]))
+    view = GalleryView()
+    qtbot.addWidget(view)
+    view.setModel(model)
+    cell = view.gridSize() - QSize(4, 4)
+    image = QImage(cell, QImage.Format.Format_RGB32)
+    image.fill(0xFFFFFFFF)
+    option = QStyleOptionViewItem()
+    option.initFrom(view)
+    option.rect = image.rect()
+    option.state = QStyle.StateFlag.State_Enabled
+    painter = RecordingPainter(image)
+    view.itemDelegate().paint(painter, option, model.index(0))
+    painter.end()
+    drawn = {text: rect for rect, _flags, text in painter.texts}
+    caption, shown_name = sorted(drawn, key=lambda t: t != "espresso 朝 ☕ 37%")
+    assert caption == "espresso 朝 ☕ 37%" and shown_name.startswith("caffè ☕") and shown_name.endswith("朝.png")
+    font = view.font()
+    for text, rect in drawn.items():
+        assert rect.height() >= line_height(font, text), text  # as tall as the text drawn, fallback fonts included
+        assert image.rect().contains(rect), text  # inside the cell
+    assert line_height(font, name) >= QFontMetrics(font).height()

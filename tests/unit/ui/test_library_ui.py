@@ -138,6 +138,68 @@ def test_a_reopened_window_shows_last_times_200_photos_without_a_forward_pass(qt
     win2.close()
 
 
+class JobLog:
+    """Every job a worker is sent, in order (wraps its submit)."""
+
+    def __init__(self, worker):
+        self.jobs = []
+        submit = worker.submit
+
+        def logged(job, *args, **kwargs):
+            self.jobs.append(job)
+            return submit(job, *args, **kwargs)
+
+        worker.submit = logged
+
+    def of(self, kind):
+        return [j for j in self.jobs if isinstance(j, kind)]
+
+
+def test_with_the_28x28_layer_chosen_a_reopened_gallery_is_answered_in_one_job_and_the_photo_shown_gets_its_map_first(
+        qtbot, settings, tmp_path):
+    from resnext_gui.worker.jobs.photo import ClassifyJob, RecomputeJob, StoredAnswersJob, ViewJob
+
+    library = tmp_path / "library.sqlite3"
+    files = tiny_photos(tmp_path / "photos", 40)
+    win = open_window(qtbot, settings, library, KeyedFactory())
+    with qtbot.waitSignal(win.scanFinished, timeout=TIMEOUT):
+        win.add_paths([str(tmp_path / "photos")])
+    qtbot.waitUntil(lambda: len(win.photos) == 40 and all(p.status is Status.DONE for p in win.photos), timeout=TIMEOUT)
+    win.close()
+    files[39].write_bytes(files[0].read_bytes()[:-1] + b"\0")  # changed since: the one photo to classify again
+
+    settings.setValue("layer", "layer2")  # the finest layer chosen: the library keeps the last stage's maps only
+    again = KeyedFactory()
+    worker = Worker("first.pth", "cpu", classifier_factory=again, library=library)
+    log = JobLog(worker)
+    win2 = MainWindow(weights="first.pth", device="cpu", settings=settings, worker=worker)
+    worker.setParent(win2)
+    qtbot.addWidget(win2)
+    win2.show()
+    qtbot.waitExposed(win2)
+    win2.start()
+    qtbot.waitUntil(lambda: len(win2.photos) == 40 and all(p.status is not Status.QUEUED for p in win2.photos),
+                    timeout=TIMEOUT)
+    shown = win2.current_photo()
+    assert shown is win2.photos.photo(0)
+    qtbot.waitUntil(lambda: shown.result.layer == "layer2", timeout=TIMEOUT)  # the map chosen, for the photo on screen
+    assert len(log.of(StoredAnswersJob)) == 1  # the 40 photos from one read of the library, not one job each
+    assert [j.item_id for j in log.of(ClassifyJob)] == [win2.photos.photo(39).item_id]  # only the changed one
+    cached = [p for p in win2.photos if p.result.cached]
+    assert len(cached) == 39 and all(p.thumb is not None and p.result.top for p in cached)
+    assert all(p.result.layer == "layer4" for p in cached if p is not shown)  # the stored maps, marked as such
+    # forward passes: the photo on screen at the chosen layer first, then the changed photo; nothing else
+    assert again.made[0].calls == [("p000.png", "layer2"), ("p039.png", "layer2")]
+    assert [j.item_id for j in log.of(RecomputeJob)] == [shown.item_id]
+    assert [j.item_id for j in log.of(ViewJob)] == [shown.item_id]  # its view copy, asked once (a decode, no pass)
+    qtbot.waitUntil(lambda: bool(again.made[0].faith_calls), timeout=TIMEOUT)  # then the score of the map now shown
+    assert again.made[0].faith_calls == [(0, (14, 14))]  # the stand-in's layer-2 map, at its own size
+    win2.select(win2.photos.photo(5))  # another photo shown: its map is computed now, and only its own
+    qtbot.waitUntil(lambda: win2.photos.photo(5).result.layer == "layer2", timeout=TIMEOUT)
+    assert again.made[0].calls[2:] == [("p005.png", "layer2")]
+    win2.close()
+
+
 def test_a_changed_photo_and_other_weights_are_recomputed_and_nothing_else(qtbot, rigs, tmp_path):
     library = tmp_path / "library.sqlite3"
     files = tiny_photos(tmp_path / "photos", 6)
@@ -289,6 +351,50 @@ def test_the_library_window_finds_earlier_photos_and_adds_them_without_a_forward
     assert all(p.result.cached for p in rig.photos if "earlier day" in p.source)
 
 
+def test_the_library_window_shows_the_searched_class_s_rank_and_probability_under_every_thumbnail(qtbot):
+    """Each match says the searched class, its probability and its place in the photo's top five ("tabby 37%
+    (#3)"), whole, under a square, a portrait or a landscape thumbnail alike."""
+    from types import SimpleNamespace
+
+    from PySide6.QtGui import QColor, QImage
+
+    from resnext_gui.ui.library_ui import LibraryDialog
+    from resnext_gui.worker.results import LibraryInfo, LibraryMatch
+
+    def thumb(w, h):
+        image = QImage(w, h, QImage.Format.Format_RGB32)
+        image.fill(QColor(200, 200, 200))
+        return image
+
+    library = SimpleNamespace(search=lambda text: None, add_to_gallery=lambda paths: None, forget=lambda paths: None)
+    dialog = LibraryDialog(library)
+    qtbot.addWidget(dialog)
+    dialog.set_text("tabby")
+    matches = [LibraryMatch("/p/kitten.jpg", "tabby", 0.91, 1.7e9, True, thumb(96, 96), 1, "tabby", 0.91),
+               LibraryMatch("/p/portrait of a cup.jpg", "tabby", 0.37, 1.7e9, True, thumb(72, 96), 3, "espresso", 0.4),
+               LibraryMatch("/p/tabby_projectile_launch_over_the_bay.jpg", "projectile", 0.66, 1.7e9, True,
+                            thumb(96, 72), None, "projectile", 0.66)]
+    dialog.show_matches(matches, LibraryInfo("/lib", 3, 1000, True))
+    dialog.resize(640, 480)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    items = [dialog.list.item(i) for i in range(dialog.list.count())]
+    assert [i.text().splitlines()[0] for i in items] == ["tabby 91% (#1)", "tabby 37% (#3)", "projectile 66%"]
+    assert "#3 of its top classes" in items[1].toolTip() and "Top class: espresso" in items[1].toolTip()
+    assert "top five at 10" in dialog.summary.text()
+    shot = dialog.list.viewport().grab().toImage()
+    font = dialog.list.font()
+    for row, item in enumerate(items):
+        index = dialog.list.model().index(row, 0)
+        rect = dialog.list.visualItemRect(item)
+        lines = dialog.list.itemDelegate().lines(index, font, rect.width() - 8)
+        assert " ".join(lines[:-1]) == item.text().splitlines()[0] and "…" not in " ".join(lines[:-1])  # whole
+        below = range(rect.top() + 4 + 96 + 4, rect.bottom())  # under the thumbnail's box: its caption is drawn
+        ink = [(x, y) for y in below for x in range(rect.left() + 4, rect.right() - 4)
+               if QColor(shot.pixel(x, y)).lightness() < 128]
+        assert len(ink) > 30, item.text()
+
+
 def test_the_summary_names_every_failure_up_to_a_limit():
     from resnext_gui.worker.results import KeywordsOutcome
 
@@ -297,3 +403,35 @@ def test_the_summary_names_every_failure_up_to_a_limit():
     assert text.splitlines()[0] == "Keywords written for 12 photos; 25 failed:"
     assert "f0.jpg: read-only folder" in text and "f24.jpg" not in text and text.endswith("… and 5 more.")
     assert keywords_summary(KeywordsOutcome(written=[(1, "a.xmp")])) == "Keywords written for 1 photo."
+
+
+def test_a_reopened_photo_is_scored_with_the_same_map_as_when_it_was_classified(qtbot, settings, tmp_path):
+    """The faithfulness score of a photo read back from the library is asked for with the map it was asked for
+    with when the photo was classified (at the layer's own size, at 8 bits), so its figures, the random map's
+    included, are the same."""
+    from resnext_gui.core.faithfulness import eight_bit
+    from resnext_gui.worker.jobs.photo import FaithfulnessJob
+
+    library = tmp_path / "library.sqlite3"
+    tiny_photos(tmp_path / "photos", 1)
+    win = open_window(qtbot, settings, library, KeyedFactory())
+    log = JobLog(win.worker)
+    with qtbot.waitSignal(win.scanFinished, timeout=TIMEOUT):
+        win.add_paths([str(tmp_path / "photos")])
+    qtbot.waitUntil(lambda: len(win.photos) == 1 and win.photos.photo(0).status is Status.DONE, timeout=TIMEOUT)
+    win.select(win.photos.photo(0))
+    qtbot.waitUntil(lambda: len(log.of(FaithfulnessJob)) > 0, timeout=TIMEOUT)
+    fresh = log.of(FaithfulnessJob)[-1]
+    win.close()
+
+    win2 = open_window(qtbot, settings, library, KeyedFactory())
+    log2 = JobLog(win2.worker)
+    qtbot.waitUntil(lambda: len(win2.photos) == 1 and win2.photos.photo(0).status is Status.DONE, timeout=TIMEOUT)
+    assert win2.photos.photo(0).result.cached
+    win2.select(win2.photos.photo(0))
+    qtbot.waitUntil(lambda: len(log2.of(FaithfulnessJob)) > 0, timeout=TIMEOUT)
+    reopened = log2.of(FaithfulnessJob)[-1]
+    assert (reopened.class_index, reopened.method, reopened.layer) == (fresh.class_index, fresh.method, fresh.layer)
+    assert reopened.cam.shape == fresh.cam.shape == (7, 7)  # the layer's own size, never the view's 224 x 224
+    assert np.array_equal(eight_bit(reopened.cam), eight_bit(fresh.cam))  # the same map to the score
+    win2.close()

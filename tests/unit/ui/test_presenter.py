@@ -16,6 +16,7 @@ from resnext_gui.ui.gallery_filter import GalleryFilter
 from resnext_gui.ui.image_view import ImageView
 from resnext_gui.ui.messages import Messages
 from resnext_gui.ui.presenter import APP_TITLE, IDLE_HINT, Presenter
+from resnext_gui.ui.text import plain
 from resnext_gui.worker.jobs.photo import ClassifyJob, SaveImageJob, ViewJob
 from resnext_gui.worker.queue import JobFailed
 from resnext_gui.worker.results import PhotoResult
@@ -68,12 +69,12 @@ def write(worker):
 def test_a_classified_photo_shows_its_top_5_its_map_and_the_title_names_it(qtbot, rig):
     presenter, controller, worker, photos, view, controls, titles = rig
     (photo,) = controller.enqueue([("/p/cat.png", "/p/cat.png")])
-    assert presenter.current_photo() is photo and controls.top5.message.text() == "Classifying…"
+    assert presenter.current_photo() is photo and plain(controls.top5.message.text()) == "Classifying…"
     maps = np.stack([np.full((224, 224), r * 40, np.uint8) for r in range(5)])
     answer(worker, worker.of(ClassifyJob)[0], maps)
     qtbot.waitUntil(lambda: titles and "class 0" in titles[-1])
     assert titles[-1] == f"cat.png · 60×40 · class 0 50% — {APP_TITLE}"
-    assert controls.top5.title.text() == "Top 5 · Grad-CAM (7×7)"
+    assert plain(controls.top5.title.text()) == "Top 5 · Grad-CAM (7×7)"
     assert np.array_equal(presenter.current_map(), maps[0]) and view.photo_width() == 60
     presenter.choose_class(3)
     assert np.array_equal(presenter.current_map(), maps[2]) and "class 2 17%" in titles[-1]
@@ -90,14 +91,41 @@ def test_a_photo_without_its_full_view_shows_the_thumbnail_and_asks_once(qtbot, 
     assert len(worker.of(ViewJob)) == 1 and view.placeholder == "Loading /p/a.png…"
 
 
+@pytest.mark.parametrize("size", [(4000, 3000), (3000, 4000), (800, 600)])
+def test_a_photo_known_by_its_thumbnail_only_is_fitted_to_the_view_not_shown_as_a_stamp(qtbot, rig, size):
+    """Classified earlier (the library, or past the display cache): the 96-px thumbnail stands in, drawn at the
+    size the view copy will have, until that copy comes; then the photo is just as large."""
+    presenter, controller, worker, photos, view, controls, titles = rig
+    view.resize(720, 540)
+    (photo,) = controller.enqueue([("/p/a.jpg", "/p/a.jpg")])
+    job = worker.of(ClassifyJob)[0]
+    top = [TopClass(r + 1, r, f"class {r}", 0.5 / (r + 1)) for r in range(5)]
+    w, h = size
+    thumb = QImage(96 * w // max(w, h), 96 * h // max(w, h), QImage.Format.Format_RGB888)
+    worker.answer(job, PhotoResult(job.item_id, True, "/p/a.jpg", top=top, crop=(0, 0, 1, 1), thumb=thumb, size=size,
+                                   maps=np.zeros((5, 224, 224), np.uint8), record={"ok": True}))
+    qtbot.waitUntil(lambda: photo.result is not None)
+    presenter.refresh()
+    stand_in = view._fit()
+    assert view.photo_width() == thumb.width()  # the thumbnail is what is drawn ...
+    copy_w, copy_h = round(w * min(1.0, 1280 / max(w, h))), round(h * min(1.0, 1280 / max(w, h)))  # the view copy
+    fitted = min(720 / copy_w, 540 / copy_h, 1.0)
+    assert (stand_in.width(), stand_in.height()) == pytest.approx((copy_w * fitted, copy_h * fitted), abs=1.5)
+    (view_job,) = worker.of(ViewJob)
+    copy = QImage(copy_w, copy_h, QImage.Format.Format_RGB888)
+    worker.answer(view_job, copy)
+    assert view.photo_width() == copy.width()
+    assert (view._fit().width(), view._fit().height()) == pytest.approx((stand_in.width(), stand_in.height()), abs=1.5)
+
+
 def test_a_failed_photo_says_why_and_nothing_selected_says_so(qtbot, rig):
     presenter, controller, worker, photos, view, controls, titles = rig
     (photo,) = controller.enqueue([("/p/x.png", "/p/x.png")])
     worker.fail(worker.of(ClassifyJob)[0], "not an image")
     qtbot.waitUntil(lambda: photo.result is not None)
-    assert view.placeholder == "Could not classify this file\n\nnot an image." and controls.top5.message.text() == "not an image."
+    assert view.placeholder == "Could not classify this file\n\nnot an image." and plain(controls.top5.message.text()) == "not an image."
     controller.clear()
-    assert view.placeholder == IDLE_HINT and titles[-1] == APP_TITLE and controls.top5.title.text() == "Top 5"
+    assert view.placeholder == IDLE_HINT and titles[-1] == APP_TITLE and plain(controls.top5.title.text()) == "Top 5"
 
 
 def _exported(presenter, photos, monkeypatch, tmp_path, button):

@@ -8,6 +8,7 @@ from PySide6.QtGui import QDragEnterEvent, QDragLeaveEvent, QGuiApplication, QIm
 from PySide6.QtWidgets import QApplication, QFileDialog
 
 from resnext_gui.ui.gallery import CELL, GalleryDelegate, Status
+from resnext_gui.ui.text import plain
 from resnext_gui.worker.jobs.photo import ViewJob
 from tests.support.helpers import copies
 from tests.support.qt_fixtures import MODEL_TIMEOUT, drop_and_list, open_window, wait_all_done
@@ -84,7 +85,7 @@ def test_the_right_panel_controls_stay_put_whatever_is_selected(qtbot, fwin, pho
     bad.write_text("x" * 50)
     _done(qtbot, fwin, [photos["coffee"], bad])
     fwin.select(fwin.photos.photo(1))
-    assert fwin.controls.top5.message.text().endswith(").") and where() == empty  # the refusal is a sentence
+    assert plain(fwin.controls.top5.message.text()).endswith(").") and where() == empty  # the refusal is a sentence
     fwin.select(fwin.photos.photo(0))
     assert where() == empty
 
@@ -110,12 +111,12 @@ def test_the_layer_is_a_global_setting_applied_to_each_photo_as_it_is_shown(qtbo
         assert second.result.layer == "layer4"  # not recomputed until it is shown
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.result.layer == "layer3"):
             win.select(second)
-        assert win.controls.top5.title.text().endswith("Grad-CAM (14×14)")
+        assert plain(win.controls.top5.title.text()).endswith("Grad-CAM (14×14)")
         # a failed recompute is said once and not asked again each time the photo is shown
         files[1].unlink()
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: second.note is not None):
             win.controls.layer_box.setCurrentIndex(0)
-        assert "Could not compute the new heatmap" in win.controls.top5.message.text()
+        assert "Could not compute the new heatmap" in plain(win.controls.top5.message.text())
         with qtbot.waitSignal(win.photoUpdated, timeout=30_000, check_params_cb=lambda i: first.result.layer == "layer4"):
             win.select(first)
         win.select(second)
@@ -175,9 +176,9 @@ def test_download_dialog_sits_over_the_window_and_cancel_is_not_a_failure(qtbot,
 
 def test_clear_resets_the_heading_and_can_be_undone(qtbot, fwin, photos):
     _done(qtbot, fwin, [photos["coffee"], photos["chelsea"]])
-    assert "Grad-CAM" in fwin.controls.top5.title.text()
+    assert "Grad-CAM" in plain(fwin.controls.top5.title.text())
     fwin.clear()
-    assert fwin.controls.top5.title.text() == "Top 5" and len(fwin.photos) == 0 and fwin.windowTitle() == "ResNeXt Classifier"
+    assert plain(fwin.controls.top5.title.text()) == "Top 5" and len(fwin.photos) == 0 and fwin.windowTitle() == "ResNeXt Classifier"
     fwin.activateWindow()
     qtbot.keyClick(fwin, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
     assert [p.status for p in fwin.photos] == [Status.DONE, Status.DONE] and fwin.current_photo() is not None
@@ -218,6 +219,43 @@ def test_keyboard_reaches_every_control_and_moves_between_classes(qtbot, fwin, p
     row.setFocus()
     qtbot.keyClick(row, Qt.Key.Key_Right)
     assert fwin.controls.top5.rows[1].hasFocus() and fwin.presenter.selected_rank == 2
+
+
+def _tab_stops(qtbot, win):
+    """Every widget Tab reaches from the gallery's search box, in order, until it comes round again, each with
+    how it looks while it has the keyboard and once Tab has moved on."""
+    start = win.gallery_bar.search
+    start.setFocus()
+    qtbot.waitUntil(start.hasFocus)
+    stops = []
+    while (widget := QApplication.focusWidget()) not in [w for w, _, _ in stops] and len(stops) < 60:
+        focused = widget.grab().toImage()
+        qtbot.keyClick(widget, Qt.Key.Key_Tab)
+        qtbot.waitUntil(lambda w=widget: not w.hasFocus())
+        stops.append((widget, focused, widget.grab().toImage()))
+    return stops
+
+
+@pytest.mark.parametrize("with_photo", [False, True])
+def test_every_tab_stop_shows_that_it_has_the_keyboard_and_the_gallery_is_framed(qtbot, fwin, photos, with_photo):
+    from PySide6.QtGui import QColor, QPalette
+
+    if with_photo:
+        _done(qtbot, fwin, [photos["coffee"]])
+    fwin.activateWindow()
+    qtbot.waitActive(fwin)
+    stops = _tab_stops(qtbot, fwin)
+    widgets = [w for w, _, _ in stops]
+    assert fwin.gallery in widgets and fwin.view in widgets and len(stops) >= 12
+    for widget, focused, after in stops:
+        assert focused != after, f"{type(widget).__name__} {widget.accessibleName()!r} shows no focus"
+    fwin.gallery.setFocus()
+    qtbot.waitUntil(fwin.gallery.hasFocus)
+    edge = fwin.gallery.viewport().grab().toImage()
+    ring = fwin.gallery.palette().color(QPalette.ColorRole.Highlight)
+    w, h = edge.width(), edge.height()
+    for x, y in ((w // 2, 0), (0, h // 2), (w - 1, h // 2), (w // 2, h - 1)):  # the frame on every side
+        assert QColor(edge.pixel(x, y)) == ring, (x, y)
 
 
 # ---------------------------------------------------------------- title
@@ -363,7 +401,8 @@ def test_save_overlay_names_the_photo_class_and_layer_in_the_name_and_the_png(qt
 def test_splitter_positions_are_remembered(qtbot, settings):
     win = open_window(qtbot, settings, "fake.pth", factory=FakeFactory())
     before = win.splitter.sizes()
-    win.splitter.setSizes([before[0] - 40, before[1] + 40, before[2]])
+    win.splitter.setSizes([before[0], before[1] - 40, before[2] + 40])  # a choice of the user's, though the photo's
+    win.splitter.splitterMoved.emit(before[0] + 1, 2)  # share gets smaller: chosen by dragging the handle
     sizes = win.splitter.sizes()
     assert sizes != before
     win.close()

@@ -156,3 +156,40 @@ def test_a_geometry_saved_under_another_display_system_gives_only_its_size(qtbot
     moved = MainWindow(device="cpu", settings=QSettings(path, QSettings.Format.IniFormat), worker=FakeWorker())
     qtbot.addWidget(moved)
     assert moved.size() == QSize(700, 500) and moved.pos() != win.pos()
+
+
+@pytest.mark.parametrize("saved", [None, [420, 500, 420]])
+def test_at_800_by_600_the_photo_gets_the_most_room(qtbot, tmp_path, saved):
+    """A window 800 pixels wide (or a layout saved on a larger screen): the gallery and the controls give up width,
+    down to their minimum, so the photo is the widest pane and has at least half of the room."""
+    from resnext_gui.ui.main_window import MainWindow
+    from resnext_gui.ui.splitter import minimum_width
+    from tests.support.ui_fakes import FakeWorker
+
+    path = str(tmp_path / "w.ini")
+    if saved is not None:
+        big = MainWindow(device="cpu", settings=QSettings(path, QSettings.Format.IniFormat), worker=FakeWorker())
+        qtbot.addWidget(big)
+        big.splitter.setSizes(saved)
+        big.close()  # saved: wide side panes
+    win = MainWindow(device="cpu", settings=QSettings(path, QSettings.Format.IniFormat), worker=FakeWorker())
+    qtbot.addWidget(win)
+    win.resize(800, 600)
+    win.show()
+    qtbot.waitExposed(win)
+    gallery, photo, controls = win.splitter.sizes()
+    assert photo > gallery and photo > controls, win.splitter.sizes()
+    assert photo >= (gallery + photo + controls) // 2 or (
+        gallery == minimum_width(win.splitter.widget(0)) and controls == minimum_width(win.splitter.widget(2)))
+    assert win.view.width() == photo and win.controls.width() == controls
+    side = win.controls.widget()
+    assert side.width() >= side.minimumSizeHint().width()  # the panel's rows are never cut at the right
+    win.close()
+
+
+def test_the_photo_pane_takes_from_the_side_panes_only_what_they_have_above_their_minimum():
+    from resnext_gui.ui.splitter import photo_first
+
+    assert photo_first([300, 216, 260], [168, 160, 229]) == [168, 379, 229]  # both down to their minimum
+    assert photo_first([300, 700, 260], [168, 160, 229]) == [300, 700, 260]  # room enough: the user's sizes stay
+    assert photo_first([300, 400, 300], [100, 160, 100]) == [250, 500, 250]  # half, from each by what it can give

@@ -1,10 +1,19 @@
 """The worker's queue (worker/queue.py): what the user asks for first, batch photos only with a model, and batch
-photos and background steps in turn; every kind of job in its lane."""
+photos and background steps in turn, the library's stored answers before anything computed; every kind of job in
+its lane."""
 
 import numpy as np
 
 from resnext_gui.worker.jobs.model import DownloadJob, LoadJob
-from resnext_gui.worker.jobs.photo import ClassifyJob, FaithfulnessJob, RecomputeJob, SaveImageJob, ScoreCamJob, ViewJob
+from resnext_gui.worker.jobs.photo import (
+    ClassifyJob,
+    FaithfulnessJob,
+    RecomputeJob,
+    SaveImageJob,
+    ScoreCamJob,
+    StoredAnswersJob,
+    ViewJob,
+)
 from resnext_gui.worker.jobs.teach import SaveModelJob, TrainJob
 from resnext_gui.worker.queue import JobQueue
 
@@ -45,7 +54,27 @@ def test_batch_photos_and_background_steps_take_turns_after_what_the_user_asks_f
     assert q.take(batch_allowed=False) is None
 
 
+def test_answers_the_library_holds_come_after_what_the_user_asks_for_and_before_anything_computed():
+    """A reopened gallery is shown before the score of the photo shown or any batch photo takes the worker,
+    waits for a model as batch photos do, and Stop drops it with them."""
+    q = JobQueue()
+    cam = np.zeros((7, 7), np.float32)
+    q.put(ClassifyJob(1, "1.jpg"))
+    q.put(FaithfulnessJob(9, "s.jpg", 0, cam))
+    q.put(StoredAnswersJob([(2, "2.jpg")]))
+    q.put(StoredAnswersJob([(3, "3.jpg")]))
+    q.put(ViewJob(7, "g.jpg"))
+    assert [type(q.take(batch_allowed=False)).__name__ for _ in range(2)] == ["ViewJob", "FaithfulnessJob"]
+    assert q.take(batch_allowed=False) is None and q.pending_batch() == 3  # no model: they wait
+    order = [q.take(batch_allowed=True) for _ in range(3)]
+    assert [type(j).__name__ for j in order] == ["StoredAnswersJob", "StoredAnswersJob", "ClassifyJob"]
+    q.put(StoredAnswersJob([(4, "4.jpg")]))
+    q.put(ClassifyJob(5, "5.jpg"))
+    assert sorted(type(j).__name__ for j in q.drop_batch()) == ["ClassifyJob", "StoredAnswersJob"]
+    assert q.pending_batch() == 0
+
+
 def test_jobs_of_every_kind_are_interactive_except_batch_photos_and_the_score_of_the_photo_shown():
-    assert ClassifyJob.lane == "batch" and FaithfulnessJob.lane == "background"
+    assert ClassifyJob.lane == "batch" and FaithfulnessJob.lane == "background" and StoredAnswersJob.lane == "stored"
     assert {kind.lane for kind in (RecomputeJob, ViewJob, LoadJob, DownloadJob, TrainJob, SaveModelJob, SaveImageJob,
                                    ScoreCamJob)} == {"interactive"}
