@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m resnext_gui $(ARGS)
 
-# Lint (ruff) and the core's types (strict mypy on resnext_gui/core), then the whole suite.
+# Lint (ruff) and types (strict mypy over the whole package), then the whole suite.
 test: lint
 	$(PY) -m pytest $(ARGS)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+import sys
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..core.kinds import BACKENDS, LAYERS, METHODS, PRECISIONS
 from .options import add_library_options, add_model_options
@@ -104,17 +106,51 @@ def tell(answers: KnownAnswers) -> None:
         say(f"note: {note}")
 
 
+CLOCK: Callable[[], float] = time.monotonic  # Score-CAM's time left is measured with it (tests count instead)
+
+
+class ScoreCamProgress:
+    """Score-CAM's progress on stderr, with the time left at the rate so far: a redrawn line on a terminal,
+    else a line at the start and one every 10 % (a log file is not flooded)."""
+
+    def __init__(self, name: str, stream: TextIO | None = None, clock: Callable[[], float] | None = None) -> None:
+        from ..core.time_left import TimeLeft
+
+        self.name = name
+        self.stream: TextIO = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.left = TimeLeft(clock or CLOCK)
+        self._next_line = 0.1
+        if not self.tty:
+            self._line(f"resnext-gui: Score-CAM of {name}…\n")
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def __call__(self, done: int, total: int) -> None:
+        from ..core.time_left import say_time_left
+
+        left = say_time_left(self.left.update(done, total))
+        if self.tty:
+            self._line(f"\rScore-CAM: {done}/{total} masked passes{' · ' + left if left else ''}\033[K")
+        elif total and done / total >= self._next_line and done < total:
+            self._line(f"resnext-gui: Score-CAM of {self.name}: {done / total:.0%}{', ' + left if left else ''}\n")
+            self._next_line = (int(done / total * 10) + 1) / 10
+
+    def close(self) -> None:
+        if self.tty:
+            self._line("\r\033[K")
+
+
 def _one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace,
                 keep_images: bool) -> Iterator[tuple[Prediction, dict[str, Any] | None]]:
     """(prediction, faithfulness record or None) per photo, for Score-CAM and --faithfulness: each photo decoded,
     classified, then its slow extras computed from its own model input."""
-    import sys
-
     from ..core import faithfulness
     from ..core.prediction import failure
     from ..core.preprocess import source_name
 
-    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
     for path in paths:
         name = source_name(path)
         try:
@@ -125,18 +161,12 @@ def _one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace,
         try:
             pred = clf.predict([item])[0]
             if pred.ok and args.cam_method == "scorecam":
-                if not tty:
-                    say(f"Score-CAM of {name}…")
-
-                def show(done: int, total: int) -> None:
-                    if tty:
-                        sys.stderr.write(f"\rScore-CAM: {done}/{total} masked passes")
-                        sys.stderr.flush()
-
-                pred.cams = clf.score_cams(item, [t.index for t in pred.top], args.layer, progress=show)
+                show = ScoreCamProgress(name)
+                try:
+                    pred.cams = clf.score_cams(item, [t.index for t in pred.top], args.layer, progress=show)
+                finally:
+                    show.close()
                 pred.method = "scorecam"
-                if tty:
-                    sys.stderr.write("\r\033[K")
             figures = None
             if pred.ok and args.faithfulness and pred.cams is not None:
                 top = pred.top[0]
@@ -182,23 +212,29 @@ def run(args: argparse.Namespace) -> int:
         say("nothing to classify: no image files were found")
         return EXIT_SOME_FAILED
 
+    from ..core.devices import runtime_problem
+
+    if args.backend == "torch" and runtime_problem("torch"):
+        say(f"classify: --backend torch: {runtime_problem('torch')}; use --backend auto or openvino")
+        return EXIT_USAGE
     if args.batch_size is not None and args.batch_size > MAX_BATCH:
         say(f"note: --batch-size {args.batch_size} is capped at {MAX_BATCH} (larger batches only cost memory)")
         args.batch_size = MAX_BATCH
     say("loading the model…")
     one_by_one = args.cam_method not in ONE_PASS or args.faithfulness
+    # With the library the network is prepared at the first photo it does not know (a run it answers wholly
+    # never prepares one); the weights are read and checked now either way.
+    lazy = bool(args.library) and not one_by_one
     try:  # a folder streams through the network, several photos at once; one photo (or the slow extras) one by one
         clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision,
                          method=args.cam_method if args.cam_method in ONE_PASS else DEFAULT_METHOD,
-                         backend=args.backend, progress=say,
+                         backend=args.backend, progress=say, lazy=lazy,
                          tuned_for="throughput" if len(paths) > 1 and not one_by_one else "latency")
     except ResnextGuiError as exc:
         say(str(exc))
         return EXIT_USAGE
-    if clf.note:
+    if clf.note:  # lazy: said when the runtime starts
         say(f"note: {clf.note}")
-    if args.batch_size is None:
-        args.batch_size = clf.default_batch_size
     answers = open_answers(args, clf) if args.library else None
     keywords = KeywordWriter(args.xmp_min_prob, args.xmp_into_file, clf.labels, clf.source.path) if args.xmp else None
     if args.precision == "bf16" and clf.device.type == "cpu":

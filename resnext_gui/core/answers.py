@@ -117,7 +117,7 @@ class KnownAnswers:
         self.library.store(source, self.key, pred, thumbnail=thumb, record=record)
 
     # ---- a stream of photos ----
-    def classify_many(self, sources: Iterable[Source], batch_size: int = 1, keep_images: bool = False,
+    def classify_many(self, sources: Iterable[Source], batch_size: int | None = 1, keep_images: bool = False,
                       **kwargs: Any) -> Iterator[Prediction | CachedAnswer]:
         """The model's ``classify_many`` in input order, with what the library knows answered from it."""
         order: deque[CachedAnswer | None] = deque()  # a CachedAnswer, or None where the model answers

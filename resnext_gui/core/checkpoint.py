@@ -818,10 +818,36 @@ def _to_arrays(state: dict[str, _Tensor], path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def image_kind(data: bytes) -> str | None:
+    """The image format whose signature ``data`` starts with (PNG, JPEG, GIF, WebP, TIFF, BMP, HEIF, AVIF), or
+    None. A checkpoint never starts like one: a zip (PK), a pickle (0x80), or safetensors' header length."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    if data.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    # BMP: "BM", the file's size, then four reserved zero bytes (safetensors' 8-byte header length starting
+    # with "BM" has zeros where the size is)
+    if data.startswith(b"BM") and len(data) >= 14 and data[2:6] != b"\x00" * 4 and data[6:10] == b"\x00" * 4:
+        return "BMP"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"):
+        return "AVIF" if data[8:12] in (b"avif", b"avis") else "HEIF"
+    return None
+
+
 def read_checkpoint(source: WeightsSource) -> Checkpoint:
     """Read ``source`` once, check it is a ResNeXt-50 32x4d state_dict of plain finite weights, find its labels."""
     path = Path(source.path)
     data = _read_bytes(path)
+    kind = image_kind(data[:16])
+    if kind is not None:  # a photo given as the weights: said plainly, before any parser guesses at it
+        raise WeightsError(f"{path} is a {kind} image, not a weights file: give a ResNeXt-50 checkpoint "
+                           "(.pth, .pt or .safetensors) as the weights")
     digest = hashlib.sha256(data).hexdigest()
     state, labels = _read_safetensors(data, path) if path.suffix == ".safetensors" else _read_pth(data, path)
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel

@@ -241,12 +241,13 @@ def _error_code(exc: sqlite3.Error) -> int | None:
 
 
 def _is_damage(exc: sqlite3.Error) -> bool:
-    """The file itself is bad (corrupt, not a database), as opposed to busy, full or read-only."""
+    """The file itself is bad (corrupt, not a database, text this app never wrote), as opposed to busy, full or
+    read-only. Text that is not UTF-8 can only come from damage: the library writes every text column itself."""
     code = _error_code(exc)
     if code is not None:
         return code in (11, 26)  # SQLITE_CORRUPT, SQLITE_NOTADB
     text = str(exc).lower()
-    return "malformed" in text or "not a database" in text
+    return "malformed" in text or "not a database" in text or "could not decode to utf-8" in text
 
 
 def _reason(exc: BaseException) -> str:
@@ -377,6 +378,8 @@ class Library:
     @staticmethod
     def _why(exc: BaseException) -> str:
         if isinstance(exc, sqlite3.DatabaseError):
+            if "could not decode to utf-8" in str(exc).lower():  # SQLite's message quotes the damaged bytes
+                return "it is damaged (an entry holds text that is not UTF-8)"
             return f"it is damaged ({exc})" if _is_damage(exc) else str(exc)
         return str(exc)
 

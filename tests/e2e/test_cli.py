@@ -751,3 +751,77 @@ def test_classify_help_states_score_cams_cost():
     assert r.returncode == 0
     text = " ".join(r.stdout.split())
     assert "2048 at layer4, 1024 at layer3, 512 at layer2" in text and "--faithfulness" in text
+
+
+# ---- no weights, a build without PyTorch, Score-CAM's time left, a run the library answers wholly ----
+def test_weights_info_without_weights_prints_json_saying_none_was_found():
+    from resnext_gui.core import weights as W
+
+    r = run_cli("weights", "info")
+    assert r.returncode == 1, r.stderr  # nothing found: not a usage error (2), not success (0)
+    got = json.loads(r.stdout)
+    assert got["found"] is False and got["path"] is None
+    places = [p["place"] for p in got["looked_in"]]
+    assert len(places) == len(set(places)) and str(W.hub_checkpoint_dir()) in places
+    assert any(W.VARIANTS["v2"].filename in p["files"] for p in got["looked_in"])
+    assert "resnext-gui weights fetch" in r.stderr
+
+
+def test_backend_torch_in_a_build_without_pytorch_is_a_clear_message(checkpoint, tree, monkeypatch):
+    from resnext_gui.core import classifier, devices
+
+    monkeypatch.setattr(devices, "torch_installed", lambda: False)
+    monkeypatch.setattr(classifier, "torch_installed", lambda: False)
+    r = run_cli("classify", "--weights", checkpoint, "--backend", "torch", tree / "rocket.jpg")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "--backend torch: this build of the app has no PyTorch" in r.stderr and "--backend auto" in r.stderr
+    assert "OpenVINO is not available" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_score_cam_progress_says_the_time_left(checkpoint, tree, monkeypatch):
+    """The time left comes from the rate of the masked passes so far, on a clock the test moves: 1.5 s a batch."""
+    from resnext_gui.cli import classify as cli_classify
+    from resnext_gui.core.classifier import Classifier
+
+    now = [0.0]
+    monkeypatch.setattr(cli_classify, "CLOCK", lambda: now[0])
+    real = Classifier.score_cams
+
+    def passes(self, item, classes, layer="layer4", progress=None, cancelled=None, **kw):
+        for done in range(16, 2049, 16):  # 2048 maps, 16 a pass, as at layer4
+            now[0] += 1.5
+            progress(done, 2048)
+        return real(self, item, classes, layer, None, cancelled, channels=range(8))
+
+    monkeypatch.setattr(Classifier, "score_cams", passes)
+    r = run_cli("classify", "--weights", checkpoint, "--cam-method", "scorecam", tree / "album" / "cat.png")
+    assert r.returncode == 0, r.stderr
+    name = f"resnext-gui: Score-CAM of {tree / 'album' / 'cat.png'}"
+    said = [line for line in r.stderr.splitlines() if "Score-CAM of" in line]
+    # 10 % is 208 maps done: 192 of them in 18 s since the first pass, 1840 to go: 172 s; 20 %: 416 done, 153 s
+    assert said[:3] == [f"{name}…", f"{name}: 10%, about 3 min left", f"{name}: 20%, about 3 min left"]
+    assert said[-1] == f"{name}: 91%, about 20 s left" and len(said) == 10  # 1856 done: 12 passes, 18 s
+
+
+def test_a_run_the_library_answers_wholly_prepares_no_model(checkpoint, album, tmp_path, monkeypatch):
+    from resnext_gui.core.classifier import Classifier
+
+    started = []
+    real = Classifier._start_runtime
+
+    def counting(self, *args, **kwargs):
+        started.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "_start_runtime", counting)
+    lib = tmp_path / "library.sqlite3"
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *album[:3])
+    assert r.returncode == 0, r.stderr
+    assert len(started) == 1
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *album[:3])
+    assert r.returncode == 0, r.stderr
+    assert [o.get("cached") for o in lines(r.stdout)] == [True] * 3
+    assert len(started) == 1 and "Preparing" not in r.stderr  # no runtime was started for the second run
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *album[:4])  # one photo it does not know
+    assert r.returncode == 0, r.stderr
+    assert [o.get("cached", False) for o in lines(r.stdout)] == [True, True, True, False] and len(started) == 2

@@ -607,3 +607,25 @@ def test_checkpoints_are_read_with_torch_blocked(tmp_path, state):
     for name in ("meta.pth", "sparse.pth", "evil.pth"):
         assert out[name] == via_torch(tmp_path / name)
     assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP"])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_an_image_given_as_weights_is_called_an_image(tmp_path, fmt, suffix):
+    from PIL import Image
+
+    path = tmp_path / f"photo{suffix}"
+    Image.new("RGB", (32, 24), (200, 30, 40)).save(path, format=fmt)
+    shown = {"WEBP": "WebP"}.get(fmt, fmt)
+    assert refusal(path) == (f"{path} is a {shown} image, not a weights file: give a ResNeXt-50 checkpoint "
+                             "(.pth, .pt or .safetensors) as the weights")
+
+
+def test_image_signatures_never_match_a_checkpoint(tmp_path, state):
+    torch.save(state, tmp_path / "zip.pth")
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    from safetensors.numpy import save_file
+
+    save_file({"BM": np.zeros(3, np.float32)}, str(tmp_path / "t.safetensors"))
+    for name in ("zip.pth", "legacy.pth", "t.safetensors"):
+        assert C.image_kind((tmp_path / name).read_bytes()[:16]) is None

@@ -362,6 +362,19 @@ def test_random_bytes_in_the_middle_are_found_by_lookups_and_said_once_with_the_
     assert "it is damaged" in said[0] and f"set aside as {aside[0]}" in said[0] and "new one was started" in said[0]
 
 
+def test_an_entry_whose_text_is_not_utf8_is_damage_set_aside_once_without_quoting_the_bytes(tmp_path):
+    path = _filled(tmp_path / "library.sqlite3", n=3)
+    with sqlite3.connect(path) as conn:  # what a flipped byte inside an entry's text looks like to the reader
+        conn.execute("UPDATE photos SET record = CAST(X'7bff22fe' AS TEXT)")
+    conn.close()
+    with Library(path) as lib:
+        assert lib.lookup(tmp_path / "p1.jpg", KEY) is None
+        note = lib.take_note()
+        assert note and "set aside" in note and "not UTF-8" in note and "\ufffd" not in note
+        assert lib.lookup(tmp_path / "p2.jpg", KEY) is None and lib.take_note() is None
+    assert len([f for f in os.listdir(tmp_path) if f.startswith("library.sqlite3.damaged-")]) == 1
+
+
 def test_links_and_pipes_at_the_wal_and_shm_names_are_set_aside_named_and_never_written_through(tmp_path):
     path = _filled(tmp_path / "library.sqlite3", n=3)
     target = tmp_path / "someone's file"
