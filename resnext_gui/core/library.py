@@ -741,11 +741,11 @@ class Library:
         keys = [(self._key(p)[1],) for p in paths]
 
         def delete(conn: sqlite3.Connection) -> int:
-            before = conn.total_changes
             conn.execute("BEGIN IMMEDIATE")
-            conn.executemany("DELETE FROM photos WHERE path=?", keys)
+            # rowcount: the answers deleted, not the vectors their trigger deletes with them
+            removed = conn.executemany("DELETE FROM photos WHERE path=?", keys).rowcount
             conn.execute("COMMIT")
-            return conn.total_changes - before
+            return removed
 
         removed: int = self._run(delete, write=True, doing="forget photos")
         return removed

@@ -67,7 +67,7 @@ MENUS: list[tuple[str, list[Entry]]] = [
     ]),
     ("&Edit", [
         Command("undo", "&Undo", "controller.undo", (SK.Undo,), enabled_when="can_undo",
-                tip="Bring back what the last Clear or Remove took out of the gallery"),
+                tip="Bring back what the last Clear, Remove or Move to Trash took out of the gallery"),
         SEPARATOR,
         Command("copy", "&Copy Result and Overlay", "presenter.copy", (SK.Copy,), tip="The top 5 as text and the overlay as an image"),
         Command("remove", "&Remove Photo", "presenter.remove_selected", (SK.Delete,)),
@@ -77,6 +77,10 @@ MENUS: list[tuple[str, list[Entry]]] = [
         Command("find", "&Find…", "gallery_bar.search.setFocus", (SK.Find,)),
         Command("search_library", "Search the &Library…", "search_library", ("Ctrl+Shift+F",),
                 tip="Find photos classified on any earlier day, by label or file name"),
+        Command("find_similar", "Find &Similar", "similar.find_similar", ("Ctrl+Shift+M",),
+                tip="Order the gallery by how alike each photo is to the selected one (Esc goes back)"),
+        Command("find_duplicates", "Find &Duplicates…", "duplicates.open_dialog",
+                tip="Group the gallery's near-duplicates, keep the best copy of each and move the others to the Trash"),
         Command("clear_library", "Clear Li&brary…", "library.clear_library", tip="Remove every kept result"),
         SEPARATOR,
         Command("stop", "S&top", "stop", ("Esc",)),
@@ -121,7 +125,7 @@ MENU_TOOLTIPS = {"&Device"}  # menus whose actions' tooltips say why one is disa
 
 # The gallery's context menu: commands, each with the predicate that enables it there (None: as in the menus).
 CONTEXT_MENU: list[tuple[str, str | None] | None] = [
-    ("copy", "has_photo"), ("retry", "can_retry"), ("remove", "has_photo"), ("forget", "has_photo"), ("save", None),
+    ("copy", "has_photo"), ("find_similar", "has_photo"), ("retry", "can_retry"), ("remove", "has_photo"), ("forget", "has_photo"), ("save", None),
     SEPARATOR, ("undo", None),
 ]
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -41,6 +42,20 @@ KNOWN_CHUNK = 100
 
 WAITING = {ModelState.MISSING: "Waiting for weights", ModelState.LOADING: "Waiting for the model"}
 
+PutBack = Callable[[list["Photo"]], None]  # puts (some of) an Undoable's photos back where they were
+
+
+@dataclass(eq=False)
+class Undoable:
+    """What a Clear, Remove or Move to Trash took out of the gallery, for Undo."""
+
+    what: str  # "Clear", "Remove", "Move to Trash": how Undo names it
+    photos: list[Photo]
+    rows: list[int] | None  # where they were (Remove), or None: after the others (Clear)
+    # what must come back before the photos (the files, from the trash): called with the function that puts
+    # photos back, which it calls once that is done, with those of ``photos`` that came back
+    first: Callable[[PutBack], None] | None = None
+
 
 class BatchController(QObject):
     """The photos' side of the app. ``current`` says which photo the user is looking at (None: none)."""
@@ -71,8 +86,8 @@ class BatchController(QObject):
         self._views_failed: set[int] = set()  # asked again only when the user selects the photo again
         self._layer_asked: dict[int, tuple[Layer, Method]] = {}  # recomputes on their way: photo -> (layer, method)
         self._layer_failed: set[tuple[int, Layer, Method]] = set()  # never asked again for that photo, layer and method
-        # What Clear and Remove took out, last first (Undo brings back the last): (what, photos, their rows or None)
-        self._undo: list[tuple[str, list[Photo], list[int] | None]] = []
+        # What Clear, Remove and Move to Trash took out, last first (Undo brings back the last)
+        self._undo: list[Undoable] = []
         # Every pixel of one photo at a time (the one zoomed past its display copy, or being saved), decoded by
         # the worker: never cached with the display copies, so memory holds at most one full photo.
         self._full: tuple[int, QImage] | None = None
@@ -340,7 +355,7 @@ class BatchController(QObject):
         self._cancel_batch()
         gone = self.photos.clear()
         if gone:
-            self._push_undo("Clear", gone, None)
+            self._push_undo(Undoable("Clear", gone, None))
             self.messages.show_status(f"Cleared {plural(len(gone), 'photo')}. Undo with Ctrl+Z.", 10000)
         self._layer_asked.clear()
         self._views_asked.clear()
@@ -352,33 +367,51 @@ class BatchController(QObject):
         self.undoChanged.emit()
         self.cleared.emit()
 
-    def _push_undo(self, what: str, photos: list[Photo], rows: list[int] | None) -> None:
-        self._undo = [*self._undo, (what, photos, rows)][-UNDO_DEPTH:]
+    def _push_undo(self, entry: Undoable) -> None:
+        self._undo = [*self._undo, entry][-UNDO_DEPTH:]
         self.undoChanged.emit()
 
-    def can_undo(self) -> bool:
-        return bool(self._undo)
+    def can_undo(self, entry: Undoable | None = None) -> bool:
+        """Whether there is something to undo (``entry``: whether that one still can be)."""
+        return bool(self._undo) if entry is None else entry in self._undo
 
     def undo_text(self) -> str:
-        """What Undo would undo: "Undo Remove", "Undo Clear", or "Undo" when nothing."""
-        return f"Undo {self._undo[-1][0]}" if self._undo else "Undo"
+        """What Undo would undo: "Undo Remove", "Undo Clear", "Undo Move to Trash", or "Undo" when nothing."""
+        return f"Undo {self._undo[-1].what}" if self._undo else "Undo"
 
-    def undo(self) -> None:
-        """Ctrl+Z: bring back what the last Clear or Remove took out of the gallery (removed photos where they were)."""
-        if not self._undo:
+    def undo(self, entry: Undoable | None = None) -> None:
+        """Ctrl+Z: bring back what the last Clear, Remove or Move to Trash took out of the gallery (removed
+        photos where they were); ``entry``: that one instead of the last (the Find Duplicates window's Undo)."""
+        if not self._undo or (entry is not None and entry not in self._undo):
             return
-        _what, photos, rows = self._undo.pop()
+        if entry is None:
+            entry = self._undo[-1]
+        self._undo.remove(entry)
         self.undoChanged.emit()
-        self.photos.restore(photos, rows)
-        if self.current() is None or rows is not None:
-            self.selectWanted.emit(photos[0], False)
-        self.messages.show_status(f"Brought back {plural(len(photos), 'photo')}.", 5000)
+        if entry.first is not None:
+            entry.first(lambda back: self._put_back(entry, back))
+        else:
+            self._put_back(entry, entry.photos)
 
-    def remove(self, photos: Photo | Iterable[Photo]) -> None:
-        """Take photos out of the gallery (the files themselves are never touched); Undo puts them back."""
-        todo = self.photos.in_order([photos] if isinstance(photos, Photo) else photos)
-        if not todo:
+    def _put_back(self, entry: Undoable, photos: list[Photo]) -> None:
+        back = [p for p in entry.photos if p in photos]
+        if not back:
             return
+        rows = None if entry.rows is None else [r for p, r in zip(entry.photos, entry.rows) if p in back]
+        self.photos.restore(back, rows)
+        if self.current() is None or rows is not None:
+            self.selectWanted.emit(back[0], False)
+        if entry.first is None:
+            self.messages.show_status(f"Brought back {plural(len(back), 'photo')}.", 5000)
+
+    def remove(self, photos: Photo | Iterable[Photo], what: str = "Remove",
+               first: Callable[[PutBack], None] | None = None) -> Undoable | None:
+        """Take photos out of the gallery (the files themselves are never touched); Undo puts them back. ``what``
+        and ``first`` are for another piece's own removal (Move to Trash: its status line is its own, and
+        ``first`` brings the files back before Undo puts the photos back). Returns the Undo entry."""
+        todo = self.photos.in_order([photos] if isinstance(photos, Photo) else photos)
+        if not todo and first is None:
+            return None
         rows = [self.photos.row_of(p) for p in todo]
         for photo in todo:
             if photo.status is Status.QUEUED and self._batch[0]:
@@ -387,9 +420,12 @@ class BatchController(QObject):
         self.photos.remove(todo)
         if self._full is not None and self._full[0] in {p.item_id for p in todo}:
             self._full = None
-        self._push_undo("Remove", todo, rows)
-        what = todo[0].name if len(todo) == 1 else plural(len(todo), "photo")
-        self.messages.show_status(f"Removed {what} from the gallery. Undo with Ctrl+Z.", 6000)
+        entry = Undoable(what, todo, rows, first)
+        self._push_undo(entry)
+        if first is None:
+            which = todo[0].name if len(todo) == 1 else plural(len(todo), "photo")
+            self.messages.show_status(f"Removed {which} from the gallery. Undo with Ctrl+Z.", 6000)
+        return entry
 
     def retry_scope(self) -> list[Photo]:
         """What Retry classifies again: the failed or stopped photos, and those another model answered, of a

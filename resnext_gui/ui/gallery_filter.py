@@ -21,15 +21,27 @@ class GalleryFilter(QSortFilterProxyModel):
         self.sort_key = "added"
         self.show = "all"
         self.text = ""
+        self.rank: dict[int, int] | None = None  # Find Similar's order (photo id -> place), over ``sort_key``'s
         self.setDynamicSortFilter(True)
 
     def set_sort(self, key: str) -> None:
         self.sort_key = key
+        self.rank = None  # another order chosen: Find Similar's ends
         if key == "added":
             self.sort(-1)  # the source's own order: no sorting work at all
         else:
             self.invalidate()
             self.sort(0, Qt.SortOrder.DescendingOrder if key == "confidence" else Qt.SortOrder.AscendingOrder)
+
+    def set_rank(self, rank: dict[int, int] | None) -> None:
+        """Order by ``rank`` (photo id -> place; photos it lacks last, in the order added); None: back to the
+        order chosen (``sort_key``)."""
+        if rank is None:
+            self.set_sort(self.sort_key)
+            return
+        self.rank = rank
+        self.invalidate()
+        self.sort(0, Qt.SortOrder.AscendingOrder)
 
     def set_show(self, which: str) -> None:
         self._refilter(lambda: setattr(self, "show", which))
@@ -63,6 +75,9 @@ class GalleryFilter(QSortFilterProxyModel):
     def lessThan(self, left: QModelIndex | QPersistentModelIndex, right: QModelIndex | QPersistentModelIndex) -> bool:  # noqa: N802
         a: Photo = left.data(PhotoRole)
         b: Photo = right.data(PhotoRole)
+        if self.rank is not None:
+            last = len(self.rank)
+            return (self.rank.get(a.item_id, last), a.item_id) < (self.rank.get(b.item_id, last), b.item_id)
         if self.sort_key == "confidence":
             return (a.confidence(), -a.item_id) < (b.confidence(), -b.item_id)
         # unanswered photos after the labelled ones, then in the order added

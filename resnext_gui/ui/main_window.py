@@ -30,6 +30,7 @@ from .controller import BatchController, ModelState
 from .controls import ControlPanel
 from .drop_overlay import DropOverlay
 from .drops import can_accept
+from .duplicates_ui import DuplicatesController
 from .gallery import GalleryModel, GalleryView, Photo
 from .gallery_filter import GalleryBar, GalleryFilter
 from .image_view import MODES, ImageView
@@ -39,6 +40,7 @@ from .messages import Messages
 from .model_controller import ModelController, plain_label, startup_weights
 from .presenter import APP_TITLE, IDLE_HINT, Presenter
 from .recent import RecentWeights
+from .similar_ui import Comparing, SimilarOrdering
 from .splitter import PhotoFirstSplitter
 from .text import plural
 
@@ -81,6 +83,10 @@ class MainWindow(QMainWindow):
         self.intake = Intake(self.messages, self.settings, self)
         self.library = LibraryController(self.photos, self.controller, worker, self.messages, self)
         self.model = ModelController(worker, self.settings, self.messages, device, self)
+        self.comparing = Comparing(worker, self)  # Find Similar and Find Duplicates… share what the worker gathered
+        self.similar = SimilarOrdering(self.photos, self.proxy, self.gallery, self.comparing, self.messages,
+                                       self.current_photo, self.select, self)
+        self.duplicates = DuplicatesController(self.photos, self.controller, self.comparing, worker, self.messages, self)
         self.outer.insertWidget(0, self.model.banner)
         self.commands = Actions(self, {
             "can_undo": self.controller.can_undo, "can_download": self.model.can_download,
@@ -153,6 +159,8 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.time_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.score_bar)
+        bar.addPermanentWidget(self.comparing.bar)
+        bar.addPermanentWidget(self.similar.badge)
 
     def _connect(self) -> None:
         self.messages.status.connect(self.statusBar().showMessage)
@@ -275,9 +283,12 @@ class MainWindow(QMainWindow):
         return self.gallery_menu
 
     def stop(self) -> None:
-        """Esc: leave full screen; else drop the photos still waiting."""
+        """Esc: leave full screen; else stop comparing photos, or go back from Find Similar's order; else drop the
+        photos still waiting."""
         if self.isFullScreen():
             self.showNormal()
+            return
+        if self.similar.escape():
             return
         self.intake.cancel()
         self.presenter.cam.cancel_score()

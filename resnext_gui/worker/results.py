@@ -12,6 +12,7 @@ from ..core.kinds import DEFAULT_LAYER, DEFAULT_METHOD, Backend, Layer, Method, 
 
 if TYPE_CHECKING:
     from ..core.prediction import TopClass
+    from ..core.similar_photos import DuplicateGroup
 
 
 # ---- the model ----
@@ -162,3 +163,46 @@ class KeywordPhoto:
 class KeywordsOutcome:
     written: list[tuple[int, str]] = field(default_factory=list)  # (photo, the sidecar written)
     failed: list[tuple[int, str, str]] = field(default_factory=list)  # (photo, its name, why)
+
+
+# ---- similar photos and near-duplicates ----
+@dataclass
+class SimilarOrder:
+    """Find Similar: the photos compared, most similar to ``target`` first (ties in the gallery's order)."""
+
+    target: str
+    ranked: list[tuple[str, float]]  # (path, similarity) of every other photo compared; the target is not listed
+    failures: list[tuple[str, str]]  # (path, why) of the photos that could not be compared
+    computed: int  # photos whose features were computed now (the others came from the results library)
+    note: str | None = None
+
+
+@dataclass
+class DuplicatesFound:
+    """Find Duplicates…: the groups at ``threshold`` (core.similar_photos.DuplicateGroup: the keeper first)."""
+
+    threshold: float
+    groups: list[DuplicateGroup]
+    compared: int  # photos compared
+    pixels: dict[str, int]  # width x height of every photo in a group (0: not known)
+    figures: dict[str, float]  # every photo in a group: its similarity to the group's keeper (the keeper: 1.0)
+    sizes: dict[str, int]  # every photo in a group: its file's size in bytes (0: not known)
+    failures: list[tuple[str, str]]  # (path, why) of the photos that could not be compared
+    computed: int  # photos whose features were computed now
+
+
+@dataclass
+class Trashed:
+    """Move to Trash: the files moved, with where the trash keeps each, and those that could not be."""
+
+    moved: list[tuple[str, str]] = field(default_factory=list)  # (path, its place in the trash)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+
+
+@dataclass
+class Untrashed:
+    """Undo Move to Trash: the files back where they were, and those that could not be."""
+
+    restored: list[str] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (path, why)
+    notes: list[str] = field(default_factory=list)  # a file is back, but something beside it went wrong

@@ -12,7 +12,8 @@ import numpy as np
 
 
 class FakeClassifier:
-    """Answers every photo with classes 0-4; ``gate`` (if given) holds the first photo until it is set.
+    """Answers every photo with classes 0-4, its features (``pooled_features``) and its real dHash; ``gate`` (if
+    given) holds the first photo until it is set.
 
     ``backend`` is the runtime asked for ("auto" runs as OpenVINO would), so a test can tell what reached it.
     """
@@ -50,11 +51,12 @@ class FakeClassifier:
         from resnext_gui.core.preprocess import Preprocessing
 
         self.preprocessing = Preprocessing(40, 32, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0))  # what the results library keys on
+        self._projection: np.ndarray | None = None  # pooled_features' (fixed) projection, made once
 
     def classify(self, source, keep_image=False, layer=None, method=None):
         from resnext_gui.core.errors import ImageError
         from resnext_gui.core.prediction import Prediction, TopClass
-        from resnext_gui.core.preprocess import load_image, source_name
+        from resnext_gui.core.preprocess import load_and_prepare, source_name
 
         layer, method = layer or "layer4", method or "gradcam"
         if method == "scorecam":
@@ -67,9 +69,10 @@ class FakeClassifier:
         if self.gate is not None:
             self.gate.wait(60)
         try:
-            decoded = load_image(source)
+            item = load_and_prepare(source, self.preprocessing, False)
         except ImageError as exc:
             return Prediction(path=name, ok=False, error=str(exc))
+        decoded = item.decoded
         w, h = decoded.original_size
         top = [TopClass(r + 1, r, self.labels[r], 0.5 / (r + 1)) for r in range(5)]
         side = 7 if layer == "layer4" else 14
@@ -77,9 +80,18 @@ class FakeClassifier:
         cams = rng.random((5, side, side), dtype=np.float32)
         # as the Classifier: the last stage's Grad-CAM too when the maps asked for are another's (the library keeps it)
         kept = None if (layer, method) == ("layer4", "gradcam") else rng.random((5, 7, 7), dtype=np.float32)
+        features = self.pooled_features([item])[0, 0].astype(np.float16)
         return Prediction(path=name, ok=True, top=top, cams=cams, layer=layer, method=method,
                           crop=(0.0, 0.0, float(w), float(h)), image_size=(w, h),
-                          image=decoded.image if keep_image else None, last_stage_cams=kept)
+                          image=decoded.image if keep_image else None, last_stage_cams=kept,
+                          features=features, dhash=item.dhash)
+
+    def classify_many(self, sources, batch_size=1, keep_images=False, cancelled=None):
+        """What core.similar_photos asks of a Classifier: each answer in input order, one ``classify`` each."""
+        for source in sources:
+            if cancelled is not None and cancelled():
+                return
+            yield self.classify(source, keep_image=keep_images)
 
     # ---- the slow explanations of the photo shown ----
     def score_cams(self, item, classes, layer="layer4", progress=None, cancelled=None):
@@ -121,7 +133,10 @@ class FakeClassifier:
         return load_and_prepare(source, self.preprocessing, True)
 
     def pooled_features(self, items):
+        """(N, 2, 2048): a fixed random projection of the model's input, rectified (all positive, as pooled
+        activations are), and its mirror; a photo's edited copies get features near its own."""
         x = np.stack([i.tensor for i in items]).reshape(len(items), -1)
-        w = np.random.default_rng(0).standard_normal((x.shape[1], 2048)).astype(np.float32)
-        f = np.maximum(x @ w, 0)
+        if self._projection is None or self._projection.shape[0] != x.shape[1]:
+            self._projection = np.random.default_rng(0).standard_normal((x.shape[1], 2048)).astype(np.float32)
+        f = np.maximum(x @ self._projection, 0)
         return np.stack([f, f[:, ::-1]], 1)

@@ -397,3 +397,33 @@ sys.meta_path.insert(0, Blocked())
 
 BLOCK_TORCH = import_blocker("torch", "torchvision", "functorch", "triton")  # the light app's condition
 BLOCK_QT = import_blocker("PySide6", "shiboken6", "PyQt5", "PyQt6")
+
+
+def near_duplicates(photos: dict, folder: Path) -> dict[str, Path]:
+    """A gallery with near-duplicates, by name: the coffee (PNG) with a half-size copy recompressed hard and a
+    brighter copy of the same size (the original made the newer file: among the two largest, the newest is the
+    keeper), the cat with a recompressed copy, and two photos with none (astronaut, rocket)."""
+    from PIL import Image, ImageEnhance
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = {}
+    with Image.open(photos["coffee"]) as im:
+        coffee = im.convert("RGB")
+    with Image.open(photos["chelsea"]) as im:
+        cat = im.convert("RGB")
+    out["coffee-small"] = folder / "coffee-small.jpg"
+    coffee.resize((coffee.width // 2, coffee.height // 2), Image.Resampling.LANCZOS).save(out["coffee-small"], quality=40)
+    out["coffee-bright"] = folder / "coffee-bright.jpg"
+    ImageEnhance.Brightness(coffee).enhance(1.3).save(out["coffee-bright"], quality=90)
+    out["coffee"] = folder / "coffee.png"
+    coffee.save(out["coffee"])
+    out["chelsea"] = folder / "chelsea.png"
+    cat.save(out["chelsea"])
+    out["chelsea-copy"] = folder / "chelsea-copy.jpg"
+    cat.save(out["chelsea-copy"], quality=60)
+    for name, key in (("astronaut.png", "astronaut"), ("rocket.jpg", "rocket_jpg")):
+        out[name.split(".")[0]] = folder / name
+        out[name.split(".")[0]].write_bytes(Path(photos[key]).read_bytes())
+    for k, path in enumerate(out.values()):  # modification times one second apart, in the order written
+        os.utime(path, ns=(1_700_000_000_000_000_000 + k * 10**9,) * 2)
+    return out

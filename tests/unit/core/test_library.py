@@ -582,7 +582,7 @@ def test_vectors_round_trip_follow_moves_and_go_with_their_row(tmp_path):
         lib.store(b, KEY, again)
         assert lib.lookup(b, KEY).features is None
         lib.store(b, KEY, with_vector(prediction(b), 3))
-        lib.forget([moved])
+        assert lib.forget([moved]) == 1  # one answer forgotten (its vector goes with it, uncounted)
         stored = lib.stored_vectors(KEY)
         assert stored.paths == [str(b)] and stored.missing == []
         conn = lib._conn
