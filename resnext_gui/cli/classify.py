@@ -15,6 +15,7 @@ from .output import (
     EXIT_SOME_FAILED,
     EXIT_USAGE,
     CamWriter,
+    EncodedMaps,
     KeywordWriter,
     OutputError,
     Progress,
@@ -22,6 +23,7 @@ from .output import (
     Terminated,
     done_with_skips,
     expand,
+    path_list,
     say,
     silence_stdout,
     stopped,
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from ..core.answers import CachedAnswer, KnownAnswers
     from ..core.classifier import Classifier
     from ..core.prediction import Prediction
+    from ..core.records import RecordWriter
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -63,7 +66,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
                    help="CPU inference runtime (default auto: OpenVINO when installed, else PyTorch; "
                         "GPUs always use PyTorch)")
     add_library_options(c)
-    c.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
+    c.add_argument("--files-from", metavar="FILE",
+                   help="also classify the paths listed in FILE, one a line (files or folders; - reads standard "
+                        "input): for lists too long for a command line")
+    c.add_argument("paths", nargs="*", metavar="PATH", help="image files, or folders searched recursively")
     return c
 
 
@@ -146,33 +152,103 @@ def _one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace,
         yield pred, figures
 
 
-def run(args: argparse.Namespace) -> int:
-    from ..core.cam import ONE_PASS, method_layers
-    from ..core.classifier import MAX_BATCH, Classifier
-    from ..core.errors import ResnextGuiError
-    from ..core.kinds import DEFAULT_METHOD
-    from ..core.library import LibraryError
-    from ..core.records import RecordWriter, extra_columns
+def check_options(args: argparse.Namespace) -> str | None:
+    """Why ``args`` can't be classified as given (checked before the model loads); None if they can."""
+    from ..core.cam import method_layers
 
+    if not args.paths and not args.files_from:
+        return "classify: name the photos: PATH... or --files-from FILE"
     if args.topk < 1 or (args.batch_size is not None and args.batch_size < 1):
-        say("classify: --topk and --batch-size must be at least 1")
-        return EXIT_USAGE
+        return "classify: --topk and --batch-size must be at least 1"
     if args.layer not in method_layers(args.cam_method):
-        say(f"classify: --cam-method {args.cam_method} is offered at {', '.join(method_layers(args.cam_method))}, "
-            f"not at --layer {args.layer}")
-        return EXIT_USAGE
-    cams = None
+        return (f"classify: --cam-method {args.cam_method} is offered at {', '.join(method_layers(args.cam_method))}, "
+                f"not at --layer {args.layer}")
     if args.cam_dir:
         problem = CamWriter.check_folder(Path(args.cam_dir))
         if problem:
-            say(problem)
-            return EXIT_USAGE
-        cams = CamWriter(Path(args.cam_dir))
+            return problem
+    if args.files_from and args.files_from != "-":
+        try:
+            with open(args.files_from, "rb"):
+                pass
+        except OSError as exc:
+            return f"classify: --files-from {args.files_from} cannot be read: {exc.strerror or exc}"
     problem = check_library_options(args)
+    return f"classify: {problem}" if problem else None
+
+
+def named(args: argparse.Namespace) -> Iterator[str]:
+    """What the user named: the PATH arguments, then the lines of --files-from (read as they are taken)."""
+    yield from args.paths
+    if args.files_from:
+        yield from path_list(args.files_from)
+
+
+class Sink:
+    """Where each answer goes, in input order, whoever computed it (this machine or a cluster's node): its maps
+    into --cam-dir, into the results library (committed before it is printed), its keywords, its record on
+    stdout, a step of the progress. ``failed`` counts the photos without a full answer."""
+
+    def __init__(self, out: RecordWriter, progress: Progress, cams: CamWriter | None = None,
+                 answers: KnownAnswers | None = None, keywords: KeywordWriter | None = None) -> None:
+        self.out, self.progress, self.cams, self.answers, self.keywords = out, progress, cams, answers, keywords
+        self.failed = 0
+
+    def put(self, pred: Prediction | CachedAnswer, figures: dict[str, Any] | None = None,
+            maps: EncodedMaps | str | None = None, thumbnail: bytes | None = None) -> None:
+        """``pred``'s answer out. ``maps``: its --cam-dir files drawn already (or why they could not be), else
+        they are drawn here from ``pred.image``; ``thumbnail``: its library thumbnail, made already."""
+        from ..core.library import LibraryError
+
+        record = pred.to_record()
+        if figures is not None:
+            record["faithfulness"] = figures
+        if pred.ok and self.cams is not None and pred.cams is not None:
+            try:
+                if isinstance(maps, str):
+                    raise RuntimeError(maps)
+                png, npy = self.cams.save(pred.path, maps) if maps is not None else self.cams.write(pred)  # type: ignore[arg-type]  # a computed Prediction: it has maps
+                record["cam_png"], record["cam_npy"] = str(png), str(npy)
+            except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
+                reason = getattr(exc, "strerror", None) or str(exc)
+                record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
+        if self.answers is not None and not record["ok"]:
+            self.answers.forget_thumbnail(pred)
+        elif self.answers is not None:  # committed before the answer is printed: a kill loses nothing shown
+            try:
+                self.answers.keep(pred.path, pred, record, thumbnail)
+            except LibraryError as exc:
+                say(f"warning: {exc}")
+        if self.keywords is not None and record["ok"] and not self.keywords.write(record):
+            self.failed += 1
+        pred.image = None
+        self.failed += 0 if record["ok"] else 1
+        self.out.write(record)
+        self.progress.step(record["ok"])
+
+
+def run(args: argparse.Namespace) -> int:
+    problem = check_options(args)
     if problem:
-        say(f"classify: {problem}")
+        say(problem)
         return EXIT_USAGE
-    paths, unreadable, skipped = expand(args.paths)
+    return run_here(args)
+
+
+def run_here(args: argparse.Namespace) -> int:
+    """`classify` on this machine."""
+    from ..core.cam import ONE_PASS
+    from ..core.classifier import MAX_BATCH, Classifier
+    from ..core.errors import ResnextGuiError
+    from ..core.kinds import DEFAULT_METHOD
+    from ..core.records import RecordWriter, extra_columns
+
+    cams = CamWriter(Path(args.cam_dir)) if args.cam_dir else None
+    try:
+        paths, unreadable, skipped = expand(named(args))
+    except OSError as exc:  # the --files-from list could not be read to its end
+        say(f"classify: --files-from {args.files_from} cannot be read: {exc.strerror or exc}")
+        return EXIT_USAGE
     if not paths:
         say("nothing to classify: no image files were found")
         return EXIT_SOME_FAILED
@@ -204,9 +280,9 @@ def run(args: argparse.Namespace) -> int:
                 "fp32 here")
     utf8_stdout()
     progress = Progress(len(paths))
-    failed = 0
     out = RecordWriter(Stdout(), args.format, clf.topk,
                        extra_columns(args.cam_method != DEFAULT_METHOD, args.faithfulness))
+    sink = Sink(out, progress, cams, answers, keywords)
     results: Iterator[tuple[Prediction | CachedAnswer, dict[str, Any] | None]]
     try:
         out.begin()
@@ -217,29 +293,7 @@ def run(args: argparse.Namespace) -> int:
             results = ((pred, None) for pred in
                        source.classify_many(paths, batch_size=args.batch_size, keep_images=cams is not None))
         for pred, figures in results:
-            record = pred.to_record()
-            if figures is not None:
-                record["faithfulness"] = figures
-            if pred.ok and cams is not None and pred.cams is not None:
-                try:
-                    png, npy = cams.write(pred)
-                    record["cam_png"], record["cam_npy"] = str(png), str(npy)
-                except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
-                    reason = getattr(exc, "strerror", None) or str(exc)
-                    record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
-            if answers is not None and not record["ok"]:
-                answers.forget_thumbnail(pred)
-            elif answers is not None:  # committed before the answer is printed: a kill loses nothing shown
-                try:
-                    answers.keep(pred.path, pred, record)
-                except LibraryError as exc:
-                    say(f"warning: {exc}")
-            if keywords is not None and record["ok"] and not keywords.write(record):
-                failed += 1
-            pred.image = None
-            failed += 0 if record["ok"] else 1
-            out.write(record)
-            progress.step(record["ok"])
+            sink.put(pred, figures)
     except OutputError as exc:
         silence_stdout()
         say(f"cannot write the results to standard output: {exc}")
@@ -252,5 +306,4 @@ def run(args: argparse.Namespace) -> int:
         answers.library.close()
         say(f"{answers.cached} answered from the results library, {answers.computed} classified")
     done_with_skips(unreadable, skipped)
-    return EXIT_SOME_FAILED if failed or unreadable else EXIT_OK
-
+    return EXIT_SOME_FAILED if sink.failed or unreadable else EXIT_OK
