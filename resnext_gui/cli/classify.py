@@ -69,6 +69,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
     c.add_argument("--files-from", metavar="FILE",
                    help="also classify the paths listed in FILE, one a line (files or folders; - reads standard "
                         "input): for lists too long for a command line")
+    g = c.add_argument_group("a Ray cluster")
+    g.add_argument("--ray", metavar="ADDRESS",
+                   help="classify on the nodes of the Ray cluster at ADDRESS (auto, HOST:PORT or ray://HOST:PORT): "
+                        "the same records, in input order; every node must see the photos (and --cam-dir) at the "
+                        "same paths, and needs the cluster extra: pip install 'resnext-gui[cluster]'")
     c.add_argument("paths", nargs="*", metavar="PATH", help="image files, or folders searched recursively")
     return c
 
@@ -232,6 +237,14 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         say(problem)
         return EXIT_USAGE
+    if args.ray:  # imported only here: Ray is an extra, and the standalone apps have none
+        try:
+            from . import cluster
+        except ImportError:  # the standalone app leaves the cluster's driver out with Ray
+            say("classify --ray needs Ray, which this standalone app does not carry: install resnext-gui with the "
+                "cluster extra instead (pip install 'resnext-gui[cluster]')")
+            return EXIT_USAGE
+        return cluster.run(args)
     return run_here(args)
 
 
