@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -149,6 +150,31 @@ def test_relative_paths_and_a_list_on_standard_input(cluster, checkpoint, photos
     assert same(got) == same(expected)
 
 
+def test_maps_drawn_on_the_nodes_are_saved_as_here(cluster, checkpoint, photos, tmp_path):
+    """--cam-dir: the nodes draw each photo's files, the driver names and saves them: the names, pictures and maps
+    of a local run (two photos of one name: name and name-2)."""
+    import numpy as np
+    from PIL import Image
+
+    (tmp_path / "sub").mkdir()
+    twin = tmp_path / "sub" / "coffee.png"
+    twin.write_bytes(photos["chelsea"].read_bytes())
+    inputs = [photos["coffee"], twin]
+    here = run_cli("classify", "--weights", checkpoint, "--cam-dir", tmp_path / "here", *inputs)
+    there = on_cluster(cluster, checkpoint, "--cam-dir", tmp_path / "there", *inputs, cwd=tmp_path)
+    assert here.returncode == there.returncode == 0, there.stderr
+    got, expected = parse(there.stdout), parse(here.stdout)
+    assert [Path(g["cam_png"]).name for g in got] == ["coffee.cam.png", "coffee-2.cam.png"]
+    for g, e in zip(got, expected):
+        assert Path(g["cam_png"]).parent == tmp_path / "there"
+        assert np.allclose(np.load(g["cam_npy"]), np.load(e["cam_npy"]), atol=1e-5)
+        with Image.open(g["cam_png"]) as a, Image.open(e["cam_png"]) as b:
+            assert a.size == b.size and a.text == b.text
+            assert np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max() <= 1
+    assert same([{k: v for k, v in g.items() if k not in ("cam_png", "cam_npy")} for g in got]) == \
+        same([{k: v for k, v in e.items() if k not in ("cam_png", "cam_npy")} for e in expected])
+
+
 # ---- nothing lost -----------------------------------------------------------------------------------------------
 
 def test_a_killed_worker_process(cluster, checkpoint, album, album_here, tmp_path):
@@ -187,6 +213,20 @@ def test_a_rerun_after_the_driver_was_killed_computes_only_the_rest(cluster, che
     got = parse(again.stdout)
     assert sum(bool(g.get("cached")) for g in got) == cached
     assert same(got) == same(album_here)
+    import sqlite3
+
+    with sqlite3.connect(library) as db:  # each with the thumbnail its node made
+        assert db.execute("SELECT count(*), count(thumbnail) FROM photos").fetchone() == (40, 40)
+
+
+def test_sigterm_stops_the_driver_as_it_stops_local_classify(cluster, checkpoint, album, album_here, tmp_path):
+    run = Started(cluster, checkpoint, album, cwd=tmp_path)
+    run.after(8, lambda: run.proc.send_signal(signal.SIGTERM))
+    r = run.finish()
+    assert r.returncode == 143, r.stderr
+    assert "terminated; every finished image was written" in r.stderr and "Traceback" not in r.stderr
+    got = parse(r.stdout)  # whole lines only, each as here
+    assert 8 <= len(got) < 40 and same(got) == same(album_here[:len(got)])
 
 
 def test_a_killed_node(checkpoint, album, album_here, tmp_path, model_cache):
