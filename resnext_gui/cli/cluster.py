@@ -285,7 +285,7 @@ def host_port(address: str) -> tuple[str, int] | None:
 
 
 def no_cluster(address: str, reason: str) -> str:
-    return (f"no Ray cluster answered at {address}: {reason}. Start one with `ray start --head --port 6379` on the "
+    return (f"no Ray cluster answered at {address}: {reason.rstrip('.')}. Start one with `ray start --head --port 6379` on the "
             "head node and `ray start --address HEAD:6379` on each other node (with the cluster's token, see the "
             "README's \"Archives beyond one machine\"), then give --ray HEAD:6379, or --ray auto on a node")
 
