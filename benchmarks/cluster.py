@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     driver_limit = 1000 / driver_ms if driver_ms > 0 else float("inf")
     per_node = two.rate() / 2  # each node has one of this machine's cores to itself, more or less
     rows = []
-    for nodes in (1, 2, 4, 8, 16, 32, 64, 128):
+    for nodes in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024):
         rate = min(nodes * per_node, driver_limit)
         rows.append(f"| {nodes} | {rate:.1f} | {'the driver is the limit' if nodes * per_node >= driver_limit else ''} |")
     lines = [
@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| driver's peak memory, {many} small photos | {mem_many.peak_mb:.0f} MB |",
         f"| growth (target at most 20 MB) | {mem_many.peak_mb - mem_few.peak_mb:+.1f} MB |",
         "",
-        "Scaling, computed: nodes like this one's single CPU × its rate, until the driver is the limit.",
+        "Scaling, computed: nodes like this one's single CPU × its rate, until the driver is the limit "
+        f"(at about {driver_limit / per_node:.0f} such nodes).",
         "",
         "| nodes | photos/s | |",
         "|---:|---:|---|",
