@@ -212,7 +212,7 @@ class Sink:
             try:
                 if isinstance(maps, str):
                     raise RuntimeError(maps)
-                png, npy = self.cams.save(pred.path, maps) if maps is not None else self.cams.write(pred)  # type: ignore[arg-type]  # a computed Prediction: it has maps
+                png, npy = self.cams.save(pred.path, maps) if maps is not None else self.cams.write(pred)
                 record["cam_png"], record["cam_npy"] = str(png), str(npy)
             except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
                 reason = getattr(exc, "strerror", None) or str(exc)

@@ -51,6 +51,7 @@ from .output import (
 if TYPE_CHECKING:
     from ..core.answers import CachedAnswer
     from ..core.checkpoint import Checkpoint
+    from ..core.kinds import Backend, Layer, Method, Precision
     from ..core.prediction import Prediction
 
 EXTRA = "pip install 'resnext-gui[cluster]'"
@@ -70,11 +71,11 @@ START_NOTE_S = 60.0  # while no node has the model loaded yet, say so this often
 class Settings:
     """What a node needs of the command line to answer as local classify would."""
 
-    layer: str
+    layer: Layer
     topk: int
-    precision: str
-    backend: str
-    cam_method: str
+    precision: Precision
+    backend: Backend
+    cam_method: Method
     faithfulness: bool
     batch_size: int | None
     maps: bool  # --cam-dir: draw each photo's files
@@ -638,7 +639,7 @@ def run(args: argparse.Namespace) -> int:
         args.batch_size = MAX_BATCH
     utf8_stdout()
     records = sys.stdout
-    sys.stdout = RayNotes()  # type: ignore[assignment]  # Ray prints its messages (a worker died, ...) on stdout: the records' alone
+    sys.stdout = RayNotes()  # Ray prints its messages (a worker died, ...) on stdout: the records' alone
     try:
         say(f"joining the Ray cluster at {args.ray}…")
         problem = connect(ray, args.ray)
@@ -691,7 +692,7 @@ def _run(ray: Any, args: argparse.Namespace, checkpoint: Checkpoint, version: st
     counted: dict[str, int] = {}
     _count_in_background(args, counted)
     progress = Progress(None)
-    out = RecordWriter(Stdout(records), args.format, topk,  # type: ignore[arg-type]  # Stdout writes as a TextIO does
+    out = RecordWriter(Stdout(records), args.format, topk,
                        extra_columns(args.cam_method != DEFAULT_METHOD, args.faithfulness))
     sink = Sink(out, progress, cams, answers, keywords)
     found = Expansion(named(args))
