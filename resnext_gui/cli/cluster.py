@@ -157,10 +157,10 @@ class NodeModel:
             s = self.settings
             keep = s.maps or s.thumbnails
             if s.one_by_one:
-                from .classify import _one_by_one
+                from .answering import one_by_one
 
                 options = argparse.Namespace(cam_method=s.cam_method, faithfulness=s.faithfulness, layer=s.layer)
-                results: Iterator[tuple[Prediction, dict[str, Any] | None]] = _one_by_one(self.clf, sources, options, keep)
+                results: Iterator[tuple[Prediction, dict[str, Any] | None]] = one_by_one(self.clf, sources, options, keep)
             else:
                 results = ((p, None) for p in self.clf.classify_many(sources, batch_size=self.batch_size, keep_images=keep))
             for pred, figures in results:
@@ -600,7 +600,7 @@ def _reason(exc: BaseException) -> str:
 def _count_in_background(args: argparse.Namespace, holder: dict[str, int]) -> None:
     """The number of photos, for the time left: a second walk of the folders (and list file), quietly, beside the
     run. Not for a list on standard input, which can be read once only."""
-    from .classify import named
+    from .answering import named
 
     if args.files_from == "-":
         return
@@ -659,7 +659,7 @@ def _run(ray: Any, args: argparse.Namespace, checkpoint: Checkpoint, version: st
 
     from ..core.kinds import DEFAULT_METHOD
     from ..core.records import RecordWriter, extra_columns
-    from .classify import Sink, named, open_answers
+    from .answering import Sink, named, open_answers
 
     nodes = alive_nodes(ray)
     places = placements(nodes, args.device)
