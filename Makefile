@@ -45,6 +45,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/library.py
 	$(PY) benchmarks/library_restore.py
 	$(PY) benchmarks/cam_methods.py
+	$(PY) benchmarks/similar.py
 	$(PY) benchmarks/cluster.py
 
 DIST_STAMP := $(VENV)/.dist-stamp

@@ -3,9 +3,10 @@
 The entries are synthetic but shaped as the app stores them: top-5 ImageNet labels with probabilities, five
 7×7 maps, a crop, the classify record, and a real JPEG thumbnail (at most 256 px a side) of a different crop
 of scikit-image's photos for each entry. The photo files themselves are small stand-ins (the library reads
-only their size and modification time when they are unchanged). Timed: opening the library, reading the saved
-gallery and every entry with its thumbnail (``lookup_many``), the median of three reopenings; and, as an
-estimate of what the window does next, decoding those thumbnails with Pillow.
+only their change stamp, a stat, when they are unchanged; a stamp taken within two seconds of a file's last change
+is checked by content once, at the first reopening). Timed: opening the library, reading the saved gallery and
+every entry with its thumbnail (``lookup_many``), the median of three reopenings; and, as an estimate of what the
+window does next, decoding those thumbnails with Pillow.
 """
 
 from __future__ import annotations

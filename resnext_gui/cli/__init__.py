@@ -1,4 +1,4 @@
-"""The command line: `classify`, `train` and `weights` (a module each), their parser, and how every command ends."""
+"""The command line: `classify`, `train`, `weights`, `similar` and `duplicates` (a module each), their parser, and how every command ends."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import threading
 from types import FrameType
 from typing import Protocol
 
-from . import classify, train, weights
+from . import classify, duplicates, similar, train, weights
 from .options import add_common
 from .output import EXIT_OK, EXIT_SOME_FAILED, OutputError, Terminated, say, silence_stdout, stopped
 
@@ -19,7 +19,8 @@ class Command(Protocol):
     def run(self, args: argparse.Namespace) -> int: ...
 
 
-COMMANDS: dict[str, Command] = {"classify": classify, "train": train, "weights": weights}
+COMMANDS: dict[str, Command] = {"classify": classify, "train": train, "weights": weights, "similar": similar,
+                                "duplicates": duplicates}
 
 
 def build_parser() -> argparse.ArgumentParser:

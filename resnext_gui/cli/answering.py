@@ -5,9 +5,10 @@ goes out through."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from .output import CamWriter, EncodedMaps, KeywordWriter, Progress, path_list, say
 
@@ -31,27 +32,63 @@ def open_answers(args: argparse.Namespace, clf: Classifier) -> KnownAnswers:
     from ..core.library import Library
 
     library = Library(Path(args.library_path) if args.library_path else None)
-    if library.note:
-        say(f"note: {library.note}")
     # a map of another method or stage, the faithfulness figures: those answers need the photo computed
     lookups = not (args.cam_dir or getattr(args, "faithfulness", False)
                    or getattr(args, "cam_method", None) not in (None, "gradcam"))
     answers = KnownAnswers.of(clf, library, lookups)
     assert answers is not None  # a real Classifier has a checkpoint and preprocessing: its key
+    tell(answers)
     return answers
 
 
-def one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace,
-                keep_images: bool) -> Iterator[tuple[Prediction, dict[str, Any] | None]]:
-    """(prediction, faithfulness record or None) per photo, for Score-CAM and --faithfulness: each photo decoded,
-    classified, then its slow extras computed from its own model input."""
-    import sys
+def tell(answers: KnownAnswers) -> None:
+    """Say on stderr what the results library has to say, each thing once, as soon as it is known."""
+    for note in answers.notes():
+        say(f"note: {note}")
 
+
+class ScoreCamProgress:
+    """Score-CAM's progress on stderr, with the time left at the rate so far: a redrawn line on a terminal,
+    else a line at the start and one every 10 % (a log file is not flooded)."""
+
+    def __init__(self, name: str, clock: Callable[[], float], stream: TextIO | None = None) -> None:
+        from ..core.time_left import TimeLeft
+
+        self.name = name
+        self.stream: TextIO = stream or sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.left = TimeLeft(clock)
+        self._next_line = 0.1
+        if not self.tty:
+            self._line(f"resnext-gui: Score-CAM of {name}…\n")
+
+    def _line(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+    def __call__(self, done: int, total: int) -> None:
+        from ..core.time_left import say_time_left
+
+        left = say_time_left(self.left.update(done, total))
+        if self.tty:
+            self._line(f"\rScore-CAM: {done}/{total} masked passes{' · ' + left if left else ''}\033[K")
+        elif total and done / total >= self._next_line and done < total:
+            self._line(f"resnext-gui: Score-CAM of {self.name}: {done / total:.0%}{', ' + left if left else ''}\n")
+            self._next_line = (int(done / total * 10) + 1) / 10
+
+    def close(self) -> None:
+        if self.tty:
+            self._line("\r\033[K")
+
+
+def one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace, keep_images: bool,
+               clock: Callable[[], float]) -> Iterator[tuple[Prediction, dict[str, Any] | None]]:
+    """(prediction, faithfulness record or None) per photo, for Score-CAM and --faithfulness: each photo decoded,
+    classified, then its slow extras computed from its own model input. ``clock`` measures Score-CAM's time left."""
     from ..core import faithfulness
     from ..core.prediction import failure
     from ..core.preprocess import source_name
 
-    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
     for path in paths:
         name = source_name(path)
         try:
@@ -62,18 +99,12 @@ def one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace,
         try:
             pred = clf.predict([item])[0]
             if pred.ok and args.cam_method == "scorecam":
-                if not tty:
-                    say(f"Score-CAM of {name}…")
-
-                def show(done: int, total: int) -> None:
-                    if tty:
-                        sys.stderr.write(f"\rScore-CAM: {done}/{total} masked passes")
-                        sys.stderr.flush()
-
-                pred.cams = clf.score_cams(item, [t.index for t in pred.top], args.layer, progress=show)
+                show = ScoreCamProgress(name, clock)
+                try:
+                    pred.cams = clf.score_cams(item, [t.index for t in pred.top], args.layer, progress=show)
+                finally:
+                    show.close()
                 pred.method = "scorecam"
-                if tty:
-                    sys.stderr.write("\r\033[K")
             figures = None
             if pred.ok and args.faithfulness and pred.cams is not None:
                 top = pred.top[0]
@@ -123,6 +154,8 @@ class Sink:
                 self.answers.keep(pred.path, pred, record, thumbnail)
             except LibraryError as exc:
                 say(f"warning: {exc}")
+        if self.answers is not None:
+            tell(self.answers)  # after its lookup and its store: damage found meanwhile is said now
         if self.keywords is not None and record["ok"] and not self.keywords.write(record):
             self.failed += 1
         pred.image = None

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.kinds import BACKENDS, LAYERS, METHODS, PRECISIONS
-from .answering import Sink, named, one_by_one, open_answers
+from .answering import Sink, named, one_by_one, open_answers, tell
 from .options import add_library_options, add_model_options
 from .output import (
     EXIT_OK,
@@ -116,6 +117,9 @@ def check_options(args: argparse.Namespace) -> str | None:
     return f"classify: {problem}" if problem else None
 
 
+CLOCK: Callable[[], float] = time.monotonic  # Score-CAM's time left is measured with it (tests count instead)
+
+
 def run(args: argparse.Namespace) -> int:
     problem = check_options(args)
     if problem:
@@ -150,23 +154,29 @@ def run_here(args: argparse.Namespace) -> int:
         say("nothing to classify: no image files were found")
         return EXIT_SOME_FAILED
 
+    from ..core.devices import runtime_problem
+
+    if args.backend == "torch" and runtime_problem("torch"):
+        say(f"classify: --backend torch: {runtime_problem('torch')}; use --backend auto or openvino")
+        return EXIT_USAGE
     if args.batch_size is not None and args.batch_size > MAX_BATCH:
         say(f"note: --batch-size {args.batch_size} is capped at {MAX_BATCH} (larger batches only cost memory)")
         args.batch_size = MAX_BATCH
     say("loading the model…")
     slow_extras = args.cam_method not in ONE_PASS or args.faithfulness
+    # With the library the network is prepared at the first photo it does not know (a run it answers wholly
+    # never prepares one); the weights are read and checked now either way.
+    lazy = bool(args.library) and not slow_extras
     try:  # a folder streams through the network, several photos at once; one photo (or the slow extras) one by one
         clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision,
                          method=args.cam_method if args.cam_method in ONE_PASS else DEFAULT_METHOD,
-                         backend=args.backend, progress=say,
+                         backend=args.backend, progress=say, lazy=lazy,
                          tuned_for="throughput" if len(paths) > 1 and not slow_extras else "latency")
     except ResnextGuiError as exc:
         say(str(exc))
         return EXIT_USAGE
-    if clf.note:
+    if clf.note:  # lazy: said when the runtime starts
         say(f"note: {clf.note}")
-    if args.batch_size is None:
-        args.batch_size = clf.default_batch_size
     answers = open_answers(args, clf) if args.library else None
     keywords = KeywordWriter(args.xmp_min_prob, args.xmp_into_file, clf.labels, clf.source.path) if args.xmp else None
     if args.precision == "bf16" and clf.device.type == "cpu":
@@ -184,7 +194,7 @@ def run_here(args: argparse.Namespace) -> int:
     try:
         out.begin()
         if slow_extras:  # the slow extras need each photo's model input: one photo at a time
-            results = one_by_one(clf, paths, args, keep_images=cams is not None)
+            results = one_by_one(clf, paths, args, keep_images=cams is not None, clock=CLOCK)
         else:
             source = answers if answers is not None else clf  # unchanged photos answered from the library first
             results = ((pred, None) for pred in
@@ -200,6 +210,7 @@ def run_here(args: argparse.Namespace) -> int:
         return stopped(exc, "every finished image was written", newline=False)
     progress.close()
     if answers is not None:
+        tell(answers)
         answers.library.close()
         say(f"{answers.cached} answered from the results library, {answers.computed} classified")
     done_with_skips(unreadable, skipped)

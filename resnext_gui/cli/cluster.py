@@ -160,7 +160,8 @@ class NodeModel:
                 from .answering import one_by_one
 
                 options = argparse.Namespace(cam_method=s.cam_method, faithfulness=s.faithfulness, layer=s.layer)
-                results: Iterator[tuple[Prediction, dict[str, Any] | None]] = one_by_one(self.clf, sources, options, keep)
+                results: Iterator[tuple[Prediction, dict[str, Any] | None]] = one_by_one(
+                    self.clf, sources, options, keep, time.monotonic)
             else:
                 results = ((p, None) for p in self.clf.classify_many(sources, batch_size=self.batch_size, keep_images=keep))
             for pred, figures in results:
@@ -659,7 +660,7 @@ def _run(ray: Any, args: argparse.Namespace, checkpoint: Checkpoint, version: st
 
     from ..core.kinds import DEFAULT_METHOD
     from ..core.records import RecordWriter, extra_columns
-    from .answering import Sink, named, open_answers
+    from .answering import Sink, named, open_answers, tell
 
     nodes = alive_nodes(ray)
     places = placements(nodes, args.device)
@@ -723,6 +724,7 @@ def _run(ray: Any, args: argparse.Namespace, checkpoint: Checkpoint, version: st
         return EXIT_USAGE
     progress.close()
     if answers is not None:
+        tell(answers)
         answers.library.close()
         say(f"{answers.cached} answered from the results library, {answers.computed} classified")
     if why and not loop.ever_ready:

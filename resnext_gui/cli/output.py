@@ -284,9 +284,12 @@ class KeywordWriter:
         try:
             side = write_keywords(record["path"], keywords_for(record["top"], self.min_prob), self.parent,
                                   into_file=self.into_file)
-        except XmpError as exc:
-            record["xmp_error"] = str(exc)
-            say(str(exc))
+        except Exception as exc:  # XmpError says what, per photo; anything else is this photo's failure too
+            text = " ".join(str(exc).split()) or type(exc).__name__  # one line, whatever the library said
+            if not isinstance(exc, XmpError):
+                text = f"{record['path']}: keywords not written: {text}"
+            record["xmp_error"] = text
+            say(text)
             return False
         record["xmp"] = str(side)
         return True

@@ -8,7 +8,7 @@ import os
 import sys
 
 from .options import add_common
-from .output import EXIT_OK, EXIT_USAGE, emit, say, stopped
+from .output import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, emit, say, stopped
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
 
 def run(args: argparse.Namespace) -> int:
     from ..core import weights
-    from ..core.errors import ResnextGuiError
+    from ..core.errors import NoConnectionError, NoWeightsError, ResnextGuiError
     from ..core.throttle import throttled
 
     if args.weights_command == "fetch":
@@ -44,6 +44,11 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         try:
             path = weights.fetch(variant, url=args.url, progress=throttled(show, every_s=0.2))
+        except NoConnectionError as exc:
+            print(f"\nresnext-gui: {exc}\nresnext-gui: on a computer that is online, download "
+                  f"{variant.url} and copy it into {weights.hub_checkpoint_dir()}, or use a checkpoint you have "
+                  "with --weights FILE", file=sys.stderr)
+            return EXIT_USAGE
         except ResnextGuiError as exc:
             print(f"\nresnext-gui: {exc}", file=sys.stderr)
             return EXIT_USAGE
@@ -54,11 +59,18 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         source = weights.find_weights(args.weights)
-    except ResnextGuiError as exc:
+    except NoWeightsError as exc:  # an answer, not a mistake: JSON that says so, and exit status 1
+        emit(json.dumps({"found": False, "path": None,
+                         "looked_in": [{"place": place, "files": files} for place, files in weights.looked_in()]},
+                        ensure_ascii=False) + "\n")
+        say(str(exc))
+        return EXIT_SOME_FAILED
+    except ResnextGuiError as exc:  # a file named with --weights or $RESNEXT_GUI_WEIGHTS that can't be used
         say(str(exc))
         return EXIT_USAGE
     size = source.path.stat().st_size
     info = {
+        "found": True,
         "path": str(source.path),
         "origin": source.origin,
         "variant": source.variant.name if source.variant else None,

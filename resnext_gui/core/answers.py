@@ -59,6 +59,16 @@ class KnownAnswers:
         self.clf, self.library, self.key, self.lookups = clf, library, key, lookups
         self.cached = self.computed = 0
         self._thumbnails: dict[str, bytes] = {}
+        self._said: set[str] = set()
+
+    def notes(self) -> list[str]:
+        """What the library has to say that was not said yet, each thing once: asked after opening and after any
+        lookup or store (damage found in the middle of the file sets it aside then, naming its new name)."""
+        note = self.library.take_note()
+        if not note or note in self._said:
+            return []
+        self._said.add(note)
+        return [note]
 
     @classmethod
     def of(cls, clf: Any, library: Library, lookups: bool = True) -> KnownAnswers | None:
@@ -107,7 +117,7 @@ class KnownAnswers:
         self.library.store(source, self.key, pred, thumbnail=thumb, record=record)
 
     # ---- a stream of photos ----
-    def classify_many(self, sources: Iterable[Source], batch_size: int = 1, keep_images: bool = False,
+    def classify_many(self, sources: Iterable[Source], batch_size: int | None = 1, keep_images: bool = False,
                       **kwargs: Any) -> Iterator[Prediction | CachedAnswer]:
         """The model's ``classify_many`` in input order, with what the library knows answered from it."""
         order: deque[CachedAnswer | None] = deque()  # a CachedAnswer, or None where the model answers

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pickle
+import pickletools
 import struct
 import zipfile
 from collections import Counter, OrderedDict
@@ -29,6 +30,9 @@ MAX_CHECKPOINT_BYTES = 4 * DEFAULT_VARIANT.size_bytes
 # The most numbers the state_dict's tensors may hold in all: a file at the size limit stored in float16. Tensors
 # may share or overlap their storage (a stride of 0 repeats one number), so a small file could claim far more.
 MAX_NUMBERS = MAX_CHECKPOINT_BYTES // 2
+# The most operations one pickle in a checkpoint may hold: a state_dict's has some 15 per tensor (a few thousand
+# in all, a few more per class name with labels), so this bounds the work of reading one, not real files.
+MAX_PICKLE_OPS = 1_000_000
 
 
 @dataclass
@@ -92,6 +96,10 @@ def reference_shapes(num_classes: int = 1000) -> dict[str, tuple[int, ...]]:
 
 class _Damaged(Exception):
     """The bytes are not a well-formed checkpoint; the text says what is wrong."""
+
+
+class _Oversized(_Damaged):
+    """The pickle declares more bytes than the file holds (which unpickling would try to allocate first)."""
 
 
 class _Refused(Exception):
@@ -378,12 +386,67 @@ _GLOBALS: dict[str, object] = {
 }
 
 
+_OPCODES = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
+_COUNT_WIDTHS = {pickletools.TAKEN_FROM_ARGUMENT1: (1, False), pickletools.TAKEN_FROM_ARGUMENT4: (4, True),
+                 pickletools.TAKEN_FROM_ARGUMENT4U: (4, False), pickletools.TAKEN_FROM_ARGUMENT8U: (8, False)}
+
+
+def _check_declared_sizes(stream: io.BytesIO) -> None:
+    """Walk the pickle from the stream's position to its STOP, without building anything, and refuse it when one
+    of its sizes (of bytes, a string, a bytearray, a long, a frame) declares more than the stream holds after it.
+    pickle allocates such an object whole before reading it, so a few bytes declaring a terabyte would otherwise
+    be refused only by running out of memory. At most MAX_PICKLE_OPS operations; the stream is left where it was."""
+    start = stream.tell()
+    end = stream.seek(0, io.SEEK_END)
+    stream.seek(start)
+    try:
+        for _ in range(MAX_PICKLE_OPS):
+            code = stream.read(1)
+            op = _OPCODES.get(code)
+            if op is None or op.name == "STOP":
+                return  # the end, or bytes that are no pickle: the unpickler says what is wrong with them
+            arg = op.arg
+            if arg is None:
+                continue
+            if arg.n == pickletools.UP_TO_NEWLINE:
+                for _line in range(2 if arg.name == "stringnl_noescape_pair" else 1):
+                    stream.readline()
+                continue
+            if arg.n > 0:  # a fixed size
+                raw = stream.read(arg.n)
+                if op.name == "FRAME" and len(raw) == 8:
+                    _declared(int.from_bytes(raw, "little"), end - stream.tell())
+                continue
+            width, signed = _COUNT_WIDTHS[arg.n]
+            raw = stream.read(width)
+            if len(raw) < width:
+                return
+            declared = int.from_bytes(raw, "little", signed=signed)
+            _declared(declared, end - stream.tell())
+            stream.seek(max(declared, 0), io.SEEK_CUR)
+        raise _Damaged(f"its pickle holds more than {MAX_PICKLE_OPS:,} operations, more than any checkpoint needs")
+    finally:
+        stream.seek(start)
+
+
+def _declared(size: int, left: int) -> None:
+    if size > left:
+        raise _Oversized(f"a size declared in it ({size:,} bytes) is beyond the file's size (only {left:,} bytes "
+                         "follow)")
+
+
 class _Unpickler(pickle.Unpickler):
-    """pickle, limited to the globals above; persistent ids (storages) go to ``storages``."""
+    """pickle, limited to the globals above; persistent ids (storages) go to ``storages``. Every size the pickle
+    declares is checked against the bytes there are before anything is unpickled (``_check_declared_sizes``)."""
 
     def __init__(self, file: io.BytesIO, storages: Callable[[object], _Storage] | None = None) -> None:
         super().__init__(file, encoding="utf-8")
+        self.file = file
         self.storages = storages
+
+    def load(self) -> Any:
+        _check_declared_sizes(self.file)
+        return super().load()
 
     def find_class(self, module: str, name: str) -> Any:
         module = "builtins" if module == "__builtin__" else module  # Python 2's name
@@ -597,6 +660,8 @@ def _read_pth(data: bytes, path: Path) -> tuple[dict[str, _Tensor], list[str] | 
             obj = _read_legacy(data)
     except WeightsError:
         raise
+    except _Oversized as exc:
+        raise WeightsError(f"refused to load {path}: {exc}; it is damaged or made to exhaust memory") from None
     except _Refused as exc:
         raise WeightsError(
             f"refused to load {path}: besides tensors it holds Python objects ({exc.name}), and loading "
@@ -753,10 +818,36 @@ def _to_arrays(state: dict[str, _Tensor], path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
+def image_kind(data: bytes) -> str | None:
+    """The image format whose signature ``data`` starts with (PNG, JPEG, GIF, WebP, TIFF, BMP, HEIF, AVIF), or
+    None. A checkpoint never starts like one: a zip (PK), a pickle (0x80), or safetensors' header length."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "PNG"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "JPEG"
+    if data.startswith((b"GIF87a", b"GIF89a")):
+        return "GIF"
+    if data.startswith(b"RIFF") and data[8:12] == b"WEBP":
+        return "WebP"
+    if data.startswith((b"II*\x00", b"MM\x00*")):
+        return "TIFF"
+    # BMP: "BM", the file's size, then four reserved zero bytes (safetensors' 8-byte header length starting
+    # with "BM" has zeros where the size is)
+    if data.startswith(b"BM") and len(data) >= 14 and data[2:6] != b"\x00" * 4 and data[6:10] == b"\x00" * 4:
+        return "BMP"
+    if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"avif", b"avis"):
+        return "AVIF" if data[8:12] in (b"avif", b"avis") else "HEIF"
+    return None
+
+
 def read_checkpoint(source: WeightsSource) -> Checkpoint:
     """Read ``source`` once, check it is a ResNeXt-50 32x4d state_dict of plain finite weights, find its labels."""
     path = Path(source.path)
     data = _read_bytes(path)
+    kind = image_kind(data[:16])
+    if kind is not None:  # a photo given as the weights: said plainly, before any parser guesses at it
+        raise WeightsError(f"{path} is a {kind} image, not a weights file: give a ResNeXt-50 checkpoint "
+                           "(.pth, .pt or .safetensors) as the weights")
     digest = hashlib.sha256(data).hexdigest()
     state, labels = _read_safetensors(data, path) if path.suffix == ".safetensors" else _read_pth(data, path)
     if state and all(k.startswith("module.") for k in state):  # saved from nn.DataParallel

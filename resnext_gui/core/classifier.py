@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import deque
@@ -69,6 +70,15 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
+def pooled_float16(feats: np.ndarray) -> list[np.ndarray | None]:
+    """Each photo's pooled last-stage activations (the spatial mean of (N, 2048, h, w)) as float16, the form the
+    results library keeps; None for a photo whose values are not finite in float16."""
+    pooled = np.asarray(feats, dtype=np.float32).mean(axis=(2, 3), dtype=np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        half = pooled.astype(np.float16)
+    return [row if np.isfinite(row).all() else None for row in half]
+
+
 def top_k(probs: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(probabilities (N, k), class indices (N, k)), highest first; ties keep the lower class index first."""
     order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
@@ -97,6 +107,7 @@ class Classifier:
         progress: Callable[[str], None] | None = None,
         method: Method = DEFAULT_METHOD,
         tuned_for: str = "latency",
+        lazy: bool = False,
     ) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}")
@@ -127,12 +138,40 @@ class Classifier:
         self.note: str | None = None  # why the backend asked for is not the one in use, if it is not
         self._pending_note: str | None = None  # for the next prediction, after a backend fell back mid-run
         self._fc_weight = np.ascontiguousarray(self.checkpoint.state["fc.weight"], dtype=np.float32)
-        self.runtime: Runtime = self._start_runtime(backend, progress)
+        self._asked: tuple[Backend, Callable[[str], None] | None] = (backend, progress)
+        self._runtime: Runtime | None = None if lazy else self._start_runtime(backend, progress)
         self.load_ms = (time.perf_counter() - start) * 1000.0
+
+    @property
+    def runtime(self) -> Runtime:
+        """The runtime computing the network. ``lazy=True``: started here, on first need (the weights were read and
+        checked at once; a run whose photos all come from the results library never prepares a network), and its
+        note, if any, said through ``progress`` as "note: …"."""
+        if self._runtime is None:
+            start = time.perf_counter()
+            backend, progress = self._asked
+            self._runtime = self._start_runtime(backend, progress)
+            self.load_ms += (time.perf_counter() - start) * 1000.0
+            if self.note and progress is not None:
+                progress(f"note: {self.note}")
+        return self._runtime
+
+    @runtime.setter
+    def runtime(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+
+    @property
+    def runtime_started(self) -> bool:
+        return self._runtime is not None
 
     def _start_runtime(self, backend: Backend, progress: Callable[[str], None] | None) -> Runtime:
         """OpenVINO on the CPU when it is importable (``auto``) or asked for; PyTorch otherwise or when it fails."""
         reason = None
+        if backend == "torch" and not torch_installed():
+            from .errors import BackendError
+
+            raise BackendError("the CPU runtime PyTorch was asked for, but this build of the app has no PyTorch: "
+                               "its CPU runtime is OpenVINO (choose auto or openvino).")
         if backend != "torch":
             if self.device.type != "cpu":
                 if backend == "openvino":
@@ -148,7 +187,7 @@ class Classifier:
             from .errors import BackendError
 
             raise BackendError(f"{reason or 'OpenVINO is not available'}, and this build of the app has no PyTorch "
-                               "to run the network instead")
+                               "to run the network instead.")
         if reason and (backend == "openvino" or "OpenVINO is not installed" not in reason):
             self.note = f"using PyTorch: {reason}" if "not installed" not in reason else f"{reason}; using PyTorch"
         return self._torch_runtime(self.device)
@@ -242,6 +281,7 @@ class Classifier:
         device = "cpu" if note and note.startswith("ran on the CPU") else self.device.type
         infer_ms = (time.perf_counter() - start) * 1000.0 / len(items)
         maps = np.nan_to_num(maps, nan=0.0, posinf=1.0, neginf=0.0).astype(np.float32, copy=False)
+        pooled = pooled_float16(feats)
         out = []
         for i, item in enumerate(items):
             if not finite[i]:  # never pass NaN or infinity on as a probability
@@ -270,6 +310,8 @@ class Classifier:
                     decode_ms=item.decode_ms,
                     infer_ms=infer_ms,
                     note=note,
+                    features=pooled[i],
+                    dhash=item.dhash,
                 )
             )
         return out
@@ -401,7 +443,7 @@ class Classifier:
     def classify_many(
         self,
         sources: Iterable[Source],
-        batch_size: int = 1,
+        batch_size: int | None = 1,
         keep_images: bool = False,
         cancelled: Callable[[], bool] | None = None,
     ) -> Iterator[Prediction]:
@@ -410,12 +452,19 @@ class Classifier:
 
         At most a few photos are decoded ahead, so memory stays flat however long the list is: a queued photo
         holds only its model tensor (the decoded picture too when ``keep_images`` is asked for). Batches are
-        at most MAX_BATCH photos. Whatever goes wrong with one photo becomes that photo's ``ok=False`` answer.
+        at most MAX_BATCH photos (``batch_size`` None: ``default_batch_size``). Whatever goes wrong with one
+        photo becomes that photo's ``ok=False`` answer. The runtime is first needed with the first photo: a lazy
+        classifier given no photo never starts one.
         """
-        batch_size = max(1, min(int(batch_size), MAX_BATCH))
+        sources = iter(sources)
+        try:
+            first = next(sources)
+        except StopIteration:
+            return
+        sources = itertools.chain([first], sources)
+        batch_size = max(1, min(int(self.default_batch_size if batch_size is None else batch_size), MAX_BATCH))
         workers = self._decode_workers(batch_size)
         ahead = batch_size * max(1, self.runtime.parallel) + workers
-        sources = iter(sources)
         pending: deque[tuple[str, Future[Prepared]]] = deque()
         flight: deque[_InFlight | Prediction] = deque()  # in input order: batches under way, and failed photos
 

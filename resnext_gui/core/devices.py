@@ -36,6 +36,29 @@ def torch_installed() -> bool:
         return False
 
 
+def openvino_installed() -> bool:
+    """Whether the OpenVINO package is there (looked for, not imported: a quick look the window can afford)."""
+    if "openvino" in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec("openvino") is not None
+    except (ImportError, ValueError):
+        return False
+
+
+RUNTIME_NAMES = {"auto": "Automatic", "torch": "PyTorch", "openvino": "OpenVINO"}  # as the Device menu names them
+
+
+def runtime_problem(backend: str) -> str | None:
+    """Why this installation cannot run the CPU runtime ``backend`` ("torch", "openvino"); None when it can.
+    "auto" always can: it is OpenVINO where installed, else PyTorch."""
+    if backend == "torch" and not torch_installed():
+        return "this build of the app has no PyTorch (its CPU runtime is OpenVINO)"
+    if backend == "openvino" and not openvino_installed():
+        return "OpenVINO is not installed (pip install openvino)"
+    return None
+
+
 def _nvidia_driver_present() -> bool:
     """Linux: the NVIDIA kernel driver is loaded. Without it CUDA cannot work, so torch need not be asked."""
     return Path("/proc/driver/nvidia/version").exists() or any(Path("/dev").glob("nvidia[0-9]*"))

@@ -26,6 +26,15 @@ class DownloadError(ResnextGuiError):
     """A weights download failed or did not verify; nothing was left at the destination."""
 
 
+class NoConnectionError(DownloadError):
+    """A download could not reach its server at all: no network, no name server (the computer is offline).
+    ``detail``: what the system said ("download.pytorch.org could not be looked up: Name or service not known")."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
 class DeviceError(ResnextGuiError):
     """The requested compute device is not available."""
 

@@ -12,19 +12,28 @@ from pathlib import Path
 from typing import IO, Any
 
 
+class OwnerNotKept(PermissionError):
+    """The new file could not be given the owner and group of the file it was to replace."""
+
+
 @contextmanager
-def atomic_file(target: Path, text: bool = False, shared: bool = False, keep_mode: bool = False) -> Iterator[IO[Any]]:
+def atomic_file(target: Path, text: bool = False, shared: bool = False, keep_mode: bool = False,
+                keep_owner: bool = False) -> Iterator[IO[Any]]:
     """Write ``target`` through a temporary file in its folder, renamed over it only when the block succeeds:
     a failure (full disk, an exception, Ctrl+C) leaves any earlier file as it was and no temporary behind.
     ``shared``: permissions as any program would create the file (mkstemp makes it private).
-    ``keep_mode``: an existing regular file's permissions are kept (a private 0600 file stays private)."""
+    ``keep_mode``: an existing regular file's permissions are kept (a private 0600 file stays private).
+    ``keep_owner``: an existing regular file's owner and group are kept too (OwnerNotKept when they can't be:
+    check ``replace_problem`` first)."""
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
     try:
         with (os.fdopen(fd, "w", newline="", encoding="utf-8") if text else os.fdopen(fd, "wb")) as fh:
             yield fh
-        old = _regular_mode(target) if keep_mode else None
-        if old is not None:
-            os.chmod(tmp, old)
+        old = _regular_stat(target) if keep_mode or keep_owner else None
+        if old is not None and keep_owner:
+            _give_owner(tmp, old)
+        if old is not None and keep_mode:
+            os.chmod(tmp, stat.S_IMODE(old.st_mode))
         elif shared:
             _share(tmp)
         os.replace(tmp, target)
@@ -36,12 +45,49 @@ def atomic_file(target: Path, text: bool = False, shared: bool = False, keep_mod
         raise
 
 
-def _regular_mode(path: Path) -> int | None:
+def _regular_stat(path: Path) -> os.stat_result | None:
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return stat.S_IMODE(st.st_mode) if stat.S_ISREG(st.st_mode) else None
+    return st if stat.S_ISREG(st.st_mode) else None
+
+
+def _give_owner(tmp: str, old: os.stat_result) -> None:
+    new = os.stat(tmp)
+    if (new.st_uid, new.st_gid) == (old.st_uid, old.st_gid):
+        return
+    try:
+        os.chown(tmp, old.st_uid, old.st_gid)
+    except OSError as exc:
+        raise OwnerNotKept(f"its owner and group ({_user_name(old.st_uid)}, group {old.st_gid}) could not be kept: "
+                           f"{exc.strerror or exc}") from None
+
+
+def _user_name(uid: int) -> str:
+    try:
+        import pwd
+
+        return pwd.getpwuid(uid).pw_name
+    except (ImportError, KeyError):
+        return f"user {uid}"
+
+
+def replace_problem(path: str | os.PathLike[str], st: os.stat_result) -> str | None:
+    """Why the existing file at ``path`` (``st``: its stat) must not be replaced by a new file renamed over it, as
+    atomic_file does, in words; None when it may. Renaming needs only the folder to be writable, so the file's own
+    protection is checked here, as an editor would: the user must be allowed to write the file itself, and the new
+    file must end up with the same owner (the superuser can give it that; anyone else only keeps their own)."""
+    effective = os.access in os.supports_effective_ids
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.access(folder, os.W_OK | os.X_OK, effective_ids=effective):
+        return f"its folder {folder} is not writable"
+    if not os.access(path, os.W_OK, effective_ids=effective):
+        return "you may not write it (it is read-only for you)"
+    euid = os.geteuid() if hasattr(os, "geteuid") else st.st_uid
+    if st.st_uid != euid and euid != 0:
+        return f"it belongs to another user ({_user_name(st.st_uid)}), and a rewritten copy would belong to you"
+    return None
 
 
 def file_kind(mode: int) -> str:

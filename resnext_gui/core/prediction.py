@@ -38,6 +38,8 @@ class Prediction:
     infer_ms: float = 0.0
     note: str | None = None  # something worth telling the user (e.g. ran on CPU after a GPU error)
     image: object = None  # the decoded PIL image (RGB, oriented), when asked for with keep_images
+    features: np.ndarray | None = None  # (2048,) float16: the last stage's pooled activations (core.similarity)
+    dhash: int | None = None  # the photo's 64-bit difference hash (core.similarity.dhash)
 
     def to_record(self) -> dict[str, Any]:
         """The fields of the ``classify`` output (JSON lines / CSV)."""

@@ -8,13 +8,15 @@ import re
 import stat
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
+from .similarity import dhash
 
 Source = str | os.PathLike[str] | bytes
 
@@ -65,6 +67,7 @@ class Prepared:
     crop: tuple[float, float, float, float]  # (left, top, right, bottom) in full-resolution photo pixels
     decoded: Decoded
     decode_ms: float
+    dhash: int | None = None  # the photo's 64-bit difference hash (core.similarity.dhash), from the same decode
 
 
 def _describe_unreadable(data_head: bytes) -> str:
@@ -130,26 +133,95 @@ def _open(source: Source) -> tuple[Image.Image, str]:
         raise ImageError(f"{name} is {_describe_unreadable(head)}") from None
 
 
+# Decoding is held to a memory budget: what one photo may take at once, whatever it is (a 343 kB PNG can hold
+# 88 million pixels). Pillow keeps RGB, RGBA, CMYK, 32-bit and float pixels in 4 bytes, 16-bit in 2, the rest in 1.
+DECODE_BUDGET_BYTES = 768 * 2**20
+STRIP_PIXELS = 1 << 20  # conversions that need working copies (transparency, 16-bit, float) go a strip at a time
+# What a format's decoder holds at its peak, in multiples of the decoded pixels: libwebp keeps its canvas and the
+# previous frame's, and hands over a copy that Pillow copies again (measured: 2.36 GB for 88 megapixels);
+# libtiff may decode a whole strip before Pillow copies it. The others decode straight into the image.
+_DECODER_COPIES = {"WEBP": 5.0, "JPEG": 1.0, "MPO": 1.0, "PNG": 1.0, "GIF": 1.0, "BMP": 1.0, "DIB": 1.0}
+_OTHER_DECODER_COPIES = 2.0
+_TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+              5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+              8: Image.Transpose.ROTATE_90}  # EXIF orientation -> what shows the photo upright (as ImageOps does)
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N")
+_ALPHA = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _pixel_bytes(mode: str) -> int:
+    if mode in ("1", "L", "P"):
+        return 1
+    return 2 if mode in _SIXTEEN_BIT else 4
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    return im.mode in _ALPHA or (im.mode == "P" and "transparency" in im.info)
+
+
+def decode_need(im: Image.Image, orientation: object = 1) -> int:
+    """The most memory decoding ``im`` (opened, not loaded, after any draft) to an upright RGB photo holds at once,
+    in bytes: the decoder's peak, or the decoded pixels beside their RGB copy, or the RGB photo beside its turned copy."""
+    pixels = im.width * im.height
+    decoded = _pixel_bytes(im.mode) * pixels
+    rgb = 0 if im.mode == "RGB" else 4 * pixels
+    strip = 16 * STRIP_PIXELS if im.mode in _SIXTEEN_BIT + ("I", "F") or _has_alpha(im) else 0
+    need = max(_DECODER_COPIES.get(str(im.format), _OTHER_DECODER_COPIES) * decoded, decoded + rgb + strip)
+    if orientation in _TRANSPOSE:
+        need = max(need, 8 * pixels)
+    return int(need)
+
+
+def _strips(im: Image.Image, convert: Callable[[Image.Image], Image.Image]) -> Image.Image:
+    """``convert`` (to RGB) applied a strip of rows at a time: the working copies are a strip's, not the photo's."""
+    out = Image.new("RGB", im.size)
+    rows = max(1, STRIP_PIXELS // max(1, im.width))
+    for top in range(0, im.height, rows):
+        box = (0, top, im.width, min(im.height, top + rows))
+        out.paste(convert(im.crop(box)), box[:2])
+    return out
+
+
+def _strip_max(im: Image.Image, nan_to_zero: bool = False) -> float:
+    rows = max(1, STRIP_PIXELS // max(1, im.width))
+    peak = 0.0
+    for top in range(0, im.height, rows):
+        arr = np.asarray(im.crop((0, top, im.width, min(im.height, top + rows))), dtype=np.float32)
+        peak = max(peak, float((np.nan_to_num(arr) if nan_to_zero else arr).max(initial=0)))
+    return peak
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB: 16-bit scaled (not clipped), transparency composited on white."""
-    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(im).astype(np.float32)
-        peak = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
-        arr = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr).convert("RGB")
-    if im.mode == "F":
-        arr = np.asarray(im, dtype=np.float32)
-        arr = np.nan_to_num(arr)
-        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
-        arr = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr).convert("RGB")
-    has_alpha = im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (im.mode == "P" and "transparency" in im.info)
-    if has_alpha:
-        rgba = im.convert("RGBA")
-        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(white, rgba).convert("RGB")
+    """Any Pillow mode to 8-bit RGB: 16-bit scaled (not clipped), transparency composited on white. Conversions
+    that need working copies go strip by strip, with the same arithmetic as on the whole photo."""
     if im.mode == "RGB":
         return im
+    if im.mode in _SIXTEEN_BIT + ("I",):
+        peak = 65535.0 if im.mode in _SIXTEEN_BIT or _strip_max(im) > 255 else 255.0
+
+        def scaled(strip: Image.Image) -> Image.Image:
+            arr = np.asarray(strip).astype(np.float32)
+            arr = np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)
+            return Image.fromarray(arr).convert("RGB")
+
+        return _strips(im, scaled)
+    if im.mode == "F":
+        unit = 1.0 if _strip_max(im, nan_to_zero=True) <= 1.0 else 255.0
+
+        def floats(strip: Image.Image) -> Image.Image:
+            arr = np.nan_to_num(np.asarray(strip, dtype=np.float32))
+            arr = np.clip(np.rint(arr * (255.0 / unit)), 0, 255).astype(np.uint8)
+            return Image.fromarray(arr).convert("RGB")
+
+        return _strips(im, floats)
+    if _has_alpha(im):
+
+        def on_white(strip: Image.Image) -> Image.Image:
+            rgba = strip.convert("RGBA")
+            white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return Image.alpha_composite(white, rgba).convert("RGB")
+
+        return _strips(im, on_white)
     return im.convert("RGB")
 
 
@@ -157,8 +229,9 @@ def load_image(source: Source, min_side: int | None = None) -> Decoded:
     """Decode a photo as a viewer shows it: first frame, EXIF orientation applied, RGB.
 
     ``min_side``: a JPEG may be decoded at 1/2, 1/4 or 1/8 size (Pillow's ``draft``, DCT scaling) as long
-    as its shorter side stays at least ``min_side`` pixels. Every failure is an ImageError with a
-    specific message; no other exception escapes.
+    as its shorter side stays at least ``min_side`` pixels. Decoding holds at most DECODE_BUDGET_BYTES at once
+    (``decode_need``); a photo that would need more is refused before its pixels are decoded. Every failure is
+    an ImageError with a specific message; no other exception escapes.
     """
     im = opened = None
     try:
@@ -173,13 +246,24 @@ def load_image(source: Source, min_side: int | None = None) -> Decoded:
                 factor = min_side / min(full_w, full_h)
                 im.draft(im.mode, (max(1, int(full_w * factor + 0.999)), max(1, int(full_h * factor + 0.999))))
             orientation = im.getexif().get(0x0112, 1)
-            im = ImageOps.exif_transpose(im) if orientation != 1 else im
+            need = decode_need(im, orientation)
+            if need > DECODE_BUDGET_BYTES:
+                raise ImageError(
+                    f"{name} is too large to decode within the app's memory budget: {im.width}x{im.height} pixels "
+                    f"({im.format or 'image'}, {im.mode}) would need about {need / 2**20:,.0f} MB at once, over the "
+                    f"limit of {DECODE_BUDGET_BYTES / 2**20:,.0f} MB")
             im.load()
             rgb = _to_rgb(im)
-            if rgb is opened:
-                # keep the pixels, let the file go (animated files keep theirs open for other frames)
-                rgb = rgb.copy() if getattr(opened, "is_animated", False) else rgb
-                opened = None if rgb is im else opened
+            if rgb is opened and (getattr(opened, "is_animated", False) or opened.format == "WEBP"):
+                rgb = rgb.copy()  # the pixels without the decoder (animated files keep theirs open for other frames)
+            if rgb is not opened:
+                opened.close()  # the decoded pixels go now, before any turn needs room
+            opened = None
+            turn = _TRANSPOSE.get(orientation) if isinstance(orientation, int) else None
+            if turn is not None:
+                upright = rgb.transpose(turn)
+                rgb.close()
+                rgb = upright
         if orientation in (5, 6, 7, 8):
             full_w, full_h = full_h, full_w
         return Decoded(rgb, (full_w, full_h), name)
@@ -277,8 +361,10 @@ def prepare(decoded: Decoded, spec: Preprocessing) -> tuple[np.ndarray, tuple[fl
 
 
 def load_and_prepare(source: Source, spec: Preprocessing, fast: bool = True) -> Prepared:
-    """Decode and prepare one photo; ``fast`` lets large JPEGs decode at reduced size (>= 2x ``spec.resize``)."""
+    """Decode and prepare one photo; ``fast`` lets large JPEGs decode at reduced size (>= 2x ``spec.resize``).
+    The photo's dHash is taken from the same decoded picture, before anyone lets it go."""
     start = time.perf_counter()
     decoded = load_image(source, min_side=2 * spec.resize if fast else None)
     tensor, rect = prepare(decoded, spec)
-    return Prepared(tensor, rect, decoded, (time.perf_counter() - start) * 1000.0)
+    digest = dhash(decoded.pixels())
+    return Prepared(tensor, rect, decoded, (time.perf_counter() - start) * 1000.0, digest)

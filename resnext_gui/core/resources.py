@@ -12,8 +12,19 @@ def assets_dirs() -> list[Path]:
     frozen_root = getattr(sys, "_MEIPASS", None)
     if frozen_root:
         dirs.append(Path(frozen_root) / "assets")
-    dirs.append(Path(__file__).resolve().parents[2] / "assets")
+    # In the frozen app this module's own place is inside the data folder too (_internal/resnext_gui/core):
+    # the same folder, named once
+    source = Path(__file__).resolve().parents[2] / "assets"
+    if not any(_same(source, d) for d in dirs):
+        dirs.append(source)
     return dirs
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return a == b
 
 
 def asset(name: str) -> Path | None:

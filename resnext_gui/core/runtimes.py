@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import stat
 import time
 from collections import deque
@@ -107,6 +108,59 @@ def compiled_cache_dir() -> Path:
     return cache_root() / "openvino-compiled"
 
 
+def _index_dir(cache: Path) -> Path:
+    """Beside OpenVINO's cache: which compiled networks it holds, by this app's own key (see ``prepared_before``)."""
+    return cache.with_name(cache.name + "-index")
+
+
+def network_key(what: str, tag: bytes, precision: str, threads: int | None, tuned_for: str) -> str:
+    """This app's name for one compiled network: the graph (which network of which checkpoint), its settings, the
+    OpenVINO and app versions and the CPU's instruction set: what OpenVINO's own key depends on, as far as it is
+    known before the graph is built."""
+    import openvino as ov
+
+    from .. import __version__
+    from .devices import cpu_capability
+
+    parts = [what, tag.hex(), precision, str(threads or 0), tuned_for, str(ov.get_version()), __version__,
+             cpu_capability()]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def _cache_files(cache: Path) -> set[str]:
+    try:
+        return {p.name for p in cache.iterdir() if p.is_file()}
+    except OSError:
+        return set()
+
+
+def prepared_before(cache: Path | None, key: str) -> bool:
+    """Whether OpenVINO's cache holds the network of ``key`` already (compiled by an earlier start and still
+    there), so that this start only loads it: a quick look, before the graph is built. Only decides whether
+    "Preparing the model for this CPU…" is worth saying; what is loaded is checked on its first run."""
+    if cache is None:
+        return False
+    try:
+        names = (_index_dir(cache) / key).read_text(encoding="ascii").split()
+    except (OSError, UnicodeDecodeError):
+        return False
+    return bool(names) and all((cache / name).is_file() for name in names)
+
+
+def _remember_prepared(cache: Path, key: str, before: set[str]) -> None:
+    """Note the cache files this network's compile wrote (all of them when it was loaded from the cache)."""
+    files = _cache_files(cache)
+    written = (files - before) or files
+    if not written:
+        return
+    try:
+        index = _index_dir(cache)
+        index.mkdir(parents=True, exist_ok=True)
+        (index / key).write_text("\n".join(sorted(written)), encoding="ascii")
+    except (OSError, UnicodeEncodeError):  # a read-only cache: the message is said again next time, nothing worse
+        pass
+
+
 def _clean_cache(folder: Path, everything: bool = False) -> None:
     """Remove whatever in the cache folder is not a plain file (a FIFO or a link to /dev/zero would hang the
     runtime reading it), or with ``everything`` all of it. OpenVINO rebuilds what is missing."""
@@ -149,9 +203,11 @@ class OpenVINORuntime:
         self._tag = bytes.fromhex(checkpoint.sha256)
         self._stages: dict[str, _Network] = {}
         say = progress or (lambda _text: None)
-        say("Preparing the model for this CPU…")
+        key = network_key("network", self._tag, precision, threads, tuned_for)
+        if not prepared_before(self.cache_dir, key):  # building and compiling take seconds; loading it, a moment
+            say("Preparing the model for this CPU…")
         self._main = _Network(self, lambda tag: _build("network", lambda ov_net: ov_net.build_network(self._state, tag=tag)),
-                              tuned_for)
+                              tuned_for, key)
         self.timings.update(self._main.timings)
         self.from_cache = self._main.from_cache
 
@@ -225,8 +281,9 @@ class _Network:
     """One compiled graph of a runtime, checked on its first run to be the checkpoint's own (see OpenVINORuntime),
     with the infer requests its tuning asks for."""
 
-    def __init__(self, runtime: OpenVINORuntime, build: Callable[[bytes], Any], tuned_for: str = "latency") -> None:
-        self._runtime, self._graph, self._tuned_for = runtime, build(runtime._tag), tuned_for
+    def __init__(self, runtime: OpenVINORuntime, build: Callable[[bytes], Any], tuned_for: str = "latency",
+                 key: str | None = None) -> None:
+        self._runtime, self._graph, self._tuned_for, self._key = runtime, build(runtime._tag), tuned_for, key
         self.timings: dict[str, float] = {}
         self.verified = False
         self._compile()
@@ -242,6 +299,7 @@ class _Network:
             _clean_cache(cache)
         except (OSError, AssertionError):
             cache = None  # a read-only or odd cache folder only means compiling again next time
+        before = _cache_files(cache) if cache is not None else set()
         start = time.perf_counter()
         try:
             self._compiled = ov_net.compile_network(self._graph, rt.precision, rt.threads, cache, self._tuned_for)
@@ -255,6 +313,8 @@ class _Network:
             self.from_cache = bool(self._compiled.get_property("LOADED_FROM_CACHE"))
         except Exception:  # a runtime that does not report it
             self.from_cache = False
+        if cache is not None and self._key is not None:
+            _remember_prepared(cache, self._key, before)
 
     def start(self, inputs: list[np.ndarray]) -> Pending[list[np.ndarray]]:
         """Begin a pass on a free request (when all are busy, the oldest pass is collected first); its outputs are

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import http.client
 import os
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .certs import tls_context
-from .errors import DownloadError, NoWeightsError, WeightsError
+from .errors import DownloadError, NoConnectionError, NoWeightsError, WeightsError
 from .preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from .resources import assets_dirs
 
@@ -202,6 +203,18 @@ def find_weights(explicit: str | os.PathLike[str] | None = None) -> WeightsSourc
     raise NoWeightsError(no_weights_message())
 
 
+def looked_in() -> list[tuple[str, str]]:
+    """The places the lookup order searches after an explicit file, each once, with what it looks for there:
+    (place, files)."""
+    official = [v.filename for v in VARIANTS.values()]
+    any_checkpoint = f"any {', '.join(CHECKPOINT_SUFFIXES[:-1])} or {CHECKPOINT_SUFFIXES[-1]} file"
+    env = os.environ.get(ENV_WEIGHTS)
+    places = [(f"${ENV_WEIGHTS}", f"the file it names: {env}" if env else "not set")]
+    places += [(str(d), f"{', '.join(official)} or {any_checkpoint}") for d in bundled_weights_dirs()]
+    places.append((str(hub_checkpoint_dir()), " or ".join(official)))
+    return places
+
+
 def no_weights_message() -> str:
     return (
         "No ResNeXt-50 weights found. This app never guesses with untrained weights.\n"
@@ -209,8 +222,7 @@ def no_weights_message() -> str:
         "  resnext-gui weights fetch\n"
         "  - or use a checkpoint you have:  resnext-gui --weights FILE  "
         f"(or set {ENV_WEIGHTS}=FILE)\n"
-        f"Looked in: {ENV_WEIGHTS}, {', '.join(str(d) for d in bundled_weights_dirs())}, "
-        f"{hub_checkpoint_dir()}"
+        "Looked in:\n" + "\n".join(f"  - {place}: {files}" for place, files in looked_in())
     )
 
 
@@ -225,8 +237,27 @@ _POLL = 0.1  # how often the caller's side looks at ``cancelled`` and reports pr
 _CHUNK = 1 << 16
 
 
-def _network_reason(exc: BaseException, done: int) -> str:
+OFFLINE = "no connection to the internet"
+_UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.ENETDOWN}  # the network itself is not there
+
+
+def offline_reason(exc: BaseException, url: str = "") -> str | None:
+    """"no connection to the internet (…)" when ``exc`` says the server could not be reached at all: its name
+    could not be looked up (no network, no name server) or no route leads to it; None for any other failure."""
+    reason = exc.reason if isinstance(exc, urllib.error.URLError) and not isinstance(exc, urllib.error.HTTPError) else exc
+    host = urllib.parse.urlsplit(url).hostname or "the server"
+    if isinstance(reason, socket.gaierror):
+        return f"{OFFLINE} ({host} could not be looked up: {reason.strerror or reason})"
+    if isinstance(reason, OSError) and reason.errno in _UNREACHABLE:
+        return f"{OFFLINE} ({reason.strerror or reason})"
+    return None
+
+
+def _network_reason(exc: BaseException, done: int, url: str = "") -> str:
     """A sentence for any way a transfer can fail on the network side."""
+    offline = offline_reason(exc, url)
+    if offline is not None:
+        return offline
     if isinstance(exc, urllib.error.HTTPError):
         return f"the server answered {exc.code} {exc.reason}"
     if isinstance(exc, http.client.IncompleteRead):
@@ -285,7 +316,7 @@ class _Transfer(threading.Thread):
                 self._transfer(out)
         except BaseException as exc:  # a thread must not die with an exception: report it to the caller
             if self.error is None:
-                self.error = _network_reason(exc, self.done)
+                self.error = _network_reason(exc, self.done, self.url)
         finally:
             self.finished.set()
 
@@ -294,7 +325,7 @@ class _Transfer(threading.Thread):
             context = tls_context() if self.url.lower().startswith("https:") else None
             response = urllib.request.urlopen(self.url, timeout=self.timeout, context=context)
         except Exception as exc:
-            self.error = _network_reason(exc, 0)
+            self.error = _network_reason(exc, 0, self.url)
             return
         with response:
             with self._lock:
@@ -313,7 +344,7 @@ class _Transfer(threading.Thread):
                 try:
                     chunk = response.read(want)
                 except Exception as exc:
-                    self.error = _network_reason(exc, self.done)
+                    self.error = _network_reason(exc, self.done, self.url)
                     return
                 if not chunk:
                     return
@@ -379,6 +410,9 @@ def download(
             report()
         if cancelled and cancelled():
             raise DownloadCancelled("download cancelled; nothing was saved")
+        if job.error and job.error.startswith(OFFLINE):
+            raise NoConnectionError(f"download from {url} failed: {job.error}; nothing was saved",
+                                    job.error[len(OFFLINE):].strip(" ()"))
         if job.error:
             raise DownloadError(f"download from {url} failed: {job.error}; nothing was saved")
         report()

@@ -10,8 +10,21 @@ duplicates, and a class that no longer applies goes, while keywords the user or 
 
 pyexiv2 is given the sidecar's bytes, not its name: exiv2 reads an XMP packet in memory as an image of type
 "XMP sidecar" (application/rdf+xml), so the file is opened here — a regular file only, never through a link —
-and the result goes to a temporary file renamed over the sidecar in the same folder. Any failure raises
-XmpError with a message for that photo, and leaves the photo and the sidecar as they were.
+and the result goes to a temporary file renamed over the sidecar in the same folder.
+
+The merge costs time linear in the sidecar's size. exiv2's own writer for a lone XMP file copies every entry
+into a new list one lookup at a time (quadratic: a darktable history of 1,000 steps took half a minute), and
+pyexiv2 sets an unordered array (rdf:Bag) one item at a time, each a search of every entry (quadratic in the
+keywords). So the packet is written by exiv2 as the XMP of an in-memory 1x1 PNG, with the two arrays each set
+in one step, which pyexiv2 can only make ordered (rdf:Seq); their two tags are then renamed rdf:Bag, as the XMP
+specification has them, and the result is read back by exiv2 and compared with what was meant, entry by entry,
+before anything is written. A sidecar of more than MAX_SIDECAR_ENTRIES elements and attributes (counted
+before exiv2 sees it) is refused.
+
+Nothing is written unless everything can be: the sidecar and, with ``into_file``, the photo are both read and
+merged first, so a photo that can't hold XMP (GIF, BMP) leaves no sidecar either. A file the user may not write
+(read-only, or another user's) is left as it is (``files.replace_problem``). Any failure raises XmpError with a
+message for that photo, on one line, and leaves the photo and the sidecar as they were.
 """
 
 from __future__ import annotations
@@ -20,17 +33,23 @@ import errno
 import os
 import re
 import stat
+import struct
+import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from .errors import XmpError
-from .files import atomic_file, file_kind
+from .files import OwnerNotKept, atomic_file, file_kind, replace_problem
 from .records import valid_text
 
 DEFAULT_MIN_PROB = 0.2
 DEFAULT_PARENT = "ResNeXt"
 MAX_SIDECAR_BYTES = 32 * 2**20  # darktable's sidecars with a long history are a few hundred kB
+# XML elements and attributes in a sidecar or in a photo's XMP (each '<' and '=' counts, an upper bound): a
+# darktable history step is about 12, so this is some 8,000 steps; exiv2 reads such a packet in a few seconds
+MAX_SIDECAR_ENTRIES = 100_000
 MAX_PHOTO_BYTES = 512 * 2**20  # a photo rewritten with keywords inside (into_file) is held in memory
 SIDECAR_MIME = "application/rdf+xml"
 _ATTEMPTS = 3  # a sidecar another program changed while it was merged is merged again, this often
@@ -54,7 +73,7 @@ def _pyexiv2() -> Any:
     try:
         import pyexiv2
     except Exception as exc:  # ImportError, or its bundled libexiv2 failing to load
-        raise XmpError(f"keywords cannot be written: the XMP library (pyexiv2) is not available ({exc})") from None
+        raise XmpError(f"keywords cannot be written: the XMP library (pyexiv2) is not available ({_one_line(exc)})") from None
     pyexiv2.set_log_level(3)  # errors only, and those are raised: its warnings would go to standard output
     return pyexiv2
 
@@ -118,17 +137,6 @@ def _as_list(value: Any) -> list[str]:
     return [] if text.startswith("type=") else [text]  # an empty array reads as its type; a lone text is one item
 
 
-def _array(key: str, items: list[str]) -> dict[str, str | None]:
-    """pyexiv2's modify_xmp entries that make ``key`` an unordered array (rdf:Bag, as the XMP spec has dc:subject)
-    of ``items``, or delete it when there are none. (pyexiv2 writes a Python list as an rdf:Seq.)"""
-    if not items:
-        return {key: None}
-    out: dict[str, str | None] = {key: 'type="Bag"'}
-    for i, item in enumerate(items, 1):
-        out[f"{key}[{i}]"] = item
-    return out
-
-
 def merged_keywords(subjects: list[str], hierarchy: list[str], keywords: Sequence[str],
                     parent: str) -> tuple[list[str], list[str]]:
     """(dc:subject, lr:hierarchicalSubject) with this app's keywords under ``parent`` set to ``keywords``.
@@ -146,41 +154,139 @@ def merged_keywords(subjects: list[str], hierarchy: list[str], keywords: Sequenc
     return new_subjects, new_hierarchy
 
 
+def _one_line(exc: BaseException, limit: int = 300) -> str:
+    """A message (exiv2's may end in a newline, or hold a line per problem it found) as one line, not too long."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _count_entries(data: bytes) -> int:
+    """An upper bound on the XML elements and attributes in ``data``, without parsing it: each '<' and '='."""
+    return data.count(b"<") + data.count(b"=")
+
+
+def _check_entries(data: bytes, what: str) -> None:
+    entries = _count_entries(data)
+    if entries > MAX_SIDECAR_ENTRIES:
+        raise XmpError(f"{what} holds too many entries (about {entries:,} XML elements and attributes; at most "
+                       f"{MAX_SIDECAR_ENTRIES:,} are merged): left as it is")
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
+def _carrier(packet: bytes) -> bytes:
+    """A 1x1 grey PNG whose only metadata is ``packet``, where PNGs keep XMP (an iTXt chunk "XML:com.adobe.xmp"):
+    exiv2 writes a PNG's XMP by encoding it afresh, in time linear in its entries."""
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(">IIBBBBB", 1, 1, 8, 0, 0, 0, 0))
+            + _png_chunk(b"iTXt", b"XML:com.adobe.xmp\x00\x00\x00\x00\x00" + packet)
+            + _png_chunk(b"IDAT", zlib.compress(b"\x00\x00")) + _png_chunk(b"IEND", b""))
+
+
+def _as_bag(packet: str, tag: str) -> str:
+    """``packet`` (exiv2's serialisation) with the array of property ``tag`` made an rdf:Bag: its opening and closing
+    rdf:Seq tags renamed, found by position (the items' text is escaped, so no tag can hide inside it)."""
+    start = packet.find(f"<{tag}>")
+    if start < 0:
+        return packet
+    inner = start + len(tag) + 2
+    opening = packet.find("<rdf:Seq>", inner)
+    closing = packet.find("</rdf:Seq>", opening)
+    end = packet.find(f"</{tag}>", closing)
+    if min(opening, closing, end) < 0 or packet[inner:opening].strip() or packet[closing + 10 : end].strip():
+        raise XmpError(f"exiv2 wrote {tag} in an unexpected form")
+    return (packet[:opening] + "<rdf:Bag>" + packet[opening + 9 : closing] + "</rdf:Bag>" + packet[closing + 10 :])
+
+
+def _with_keywords(pyexiv2: Any, packet: bytes, subjects: list[str], hierarchy: list[str]) -> tuple[bytes, dict[str, Any]]:
+    """``packet`` with dc:subject and lr:hierarchicalSubject set to these (unordered arrays; deleted when empty),
+    and what exiv2 reads in the result."""
+    img = pyexiv2.ImageData(_carrier(packet))
+    try:
+        img.modify_xmp({_SUBJECT: subjects or None, _HIERARCHY: hierarchy or None})  # a list: one step each
+        text = img.read_raw_xmp()
+    finally:
+        img.close()
+    for key, items in ((_SUBJECT, subjects), (_HIERARCHY, hierarchy)):
+        if items:
+            text = _as_bag(text, "dc:subject" if key == _SUBJECT else "lr:hierarchicalSubject")
+    text = re.sub(r"\s+(<\?xpacket end=)", r"\n\1", text, count=1)  # the PNG writer's padding, not wanted here
+    out = text.encode("utf-8")
+    check = pyexiv2.ImageData(out)
+    try:
+        return out, check.read_xmp_detail()
+    finally:
+        check.close()
+
+
+def _merged_packet(pyexiv2: Any, packet: bytes, keywords: Sequence[str], parent: str, name: str) -> bytes | None:
+    """The XMP ``packet`` (a sidecar's bytes, or a photo's packet) with the keywords merged in; None when nothing
+    would change. What exiv2 reads in the result is compared with what was meant: every other entry the same, the
+    two arrays unordered and holding exactly the merged keywords."""
+    _check_entries(packet, name)
+    try:
+        img = pyexiv2.ImageData(packet)
+    except RuntimeError as exc:
+        raise XmpError(f"{name} is not an XMP file ({_one_line(exc)})") from None
+    try:
+        mime = img.get_mime_type()
+        if mime != SIDECAR_MIME:
+            raise XmpError(f"{name} is not an XMP file (it holds {mime})")
+        before = img.read_xmp_detail()
+    except RuntimeError as exc:
+        raise XmpError(f"{name} is not an XMP file ({_one_line(exc)})") from None
+    finally:
+        img.close()
+    subjects, hierarchy = (_as_list(before.get(k, {}).get("value")) for k in (_SUBJECT, _HIERARCHY))
+    new_subjects, new_hierarchy = merged_keywords(subjects, hierarchy, keywords, parent)
+    if new_subjects == subjects and new_hierarchy == hierarchy:
+        return None
+    try:
+        out, after = _with_keywords(pyexiv2, packet, new_subjects, new_hierarchy)
+    except RuntimeError as exc:
+        raise XmpError(f"{name}: the keywords could not be written into it ({_one_line(exc)})") from None
+    expected = {k: v for k, v in before.items() if k not in (_SUBJECT, _HIERARCHY)}
+    for key, items in ((_SUBJECT, new_subjects), (_HIERARCHY, new_hierarchy)):
+        if items:
+            expected[key] = {"value": items, "typeName": "XmpBag"}
+    got = {k: {"value": v.get("value"), "typeName": v.get("typeName")} for k, v in after.items()}
+    meant = {k: {"value": v.get("value"), "typeName": v.get("typeName")} for k, v in expected.items()}
+    if got != meant:
+        raise XmpError(f"{name}: exiv2 did not write back exactly what it read, so it is left as it is")
+    return out
+
+
 def _merge(data: bytes, keywords: Sequence[str], parent: str, sidecar: bool, name: str) -> bytes | None:
     """``data`` (a sidecar's or a photo's bytes) with the keywords merged in; None when nothing would change."""
     pyexiv2 = _pyexiv2()
+    if sidecar:
+        return _merged_packet(pyexiv2, data, keywords, parent, name)
     try:
         img = pyexiv2.ImageData(data)
     except RuntimeError as exc:
-        raise XmpError(f"{name} is not an XMP file ({exc})" if sidecar else
-                       f"{name}: its format can't hold XMP keywords ({exc})") from None
+        if "unknown image type" in str(exc):
+            raise XmpError(f"{name}: its format can't hold XMP keywords ({_one_line(exc)})") from None
+        raise XmpError(f"{name}: its metadata can't be read, so nothing is written into it ({_one_line(exc)})") from None
     try:
-        mime = img.get_mime_type()
-        if sidecar and mime != SIDECAR_MIME:
-            raise XmpError(f"{name} is not an XMP file (it holds {mime})")
-        xmp = img.read_xmp()
-        subjects, hierarchy = _as_list(xmp.get(_SUBJECT)), _as_list(xmp.get(_HIERARCHY))
-        new_subjects, new_hierarchy = merged_keywords(subjects, hierarchy, keywords, parent)
-        if new_subjects == subjects and new_hierarchy == hierarchy:
+        packet = img.read_raw_xmp().encode("utf-8") or _EMPTY_PACKET
+        new = _merged_packet(pyexiv2, packet, keywords, parent, f"{name}'s XMP")
+        if new is None:
             return None
-        if sidecar:
-            # exiv2 derives Exif and IPTC copies of a sidecar's XMP when reading it and writes them back into the
-            # XMP when saving, which would bring the old dc:subject back from IPTC Keywords. In a sidecar they are
-            # only copies, so they are dropped first; the XMP itself is unchanged by that (tests check it).
-            img.clear_iptc()
-            img.clear_exif()
-        img.modify_xmp({**_array(_SUBJECT, new_subjects), **_array(_HIERARCHY, new_hierarchy)})
+        img.modify_raw_xmp(new.decode("utf-8"))
         out: bytes = img.get_bytes()
         return out
     except RuntimeError as exc:
-        raise XmpError(f"{name}: the keywords could not be written into it ({exc})") from None
+        raise XmpError(f"{name}: the keywords could not be written into it ({_one_line(exc)})") from None
+    except UnicodeError as exc:
+        raise XmpError(f"{name}: its XMP is not valid text ({exc})") from None
     finally:
         img.close()
 
 
 def _read(path: Path, limit: int, what: str) -> tuple[bytes, os.stat_result] | None:
     """The bytes of the regular file at ``path`` and its lstat, or None when there is none. Never follows a link
-    at ``path``, never waits on a pipe."""
+    at ``path``, never waits on a pipe, never reads a folder."""
     flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
     try:
         fd = os.open(path, flags)
@@ -192,10 +298,15 @@ def _read(path: Path, limit: int, what: str) -> tuple[bytes, os.stat_result] | N
         if exc.errno == errno.ELOOP or os.path.islink(path):
             raise XmpError(f"{what} {path.name} is a symbolic link; links are not followed") from None
         raise XmpError(f"{what} {path.name} cannot be read: {exc.strerror or exc}") from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):  # a folder opens too (read-only); it is refused before it is read
             raise XmpError(f"{what} {path.name} is {file_kind(st.st_mode)}, not a regular file")
+        fh = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    with fh:
         if st.st_size > limit:
             raise XmpError(f"{what} {path.name} is too large ({st.st_size / 2**20:.0f} MB)")
         try:
@@ -214,8 +325,8 @@ def _same_file(path: Path, before: os.stat_result | None) -> bool:
         return before is None
     if before is None:
         return False
-    return (now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns) == (before.st_ino, before.st_dev, before.st_size,
-                                                                       before.st_mtime_ns)
+    return ((now.st_ino, now.st_dev, now.st_size, now.st_mtime_ns, now.st_ctime_ns)  # ctime: mtime can be set back
+            == (before.st_ino, before.st_dev, before.st_size, before.st_mtime_ns, before.st_ctime_ns))
 
 
 def _write(fh: IO[bytes], data: bytes) -> None:
@@ -224,33 +335,49 @@ def _write(fh: IO[bytes], data: bytes) -> None:
     os.fsync(fh.fileno())
 
 
-def _update(path: Path, keywords: Sequence[str], parent: str, sidecar: bool, photo: Path) -> bool:
-    """Merge the keywords into the file at ``path``; False when it already had them. Raises XmpError."""
+@dataclass
+class _Change:
+    """One file's new bytes, merged in memory, and what the file was when it was read."""
+
+    path: Path
+    what: str  # "the sidecar", "the photo"
+    new: bytes
+    before: os.stat_result | None  # None: there was no file
+
+
+def _plan(path: Path, keywords: Sequence[str], parent: str, sidecar: bool, photo: Path) -> _Change | None:
+    """Read and merge the file at ``path`` (nothing is written); None when it already has the keywords."""
     what = "the sidecar" if sidecar else "the photo"
-    for _ in range(_ATTEMPTS):
-        found = _read(path, MAX_SIDECAR_BYTES if sidecar else MAX_PHOTO_BYTES, what)
-        if found is None and not sidecar:
-            raise XmpError(f"{photo} does not exist")
-        data, before = found if found is not None else (_EMPTY_PACKET, None)
-        if sidecar and not data.strip():
-            data = _EMPTY_PACKET  # an empty file: nothing in it to keep
-        new = _merge(data, keywords, parent, sidecar, path.name)
-        if new is None:
-            return False
-        try:
-            with atomic_file(path, shared=True, keep_mode=True) as fh:
-                _write(fh, new)
-                if not _same_file(path, before):
-                    raise _Changed()
-        except _Changed:
-            continue
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-            if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-                reason = f"the folder {path.parent} is not writable ({reason})"
-            raise XmpError(f"{what} {path.name} could not be written: {reason}") from None
-        return True
-    raise XmpError(f"{what} {path.name} kept changing while keywords were written (another program is writing it)")
+    found = _read(path, MAX_SIDECAR_BYTES if sidecar else MAX_PHOTO_BYTES, what)
+    if found is None and not sidecar:
+        raise XmpError(f"{photo} does not exist")
+    data, before = found if found is not None else (_EMPTY_PACKET, None)
+    if sidecar and not data.strip():
+        data = _EMPTY_PACKET  # an empty file: nothing in it to keep
+    new = _merge(data, keywords, parent, sidecar, path.name)
+    if new is None:
+        return None
+    problem = replace_problem(path, before) if before is not None else None
+    if problem:
+        raise XmpError(f"{what} {path.name} is left as it is: {problem}")
+    return _Change(path, what, new, before)
+
+
+def _commit(change: _Change) -> None:
+    """Write one merged file over the old one (raises _Changed when another program changed it meanwhile)."""
+    path = change.path
+    try:
+        with atomic_file(path, shared=True, keep_mode=True, keep_owner=True) as fh:
+            _write(fh, change.new)
+            if not _same_file(path, change.before):
+                raise _Changed()
+    except OwnerNotKept as exc:
+        raise XmpError(f"{change.what} {path.name} is left as it is: {exc}") from None
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            reason = f"the folder {path.parent} is not writable ({reason})"
+        raise XmpError(f"{change.what} {path.name} could not be written: {reason}") from None
 
 
 def write_keywords(photo: str | os.PathLike[str], keywords: Sequence[str], parent: str = DEFAULT_PARENT,
@@ -258,10 +385,11 @@ def write_keywords(photo: str | os.PathLike[str], keywords: Sequence[str], paren
     """Set this app's keywords (under ``parent``) of ``photo`` in its sidecar, merged with what is there, and
     also inside the photo when ``into_file``. Returns the sidecar's path.
 
-    Raises XmpError with a message naming the photo: the sidecar is not XMP (garbage, a renamed JPEG), a link,
-    a pipe; the folder is read-only; the disk is full; ``into_file`` for a format exiv2 can't write. The photo
-    and any existing sidecar are then as they were (the sidecar may already hold the keywords when only the
-    photo could not take them)."""
+    Raises XmpError with a one-line message naming the photo: the sidecar is not XMP (garbage, a renamed JPEG),
+    a link, a pipe, a folder, or holds too many entries; the sidecar or the photo may not be written by this user;
+    the folder is read-only; the disk is full; ``into_file`` for a format exiv2 can't write. Both files are read
+    and merged before either is written, so then nothing was written (only a write failing half-way, a full disk,
+    can leave the sidecar with the keywords and the photo without)."""
     photo = Path(photo)
     try:
         st = os.stat(photo)
@@ -270,13 +398,23 @@ def write_keywords(photo: str | os.PathLike[str], keywords: Sequence[str], paren
     if not stat.S_ISREG(st.st_mode):
         raise XmpError(f"{photo}: keywords not written: it is {file_kind(st.st_mode)}, not a photo")
     side = sidecar_path(photo)
+    targets = [(side, True)] + ([(photo, False)] if into_file else [])
     try:
-        _update(side, keywords, parent, sidecar=True, photo=photo)
-        if into_file:
-            _update(photo, keywords, parent, sidecar=False, photo=photo)
-    except XmpError as exc:
+        for _ in range(_ATTEMPTS):
+            changes = [c for c in (_plan(p, keywords, parent, sidecar, photo) for p, sidecar in targets) if c]
+            try:
+                for change in changes:
+                    _commit(change)
+            except _Changed:
+                continue  # another program wrote one of them meanwhile: merged again from what it wrote
+            return side
+        raise XmpError("the sidecar or the photo kept changing while keywords were written (another program is "
+                       "writing it)")
+    except XmpError as exc:  # its own parts are one line already (exiv2's cut short): only joined here
         raise XmpError(f"{photo}: keywords not written: {exc}") from None
-    return side
+    except OSError as exc:  # anything the checks above did not foresee: this photo's failure, never the batch's
+        raise XmpError(f"{photo}: keywords not written: {_one_line(exc)}") from None
+
 
 
 def read_keywords(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
@@ -289,11 +427,11 @@ def read_keywords(path: str | os.PathLike[str]) -> tuple[list[str], list[str]]:
     try:
         img = pyexiv2.ImageData(found[0])
     except RuntimeError as exc:
-        raise XmpError(f"{p.name} has no readable XMP ({exc})") from None
+        raise XmpError(f"{p.name} has no readable XMP ({_one_line(exc)})") from None
     try:
         xmp = img.read_xmp()
     except RuntimeError as exc:
-        raise XmpError(f"{p.name} has no readable XMP ({exc})") from None
+        raise XmpError(f"{p.name} has no readable XMP ({_one_line(exc)})") from None
     finally:
         img.close()
     return _as_list(xmp.get(_SUBJECT)), _as_list(xmp.get(_HIERARCHY))

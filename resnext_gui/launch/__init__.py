@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-CLI_COMMANDS = ("classify", "train", "weights")
+CLI_COMMANDS = ("classify", "train", "weights", "similar", "duplicates")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -19,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="resnext-gui",
         description="ResNeXt-50 image classifier with Grad-CAM heatmaps. "
-        "Subcommands for scripts: `resnext-gui classify --help`, `resnext-gui train --help`, `resnext-gui weights --help`.",
+        "Subcommands for scripts: `resnext-gui classify --help`, `resnext-gui train --help`, `resnext-gui weights --help`, "
+        "`resnext-gui similar --help`, `resnext-gui duplicates --help`.",
     )
     p.add_argument("paths", nargs="*", metavar="PHOTO_OR_FOLDER", help="photos or folders to classify at start")
     p.add_argument("--weights", metavar="FILE", help="checkpoint to use (.pth or .safetensors)")
@@ -103,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.paths:  # then time the first photo's answer too (cold start to first result)
             window.controller.updated.connect(on_result)
 
-    # Ctrl+C in the terminal closes the window cleanly; the timer lets Python see the signal.
-    signal.signal(signal.SIGINT, lambda *_: window.close())
+    # Ctrl+C in the terminal, and SIGTERM (a logout, `systemctl stop`, `kill`), close the window as its close button
+    # does: settings saved, the gallery written, the library checkpointed and closed, the worker stopped. The timer
+    # lets Python see the signal.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: window.close())
     tick = QTimer()
     tick.start(200)
     tick.timeout.connect(lambda: None)

@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     args, _ = ap.parse_known_args(argv)
     os.environ["QT_QPA_PLATFORM"] = "offscreen"  # headless, also where a display exists
     summary: dict[str, Any] = {"ok": False, "frozen": bool(getattr(sys, "frozen", False))}
-    stage = "runtimes"
+    stage, detail = "runtimes", ""
     start = time.perf_counter()
     try:
         from ..core.devices import torch_installed, versions
@@ -74,13 +74,17 @@ def main(argv: list[str] | None = None) -> int:
         stage = "main window"
         summary["window"] = _window_check(str(source.path), args.device)
         summary["ok"] = True
-    except Exception as exc:  # the point of a self-test: say what broke, in one line
+    except Exception as exc:  # the point of a self-test: say what broke, in one line (and all of it on stderr)
         summary["failed_at"] = stage
         summary["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        from ..core.errors import ResnextGuiError
+
+        # our own errors are sentences for the user, with the way out (no weights: how to get them)
+        detail = str(exc) if isinstance(exc, ResnextGuiError) else f"{type(exc).__name__}: {exc}"
     summary["seconds"] = round(time.perf_counter() - start, 2)
     print(json.dumps(summary, ensure_ascii=False), flush=True)
     if not summary["ok"]:
-        print(f"resnext-gui self-test FAILED at {stage}: {summary['error']}", file=sys.stderr)
+        print(f"resnext-gui self-test FAILED at {stage}: {detail}", file=sys.stderr)
         return 1
     return 0
 

@@ -4,6 +4,8 @@ score of the map shown, both computed by the worker while the window goes on; st
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -13,6 +15,7 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QW
 
 from ..core.cam import METHOD_NAMES
 from ..core.kinds import DEFAULT_METHOD, Layer, Method
+from ..core.time_left import TimeLeft, say_time_left
 from ..worker.jobs.photo import FaithfulnessJob, ScoreCamJob
 from ..worker.results import ScoreCamMaps
 from ..worker.runner import WorkerLike
@@ -242,12 +245,14 @@ class CamMethods(QObject):
 
 
 class ScoreCamBar(QWidget):
-    """The status bar's Score-CAM progress with its Cancel button; hidden while none runs."""
+    """The status bar's Score-CAM progress with its Cancel button and the time left (at the rate of the passes
+    so far, on ``clock``); hidden while none runs."""
 
     cancelClicked = Signal()
 
-    def __init__(self, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__(parent)
+        self.time_left = TimeLeft(clock)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
         self.label = QLabel("Score-CAM")
@@ -264,6 +269,13 @@ class ScoreCamBar(QWidget):
         self.hide()
 
     def show_progress(self, done: int, total: int) -> None:
+        """(0, n): a Score-CAM begins; (done, total) as its passes go; (0, 0): none runs."""
+        if not done:  # begun (or ended): the time left is measured afresh from its first pass
+            self.time_left.reset()
+            left = ""
+        else:
+            left = say_time_left(self.time_left.update(done, total))
+        self.label.setText(f"Score-CAM · {left}" if left else "Score-CAM")
         if total:
             self.bar.setRange(0, total)
             self.bar.setValue(done)

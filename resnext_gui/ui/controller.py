@@ -121,7 +121,17 @@ class BatchController(QObject):
         self.worker.submit(job, self._answers.put,
                            lambda message: self._answers.put(PhotoResult.failure(job.item_id, job.name, message)))
 
-    # ---- the model's state ----
+    # ---- the model ----
+    def set_model(self, key: str | None, name: str) -> None:
+        """The model in use (another weights file, or the same one renamed by Save): answers another model gave
+        are marked, and the photo shown is classified again at once (the others when shown, or with Retry)."""
+        changed = key != self.photos.model_key
+        self.photos.set_model(key, name)
+        if changed:
+            self._layer_asked.clear()  # what was asked of the last model is asked again of this one
+            self._layer_failed.clear()
+            self.refreshWanted.emit()
+
     def set_model_state(self, state: ModelState) -> None:
         self.model_state = state
         self.photos.set_waiting_text(WAITING.get(state, "Classifying…"))
@@ -146,12 +156,15 @@ class BatchController(QObject):
         return self.method if self.method in ONE_PASS else "gradcam"
 
     def want_layer(self, photo: Photo) -> None:
-        """The chosen layer and method hold for every photo: one shown with others is recomputed, once.
+        """The chosen layer and method hold for every photo: one shown with others is recomputed, once; so is
+        one shown with another model's answer (from the library, when it holds this model's).
         With Score-CAM chosen the photo keeps its one-pass map until its Score-CAM maps come."""
         res = photo.result
         wanted: tuple[Layer, Method] = (self.layer, self.one_pass_method)
-        if (photo.status is not Status.DONE or res is None or photo.source is None or self.method not in ONE_PASS
-                or (res.layer, res.method) == wanted or self._layer_asked.get(photo.item_id) == wanted
+        other = self.photos.other_model(photo) is not None
+        if (photo.status is not Status.DONE or res is None or photo.source is None
+                or (self.method not in ONE_PASS and not other)
+                or ((res.layer, res.method) == wanted and not other) or self._layer_asked.get(photo.item_id) == wanted
                 or (photo.item_id, *wanted) in self._layer_failed):
             return
         self._layer_asked[photo.item_id] = wanted
@@ -326,17 +339,20 @@ class BatchController(QObject):
         self.messages.show_status(f"Removed {what} from the gallery. Undo with Ctrl+Z.", 6000)
 
     def retry_scope(self) -> list[Photo]:
-        """What Retry classifies again: the failed or stopped photos of a selection of several, else every
-        failed or stopped photo (one photo is always selected: it is the photo shown, not a choice)."""
+        """What Retry classifies again: the failed or stopped photos, and those another model answered, of a
+        selection of several, else of the whole gallery (one photo is always selected: it is the photo shown, not
+        a choice)."""
         again = (Status.FAILED, Status.STOPPED)
         chosen = self.selection()
         pool = chosen if len(chosen) > 1 else list(self.photos)
-        return [p for p in pool if p.status in again and p.source is not None]  # nothing to read without a source
+        return [p for p in pool if (p.status in again or self.photos.other_model(p) is not None)
+                and p.source is not None]  # nothing to read without a source
 
     def retry(self) -> None:
         """Classify again what ``retry_scope`` names, and say which."""
         chosen = len(self.selection()) > 1
         todo = self.retry_scope()
+        others = sum(self.photos.other_model(p) is not None for p in todo)
         for photo in todo:
             self.photos.requeue(photo)
             self._classify(photo)
@@ -344,7 +360,11 @@ class BatchController(QObject):
         self._update_progress()
         if self.current() is not None:
             self.refreshWanted.emit()
-        if todo:
+        if others:
+            model = self.photos.model_names.get(self.photos.model_key or "", "the model in use")
+            text = (f"Classifying {plural(len(todo), 'photo')} again with {model} "
+                    f"({others} answered by another model).")
+        elif todo:
             text = f"Trying {plural(len(todo), 'selected photo' if chosen else 'failed or stopped photo')} again."
         else:
             text = f"Nothing to retry: no failed or stopped photos{' among those selected' if chosen else ''}."

@@ -86,6 +86,7 @@ class Photo:
 
 StatusRole = Qt.ItemDataRole.UserRole + 1
 PhotoRole = Qt.ItemDataRole.UserRole + 2
+OtherModelRole = Qt.ItemDataRole.UserRole + 3  # the name of the model that gave the answer, if not the one in use
 
 
 def path_key(source: object) -> str | None:
@@ -108,6 +109,8 @@ class GalleryModel(QAbstractListModel):
         self._paths: dict[str, int] = {}  # files in the gallery (-> their photo): one file is never added twice
         self.display_cache = display_cache
         self.waiting_text = "Waiting for the model"
+        self.model_key: str | None = None  # the model in use: answers of another are marked
+        self.model_names: dict[str, str] = {}  # each model's key -> the name of its weights file, as loaded
 
     # ---- Qt model API ----
     def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: N802
@@ -120,7 +123,14 @@ class GalleryModel(QAbstractListModel):
         if role == Qt.ItemDataRole.DisplayRole:
             return f"{photo.caption()}\n{photo.name}"
         if role == Qt.ItemDataRole.ToolTipRole:
-            return plain_tooltip(photo.tooltip(self.waiting_text))
+            other = self.other_model(photo)
+            tip = photo.tooltip(self.waiting_text)
+            if other is not None:
+                tip += (f"\nThe answer of another model ({other}): showing the photo, or Edit → Retry, classifies it "
+                        f"with {self.model_names.get(self.model_key or '', 'the model in use')}")
+            return plain_tooltip(tip)
+        if role == OtherModelRole:
+            return self.other_model(photo)
         if role == StatusRole:
             return photo.status
         if role == PhotoRole:
@@ -298,6 +308,29 @@ class GalleryModel(QAbstractListModel):
             self.countsChanged.emit()
         return n
 
+    # ---- the model in use ----
+    def set_model(self, key: str | None, name: str) -> None:
+        """The model now in use (``name``: its weights file): every answer another model gave is marked."""
+        if key is not None:
+            self.model_names[key] = name
+        changed = key != self.model_key
+        self.model_key = key
+        if self._photos and (changed or key is not None):  # the marks, or a name in a tooltip
+            self.dataChanged.emit(self.index(0), self.index(len(self._photos) - 1))
+
+    def other_model(self, photo: Photo) -> str | None:
+        """The name of the model whose answer ``photo`` shows, when that is not the model in use (None: it is, or
+        it is not known, or there is no answer)."""
+        res = photo.result
+        if (photo.status is not Status.DONE or res is None or not res.ok or res.model is None or self.model_key is None
+                or res.model == self.model_key):
+            return None
+        return self.model_names.get(res.model, "an earlier model")
+
+    def answered_by_other(self) -> list[Photo]:
+        """The photos whose answers are another model's."""
+        return [p for p in self._photos if self.other_model(p) is not None]
+
     def set_waiting_text(self, text: str) -> None:
         self.waiting_text = text
         if self._photos:
@@ -385,11 +418,17 @@ class GalleryDelegate(QStyledItemDelegate):
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRect(rect.adjusted(4, 4, -4, -4) if selected else rect.adjusted(2, 2, -2, -2))
         painter.setFont(option.font)
-        painter.setPen(pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text))
+        text_pen = pal.color(QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text)
         fm = option.fontMetrics
         width = rect.width() - 8
         y = icon.bottom() + 4
-        for line in self.lines(photo, fm, width):
+        other = index.data(OtherModelRole) is not None  # another model's answer: its caption greyed, in italics
+        for i, line in enumerate(self.lines(photo, fm, width)):
+            font = QFont(option.font)
+            font.setItalic(other and i == 0)
+            painter.setFont(font)
+            painter.setPen(pal.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.Text)
+                           if other and i == 0 and not selected else text_pen)
             painter.drawText(QRect(rect.x() + 4, y, width, fm.height()), Qt.AlignmentFlag.AlignHCenter, line)
             y += fm.height()
         painter.restore()

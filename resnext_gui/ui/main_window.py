@@ -160,6 +160,7 @@ class MainWindow(QMainWindow):
         self.intake.arrived.connect(c.enqueue)
         c.alreadyKnown.connect(self.intake.already_known)
         self.intake.scanFinished.connect(self.scanFinished)
+        self.model.modelChanged.connect(c.set_model)  # answers another model gave are marked
         self.model.stateChanged.connect(self._on_model_state)
         self.model.placeholderWanted.connect(self.view.set_placeholder)
         p.titleChanged.connect(self.setWindowTitle)

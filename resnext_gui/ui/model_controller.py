@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, QSettings, Qt, Signal
 from PySide6.QtWidgets import QFileDialog, QFrame, QHBoxLayout, QLabel, QMenu, QMessageBox, QProgressDialog, QPushButton, QWidget
 
 from .. import __version__
+from ..core.devices import runtime_problem
 from ..core.kinds import Backend, Precision
 from ..core.weights import ENV_WEIGHTS
 from ..worker.jobs.model import DownloadJob, LoadJob
@@ -22,9 +23,10 @@ from ..worker.results import ModelInfo, ModelMissing
 from ..worker.runner import WorkerLike
 from .actions import Actions
 from .controller import ModelState
+from .folders import LastFolders
 from .messages import Messages
 from .recent import RecentWeights
-from .text import plain_tooltip
+from .text import plain_tooltip, sentence
 
 BANNER = ("<b>No model weights found.</b> This app never guesses with an untrained network. "
           "Download the official ImageNet weights (96 MB, checked and stored where torchvision keeps them), "
@@ -67,14 +69,21 @@ class ModelController(QObject):
 
     stateChanged = Signal(object)  # ModelState
     placeholderWanted = Signal(str)  # what the empty view should say now
+    modelChanged = Signal(object, str)  # the key of the model in use (ModelInfo.model_key), its weights file's name
 
     def __init__(self, worker: WorkerLike, settings: QSettings, messages: Messages, device: str,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.worker, self.settings, self.messages, self.parent_widget = worker, settings, messages, parent
         self.recent = RecentWeights(settings)
+        self.folders = LastFolders(settings)  # Open Weights and Teach's dialogs open where each was used last
         self.device_choice = device
         self.weights = worker.first_model.weights  # the file asked for last (None: the lookup order)
+        # The CPU runtime and precision every load asks for (the menus' choice), and those of the model in use,
+        # which a refused choice falls back to
+        self.backend: Backend = worker.first_model.backend
+        self.precision: Precision = worker.first_model.precision
+        self._in_use: tuple[Backend, Precision] = (self.backend, self.precision)
         self.info: ModelInfo | None = None
         self.state = ModelState.LOADING  # never FAILED: a refused file leaves the state as it was
         self.download_dialog: QProgressDialog | None = None
@@ -98,17 +107,36 @@ class ModelController(QObject):
         actions["device_cuda"].setToolTip("Checking for a CUDA GPU…")
         actions["bf16"].setToolTip("Checking this CPU for native bfloat16…")
         actions.check("device", self.device_choice)
-        actions.check("backend", self.settings.value("backend", "auto", type=str))
-        actions["bf16"].setChecked(self.settings.value("precision", "fp32", type=str) == "bf16")
+        for key, backend in (("backend_torch", "torch"), ("backend_openvino", "openvino")):
+            problem = runtime_problem(backend)  # a build offers only what it can run
+            if problem:
+                actions[key].setEnabled(False)  # no enabled_when: stays so
+                actions[key].setToolTip(sentence(problem[0].upper() + problem[1:]))
+        self._show_choices()
 
     # ---- loading ----
     def start(self) -> None:
         """The first model: the weights the window was started with (else the lookup order); none is no failure."""
         first = self.worker.first_model
-        self._load(LoadJob(first.weights, first.device, explicit=False))
+        self._load(first.weights, first.device, explicit=False)
 
-    def _load(self, job: LoadJob) -> None:
-        self.worker.submit(job, functools.partial(self._on_loaded, job), self._on_load_failed)
+    def _load(self, weights: str | None, device: str, explicit: bool = True,
+              failed: str = "Cannot use these weights") -> None:
+        """Load a model with the runtime and precision chosen; ``failed``: the title of the message if it can't."""
+        job = LoadJob(weights, device, explicit=explicit, backend=self.backend, precision=self.precision)
+        self.worker.submit(job, functools.partial(self._on_loaded, job), functools.partial(self._on_load_failed, failed))
+
+    def _show_choices(self) -> None:
+        """The Device menu's ticks: the runtime and precision of the model in use, or the choice being loaded.
+        A runtime named explicitly that could not be used (OpenVINO failed: PyTorch runs) shows the one running."""
+        if self.actions is None:
+            return
+        shown: Backend = self.backend
+        info = self.info
+        if info is not None and info.device_type == "cpu" and shown != "auto" and info.backend != shown:
+            shown = info.backend
+        self.actions.check("backend", shown)
+        self.actions["bf16"].setChecked(self.precision == "bf16")
 
     # ---- predicates for the actions table ----
     def cuda_available(self) -> bool:
@@ -131,6 +159,11 @@ class ModelController(QObject):
             return
         info = self.info = result
         self.weights = job.weights  # what a change of device or runtime loads again
+        self.backend, self.precision = info.backend_choice, info.precision  # what it was loaded with
+        self._in_use = (self.backend, self.precision)
+        self.settings.setValue("backend", self.backend)
+        self.settings.setValue("precision", self.precision)
+        self._show_choices()
         self.state = ModelState.READY
         if self._pending_weights is not None:
             self.recent.remember(self._pending_weights)
@@ -145,6 +178,7 @@ class ModelController(QObject):
         self._refresh_actions()
         if info.note:
             self.messages.show_status(info.note, 10000)
+        self.modelChanged.emit(info.model_key, info.weights_short)
         self.stateChanged.emit(ModelState.READY)
 
     def _missing(self, reason: str) -> None:
@@ -156,11 +190,16 @@ class ModelController(QObject):
         self.placeholderWanted.emit("Waiting for model weights — see the bar above.")
         self.stateChanged.emit(ModelState.MISSING)
 
-    def _on_load_failed(self, message: str) -> None:
+    def _on_load_failed(self, title: str, message: str) -> None:
         self._pending_weights = None
+        if self.info is not None:  # the choices of the model still in use hold again, in the menu and the settings
+            self.backend, self.precision = self._in_use
+            self.settings.setValue("backend", self.backend)
+            self.settings.setValue("precision", self.precision)
+        self._show_choices()
         self._show_info()  # the status bar names the model still in use, not "Loading…"
         still = " The previous model stays in use." if self.info else ""
-        self.messages.warning("Cannot use these weights", message + still)
+        self.messages.warning(title, sentence(message) + still)
         self.stateChanged.emit(ModelState.FAILED)
 
     def _show_info(self) -> None:
@@ -181,22 +220,24 @@ class ModelController(QObject):
         self.weights = target  # a change of device or runtime loads the saved file
         self.info = dataclasses.replace(info, weights=info.weights.replace(source, target),
                                         weights_short=Path(target).name)
+        if self.recent.last() == source:  # the next start, and Recent Weights, open the saved file
+            self.recent.forget(source)
+            self.recent.remember(target)
         self._show_info()
+        self.modelChanged.emit(self.info.model_key, self.info.weights_short)
 
     # ---- weights ----
-    def _last_folder(self) -> str:
-        return str(self.settings.value("last_folder", str(Path.home()), type=str))
-
     def choose_weights(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open Weights", self._last_folder(),
+        path, _ = QFileDialog.getOpenFileName(self.parent_widget, "Open Weights", self.folders.folder("weights"),
                                               "Checkpoints (*.pth *.pt *.safetensors);;All files (*)")
         if path:
+            self.folders.remember("weights", path)
             self.load_weights(path)
 
     def load_weights(self, path: str) -> None:
         """Use this checkpoint; once it loads it is remembered for the next start and under Recent Weights."""
         self._pending_weights = path
-        self._load(LoadJob(path, self.device_choice, explicit=True))
+        self._load(path, self.device_choice)
 
     def fill_recent_menu(self, menu: QMenu | None = None) -> None:
         menu = menu or (self.actions.menus["recent"] if self.actions else None)
@@ -225,18 +266,26 @@ class ModelController(QObject):
         if self.actions is not None:
             self.actions.check("device", device)
         if self.info is not None:
-            self._load(LoadJob(self.weights, device, explicit=True))
+            self._load(self.weights, device, failed="Cannot use this device")
 
     def set_backend(self, backend: Backend) -> None:
+        """Another CPU runtime: the model is loaded again with it (also when none is loaded yet, so a start that
+        found no usable model tries again); if it can't be used, the menu and the settings go back."""
+        problem = runtime_problem(backend)
+        if problem:  # not offered (the action is disabled); a stray call changes nothing
+            self._show_choices()
+            self.messages.show_status(sentence(problem[0].upper() + problem[1:]), 8000)
+            return
+        self.backend = backend
         self.settings.setValue("backend", backend)
-        if self.info is not None:
-            self._load(LoadJob(self.weights, self.device_choice, explicit=True, backend=backend))
+        self._show_choices()
+        self._load(self.weights, self.device_choice, explicit=self.info is not None, failed="Cannot use this CPU runtime")
 
     def set_bf16(self, on: bool) -> None:
-        precision: Precision = "bf16" if on else "fp32"
-        self.settings.setValue("precision", precision)
+        self.precision = "bf16" if on else "fp32"
+        self.settings.setValue("precision", self.precision)
         if self.info is not None:
-            self._load(LoadJob(self.weights, self.device_choice, explicit=True, precision=precision))
+            self._load(self.weights, self.device_choice, failed="Cannot use this precision")
 
     # ---- download ----
     def download_weights(self) -> None:
@@ -287,15 +336,18 @@ class ModelController(QObject):
         self._close_download()
         self._download = None
         self.messages.show_status(f"Weights saved and verified: {path}", 8000)
-        self._load(LoadJob(None, self.device_choice))  # found where torchvision keeps its downloads
+        self._load(None, self.device_choice, explicit=False)  # found where torchvision keeps its downloads
 
     def _on_download_failed(self, message: str) -> None:
         self._close_download()
         cancelled, self._download = self._download_cancelled(), None
         if cancelled:
             self.messages.show_status(message, 8000)
-        else:
-            self.messages.warning("Download failed", message)
+            return
+        box = self.messages.warning("Download failed", message)
+        # whatever stopped the download (no internet, a proxy, a wrong checksum), a file one has is the way on
+        opener = box.addButton("Open Weights File…", QMessageBox.ButtonRole.ActionRole)
+        opener.clicked.connect(self.choose_weights)
 
     # ---- Help → About, File → Teach New Classes ----
     def about(self) -> None:
@@ -317,7 +369,7 @@ class ModelController(QObject):
         from .teach_dialog import TeachDialog
 
         if self.teach_dialog is None:
-            self.teach_dialog = TeachDialog(self.worker, self.messages, self.parent_widget)
+            self.teach_dialog = TeachDialog(self.worker, self.messages, self.parent_widget, self.folders)
             self.teach_dialog.modelSaved.connect(self.model_saved)
             self.teach_dialog.modelUsed.connect(self.load_weights)
         dialog = self.teach_dialog

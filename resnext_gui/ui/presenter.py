@@ -15,6 +15,7 @@ from ..worker.jobs.photo import SaveImageJob
 from .cam_methods import CamMethods, method_name
 from .controller import BatchController
 from .controls import LAYER_SIZES, ControlPanel, layer_name
+from .folders import LastFolders
 from .gallery import GalleryModel, GalleryView, Photo, PhotoRole, Status
 from .gallery_filter import GalleryFilter
 from .image_view import ImageView
@@ -39,6 +40,7 @@ class Presenter(QObject):
         super().__init__(parent)
         self.photos, self.proxy, self.gallery, self.view = photos, proxy, gallery, view
         self.controls, self.controller, self.messages, self.settings = controls, controller, messages, settings
+        self.folders = LastFolders(settings)  # where Save Overlay and Export open: the folder each used last
         self.parent_widget = parent
         self.cam = CamMethods(photos, controller.worker, messages, controller, self)  # Score-CAM, faithfulness
         self.selected_rank = 1
@@ -177,7 +179,10 @@ class Presenter(QObject):
         if photo.status is Status.DONE and res is not None:
             rank = min(self.selected_rank, len(res.top))
             self.view.set_map(res.maps[rank - 1] if res.maps is not None else None)
-            self.controls.show_top(res.top, rank, photo.note or res.note or "",
+            other = self._other_model_note(photo)  # while it is classified again, its old notes are moot
+            pending = other is not None and self.controller.recompute_pending(photo)
+            note = (other if pending else photo.note or other or res.note) or ""
+            self.controls.show_top(res.top, rank, note,
                                    f"Top {len(res.top)} · {method_name(res.method)} ({LAYER_SIZES.get(res.layer, res.layer)})")
             self.controls.top5.title.setToolTip(f"The heatmap: {method_name(res.method)} at the {layer_name(res.layer)}")
             self.cam.shown(photo, rank)
@@ -188,6 +193,16 @@ class Presenter(QObject):
         self.controls.show_top(message=photo.note or waiting)
         if display is None and photo.thumb is None and photo.source is None:
             self.view.set_placeholder(f"{waiting}\n{photo.name}")
+
+    def _other_model_note(self, photo: Photo) -> str | None:
+        """What the panel says over answers another model gave (the photo is being classified again)."""
+        other = self.photos.other_model(photo)
+        if other is None:
+            return None
+        current = self.photos.model_names.get(self.photos.model_key or "", "the model in use")
+        if self.controller.recompute_pending(photo):
+            return f"These are the answers of another model, {other}: classifying the photo with {current}…"
+        return f"These are the answers of another model, {other}. Edit → Retry classifies it with {current}."
 
     def choose_class(self, rank: int) -> None:
         photo = self.current_photo()
@@ -232,9 +247,6 @@ class Presenter(QObject):
         res = photo.result
         return res.method if res is not None and res.ok and res.top else self.controller.method
 
-    def _last_folder(self) -> str:
-        return str(self.settings.value("last_folder", str(Path.home()), type=str))
-
     def copy(self) -> None:
         """Ctrl+C: the selected photo's top 5 as text and the overlay as an image; of several selected, each
         one's top 5 as text (the overlay is of the photo shown only, so none then)."""
@@ -265,8 +277,10 @@ class Presenter(QObject):
 
     def save_overlay(self) -> None:
         if len(self.selected_photos()) > 1:  # several selected: each one's overlay, into a folder
-            folder = QFileDialog.getExistingDirectory(self.parent_widget, "Save Overlays into Folder", self._last_folder())
+            folder = QFileDialog.getExistingDirectory(self.parent_widget, "Save Overlays into Folder",
+                                                      self.folders.folder("overlay"))
             if folder:
+                self.folders.remember("overlay", folder, is_folder=True)
                 self.save_overlays_to(folder)
             return
         photo = self.current_photo()
@@ -274,9 +288,10 @@ class Presenter(QObject):
             self.messages.show_status("Select a classified photo first.", 4000)
             return
         layer, label, _rank = self._shown_layer_and_label(photo)
-        suggested = str(Path(self._last_folder()) / overlay_name(photo, label, layer, self._shown_method(photo)))
+        suggested = self.folders.in_folder("overlay", overlay_name(photo, label, layer, self._shown_method(photo)))
         path, _ = QFileDialog.getSaveFileName(self.parent_widget, "Save Overlay", suggested, "PNG image (*.png)")
         if path:
+            self.folders.remember("overlay", path)
             self.save_overlay_to(path if path.lower().endswith(".png") else path + ".png")
 
     def save_overlays_to(self, folder: str) -> OverlaySaver:
@@ -342,8 +357,10 @@ class Presenter(QObject):
                 return
             only = {"visible": visible, "selected": picked}.get(scope)
         path, chosen = QFileDialog.getSaveFileName(self.parent_widget, "Export Results",
-                                                   str(Path(self._last_folder()) / "results.csv"), ";;".join(EXPORT_FORMATS))
+                                                   self.folders.in_folder("export", "results.csv"),
+                                                   ";;".join(EXPORT_FORMATS))
         if path:
+            self.folders.remember("export", path)
             self.controller.export_results(path, EXPORT_FORMATS.get(chosen), only)
 
     def ask_export_scope(self, shown: int, total: int, selected: int = 0) -> str | None:

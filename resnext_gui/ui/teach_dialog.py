@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,10 +31,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from ..core.train import MODEL_SUFFIX
 from ..worker.jobs.teach import CountJob, SaveModelJob, TrainJob
 from ..worker.results import Misclassified, TrainOutcome
 from ..worker.runner import WorkerLike
 from .drops import read_mime
+from .folders import LastFolders
 from .image_view import ImageView
 from .messages import Messages
 from .text import plain_tooltip, plural
@@ -41,6 +44,7 @@ from .text import plain_tooltip, plural
 if TYPE_CHECKING:
     from ..core.train import DataSet
 
+MODEL_NAME = "my-classes"  # the name Save… suggests
 MATRIX_MAX = 20  # classes up to which the result page shows the whole confusion matrix; more: a table of classes
 LISTED = 20  # classes named in the result's text before "and N more"
 WARNINGS_SHOWN = 8  # warnings shown in it (resnext-gui train prints them all)
@@ -194,13 +198,17 @@ class TeachDialog(QDialog):
     modelUsed = Signal(str)  # the taught model the user chose to use (the window loads it)
     modelSaved = Signal(str, str)  # the taught model's file in the cache, where the user saved it
 
-    def __init__(self, worker: WorkerLike, messages: Messages, parent: QWidget | None = None) -> None:
+    def __init__(self, worker: WorkerLike, messages: Messages, parent: QWidget | None = None,
+                 folders: LastFolders | None = None) -> None:
         super().__init__(parent)
         self.worker = worker
+        self.folders = folders  # where its dialogs open: the folder each used last (None: not remembered)
         self.setWindowTitle("Teach New Classes")
         self.setAcceptDrops(True)
         self.data: str | list[str] | None = None
         self.outcome: TrainOutcome | None = None
+        self.saved: str | None = None  # where the user saved this outcome's model (Use then loads that file)
+        self.used = False  # the window uses this outcome's model
         self.running = False
         self._count_job: CountJob | None = None  # the listing of the classes' photos now awaited
         self._train_job: TrainJob | None = None
@@ -258,8 +266,11 @@ class TeachDialog(QDialog):
         return page
 
     def choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder with one subfolder per class")
+        start = self.folders.folder("teach") if self.folders is not None else ""
+        folder = QFileDialog.getExistingDirectory(self, "Folder with one subfolder per class", start)
         if folder:
+            if self.folders is not None:
+                self.folders.remember("teach", folder, is_folder=True)
             self.set_data(folder)
 
     def set_data(self, data: str | list[str]) -> None:
@@ -455,6 +466,7 @@ class TeachDialog(QDialog):
             self.mistakes.addItem(entry)
         if not outcome.mistakes:
             self.mistakes.addItem(QListWidgetItem("None: every photo kept aside was recognised"))
+        self.saved, self.used = None, False
         self.saved_label.setText("")
         self.pages.setCurrentIndex(1)
 
@@ -468,7 +480,14 @@ class TeachDialog(QDialog):
         return view
 
     def use_model(self) -> None:
+        """The window loads the new model: the file it was saved as, if it was (so the window names that file,
+        and opens it at the next start), else its copy in the cache."""
         if self.outcome is None:
+            return
+        self.used = True
+        if self.saved is not None and Path(self.saved).is_file():
+            self.saved_label.setText(f"The window now uses the new model, saved as {self.saved}.")
+            self.modelUsed.emit(self.saved)
             return
         self.saved_label.setText("The window now uses the new model. Save it to keep it for later.")
         self.modelUsed.emit(self.outcome.model_path)
@@ -476,18 +495,30 @@ class TeachDialog(QDialog):
     def save_dialog(self) -> None:
         if self.outcome is None:
             return
-        path, _ = QFileDialog.getSaveFileName(self, "Save Model", "my-classes.safetensors", "Model (*.safetensors)")
+        name = MODEL_NAME + MODEL_SUFFIX
+        suggested = self.folders.in_folder("weights", name) if self.folders is not None else name
+        path, _ = QFileDialog.getSaveFileName(self, "Save Model", suggested, f"Model (*{MODEL_SUFFIX})")
         if path:
+            if self.folders is not None:
+                self.folders.remember("weights", path)
             self.save_to(path)
 
     def save_to(self, path: str) -> None:
+        """Save the taught model as ``path``; a name without .safetensors gets it added (a .pth or .pt name is
+        refused with the name to use: the file is in the safetensors format, whatever it would be called)."""
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in (MODEL_SUFFIX, ".pth", ".pt"):
+            path += MODEL_SUFFIX
         if self.outcome is not None:
             self.saved_label.setText(f"Saving {path}…")
             job = SaveModelJob(self.outcome.model_path, path)
             self.worker.submit(job, partial(self._on_saved, job), self.saved_label.setText)
 
     def _on_saved(self, job: SaveModelJob, path: str) -> None:
-        self.saved_label.setText(f"Saved {path}: open it later with File → Open Weights… or --weights")
+        if self.outcome is not None and job.source == self.outcome.model_path:
+            self.saved = path
+        in_use = " The window uses it now." if self.used else ""
+        self.saved_label.setText(f"Saved {path}: open it later with File → Open Weights… or --weights.{in_use}")
         self.modelSaved.emit(job.source, path)
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802

@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QMainWindow
 
 from ..core.cam import METHODS, method_layers
 from ..core.colormap import COLORMAPS
+from ..core.devices import RUNTIME_NAMES, runtime_problem
 from ..core.kinds import BACKENDS, DEVICE_CHOICES, PRECISIONS
 from ..core.records import valid_text
 from .controls import LAYERS
@@ -83,6 +84,12 @@ def check_choices(settings: QSettings) -> list[str]:
         shown = shown if len(shown) <= 40 else shown[:39] + "…"
         notes.append(f"The {what} in the settings file, {shown!r}, is not one of {', '.join(allowed)}: "
                      f"using {default!r}.")
+    backend = settings.value("backend")
+    problem = runtime_problem(backend) if isinstance(backend, str) else None
+    if problem:  # one this build does not have (the settings file is shared with other installations)
+        settings.remove("backend")
+        notes.append(f"The CPU runtime in the settings, {RUNTIME_NAMES.get(backend, backend)}, cannot run here: "
+                     f"{problem}. Using {RUNTIME_NAMES['auto']}.")
     if notes:
         settings.sync()
     return notes

@@ -58,7 +58,7 @@ class LibraryKeeper:
         """What the library has to tell the user, once (it may find a problem at any read, not only at opening)."""
         note, self.note = self.note, None
         if self.lib is not None:
-            note, self.lib.note = note or self.lib.note, None
+            note = note or self.lib.take_note()
         return note
 
     def info(self, changed: int = 0) -> LibraryInfo:
@@ -84,9 +84,9 @@ class LibraryKeeper:
         if answers is None or not isinstance(source, str):
             return None
         entry = answers.lookup(source, layer, method)
-        return None if entry is None else self.result(item_id, source, entry)
+        return None if entry is None else self.result(item_id, source, entry, answers.key)
 
-    def result(self, item_id: int, source: str, entry: LibraryEntry) -> PhotoResult | None:
+    def result(self, item_id: int, source: str, entry: LibraryEntry, model: str | None = None) -> PhotoResult | None:
         """A stored entry as the window's PhotoResult (None: the entry lacks what the window shows)."""
         from ..core.prediction import TopClass
 
@@ -101,7 +101,7 @@ class LibraryKeeper:
             item_id, True, name, top=top, maps=map_indices(entry.maps),
             crop=(left / width, top_ / height, right / width, bottom / height),
             thumb=thumbnail_from_bytes(entry.thumbnail, self.pixel_ratio), device=str(entry.record.get("device", "")),
-            layer="layer4", record=record, size=(width, height), cached=True,
+            layer="layer4", record=record, size=(width, height), cached=True, model=model,
         )
 
     def keep(self, clf: object, source: PhotoSource, pred: Prediction) -> str | None:

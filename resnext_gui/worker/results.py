@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PySide6.QtGui import QImage
 
-from ..core.kinds import DEFAULT_LAYER, DEFAULT_METHOD, Layer, Method, Precision, RuntimeName
+from ..core.kinds import DEFAULT_LAYER, DEFAULT_METHOD, Backend, Layer, Method, Precision, RuntimeName
 
 if TYPE_CHECKING:
     from ..core.prediction import TopClass
@@ -26,7 +26,9 @@ class ModelInfo:
     load_ms: float
     versions: dict[str, str] = field(default_factory=dict)
     note: str | None = None  # e.g. the device asked for was not available
+    model_key: str | None = None  # which model answers (core.answers.key_of): answers of another are marked
     backend: RuntimeName = "torch"  # the runtime in use
+    backend_choice: Backend = "auto"  # the CPU runtime it was loaded with (another, if the one asked for cannot run here)
     precision: Precision = "fp32"
     bf16_native: bool = False  # whether this CPU computes bfloat16 natively (the bf16 option is offered)
 
@@ -60,6 +62,7 @@ class PhotoResult:
     encoded: bytes | None = None  # for image data without a file: the PNG the worker made of it
     size: tuple[int, int] | None = None  # (width, height) of the photo itself, as oriented
     cached: bool = False  # answered from the results library (no forward pass)
+    model: str | None = None  # the key of the model that answered (ModelInfo.model_key); None: not known
 
     @classmethod
     def failure(cls, item_id: int, name: str, message: str) -> PhotoResult:

@@ -84,6 +84,18 @@ def test_unreadable_file(photos, tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def test_a_lying_bytearray8_leaks_nothing_internal_on_stderr(tmp_path, photos):
+    """A zip checkpoint whose pickle declares a 1 TB bytearray: refused by name, and nothing internal (the
+    interpreter's "SystemError: deallocated bytearray object has exported buffers", MemoryError) on stderr."""
+    from tests.unit.core.test_checkpoint import _LYING, _lying_file
+
+    path = _lying_file(tmp_path / "lying.pth", _LYING["BYTEARRAY8"], legacy=False)
+    r = run_cli("classify", "--weights", path, photos["coffee"], process=True, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "is beyond the file's size" in r.stderr
+    assert "SystemError" not in r.stderr and "MemoryError" not in r.stderr and "Traceback" not in r.stderr
+
+
 @pytest.fixture(scope="module")
 def bad_checkpoints(tmp_path_factory, checkpoint):
     d = tmp_path_factory.mktemp("badckpt")

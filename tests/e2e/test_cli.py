@@ -448,6 +448,64 @@ def test_library_killed_mid_run_loses_no_printed_answer(checkpoint, album, tmp_p
     assert [o["top"] for o in again] == [o["top"] for o in printed]
 
 
+def test_library_photo_rewritten_in_place_with_its_mtime_restored_is_classified_again(checkpoint, photos, tmp_path):
+    from PIL import Image
+
+    def bmp(name, source):  # BMPs of one size have one byte size
+        path = tmp_path / name
+        Image.open(photos[source]).convert("RGB").resize((256, 192)).save(path)
+        return path
+
+    photo, coffee = bmp("photo.bmp", "chelsea"), bmp("coffee.bmp", "coffee")
+    assert photo.stat().st_size == coffee.stat().st_size
+    lib = tmp_path / "library.sqlite3"
+    first = run_cli("classify", "--weights", checkpoint, "--library-path", lib, photo)
+    assert first.returncode == 0, first.stderr
+    fresh = lines(run_cli("classify", "--weights", checkpoint, coffee).stdout)[0]
+    st = photo.stat()
+    photo.write_bytes(coffee.read_bytes())  # another photo's pixels, at the same size...
+    os.utime(photo, ns=(st.st_atime_ns, st.st_mtime_ns))  # ...and its mtime restored, as `touch -r` does
+    again = run_cli("classify", "--weights", checkpoint, "--library-path", lib, photo)
+    assert again.returncode == 0, again.stderr
+    assert "0 answered from the results library, 1 classified" in again.stderr
+    (out,) = lines(again.stdout)
+    assert "cached" not in out and out["top"] == fresh["top"] != lines(first.stdout)[0]["top"]
+
+
+def test_library_damaged_in_the_middle_is_set_aside_and_said_once_with_its_new_name(checkpoint, album, tmp_path):
+    import numpy as np
+
+    lib = tmp_path / "library.sqlite3"
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *album[:12])
+    assert r.returncode == 0, r.stderr
+    data = bytearray(lib.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8192] = np.random.default_rng(0).bytes(8192)  # 8 KB of random bytes, mid-file
+    lib.write_bytes(bytes(data))
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *album[:12])
+    assert r.returncode == 0, r.stderr
+    assert len(lines(r.stdout)) == 12 and all(o["ok"] for o in lines(r.stdout))
+    aside = [f for f in os.listdir(tmp_path) if f.startswith("library.sqlite3.damaged-")]
+    said = [line for line in r.stderr.splitlines() if "set aside" in line]
+    assert len(aside) == 1 and len(said) == 1, r.stderr
+    assert f"set aside as {aside[0]}" in said[0] and str(lib) in said[0] and "damaged" in said[0]
+
+
+def test_library_path_naming_a_users_file_leaves_it_untouched_and_says_so_once(checkpoint, album, tmp_path):
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    thesis = notes / "thesis.txt"  # `--library-path notes/thesis.txt`: a mistyped argument
+    thesis.write_text("Chapter 1\n\nWhat I found.\n" * 100)
+    before = thesis.read_bytes()
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", thesis, *album[:3])
+    assert r.returncode == 0, r.stderr
+    assert len(lines(r.stdout)) == 3
+    said = [line for line in r.stderr.splitlines() if str(thesis) in line]
+    assert len(said) == 1 and "not a resnext-gui results library" in said[0] and "left untouched" in said[0]
+    assert "kept only until the app closes" in said[0]
+    assert thesis.read_bytes() == before and os.listdir(notes) == ["thesis.txt"]
+
+
 def test_xmp_keywords_from_classify(checkpoint, album, tmp_path):
     from resnext_gui.core.xmp import keywords_for, sidecar_path
     from tests.unit.core.test_xmp import keywords_read_back
@@ -467,6 +525,75 @@ def test_xmp_keywords_from_classify(checkpoint, album, tmp_path):
     assert second["ok"] and "bad.jpg.xmp is not an XMP file" in second["xmp_error"] and "xmp" not in second
     assert f"{bad}: keywords not written" in r.stderr
     assert sidecar_path(bad).read_bytes() == garbage
+
+
+def test_xmp_a_folder_at_a_sidecars_name_is_that_photos_error_and_the_batch_goes_on(checkpoint, album, tmp_path):
+    from resnext_gui.core.xmp import sidecar_path
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in album[:19]:
+        shutil.copy(p, folder / p.name)
+    odd = folder / album[8].name
+    sidecar_path(odd).mkdir()  # `mkdir photo.jpg.xmp`
+    r = run_cli("classify", "--weights", checkpoint, "--xmp", folder)
+    assert r.returncode == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    out = lines(r.stdout)
+    assert len(out) == 19 and all(o["ok"] for o in out)  # every photo answered
+    failed = [o for o in out if "xmp_error" in o]
+    assert [o["path"] for o in failed] == [str(odd)] and "is a folder, not a regular file" in failed[0]["xmp_error"]
+    assert all(o.get("xmp") == str(sidecar_path(o["path"])) for o in out if o is not failed[0])
+    assert sidecar_path(odd).is_dir()
+
+
+def test_sigterm_stops_classify_xmp_among_sidecars_with_many_keywords(checkpoint, album, tmp_path):
+    """Every photo's sidecar holds 1.2 million keywords (31 MB): each is refused after a count of its entries, so
+    the run moves from photo to photo, and SIGTERM after the first answer ends it at once, with 143. (Merged, one
+    such sidecar kept exiv2 busy for over ten minutes, deaf to SIGTERM.) The waits are guards against a hang."""
+    import queue
+    import threading
+
+    from resnext_gui.core.xmp import sidecar_path
+    from tests.unit.core.test_xmp import sidecar_with
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    big = tmp_path / "many.xmp"
+    big.write_bytes(sidecar_with(keywords=1_200_000))
+    photos = []
+    for i in range(60):
+        photo = folder / f"p{i:03}.jpg"
+        shutil.copy(album[i % len(album)], photo)
+        os.link(big, sidecar_path(photo))  # the same 31 MB, sixty times
+        photos.append(photo)
+    proc = subprocess.Popen([sys.executable, "-m", "resnext_gui", "classify", "--weights", str(checkpoint), "--xmp",
+                             "--batch-size", "1", str(folder)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=REPO)
+    printed: queue.Queue = queue.Queue()
+    reader = threading.Thread(target=lambda: [printed.put(line) for line in proc.stdout], daemon=True)
+    reader.start()
+    try:
+        first = json.loads(printed.get(timeout=240))  # a guard: the model loads, then the first photo is answered
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)  # a guard against a hang, not a timing
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    reader.join(timeout=60)
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    rest = []
+    while not printed.empty():
+        rest.append(json.loads(printed.get()))
+    assert proc.returncode == 143, err
+    assert "terminated" in err and "Traceback" not in err
+    assert 1 + len(rest) < len(photos)  # stopped, not finished
+    for record in [first, *rest]:
+        assert record["ok"] and "too many entries" in record["xmp_error"] and "\n" not in record["xmp_error"]
+    assert big.read_bytes()[-20:] == sidecar_with(keywords=1)[-20:] and big.stat().st_nlink == 61  # untouched
 
 
 @pytest.mark.parametrize("args, message", [
@@ -648,3 +775,77 @@ def test_no_photos_named_or_a_list_that_cannot_be_read(checkpoint, tmp_path):
     r = run_cli("classify", "--weights", checkpoint, "--files-from", tmp_path / "no list.txt")
     assert r.returncode == 2 and f"--files-from {tmp_path / 'no list.txt'} cannot be read: No such file" in r.stderr
     assert r.stdout == ""
+
+
+# ---- no weights, a build without PyTorch, Score-CAM's time left, a run the library answers wholly ----
+def test_weights_info_without_weights_prints_json_saying_none_was_found():
+    from resnext_gui.core import weights as W
+
+    r = run_cli("weights", "info")
+    assert r.returncode == 1, r.stderr  # nothing found: not a usage error (2), not success (0)
+    got = json.loads(r.stdout)
+    assert got["found"] is False and got["path"] is None
+    places = [p["place"] for p in got["looked_in"]]
+    assert len(places) == len(set(places)) and str(W.hub_checkpoint_dir()) in places
+    assert any(W.VARIANTS["v2"].filename in p["files"] for p in got["looked_in"])
+    assert "resnext-gui weights fetch" in r.stderr
+
+
+def test_backend_torch_in_a_build_without_pytorch_is_a_clear_message(checkpoint, tree, monkeypatch):
+    from resnext_gui.core import classifier, devices
+
+    monkeypatch.setattr(devices, "torch_installed", lambda: False)
+    monkeypatch.setattr(classifier, "torch_installed", lambda: False)
+    r = run_cli("classify", "--weights", checkpoint, "--backend", "torch", tree / "rocket.jpg")
+    assert r.returncode == 2 and r.stdout == ""
+    assert "--backend torch: this build of the app has no PyTorch" in r.stderr and "--backend auto" in r.stderr
+    assert "OpenVINO is not available" not in r.stderr and "Traceback" not in r.stderr
+
+
+def test_score_cam_progress_says_the_time_left(checkpoint, tree, monkeypatch):
+    """The time left comes from the rate of the masked passes so far, on a clock the test moves: 1.5 s a batch."""
+    from resnext_gui.cli import classify as cli_classify
+    from resnext_gui.core.classifier import Classifier
+
+    now = [0.0]
+    monkeypatch.setattr(cli_classify, "CLOCK", lambda: now[0])
+    real = Classifier.score_cams
+
+    def passes(self, item, classes, layer="layer4", progress=None, cancelled=None, **kw):
+        for done in range(16, 2049, 16):  # 2048 maps, 16 a pass, as at layer4
+            now[0] += 1.5
+            progress(done, 2048)
+        return real(self, item, classes, layer, None, cancelled, channels=range(8))
+
+    monkeypatch.setattr(Classifier, "score_cams", passes)
+    r = run_cli("classify", "--weights", checkpoint, "--cam-method", "scorecam", tree / "album" / "cat.png")
+    assert r.returncode == 0, r.stderr
+    name = f"resnext-gui: Score-CAM of {tree / 'album' / 'cat.png'}"
+    said = [line for line in r.stderr.splitlines() if "Score-CAM of" in line]
+    # 10 % is 208 maps done: 192 of them in 18 s since the first pass, 1840 to go: 172 s; 20 %: 416 done, 153 s
+    assert said[:3] == [f"{name}…", f"{name}: 10%, about 3 min left", f"{name}: 20%, about 3 min left"]
+    assert said[-1] == f"{name}: 91%, about 20 s left" and len(said) == 10  # 1856 done: 12 passes, 18 s
+
+
+def test_a_run_the_library_answers_wholly_prepares_no_model(checkpoint, album, tmp_path, monkeypatch):
+    from resnext_gui.core.classifier import Classifier
+
+    started = []
+    real = Classifier._start_runtime
+
+    def counting(self, *args, **kwargs):
+        started.append(self)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Classifier, "_start_runtime", counting)
+    lib = tmp_path / "library.sqlite3"
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *album[:3])
+    assert r.returncode == 0, r.stderr
+    assert len(started) == 1
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *album[:3])
+    assert r.returncode == 0, r.stderr
+    assert [o.get("cached") for o in lines(r.stdout)] == [True] * 3
+    assert len(started) == 1 and "Preparing" not in r.stderr  # no runtime was started for the second run
+    r = run_cli("classify", "--weights", checkpoint, "--library-path", lib, *album[:4])  # one photo it does not know
+    assert r.returncode == 0, r.stderr
+    assert [o.get("cached", False) for o in lines(r.stdout)] == [True, True, True, False] and len(started) == 2

@@ -54,3 +54,54 @@ def test_a_system_without_fonts_is_said_in_one_line_on_stderr(tmp_path):
                                                 "be drawn and shows as empty boxes. Install a font package: fonts-dejavu-core"
                                                 " (Debian, Ubuntu), dejavu-sans-fonts (Fedora), ttf-dejavu (Arch)."]
                                                if said else []), r.stderr
+
+
+UP_AND_KEEPING = r"""
+import sys
+from resnext_gui.launch import app
+from resnext_gui.ui import main_window
+
+start = main_window.MainWindow.start
+
+
+def started(self):  # says when the window is up and its library open (last time's gallery restored)
+    self.library.restored.connect(lambda *_: print("restored", flush=True))
+    start(self)
+
+
+main_window.MainWindow.start = started
+sys.exit(app.main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_closes_the_window_as_its_close_button_does(checkpoint, photos, tmp_path):
+    """A logout or `systemctl stop` sends SIGTERM: settings written, the library checkpointed and closed (no -wal
+    or -shm left), the worker stopped, exit status 0. Waits are on what the app prints, guarded against a hang."""
+    import queue
+    import signal
+    import threading
+
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
+           "XDG_DATA_HOME": str(tmp_path / "data")}
+    library = tmp_path / "data" / "resnext-gui" / "library.sqlite3"
+    settings = tmp_path / "config" / "resnext-gui" / "resnext-gui.conf"
+    proc = subprocess.Popen([sys.executable, "-c", UP_AND_KEEPING, "--weights", str(checkpoint), str(photos["coffee"])],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
+    said: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [said.put(line.strip()) for line in proc.stdout], daemon=True).start()
+    try:
+        assert said.get(timeout=240) == "restored"  # a guard: the model loads first
+        assert library.is_file() and library.with_name("library.sqlite3-wal").exists() and not settings.exists()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)  # a guard against a hang, not a timing
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read()
+    proc.stdout.close()
+    proc.stderr.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and "QThread" not in err
+    assert settings.is_file() and "geometry" in settings.read_text()
+    assert sorted(os.listdir(library.parent)) == ["library.sqlite3"]  # checkpointed: no -wal, no -shm

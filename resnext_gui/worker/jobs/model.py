@@ -34,7 +34,7 @@ class LoadJob(Job["ModelInfo | ModelMissing"]):
             ctx.library.open()
 
     def _load(self, ctx: Context) -> ModelInfo | ModelMissing:
-        from ...core.devices import resolve
+        from ...core.devices import RUNTIME_NAMES, resolve, runtime_problem
         from ...core.errors import DeviceError, NoWeightsError, ResnextGuiError
 
         ctx.say_loading("Loading model…")
@@ -43,12 +43,18 @@ class LoadJob(Job["ModelInfo | ModelMissing"]):
             resolve(device)
         except DeviceError as exc:  # e.g. CUDA remembered from another session, no GPU here now
             device, note = "cpu", f"{exc} Using the CPU."
-        choice = ModelChoice(self.weights, self.device, self.backend or ctx.model.backend,
-                             self.precision or ctx.model.precision)
+        backend = self.backend or ctx.model.backend
+        problem = runtime_problem(backend)
+        if problem:  # a runtime this build does not have (asked for by name): the one it has, said once
+            note = "; ".join(n for n in (note, f"the CPU runtime {RUNTIME_NAMES[backend]} cannot run here: {problem}. "
+                                                f"Using {RUNTIME_NAMES['auto']}.") if n)
+            backend = "auto"
+        choice = ModelChoice(self.weights, self.device, backend, self.precision or ctx.model.precision)
         try:
             clf = ctx.factory(self.weights, device, backend=choice.backend, precision=choice.precision,
                               progress=ctx.say_loading)  # a first conversion shows its steps in the status bar
             info = model_info(clf, "; ".join(n for n in (note, clf.note) if n) or None, ctx.cuda_available)
+            info.backend_choice = choice.backend
         except NoWeightsError as exc:
             return ModelMissing(str(exc))
         except Exception as exc:  # our own errors, and whatever a device driver raises
@@ -65,6 +71,7 @@ class LoadJob(Job["ModelInfo | ModelMissing"]):
 
 def model_info(clf: ClassifierLike, note: str | None, cuda_available: bool) -> ModelInfo:
     """What the window shows of the model in use: device and runtime, weights, classes, versions."""
+    from ...core.answers import key_of
     from ...core.devices import describe, native_bf16, versions
 
     source = clf.source
@@ -80,6 +87,7 @@ def model_info(clf: ClassifierLike, note: str | None, cuda_available: bool) -> M
         load_ms=clf.load_ms,
         versions=versions(),
         note=note,
+        model_key=key_of(clf),
     )
 
 
@@ -94,13 +102,17 @@ class DownloadJob(Job[str], Cancellable):
 
     def run(self, ctx: Context) -> str:
         from ...core import weights
-        from ...core.errors import ResnextGuiError
+        from ...core.errors import NoConnectionError, ResnextGuiError
 
         try:
             path = weights.fetch(weights.VARIANTS[self.variant], url=self.url, progress=ctx.progress_of(self),
                                  cancelled=self.cancel.is_set)
         except weights.DownloadCancelled as exc:
             raise JobFailed("Download cancelled; nothing was saved.") from exc
+        except NoConnectionError as exc:
+            raise JobFailed(f"This computer has no connection to the internet, so the ImageNet weights could not be "
+                            f"downloaded; nothing was saved. Open a weights file you have instead, or try again "
+                            f"once it is online.\n\n({exc.detail or exc})") from exc
         except ResnextGuiError as exc:
             raise JobFailed(str(exc)) from exc
         except Exception as exc:  # a network or disk fault of any kind ends the download with a message

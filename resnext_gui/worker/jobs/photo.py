@@ -53,7 +53,8 @@ class ClassifyJob(Job[PhotoResult]):
 
 @dataclass(eq=False)
 class RecomputeJob(Job[PhotoResult]):
-    """The selected photo again, with another CAM layer or one-pass method."""
+    """The selected photo again, with another CAM layer or one-pass method, or with the model now in use (its
+    answer was another model's): from the results library when it holds this model's answer."""
 
     item_id: int
     source: PhotoSource
@@ -64,7 +65,12 @@ class RecomputeJob(Job[PhotoResult]):
         self.source = own(self.source)
 
     def run(self, ctx: Context) -> PhotoResult:
-        res = photo_result(ctx.require_classifier(), self.item_id, self.source, self.layer, self.method, ctx.pixel_ratio)
+        clf = ctx.require_classifier()
+        known = ctx.library.answer(clf, self.item_id, self.source, self.layer, self.method)
+        if known is not None:
+            return known
+        res = photo_result(clf, self.item_id, self.source, self.layer, self.method, ctx.pixel_ratio,
+                           keep=lambda source, pred: ctx.library.keep(clf, source, pred))
         if not res.ok:
             raise JobFailed(res.error or "the photo could not be read again")
         return res
@@ -202,6 +208,8 @@ def cancellable(compute: Callable[[], _R]) -> _R:
 def photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer: Layer, method: Method,
                  pixel_ratio: float, keep: Callable[[PhotoSource, Prediction], str | None] | None = None) -> PhotoResult:
     """Classify one photo; ``keep`` (the results library) is handed each successful answer and may return a note."""
+    from ...core.answers import key_of
+
     data = decodable(source)
     encoded = data if isinstance(source, QImage) and isinstance(data, bytes) else None  # image data, as PNG
     pred = clf.classify(data, keep_image=True, layer=layer, method=method)
@@ -218,5 +226,5 @@ def photo_result(clf: ClassifierLike, item_id: int, source: PhotoSource, layer: 
         crop=(left / width, top / height, right / width, bottom / height),
         display=display, thumb=thumbnail(display, pixel_ratio), ms=pred.ms, device=pred.device, layer=pred.layer,
         method=pred.method, note="; ".join(n for n in (pred.note, kept_note) if n) or None, record=pred.to_record(),
-        encoded=encoded, size=(width, height),
+        encoded=encoded, size=(width, height), model=key_of(clf),
     )

@@ -444,6 +444,43 @@ def test_tensor_reaching_beyond_its_storage_is_refused_like_torch(tmp_path, lega
     assert "reaches beyond its storage" in assert_refused_like_torch(path)
 
 
+# Opcodes whose size field comes first, each declaring a terabyte (a frame, 8 bytes; BINBYTES's field is 4 bytes)
+_LYING = {
+    "BYTEARRAY8": b"\x80\x05\x96" + struct.pack("<Q", 10**12) + b"abc.",
+    "BINBYTES8": b"\x80\x04\x8e" + struct.pack("<Q", 10**12) + b"abc.",
+    "BINUNICODE8": b"\x80\x04\x8d" + struct.pack("<Q", 10**12) + b"abc.",
+    "BINBYTES": b"\x80\x03B" + struct.pack("<I", 4_000_000_000) + b"abc.",
+    "FRAME": b"\x80\x04\x95" + struct.pack("<Q", 10**12) + b"N.",
+    "after a dict": b"\x80\x05}q\x00X\x01\x00\x00\x00k\x96" + struct.pack("<Q", 10**12) + b"abcs.",
+}
+
+
+def _lying_file(path, pickle_bytes, legacy):
+    if legacy:
+        path.write_bytes(pickle_bytes)
+    else:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr("archive/data.pkl", pickle_bytes)
+            zf.writestr("archive/byteorder", "little")
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])
+@pytest.mark.parametrize("opcode", sorted(_LYING))
+def test_a_size_declared_beyond_the_files_is_refused_by_name(tmp_path, opcode, legacy):
+    path = _lying_file(tmp_path / "lying.pth", _LYING[opcode], legacy)
+    message = refusal(path)
+    assert message.startswith(f"refused to load {path}: a size declared in it (")
+    assert "is beyond the file's size" in message
+    assert "MemoryError" not in message and "truncated" not in message
+
+
+def test_a_pickle_of_more_operations_than_any_checkpoint_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "MAX_PICKLE_OPS", 1000)
+    path = _lying_file(tmp_path / "long.pth", b"\x80\x02]" + b"N" * 2000 + b".", legacy=True)
+    assert "more than 1,000 operations" in refusal(path)
+
+
 def test_storage_record_shorter_than_declared_is_refused_like_torch(tmp_path):
     storage = Storage("0", torch.FloatStorage, 12, np.arange(5, dtype="<f4").tobytes())
     path = write_zip(tmp_path / "short.pth", {"fc.weight": View(storage, 0, (5,), (1,))}, [storage])
@@ -570,3 +607,25 @@ def test_checkpoints_are_read_with_torch_blocked(tmp_path, state):
     for name in ("meta.pth", "sparse.pth", "evil.pth"):
         assert out[name] == via_torch(tmp_path / name)
     assert not (tmp_path / "ran").exists()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "GIF", "WEBP", "TIFF", "BMP"])
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_an_image_given_as_weights_is_called_an_image(tmp_path, fmt, suffix):
+    from PIL import Image
+
+    path = tmp_path / f"photo{suffix}"
+    Image.new("RGB", (32, 24), (200, 30, 40)).save(path, format=fmt)
+    shown = {"WEBP": "WebP"}.get(fmt, fmt)
+    assert refusal(path) == (f"{path} is a {shown} image, not a weights file: give a ResNeXt-50 checkpoint "
+                             "(.pth, .pt or .safetensors) as the weights")
+
+
+def test_image_signatures_never_match_a_checkpoint(tmp_path, state):
+    torch.save(state, tmp_path / "zip.pth")
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    from safetensors.numpy import save_file
+
+    save_file({"BM": np.zeros(3, np.float32)}, str(tmp_path / "t.safetensors"))
+    for name in ("zip.pth", "legacy.pth", "t.safetensors"):
+        assert C.image_kind((tmp_path / name).read_bytes()[:16]) is None

@@ -77,6 +77,101 @@ def test_changed_file_and_other_model_miss_touched_file_hits(tmp_path):
         assert lib.lookup(p, KEY, min_top=2) is None  # fewer classes stored than asked for
 
 
+def _count_hashes(monkeypatch):
+    hashed = []
+    real = L.content_hash
+
+    def counting(path):
+        hashed.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(L, "content_hash", counting)
+    return hashed
+
+
+@pytest.fixture
+def settled(monkeypatch):
+    """Stamps taken now count as settled (as if the files had last changed long ago): the change stamp alone
+    must then tell a changed file."""
+    monkeypatch.setattr(L, "RACY_NS", 0)
+
+
+def test_a_file_rewritten_in_place_with_its_size_and_mtime_restored_is_computed_again(tmp_path, settled, monkeypatch):
+    cat, coffee = b"tabby pixels " * 40, b"coffee pixel " * 40  # the same size
+    p = photo(tmp_path, "photo.jpg", cat)
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        lib.store(p, KEY, prediction(p, labels=("tabby",)))
+        hashed = _count_hashes(monkeypatch)
+        assert lib.lookup(p, KEY).top[0]["label"] == "tabby" and hashed == []  # unchanged: not even read
+        st = p.stat()
+        p.write_bytes(coffee)  # another photo's bytes, in place
+        os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # its mtime set back, as `touch -r` or a sync tool does
+        assert (p.stat().st_size, p.stat().st_mtime_ns) == (st.st_size, st.st_mtime_ns)
+        assert lib.lookup(p, KEY) is None and hashed == ["photo.jpg"]
+        assert lib.lookup_many([p], KEY) == [None]
+
+
+def test_a_file_replaced_by_mv_with_its_size_and_mtime_is_computed_again(tmp_path, settled):
+    p = photo(tmp_path, "photo.jpg", b"tabby pixels " * 40)
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        lib.store(p, KEY, prediction(p, labels=("tabby",)))
+        st = p.stat()
+        other = photo(tmp_path, ".incoming", b"coffee pixel " * 40)
+        os.utime(other, ns=(st.st_atime_ns, st.st_mtime_ns))
+        os.replace(other, p)  # a new inode under the old name
+        assert lib.lookup(p, KEY) is None
+        assert lib.lookup_many([p], KEY) == [None]
+
+
+def test_the_same_bytes_with_a_new_stamp_are_a_hit_and_the_stamp_is_kept(tmp_path, settled, monkeypatch):
+    p = photo(tmp_path, "photo.jpg", b"tabby pixels " * 40)
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        lib.store(p, KEY, prediction(p, labels=("tabby",)))
+        copy = photo(tmp_path, ".copy", p.read_bytes())
+        os.replace(copy, p)  # the same bytes, copied back over it (another inode, another change time)
+        hashed = _count_hashes(monkeypatch)
+        assert lib.lookup(p, KEY).top[0]["label"] == "tabby" and hashed == ["photo.jpg"]
+        assert lib.lookup(p, KEY) is not None and lib.lookup_many([p], KEY)[0] is not None
+        assert hashed == ["photo.jpg"]  # the new stamp was kept: read once, then fast again
+
+
+def test_a_stamp_taken_just_after_a_change_is_checked_by_content_once(tmp_path, monkeypatch):
+    """A file may change again within the same tick of the file system's clock without its change time moving:
+    a stamp taken that soon is kept without it, so the next look hashes the file, and keeps the stamp once settled."""
+    p = photo(tmp_path, "photo.jpg", b"tabby pixels " * 40)
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        lib.store(p, KEY, prediction(p, labels=("tabby",)))  # the file was written just now
+        hashed = _count_hashes(monkeypatch)
+        assert lib.lookup(p, KEY) is not None and hashed == ["photo.jpg"]
+        later = L.time.time_ns() + 2 * L.RACY_NS
+        monkeypatch.setattr(L.time, "time_ns", lambda: later)
+        assert lib.lookup(p, KEY) is not None and hashed == ["photo.jpg", "photo.jpg"]  # settled now: kept
+        assert lib.lookup(p, KEY) is not None and hashed == ["photo.jpg", "photo.jpg"]
+
+
+def test_a_version_1_library_migrates_and_keeps_its_entries(tmp_path, settled):
+    """tests/data/library-v1.sqlite3 was written by the version-1 Library (three entries stored from
+    /tmp/resnext-gui-v1/photos/{cat,coffee,rocket}.jpg, each holding ``f"version 1 photo {name}" * 20``, and that
+    gallery), checkpointed and vacuumed."""
+    path = tmp_path / "library.sqlite3"
+    path.write_bytes((REPO / "tests" / "data" / "library-v1.sqlite3").read_bytes())
+    with Library(path) as lib:
+        assert lib.take_note() is None and lib.persistent and lib.count() == 3
+        assert lib.gallery() == [f"/tmp/resnext-gui-v1/photos/{n}" for n in ("cat.jpg", "coffee.jpg", "rocket.jpg")]
+        assert [e.top[0]["label"] for e in lib.search("tabby")] == ["tabby"]
+        moved = photo(tmp_path, "my cat.jpg", b"version 1 photo cat.jpg" * 20)  # found by its bytes, stamp filled in
+        entry = lib.lookup(moved, KEY)
+        assert entry is not None and entry.top[0]["label"] == "tabby" and entry.maps.shape == (2, 7, 7)
+        assert lib.lookup_many([moved], KEY)[0].record == entry.record
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == L.SCHEMA_VERSION >= 2
+        assert set(L.STAMP_COLUMNS) <= {r[1] for r in conn.execute("PRAGMA table_info(photos)")}
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        conn.close()
+
+
 def test_moved_and_copied_files_are_recognised_by_content(tmp_path):
     old = photo(tmp_path, "IMG_0001.jpg", b"holiday" * 100)
     (tmp_path / "sorted").mkdir()
@@ -143,49 +238,96 @@ def _filled(path, n=30):
 
 
 def _damage(kind, path, tmp_path):
-    if kind == "garbage":
-        path.write_bytes(os.urandom(5000))
-    elif kind == "truncated":
+    if kind == "truncated":
         _filled(path)
         data = path.read_bytes()
         path.write_bytes(data[: len(data) // 3])
-    elif kind == "foreign":
-        with sqlite3.connect(path) as other:  # some other program's database at this name
-            other.execute("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)")
-            other.execute("INSERT INTO moz_places (url) VALUES ('https://example.org')")
-        other.close()
     elif kind == "symlink":
         os.symlink(_filled(tmp_path / "elsewhere.sqlite3"), path)
     elif kind == "fifo":
         os.mkfifo(path)
 
 
-@pytest.mark.parametrize("kind", ["garbage", "truncated", "foreign", "symlink", "fifo"])
-def test_damaged_or_foreign_file_is_set_aside_and_a_new_one_started(tmp_path, kind):
+@pytest.mark.parametrize("kind", ["truncated", "symlink", "fifo"])
+def test_a_damaged_library_a_link_or_a_pipe_is_set_aside_and_a_new_one_started(tmp_path, kind):
     path = tmp_path / "lib" / "library.sqlite3"
     path.parent.mkdir()
     _damage(kind, path, tmp_path)
-    before = path.read_bytes() if kind != "fifo" else None
     target = tmp_path / "elsewhere.sqlite3"
     target_bytes = target.read_bytes() if kind == "symlink" else None
     with Library(path) as lib:
-        assert lib.note and "set aside as library.sqlite3.damaged-" in lib.note and "new one was started" in lib.note
+        note = lib.take_note()
+        assert note and "set aside as library.sqlite3.damaged-" in note and "new one was started" in note
+        assert lib.take_note() is None  # said once
         assert lib.persistent and lib.count() == 0
         p = photo(tmp_path, "new.jpg", b"new photo")
         lib.store(p, KEY, prediction(p))
         assert lib.lookup(p, KEY) is not None
     aside = [f for f in os.listdir(path.parent) if f.startswith("library.sqlite3.damaged-")]
-    assert len(aside) == 1
+    assert len(aside) == 1 and aside[0] in note  # the message names the file's new name
     moved = path.parent / aside[0]
     if kind == "symlink":  # the link was set aside, what it pointed at was not touched
         assert moved.is_symlink() and target.read_bytes() == target_bytes
     elif kind == "fifo":
         assert moved.is_fifo()
-    elif kind != "truncated":
-        assert moved.read_bytes() == before
     assert path.is_file() and not path.is_symlink()
     with Library(path) as again:  # the new one is this app's library from now on
         assert again.note is None and again.count() == 1
+
+
+def _not_a_library(kind, path, photos):
+    if kind == "text":  # `--library-path notes/thesis.txt`, a mistyped argument
+        path.write_text("Chapter 1\n\nThe results of my thesis.\n" * 50)
+    elif kind == "photo":
+        path.write_bytes(photos["rocket_jpg"].read_bytes())
+    elif kind == "garbage":
+        path.write_bytes(np.random.default_rng(0).bytes(5000))
+    elif kind == "foreign":
+        with sqlite3.connect(path) as other:  # some other program's database at this name
+            other.execute("CREATE TABLE moz_places (id INTEGER PRIMARY KEY, url TEXT)")
+            other.execute("INSERT INTO moz_places (url) VALUES ('https://example.org')")
+        other.close()
+    elif kind == "foreign in wal mode":
+        other = sqlite3.connect(path)
+        other.execute("PRAGMA journal_mode=WAL")
+        other.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+        other.commit()
+        other.close()
+    elif kind == "ours, header destroyed":  # nothing left says whose it was
+        _filled(path, n=3)
+        data = bytearray(path.read_bytes())
+        data[:100] = np.random.default_rng(1).bytes(100)
+        path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("kind", ["text", "photo", "garbage", "foreign", "foreign in wal mode", "ours, header destroyed"])
+def test_a_file_that_is_not_this_apps_library_is_refused_and_left_untouched(tmp_path, photos, kind):
+    folder = tmp_path / "notes"
+    folder.mkdir()
+    path = folder / "thesis.txt"
+    _not_a_library(kind, path, photos)
+    before = path.read_bytes()
+    listing = sorted(os.listdir(folder))
+    with Library(path) as lib:
+        note = lib.take_note()
+        assert note and str(path) in note and "not a resnext-gui results library" in note and "left untouched" in note
+        assert "kept only until the app closes" in note and "set aside" not in note
+        assert not lib.persistent and lib.take_note() is None
+        p = photo(tmp_path, "a.jpg", b"a photo")
+        lib.store(p, KEY, prediction(p))  # this run's answers, in memory
+        assert lib.lookup(p, KEY) is not None
+    assert path.read_bytes() == before and sorted(os.listdir(folder)) == listing  # not a byte, not a -wal beside it
+
+
+def test_an_empty_file_becomes_the_library(tmp_path):
+    path = tmp_path / "empty.sqlite3"
+    path.touch()  # nothing in it to lose (and what a first run killed before its first commit leaves)
+    with Library(path) as lib:
+        assert lib.take_note() is None and lib.persistent
+        p = photo(tmp_path, "a.jpg", b"a photo")
+        lib.store(p, KEY, prediction(p))
+    with Library(path) as lib:
+        assert lib.count() == 1
 
 
 def test_damage_found_while_in_use_sets_aside_then_continues(tmp_path):
@@ -200,6 +342,59 @@ def test_damage_found_while_in_use_sets_aside_then_continues(tmp_path):
         assert lib.note and "set aside" in lib.note
         lib.store(p, KEY, prediction(p))
         assert lib.lookup(p, KEY) is not None and lib.count() == 1
+
+
+def test_random_bytes_in_the_middle_are_found_by_lookups_and_said_once_with_the_new_name(tmp_path):
+    path = _filled(tmp_path / "library.sqlite3")
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8192] = np.random.default_rng(0).bytes(8192)
+    path.write_bytes(bytes(data))
+    notes = []
+    with Library(path) as lib:
+        assert lib.take_note() is None  # the header and the schema are whole: the damage is not seen yet
+        for i in range(30):
+            lib.lookup(tmp_path / f"p{i}.jpg", KEY)
+            notes.append(lib.take_note())
+    said = [n for n in notes if n and "set aside" in n]  # (a row that reads back as garbage is a miss, said too)
+    aside = [f for f in os.listdir(tmp_path) if f.startswith("library.sqlite3.damaged-")]
+    assert len(said) == 1 and len(aside) == 1
+    assert "it is damaged" in said[0] and f"set aside as {aside[0]}" in said[0] and "new one was started" in said[0]
+
+
+def test_an_entry_whose_text_is_not_utf8_is_damage_set_aside_once_without_quoting_the_bytes(tmp_path):
+    path = _filled(tmp_path / "library.sqlite3", n=3)
+    with sqlite3.connect(path) as conn:  # what a flipped byte inside an entry's text looks like to the reader
+        conn.execute("UPDATE photos SET record = CAST(X'7bff22fe' AS TEXT)")
+    conn.close()
+    with Library(path) as lib:
+        assert lib.lookup(tmp_path / "p1.jpg", KEY) is None
+        note = lib.take_note()
+        assert note and "set aside" in note and "not UTF-8" in note and "\ufffd" not in note
+        assert lib.lookup(tmp_path / "p2.jpg", KEY) is None and lib.take_note() is None
+    assert len([f for f in os.listdir(tmp_path) if f.startswith("library.sqlite3.damaged-")]) == 1
+
+
+def test_links_and_pipes_at_the_wal_and_shm_names_are_set_aside_named_and_never_written_through(tmp_path):
+    path = _filled(tmp_path / "library.sqlite3", n=3)
+    target = tmp_path / "someone's file"
+    target.write_bytes(b"not to be written")
+    os.symlink(target, tmp_path / "library.sqlite3-wal")
+    os.symlink(tmp_path / "nowhere", tmp_path / "library.sqlite3-shm")
+    os.mkfifo(tmp_path / "library.sqlite3-journal")
+    with Library(path) as lib:
+        note = lib.take_note()
+        assert lib.persistent and lib.count() == 3  # the library goes on from its main file
+        p = photo(tmp_path, "new.jpg", b"new photo")
+        lib.store(p, KEY, prediction(p))
+    for name, kind in (("library.sqlite3-wal", "a symbolic link"), ("library.sqlite3-shm", "a symbolic link"),
+                       ("library.sqlite3-journal", "a named pipe")):
+        assert f"{name} ({kind}) as {name}.damaged-" in note
+    aside = {f for f in os.listdir(tmp_path) if ".damaged-" in f}
+    assert len(aside) == 3 and all(a in note for a in aside)
+    assert target.read_bytes() == b"not to be written" and not (tmp_path / "nowhere").exists()
+    with Library(path) as again:
+        assert again.take_note() is None and again.count() == 4
 
 
 def test_a_folder_or_device_at_the_path_is_never_renamed(tmp_path):
@@ -235,18 +430,19 @@ def test_newer_library_is_left_untouched(tmp_path):
 
 def test_migration_to_a_later_version_keeps_entries(tmp_path, monkeypatch):
     path = _filled(tmp_path / "library.sqlite3", n=3)
+    later = L.SCHEMA_VERSION + 1
 
-    def to_v2(conn):
+    def add_rating(conn):
         conn.execute("ALTER TABLE photos ADD COLUMN rating INTEGER")
 
-    monkeypatch.setitem(L.MIGRATIONS, 2, to_v2)
-    monkeypatch.setattr(L, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(L.MIGRATIONS, later, add_rating)
+    monkeypatch.setattr(L, "SCHEMA_VERSION", later)
     with Library(path) as lib:
         assert lib.note is None and lib.count() == 3
         assert lib.lookup(tmp_path / "p1.jpg", KEY) is not None
     conn = sqlite3.connect(path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == later
         assert "rating" in [r[1] for r in conn.execute("PRAGMA table_info(photos)")]
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
@@ -330,3 +526,98 @@ def test_an_entry_that_does_not_read_back_is_a_miss_not_a_crash(tmp_path):
         assert [e is not None for e in lib.lookup_many([p, q], KEY)] == [False, True]
         lib.store(p, KEY, prediction(p))  # computed again, it replaces the bad entry
         assert lib.lookup(p, KEY) is not None
+
+
+# ---- feature vectors and hashes (schema 3) ----
+def with_vector(pred, seed):
+    rng = np.random.default_rng(seed)
+    pred.features = rng.random(2048).astype(np.float16)
+    pred.dhash = int(rng.integers(0, 2**63)) * 2 + 1 | (1 << 63)  # the top bit set: kept as a signed integer
+    return pred
+
+
+def test_vectors_round_trip_follow_moves_and_go_with_their_row(tmp_path):
+    a = photo(tmp_path, "a.jpg", b"first photo" * 40)
+    b = photo(tmp_path, "b.jpg", b"second photo" * 40)
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        pa, pb = with_vector(prediction(a), 1), with_vector(prediction(b), 2)
+        lib.store(a, KEY, pa)
+        lib.store(b, KEY, pb)
+        entry = lib.lookup(a, KEY)
+        assert entry.features.dtype == np.float16 and np.array_equal(entry.features, pa.features)
+        assert entry.dhash == pa.dhash and entry.dhash >= 1 << 63
+        moved = tmp_path / "moved.jpg"
+        os.rename(a, moved)
+        entry = lib.lookup(moved, KEY)  # a moved photo's vector follows it
+        assert np.array_equal(entry.features, pa.features) and entry.dhash == pa.dhash
+        again = prediction(b)  # computed again without a vector (another layer's maps, say): none stays behind
+        lib.store(b, KEY, again)
+        assert lib.lookup(b, KEY).features is None
+        lib.store(b, KEY, with_vector(prediction(b), 3))
+        lib.forget([moved])
+        stored = lib.stored_vectors(KEY)
+        assert stored.paths == [str(b)] and stored.missing == []
+        conn = lib._conn
+        assert conn.execute("SELECT count(*) FROM vectors").fetchone()[0] == 1  # none left of the rows gone
+        lib.clear()
+        assert conn.execute("SELECT count(*) FROM vectors").fetchone()[0] == 0
+
+
+def test_stored_vectors_reads_one_model_as_arrays(tmp_path):
+    paths = [photo(tmp_path, f"{i}.jpg", bytes([i + 1]) * 50) for i in range(5)]
+    preds = []
+    with Library(tmp_path / "lib.sqlite3") as lib:
+        for i, p in enumerate(paths):
+            pred = prediction(p)
+            pred.image_size = (100 + i, 50)
+            if i != 3:  # photo 3: an answer from before vectors were kept
+                with_vector(pred, i)
+            preds.append(pred)
+            lib.store(p, KEY, pred)
+        lib.store(paths[0], OTHER_KEY, with_vector(prediction(paths[0]), 9))
+        stored = lib.stored_vectors(KEY)
+        assert lib.stored_vectors(model_key("ef" * 32, Preprocessing(232, 224))).paths == []
+    keep = [0, 1, 2, 4]
+    assert stored.paths == [str(paths[i]) for i in keep] and stored.missing == [str(paths[3])]
+    assert stored.features.dtype == np.float16 and stored.features.shape == (4, 2048)
+    assert np.array_equal(stored.features, np.stack([preds[i].features for i in keep]))
+    assert stored.hashes.dtype == np.uint64 and stored.hashes.tolist() == [preds[i].dhash for i in keep]
+    assert stored.pixels.tolist() == [(100 + i) * 50 for i in keep]
+    assert stored.sizes.tolist() == [p.stat().st_size for p in (paths[i] for i in keep)]
+    assert stored.mtimes_ns.tolist() == [p.stat().st_mtime_ns for p in (paths[i] for i in keep)]
+
+
+V1_LIBRARY = REPO / "tests" / "data" / "library-v1-gallery.sqlite3"
+V1_PHOTOS = REPO / "tests" / "data" / "library-v1-gallery"
+V1_PATHS = [f"/tmp/resnext-gui-v1-gallery/Pictures/IMG_000{i}.bmp" for i in (1, 2, 3)]
+
+
+def test_a_version_1_library_migrates_with_its_entries_kept(tmp_path):
+    """tests/data/library-v1-gallery.sqlite3 was written by the version-1 Library: three answers (the photos
+    beside it, stored from /tmp/resnext-gui-v1-gallery/Pictures/, a folder gone since) and a gallery of them."""
+    path = tmp_path / "library.sqlite3"
+    path.write_bytes(V1_LIBRARY.read_bytes())
+    conn = sqlite3.connect(path)
+    try:  # a real version-1 file: no vectors
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert "vectors" not in [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+    finally:
+        conn.close()
+    for bmp in V1_PHOTOS.iterdir():
+        (tmp_path / bmp.name).write_bytes(bmp.read_bytes())
+    with Library(path) as lib:
+        assert lib.note is None and lib.persistent
+        assert lib.count() == 3 and lib.gallery() == V1_PATHS
+        assert [e.path for e in lib.search("espresso")] == [V1_PATHS[1]]
+        assert lib.stored_vectors(KEY).missing == V1_PATHS  # answered before: no vector yet
+        entry = lib.lookup(tmp_path / "IMG_0001.bmp", KEY)  # found by its bytes (the old folder is gone)
+        assert entry is not None and [t["label"] for t in entry.top] == ["tabby", "tiger cat"]
+        assert entry.maps.shape == (2, 7, 7) and entry.thumbnail[:2] == b"\xff\xd8" and entry.features is None
+        computed = with_vector(prediction(tmp_path / "IMG_0001.bmp"), 7)
+        lib.store(tmp_path / "IMG_0001.bmp", KEY, computed)  # computed again: now with its vector
+        assert np.array_equal(lib.lookup(tmp_path / "IMG_0001.bmp", KEY).features, computed.features)
+    conn = sqlite3.connect(path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == L.SCHEMA_VERSION
+    finally:
+        conn.close()

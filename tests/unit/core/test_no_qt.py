@@ -22,7 +22,9 @@ def test_core_runs_without_qt(checkpoint, photos):
     r = subprocess.run([sys.executable, "-c", BLOCK_QT_AND_RUN, str(checkpoint), str(photos["coffee"])],
                        capture_output=True, text=True, cwd=REPO, timeout=120)
     assert r.returncode == 0, r.stderr
-    modules = len([p for p in (REPO / "resnext_gui" / "core").glob("*.py") if p.name != "__init__.py"])
+    core = REPO / "resnext_gui" / "core"
+    modules = len([p for p in core.rglob("*.py") if p.name != "__init__.py"])
+    modules += len([p for p in core.rglob("__init__.py") if p.parent != core])  # subpackages count as modules
     assert f"imported {modules} core modules; classify exit 0" in r.stdout
 
 

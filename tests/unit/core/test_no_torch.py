@@ -85,3 +85,53 @@ def test_window_answers_a_photo_without_torch(checkpoint, photos, tmp_path):
     events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
     assert [e["event"] for e in events] == ["window", "model", "result"], events
     assert events[-1]["ok"] and not any(e["torch_loaded"] for e in events)
+
+
+def test_classify_backend_torch_without_torch_says_this_build_has_none(checkpoint, photos):
+    code = BLOCK_TORCH + ("from resnext_gui.cli import main\n"
+                          "sys.exit(main(['classify', '--backend', 'torch', '--weights', sys.argv[1], sys.argv[2]]))\n")
+    r = subprocess.run([sys.executable, "-c", code, str(checkpoint), str(photos["coffee"])],
+                       capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "this build of the app has no PyTorch" in r.stderr and "OpenVINO is not available" not in r.stderr
+
+
+def test_the_core_says_which_runtime_is_missing_in_a_sentence(checkpoint):
+    code = BLOCK_TORCH + r"""
+import json
+from resnext_gui.core import classifier
+from resnext_gui.core.errors import BackendError
+said = []
+for backend in ("torch", "auto"):
+    if backend == "auto":
+        classifier.openvino_available = lambda: False  # OpenVINO broken as well: nothing can run the network
+    try:
+        classifier.Classifier(sys.argv[1], backend=backend)
+    except BackendError as exc:
+        said.append(str(exc))
+print(json.dumps(said))
+"""
+    r = subprocess.run([sys.executable, "-c", code, str(checkpoint)], capture_output=True, text=True, cwd=REPO,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    torch, nothing = json.loads(r.stdout.strip().splitlines()[-1])
+    assert torch == ("the CPU runtime PyTorch was asked for, but this build of the app has no PyTorch: its CPU "
+                     "runtime is OpenVINO (choose auto or openvino).")
+    assert nothing == "OpenVINO is not installed, and this build of the app has no PyTorch to run the network instead."
+
+
+def test_window_with_pytorch_saved_starts_with_openvino_without_torch(checkpoint, tmp_path):
+    """The settings say PyTorch (another installation shares them); this build has none: the window still loads
+    the model given with --weights, with OpenVINO."""
+    import os
+
+    config = tmp_path / "config" / "resnext-gui"
+    config.mkdir(parents=True)
+    (config / "resnext-gui.conf").write_text("[General]\nbackend=torch\n", encoding="utf-8")
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    r = subprocess.run([sys.executable, "-c", WINDOW.replace(", sys.argv[2]", ""), str(checkpoint)],
+                       capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr
+    events = [json.loads(line) for line in r.stdout.splitlines() if line.startswith("{")]
+    assert [(e["event"], e.get("state")) for e in events] == [("window", None), ("model", "ready")], events
+    assert "backend=torch" not in (config / "resnext-gui.conf").read_text(encoding="utf-8")

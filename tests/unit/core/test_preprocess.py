@@ -1,6 +1,10 @@
 """Preprocessing equals the weights' own transforms, shows photos as a viewer does, and maps the crop back."""
 
+import json
+import os
 import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -15,6 +19,7 @@ from resnext_gui.core.errors import ImageError
 from resnext_gui.core.paths import expand_paths
 from resnext_gui.core.preprocess import Preprocessing, crop_rect, load_and_prepare, load_image, model_input
 from resnext_gui.core.weights import VARIANTS
+from tests.support.helpers import REPO
 
 V2 = ResNeXt50_32X4D_Weights.IMAGENET1K_V2
 V1 = ResNeXt50_32X4D_Weights.IMAGENET1K_V1
@@ -178,3 +183,120 @@ def test_expand_paths_recurses_sorted_and_keeps_named_files(tmp_path):
     got = expand_paths([tmp_path / "a", tmp_path / "a" / "notes.txt"])
     names = [p.relative_to(tmp_path).as_posix() for p in got]
     assert names == ["a/b/y.PNG", "a/m.webp", "a/z.jpg", "a/notes.txt"]
+
+
+# ---- decoding within a memory budget ----
+
+def _png(path, width, height, color_type, depth, pixel: bytes):
+    """A PNG of one colour, written a row at a time (its pixels never held here): 343 kB for 9400x9400 RGBA."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    squeeze, row, idat = zlib.compressobj(9), b"\x00" + pixel * width, bytearray()
+    for _ in range(height):
+        idat += squeeze.compress(row)
+    idat += squeeze.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, color_type, 0,
+                                                                       0, 0))
+                     + chunk(b"IDAT", bytes(idat)) + chunk(b"IEND", b""))
+    return path
+
+
+# A lossless 9400x9400 RGBA WebP of one colour, 38 bytes, as Pillow 13 writes it (lossless=True, quality=0, method=0)
+WEBP_9400 = bytes.fromhex("524946461e000000574542505650384c110000002fb7e42d190750b22257a6808188e87f0000")
+
+PEAK = r"""
+import json, sys
+sys.path.insert(0, sys.argv[1])
+from resnext_gui.core.errors import ImageError
+from resnext_gui.core.preprocess import Preprocessing, load_and_prepare, load_image
+
+def kib(field):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field))
+
+base, said = kib("VmRSS:"), []
+for decode in (lambda p: load_and_prepare(p, Preprocessing(232, 224)).decoded, load_image):  # classify, the view
+    try:
+        decoded = decode(sys.argv[2])
+        said.append(list(decoded.image.size))
+        del decoded
+    except ImageError as exc:
+        said.append(str(exc))
+print(json.dumps({"above_baseline_mb": (kib("VmHWM:") - base) / 1024, "said": said}))
+"""
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the peak from /proc (Linux)")
+@pytest.mark.parametrize("kind", ["RGBA PNG", "16-bit PNG", "lossless WebP"])
+def test_a_huge_small_photo_decodes_within_the_memory_budget(tmp_path, kind):
+    """9400x9400 pixels (under Pillow's 89.5-megapixel limit) in a few hundred kB: decoded for the model and in
+    full for the view, the process stays within about 1 GB of where it started (it peaked at 2.1 GB for the PNG,
+    1.6 GB for the 16-bit PNG and 2.4 GB for the WebP), or the photo is refused by name."""
+    if kind == "RGBA PNG":
+        path = _png(tmp_path / "huge.png", 9400, 9400, 6, 8, bytes([200, 100, 50, 128]))
+    elif kind == "16-bit PNG":
+        path = _png(tmp_path / "huge.png", 9400, 9400, 0, 16, b"\x80\x00")
+    else:
+        path = tmp_path / "huge.webp"
+        path.write_bytes(WEBP_9400)
+    with Image.open(path) as im:
+        assert im.size == (9400, 9400) and path.stat().st_size < 400_000
+    r = subprocess.run([sys.executable, "-c", PEAK, str(REPO), str(path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert got["above_baseline_mb"] < 1024, got
+    for said in got["said"]:
+        assert said == [9400, 9400] or ("too large to decode within the app's memory budget" in said
+                                        and "9400x9400" in said and str(path) in said), said
+    if kind != "lossless WebP":
+        assert got["said"] == [[9400, 9400]] * 2  # decoded, not refused
+
+
+def _whole_photo_rgb(im):
+    """The conversion as it was done on the whole photo at once (the reference for the strip-wise one)."""
+    if im.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float32)
+        peak = 65535.0 if im.mode.startswith("I;16") or arr.max(initial=0) > 255 else 255.0
+        return Image.fromarray(np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)).convert("RGB")
+    if im.mode == "F":
+        arr = np.nan_to_num(np.asarray(im, dtype=np.float32))
+        peak = 1.0 if arr.max(initial=0) <= 1.0 else 255.0
+        return Image.fromarray(np.clip(np.rint(arr * (255.0 / peak)), 0, 255).astype(np.uint8)).convert("RGB")
+    rgba = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
+
+
+def _modes():
+    rng = np.random.default_rng(0)
+    size = (37, 23)
+    out = {
+        "RGBA": Image.fromarray(rng.integers(0, 256, (23, 37, 4), dtype=np.uint8)),
+        "LA": Image.fromarray(rng.integers(0, 256, (23, 37, 2), dtype=np.uint8)),
+        "I;16": Image.fromarray(rng.integers(0, 65536, (23, 37), dtype=np.uint16)),
+        "I above 255": Image.fromarray(rng.integers(0, 40000, (23, 37), dtype=np.int32)),
+        "I up to 255": Image.fromarray(rng.integers(0, 256, (23, 37), dtype=np.int32)),
+    }
+    floats = rng.random((23, 37), dtype=np.float32)
+    floats[22, 36] = np.nan  # in the last strip
+    out["F up to 1"] = Image.fromarray(floats)
+    wide = floats * 300
+    wide[0, 0] = np.inf
+    out["F above 1"] = Image.fromarray(wide)
+    palette = Image.fromarray(rng.integers(0, 8, (23, 37), dtype=np.uint8), "P")
+    palette.putpalette(list(rng.integers(0, 256, 768, dtype=np.uint8)))
+    palette.info["transparency"] = 3
+    out["P with transparency"] = palette
+    assert all(im.size == size for im in out.values())
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(_modes()))
+def test_conversions_strip_by_strip_equal_the_whole_photos(monkeypatch, name):
+    from resnext_gui.core import preprocess
+
+    im = _modes()[name]
+    monkeypatch.setattr(preprocess, "STRIP_PIXELS", 37 * 4)  # strips of 4 rows, the last one shorter
+    got = preprocess._to_rgb(im)
+    assert got.mode == "RGB" and got.size == im.size
+    assert np.array_equal(np.asarray(got), np.asarray(_whole_photo_rgb(im)))

@@ -107,6 +107,23 @@ def test_compiled_network_is_cached_by_openvino_and_reused(fitted, photos, tmp_p
     assert [t.index for t in second.classify(photos["chelsea"]).top] == expected
 
 
+def test_preparing_is_said_only_when_the_network_is_really_compiled(fitted, checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    preparing = ["Preparing the model for this CPU…"]
+
+    def start(weights=fitted):
+        said = []
+        clf = Classifier(weights, device="cpu", backend="openvino", progress=said.append)
+        return said, clf.runtime.from_cache
+
+    assert start() == (preparing, False)
+    assert start() == ([], True)  # OpenVINO's cache holds it: loaded in a moment, nothing to announce
+    assert start(checkpoint) == (preparing, False)  # another checkpoint's network
+    for blob in R.compiled_cache_dir().iterdir():  # the cache emptied behind the app's back
+        blob.unlink()
+    assert start() == (preparing, False)
+
+
 def test_cache_entries_answer_only_for_their_own_network(fitted, checkpoint, photos, tmp_path, monkeypatch):
     """OpenVINO keys a compiled network by the graph and all its weights: another checkpoint's entry, or one
     planted under this network's name, is never taken for this network's answers."""

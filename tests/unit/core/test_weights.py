@@ -281,3 +281,58 @@ def test_cancel_takes_effect_on_a_stalled_server(tmp_path):
             W.download(f"{srv.base}/stall/w.pth", tmp_path / "w.pth", HASH8, cancelled=stop.is_set, timeout=600)
         assert stop.is_set() and not srv.stall_over.is_set()  # ended by the cancel, the server still stalling
     assert _leftovers(tmp_path) == []
+
+
+# ---- offline, and where the lookup looked ----
+@pytest.mark.parametrize("how", ["no name server", "network unreachable"])
+def test_an_offline_download_says_there_is_no_connection(tmp_path, monkeypatch, how):
+    import errno
+
+    from resnext_gui.core.errors import NoConnectionError
+
+    if how == "no name server":  # what getaddrinfo answers with no network at all
+        def lookup(*args, **kwargs):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+        monkeypatch.setattr(socket, "getaddrinfo", lookup)
+        url = "https://download.pytorch.org/models/w.pth"
+    else:
+        def connect(self, address):
+            raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+        monkeypatch.setattr(socket.socket, "connect", connect)
+        url = "http://192.0.2.1/w.pth"
+    with pytest.raises(NoConnectionError) as info:
+        W.download(url, tmp_path / "w.pth", HASH8)
+    assert "no connection to the internet" in str(info.value) and str(info.value).endswith("nothing was saved")
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_refused_connection_is_not_called_offline(tmp_path):
+    from resnext_gui.core.errors import NoConnectionError
+
+    with socket.socket() as s:  # a port nobody listens on: the network is there, the server is not
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DownloadError) as info:
+        W.download(f"http://127.0.0.1:{port}/w.pth", tmp_path / "w.pth", HASH8)
+    assert not isinstance(info.value, NoConnectionError) and "no connection" not in str(info.value)
+
+
+def test_looked_in_names_each_place_once_with_the_files_looked_for(monkeypatch):
+    """In the frozen app the data folder and this package's own folder are the same: it is named once."""
+    import sys
+
+    from resnext_gui.core import resources
+    from tests.support.helpers import REPO
+
+    monkeypatch.setattr(sys, "_MEIPASS", str(REPO), raising=False)  # the data folder is where the package is
+    assert resources.assets_dirs() == [REPO / "assets"]
+    with pytest.raises(NoWeightsError) as info:
+        W.find_weights()
+    looked = str(info.value).split("Looked in:\n")[1].splitlines()
+    places = [line.split(": ", 1)[0] for line in looked]
+    assert places == [f"  - ${W.ENV_WEIGHTS}", f"  - {REPO / 'assets' / 'weights'}", f"  - {W.hub_checkpoint_dir()}"]
+    for line in looked[1:]:
+        assert W.VARIANTS["v2"].filename in line and W.VARIANTS["v1"].filename in line
+    assert ".safetensors" in looked[1]  # the bundled folder takes any checkpoint

@@ -144,6 +144,9 @@ def _hostile(kind, photo: Path, tmp_path: Path) -> Path:
         os.symlink(tmp_path / "nowhere.xmp", side)
     elif kind == "fifo":
         os.mkfifo(side)
+    elif kind == "folder":
+        side.mkdir()
+        (side / "inside").write_text("kept")
     elif kind == "broken xml":
         side.write_bytes(DARKTABLE.read_bytes()[:1500])
     elif kind == "entity expansion":  # "billion laughs": a few hundred bytes that would expand to gigabytes
@@ -153,16 +156,18 @@ def _hostile(kind, photo: Path, tmp_path: Path) -> Path:
                         '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
                         '<rdf:Description rdf:about="" xmlns:dc="http://purl.org/dc/elements/1.1/" dc:title="&e9;"/>'
                         '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>', encoding="utf-8")
+    elif kind == "many keywords":  # 1.2 million dc:subject entries, 31 MB: under the size bound
+        side.write_bytes(sidecar_with(keywords=1_200_000))
     return side
 
 
-@pytest.mark.parametrize("kind", ["garbage", "jpeg renamed", "symlink", "dangling symlink", "fifo", "broken xml",
-                                  "entity expansion"])
+@pytest.mark.parametrize("kind", ["garbage", "jpeg renamed", "symlink", "dangling symlink", "fifo", "folder",
+                                  "broken xml", "entity expansion", "many keywords"])
 def test_hostile_sidecar_refused_photo_and_sidecar_untouched(tmp_path, kind):
     photo = jpeg(tmp_path / "p.jpg")
     side = _hostile(kind, photo, tmp_path)
     photo_bytes = photo.read_bytes()
-    kept = None if kind in ("fifo", "dangling symlink") else side.read_bytes()
+    kept = None if kind in ("fifo", "dangling symlink", "folder") else side.read_bytes()
     target = tmp_path / "target.xmp"
     target_bytes = target.read_bytes() if target.exists() else None
     with pytest.raises(XmpError) as err:
@@ -177,6 +182,11 @@ def test_hostile_sidecar_refused_photo_and_sidecar_untouched(tmp_path, kind):
         assert side.is_symlink() and "symbolic link" in message
         if target_bytes is not None:
             assert target.read_bytes() == target_bytes
+    if kind == "folder":
+        assert "is a folder, not a regular file" in message and (side / "inside").read_text() == "kept"
+    if kind == "many keywords":
+        assert "too many entries" in message
+    assert "\n" not in message
     assert not [f for f in os.listdir(tmp_path) if f.endswith(".partial")]
 
 
@@ -262,3 +272,164 @@ def test_undecodable_file_name(tmp_path):
     side = xmp.write_keywords(photo, ["espresso"])
     assert os.fsencode(side.name) == b"caf\xe9.jpg.xmp"
     assert xmp.read_keywords(side) == (["espresso"], ["ResNeXt|espresso"])
+
+
+def sidecar_with(history: int = 0, keywords: int = 0) -> bytes:
+    """A darktable-like sidecar: ``history`` steps in its history stack (a struct of nine fields each, as darktable
+    writes them) and ``keywords`` dc:subject entries."""
+    steps = "".join(f'<rdf:li darktable:num="{i}" darktable:operation="exposure" darktable:enabled="1" '
+                    f'darktable:modversion="6" darktable:params="0000803f{i:08x}" darktable:multi_name="" '
+                    f'darktable:multi_priority="0" darktable:blendop_version="11" '
+                    f'darktable:blendop_params="gz11eJxjYGBgEGAAgRNODGiAEV0AJ2CEKBwA"/>' for i in range(history))
+    words = "".join(f"<rdf:li>k{i}</rdf:li>" for i in range(keywords))
+    return ('<?xpacket begin="" id="W5M0MpCehiHzreSzNTczkc9d"?>\n<x:xmpmeta xmlns:x="adobe:ns:meta/">'
+            '<rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description rdf:about="" '
+            'xmlns:dc="http://purl.org/dc/elements/1.1/" xmlns:darktable="http://darktable.sf.net/" '
+            f'darktable:history_end="{history}"><dc:subject><rdf:Bag>{words}</rdf:Bag></dc:subject>'
+            f'<darktable:history><rdf:Seq>{steps}</rdf:Seq></darktable:history></rdf:Description></rdf:RDF>'
+            '</x:xmpmeta><?xpacket end="w"?>').encode()
+
+
+LONG_HISTORY = r"""
+import os, sys
+sys.path.insert(0, sys.argv[1])
+from resnext_gui.core import xmp
+print(xmp.write_keywords(sys.argv[2], ["espresso", "cup"]))
+"""
+
+
+def test_a_long_history_and_many_keywords_are_merged_in_time_linear_in_the_sidecar(tmp_path):
+    """3,000 history steps and 1,000 keywords (0.9 MB): exiv2's writer for a lone XMP file and pyexiv2's item by
+    item arrays took minutes on such a sidecar (quadratic); merged linearly it takes seconds. Run as a process
+    killed at a generous limit, a guard against a hang, not a timing."""
+    photo = jpeg(tmp_path / "p.jpg")
+    side = xmp.sidecar_path(photo)
+    side.write_bytes(sidecar_with(history=3000, keywords=1000))
+    before = xmp.read_keywords(side)
+    r = subprocess.run([sys.executable, "-c", LONG_HISTORY, str(REPO), str(photo)], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    subjects, hierarchy = xmp.read_keywords(side)
+    assert subjects == before[0] + ["espresso", "cup"] and hierarchy == ["ResNeXt|espresso", "ResNeXt|cup"]
+    import pyexiv2
+
+    img = pyexiv2.ImageData(side.read_bytes())
+    try:
+        detail = img.read_xmp_detail()
+    finally:
+        img.close()
+    assert detail["Xmp.dc.subject"]["typeName"] == detail["Xmp.lr.hierarchicalSubject"]["typeName"] == "XmpBag"
+    assert detail["Xmp.darktable.history[3000]/darktable:params"]["value"] == f"0000803f{2999:08x}"
+    assert sum(k.startswith("Xmp.darktable.history[") for k in detail) == 3000 * 10  # every step, every field
+
+
+def test_into_a_photo_that_cannot_hold_xmp_writes_no_sidecar_either(tmp_path):
+    gif = tmp_path / "b.gif"
+    Image.new("P", (8, 8)).save(gif)
+    frames = [Image.new("RGB", (16, 16), c) for c in ((255, 0, 0), (0, 255, 0))]
+    anim = tmp_path / "anim.gif"
+    frames[0].save(anim, save_all=True, append_images=frames[1:], duration=50, loop=0)
+    for photo in (gif, anim):
+        before = photo.read_bytes()
+        with pytest.raises(XmpError, match=photo.name):
+            xmp.write_keywords(photo, ["espresso"], into_file=True)
+        assert photo.read_bytes() == before and not xmp.sidecar_path(photo).exists()  # one or the other: neither
+    assert sorted(os.listdir(tmp_path)) == ["anim.gif", "b.gif"]
+
+
+def test_exiv2s_messages_are_one_line(tmp_path):
+    """A JPEG whose Exif block lists bad entries: exiv2 says so in one line per entry, each ending in a newline."""
+    import io
+    import struct
+
+    buf = io.BytesIO()
+    Image.new("RGB", (16, 16)).save(buf, "JPEG")
+    data = buf.getvalue()
+    bad_ifd = b"MM\x00*\x00\x00\x00\x08\x00\x05" + b"\x01\x00\x00\x03\xff\xff\xff\xff\x00\x00\x00\x00" * 5
+    body = b"Exif\x00\x00" + bad_ifd
+    photo = tmp_path / "odd exif.jpg"
+    photo.write_bytes(data[:2] + b"\xff\xe1" + struct.pack(">H", len(body) + 2) + body + data[2:])
+    before = photo.read_bytes()
+    with pytest.raises(XmpError) as err:
+        xmp.write_keywords(photo, ["espresso"], into_file=True)
+    message = str(err.value)
+    assert "\n" not in message and message.startswith(f"{photo}: keywords not written: ")
+    assert "its metadata can't be read" in message and "Directory" in message
+    assert photo.read_bytes() == before and not xmp.sidecar_path(photo).exists()
+
+
+PROTECTED = r"""
+import json, os, sys
+sys.path.insert(0, sys.argv[1])
+from resnext_gui.core import xmp
+from resnext_gui.core.errors import XmpError
+xmp._pyexiv2()  # everything imported first: the user below may not read the installation
+os.setgroups([])
+os.setgid(65534)
+os.setuid(65534)  # nobody, who may write the folder but not these files
+out = {}
+for name, into in (("a.jpg", False), ("b.jpg", False), ("c.jpg", True), ("d.jpg", True)):
+    try:
+        xmp.write_keywords(os.path.join(sys.argv[2], name), ["espresso"], into_file=into)
+        out[name] = "written"
+    except XmpError as exc:
+        out[name] = str(exc)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="needs root, to make files owned by another user and to act as nobody")
+def test_files_the_user_may_not_write_are_left_as_they_are():
+    """As nobody, in a folder nobody may write: a's sidecar is 0444 (nobody's own), b's belongs to root though
+    anyone may write it (0666); c (0444, nobody's) and d (root's, 0644) are photos to be rewritten with keywords
+    inside. Renaming a new file over them would work, bypassing their protection or changing their owner: each is
+    refused by name, and nothing is written."""
+    import hashlib
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="resnext-xmp-protected-"))  # outside pytest's folder: nobody may enter
+    try:
+        for name in "abcd":
+            jpeg(base / f"{name}.jpg")
+        shutil.copy(DARKTABLE, base / "a.jpg.xmp")
+        shutil.copy(DARKTABLE, base / "b.jpg.xmp")
+        for path in base.iterdir():
+            os.chown(path, 65534, 65534)
+            path.chmod(0o644)
+        os.chown(base / "b.jpg.xmp", 0, 0)
+        os.chown(base / "d.jpg", 0, 0)
+        (base / "a.jpg.xmp").chmod(0o444)
+        (base / "b.jpg.xmp").chmod(0o666)
+        (base / "c.jpg").chmod(0o444)
+        os.chown(base, 65534, 65534)
+        base.chmod(0o755)
+        before = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_uid, p.stat().st_mode)
+                  for p in base.iterdir()}
+        r = subprocess.run([sys.executable, "-c", PROTECTED, str(REPO), str(base)], capture_output=True, text=True,
+                           timeout=60, cwd="/")
+        assert r.returncode == 0, r.stderr
+        said = json.loads(r.stdout)
+        assert "the sidecar a.jpg.xmp is left as it is: you may not write it" in said["a.jpg"]
+        assert "the sidecar b.jpg.xmp is left as it is: it belongs to another user (root)" in said["b.jpg"]
+        assert "the photo c.jpg is left as it is: you may not write it" in said["c.jpg"]
+        assert "the photo d.jpg is left as it is: you may not write it" in said["d.jpg"]
+        after = {p.name: (hashlib.sha256(p.read_bytes()).hexdigest(), p.stat().st_uid, p.stat().st_mode)
+                 for p in base.iterdir()}
+        assert after == before  # not a byte, not an owner, no sidecar for c or d
+    finally:
+        shutil.rmtree(base)
+
+
+def test_the_owner_and_group_of_a_replaced_sidecar_are_kept(tmp_path):
+    """The superuser rewriting a user's sidecar gives the new file that user's owner and group, as before."""
+    if not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip("needs root, to give files to another user")
+    photo = jpeg(tmp_path / "p.jpg")
+    side = shutil.copy(DARKTABLE, tmp_path / "p.jpg.xmp")
+    os.chown(side, 65534, 65534)
+    os.chmod(side, 0o640)
+    xmp.write_keywords(photo, ["espresso"])
+    st = os.stat(side)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o640)
+    assert xmp.read_keywords(side)[0] == ["beach", "family", "espresso"]

@@ -353,3 +353,44 @@ def _no_dialogs(monkeypatch):
         raise AssertionError(f"unexpected dialog: {title}: {text}")
 
     monkeypatch.setattr(Messages, "warning", refuse)
+
+
+def test_the_score_cam_bar_tells_the_time_left_from_the_rate_so_far(qtbot, settings):
+    """The status bar's Score-CAM bar, in the window, on a clock the test moves: 1.5 s for each pass of 16 maps."""
+    from resnext_gui.ui.main_window import MainWindow
+    from resnext_gui.worker.jobs.model import LoadJob
+    from resnext_gui.worker.results import ModelInfo
+
+    win = MainWindow(device="cpu", settings=settings, worker=FakeWorker())
+    qtbot.addWidget(win)
+    now = [100.0]
+    win.score_bar.time_left.clock = lambda: now[0]
+    win.show()
+    win.model.start()
+    win.worker.answer(win.worker.of(LoadJob)[-1], ModelInfo("CPU · OpenVINO", "cpu", "w", "w.pth", 1000, False, 1.0))
+    (photo,) = win.controller.enqueue([("/p/0.jpg", "0.jpg")])
+    (job,) = win.worker.of(ClassifyJob)
+    top = [TopClass(r + 1, 10 + r, f"class {10 + r}", 0.5 / (r + 1)) for r in range(5)]
+    win.worker.answer(job, PhotoResult(job.item_id, True, "/p/0.jpg", top=top, maps=np.zeros((5, 224, 224), np.uint8),
+                                       record={"path": "/p/0.jpg", "ok": True},
+                                       display=QImage(4, 4, QImage.Format.Format_RGB888)))
+    qtbot.waitUntil(lambda: photo.result is not None)
+    win.select(photo)
+    _choose(win, "scorecam")
+    (score,) = win.worker.of(ScoreCamJob)
+    bar = win.score_bar
+    assert bar.isVisible() and bar.label.text() == "Score-CAM"
+    now[0] += 40.0  # the activation maps' own pass and the wait before: not passes of the masks
+    win.worker.report(score, 16, 2048)
+    assert bar.label.text() == "Score-CAM"  # one pass shows no rate yet
+    for done in (32, 48):
+        now[0] += 1.5
+        win.worker.report(score, done, 2048)
+    assert bar.label.text() == "Score-CAM · about 3 min left"  # 2000 maps at 1.5 s a 16: 187.5 s
+    for done in range(64, 2049 - 16 * 4, 16):
+        now[0] += 1.5
+        win.worker.report(score, done, 2048)
+    assert bar.bar.value() == 1984 and bar.label.text() == "Score-CAM · a few seconds left"  # 4 passes: 6 s
+    win.presenter.cam.cancel_score()
+    assert not bar.isVisible() and bar.label.text() == "Score-CAM"
+    win.close()

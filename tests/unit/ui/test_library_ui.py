@@ -161,9 +161,18 @@ def test_a_changed_photo_and_other_weights_are_recomputed_and_nothing_else(qtbot
     assert rig.add(files) == []  # the first model's answers are still kept
 
 
+def _truncated_library(path, photos_folder):
+    from resnext_gui.core.library import Library
+
+    with Library(path) as lib:  # this app's own library...
+        lib.set_gallery([str(p) for p in tiny_photos(photos_folder, 40, start=100)])
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # ...cut short, its header still saying whose it is
+
+
 def test_a_damaged_library_is_set_aside_with_one_message_and_a_fresh_start(qtbot, rigs, tmp_path):
     library = tmp_path / "library.sqlite3"
-    library.write_bytes(b"this is not a database " * 200)
+    _truncated_library(library, tmp_path / "old")
     rig = rigs(library)
     box = rig.messages.last_message
     assert box is not None and str(library) in box.text() and "set aside" in box.text()
@@ -175,6 +184,29 @@ def test_a_damaged_library_is_set_aside_with_one_message_and_a_fresh_start(qtbot
     with qtbot.waitSignal(rig.library.restored, timeout=TIMEOUT):
         rig.library.restore()  # asked again: the note is not said twice
     assert rig.messages.last_message is None
+
+
+def test_damage_found_in_the_middle_while_photos_are_answered_is_shown_once_with_the_new_name(qtbot, rigs, tmp_path):
+    library = tmp_path / "library.sqlite3"
+    files = tiny_photos(tmp_path / "photos", 30)
+    first = rigs(library)
+    assert len(first.add(files)) == 30
+    first.stop()
+    data = bytearray(library.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 8192] = np.random.default_rng(0).bytes(8192)  # 8 KB of random bytes, mid-file
+    library.write_bytes(bytes(data))
+
+    rig = rigs(library)
+    shown = []
+    rig.messages.dialog = lambda title, text, icon: shown.append(text)  # each message the window would show
+    rig.add(files)
+    qtbot.waitUntil(lambda: any("set aside" in text for text in shown), timeout=TIMEOUT)
+    aside = [f for f in os.listdir(tmp_path) if f.startswith("library.sqlite3.damaged-")]
+    said = [text for text in shown if "set aside" in text]
+    assert len(aside) == 1 and len(said) == 1 and f"set aside as {aside[0]}" in said[0]
+    rig.info()  # asked again: not said twice
+    assert len([text for text in shown if "set aside" in text]) == 1
 
 
 def test_forget_photo_and_clear_library_remove_entries(qtbot, rigs, tmp_path, monkeypatch):

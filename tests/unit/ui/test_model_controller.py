@@ -93,7 +93,7 @@ def test_no_weights_shows_the_banner_and_a_refused_file_keeps_the_model_in_use(r
     rig.worker.fail(rig.worker.of(LoadJob)[-1], "/w/bad.pth is empty")
     assert rig.states[-1] == "failed" and rig.model.device_label.text() == "CPU · 2 threads · OpenVINO"
     box = rig.messages.last_message
-    assert box.text() == "/w/bad.pth is empty The previous model stays in use."
+    assert box.text() == "/w/bad.pth is empty. The previous model stays in use."
     box.close()
     assert RecentWeights(rig.settings).paths() == []  # a refused file is not remembered
 
@@ -124,7 +124,7 @@ def test_device_and_runtime_choices_are_remembered_and_reload_only_a_loaded_mode
     rig.model.set_backend("torch")
     rig.model.set_bf16(True)
     loads = rig.worker.of(LoadJob)[1:]
-    assert [(j.backend, j.precision) for j in loads] == [("torch", None), (None, "bf16")]
+    assert [(j.backend, j.precision) for j in loads] == [("torch", "fp32"), ("torch", "bf16")]  # each load: both choices
     assert rig.settings.value("backend") == "torch" and rig.settings.value("precision") == "bf16"
     assert [a.isChecked() for a in rig.actions.groups["device"].actions()] == [True, False, False]
 
@@ -176,3 +176,110 @@ def test_saving_a_taught_model_not_in_use_leaves_the_status_bar_alone(rig, tmp_p
     rig.worker.answer(job, str(tmp_path / "kept.safetensors"))
     assert rig.model.weights_label.text() == "Weights: mine.pth" and rig.model.weights == "/w/mine.pth"
     dialog.close()
+
+
+# ---- the CPU runtime: only what the build can run, reloaded in both directions, the tick on the one in use ----
+def test_a_change_of_runtime_reloads_in_both_directions_also_when_no_model_could_load(rig):
+    started(rig, ModelMissing("the CPU runtime could not load the model"))  # e.g. a start with a runtime that failed
+    rig.model.set_backend("torch")
+    rig.worker.answer(rig.worker.of(LoadJob)[-1], info(backend="torch", backend_choice="torch",
+                                                       device="CPU · 2 threads · PyTorch"))
+    assert rig.actions["backend_torch"].isChecked() and rig.settings.value("backend") == "torch"
+    rig.model.set_backend("auto")  # back to Automatic: loaded again, not kept as it was
+    back = rig.worker.of(LoadJob)[-1]
+    assert [j.backend for j in rig.worker.of(LoadJob)[1:]] == ["torch", "auto"] and back.explicit
+    rig.worker.answer(back, info(backend="openvino", backend_choice="auto"))
+    assert rig.actions["backend_auto"].isChecked() and rig.model.device_label.text().endswith("OpenVINO")
+    rig.model.load_weights("/w/other.pth")  # later loads keep the runtime chosen
+    assert rig.worker.of(LoadJob)[-1].backend == "auto"
+
+
+def test_a_refused_runtime_leaves_the_tick_and_the_setting_on_the_runtime_in_use(rig):
+    started(rig, info(backend="openvino", backend_choice="auto"))
+    rig.model.set_backend("openvino")  # what Device → CPU Runtime: OpenVINO calls
+    job = rig.worker.of(LoadJob)[-1]
+    assert job.backend == "openvino" and rig.actions["backend_openvino"].isChecked()
+    rig.worker.fail(job, "OpenVINO could not compile the network for this CPU (out of memory), and this build of "
+                         "the app has no PyTorch to run the network instead.")
+    assert rig.actions["backend_auto"].isChecked() and rig.settings.value("backend") == "auto"
+    box = rig.messages.last_message
+    assert box.windowTitle() == "Cannot use this CPU runtime"
+    assert box.text().endswith("to run the network instead. The previous model stays in use.")
+    box.close()
+    rig.model.set_device("cpu")
+    assert rig.worker.of(LoadJob)[-1].backend == "auto"  # the refused choice is not carried on
+
+
+def test_a_runtime_named_that_falls_back_shows_the_one_that_runs(rig):
+    started(rig, info())
+    rig.model.set_backend("openvino")
+    rig.worker.answer(rig.worker.of(LoadJob)[-1], info(backend="torch", backend_choice="openvino",
+                                                       note="using PyTorch: OpenVINO failed"))
+    assert rig.actions["backend_torch"].isChecked() and not rig.actions["backend_openvino"].isChecked()
+
+
+@pytest.fixture
+def no_torch(monkeypatch):
+    """The light app's condition, as the core sees it: torch cannot be imported."""
+    from resnext_gui.core import classifier, devices
+
+    monkeypatch.setattr(devices, "torch_installed", lambda: False)
+    monkeypatch.setattr(classifier, "torch_installed", lambda: False)
+
+
+def test_a_build_without_pytorch_does_not_offer_it(no_torch, rig):
+    torch_action = rig.actions["backend_torch"]
+    assert not torch_action.isEnabled() and "no PyTorch" in torch_action.toolTip()
+    rig.actions.refresh()  # refreshing the menus' predicates leaves it so
+    assert not torch_action.isEnabled() and rig.actions["backend_openvino"].isEnabled()
+    started(rig, info(backend="openvino"))
+    rig.model.set_backend("torch")  # a stray call (the action is disabled): nothing is loaded, nothing saved
+    assert len(rig.worker.of(LoadJob)) == 1 and rig.actions["backend_auto"].isChecked()
+    assert rig.settings.value("backend") == "auto"
+
+
+def test_a_saved_pytorch_choice_in_a_build_without_it_loads_with_openvino_and_says_so_once(no_torch, qtbot, checkpoint,
+                                                                                         settings):
+    """The settings say PyTorch (chosen in another installation, or before); this build has none, and the window
+    starts with --weights FILE: the model loads with OpenVINO, and one note says why."""
+    from resnext_gui.ui.main_window import MainWindow
+
+    settings.setValue("backend", "torch")
+    settings.sync()
+    win = MainWindow(weights=str(checkpoint), device="cpu", settings=settings)  # its own worker, as the app
+    qtbot.addWidget(win)
+    notes = []
+    win.messages.status.connect(lambda text, _ms: notes.append(text))
+    box = win.messages.last_message
+    assert box is not None and box.windowTitle() == "Settings reset"
+    assert box.text() == ("The CPU runtime in the settings, PyTorch, cannot run here: this build of the app has no "
+                          "PyTorch (its CPU runtime is OpenVINO). Using Automatic.")
+    box.close()
+    win.show()
+    with qtbot.waitSignal(win.modelStateChanged, timeout=90_000) as state:
+        win.start()
+    assert state.args == ["ready"]
+    assert win.model.info.backend == "openvino" and win.model.device_label.text().endswith("OpenVINO")
+    assert win.commands["backend_auto"].isChecked() and not win.commands["backend_torch"].isEnabled()
+    assert win.messages.last_message is None or win.messages.last_message is box  # no second dialog
+    assert not any("PyTorch" in text for text in notes)  # nor a note in the status bar
+    win.close()
+    assert not win.worker.is_running()
+
+
+def test_a_failed_download_offers_to_open_a_weights_file(rig, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+    chosen = tmp_path / "mine.pth"
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", lambda *args, **kwargs: (str(chosen), ""))
+    started(rig, ModelMissing("No weights anywhere"))
+    rig.model.download_weights()
+    rig.worker.fail(rig.worker.of(DownloadJob)[-1], "This computer has no connection to the internet, so the "
+                    "ImageNet weights could not be downloaded; nothing was saved.")
+    box = rig.messages.last_message
+    assert box.windowTitle() == "Download failed" and "no connection to the internet" in box.text()
+    (opener,) = [b for b in box.buttons() if box.buttonRole(b) == QMessageBox.ButtonRole.ActionRole]
+    assert opener.text() == "Open Weights File…"
+    opener.click()
+    assert rig.worker.of(LoadJob)[-1].weights == str(chosen)
+    box.close()
