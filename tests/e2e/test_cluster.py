@@ -175,6 +175,27 @@ def test_maps_drawn_on_the_nodes_are_saved_as_here(cluster, checkpoint, photos, 
         same([{k: v for k, v in e.items() if k not in ("cam_png", "cam_npy")} for e in expected])
 
 
+def test_a_photo_a_node_cannot_see_is_its_own_error_naming_the_node(cluster, checkpoint, photos, tmp_path):
+    """A photo the driver sees and the nodes do not (storage not shared as it should be): its own error record,
+    naming the node and what is wrong; the other photos are answered as here."""
+    hidden = tmp_path / "not shared"
+    hidden.mkdir()
+    (hidden / "cat.png").write_bytes(photos["chelsea"].read_bytes())
+    cluster.hide_from_nodes(hidden)
+    try:
+        r = on_cluster(cluster, checkpoint, photos["coffee"], hidden / "cat.png", photos["rocket_jpg"], cwd=tmp_path)
+    finally:
+        cluster.show_to_nodes(hidden)
+    assert r.returncode == 1, r.stderr  # one photo without an answer
+    got = parse(r.stdout)
+    assert [g["path"] for g in got] == [str(photos["coffee"]), str(hidden / "cat.png"), str(photos["rocket_jpg"])]
+    assert not got[1]["ok"] and re.fullmatch(
+        rf"{re.escape(str(hidden / 'cat.png'))} does not exist on node 127\.0\.0\.1 \(.+, node [0-9a-f]{{8}}\): "
+        "every node must see the photos at the same path", got[1]["error"])
+    code, expected = local(checkpoint, photos["coffee"], photos["rocket_jpg"])
+    assert code == 0 and same([got[0], got[2]]) == same(expected)
+
+
 # ---- nothing lost -----------------------------------------------------------------------------------------------
 
 def test_a_killed_worker_process(cluster, checkpoint, album, album_here, tmp_path):

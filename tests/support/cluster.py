@@ -96,6 +96,14 @@ class LoopbackCluster:
         """``args`` started in the cluster's network (not its process namespace: the pid is the command's own)."""
         return subprocess.Popen(["nsenter", "-t", str(self.init), "-n", *args], env=kwargs.pop("env", self.env), **kwargs)
 
+    def hide_from_nodes(self, folder: Path) -> None:
+        """An empty file system over ``folder`` where the nodes run (their own mount namespace): what is in it is
+        still there for this machine and for a driver (which shares only the cluster's network)."""
+        self._inside("mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder))
+
+    def show_to_nodes(self, folder: Path) -> None:
+        self._inside("umount", str(folder))
+
     def processes(self) -> list[tuple[int, list[str]]]:
         """(pid, command line) of every live process of the cluster (not the dead waiting to be reaped), as this
         machine numbers them."""

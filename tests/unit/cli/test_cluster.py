@@ -2,6 +2,7 @@
 a stand-in for Ray (answers in input order whatever order they come back in, a dead worker's photos sent again,
 a photo that kills its worker isolated, a window that does not grow with the list)."""
 
+import os
 import random
 import subprocess
 import sys
@@ -60,6 +61,50 @@ def test_addresses():
     assert C.host_port("ray://head.example:10001") == ("head.example", 10001)
     assert C.host_port("[::1]:6379") == ("::1", 6379)
     assert C.host_port("head") is None and C.host_port("head:port") is None
+
+
+def test_a_listener_that_never_answers_as_a_cluster_is_given_up_after_the_timeout():
+    """Ray's own join would keep trying for minutes: connect gives up after the timeout it is given (the command
+    gives 30 s), naming the address and how to start a cluster. The join is a stand-in that never returns."""
+    import socket
+    import threading
+
+    never = threading.Event()
+    joins = []
+
+    class Ray:
+        def init(self, **kwargs):
+            joins.append(kwargs["address"])
+            never.wait()
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(4)
+        address = f"127.0.0.1:{silent.getsockname()[1]}"
+        try:
+            why = C.connect(Ray(), address, timeout=0.5)
+        finally:
+            never.set()
+    assert joins == [address]
+    assert why.startswith(f"no Ray cluster answered at {address}: nothing answered as a Ray cluster within 0.5 s. ")
+    assert "ray start --head" in why
+    assert C.CONNECT_TIMEOUT_S <= 30  # what the command gives it
+
+
+def test_a_token_at_hand_turns_rays_token_mode_on_unless_another_was_asked_for(tmp_path, monkeypatch):
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.setenv(name, "")  # recorded as it was, so that what use_token sets is undone after the test
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    C.use_token()
+    assert "RAY_AUTH_MODE" not in os.environ  # no token anywhere: Ray's own default
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("secret")
+    C.use_token()
+    assert os.environ["RAY_AUTH_MODE"] == "token"  # the file the head node's token is copied to
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    C.use_token()
+    assert os.environ["RAY_AUTH_MODE"] == "disabled"  # asked for: left alone
 
 
 def test_rays_messages_become_one_line_each_on_stderr(capsys):
