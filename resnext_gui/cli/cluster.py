@@ -19,6 +19,7 @@ import dataclasses
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import threading
@@ -397,20 +398,23 @@ class Run:
 
     # ---- the loop ----
     def run(self, total: Any = None) -> str | None:
-        """Until every photo is printed; why it stopped early (no worker left), or None."""
-        while True:
-            self._read()
-            self._send()
-            if self.refused and not self.gated:
-                return "refused"
-            self._put_out()
-            if self.read_all and not self.order:
-                return None
-            if not self.workers:
-                return "no node of the cluster is left to classify the photos"
-            self._wait()
-            if total is not None:
-                total()
+        """Until every photo is printed; why it stopped early (no worker left), or None. Ctrl+C and SIGTERM stop
+        it between two steps (KeyboardInterrupt, Terminated), never inside a call into Ray."""
+        with Deferred() as stop:
+            while True:
+                stop.check()
+                self._read()
+                self._send()
+                if self.refused and not self.gated:
+                    return "refused"
+                self._put_out()
+                if self.read_all and not self.order:
+                    return None
+                if not self.workers:
+                    return "no node of the cluster is left to classify the photos"
+                self._wait()
+                if total is not None:
+                    total()
 
     def _room(self) -> int:
         """Photos worth having ready to send: every free place on a ready worker, and one chunk more."""
@@ -559,6 +563,35 @@ class Run:
             say(f"node {node.name} left the cluster; the other nodes go on with its photos")
         else:
             say(f"node {node.name} is out of the run: {_reason(exc)}")
+
+
+class Deferred:
+    """Ctrl+C and SIGTERM noted while the driver's loop runs, and raised by ``check`` between two of its steps.
+    Raised where they arrive, inside Ray's compiled code, they would come out as a SystemError, or as a worker's
+    failure (its photos sent again) instead of the stop asked for."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> Deferred:
+        if threading.current_thread() is threading.main_thread():  # only there can handlers be set
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._note)
+        return self
+
+    def _note(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+
+    def check(self) -> None:
+        if self.signal == signal.SIGINT:
+            raise KeyboardInterrupt
+        if self.signal is not None:
+            raise Terminated
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous)
 
 
 class RayNotes:

@@ -340,3 +340,48 @@ def test_a_node_with_another_version_stops_the_run_before_anything_is_sent_or_pr
     assert loop.refused == [f"node 10.0.0.1 (a, node nnnnnnnn) has resnext-gui 0.0.1, this machine {__version__}: "
                             f"install {__version__} there (pip install 'resnext-gui[cluster]=={__version__}')"]
     assert sink.records == [] and world.classified == []
+
+
+@pytest.mark.parametrize("where", ["wait", "get"])
+def test_sigterm_inside_a_call_into_ray_stops_the_run_between_two_steps(where):
+    """SIGTERM arriving inside Ray's compiled code (here: a stand-in that, as Cython does, wraps the handler's
+    exception in a SystemError) stops the run as Terminated: not a crash, not a worker's failure whose photos
+    run again; nothing is sent after it."""
+    import signal
+
+    from resnext_gui.cli.output import Terminated
+
+    def on_sigterm(signum, frame):  # as the command line has it
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+
+    class Compiled(World):
+        signalled = False
+        sent_then = 0
+
+        def _stop_inside(self, call, *args, **kwargs):
+            if self.signalled or not self.classified:
+                return call(*args, **kwargs)
+            self.signalled = True
+            self.sent_then = len(self.submitted)
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                return call(*args, **kwargs)
+            except BaseException as exc:
+                raise SystemError("<cyfunction CoreWorker.wait> returned a result with an exception set") from exc
+
+        def wait(self, *args, **kwargs):
+            return self._stop_inside(super().wait, *args, **kwargs) if where == "wait" else super().wait(*args, **kwargs)
+
+        def get(self, *args, **kwargs):
+            return self._stop_inside(super().get, *args, **kwargs) if where == "get" else super().get(*args, **kwargs)
+
+    world = Compiled(0)
+    try:
+        with pytest.raises(Terminated):
+            run_loop(world, [Path(f"p{i:03}.jpg") for i in range(50)])
+        assert signal.getsignal(signal.SIGTERM) is on_sigterm  # the command line's handler is back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert world.signalled and len(world.submitted) == world.sent_then  # nothing sent again, nothing more sent
