@@ -15,9 +15,11 @@ Imported only for --ray: Ray is the optional ``cluster`` extra, and the standalo
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import logging
 import os
+import queue
 import re
 import signal
 import socket
@@ -378,13 +380,59 @@ class Worker:
         return self.starting is None
 
 
+class Ahead:
+    """The photos, read on a thread of their own one step ahead, so that a list still being written (a pipe into
+    --files-from -) never holds up the answers that are in. ``take``: the next one, or None if there is none yet
+    (``ended``: nor will there be); an error reading the list is raised there."""
+
+    _END = object()
+
+    def __init__(self, photos: Iterator[Path]) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._next: Any = None
+        self.ended = False
+        threading.Thread(target=self._fill, args=(photos,), name="read-photos", daemon=True).start()
+
+    def _fill(self, photos: Iterator[Path]) -> None:
+        try:
+            for path in photos:
+                self._queue.put(path)
+            self._queue.put(self._END)
+        except Exception as exc:  # raised by take, in the driver's loop
+            self._queue.put(exc)
+
+    def wait(self, timeout: float) -> None:
+        """Until the next photo (or the end) is there, ``timeout`` seconds at most."""
+        if self._next is None and not self.ended:
+            try:
+                self._next = self._queue.get(timeout=timeout)
+            except queue.Empty:
+                pass
+
+    def take(self) -> Path | None:
+        if self._next is None and not self.ended:
+            try:
+                self._next = self._queue.get_nowait()
+            except queue.Empty:
+                return None
+        item, self._next = self._next, None
+        if item is self._END or item is None:
+            self.ended = True
+            return None
+        if isinstance(item, Exception):
+            self.ended = True
+            raise item
+        return Path(item)
+
+
 class Run:
     """The driver's loop: read photos as the window has room, answer from the library what it knows, send chunks
     to the workers with room, take answers back, put out the oldest photos once answered."""
 
     def __init__(self, ray: Any, workers: list[Worker], photos: Iterator[Path], sink: Any, answers: Any,
                  version: str) -> None:
-        self.ray, self.workers, self.photos, self.sink, self.answers = ray, workers, photos, sink, answers
+        self.ray, self.workers, self.sink, self.answers = ray, workers, sink, answers
+        self.photos = Ahead(photos)
         self.version = version  # the resnext-gui every node must have
         self.gated = True  # nothing is sent until every node has said which resnext-gui it has (GATE_S at most)
         self.refused: list[str] = []  # the nodes without it, while the gate is closed: the run stops there
@@ -402,9 +450,9 @@ class Run:
         it between two steps (KeyboardInterrupt, Terminated), never inside a call into Ray."""
         with Deferred() as stop:
             while True:
-                stop.check()
                 self._read()
-                self._send()
+                with stop.held():
+                    self._send()
                 if self.refused and not self.gated:
                     return "refused"
                 self._put_out()
@@ -412,7 +460,8 @@ class Run:
                     return None
                 if not self.workers:
                     return "no node of the cluster is left to classify the photos"
-                self._wait()
+                with stop.held():
+                    self._wait()
                 if total is not None:
                     total()
 
@@ -427,10 +476,9 @@ class Run:
 
     def _read(self) -> None:
         while not self.read_all and len(self.waiting) < self._room() and len(self.order) < self.window():
-            try:
-                path = next(self.photos)
-            except StopIteration:
-                self.read_all = True
+            path = self.photos.take()
+            if path is None:  # none yet (a list still being written), or the end
+                self.read_all = self.photos.ended
                 return
             slot = Slot(self.taken, str(path))
             self.taken += 1
@@ -476,6 +524,8 @@ class Run:
         refs = [w.starting for w in self.workers if w.starting is not None]
         refs += [ref for w in self.workers for ref in w.busy]
         if not refs:
+            if not self.read_all:  # nothing under way: the next photo of a list still being written
+                self.photos.wait(1.0)
             return
         done, rest = self.ray.wait(refs, num_returns=1, timeout=1.0)
         if done and rest:  # and whatever else is in by now
@@ -566,12 +616,14 @@ class Run:
 
 
 class Deferred:
-    """Ctrl+C and SIGTERM noted while the driver's loop runs, and raised by ``check`` between two of its steps.
-    Raised where they arrive, inside Ray's compiled code, they would come out as a SystemError, or as a worker's
-    failure (its photos sent again) instead of the stop asked for."""
+    """Ctrl+C and SIGTERM while the driver's loop runs: raised at once (KeyboardInterrupt, Terminated), except
+    ``held`` (the calls into Ray), where they are noted and raised as the held steps end. Raised inside Ray's
+    compiled code they would come out as a SystemError, or as a worker's failure (its photos sent again) instead
+    of the stop asked for."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.holding = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> Deferred:
@@ -582,6 +634,17 @@ class Deferred:
 
     def _note(self, signum: int, frame: Any) -> None:
         self.signal = signum
+        if not self.holding:
+            self.check()
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        self.holding = True
+        try:
+            yield
+        finally:
+            self.holding = False
+        self.check()
 
     def check(self) -> None:
         if self.signal == signal.SIGINT:
