@@ -11,7 +11,7 @@ ARGS   ?=
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,cluster]'
 	@touch $(STAMP)
 
 run: $(STAMP)
@@ -35,7 +35,7 @@ test-fast: $(STAMP)
 BENCH_STAMP := $(VENV)/.bench-stamp
 
 $(BENCH_STAMP): $(STAMP)
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,bench]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[test,cluster,bench]'
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
@@ -46,6 +46,7 @@ bench: $(BENCH_STAMP)
 	$(PY) benchmarks/library_restore.py
 	$(PY) benchmarks/cam_methods.py
 	$(PY) benchmarks/similar.py
+	$(PY) benchmarks/cluster.py
 
 DIST_STAMP := $(VENV)/.dist-stamp
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
 from ..core.kinds import BACKENDS, LAYERS, METHODS, PRECISIONS
+from .answering import Sink, named, one_by_one, open_answers, tell
 from .options import add_library_options, add_model_options
 from .output import (
     EXIT_OK,
@@ -31,8 +31,7 @@ from .output import (
 )
 
 if TYPE_CHECKING:
-    from ..core.answers import CachedAnswer, KnownAnswers
-    from ..core.classifier import Classifier
+    from ..core.answers import CachedAnswer
     from ..core.prediction import Prediction
 
 
@@ -65,7 +64,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argp
                    help="CPU inference runtime (default auto: OpenVINO when installed, else PyTorch; "
                         "GPUs always use PyTorch)")
     add_library_options(c)
-    c.add_argument("paths", nargs="+", metavar="PATH", help="image files, or folders searched recursively")
+    c.add_argument("--files-from", metavar="FILE",
+                   help="also classify the paths listed in FILE, one a line (files or folders; - reads standard "
+                        "input): for lists too long for a command line")
+    g = c.add_argument_group("a Ray cluster")
+    g.add_argument("--ray", metavar="ADDRESS",
+                   help="classify on the nodes of the Ray cluster at ADDRESS (auto, HOST:PORT or ray://HOST:PORT): "
+                        "the same records, in input order; every node must see the photos (and --cam-dir) at the "
+                        "same paths, and needs the cluster extra: pip install 'resnext-gui[cluster]'")
+    c.add_argument("paths", nargs="*", metavar="PATH", help="image files, or folders searched recursively")
     return c
 
 
@@ -85,129 +92,64 @@ def check_library_options(args: argparse.Namespace) -> str | None:
     return None
 
 
-def open_answers(args: argparse.Namespace, clf: Classifier) -> KnownAnswers:
-    """--library: the model's answers through the results library (looked up unless the photo must be computed)."""
-    from ..core.answers import KnownAnswers
-    from ..core.library import Library
+def check_options(args: argparse.Namespace) -> str | None:
+    """Why ``args`` can't be classified as given (checked before the model loads); None if they can."""
+    from ..core.cam import method_layers
 
-    library = Library(Path(args.library_path) if args.library_path else None)
-    # a map of another method or stage, the faithfulness figures: those answers need the photo computed
-    lookups = not (args.cam_dir or getattr(args, "faithfulness", False)
-                   or getattr(args, "cam_method", None) not in (None, "gradcam"))
-    answers = KnownAnswers.of(clf, library, lookups)
-    assert answers is not None  # a real Classifier has a checkpoint and preprocessing: its key
-    tell(answers)
-    return answers
-
-
-def tell(answers: KnownAnswers) -> None:
-    """Say on stderr what the results library has to say, each thing once, as soon as it is known."""
-    for note in answers.notes():
-        say(f"note: {note}")
+    if not args.paths and not args.files_from:
+        return "classify: name the photos: PATH... or --files-from FILE"
+    if args.topk < 1 or (args.batch_size is not None and args.batch_size < 1):
+        return "classify: --topk and --batch-size must be at least 1"
+    if args.layer not in method_layers(args.cam_method):
+        return (f"classify: --cam-method {args.cam_method} is offered at {', '.join(method_layers(args.cam_method))}, "
+                f"not at --layer {args.layer}")
+    if args.cam_dir:
+        problem = CamWriter.check_folder(Path(args.cam_dir))
+        if problem:
+            return problem
+    if args.files_from and args.files_from != "-":
+        try:
+            with open(args.files_from, "rb"):
+                pass
+        except OSError as exc:
+            return f"classify: --files-from {args.files_from} cannot be read: {exc.strerror or exc}"
+    problem = check_library_options(args)
+    return f"classify: {problem}" if problem else None
 
 
 CLOCK: Callable[[], float] = time.monotonic  # Score-CAM's time left is measured with it (tests count instead)
 
 
-class ScoreCamProgress:
-    """Score-CAM's progress on stderr, with the time left at the rate so far: a redrawn line on a terminal,
-    else a line at the start and one every 10 % (a log file is not flooded)."""
-
-    def __init__(self, name: str, stream: TextIO | None = None, clock: Callable[[], float] | None = None) -> None:
-        from ..core.time_left import TimeLeft
-
-        self.name = name
-        self.stream: TextIO = stream or sys.stderr
-        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
-        self.left = TimeLeft(clock or CLOCK)
-        self._next_line = 0.1
-        if not self.tty:
-            self._line(f"resnext-gui: Score-CAM of {name}…\n")
-
-    def _line(self, text: str) -> None:
-        self.stream.write(text)
-        self.stream.flush()
-
-    def __call__(self, done: int, total: int) -> None:
-        from ..core.time_left import say_time_left
-
-        left = say_time_left(self.left.update(done, total))
-        if self.tty:
-            self._line(f"\rScore-CAM: {done}/{total} masked passes{' · ' + left if left else ''}\033[K")
-        elif total and done / total >= self._next_line and done < total:
-            self._line(f"resnext-gui: Score-CAM of {self.name}: {done / total:.0%}{', ' + left if left else ''}\n")
-            self._next_line = (int(done / total * 10) + 1) / 10
-
-    def close(self) -> None:
-        if self.tty:
-            self._line("\r\033[K")
-
-
-def _one_by_one(clf: Classifier, paths: list[Path], args: argparse.Namespace,
-                keep_images: bool) -> Iterator[tuple[Prediction, dict[str, Any] | None]]:
-    """(prediction, faithfulness record or None) per photo, for Score-CAM and --faithfulness: each photo decoded,
-    classified, then its slow extras computed from its own model input."""
-    from ..core import faithfulness
-    from ..core.prediction import failure
-    from ..core.preprocess import source_name
-
-    for path in paths:
-        name = source_name(path)
-        try:
-            item = clf.prepare(path)
-        except Exception as exc:  # this photo's answer, as classify_many gives it
-            yield failure(name, exc), None
-            continue
-        try:
-            pred = clf.predict([item])[0]
-            if pred.ok and args.cam_method == "scorecam":
-                show = ScoreCamProgress(name)
-                try:
-                    pred.cams = clf.score_cams(item, [t.index for t in pred.top], args.layer, progress=show)
-                finally:
-                    show.close()
-                pred.method = "scorecam"
-            figures = None
-            if pred.ok and args.faithfulness and pred.cams is not None:
-                top = pred.top[0]
-                f = clf.faithfulness(item, top.index, pred.cams[0], steps=faithfulness.DEFAULT_STEPS)
-                figures = {"method": pred.method, "layer": pred.layer, "label": top.label, **f.to_record(),
-                           "sentence": f.sentence(top.label)}
-        except Exception as exc:  # the model failed on this photo (out of memory, ...)
-            yield failure(name, exc, "classified"), None
-            continue
-        if keep_images:
-            pred.image = item.decoded.image
-        yield pred, figures
-
-
 def run(args: argparse.Namespace) -> int:
-    from ..core.cam import ONE_PASS, method_layers
+    problem = check_options(args)
+    if problem:
+        say(problem)
+        return EXIT_USAGE
+    if args.ray:  # imported only here: Ray is an extra, and the standalone apps have none
+        try:
+            from . import cluster
+        except ImportError:  # the standalone app leaves the cluster's driver out with Ray
+            say("classify --ray needs Ray, which this standalone app does not carry: install resnext-gui with the "
+                "cluster extra instead (pip install 'resnext-gui[cluster]')")
+            return EXIT_USAGE
+        return cluster.run(args)
+    return run_here(args)
+
+
+def run_here(args: argparse.Namespace) -> int:
+    """`classify` on this machine."""
+    from ..core.cam import ONE_PASS
     from ..core.classifier import MAX_BATCH, Classifier
     from ..core.errors import ResnextGuiError
     from ..core.kinds import DEFAULT_METHOD
-    from ..core.library import LibraryError
     from ..core.records import RecordWriter, extra_columns
 
-    if args.topk < 1 or (args.batch_size is not None and args.batch_size < 1):
-        say("classify: --topk and --batch-size must be at least 1")
+    cams = CamWriter(Path(args.cam_dir)) if args.cam_dir else None
+    try:
+        paths, unreadable, skipped = expand(named(args))
+    except OSError as exc:  # the --files-from list could not be read to its end
+        say(f"classify: --files-from {args.files_from} cannot be read: {exc.strerror or exc}")
         return EXIT_USAGE
-    if args.layer not in method_layers(args.cam_method):
-        say(f"classify: --cam-method {args.cam_method} is offered at {', '.join(method_layers(args.cam_method))}, "
-            f"not at --layer {args.layer}")
-        return EXIT_USAGE
-    cams = None
-    if args.cam_dir:
-        problem = CamWriter.check_folder(Path(args.cam_dir))
-        if problem:
-            say(problem)
-            return EXIT_USAGE
-        cams = CamWriter(Path(args.cam_dir))
-    problem = check_library_options(args)
-    if problem:
-        say(f"classify: {problem}")
-        return EXIT_USAGE
-    paths, unreadable, skipped = expand(args.paths)
     if not paths:
         say("nothing to classify: no image files were found")
         return EXIT_SOME_FAILED
@@ -221,15 +163,15 @@ def run(args: argparse.Namespace) -> int:
         say(f"note: --batch-size {args.batch_size} is capped at {MAX_BATCH} (larger batches only cost memory)")
         args.batch_size = MAX_BATCH
     say("loading the model…")
-    one_by_one = args.cam_method not in ONE_PASS or args.faithfulness
+    slow_extras = args.cam_method not in ONE_PASS or args.faithfulness
     # With the library the network is prepared at the first photo it does not know (a run it answers wholly
     # never prepares one); the weights are read and checked now either way.
-    lazy = bool(args.library) and not one_by_one
+    lazy = bool(args.library) and not slow_extras
     try:  # a folder streams through the network, several photos at once; one photo (or the slow extras) one by one
         clf = Classifier(args.weights, device=args.device, layer=args.layer, topk=args.topk, precision=args.precision,
                          method=args.cam_method if args.cam_method in ONE_PASS else DEFAULT_METHOD,
                          backend=args.backend, progress=say, lazy=lazy,
-                         tuned_for="throughput" if len(paths) > 1 and not one_by_one else "latency")
+                         tuned_for="throughput" if len(paths) > 1 and not slow_extras else "latency")
     except ResnextGuiError as exc:
         say(str(exc))
         return EXIT_USAGE
@@ -245,44 +187,20 @@ def run(args: argparse.Namespace) -> int:
                 "fp32 here")
     utf8_stdout()
     progress = Progress(len(paths))
-    failed = 0
     out = RecordWriter(Stdout(), args.format, clf.topk,
                        extra_columns(args.cam_method != DEFAULT_METHOD, args.faithfulness))
+    sink = Sink(out, progress, cams, answers, keywords)
     results: Iterator[tuple[Prediction | CachedAnswer, dict[str, Any] | None]]
     try:
         out.begin()
-        if one_by_one:  # the slow extras need each photo's model input: one photo at a time
-            results = _one_by_one(clf, paths, args, keep_images=cams is not None)
+        if slow_extras:  # the slow extras need each photo's model input: one photo at a time
+            results = one_by_one(clf, paths, args, keep_images=cams is not None, clock=CLOCK)
         else:
             source = answers if answers is not None else clf  # unchanged photos answered from the library first
             results = ((pred, None) for pred in
                        source.classify_many(paths, batch_size=args.batch_size, keep_images=cams is not None))
         for pred, figures in results:
-            record = pred.to_record()
-            if figures is not None:
-                record["faithfulness"] = figures
-            if pred.ok and cams is not None and pred.cams is not None:
-                try:
-                    png, npy = cams.write(pred)
-                    record["cam_png"], record["cam_npy"] = str(png), str(npy)
-                except Exception as exc:  # disk full, read-only, ...: this photo's answer says so
-                    reason = getattr(exc, "strerror", None) or str(exc)
-                    record = {"path": pred.path, "ok": False, "error": f"{pred.path}: cannot write its Grad-CAM: {reason}"}
-            if answers is not None and not record["ok"]:
-                answers.forget_thumbnail(pred)
-            elif answers is not None:  # committed before the answer is printed: a kill loses nothing shown
-                try:
-                    answers.keep(pred.path, pred, record)
-                except LibraryError as exc:
-                    say(f"warning: {exc}")
-            if answers is not None:
-                tell(answers)  # after its lookup and its store: damage found meanwhile is said now
-            if keywords is not None and record["ok"] and not keywords.write(record):
-                failed += 1
-            pred.image = None
-            failed += 0 if record["ok"] else 1
-            out.write(record)
-            progress.step(record["ok"])
+            sink.put(pred, figures)
     except OutputError as exc:
         silence_stdout()
         say(f"cannot write the results to standard output: {exc}")
@@ -296,5 +214,4 @@ def run(args: argparse.Namespace) -> int:
         answers.library.close()
         say(f"{answers.cached} answered from the results library, {answers.computed} classified")
     done_with_skips(unreadable, skipped)
-    return EXIT_SOME_FAILED if failed or unreadable else EXIT_OK
-
+    return EXIT_SOME_FAILED if sink.failed or unreadable else EXIT_OK

@@ -90,12 +90,13 @@ class Classifier:
 
     Qt-free and single-threaded from the caller's view (decoding may use a small thread pool). On the CPU
     the network runs in OpenVINO and nothing here imports torch; on a GPU (or with ``backend="torch"``)
-    PyTorch runs it.
+    PyTorch runs it. ``weights``: a checkpoint file, the lookup's choice of one, or a Checkpoint already read and
+    checked (used as it is: a node of a cluster gets the driver's, with no file of its own).
     """
 
     def __init__(
         self,
-        weights: str | os.PathLike[str] | WeightsSource | None = None,
+        weights: str | os.PathLike[str] | WeightsSource | Checkpoint | None = None,
         device: str = "auto",
         layer: Layer = "layer4",
         topk: int = 5,
@@ -119,8 +120,12 @@ class Classifier:
         self._check_one_pass(method, layer)
         start = time.perf_counter()
         self.device: Device = resolve(device)
-        source = weights if isinstance(weights, WeightsSource) else find_weights(weights)
-        self.checkpoint: Checkpoint = read_checkpoint(source)
+        if isinstance(weights, Checkpoint):  # read and checked already (a cluster's node gets it from the driver)
+            self.checkpoint: Checkpoint = weights
+            source = weights.source
+        else:
+            source = weights if isinstance(weights, WeightsSource) else find_weights(weights)
+            self.checkpoint = read_checkpoint(source)
         self.preprocessing = source.transforms_variant.preprocessing  # the weights' own resize, crop, mean, std
         self.resize, self.crop_size = self.preprocessing.resize, self.preprocessing.crop
         self.layer = layer

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests import bundle_scan
+from tests.support import bundle_scan
 from tests.support.helpers import REPO
 
 _spec = importlib.util.spec_from_file_location("bundle_libs", REPO / "packaging" / "bundle_libs.py")
@@ -38,10 +38,23 @@ def test_bundle_size_and_contents(bundle):
     else:
         assert list((internal / "torchvision").glob("_C*.so")), "torchvision's operators were left out"
     assert not (internal / "triton").exists()
+    assert bundle_scan.ray_files(root) == [], "Ray is the cluster extra of a Python install, not part of the app"
+    assert not list(internal.rglob("cluster.py*")), "nor the driver of `classify --ray`"
     assert not list(internal.glob("openvino_telemetry*")), "the app is offline: no telemetry package"
     frontends = sorted(p.name.split(".")[0] for p in (internal / "openvino" / "libs").glob("*frontend*"))
     assert frontends == ["libopenvino_ir_frontend"], "only the IR frontend: the CPU plugin reads its cache with it"
     assert (internal / "assets" / "sample.jpg").is_file()
+
+
+def test_the_ray_scan_finds_what_a_bundle_of_ray_would_hold(tmp_path):
+    """The check above can fail: Ray's package, its core library, its metadata and pyarrow are found by name."""
+    for name in ("_internal/ray/__init__.pyc", "_internal/ray/_raylet.so", "_internal/ray-2.60.0.dist-info/METADATA",
+                 "_internal/pyarrow/lib.so", "_internal/resnext_gui/cli/classify.pyc", "_internal/rayon.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    found = bundle_scan.ray_files(tmp_path)
+    assert {"_internal/ray", "_internal/ray/_raylet.so", "_internal/ray-2.60.0.dist-info", "_internal/pyarrow"} <= set(found)
+    assert not [f for f in found if "resnext_gui" in f or "rayon" in f]
 
 
 def test_light_app_archive(bundle, tmp_path):
@@ -166,6 +179,13 @@ def test_classify_in_bare_environment(bundle, checkpoint, tmp_path, photos):
     assert again.returncode == 0, again.stderr
     (record,) = [json.loads(line) for line in again.stdout.splitlines()]
     assert record["cached"] is True and record["top"] == lines[0]["top"]
+
+
+def test_classify_on_a_cluster_is_not_for_the_app(bundle, checkpoint, tmp_path, photos):
+    r = bare_run(bundle, ["classify", "--ray", "auto", photos["coffee"]], tmp_path, checkpoint, tmp_path)
+    assert r.returncode == 2 and r.stdout == ""
+    assert "this standalone app does not carry" in r.stderr and "pip install 'resnext-gui[cluster]'" in r.stderr
+    assert "Traceback" not in r.stderr
 
 
 def test_self_test_fails_loudly_without_weights(bundle, tmp_path):

@@ -753,6 +753,30 @@ def test_classify_help_states_score_cams_cost():
     assert "2048 at layer4, 1024 at layer3, 512 at layer2" in text and "--faithfulness" in text
 
 
+def test_paths_from_a_list_file_or_standard_input(checkpoint, tree, tmp_path):
+    """--files-from: the same records as the paths on the command line, in the list's order, after them."""
+    direct = run_cli("classify", "--weights", checkpoint, tree / "rocket.jpg", tree / "album")
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"\n{tree / 'album'}\n")
+    listed = run_cli("classify", "--weights", checkpoint, tree / "rocket.jpg", "--files-from", listing)
+    assert direct.returncode == listed.returncode == 0, listed.stderr
+    strip = lambda out: [{k: v for k, v in o.items() if k != "ms"} for o in lines(out)]  # noqa: E731
+    assert len(lines(direct.stdout)) == 3 and strip(listed.stdout) == strip(direct.stdout)
+    piped = subprocess.run([sys.executable, "-m", "resnext_gui", "classify", "--weights", str(checkpoint),
+                            "--files-from", "-"], input=f"{tree / 'rocket.jpg'}\n{tree / 'album'}\n",
+                           capture_output=True, text=True, cwd=REPO, timeout=180)
+    assert piped.returncode == 0, piped.stderr
+    assert strip(piped.stdout) == strip(direct.stdout)
+
+
+def test_no_photos_named_or_a_list_that_cannot_be_read(checkpoint, tmp_path):
+    r = run_cli("classify", "--weights", checkpoint)
+    assert r.returncode == 2 and "name the photos: PATH... or --files-from FILE" in r.stderr
+    r = run_cli("classify", "--weights", checkpoint, "--files-from", tmp_path / "no list.txt")
+    assert r.returncode == 2 and f"--files-from {tmp_path / 'no list.txt'} cannot be read: No such file" in r.stderr
+    assert r.stdout == ""
+
+
 # ---- no weights, a build without PyTorch, Score-CAM's time left, a run the library answers wholly ----
 def test_weights_info_without_weights_prints_json_saying_none_was_found():
     from resnext_gui.core import weights as W

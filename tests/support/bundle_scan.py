@@ -83,3 +83,11 @@ def torch_or_nvidia_files(root: Path) -> list[str]:
         if FORBIDDEN_IN_LIGHT.search(rel):
             found.append(rel)
     return sorted(found)
+
+
+RAY = re.compile(r"(^|/)(ray|pyarrow)(/|$)|(^|/)_raylet[^/]*\.so$|(^|/)ray-[^/]*\.dist-info(/|$)", re.IGNORECASE)
+
+
+def ray_files(root: Path) -> list[str]:
+    """Every file or folder of the bundle that belongs to Ray (the cluster extra), which neither app carries."""
+    return sorted(str(p.relative_to(root)) for p in Path(root).rglob("*") if RAY.search(str(p.relative_to(root))))

@@ -331,3 +331,24 @@ def test_an_answer_with_another_layer_or_method_carries_the_last_stage_grad_cam_
         assert [t.index for t in other.top] == [t.index for t in plain.top]
         assert other.last_stage_cams.shape == (5, 7, 7) and other.last_stage_cams.dtype == np.float32
         assert np.allclose(other.last_stage_cams, plain.cams, atol=1e-5)
+
+
+def test_a_checkpoint_read_elsewhere_builds_the_same_classifier(clf, checkpoint, photos, tmp_path, monkeypatch):
+    """A cluster's node gets the driver's Checkpoint through Ray's object store (pickled), not the file: the
+    Classifier built from it reads no file and answers as the one built from the file."""
+    import pickle
+    import shutil
+
+    from resnext_gui.core import classifier as C
+    from resnext_gui.core.checkpoint import read_checkpoint
+    from resnext_gui.core.weights import find_weights
+
+    copy = shutil.copy(checkpoint, tmp_path / "ckpt.pth")
+    travelled = pickle.loads(pickle.dumps(read_checkpoint(find_weights(copy)), protocol=5))
+    (tmp_path / "ckpt.pth").unlink()  # the node has no copy of the file
+    monkeypatch.setattr(C, "read_checkpoint", lambda *a: pytest.fail("read the checkpoint again"))
+    node = Classifier(travelled, device="cpu")
+    assert node.checkpoint is travelled and node.preprocessing == clf.preprocessing
+    here, there = clf.classify(photos["coffee"]), node.classify(photos["coffee"])
+    assert there.ok and there.to_record()["top"] == here.to_record()["top"]
+    assert np.allclose(there.cams, here.cams, atol=1e-6)
