@@ -175,6 +175,8 @@ class LibraryController(QObject):
 
     def search(self, text: str) -> None:
         job = LibrarySearchJob(text.strip())
+        if self.dialog is not None:
+            self.dialog.searching()  # the worker may be busy with a photo: say so until the answer comes
         self.worker.submit(job, partial(self._on_searched, job), self._on_search_failed)
 
     def _on_searched(self, job: LibrarySearchJob, matches: list[LibraryMatch]) -> None:
@@ -468,7 +470,14 @@ class LibraryDialog(QDialog):
         self.search.setText(text)
         self.search.blockSignals(False)
 
+    def searching(self) -> None:
+        """Until the search's answer comes: what is asked, and the earlier answer greyed out."""
+        asked = f"“{self.text()}”" if self.text() else "every photo"
+        self.summary.setText(f"Searching the library for {asked}…")
+        self.list.setEnabled(False)
+
     def show_message(self, text: str) -> None:
+        self.list.setEnabled(True)
         self.list.clear()
         self.summary.setText(text)
         self._update_buttons()
@@ -491,8 +500,12 @@ class LibraryDialog(QDialog):
             item.setData(CaptionRole, caption)
             item.setData(NameRole, name)
             self.list.addItem(item)
-        what = f"“{self.text()}”" if self.text() else "everything"
-        found = f"{plural(len(matches), 'photo')} found for {what}" if matches else f"Nothing found for {what}"
+        self.list.setEnabled(True)
+        if self.text():
+            what = f"“{self.text()}”"
+            found = f"{plural(len(matches), 'photo')} found for {what}" if matches else f"Nothing found for {what}"
+        else:
+            found = f"{plural(len(matches), 'photo')}, newest first" if matches else "The library is empty"
         how = (" (as the top class, or another of the top five at 10\u00a0% or more, best first; #N: its place "
                "there), or in the file name") if self.text() and matches else ""
         lib = (f" · the library holds {plural(info.count, 'photo')} ({human_size(info.size_bytes)})"

@@ -395,6 +395,28 @@ def test_the_library_window_shows_the_searched_class_s_rank_and_probability_unde
         assert len(ink) > 30, item.text()
 
 
+def test_a_search_says_it_is_searching_until_its_answer_comes_and_an_empty_one_lists_the_newest(qtbot):
+    """The worker may be busy with a photo's figures: the dialog says what it is searching for, the earlier
+    answer greyed, instead of standing blank or showing the earlier search as the new one's."""
+    from types import SimpleNamespace
+
+    from resnext_gui.ui.library_ui import LibraryDialog
+    from resnext_gui.worker.results import LibraryInfo, LibraryMatch
+
+    asked = []
+    library = SimpleNamespace(search=asked.append, add_to_gallery=lambda paths: None, forget=lambda paths: None)
+    dialog = LibraryDialog(library)
+    qtbot.addWidget(dialog)
+    match = LibraryMatch("/p/kitten.jpg", "tabby", 0.91, 1.7e9, True, None, 1, "tabby", 0.91)
+    dialog.show_matches([match], LibraryInfo("/lib", 1, 1000, True))
+    assert dialog.summary.text().startswith("1 photo, newest first") and dialog.list.isEnabled()
+    dialog.set_text("suit")
+    dialog.searching()
+    assert dialog.summary.text() == "Searching the library for “suit”…" and not dialog.list.isEnabled()
+    dialog.show_matches([], LibraryInfo("/lib", 1, 1000, True))
+    assert dialog.summary.text().startswith("Nothing found for “suit”") and dialog.list.isEnabled()
+
+
 def test_the_summary_names_every_failure_up_to_a_limit():
     from resnext_gui.worker.results import KeywordsOutcome
 
