@@ -12,12 +12,22 @@ from PySide6.QtWidgets import QSplitter, QWidget
 PHOTO_SHARE = 0.5  # of the panes' width, at least, for the photo whenever the side panes can give it
 
 
-def photo_first(sizes: Sequence[int], minimums: Sequence[int], photo: int = 1, share: float = PHOTO_SHARE) -> list[int]:
+def photo_first(sizes: Sequence[int], minimums: Sequence[int], photo: int = 1, share: float = PHOTO_SHARE,
+                preferred: Sequence[int] | None = None) -> list[int]:
     """``sizes`` with the pane ``photo`` given at least ``share`` of their sum, taken from the other panes in
     proportion to what each has above its minimum; unchanged when the photo has that already (a width the user
-    chose is kept while there is room for it)."""
+    chose is kept while there is room for it). ``preferred``: the widths the other panes would like; one that has
+    less (squeezed in a small window, then the window grown again) gets it back from what the photo has above
+    its share."""
     out = list(sizes)
     total = sum(out)
+    if preferred is not None:
+        for i, want in enumerate(preferred):
+            spare = out[photo] - round(total * share)
+            if i != photo and out[i] < want and spare > 0:
+                back = min(want - out[i], spare)
+                out[i] += back
+                out[photo] -= back
     need = round(total * share) - out[photo]
     spare = [max(0, size - low) if i != photo else 0 for i, (size, low) in enumerate(zip(out, minimums))]
     give = min(need, sum(spare))
@@ -63,7 +73,9 @@ class PhotoFirstSplitter(QSplitter):
         if len(sizes) != 3 or not sum(sizes):
             return
         minimums = [minimum_width(self.widget(i)) for i in range(3)]
-        better = photo_first(sizes, minimums)
+        preferred = [max(minimums[i], w.sizeHint().width()) if (w := self.widget(i)) is not None else 0
+                     for i in range(3)]
+        better = photo_first(sizes, minimums, preferred=preferred)
         if better != sizes:
             self.setSizes(better)
 

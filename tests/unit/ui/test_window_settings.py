@@ -184,6 +184,11 @@ def test_at_800_by_600_the_photo_gets_the_most_room(qtbot, tmp_path, saved):
     assert win.view.width() == photo and win.controls.width() == controls
     side = win.controls.widget()
     assert side.width() >= side.minimumSizeHint().width()  # the panel's rows are never cut at the right
+    win.resize(1400, 800)  # grown again: the gallery gets back the width it would like
+    qtbot.waitUntil(lambda: sum(win.splitter.sizes()) > 1200)
+    gallery = win.splitter.sizes()[0]
+    assert gallery >= win.splitter.widget(0).sizeHint().width() > minimum_width(win.splitter.widget(0)), \
+        win.splitter.sizes()
     win.close()
 
 
@@ -193,3 +198,7 @@ def test_the_photo_pane_takes_from_the_side_panes_only_what_they_have_above_thei
     assert photo_first([300, 216, 260], [168, 160, 229]) == [168, 379, 229]  # both down to their minimum
     assert photo_first([300, 700, 260], [168, 160, 229]) == [300, 700, 260]  # room enough: the user's sizes stay
     assert photo_first([300, 400, 300], [100, 160, 100]) == [250, 500, 250]  # half, from each by what it can give
+    # squeezed in a small window, then the window grown again (Qt gives the new width to the photo): the side
+    # panes get back the width they would like, from what the photo has above its half
+    assert photo_first([168, 857, 255], [168, 160, 229], preferred=[300, 160, 260]) == [300, 720, 260]
+    assert photo_first([168, 500, 255], [168, 160, 229], preferred=[300, 160, 260]) == [206, 462, 255]
