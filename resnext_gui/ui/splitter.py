@@ -23,9 +23,9 @@ def photo_first(sizes: Sequence[int], minimums: Sequence[int], photo: int = 1, s
     total = sum(out)
     if preferred is not None:
         for i, want in enumerate(preferred):
-            spare = out[photo] - round(total * share)
-            if i != photo and out[i] < want and spare > 0:
-                back = min(want - out[i], spare)
+            above = out[photo] - round(total * share)
+            if i != photo and out[i] < want and above > 0:
+                back = min(want - out[i], above)
                 out[i] += back
                 out[photo] -= back
     need = round(total * share) - out[photo]
