@@ -154,10 +154,10 @@ def checkpoint_is_v2(monkeypatch, checkpoint):
 
 
 # Markers by place, so a run can pick its scope: `gui` (Qt widget and worker tests, tests/unit/ui and
-# tests/unit/worker), `e2e` (runs the app or the CLI as a process: tests/e2e, tests/dist, and the layering proof
+# tests/unit/worker), `e2e` (runs the app or the CLI as a process: tests/e2e, tests/standalone, and the layering proof
 # that imports the core with Qt blocked); `slow` and `dist` are set on the tests themselves.
 GUI_FOLDERS = {"ui", "worker"}
-E2E_FOLDERS = {"e2e", "dist"}
+E2E_FOLDERS = {"e2e", "standalone"}  # (never a folder named "dist": pytest does not look in one)
 E2E_FILES = {"test_no_qt.py"}
 
 

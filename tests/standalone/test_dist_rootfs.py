@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import rootfs
+from tests.support import rootfs
 from tests.support.helpers import LocalCA, WeightsServer, XDisplay
 
 TOOLS = ("debootstrap", "unshare", "chroot", "Xvfb", "openbox", "xdotool")
