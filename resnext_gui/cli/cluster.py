@@ -538,10 +538,11 @@ class Run:
                 f"{time.monotonic() - self.started:.0f} s so far)")
 
     def _take(self, ref: Any) -> None:
-        worker = next((w for w in self.workers if w.starting is ref or ref in w.busy), None)
+        # by equality: Ray's wait hands back refs equal to those given, not always the same objects
+        worker = next((w for w in self.workers if w.starting == ref or ref in w.busy), None)
         if worker is None:  # a call of a worker already given up: its photos were taken back
             return
-        if worker.starting is ref:
+        if worker.starting == ref:
             try:
                 info = self.ray.get(ref)
             except Exception as exc:  # the model did not load there, or the worker is gone for good

@@ -151,8 +151,24 @@ class Died(Exception):
 
 
 class Ref:
-    def __init__(self, compute):
+    """An ObjectRef stand-in: equal (and hashed) by its id, as Ray's are; ``again`` is the same ref as another
+    object, as Ray's ``wait`` may hand back."""
+
+    made = 0
+
+    def __init__(self, compute, key=None):
         self.compute = compute
+        Ref.made += 1
+        self.key = Ref.made if key is None else key
+
+    def again(self):
+        return Ref(self.compute, self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, Ref) and other.key == self.key
+
+    def __hash__(self):
+        return hash(self.key)
 
 
 class Actor:
@@ -233,6 +249,28 @@ def test_answers_come_out_in_input_order_whatever_order_they_come_back_in(seed):
     assert why is None
     assert [r["path"] for r in records] == [str(p) for p in photos]
     assert sorted(world.classified) == sorted(map(str, photos))  # each computed once
+
+
+def test_refs_handed_back_by_wait_as_other_objects_still_find_their_worker():
+    """Ray's ``wait`` hands back refs equal to those given, not always the same objects: a worker's answer to
+    "ready" looked up by identity was dropped, and that worker never got a photo (with none ready, the run
+    waited for ever)."""
+
+    class Copies(World):
+        waits = 0
+
+        def wait(self, refs, num_returns=1, timeout=None):
+            self.waits += 1
+            assert self.waits < 10_000, "the run never ends: no worker's answer is found"
+            done, rest = super().wait(refs, num_returns, timeout)
+            return [r.again() for r in done], [r.again() for r in rest]
+
+    photos = [Path(f"p{i:03}.jpg") for i in range(60)]
+    world = Copies(0)
+    loop, why, records = run_loop(world, photos, actors=2)
+    assert why is None and [r["path"] for r in records] == [str(p) for p in photos]
+    assert sorted(world.classified) == sorted(map(str, photos))
+    assert [w.ready for w in loop.workers] == [True, True]
 
 
 @pytest.mark.parametrize("seed", range(5))
