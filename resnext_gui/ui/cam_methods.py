@@ -10,7 +10,7 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Signal
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QWidget
 
 from ..core.cam import METHOD_NAMES
 from ..core.kinds import DEFAULT_METHOD, Layer, Method
@@ -20,6 +20,7 @@ from ..worker.results import ScoreCamMaps
 from ..worker.runner import WorkerLike
 from .gallery import GalleryModel, Photo, Status
 from .messages import Messages
+from .progress_bar import CancelBar
 from .text import sentence
 
 if TYPE_CHECKING:
@@ -245,29 +246,14 @@ class CamMethods(QObject):
         self._declined, self._shown = None, None
 
 
-class ScoreCamBar(QWidget):
+class ScoreCamBar(CancelBar):
     """The status bar's Score-CAM progress with its Cancel button and the time left (at the rate of the passes
     so far, on ``clock``); hidden while none runs."""
 
-    cancelClicked = Signal()
-
     def __init__(self, parent: QWidget | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        super().__init__(parent)
+        super().__init__("Score-CAM", "%p%",
+                         "Stop computing Score-CAM for this photo (Esc); its one-pass map stays", parent)
         self.time_left = TimeLeft(clock)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        self.label = QLabel("Score-CAM")
-        self.bar = QProgressBar()
-        self.bar.setMaximumWidth(160)
-        self.bar.setFormat("%p%")
-        self.bar.setAccessibleName("Score-CAM progress")
-        self.cancel = QPushButton("Cancel")
-        self.cancel.setToolTip("Stop computing Score-CAM for this photo (Esc); its one-pass map stays")
-        row.addWidget(self.label)
-        row.addWidget(self.bar)
-        row.addWidget(self.cancel)
-        self.cancel.clicked.connect(self.cancelClicked)
-        self.hide()
 
     def show_progress(self, done: int, total: int) -> None:
         """(0, n): a Score-CAM begins; (done, total) as its passes go; (0, 0): none runs."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QFontMetrics
-from PySide6.QtWidgets import QAbstractItemDelegate, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtWidgets import QAbstractItemDelegate, QHBoxLayout, QLabel, QPushButton, QWidget
 
 from ..core.similarity import DEFAULT_THRESHOLD, EXACT
 from ..worker.jobs.similar import FindSimilarJob, VectorMemo
@@ -20,6 +20,7 @@ from ..worker.runner import WorkerLike
 from .gallery import GalleryDelegate, GalleryModel, GalleryView, Photo
 from .gallery_filter import GalleryFilter
 from .messages import Messages
+from .progress_bar import CancelBar
 from .text import plural
 
 SAME_SCENE = 0.45  # below the default threshold, down to here: the same scene (crops, shots further apart)
@@ -49,27 +50,12 @@ def file_paths(photos: GalleryModel) -> list[str]:
     return [p.source for p in photos if isinstance(p.source, str)]
 
 
-class CompareBar(QWidget):
+class CompareBar(CancelBar):
     """The status bar's progress while photos are compared, with its Cancel button; hidden while none is."""
 
-    cancelClicked = Signal()
-
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        self.label = QLabel("Comparing photos")
-        self.bar = QProgressBar()
-        self.bar.setMaximumWidth(160)
-        self.bar.setFormat("%v / %m")
-        self.bar.setAccessibleName("Comparing photos: progress")
-        self.cancel = QPushButton("Cancel")
-        self.cancel.setToolTip("Stop comparing photos (Esc); the features computed so far are kept")
-        row.addWidget(self.label)
-        row.addWidget(self.bar)
-        row.addWidget(self.cancel)
-        self.cancel.clicked.connect(self.cancelClicked)
-        self.hide()
+        super().__init__("Comparing photos", "%v / %m",
+                         "Stop comparing photos (Esc); the features computed so far are kept", parent)
 
     def show_progress(self, done: int, total: int) -> None:
         if total:
