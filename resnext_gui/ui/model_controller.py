@@ -161,8 +161,9 @@ class ModelController(QObject):
         self.weights = job.weights  # what a change of device or runtime loads again
         self.backend, self.precision = info.backend_choice, info.precision  # what it was loaded with
         self._in_use = (self.backend, self.precision)
-        self.settings.setValue("backend", self.backend)
-        self.settings.setValue("precision", self.precision)
+        for key, asked, got in (("backend", job.backend, self.backend), ("precision", job.precision, self.precision)):
+            if asked is not None and asked != got:  # a saved choice this build cannot run: the one used is kept
+                self.settings.setValue(key, got)
         self._show_choices()
         self.state = ModelState.READY
         if self._pending_weights is not None:

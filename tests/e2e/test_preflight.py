@@ -280,4 +280,4 @@ def test_the_launcher_floor_is_the_bundles():
     """The script's floor is the one the README and the bundle's glibc test state."""
     assert "\nNEED=2.35\n" in LAUNCHER.read_text()
     assert "glibc 2.35 or newer" in (REPO / "README.md").read_text()
-    assert "GLIBC_CEILING = (2, 35)" in (REPO / "tests" / "dist" / "test_dist.py").read_text()
+    assert "GLIBC_CEILING = (2, 35)" in (REPO / "tests" / "standalone" / "test_dist.py").read_text()

@@ -13,16 +13,16 @@ def test_window_appears_before_the_model_and_the_cpu_needs_no_torch(checkpoint, 
 
     nvidia = Path("/proc/driver/nvidia/version").exists()  # only where a GPU can be used is torch asked
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path)}
-    proc = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes the pipes, also when a line is not what is expected
         [sys.executable, "-m", "resnext_gui", "--startup-report", "--weights", str(checkpoint)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
-    )
-    try:
-        window = json.loads(proc.stdout.readline())
-        model = json.loads(proc.stdout.readline())
-        _, err = proc.communicate(timeout=60)
-    finally:
-        proc.kill() if proc.poll() is None else None
+    ) as proc:
+        try:
+            window = json.loads(proc.stdout.readline())
+            model = json.loads(proc.stdout.readline())
+            _, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill() if proc.poll() is None else None
     assert window["event"] == "window" and window["torch_loaded"] is False  # timings: benchmarks/bench.py
     assert model == {**model, "event": "model", "state": "ready", "torch_loaded": nvidia}
     assert model["s"] > window["s"]
@@ -88,19 +88,21 @@ def test_sigterm_closes_the_window_as_its_close_button_does(checkpoint, photos, 
     proc = subprocess.Popen([sys.executable, "-c", UP_AND_KEEPING, "--weights", str(checkpoint), str(photos["coffee"])],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
     said: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [said.put(line.strip()) for line in proc.stdout], daemon=True).start()
+    reader = threading.Thread(target=lambda: [said.put(line.strip()) for line in proc.stdout], daemon=True)
+    reader.start()
     try:
         assert said.get(timeout=240) == "restored"  # a guard: the model loads first
         assert library.is_file() and library.with_name("library.sqlite3-wal").exists() and not settings.exists()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=60)  # a guard against a hang, not a timing
+        err = proc.stderr.read()
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = proc.stderr.read()
-    proc.stdout.close()
-    proc.stderr.close()
+        reader.join(timeout=60)  # the child is gone: its stdout ends
+        proc.stdout.close()
+        proc.stderr.close()
     assert proc.returncode == 0, err
     assert "Traceback" not in err and "QThread" not in err
     assert settings.is_file() and "geometry" in settings.read_text()

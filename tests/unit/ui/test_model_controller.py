@@ -235,7 +235,7 @@ def test_a_build_without_pytorch_does_not_offer_it(no_torch, rig):
     started(rig, info(backend="openvino"))
     rig.model.set_backend("torch")  # a stray call (the action is disabled): nothing is loaded, nothing saved
     assert len(rig.worker.of(LoadJob)) == 1 and rig.actions["backend_auto"].isChecked()
-    assert rig.settings.value("backend") == "auto"
+    assert rig.settings.value("backend", "auto") == "auto"  # none saved is Automatic
 
 
 def test_a_saved_pytorch_choice_in_a_build_without_it_loads_with_openvino_and_says_so_once(no_torch, qtbot, checkpoint,
