@@ -65,6 +65,7 @@ WINDOW = 4  # photos read ahead of the oldest not yet printed: this many times w
 MIN_WINDOW = 64  # ...and at least this many (a slow or dying node holds the line while the others go on)
 TRIES = 3  # a photo whose worker died this often (the last time alone) gets an error record, not another try
 RESTARTS = 10  # a worker process that died is replaced this often at most (on its node; not if the node died)
+AHEAD = 8192  # paths the reading thread holds ready (about a megabyte): the next chunk of every worker, read before it is wanted
 START_NOTE_S = 60.0  # while no node has the model loaded yet, say so this often
 
 
@@ -381,14 +382,15 @@ class Worker:
 
 
 class Ahead:
-    """The photos, read on a thread of their own one step ahead, so that a list still being written (a pipe into
-    --files-from -) never holds up the answers that are in. ``take``: the next one, or None if there is none yet
-    (``ended``: nor will there be); an error reading the list is raised there."""
+    """The photos, read on a thread of their own up to ``AHEAD`` paths ahead, so that a list still being written
+    (a pipe into --files-from -) never holds up the answers that are in, and the loop finds the photos for every
+    worker's next chunk already read. ``take``: the next one, or None if there is none yet (``ended``: nor will
+    there be); an error reading the list is raised there."""
 
     _END = object()
 
     def __init__(self, photos: Iterator[Path]) -> None:
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=AHEAD)
         self._next: Any = None
         self.ended = False
         threading.Thread(target=self._fill, args=(photos,), name="read-photos", daemon=True).start()

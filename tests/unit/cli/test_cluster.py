@@ -177,6 +177,7 @@ class Actor:
     def __init__(self, world, deadly=(), chunk=3):
         self.world, self.deadly, self.chunk = world, set(deadly), chunk
         self.version = __version__
+        self.calls = []  # the photos of each classify call it answered
         self.ready = self._method(lambda: {"chunk": self.chunk, "note": None, "version": self.version})
         self.classify = self._method(self._classify)
 
@@ -195,6 +196,7 @@ class Actor:
         if self.deadly & set(paths):
             raise Died("The actor is dead because its worker process has died")
         self.world.classified.extend(paths)
+        self.calls.append(list(paths))
         return [C.NodeAnswer(Prediction(path=p, ok=True)) for p in paths]
 
 
@@ -273,6 +275,49 @@ def test_refs_handed_back_by_wait_as_other_objects_still_find_their_worker():
     assert [w.ready for w in loop.workers] == [True, True]
 
 
+def test_the_list_is_read_ahead_of_the_loop():
+    """The thread reading the list holds many paths ready, not one: read one at a time, the loop found a photo or
+    two at each step and sent them all to its first worker, and the second worker never got one."""
+    import threading
+
+    read_all = threading.Event()
+
+    def photos():
+        yield from (Path(f"p{i:03}.jpg") for i in range(300))
+        read_all.set()
+
+    ahead = C.Ahead(photos())
+    assert read_all.wait(timeout=60)  # a guard against a hang: the whole list is read with nothing taken yet
+    assert [ahead.take() for _ in range(301)] == [Path(f"p{i:03}.jpg") for i in range(300)] + [None]
+    assert ahead.ended
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_with_the_photos_read_every_worker_gets_full_chunks(seed):
+    """Two workers and a list already read: both classify, and every chunk but the last of each is full."""
+    import threading
+
+    read_all = threading.Event()
+
+    def photos():
+        yield from (Path(f"p{i:03}.jpg") for i in range(60))
+        read_all.set()
+
+    world = World(seed)
+    place = C.Placement(C.Node("n" * 48, "10.0.0.1", "a", 1, 0), "cpu", 1, 0)
+    actors = []
+    workers = [C.Worker(place, lambda _: actors.append(Actor(world)) or actors[-1]) for _ in range(2)]
+    for w in workers:
+        w.start()
+    sink = Sink()
+    loop = C.Run(world, workers, photos(), sink, None, __version__)
+    assert read_all.wait(timeout=60)  # a guard: the reading thread has the whole list before the loop starts
+    assert loop.run() is None and [r["path"] for r in sink.records] == [f"p{i:03}.jpg" for i in range(60)]
+    assert all(actor.calls for actor in actors)  # both workers classified
+    assert all(len(call) == 3 for actor in actors for call in actor.calls[:-1])
+    assert sum(len(call) for actor in actors for call in actor.calls) == 60
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_a_photo_that_kills_its_worker_is_isolated_and_the_others_are_answered_once(seed):
     photos = [Path(f"p{i:03}.jpg") for i in range(20)]
@@ -287,8 +332,10 @@ def test_a_photo_that_kills_its_worker_is_isolated_and_the_others_are_answered_o
     assert world.killed == C.TRIES  # each dead worker replaced
 
 
-def test_the_driver_reads_only_a_window_ahead_of_what_it_printed():
-    """Memory does not grow with the list: however long it is, only a few chunks are read ahead of the output."""
+def test_the_driver_reads_only_a_window_ahead_of_what_it_printed(monkeypatch):
+    """Memory does not grow with the list: however long it is, only a few chunks are read ahead of the output,
+    and what the reading thread holds ready."""
+    monkeypatch.setattr(C, "AHEAD", 100)
     world = World(0)
     read = []
 
@@ -314,7 +361,7 @@ def test_the_driver_reads_only_a_window_ahead_of_what_it_printed():
     assert loop.run() is None
     assert len(sink.records) == 20_000
     assert loop.window() == C.MIN_WINDOW  # two workers of chunks of 3: the smallest window
-    assert most <= C.MIN_WINDOW + 3  # and what the reading thread holds: one queued, one in its hands
+    assert most <= C.MIN_WINDOW + 100 + 2  # and what the reading thread holds: AHEAD queued, one in its hands
 
 
 def test_library_answers_are_put_out_in_their_place_and_not_sent():
