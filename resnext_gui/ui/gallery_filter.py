@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtWidgets import QAbstractItemView, QComboBox, QHBoxLayout, QLineEdit, QVBoxLayout, QWidget
+from PySide6.QtCore import QEvent, QModelIndex, QObject, QPersistentModelIndex, QSize, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QAbstractItemView, QBoxLayout, QComboBox, QLineEdit, QStyle, QStyleOptionComboBox, QVBoxLayout, QWidget
 
 from .gallery import Photo, PhotoRole, Status
 
@@ -105,13 +106,30 @@ class GalleryBar(QWidget):
         self.sort = _combo(SORTS, "Sort the gallery", self)
         self.show_box = _combo(FILTERS, "Which photos to show", self)
         layout.addWidget(self.search)
-        row = QHBoxLayout()
+        # side by side where both fit whole, else one above the other: a narrow gallery elided them ("Order ad…")
+        self.row = row = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        row.setSpacing(4)
         row.addWidget(self.sort, 1)
         row.addWidget(self.show_box, 1)
         layout.addLayout(row)
         self.search.textChanged.connect(self._apply)
         self.sort.currentIndexChanged.connect(self._apply)
         self.show_box.currentIndexChanged.connect(self._apply)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self._fit_row(event.size().width())
+
+    def changeEvent(self, event: QEvent) -> None:  # noqa: N802
+        super().changeEvent(event)
+        if event.type() in (QEvent.Type.FontChange, QEvent.Type.StyleChange):
+            self._fit_row(self.width())
+
+    def _fit_row(self, width: int) -> None:
+        needed = whole_width(self.sort) + self.row.spacing() + whole_width(self.show_box)
+        direction = QBoxLayout.Direction.LeftToRight if width >= needed else QBoxLayout.Direction.TopToBottom
+        if self.row.direction() != direction:
+            self.row.setDirection(direction)
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802
         """In the search box, Esc clears the search (before the window's Esc = Stop sees it, while there is text)
@@ -158,3 +176,13 @@ def _combo(items: Iterable[tuple[str, str]], tip: str, parent: QWidget) -> QComb
     box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     box.setMinimumContentsLength(4)  # narrow enough for the window to fit a 640-px-wide screen
     return box
+
+
+def whole_width(box: QComboBox) -> int:
+    """The width at which ``box`` shows its longest item whole, as its style draws it."""
+    metrics = box.fontMetrics()
+    text = max((metrics.horizontalAdvance(box.itemText(i)) for i in range(box.count())), default=0)
+    option = QStyleOptionComboBox()
+    box.initStyleOption(option)
+    size = box.style().sizeFromContents(QStyle.ContentsType.CT_ComboBox, option, QSize(text, metrics.height()), box)
+    return size.width()

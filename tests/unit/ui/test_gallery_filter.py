@@ -97,3 +97,29 @@ def test_down_in_the_search_box_goes_to_the_gallery_and_esc_clears_it_before_sto
     assert stops == [True]
     qtbot.keyClick(bar.search, Qt.Key.Key_Down)
     assert gallery.hasFocus() and gallery.currentIndex().row() == 0
+
+
+def test_the_drop_downs_are_whole_side_by_side_where_they_fit_and_one_above_the_other_where_not(qtbot):
+    """In a gallery narrowed for the photo (800 px window), side by side they were elided ("Order ad…")."""
+    from PySide6.QtWidgets import QBoxLayout, QComboBox
+
+    from resnext_gui.ui.gallery_filter import FILTERS, SORTS, whole_width
+
+    bar = GalleryBar(GalleryFilter())
+    qtbot.addWidget(bar)
+    for box, items in ((bar.sort, SORTS), (bar.show_box, FILTERS)):  # the measure is Qt's own for a box that fits
+        probe = QComboBox()
+        probe.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        for key, text in items:
+            probe.addItem(text, key)
+        assert whole_width(box) == probe.sizeHint().width()
+        probe.deleteLater()
+    bar.show()
+    qtbot.waitExposed(bar)
+    both = whole_width(bar.sort) + bar.row.spacing() + whole_width(bar.show_box)
+    for width, direction in ((both + 40, QBoxLayout.Direction.LeftToRight), (both - 1, QBoxLayout.Direction.TopToBottom),
+                             (max(whole_width(bar.sort), whole_width(bar.show_box)), QBoxLayout.Direction.TopToBottom)):
+        bar.resize(width, bar.sizeHint().height())
+        qtbot.waitUntil(lambda direction=direction: bar.row.direction() == direction)
+        bar.layout().activate()
+        assert all(box.width() >= whole_width(box) for box in (bar.sort, bar.show_box)), width
