@@ -86,8 +86,10 @@ def _escape_line_breaks(text: str) -> str:
 
 
 def neutralise(cell: Any) -> Any:
-    """A CSV cell a spreadsheet will show as text: a leading formula character gets a ``'`` before it."""
-    if isinstance(cell, str) and cell.startswith(FORMULA_START):
+    """A CSV cell a spreadsheet will show as text: a leading formula character gets a ``'`` before it. So that the
+    quote added is never mistaken for one of the text's, a formula character behind quotes of the text's own
+    ("'=") gets one more too: a reader removes one quote where quotes lead to a formula character."""
+    if isinstance(cell, str) and cell.lstrip("'").startswith(FORMULA_START):
         return "'" + cell
     return cell
 

@@ -78,8 +78,8 @@ _markup = st.one_of(
 
 
 def _unneutralised(cell: str) -> str:
-    """The text a neutralised CSV cell stands for: the quote is added only before a formula character."""
-    return cell[1:] if cell.startswith("'") and cell[1:2] and cell[1] in FORMULA_START else cell
+    """The text a neutralised CSV cell stands for: one quote is added where quotes lead to a formula character."""
+    return cell[1:] if cell.startswith("'") and cell.lstrip("'").startswith(FORMULA_START) else cell
 
 
 def _prediction(name: bytes, labels: list[str], ok: bool) -> Prediction:

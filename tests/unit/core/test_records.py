@@ -37,6 +37,13 @@ def test_csv_cells_that_would_be_formulas_are_neutralised(tmp_path, start):
     assert R.csv_row(_record(path="plain.png"), 1)[0] == "plain.png"
 
 
+def test_a_quote_of_the_text_before_a_formula_character_is_told_from_the_one_added():
+    """A label "'=" was written as it is and read back as "=": its own quote was taken for the one added."""
+    cells = {"=x": "'=x", "'=x": "''=x", "''@x": "'''@x", "'tis": "'tis", "'": "'", "plain": "plain"}
+    assert {text: R.neutralise(text) for text in cells} == cells
+    assert len({R.neutralise(text) for text in cells}) == len(cells)  # no two texts are written alike
+
+
 def test_names_that_are_not_utf8_are_written_with_their_bytes(tmp_path):
     rec = {"path": BAD_NAME, "ok": False, "error": f"{BAD_NAME} is not an image"}
     line = R.json_line(rec)
