@@ -65,7 +65,7 @@ WINDOW = 4  # photos read ahead of the oldest not yet printed: this many times w
 MIN_WINDOW = 64  # ...and at least this many (a slow or dying node holds the line while the others go on)
 TRIES = 3  # a photo whose worker died this often (the last time alone) gets an error record, not another try
 RESTARTS = 10  # a worker process that died is replaced this often at most (on its node; not if the node died)
-AHEAD = 8192  # paths the reading thread holds ready (about a megabyte): the next chunk of every worker, read before it is wanted
+AHEAD = 8192  # paths the reading thread holds ready (about a megabyte), so every worker's next chunk is there
 START_NOTE_S = 60.0  # while no node has the model loaded yet, say so this often
 
 

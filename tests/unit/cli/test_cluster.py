@@ -233,11 +233,19 @@ class Sink:
         self.records.append(pred.to_record())
 
 
-def run_loop(world, photos, actors=2, deadly=(), answers=None):
-    place = C.Placement(C.Node("n" * 48, "10.0.0.1", "a", 1, 0), "cpu", 1, 0)
-    workers = [C.Worker(place, lambda _: Actor(world, deadly)) for _ in range(actors)]
+PLACE = C.Placement(C.Node("n" * 48, "10.0.0.1", "a", 1, 0), "cpu", 1, 0)
+
+
+def workers_of(*makers):
+    """Workers on one stand-in node, one for each of ``makers`` (placement -> actor), started."""
+    workers = [C.Worker(PLACE, make) for make in makers]
     for w in workers:
         w.start()
+    return workers
+
+
+def run_loop(world, photos, actors=2, deadly=(), answers=None):
+    workers = workers_of(*[lambda _: Actor(world, deadly)] * actors)
     sink = Sink()
     loop = C.Run(world, workers, iter(photos), sink, answers, __version__)
     return loop, loop.run(), sink.records
@@ -304,11 +312,8 @@ def test_with_the_photos_read_every_worker_gets_full_chunks(seed):
         read_all.set()
 
     world = World(seed)
-    place = C.Placement(C.Node("n" * 48, "10.0.0.1", "a", 1, 0), "cpu", 1, 0)
     actors = []
-    workers = [C.Worker(place, lambda _: actors.append(Actor(world)) or actors[-1]) for _ in range(2)]
-    for w in workers:
-        w.start()
+    workers = workers_of(*[lambda _: actors.append(Actor(world)) or actors[-1]] * 2)
     sink = Sink()
     loop = C.Run(world, workers, photos(), sink, None, __version__)
     assert read_all.wait(timeout=60)  # a guard: the reading thread has the whole list before the loop starts
@@ -344,10 +349,7 @@ def test_the_driver_reads_only_a_window_ahead_of_what_it_printed(monkeypatch):
             read.append(i)
             yield Path(f"p{i}.jpg")
 
-    place = C.Placement(C.Node("n" * 48, "10.0.0.1", "a", 1, 0), "cpu", 1, 0)
-    workers = [C.Worker(place, lambda _: Actor(world)) for _ in range(2)]
-    for w in workers:
-        w.start()
+    workers = workers_of(*[lambda _: Actor(world)] * 2)
     most = 0
 
     class Watching(Sink):
@@ -387,16 +389,13 @@ def test_library_answers_are_put_out_in_their_place_and_not_sent():
 def test_when_every_node_is_gone_the_run_says_so():
     world = World(0)
     photos = [Path(f"p{i}.jpg") for i in range(10)]
-    place = C.Placement(C.Node("n" * 48, "10.0.0.1", "a", 1, 0), "cpu", 1, 0)
 
     class NeverLoads(Actor):
         def __init__(self, world):
             super().__init__(world)
             self.ready = self._method(lambda: (_ for _ in ()).throw(Died("the model did not load")))
 
-    worker = C.Worker(place, lambda _: NeverLoads(world))
-    worker.start()
-    loop = C.Run(world, [worker], iter(photos), Sink(), None, __version__)
+    loop = C.Run(world, workers_of(lambda _: NeverLoads(world)), iter(photos), Sink(), None, __version__)
     assert loop.run() == "no node of the cluster is left to classify the photos"
     assert not loop.ever_ready
 
@@ -409,16 +408,13 @@ def test_a_node_with_another_version_stops_the_run_before_anything_is_sent_or_pr
             return type("Cached", (), {"to_record": lambda self, p=str(path): {"path": p, "ok": True}})()
 
     world = World(0)
-    place = C.Placement(C.Node("n" * 48, "10.0.0.1", "a", 1, 0), "cpu", 1, 0)
 
     def old(_):
         actor = Actor(world)
         actor.version = "0.0.1"
         return actor
 
-    workers = [C.Worker(place, lambda _: Actor(world)), C.Worker(place, old)]
-    for w in workers:
-        w.start()
+    workers = workers_of(lambda _: Actor(world), old)
     sink = Sink()
     loop = C.Run(world, workers, iter([Path(f"p{i}.jpg") for i in range(10)]), sink, Known(), __version__)
     assert loop.run() == "refused"
@@ -499,10 +495,7 @@ def test_answers_come_out_while_the_list_is_still_being_written():
         out_when_the_list_went_on.append(len(sink.records))
         yield from (Path(f"p{i:02}.jpg") for i in range(6, 12))
 
-    place = C.Placement(C.Node("n" * 48, "10.0.0.1", "a", 1, 0), "cpu", 1, 0)
-    workers = [C.Worker(place, lambda _: Actor(world)) for _ in range(2)]
-    for w in workers:
-        w.start()
+    workers = workers_of(*[lambda _: Actor(world)] * 2)
     assert C.Run(world, workers, photos(), sink, None, __version__).run() is None
     assert out_when_the_list_went_on == [6]
     assert [r["path"] for r in sink.records] == [f"p{i:02}.jpg" for i in range(12)]
